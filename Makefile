@@ -1,0 +1,100 @@
+# sesgate build.
+#
+#   make                 build/sesgate (optimized, warnings are errors)
+#   make SAN=1           build-san/sesgate with AddressSanitizer and UBSan
+#   make unit            build and run the unit tests (always under ASan and UBSan)
+#   make fuzz            build the libFuzzer targets (clang) into build-fuzz/
+#   make check           the whole test suite (tests/run): format, unit, fuzz, integration
+#   make format          clang-format -i every C file; make format-check only reports
+#
+# Core modules do no I/O and read no clock; they are what the unit tests and
+# fuzzers link. Shell modules own sockets, timers, processes and the clock.
+
+CC      ?= cc
+CLANG   ?= clang
+PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl
+
+WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+           -Wwrite-strings -Wno-unused-parameter -Werror
+CSTD    := -std=c17 -D_GNU_SOURCE
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
+
+CORE    := buf util form sigv4 sesreq seserr rfc5322 config
+SHELLM  := log metrics httpd upstream front admin main
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD   := build
+OPT     := -O2 -g
+endif
+
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -MMD -MP $(CFLAGS)
+
+CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
+SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
+
+.PHONY: all unit fuzz check format format-check clean
+all: $(BUILD)/sesgate
+
+$(BUILD)/sesgate: $(CORE_OBJ) $(SHELL_OBJ)
+	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BUILD)/%.o: src/%.c | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $@
+
+# Unit tests: one binary per tests/unit/test_<module>.c, linked with the core
+# only, always built with sanitizers.
+UBUILD    := build-unit
+UOPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(UBUILD)/%)
+UCORE_OBJ := $(CORE:%=$(UBUILD)/%.o)
+UCFLAGS    = $(CSTD) $(WARN) $(UOPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -Itests/unit -MMD -MP
+
+$(UBUILD)/%.o: src/%.c | $(UBUILD)
+	$(CC) $(UCFLAGS) -c -o $@ $<
+$(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD)
+	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
+$(UBUILD):
+	mkdir -p $@
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do $$t; done
+
+# Fuzzers: tests/fuzz/fuzz_<name>.c, libFuzzer + ASan + UBSan, linked with the core.
+FBUILD    := build-fuzz
+FOPT      := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
+FCORE_OBJ := $(CORE:%=$(FBUILD)/%.o)
+FCFLAGS    = $(CSTD) $(WARN) $(FOPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -MMD -MP
+
+$(FBUILD)/%.o: src/%.c | $(FBUILD)
+	$(CLANG) $(FCFLAGS) -c -o $@ $<
+$(FBUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FCORE_OBJ) | $(FBUILD)
+	$(CLANG) $(FCFLAGS) -fsanitize=fuzzer -o $@ $< $(FCORE_OBJ) $(PKG_LIBS)
+$(FBUILD):
+	mkdir -p $@
+
+fuzz: $(FUZZ_BIN)
+
+check:
+	./tests/run
+
+C_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
+format:
+	clang-format -i $(C_FILES)
+format-check:
+	clang-format --dry-run -Werror $(C_FILES)
+
+clean:
+	rm -rf build build-san build-unit build-fuzz
+
+-include $(wildcard build/*.d build-san/*.d build-unit/*.d build-fuzz/*.d)

@@ -1,0 +1,100 @@
+/* config: sesgate's configuration, from an INI file and the environment.
+ *
+ * Order of precedence, lowest first: built-in defaults, the INI file, then
+ * SESGATE_<SECTION>_<KEY> environment variables (for [client.NAME] sections:
+ * SESGATE_CLIENT_<NAME>_<KEY>, NAME upper-cased, for clients the file
+ * defines). Upstream credentials come from AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when AWS_ACCESS_KEY_ID is set,
+ * else from [upstream]. Pure apart from reading the file: the environment is
+ * passed in as an envp-style array so tests control it.
+ */
+#ifndef SESGATE_CONFIG_H
+#define SESGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct config_client {
+    char *name;              /* NAME of [client.NAME]; owned */
+    char *access_key_id;     /* owned */
+    char *secret_access_key; /* owned; a secret: never print unmasked */
+    char **allow_actions;    /* v1 action / v2 operation names; {"*"} = all; owned */
+    size_t n_allow_actions;
+    char **allow_from; /* "addr@domain", "*@domain" or "*"; owned */
+    size_t n_allow_from;
+    double rate;         /* recipients/s; 0 = no own cap */
+    int64_t daily_quota; /* recipients per 24 h; 0 = no own cap */
+    int fanout;          /* -1: as [send] fanout, 0: off, 1: on */
+};
+
+enum config_rate_mode { CONFIG_RATE_AUTO, CONFIG_RATE_FIXED };
+
+struct config {
+    /* [server] */
+    char *listen;          /* "host:port" */
+    char *admin_listen;    /* "host:port"; empty = no admin listener */
+    uint64_t max_body;     /* bytes */
+    int64_t clock_skew_ms; /* ms */
+    char *tls_cert;        /* path or "" */
+    char *tls_key;         /* path or "" */
+    uint64_t max_header_size; /* bytes, request line + headers */
+    int64_t read_timeout_ms;  /* ms: a started request must be fully read in this time */
+    int64_t idle_timeout_ms;  /* ms: an idle keep-alive connection is closed after this */
+    int64_t max_connections;  /* concurrent client connections */
+    /* [upstream] */
+    char *endpoint; /* URL, or "sandbox" */
+    char *region;
+    char *access_key_id;
+    char *secret_access_key; /* secret */
+    char *session_token;     /* secret; "" if none */
+    int64_t timeout_ms;      /* ms */
+    bool upstream_from_env;  /* credentials came from AWS_* variables */
+    /* [redis] */
+    char *redis_url; /* "" = managed redis-server */
+    char *data_dir;
+    char *prefix;
+    /* [send] */
+    enum config_rate_mode rate_mode;
+    double rate; /* recipients/s when CONFIG_RATE_FIXED */
+    double headroom;
+    int64_t max_wait_ms;
+    bool fanout;
+    bool first_recipient_sync; /* true: sync, false: queue */
+    int64_t max_recipients;
+    int64_t concurrency;
+    int64_t max_attempts;
+    int64_t status_ttl_ms;
+    /* [sandbox] */
+    double sandbox_rate;
+    int64_t sandbox_daily_quota;
+    /* [client.NAME] */
+    struct config_client *clients; /* owned */
+    size_t nclients;
+    char *path; /* the file read, or "" */
+};
+
+/* Fill cfg with the built-in defaults (zero it first). */
+void config_defaults(struct config *cfg);
+
+/* Load path (NULL or "" for none) over the defaults, then apply env (NULL-
+ * terminated "NAME=value" array). On error returns -1 and appends one line
+ * "file:line: reason" (or "env NAME: reason", or "config: reason" for
+ * cross-checks such as a duplicate access key id or a missing secret) to err
+ * per problem found; cfg must still be freed with config_free. */
+int config_load(struct config *cfg, const char *path, char *const *env, struct buf *err);
+
+/* Print the effective configuration as INI, with every secret masked
+ * (first 4 characters then "****"; empty stays empty). */
+void config_print(const struct config *cfg, struct buf *out);
+
+/* The client whose access key id is id (len bytes), or NULL. */
+const struct config_client *config_client_by_key(const struct config *cfg, const char *id,
+                                                 size_t len);
+
+/* Release everything owned by cfg. */
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,79 @@
+/* sesreq: the SES request model (pure).
+ *
+ * Recognizes which API a request speaks (v1 Query on any path not under
+ * /v2/email/, v2 REST-JSON under it), names its action (v1 Action= value, v2
+ * operation from method and path), checks the v1 Version, and pulls out what
+ * the client policy needs: the sender addresses of send actions (Source,
+ * FromEmailAddress, and the From header of raw messages). It keeps the parsed
+ * parameters (v1 form, v2 JSON) for the send path.
+ */
+#ifndef SESGATE_SESREQ_H
+#define SESGATE_SESREQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "form.h"
+#include "seserr.h"
+
+#define SESREQ_V1_VERSION "2010-12-01"
+
+enum sesreq_api { SESREQ_V1 = 1, SESREQ_V2 = 2 };
+
+enum sesreq_kind {
+    SESREQ_OTHER = 0,  /* passed through */
+    SESREQ_SEND,       /* fan-out candidate: v1 SendEmail, SendRawEmail, SendTemplatedEmail;
+                          v2 SendEmail (Simple, Template or Raw) */
+    SESREQ_SEND_OTHER, /* other sends: SendBulkTemplatedEmail, SendBounce,
+                          SendCustomVerificationEmail, v2 SendBulkEmail and
+                          SendCustomVerificationEmail */
+};
+
+/* Which API a path speaks. For v2, *v2_off is the offset of "/v2/email" in
+ * the path (non-zero when the client uses a path-prefixed endpoint); the
+ * upstream path is path + *v2_off. */
+enum sesreq_api sesreq_api_of(const char *path, size_t len, size_t *v2_off);
+
+struct sesreq {
+    enum sesreq_api api;
+    const char *action; /* static name ("SendEmail", "GetAccount"...) */
+    enum sesreq_kind kind;
+    bool raw;      /* the send carries a raw MIME message */
+    char **from;   /* sender addr-specs to authorize; owned */
+    size_t nfrom;
+    struct form form; /* v1 parameters (empty for v2) */
+    json_t *json;     /* v2 request body when parsed (sends), else NULL; owned */
+};
+
+/* Parse v1 parameters (the form body of a POST, or the query of a GET).
+ * Fills out (zeroed by the caller). Errors: SESERR_MALFORMED_QUERY,
+ * SESERR_INVALID_QUERY_PARAMETER, SESERR_INVALID_PARAMETER,
+ * SESERR_MISSING_ACTION, SESERR_INVALID_ACTION (unknown Action, or Version
+ * not 2010-12-01), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED
+ * (undecodable raw message). Returns 0 or -1 with e set; out must be cleaned
+ * up either way. */
+int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e);
+
+/* Parse a v2 request: method, path starting at "/v2/email" (raw, still
+ * percent-encoded; query excluded) and body. The JSON body is parsed for the
+ * send operations only (others pass through untouched). Errors:
+ * SESERR_UNKNOWN_OPERATION, SESERR_BAD_REQUEST (invalid JSON, wrong types,
+ * nesting deeper than 64), SESERR_MESSAGE_REJECTED (undecodable raw message).
+ * Returns 0 or -1 with e set; out must be cleaned up either way. */
+int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const char *body,
+                    size_t body_len, struct sesreq *out, struct seserr *e);
+
+/* Release what out owns; it is zeroed afterwards. */
+void sesreq_cleanup(struct sesreq *r);
+
+/* True when action (a v1 action or v2 operation name) is allowed by the
+ * list (an entry "*" allows everything). */
+bool sesreq_action_allowed(char *const *allowed, size_t n, const char *action);
+
+/* True when the addr-spec addr is allowed: an entry equal to it (ignoring
+ * case), "*@domain" with the same domain (ignoring case), or "*". */
+bool sesreq_sender_allowed(char *const *allowed, size_t n, const char *addr);
+
+#endif
