@@ -39,7 +39,7 @@ int util_parse_duration_ms(const char *s, int64_t *out_ms);
 int util_parse_size(const char *s, uint64_t *out);
 
 /* Extract the addr-spec from "Display Name <addr>" or a bare "addr": sets
- * *start/*len within s. Returns 0, or -1 if no plausible address is there. */
+ * start and len within s. Returns 0, or -1 if no plausible address is there. */
 int util_addr_spec(const char *s, size_t n, size_t *start, size_t *len);
 
 #endif

@@ -1,0 +1,667 @@
+/* front: the SES endpoint (authentication, policy, pass-through, sends). */
+#include "front.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "httpd.h"
+#include "log.h"
+#include "metrics.h"
+#include "sesreq.h"
+#include "seserr.h"
+#include "sigv4.h"
+#include "util.h"
+
+struct front {
+    struct event_base *base;
+    const struct config *cfg;
+    struct upstream *up;
+    struct httpd *httpd;
+    struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
+    struct sigv4_key_cache upstream_key;
+    char *endpoint_base; /* scheme://authority, no trailing slash */
+    char *endpoint_host; /* authority as signed in the host header */
+    size_t inflight;
+    uint64_t rng[2]; /* request id generator state */
+};
+
+/* One SES request, from arrival to answer. */
+struct front_req {
+    struct front *f;
+    struct httpd_request *hr;
+    char id[37];
+    enum sesreq_api api;
+    size_t v2_off;
+    struct sesreq sr;
+    const struct config_client *client;
+    size_t client_index;
+    char payload_hash[UTIL_SHA256_HEX_LEN + 1];
+    struct buf fwd_query; /* the query forwarded upstream (auth parameters removed) */
+    struct upstream_call *call;
+    struct timespec start;
+};
+
+/* A 128-bit xorshift step: request ids need uniqueness, not secrecy. */
+static uint64_t front_rand(struct front *f)
+{
+    uint64_t s1 = f->rng[0];
+    const uint64_t s0 = f->rng[1];
+    f->rng[0] = s0;
+    s1 ^= s1 << 23;
+    f->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return f->rng[1] + s0;
+}
+
+/* Write a fresh UUID (version 4 layout) into out[37]. */
+static void front_request_id(struct front *f, char out[37])
+{
+    unsigned char b[16];
+    uint64_t a = front_rand(f), c = front_rand(f);
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    util_hex(b, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+/* Milliseconds since the request arrived. */
+static double front_elapsed_ms(const struct front_req *r)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
+           (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
+}
+
+/* Log the answered request, count it, and free the context. */
+static void front_finish(struct front_req *r, int status, const char *error_code)
+{
+    const char *action = r->sr.action ? r->sr.action : "unknown";
+    metrics_request(action, status);
+    char status_s[8], ms[32];
+    snprintf(status_s, sizeof status_s, "%d", status);
+    snprintf(ms, sizeof ms, "%.3f", front_elapsed_ms(r));
+    log_event(status >= 500 ? LOG_WARN : LOG_INFO, "request", "id", r->id, "peer", r->hr->peer,
+              "client", r->client ? r->client->name : "-", "api", r->api == SESREQ_V2 ? "v2" : "v1",
+              "action", action, "status", status_s, "error", error_code, "ms", ms, NULL);
+    r->f->inflight--;
+    metrics_inflight(-1);
+    sesreq_cleanup(&r->sr);
+    buf_free(&r->fwd_query);
+    free(r);
+}
+
+/* Answer with an SES error rendered for the request's API. */
+static void front_fail(struct front_req *r, const struct seserr *e)
+{
+    struct buf body = BUF_INIT;
+    const char *ctype, *etype;
+    int status = seserr_render(e, (int)r->api, r->id, &body, &ctype, &etype);
+    struct httpd_header h[3] = {{"Content-Type", ctype}, {"x-amzn-RequestId", r->id}};
+    size_t nh = 2;
+    if (etype)
+        h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
+    struct httpd_request *hr = r->hr;
+    const char *code = seserr_wire_code(e->code, (int)r->api);
+    front_finish(r, status, code);
+    httpd_respond(hr, status, h, nh, body.data, body.len);
+    buf_free(&body);
+}
+
+/* Refuse an unauthenticated or unauthorized request (counted by reason). */
+static void front_refuse(struct front_req *r, const struct seserr *e)
+{
+    metrics_auth_failure(seserr_name(e->code));
+    front_fail(r, e);
+}
+
+/* True when the raw query has a parameter whose raw name is name. */
+static bool front_query_has(const char *q, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < len;) {
+        const char *amp = memchr(q + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - q) : len;
+        size_t klen = end - i;
+        const char *eq = memchr(q + i, '=', klen);
+        if (eq)
+            klen = (size_t)(eq - (q + i));
+        if (klen == n && memcmp(q + i, name, n) == 0)
+            return true;
+        i = end + 1;
+    }
+    return false;
+}
+
+/* Copy the raw query without the presigning parameters (X-Amz-*). */
+static void front_strip_auth_params(const char *q, size_t len, struct buf *out)
+{
+    for (size_t i = 0; i < len;) {
+        const char *amp = memchr(q + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - q) : len;
+        if (end > i && !(end - i >= 6 && strncasecmp(q + i, "X-Amz-", 6) == 0)) {
+            if (out->len)
+                buf_addc(out, '&');
+            buf_add(out, q + i, end - i);
+        }
+        i = end + 1;
+    }
+}
+
+/* Format the skew message SES uses for a stale or future signature. */
+static void front_skew_error(struct seserr *e, time_t t, time_t now, int64_t skew_ms)
+{
+    char ts[17], bound[17], nows[17];
+    long min = (long)(skew_ms / 60000);
+    util_amz_date(t, ts);
+    util_amz_date(now, nows);
+    if (t < now) {
+        util_amz_date(now - (time_t)(skew_ms / 1000), bound);
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "Signature expired: %s is now earlier than %s (%s - %ld min.)", ts, bound, nows,
+                   min);
+    } else {
+        util_amz_date(now + (time_t)(skew_ms / 1000), bound);
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "Signature not yet current: %s is still later than %s (%s + %ld min.)", ts,
+                   bound, nows, min);
+    }
+}
+
+/* Authenticate the request's SigV4 signature. Returns 0, or -1 with e set. */
+static int front_authenticate(struct front_req *r, struct seserr *e)
+{
+    struct front *f = r->f;
+    struct httpd_request *hr = r->hr;
+    const struct config *cfg = f->cfg;
+    size_t alen = 0;
+    const char *authz = httpd_header(hr, "authorization", &alen);
+    struct sigv4_auth a;
+    struct buf storage = BUF_INIT;
+    char why[160] = "";
+    int rc;
+
+    if (httpd_header(hr, "x-amzn-authorization", NULL) ||
+        (hr->query && front_query_has(hr->query, hr->query_len, "SignatureVersion") &&
+         front_query_has(hr->query, hr->query_len, "Signature"))) {
+        seserr_set(e, SESERR_INVALID_TOKEN,
+                   "Signature Version 2 and 3 requests are not accepted; sign with Signature "
+                   "Version 4.");
+        return -1;
+    }
+    if (authz) {
+        rc = sigv4_parse_authorization(authz, alen, &a, why, sizeof why);
+    } else if (hr->query) {
+        rc = sigv4_parse_presigned(hr->query, hr->query_len, &a, &storage, why, sizeof why);
+        if (rc == 1) {
+            seserr_set(e, SESERR_MISSING_AUTH, NULL);
+            buf_free(&storage);
+            return -1;
+        }
+    } else {
+        seserr_set(e, SESERR_MISSING_AUTH, NULL);
+        return -1;
+    }
+    if (rc == SIGV4_ERR_ALGORITHM) {
+        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
+                   "Unsupported signing algorithm: only AWS4-HMAC-SHA256 is accepted (SigV4a, "
+                   "used with EndpointId, is not).");
+        goto fail;
+    }
+    if (rc != SIGV4_OK) {
+        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE, "%s", why[0] ? why : "Malformed signature.");
+        goto fail;
+    }
+    r->client = config_client_by_key(cfg, a.access_key_id, a.access_key_id_len);
+    if (r->client)
+        r->client_index = (size_t)(r->client - cfg->clients);
+    if (r->client == NULL) {
+        seserr_set(e, SESERR_UNKNOWN_KEY, NULL);
+        goto fail;
+    }
+    if (httpd_header(hr, "x-amz-security-token", NULL) ||
+        (a.presigned && front_query_has(hr->query, hr->query_len, "X-Amz-Security-Token"))) {
+        seserr_set(e, SESERR_INVALID_TOKEN, NULL);
+        goto fail;
+    }
+    if (!util_ieq(a.service, a.service_len, "ses") &&
+        !util_ieq(a.service, a.service_len, "email")) {
+        seserr_set(e, SESERR_BAD_SIGNATURE, "Credential should be scoped to correct service: 'ses'.");
+        goto fail;
+    }
+    if (a.region_len != strlen(cfg->region) || memcmp(a.region, cfg->region, a.region_len) != 0) {
+        seserr_set(e, SESERR_BAD_SIGNATURE, "Credential should be scoped to a valid region, not '%.*s'.",
+                   (int)(a.region_len > 64 ? 64 : a.region_len), a.region);
+        goto fail;
+    }
+    const char *amz_date = a.amz_date;
+    size_t amz_date_len = a.amz_date_len;
+    if (!a.presigned)
+        amz_date = httpd_header(hr, "x-amz-date", &amz_date_len);
+    if (amz_date == NULL) {
+        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
+                   "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' "
+                   "header.");
+        goto fail;
+    }
+    time_t t;
+    if (util_parse_amz_date(amz_date, amz_date_len, &t) < 0) {
+        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
+                   "X-Amz-Date must be in the ISO-8601 basic format YYYYMMDDTHHMMSSZ.");
+        goto fail;
+    }
+    if (a.date_len != 8 || memcmp(a.date, amz_date, 8) != 0) {
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+                   "from HTTP.");
+        goto fail;
+    }
+    time_t now = time(NULL);
+    int64_t skew_s = cfg->clock_skew_ms / 1000;
+    if (t < now - skew_s || t > now + skew_s) {
+        front_skew_error(e, t, now, cfg->clock_skew_ms);
+        goto fail;
+    }
+    if (a.presigned && a.expires >= 0 && now > t + a.expires) {
+        seserr_set(e, SESERR_BAD_SIGNATURE, "Request has expired.");
+        goto fail;
+    }
+    size_t hlen;
+    const char *hsha = httpd_header(hr, "x-amz-content-sha256", &hlen);
+    if (hsha && (hlen != UTIL_SHA256_HEX_LEN || strncasecmp(hsha, r->payload_hash, hlen) != 0)) {
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "The provided 'x-amz-content-sha256' header does not match what was computed.");
+        goto fail;
+    }
+    bool host_signed = false;
+    for (size_t i = 0; i < a.signed_headers_len;) {
+        const char *semi = memchr(a.signed_headers + i, ';', a.signed_headers_len - i);
+        size_t end = semi ? (size_t)(semi - a.signed_headers) : a.signed_headers_len;
+        if (util_ieq(a.signed_headers + i, end - i, "host"))
+            host_signed = true;
+        i = end + 1;
+    }
+    if (!host_signed) {
+        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
+                   "'Host' must be a 'SignedHeader' in the AWS Authorization.");
+        goto fail;
+    }
+    char date8[9], region[64], service[16];
+    snprintf(date8, sizeof date8, "%.8s", a.date);
+    snprintf(region, sizeof region, "%.*s", (int)a.region_len, a.region);
+    snprintf(service, sizeof service, "%.*s", (int)a.service_len, a.service);
+    unsigned char key[32];
+    sigv4_key_cache_get(&f->client_keys[r->client_index], r->client->secret_access_key, date8,
+                        region, service, key);
+    struct sigv4_request sreq = {
+        .method = hr->method,
+        .path = hr->path,
+        .path_len = hr->path_len,
+        .query = hr->query,
+        .query_len = hr->query_len,
+        .headers = hr->headers,
+        .nheaders = hr->nheaders,
+        .payload_hash = r->payload_hash,
+        .normalize_path = true,
+    };
+    rc = sigv4_verify(&sreq, &a, amz_date, amz_date_len, key, NULL);
+    if (rc == SIGV4_ERR_QUERY) {
+        seserr_set(e, SESERR_MALFORMED_QUERY, NULL);
+        goto fail;
+    }
+    if (rc != SIGV4_OK) {
+        seserr_set(e, SESERR_BAD_SIGNATURE, NULL);
+        goto fail;
+    }
+    if (a.presigned)
+        front_strip_auth_params(hr->query, hr->query_len, &r->fwd_query);
+    else if (hr->query)
+        buf_add(&r->fwd_query, hr->query, hr->query_len);
+    buf_free(&storage);
+    return 0;
+fail:
+    buf_free(&storage);
+    return -1;
+}
+
+/* Apply the client's policy to the parsed request. Returns 0, or -1 with e set. */
+static int front_authorize(struct front_req *r, struct seserr *e)
+{
+    const struct config_client *c = r->client;
+    if (!sesreq_action_allowed(c->allow_actions, c->n_allow_actions, r->sr.action)) {
+        seserr_set(e, SESERR_ACCESS_DENIED,
+                   "User '%s' is not authorized to perform: ses:%s", c->name, r->sr.action);
+        return -1;
+    }
+    for (size_t i = 0; i < r->sr.nfrom; i++) {
+        if (!sesreq_sender_allowed(c->allow_from, c->n_allow_from, r->sr.from[i])) {
+            seserr_set(e, SESERR_ACCESS_DENIED,
+                       "User '%s' is not authorized to send from '%s'.", c->name, r->sr.from[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The upstream answered: relay status, content type, request id and body. */
+static void front_upstream_done(struct upstream_response *res, void *arg)
+{
+    struct front_req *r = arg;
+    r->call = NULL;
+    const char *outcome = res->error == UPSTREAM_OK ? "ok" : "error";
+    metrics_upstream(res->seconds, outcome);
+    if (res->error != UPSTREAM_OK) {
+        struct seserr e;
+        log_event(LOG_WARN, "upstream_failed", "id", r->id, "error", res->errmsg, NULL);
+        if (res->error == UPSTREAM_ERR_TIMEOUT)
+            seserr_set(&e, SESERR_TIMEOUT, NULL);
+        else
+            seserr_set(&e, SESERR_UNAVAILABLE, NULL);
+        front_fail(r, &e);
+        return;
+    }
+    struct httpd_header h[3];
+    size_t nh = 0;
+    if (res->content_type[0])
+        h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
+    h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : r->id};
+    if (res->error_type[0])
+        h[nh++] = (struct httpd_header){"x-amzn-ErrorType", res->error_type};
+    struct httpd_request *hr = r->hr;
+    int status = (int)res->status;
+    front_finish(r, status, res->status >= 400 ? (res->error_type[0] ? res->error_type : "upstream")
+                                              : NULL);
+    httpd_respond(hr, status, h, nh, res->body.data, res->body.len);
+}
+
+/* The client went away: cancel the upstream call and forget the request. */
+static void front_abort(struct httpd_request *hr, void *arg)
+{
+    struct front_req *r = arg;
+    if (r->call)
+        upstream_cancel(r->call);
+    r->call = NULL;
+    log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
+    front_finish(r, 499, "client_closed");
+}
+
+/* Re-sign the request with the upstream credentials and forward it. */
+static void front_forward(struct front_req *r)
+{
+    struct front *f = r->f;
+    const struct config *cfg = f->cfg;
+    struct httpd_request *hr = r->hr;
+    const char *path = r->api == SESREQ_V2 ? hr->path + r->v2_off : "/";
+    size_t path_len = r->api == SESREQ_V2 ? hr->path_len - r->v2_off : 1;
+
+    char amz_date[17];
+    util_amz_date(time(NULL), amz_date);
+    size_t ctlen = 0;
+    const char *ctype = httpd_header(hr, "content-type", &ctlen);
+    bool has_token = cfg->session_token && cfg->session_token[0];
+
+    struct buf ct = BUF_INIT;
+    if (ctype)
+        buf_add(&ct, ctype, ctlen);
+    struct sigv4_header sh[5];
+    size_t n = 0;
+    if (ctype)
+        sh[n++] = (struct sigv4_header){"content-type", 12, ct.data, ct.len};
+    sh[n++] = (struct sigv4_header){"host", 4, f->endpoint_host, strlen(f->endpoint_host)};
+    sh[n++] = (struct sigv4_header){"x-amz-content-sha256", 20, r->payload_hash,
+                                    UTIL_SHA256_HEX_LEN};
+    sh[n++] = (struct sigv4_header){"x-amz-date", 10, amz_date, 16};
+    if (has_token)
+        sh[n++] = (struct sigv4_header){"x-amz-security-token", 20, cfg->session_token,
+                                        strlen(cfg->session_token)};
+    const char *signed_headers =
+        ctype ? (has_token ? "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                           : "content-type;host;x-amz-content-sha256;x-amz-date")
+              : (has_token ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                           : "host;x-amz-content-sha256;x-amz-date");
+    struct sigv4_request sreq = {
+        .method = hr->method,
+        .path = path,
+        .path_len = path_len,
+        .query = r->fwd_query.data,
+        .query_len = r->fwd_query.len,
+        .headers = sh,
+        .nheaders = n,
+        .payload_hash = r->payload_hash,
+        .normalize_path = true,
+    };
+    char scope[128];
+    snprintf(scope, sizeof scope, "%.8s/%s/ses/aws4_request", amz_date, cfg->region);
+    char date8[9];
+    snprintf(date8, sizeof date8, "%.8s", amz_date);
+    unsigned char key[32];
+    sigv4_key_cache_get(&f->upstream_key, cfg->secret_access_key, date8, cfg->region, "ses", key);
+    struct buf auth = BUF_INIT;
+    buf_adds(&auth, "Authorization: ");
+    if (sigv4_sign(&sreq, signed_headers, cfg->access_key_id, key, amz_date, scope, &auth) !=
+        SIGV4_OK) {
+        buf_free(&auth);
+        buf_free(&ct);
+        struct seserr e;
+        seserr_set(&e, SESERR_INVALID_PARAMETER, "The request path cannot be forwarded.");
+        front_fail(r, &e);
+        return;
+    }
+    struct curl_slist *hl = NULL;
+    struct buf line = BUF_INIT;
+    if (ctype) {
+        buf_printf(&line, "Content-Type: %s", ct.data);
+        hl = curl_slist_append(hl, line.data);
+    } else {
+        hl = curl_slist_append(hl, "Content-Type:");
+    }
+    buf_reset(&line);
+    buf_printf(&line, "Host: %s", f->endpoint_host);
+    hl = curl_slist_append(hl, line.data);
+    buf_reset(&line);
+    buf_printf(&line, "X-Amz-Date: %s", amz_date);
+    hl = curl_slist_append(hl, line.data);
+    buf_reset(&line);
+    buf_printf(&line, "X-Amz-Content-Sha256: %s", r->payload_hash);
+    hl = curl_slist_append(hl, line.data);
+    if (has_token) {
+        buf_reset(&line);
+        buf_printf(&line, "X-Amz-Security-Token: %s", cfg->session_token);
+        hl = curl_slist_append(hl, line.data);
+    }
+    hl = curl_slist_append(hl, auth.data);
+    hl = curl_slist_append(hl, "Expect:");
+    hl = curl_slist_append(hl, "Accept:");
+    buf_reset(&line);
+    buf_adds(&line, f->endpoint_base);
+    buf_add(&line, path, path_len);
+    if (r->fwd_query.len) {
+        buf_addc(&line, '?');
+        buf_add(&line, r->fwd_query.data, r->fwd_query.len);
+    }
+    httpd_set_abort(hr, front_abort, r);
+    r->call = upstream_start(f->up, hr->method, line.data, hl, hr->body.data, hr->body.len,
+                             front_upstream_done, r);
+    buf_free(&line);
+    buf_free(&auth);
+    buf_free(&ct);
+}
+
+/* The send path: every send action comes here. Fan-out, queueing and rate
+ * limiting plug in at this point; today a send is forwarded as it is. */
+static void front_send(struct front_req *r)
+{
+    front_forward(r);
+}
+
+/* httpd: a request arrived. */
+static void front_handle(struct httpd_request *hr, void *arg)
+{
+    struct front *f = arg;
+    struct front_req *r = xcalloc(1, sizeof *r);
+    r->f = f;
+    r->hr = hr;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    front_request_id(f, r->id);
+    f->inflight++;
+    metrics_inflight(1);
+    r->api = sesreq_api_of(hr->path, hr->path_len, &r->v2_off);
+    util_sha256_hex(hr->body.data ? hr->body.data : "", hr->body.len, r->payload_hash);
+
+    struct seserr e;
+    if (r->api == SESREQ_V1 && strcmp(hr->method, "GET") != 0 && strcmp(hr->method, "POST") != 0) {
+        seserr_set(&e, SESERR_METHOD_NOT_ALLOWED, NULL);
+        front_fail(r, &e);
+        return;
+    }
+    if (front_authenticate(r, &e) < 0) {
+        front_refuse(r, &e);
+        return;
+    }
+    int rc;
+    if (r->api == SESREQ_V1) {
+        bool from_body = strcmp(hr->method, "POST") == 0 && hr->body.len > 0;
+        rc = from_body ? sesreq_parse_v1(hr->body.data, hr->body.len, &r->sr, &e)
+                       : sesreq_parse_v1(r->fwd_query.data, r->fwd_query.len, &r->sr, &e);
+    } else {
+        rc = sesreq_parse_v2(hr->method, hr->path + r->v2_off, hr->path_len - r->v2_off,
+                             hr->body.data, hr->body.len, &r->sr, &e);
+    }
+    if (rc < 0) {
+        front_fail(r, &e);
+        return;
+    }
+    if (front_authorize(r, &e) < 0) {
+        front_refuse(r, &e);
+        return;
+    }
+    if (r->sr.kind == SESREQ_SEND)
+        front_send(r);
+    else
+        front_forward(r);
+}
+
+/* httpd: a request broke a limit before it could be handled. */
+static void front_reject(struct httpd_request *hr, enum httpd_reject why, void *arg)
+{
+    struct front *f = arg;
+    struct front_req *r = xcalloc(1, sizeof *r);
+    r->f = f;
+    r->hr = hr;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    front_request_id(f, r->id);
+    f->inflight++;
+    metrics_inflight(1);
+    r->api = sesreq_api_of(hr->path, hr->path_len, &r->v2_off);
+    struct seserr e;
+    switch (why) {
+    case HTTPD_REJECT_TOO_LARGE:
+        seserr_set(&e, SESERR_TOO_LARGE, "Request body is larger than %llu bytes.",
+                   (unsigned long long)f->cfg->max_body);
+        break;
+    case HTTPD_REJECT_HEADERS:
+        seserr_set(&e, SESERR_INVALID_PARAMETER, "Request headers are too large or too many.");
+        break;
+    case HTTPD_REJECT_TIMEOUT:
+        seserr_set(&e, SESERR_INVALID_PARAMETER, "The request was not received in time.");
+        break;
+    case HTTPD_REJECT_SMUGGLING:
+        seserr_set(&e, SESERR_INVALID_PARAMETER,
+                   "Conflicting or repeated Content-Length and Transfer-Encoding headers.");
+        break;
+    default:
+        seserr_set(&e, SESERR_INVALID_PARAMETER, "Malformed HTTP request.");
+        break;
+    }
+    front_fail(r, &e);
+}
+
+/* Split an endpoint URL into "scheme://authority" and the authority. */
+static int front_parse_endpoint(struct front *f, const char *url, char *err, size_t errlen)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        snprintf(err, errlen, "upstream endpoint '%s' is not an http(s) URL", url);
+        return -1;
+    }
+    const char *host = p + 3;
+    size_t hl = strcspn(host, "/?#");
+    if (hl == 0) {
+        snprintf(err, errlen, "upstream endpoint '%s' has no host", url);
+        return -1;
+    }
+    f->endpoint_base = xstrndup(url, (size_t)(host - url) + hl);
+    /* The default port is not part of the signed host, as SDKs sign it. */
+    size_t sign_len = hl;
+    if (strncmp(url, "https", 5) == 0 && hl > 4 && strncmp(host + hl - 4, ":443", 4) == 0)
+        sign_len -= 4;
+    else if (strncmp(url, "http:", 5) == 0 && hl > 3 && strncmp(host + hl - 3, ":80", 3) == 0)
+        sign_len -= 3;
+    f->endpoint_host = xstrndup(host, sign_len);
+    return 0;
+}
+
+struct front *front_new(struct event_base *base, const struct config *cfg, struct upstream *up,
+                        char *err, size_t errlen)
+{
+    struct front *f = xcalloc(1, sizeof *f);
+    f->base = base;
+    f->cfg = cfg;
+    f->up = up;
+    f->client_keys = xcalloc(cfg->nclients ? cfg->nclients : 1, sizeof *f->client_keys);
+    if (getrandom(f->rng, sizeof f->rng, 0) != sizeof f->rng || (f->rng[0] | f->rng[1]) == 0) {
+        f->rng[0] = (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ull;
+        f->rng[1] = (uint64_t)getpid() | 1;
+    }
+    if (front_parse_endpoint(f, cfg->endpoint, err, errlen) < 0) {
+        front_free(f);
+        return NULL;
+    }
+    struct httpd_limits lim = {
+        .max_header_size = (size_t)cfg->max_header_size,
+        .max_headers = 100,
+        .max_body = cfg->max_body,
+        .read_timeout_ms = cfg->read_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .max_connections = cfg->max_connections,
+    };
+    f->httpd = httpd_new(base, cfg->listen, &lim, front_handle, front_reject, f, err, errlen);
+    if (f->httpd == NULL) {
+        front_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void front_stop_accepting(struct front *f)
+{
+    httpd_stop_accepting(f->httpd);
+}
+
+size_t front_inflight(const struct front *f)
+{
+    return f->inflight;
+}
+
+int front_port(const struct front *f)
+{
+    return httpd_port(f->httpd);
+}
+
+void front_free(struct front *f)
+{
+    if (f == NULL)
+        return;
+    httpd_free(f->httpd);
+    free(f->client_keys);
+    free(f->endpoint_base);
+    free(f->endpoint_host);
+    free(f);
+}

@@ -1,0 +1,161 @@
+/* metrics: counters, gauges and a latency histogram in Prometheus text form. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A counter with up to two labels, kept in a small open list. */
+struct metrics_counter {
+    char *a;
+    char *b;
+    unsigned long long value;
+    struct metrics_counter *next;
+};
+
+/* Upper bounds of the latency histogram buckets, seconds. */
+static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10,  30};
+#define METRICS_NBUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
+
+struct metrics_histogram {
+    const char *outcome;
+    unsigned long long counts[METRICS_NBUCKETS]; /* non-cumulative */
+    unsigned long long count;
+    double sum;
+};
+
+static struct metrics_counter *metrics_requests;
+static struct metrics_counter *metrics_auth;
+static struct metrics_counter *metrics_rejected;
+static struct metrics_histogram metrics_upstream_h[2] = {{.outcome = "ok"}, {.outcome = "error"}};
+static long long metrics_inflight_n;
+static long long metrics_connections_n;
+
+/* Find or add the counter (a, b) in list and add one. */
+static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
+{
+    for (struct metrics_counter *c = *list; c; c = c->next) {
+        if (strcmp(c->a, a) == 0 && strcmp(c->b, b) == 0) {
+            c->value++;
+            return;
+        }
+    }
+    struct metrics_counter *c = xcalloc(1, sizeof *c);
+    c->a = xstrdup(a);
+    c->b = xstrdup(b);
+    c->value = 1;
+    c->next = *list;
+    *list = c;
+}
+
+void metrics_request(const char *action, int status)
+{
+    char s[16];
+    snprintf(s, sizeof s, "%d", status);
+    metrics_bump(&metrics_requests, action ? action : "unknown", s);
+}
+
+void metrics_auth_failure(const char *reason)
+{
+    metrics_bump(&metrics_auth, reason, "");
+}
+
+void metrics_conn_rejected(const char *reason)
+{
+    metrics_bump(&metrics_rejected, reason, "");
+}
+
+void metrics_upstream(double seconds, const char *outcome)
+{
+    struct metrics_histogram *h = &metrics_upstream_h[strcmp(outcome, "ok") == 0 ? 0 : 1];
+    for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
+        if (seconds <= metrics_buckets[i]) {
+            h->counts[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum += seconds;
+}
+
+void metrics_inflight(int delta)
+{
+    metrics_inflight_n += delta;
+}
+
+void metrics_connections(int delta)
+{
+    metrics_connections_n += delta;
+}
+
+/* Render one labelled counter family. */
+static void metrics_render_counters(struct buf *out, const char *name, const char *help,
+                                    const char *la, const char *lb,
+                                    const struct metrics_counter *list)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (const struct metrics_counter *c = list; c; c = c->next) {
+        if (lb)
+            buf_printf(out, "%s{%s=\"%s\",%s=\"%s\"} %llu\n", name, la, c->a, lb, c->b, c->value);
+        else
+            buf_printf(out, "%s{%s=\"%s\"} %llu\n", name, la, c->a, c->value);
+    }
+}
+
+void metrics_render(struct buf *out)
+{
+    metrics_render_counters(out, "sesgate_requests_total", "SES requests answered.", "action",
+                            "status", metrics_requests);
+    metrics_render_counters(out, "sesgate_auth_failures_total",
+                            "Requests refused by authentication or authorization.", "reason",
+                            NULL, metrics_auth);
+    metrics_render_counters(out, "sesgate_connections_rejected_total",
+                            "Client connections closed by a limit or a timeout.", "reason", NULL,
+                            metrics_rejected);
+    buf_adds(out, "# HELP sesgate_upstream_seconds Latency of upstream SES calls.\n"
+                  "# TYPE sesgate_upstream_seconds histogram\n");
+    for (size_t k = 0; k < 2; k++) {
+        const struct metrics_histogram *h = &metrics_upstream_h[k];
+        unsigned long long cum = 0;
+        for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
+            cum += h->counts[i];
+            buf_printf(out, "sesgate_upstream_seconds_bucket{outcome=\"%s\",le=\"%g\"} %llu\n",
+                       h->outcome, metrics_buckets[i], cum);
+        }
+        buf_printf(out, "sesgate_upstream_seconds_bucket{outcome=\"%s\",le=\"+Inf\"} %llu\n",
+                   h->outcome, h->count);
+        buf_printf(out, "sesgate_upstream_seconds_sum{outcome=\"%s\"} %.6f\n", h->outcome, h->sum);
+        buf_printf(out, "sesgate_upstream_seconds_count{outcome=\"%s\"} %llu\n", h->outcome,
+                   h->count);
+    }
+    buf_printf(out,
+               "# HELP sesgate_inflight_requests SES requests being handled.\n"
+               "# TYPE sesgate_inflight_requests gauge\nsesgate_inflight_requests %lld\n",
+               metrics_inflight_n);
+    buf_printf(out,
+               "# HELP sesgate_connections Open client connections.\n"
+               "# TYPE sesgate_connections gauge\nsesgate_connections %lld\n",
+               metrics_connections_n);
+}
+
+/* Free one counter list. */
+static void metrics_free_list(struct metrics_counter **list)
+{
+    struct metrics_counter *c = *list;
+    while (c) {
+        struct metrics_counter *next = c->next;
+        free(c->a);
+        free(c->b);
+        free(c);
+        c = next;
+    }
+    *list = NULL;
+}
+
+void metrics_cleanup(void)
+{
+    metrics_free_list(&metrics_requests);
+    metrics_free_list(&metrics_auth);
+    metrics_free_list(&metrics_rejected);
+}

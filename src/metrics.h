@@ -1,0 +1,30 @@
+/* metrics: process-wide counters, gauges and histograms, rendered in the
+ * Prometheus text format for the admin listener's /metrics. The process is
+ * single-threaded, so no locking. Label values must be short static or
+ * validated names (action names, reasons), never client-supplied text.
+ */
+#ifndef SESGATE_METRICS_H
+#define SESGATE_METRICS_H
+
+#include "buf.h"
+
+/* Count one answered SES request by action ("unknown" if none) and status. */
+void metrics_request(const char *action, int status);
+/* Count one authentication or authorization failure by reason. */
+void metrics_auth_failure(const char *reason);
+/* Observe one upstream call's latency in seconds, by outcome ("ok", "error"). */
+void metrics_upstream(double seconds, const char *outcome);
+/* Add delta to the number of SES requests in flight. */
+void metrics_inflight(int delta);
+/* Add delta to the number of open client connections. */
+void metrics_connections(int delta);
+/* Count a connection refused or closed by a limit or timeout, by reason. */
+void metrics_conn_rejected(const char *reason);
+
+/* Append every metric in the Prometheus text exposition format. */
+void metrics_render(struct buf *out);
+
+/* Release the label tables (for leak-free shutdown). */
+void metrics_cleanup(void);
+
+#endif
