@@ -34,12 +34,12 @@ enum config_rate_mode { CONFIG_RATE_AUTO, CONFIG_RATE_FIXED };
 
 struct config {
     /* [server] */
-    char *listen;          /* "host:port" */
-    char *admin_listen;    /* "host:port"; empty = no admin listener */
-    uint64_t max_body;     /* bytes */
-    int64_t clock_skew_ms; /* ms */
-    char *tls_cert;        /* path or "" */
-    char *tls_key;         /* path or "" */
+    char *listen;             /* "host:port" */
+    char *admin_listen;       /* "host:port"; empty = no admin listener */
+    uint64_t max_body;        /* bytes */
+    int64_t clock_skew_ms;    /* ms */
+    char *tls_cert;           /* path or "" */
+    char *tls_key;            /* path or "" */
     uint64_t max_header_size; /* bytes, request line + headers */
     int64_t read_timeout_ms;  /* ms: a started request must be fully read in this time */
     int64_t idle_timeout_ms;  /* ms: an idle keep-alive connection is closed after this */
@@ -76,14 +76,16 @@ struct config {
     char *path; /* the file read, or "" */
 };
 
-/* Fill cfg with the built-in defaults (zero it first). */
+/* Fill cfg with the built-in defaults (zero it first; config_load does this
+ * itself, so do not call both). */
 void config_defaults(struct config *cfg);
 
-/* Load path (NULL or "" for none) over the defaults, then apply env (NULL-
- * terminated "NAME=value" array). On error returns -1 and appends one line
- * "file:line: reason" (or "env NAME: reason", or "config: reason" for
- * cross-checks such as a duplicate access key id or a missing secret) to err
- * per problem found; cfg must still be freed with config_free. */
+/* Reset cfg to the defaults, load path (NULL or "" for none) over them, then
+ * apply env (NULL-terminated "NAME=value" array). On error returns -1 and
+ * appends one line per problem found to err: "file:line: reason", or
+ * "env NAME: reason" when a variable set the value; cross-checks (a
+ * duplicate access key id, a missing secret) point at the section's line.
+ * cfg must be freed with config_free either way. */
 int config_load(struct config *cfg, const char *path, char *const *env, struct buf *err);
 
 /* Print the effective configuration as INI, with every secret masked

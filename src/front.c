@@ -233,11 +233,13 @@ static int front_authenticate(struct front_req *r, struct seserr *e)
     }
     if (!util_ieq(a.service, a.service_len, "ses") &&
         !util_ieq(a.service, a.service_len, "email")) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, "Credential should be scoped to correct service: 'ses'.");
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "Credential should be scoped to correct service: 'ses'.");
         goto fail;
     }
     if (a.region_len != strlen(cfg->region) || memcmp(a.region, cfg->region, a.region_len) != 0) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, "Credential should be scoped to a valid region, not '%.*s'.",
+        seserr_set(e, SESERR_BAD_SIGNATURE,
+                   "Credential should be scoped to a valid region, not '%.*s'.",
                    (int)(a.region_len > 64 ? 64 : a.region_len), a.region);
         goto fail;
     }
@@ -336,14 +338,14 @@ static int front_authorize(struct front_req *r, struct seserr *e)
 {
     const struct config_client *c = r->client;
     if (!sesreq_action_allowed(c->allow_actions, c->n_allow_actions, r->sr.action)) {
-        seserr_set(e, SESERR_ACCESS_DENIED,
-                   "User '%s' is not authorized to perform: ses:%s", c->name, r->sr.action);
+        seserr_set(e, SESERR_ACCESS_DENIED, "User '%s' is not authorized to perform: ses:%s",
+                   c->name, r->sr.action);
         return -1;
     }
     for (size_t i = 0; i < r->sr.nfrom; i++) {
         if (!sesreq_sender_allowed(c->allow_from, c->n_allow_from, r->sr.from[i])) {
-            seserr_set(e, SESERR_ACCESS_DENIED,
-                       "User '%s' is not authorized to send from '%s'.", c->name, r->sr.from[i]);
+            seserr_set(e, SESERR_ACCESS_DENIED, "User '%s' is not authorized to send from '%s'.",
+                       c->name, r->sr.from[i]);
             return -1;
         }
     }
@@ -371,13 +373,14 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
     size_t nh = 0;
     if (res->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
-    h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : r->id};
+    h[nh++] =
+        (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : r->id};
     if (res->error_type[0])
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", res->error_type};
     struct httpd_request *hr = r->hr;
     int status = (int)res->status;
-    front_finish(r, status, res->status >= 400 ? (res->error_type[0] ? res->error_type : "upstream")
-                                              : NULL);
+    front_finish(r, status,
+                 res->status >= 400 ? (res->error_type[0] ? res->error_type : "upstream") : NULL);
     httpd_respond(hr, status, h, nh, res->body.data, res->body.len);
 }
 
@@ -415,17 +418,18 @@ static void front_forward(struct front_req *r)
     if (ctype)
         sh[n++] = (struct sigv4_header){"content-type", 12, ct.data, ct.len};
     sh[n++] = (struct sigv4_header){"host", 4, f->endpoint_host, strlen(f->endpoint_host)};
-    sh[n++] = (struct sigv4_header){"x-amz-content-sha256", 20, r->payload_hash,
-                                    UTIL_SHA256_HEX_LEN};
+    sh[n++] =
+        (struct sigv4_header){"x-amz-content-sha256", 20, r->payload_hash, UTIL_SHA256_HEX_LEN};
     sh[n++] = (struct sigv4_header){"x-amz-date", 10, amz_date, 16};
     if (has_token)
         sh[n++] = (struct sigv4_header){"x-amz-security-token", 20, cfg->session_token,
                                         strlen(cfg->session_token)};
     const char *signed_headers =
-        ctype ? (has_token ? "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-                           : "content-type;host;x-amz-content-sha256;x-amz-date")
-              : (has_token ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-                           : "host;x-amz-content-sha256;x-amz-date");
+        ctype
+            ? (has_token ? "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                         : "content-type;host;x-amz-content-sha256;x-amz-date")
+            : (has_token ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                         : "host;x-amz-content-sha256;x-amz-date");
     struct sigv4_request sreq = {
         .method = hr->method,
         .path = path,

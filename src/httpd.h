@@ -52,11 +52,11 @@ struct httpd_request {
 
 /* Why a request was refused before reaching the handler. */
 enum httpd_reject {
-    HTTPD_REJECT_BAD_REQUEST,   /* malformed HTTP */
-    HTTPD_REJECT_HEADERS,       /* headers too large or too many */
-    HTTPD_REJECT_TOO_LARGE,     /* body over max_body */
-    HTTPD_REJECT_TIMEOUT,       /* the request did not arrive within read_timeout */
-    HTTPD_REJECT_SMUGGLING,     /* conflicting Content-Length / Transfer-Encoding */
+    HTTPD_REJECT_BAD_REQUEST, /* malformed HTTP */
+    HTTPD_REJECT_HEADERS,     /* headers too large or too many */
+    HTTPD_REJECT_TOO_LARGE,   /* body over max_body */
+    HTTPD_REJECT_TIMEOUT,     /* the request did not arrive within read_timeout */
+    HTTPD_REJECT_SMUGGLING,   /* conflicting Content-Length / Transfer-Encoding */
 };
 
 /* The handler: must eventually call httpd_respond(req, ...) exactly once,

@@ -54,7 +54,6 @@ static void main_usage(FILE *f)
 static void main_load_config(struct config *cfg, const char *path)
 {
     struct buf err = BUF_INIT;
-    config_defaults(cfg);
     if (config_load(cfg, path, environ, &err) < 0) {
         fputs(buf_cstr(&err), stderr);
         if (err.len && err.data[err.len - 1] != '\n')
@@ -163,8 +162,8 @@ static int main_serve(const char *path, const char *mode)
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen", cfg.listen,
-              "admin", cfg.admin_listen, "upstream", cfg.endpoint, "region", cfg.region,
-              "clients", nclients, NULL);
+              "admin", cfg.admin_listen, "upstream", cfg.endpoint, "region", cfg.region, "clients",
+              nclients, NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     event_free(sigterm);
@@ -229,8 +228,9 @@ int main(int argc, char **argv)
         return main_serve(path, cmd);
     if (strcmp(cmd, "work") == 0 || strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 ||
         strcmp(cmd, "dlq") == 0) {
-        fprintf(stderr, "sesgate: '%s' needs the Redis queue, which this release does not have "
-                        "yet\n",
+        fprintf(stderr,
+                "sesgate: '%s' needs the Redis queue, which this release does not have "
+                "yet\n",
                 cmd);
         return 2;
     }

@@ -14,8 +14,8 @@ struct metrics_counter {
 };
 
 /* Upper bounds of the latency histogram buckets, seconds. */
-static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10,  30};
+static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25,   0.5,   1,      2.5,   5,    10,    30};
 #define METRICS_NBUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
 
 struct metrics_histogram {
@@ -108,8 +108,8 @@ void metrics_render(struct buf *out)
     metrics_render_counters(out, "sesgate_requests_total", "SES requests answered.", "action",
                             "status", metrics_requests);
     metrics_render_counters(out, "sesgate_auth_failures_total",
-                            "Requests refused by authentication or authorization.", "reason",
-                            NULL, metrics_auth);
+                            "Requests refused by authentication or authorization.", "reason", NULL,
+                            metrics_auth);
     metrics_render_counters(out, "sesgate_connections_rejected_total",
                             "Client connections closed by a limit or a timeout.", "reason", NULL,
                             metrics_rejected);

@@ -12,28 +12,28 @@
 
 enum seserr_code {
     SESERR_NONE = 0,
-    SESERR_MISSING_AUTH,         /* no Authorization header nor presigned query */
-    SESERR_INCOMPLETE_SIGNATURE, /* Authorization malformed */
-    SESERR_UNKNOWN_KEY,          /* access key id not in the client table */
-    SESERR_BAD_SIGNATURE,        /* signature does not match (also: skew, bad scope) */
-    SESERR_INVALID_TOKEN,        /* unexpected or invalid security token, legacy schemes */
-    SESERR_ACCESS_DENIED,        /* the client's policy refuses the action or sender */
-    SESERR_TOO_LARGE,            /* body over max_body */
-    SESERR_MALFORMED_QUERY,      /* broken percent-encoding */
+    SESERR_MISSING_AUTH,            /* no Authorization header nor presigned query */
+    SESERR_INCOMPLETE_SIGNATURE,    /* Authorization malformed */
+    SESERR_UNKNOWN_KEY,             /* access key id not in the client table */
+    SESERR_BAD_SIGNATURE,           /* signature does not match (also: skew, bad scope) */
+    SESERR_INVALID_TOKEN,           /* unexpected or invalid security token, legacy schemes */
+    SESERR_ACCESS_DENIED,           /* the client's policy refuses the action or sender */
+    SESERR_TOO_LARGE,               /* body over max_body */
+    SESERR_MALFORMED_QUERY,         /* broken percent-encoding */
     SESERR_INVALID_QUERY_PARAMETER, /* repeated parameter, too many parameters */
-    SESERR_INVALID_PARAMETER,    /* a value is invalid (bad UTF-8, bad base64...) */
-    SESERR_MISSING_PARAMETER,    /* a required parameter is absent */
-    SESERR_MISSING_ACTION,       /* v1 without Action */
-    SESERR_INVALID_ACTION,       /* v1 unknown Action or wrong Version */
-    SESERR_UNKNOWN_OPERATION,    /* v2 path/method matches no operation */
-    SESERR_BAD_REQUEST,          /* v2 body is not valid JSON / wrong shape */
-    SESERR_MESSAGE_REJECTED,     /* content problem */
-    SESERR_THROTTLING,           /* back-pressure: retryable by every SDK */
-    SESERR_UNAVAILABLE,          /* upstream unreachable or failed: 503, retryable */
-    SESERR_TIMEOUT,              /* upstream timed out: 504, retryable */
-    SESERR_INTERNAL,             /* sesgate's own fault: 500, retryable */
-    SESERR_NOT_FOUND,            /* the path is neither v1 nor v2 */
-    SESERR_METHOD_NOT_ALLOWED,   /* v1 with a method other than GET/POST */
+    SESERR_INVALID_PARAMETER,       /* a value is invalid (bad UTF-8, bad base64...) */
+    SESERR_MISSING_PARAMETER,       /* a required parameter is absent */
+    SESERR_MISSING_ACTION,          /* v1 without Action */
+    SESERR_INVALID_ACTION,          /* v1 unknown Action or wrong Version */
+    SESERR_UNKNOWN_OPERATION,       /* v2 path/method matches no operation */
+    SESERR_BAD_REQUEST,             /* v2 body is not valid JSON / wrong shape */
+    SESERR_MESSAGE_REJECTED,        /* content problem */
+    SESERR_THROTTLING,              /* back-pressure: retryable by every SDK */
+    SESERR_UNAVAILABLE,             /* upstream unreachable or failed: 503, retryable */
+    SESERR_TIMEOUT,                 /* upstream timed out: 504, retryable */
+    SESERR_INTERNAL,                /* sesgate's own fault: 500, retryable */
+    SESERR_NOT_FOUND,               /* the path is neither v1 nor v2 */
+    SESERR_METHOD_NOT_ALLOWED,      /* v1 with a method other than GET/POST */
     SESERR_COUNT
 };
 

@@ -40,8 +40,8 @@ struct sesreq {
     enum sesreq_api api;
     const char *action; /* static name ("SendEmail", "GetAccount"...) */
     enum sesreq_kind kind;
-    bool raw;      /* the send carries a raw MIME message */
-    char **from;   /* sender addr-specs to authorize; owned */
+    bool raw;    /* the send carries a raw MIME message */
+    char **from; /* sender addr-specs to authorize; owned */
     size_t nfrom;
     struct form form; /* v1 parameters (empty for v2) */
     json_t *json;     /* v2 request body when parsed (sends), else NULL; owned */
@@ -52,7 +52,7 @@ struct sesreq {
  * SESERR_INVALID_QUERY_PARAMETER, SESERR_INVALID_PARAMETER,
  * SESERR_MISSING_ACTION, SESERR_INVALID_ACTION (unknown Action, or Version
  * not 2010-12-01), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED
- * (undecodable raw message). Returns 0 or -1 with e set; out must be cleaned
+ * (a raw message that names no sender at all). Returns 0 or -1 with e set; out must be cleaned
  * up either way. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e);
 
@@ -60,7 +60,8 @@ int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct s
  * percent-encoded; query excluded) and body. The JSON body is parsed for the
  * send operations only (others pass through untouched). Errors:
  * SESERR_UNKNOWN_OPERATION, SESERR_BAD_REQUEST (invalid JSON, wrong types,
- * nesting deeper than 64), SESERR_MESSAGE_REJECTED (undecodable raw message).
+ * nesting deeper than 64, undecodable raw message or address),
+ * SESERR_MESSAGE_REJECTED (a raw message that names no sender at all).
  * Returns 0 or -1 with e set; out must be cleaned up either way. */
 int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const char *body,
                     size_t body_len, struct sesreq *out, struct seserr *e);

@@ -22,12 +22,12 @@
 /* Error codes returned by the parsers and the verifier (negative). */
 enum sigv4_err {
     SIGV4_OK = 0,
-    SIGV4_ERR_MALFORMED = -1,     /* Authorization / presign parameters malformed */
-    SIGV4_ERR_ALGORITHM = -2,     /* not AWS4-HMAC-SHA256 (SigV4a, SigV2, AWS3...) */
+    SIGV4_ERR_MALFORMED = -1,      /* Authorization / presign parameters malformed */
+    SIGV4_ERR_ALGORITHM = -2,      /* not AWS4-HMAC-SHA256 (SigV4a, SigV2, AWS3...) */
     SIGV4_ERR_MISSING_HEADER = -3, /* a SignedHeaders entry is absent from the request */
-    SIGV4_ERR_MISMATCH = -4,      /* signature does not match */
-    SIGV4_ERR_PATH = -5,          /* path cannot be canonicalized (e.g. escapes root) */
-    SIGV4_ERR_QUERY = -6,         /* query has malformed percent-encoding */
+    SIGV4_ERR_MISMATCH = -4,       /* signature does not match */
+    SIGV4_ERR_PATH = -5,           /* path cannot be canonicalized (e.g. escapes root) */
+    SIGV4_ERR_QUERY = -6,          /* query has malformed percent-encoding */
 };
 
 /* One request header as received: name and value exactly as on the wire,
@@ -140,8 +140,7 @@ void sigv4_key_cache_get(struct sigv4_key_cache *c, const char *secret, const ch
                          const char *region, const char *service, unsigned char key[32]);
 
 /* The hex signature (64 chars + NUL) of string_to_sign under key. */
-void sigv4_signature(const unsigned char key[32], const char *sts, size_t sts_len,
-                     char out[65]);
+void sigv4_signature(const unsigned char key[32], const char *sts, size_t sts_len, char out[65]);
 
 /* Verify a client's signature: builds the canonical request of r for a's
  * SignedHeaders, the string to sign with amz_date and a's scope, and compares

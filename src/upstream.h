@@ -18,19 +18,19 @@ struct upstream;
 struct upstream_call;
 
 enum upstream_error {
-    UPSTREAM_OK = 0,       /* an HTTP response arrived (any status) */
-    UPSTREAM_ERR_CONNECT,  /* could not resolve or connect */
-    UPSTREAM_ERR_TIMEOUT,  /* no complete answer within the timeout */
+    UPSTREAM_OK = 0,        /* an HTTP response arrived (any status) */
+    UPSTREAM_ERR_CONNECT,   /* could not resolve or connect */
+    UPSTREAM_ERR_TIMEOUT,   /* no complete answer within the timeout */
     UPSTREAM_ERR_TOO_LARGE, /* the answer exceeded the response size limit */
-    UPSTREAM_ERR_OTHER,    /* TLS, protocol or transfer failure */
+    UPSTREAM_ERR_OTHER,     /* TLS, protocol or transfer failure */
 };
 
 /* The outcome of one call, handed to the completion callback. */
 struct upstream_response {
     enum upstream_error error;
-    char errmsg[256];   /* libcurl's reason when error != UPSTREAM_OK */
-    long status;        /* HTTP status; 0 without a response */
-    struct buf body;    /* owned by the response; the callback may take it (buf_detach) */
+    char errmsg[256]; /* libcurl's reason when error != UPSTREAM_OK */
+    long status;      /* HTTP status; 0 without a response */
+    struct buf body;  /* owned by the response; the callback may take it (buf_detach) */
     char content_type[128];
     char request_id[128]; /* x-amzn-RequestId, "" if none */
     char error_type[128]; /* x-amzn-ErrorType, "" if none */

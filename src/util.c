@@ -109,8 +109,8 @@ int util_parse_amz_date(const char *s, size_t n, time_t *out)
         return -1;
     int y = util_digits(s, 4), mo = util_digits(s + 4, 2), d = util_digits(s + 6, 2);
     int h = util_digits(s + 9, 2), mi = util_digits(s + 11, 2), se = util_digits(s + 13, 2);
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
-        mi > 59 || se < 0 || se > 60)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        se < 0 || se > 60)
         return -1;
     struct tm tm = {0};
     tm.tm_year = y - 1900;

@@ -1,0 +1,1595 @@
+/* config: load sesgate's configuration from an INI file (parsed by inih) and
+ * the environment, check it, and print it back with secrets masked.
+ *
+ * Every key is described once, in config_keys[] (global sections) and
+ * config_client_keys[] ([client.NAME]): its section, name, kind, field,
+ * range and default. Defaults, parsing, environment overrides and printing
+ * all walk these tables, so they cannot disagree.
+ *
+ * inih calls config_handler() for each "key = value" line. The lines reach
+ * inih through config_reader(), which also counts lines (so every message
+ * carries the line number whatever way libinih was built), strips leading
+ * whitespace (an indented key is a key, never a continuation of the previous
+ * value), tracks [section] headers with their line numbers, and reports
+ * malformed lines itself, so that every one of them is reported, not only
+ * the first.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "util.h"
+
+/* Longest configuration file read, bytes. */
+#define CONFIG_MAX_FILE (4u << 20)
+/* Line buffer handed to inih, bytes: a line may hold up to this minus 2. */
+#define CONFIG_MAX_LINE 8192
+/* Longest part of an offending value quoted in an error message. */
+#define CONFIG_QUOTE_MAX 80
+
+enum config_kind {
+    CONFIG_STR,          /* char *: any text */
+    CONFIG_ADDR,         /* char *: "host:port" */
+    CONFIG_ENDPOINT,     /* char *: URL or "sandbox"; "" = from region */
+    CONFIG_REGION,       /* char *: [a-z0-9-]+; "" = from AWS_REGION or default */
+    CONFIG_PREFIX,       /* char *: [A-Za-z0-9_.:-]+ */
+    CONFIG_SIZE,         /* uint64_t bytes */
+    CONFIG_DURATION,     /* int64_t ms */
+    CONFIG_INT,          /* int64_t */
+    CONFIG_DOUBLE,       /* double */
+    CONFIG_BOOL,         /* bool */
+    CONFIG_FIRST,        /* bool: sync (true) | queue (false) */
+    CONFIG_RATE,         /* enum config_rate_mode at off, double at off2 */
+    CONFIG_LIST_ACTIONS, /* char ** at off, size_t count at off2 */
+    CONFIG_LIST_FROM,    /* char ** at off, size_t count at off2 */
+    CONFIG_OPT_RATE,     /* double; "" = 0 */
+    CONFIG_OPT_QUOTA,    /* int64_t; "" = 0 */
+    CONFIG_OPT_BOOL,     /* int: -1 when "", else 0 or 1 */
+};
+
+/* Flags of a key. */
+#define CONFIG_SECRET   1u /* printed masked */
+#define CONFIG_EMPTY_OK 2u /* CONFIG_STR / CONFIG_ADDR: "" allowed */
+
+struct config_key {
+    const char *section; /* "server", ..., or "client" for [client.NAME] */
+    const char *name;
+    enum config_kind kind;
+    size_t off;  /* field in struct config, or struct config_client */
+    size_t off2; /* second field (CONFIG_RATE, CONFIG_LIST_*) */
+    unsigned flags;
+    int64_t ilo, ihi; /* CONFIG_SIZE, CONFIG_DURATION, CONFIG_INT, CONFIG_OPT_QUOTA */
+    double dlo, dhi;  /* CONFIG_DOUBLE, CONFIG_OPT_RATE, CONFIG_RATE */
+    bool dlo_open;    /* the lower bound is excluded */
+    const char *def;  /* default, in the syntax of the file */
+};
+
+#define CONFIG_F(f)  offsetof(struct config, f)
+#define CONFIG_CF(f) offsetof(struct config_client, f)
+
+static const struct config_key config_keys[] = {
+    {.section = "server",
+     .name = "listen",
+     .kind = CONFIG_ADDR,
+     .off = CONFIG_F(listen),
+     .def = "127.0.0.1:8025"},
+    {.section = "server",
+     .name = "admin_listen",
+     .kind = CONFIG_ADDR,
+     .off = CONFIG_F(admin_listen),
+     .flags = CONFIG_EMPTY_OK,
+     .def = "127.0.0.1:8026"},
+    {.section = "server",
+     .name = "max_body",
+     .kind = CONFIG_SIZE,
+     .off = CONFIG_F(max_body),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "55m"},
+    {.section = "server",
+     .name = "clock_skew",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(clock_skew_ms),
+     .ilo = 0,
+     .ihi = INT64_MAX,
+     .def = "5m"},
+    {.section = "server",
+     .name = "tls_cert",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(tls_cert),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "server",
+     .name = "tls_key",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(tls_key),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "server",
+     .name = "max_header_size",
+     .kind = CONFIG_SIZE,
+     .off = CONFIG_F(max_header_size),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "64k"},
+    {.section = "server",
+     .name = "read_timeout",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(read_timeout_ms),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "30s"},
+    {.section = "server",
+     .name = "idle_timeout",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(idle_timeout_ms),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "60s"},
+    {.section = "server",
+     .name = "max_connections",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(max_connections),
+     .ilo = 1,
+     .ihi = 1000000,
+     .def = "10000"},
+    {.section = "upstream",
+     .name = "endpoint",
+     .kind = CONFIG_ENDPOINT,
+     .off = CONFIG_F(endpoint),
+     .def = ""},
+    {.section = "upstream",
+     .name = "region",
+     .kind = CONFIG_REGION,
+     .off = CONFIG_F(region),
+     .def = "us-east-1"},
+    {.section = "upstream",
+     .name = "access_key_id",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(access_key_id),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "upstream",
+     .name = "secret_access_key",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(secret_access_key),
+     .flags = CONFIG_EMPTY_OK | CONFIG_SECRET,
+     .def = ""},
+    {.section = "upstream",
+     .name = "session_token",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(session_token),
+     .flags = CONFIG_EMPTY_OK | CONFIG_SECRET,
+     .def = ""},
+    {.section = "upstream",
+     .name = "timeout",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(timeout_ms),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "30s"},
+    {.section = "redis",
+     .name = "url",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(redis_url),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "redis",
+     .name = "data_dir",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(data_dir),
+     .def = "./var"},
+    {.section = "redis",
+     .name = "prefix",
+     .kind = CONFIG_PREFIX,
+     .off = CONFIG_F(prefix),
+     .def = "sesgate"},
+    {.section = "send",
+     .name = "rate",
+     .kind = CONFIG_RATE,
+     .off = CONFIG_F(rate_mode),
+     .off2 = CONFIG_F(rate),
+     .dlo = 0,
+     .dhi = HUGE_VAL,
+     .dlo_open = true,
+     .def = "auto"},
+    {.section = "send",
+     .name = "headroom",
+     .kind = CONFIG_DOUBLE,
+     .off = CONFIG_F(headroom),
+     .dlo = 0,
+     .dhi = 1,
+     .dlo_open = true,
+     .def = "0.9"},
+    {.section = "send",
+     .name = "max_wait",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(max_wait_ms),
+     .ilo = 0,
+     .ihi = INT64_MAX,
+     .def = "2s"},
+    {.section = "send",
+     .name = "fanout",
+     .kind = CONFIG_BOOL,
+     .off = CONFIG_F(fanout),
+     .def = "on"},
+    {.section = "send",
+     .name = "first_recipient",
+     .kind = CONFIG_FIRST,
+     .off = CONFIG_F(first_recipient_sync),
+     .def = "sync"},
+    {.section = "send",
+     .name = "max_recipients",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(max_recipients),
+     .ilo = 1,
+     .ihi = 1000000,
+     .def = "10000"},
+    {.section = "send",
+     .name = "concurrency",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(concurrency),
+     .ilo = 1,
+     .ihi = 10000,
+     .def = "64"},
+    {.section = "send",
+     .name = "max_attempts",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(max_attempts),
+     .ilo = 1,
+     .ihi = 100,
+     .def = "12"},
+    {.section = "send",
+     .name = "status_ttl",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(status_ttl_ms),
+     .ilo = 1,
+     .ihi = INT64_MAX,
+     .def = "7d"},
+    {.section = "sandbox",
+     .name = "rate",
+     .kind = CONFIG_DOUBLE,
+     .off = CONFIG_F(sandbox_rate),
+     .dlo = 0,
+     .dhi = HUGE_VAL,
+     .dlo_open = true,
+     .def = "14"},
+    {.section = "sandbox",
+     .name = "daily_quota",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(sandbox_daily_quota),
+     .ilo = 0,
+     .ihi = INT64_MAX,
+     .def = "50000"},
+};
+
+#define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+static const struct config_key config_client_keys[] = {
+    {.section = "client",
+     .name = "access_key_id",
+     .kind = CONFIG_STR,
+     .off = CONFIG_CF(access_key_id),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "client",
+     .name = "secret_access_key",
+     .kind = CONFIG_STR,
+     .off = CONFIG_CF(secret_access_key),
+     .flags = CONFIG_EMPTY_OK | CONFIG_SECRET,
+     .def = ""},
+    {.section = "client",
+     .name = "allow_actions",
+     .kind = CONFIG_LIST_ACTIONS,
+     .off = CONFIG_CF(allow_actions),
+     .off2 = CONFIG_CF(n_allow_actions),
+     .def = "*"},
+    {.section = "client",
+     .name = "allow_from",
+     .kind = CONFIG_LIST_FROM,
+     .off = CONFIG_CF(allow_from),
+     .off2 = CONFIG_CF(n_allow_from),
+     .def = "*"},
+    {.section = "client",
+     .name = "rate",
+     .kind = CONFIG_OPT_RATE,
+     .off = CONFIG_CF(rate),
+     .dlo = 0,
+     .dhi = HUGE_VAL,
+     .dlo_open = true,
+     .def = ""},
+    {.section = "client",
+     .name = "daily_quota",
+     .kind = CONFIG_OPT_QUOTA,
+     .off = CONFIG_CF(daily_quota),
+     .ilo = 0,
+     .ihi = INT64_MAX,
+     .def = ""},
+    {.section = "client",
+     .name = "fanout",
+     .kind = CONFIG_OPT_BOOL,
+     .off = CONFIG_CF(fanout),
+     .def = ""},
+};
+
+#define CONFIG_NCKEYS (sizeof config_client_keys / sizeof config_client_keys[0])
+
+/* Indexes into config_client_keys[] used by the cross-checks. */
+enum { CONFIG_CK_ID = 0, CONFIG_CK_SECRET = 1 };
+
+/* The global sections, in the order they are printed. */
+static const char *const config_sections[] = {"server", "upstream", "redis", "send", "sandbox"};
+
+#define CONFIG_NSECTIONS (sizeof config_sections / sizeof config_sections[0])
+
+/* Where a setting came from: a file line, an environment entry, or neither. */
+struct config_origin {
+    int line;        /* line in the file, or 0 */
+    const char *env; /* the "NAME=value" entry of env, or NULL */
+};
+
+/* Per-client bookkeeping while loading. */
+struct config_client_meta {
+    int line; /* line of the [client.NAME] header */
+    struct config_origin key[CONFIG_NCKEYS];
+};
+
+enum config_sec { CONFIG_SEC_NONE, CONFIG_SEC_GLOBAL, CONFIG_SEC_CLIENT, CONFIG_SEC_SKIP };
+
+struct config_loader {
+    struct config *cfg;
+    struct buf *err;
+    int nerr;
+    const char *path; /* for messages */
+    /* the file, fed line by line to inih */
+    const char *data;
+    size_t len, pos;
+    int lineno;
+    /* the section the current line belongs to */
+    enum config_sec sec;
+    const char *sec_name; /* CONFIG_SEC_GLOBAL: an entry of config_sections */
+    size_t client;        /* CONFIG_SEC_CLIENT: index into cfg->clients */
+    /* where each setting came from */
+    struct config_origin origin[CONFIG_NKEYS];
+    struct config_client_meta *meta; /* parallel to cfg->clients */
+    size_t meta_cap;
+};
+
+/* Append one error line: the origin's prefix, then the formatted reason. */
+static void __attribute__((format(printf, 3, 4)))
+config_err(struct config_loader *ld, const struct config_origin *o, const char *fmt, ...)
+{
+    if (o != NULL && o->env != NULL) {
+        const char *eq = strchr(o->env, '=');
+        int n = eq ? (int)(eq - o->env) : (int)strlen(o->env);
+        buf_printf(ld->err, "env %.*s: ", n, o->env);
+    } else if (o != NULL && o->line > 0) {
+        buf_printf(ld->err, "%s:%d: ", ld->path, o->line);
+    } else {
+        buf_adds(ld->err, "config: ");
+    }
+    struct buf why = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&why, fmt, ap);
+    va_end(ap);
+    /* Quoted input may hold control characters: keep them off terminals. */
+    for (size_t i = 0; i < why.len; i++)
+        buf_addc(ld->err,
+                 (unsigned char)why.data[i] < 0x20 || why.data[i] == 0x7f ? '?' : why.data[i]);
+    buf_free(&why);
+    buf_addc(ld->err, '\n');
+    ld->nerr++;
+}
+
+/* Address of a field of base at byte offset off. */
+static void *config_field(void *base, size_t off)
+{
+    return (char *)base + off;
+}
+
+/* Address of a read-only field of base at byte offset off. */
+static const void *config_cfield(const void *base, size_t off)
+{
+    return (const char *)base + off;
+}
+
+/* Replace the string field at off with a copy of v. */
+static void config_set_str(void *base, size_t off, const char *v)
+{
+    char **p = config_field(base, off);
+    free(*p);
+    *p = xstrdup(v);
+}
+
+/* Free a list of n strings. */
+static void config_free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* True for the separators of a list value: commas and whitespace. */
+static bool config_is_list_sep(char c)
+{
+    return c == ',' || isspace((unsigned char)c);
+}
+
+/* Split v into tokens separated by commas and whitespace. */
+static char **config_split(const char *v, size_t *n)
+{
+    char **list = NULL;
+    size_t cnt = 0;
+    const char *p = v;
+    for (;;) {
+        while (*p && config_is_list_sep(*p))
+            p++;
+        if (*p == '\0')
+            break;
+        const char *s = p;
+        while (*p && !config_is_list_sep(*p))
+            p++;
+        list = xrealloc(list, (cnt + 1) * sizeof *list);
+        list[cnt++] = xstrndup(s, (size_t)(p - s));
+    }
+    *n = cnt;
+    return list;
+}
+
+/* True when s is "host:port": a non-empty host without whitespace (IPv6 in
+ * brackets) and a decimal port 0..65535. */
+static bool config_valid_addr(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return false;
+    size_t hlen = (size_t)(colon - s);
+    for (size_t i = 0; i < hlen; i++)
+        if (isspace((unsigned char)s[i]))
+            return false;
+    if (s[0] == '[' && s[hlen - 1] != ']')
+        return false;
+    if (s[0] != '[' && memchr(s, ':', hlen) != NULL)
+        return false;
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5)
+        return false;
+    long port = 0;
+    for (; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    return port <= 65535;
+}
+
+/* True when s is "sandbox" or an http(s) URL with a host. */
+static bool config_valid_endpoint(const char *s)
+{
+    const char *rest;
+    if (strcmp(s, "sandbox") == 0)
+        return true;
+    if (strncmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    else if (strncmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else
+        return false;
+    if (*rest == '\0' || *rest == '/')
+        return false;
+    for (; *rest; rest++)
+        if (isspace((unsigned char)*rest))
+            return false;
+    return true;
+}
+
+/* True when s is non-empty and every character is in the set allowed. */
+static bool config_only(const char *s, const char *allowed)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr(allowed, *s) == NULL)
+            return false;
+    return true;
+}
+
+/* True for an allow_actions entry: "*" or an action / operation name. */
+static bool config_valid_action(const char *s)
+{
+    return strcmp(s, "*") == 0 || config_only(s, "");
+}
+
+/* True for an allow_from entry: "*", "*@domain" or "local@domain". */
+static bool config_valid_from(const char *s)
+{
+    if (strcmp(s, "*") == 0)
+        return true;
+    const char *at = strrchr(s, '@');
+    if (at == NULL || at == s || at[1] == '\0')
+        return false;
+    if (strchr(at + 1, '*') != NULL)
+        return false;
+    const char *star = strchr(s, '*');
+    return star == NULL || (star == s && at == s + 1);
+}
+
+/* Parse a whole decimal integer (optional sign) into *out; -1 if malformed. */
+static int config_parse_int(const char *s, int64_t *out)
+{
+    const char *p = s;
+    if (*p == '+' || *p == '-')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q))
+            return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* Parse a plain decimal number (digits, fraction, exponent; no hex, inf or
+ * nan) into *out; -1 if malformed. */
+static int config_parse_double(const char *s, double *out)
+{
+    const char *p = s;
+    if (*p == '+' || *p == '-')
+        p++;
+    size_t digits = 0;
+    while (isdigit((unsigned char)*p)) {
+        p++;
+        digits++;
+    }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            p++;
+            digits++;
+        }
+    }
+    if (digits == 0)
+        return -1;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p != '\0')
+        return -1;
+    double v = strtod(s, NULL);
+    if (!isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Parse a boolean: on/off, true/false, yes/no, 1/0 (any case); -1 if none. */
+static int config_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"on", "true", "yes", "1"};
+    static const char *const no[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Check a double (written v) against the key's range; the reason in why. */
+static int config_check_double(const struct config_key *k, double d, const char *v, struct buf *why)
+{
+    bool low = k->dlo_open ? d <= k->dlo : d < k->dlo;
+    if (low || d > k->dhi) {
+        buf_printf(why, "'%.*s' is out of range (want %s %g", CONFIG_QUOTE_MAX, v,
+                   k->dlo_open ? ">" : ">=", k->dlo);
+        if (k->dhi != HUGE_VAL)
+            buf_printf(why, " and <= %g", k->dhi);
+        buf_addc(why, ')');
+        return -1;
+    }
+    return 0;
+}
+
+/* Check an integer (written v) against the key's range; the reason in why. */
+static int config_check_int(const struct config_key *k, int64_t n, const char *v, struct buf *why)
+{
+    if (n < k->ilo || n > k->ihi) {
+        if (k->ihi == INT64_MAX)
+            buf_printf(why, "'%.*s' is out of range (want at least %" PRId64 ")", CONFIG_QUOTE_MAX,
+                       v, k->ilo);
+        else
+            buf_printf(why, "'%.*s' is out of range (want %" PRId64 " to %" PRId64 ")",
+                       CONFIG_QUOTE_MAX, v, k->ilo, k->ihi);
+        return -1;
+    }
+    return 0;
+}
+
+/* Set the field of key k in base (struct config or struct config_client)
+ * from the text v. Returns 0, or -1 with the reason in why (never quoting a
+ * secret); the field is unchanged on error. */
+static int config_set(const struct config_key *k, void *base, const char *v, struct buf *why)
+{
+    int q = CONFIG_QUOTE_MAX;
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            buf_adds(why, "contains a control character");
+            return -1;
+        }
+    }
+    switch (k->kind) {
+    case CONFIG_STR:
+        if (*v == '\0' && !(k->flags & CONFIG_EMPTY_OK)) {
+            buf_adds(why, "must not be empty");
+            return -1;
+        }
+        config_set_str(base, k->off, v);
+        return 0;
+    case CONFIG_ADDR:
+        if (!(*v == '\0' && (k->flags & CONFIG_EMPTY_OK)) && !config_valid_addr(v)) {
+            buf_printf(why, "bad address '%.*s' (want host:port)", q, v);
+            return -1;
+        }
+        config_set_str(base, k->off, v);
+        return 0;
+    case CONFIG_ENDPOINT:
+        if (*v != '\0' && !config_valid_endpoint(v)) {
+            buf_printf(why, "bad endpoint '%.*s' (want an http:// or https:// URL, or sandbox)", q,
+                       v);
+            return -1;
+        }
+        config_set_str(base, k->off, v);
+        return 0;
+    case CONFIG_REGION:
+        if (*v != '\0' && !config_only(v, "-")) {
+            buf_printf(why, "bad region '%.*s' (want a name such as us-east-1)", q, v);
+            return -1;
+        }
+        for (const char *p = v; *p; p++) {
+            if (isupper((unsigned char)*p)) {
+                buf_printf(why, "bad region '%.*s' (want a name such as us-east-1)", q, v);
+                return -1;
+            }
+        }
+        config_set_str(base, k->off, v);
+        return 0;
+    case CONFIG_PREFIX:
+        if (!config_only(v, "_.:-")) {
+            buf_printf(why, "bad prefix '%.*s' (want letters, digits, '_', '.', ':' or '-')", q, v);
+            return -1;
+        }
+        config_set_str(base, k->off, v);
+        return 0;
+    case CONFIG_SIZE: {
+        uint64_t n;
+        if (util_parse_size(v, &n) < 0) {
+            buf_printf(why, "bad size '%.*s' (want a number with unit b, k, m or g)", q, v);
+            return -1;
+        }
+        if (n < (uint64_t)k->ilo) {
+            buf_printf(why, "'%.*s' is out of range (want at least %" PRId64 " byte)", q, v,
+                       k->ilo);
+            return -1;
+        }
+        *(uint64_t *)config_field(base, k->off) = n;
+        return 0;
+    }
+    case CONFIG_DURATION: {
+        int64_t ms;
+        if (util_parse_duration_ms(v, &ms) < 0) {
+            buf_printf(why, "bad duration '%.*s' (want a number with unit ms, s, m, h or d)", q, v);
+            return -1;
+        }
+        if (ms < k->ilo) {
+            buf_printf(why, "'%.*s' is out of range (want at least %" PRId64 "ms)", q, v, k->ilo);
+            return -1;
+        }
+        *(int64_t *)config_field(base, k->off) = ms;
+        return 0;
+    }
+    case CONFIG_INT:
+    case CONFIG_OPT_QUOTA: {
+        int64_t n = 0;
+        if (k->kind == CONFIG_OPT_QUOTA && *v == '\0') {
+            *(int64_t *)config_field(base, k->off) = 0;
+            return 0;
+        }
+        if (config_parse_int(v, &n) < 0) {
+            buf_printf(why, "bad number '%.*s' (want a whole number)", q, v);
+            return -1;
+        }
+        if (config_check_int(k, n, v, why) < 0)
+            return -1;
+        *(int64_t *)config_field(base, k->off) = n;
+        return 0;
+    }
+    case CONFIG_DOUBLE:
+    case CONFIG_OPT_RATE: {
+        double d = 0;
+        if (k->kind == CONFIG_OPT_RATE && *v == '\0') {
+            *(double *)config_field(base, k->off) = 0;
+            return 0;
+        }
+        if (config_parse_double(v, &d) < 0) {
+            buf_printf(why, "bad number '%.*s'", q, v);
+            return -1;
+        }
+        if (config_check_double(k, d, v, why) < 0)
+            return -1;
+        *(double *)config_field(base, k->off) = d;
+        return 0;
+    }
+    case CONFIG_RATE: {
+        double d = 0;
+        if (strcasecmp(v, "auto") == 0) {
+            *(enum config_rate_mode *)config_field(base, k->off) = CONFIG_RATE_AUTO;
+            *(double *)config_field(base, k->off2) = 0;
+            return 0;
+        }
+        if (config_parse_double(v, &d) < 0) {
+            buf_printf(why, "bad rate '%.*s' (want auto or a number > 0)", q, v);
+            return -1;
+        }
+        if (config_check_double(k, d, v, why) < 0)
+            return -1;
+        *(enum config_rate_mode *)config_field(base, k->off) = CONFIG_RATE_FIXED;
+        *(double *)config_field(base, k->off2) = d;
+        return 0;
+    }
+    case CONFIG_BOOL:
+    case CONFIG_OPT_BOOL: {
+        bool b;
+        if (k->kind == CONFIG_OPT_BOOL && *v == '\0') {
+            *(int *)config_field(base, k->off) = -1;
+            return 0;
+        }
+        if (config_parse_bool(v, &b) < 0) {
+            buf_printf(why, "bad boolean '%.*s' (want on/off, true/false, yes/no or 1/0)", q, v);
+            return -1;
+        }
+        if (k->kind == CONFIG_BOOL)
+            *(bool *)config_field(base, k->off) = b;
+        else
+            *(int *)config_field(base, k->off) = b ? 1 : 0;
+        return 0;
+    }
+    case CONFIG_FIRST:
+        if (strcasecmp(v, "sync") != 0 && strcasecmp(v, "queue") != 0) {
+            buf_printf(why, "bad value '%.*s' (want sync or queue)", q, v);
+            return -1;
+        }
+        *(bool *)config_field(base, k->off) = strcasecmp(v, "sync") == 0;
+        return 0;
+    case CONFIG_LIST_ACTIONS:
+    case CONFIG_LIST_FROM: {
+        size_t n;
+        char **list = config_split(v, &n);
+        if (n == 0) {
+            buf_adds(why, "empty list (use * to allow all)");
+            config_free_list(list, n);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            bool ok = k->kind == CONFIG_LIST_ACTIONS ? config_valid_action(list[i])
+                                                     : config_valid_from(list[i]);
+            if (!ok) {
+                if (k->kind == CONFIG_LIST_ACTIONS)
+                    buf_printf(why, "bad action '%.*s' (want an action name or *)", q, list[i]);
+                else
+                    buf_printf(why, "bad sender '%.*s' (want addr@domain, *@domain or *)", q,
+                               list[i]);
+                config_free_list(list, n);
+                return -1;
+            }
+        }
+        char ***lp = config_field(base, k->off);
+        size_t *np = config_field(base, k->off2);
+        config_free_list(*lp, *np);
+        *lp = list;
+        *np = n;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/* Set key k of base from v and report a failure at origin o. */
+static void config_apply(struct config_loader *ld, const struct config_key *k, void *base,
+                         const char *label, const char *v, const struct config_origin *o)
+{
+    struct buf why = BUF_INIT;
+    if (config_set(k, base, v, &why) < 0) {
+        if (o->env != NULL)
+            config_err(ld, o, "%s", buf_cstr(&why));
+        else
+            config_err(ld, o, "[%s] %s: %s", label, k->name, buf_cstr(&why));
+    }
+    buf_free(&why);
+}
+
+/* Index of key name in section sec of config_keys[], or -1. */
+static int config_find_key(const char *sec, const char *name)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (strcmp(config_keys[i].section, sec) == 0 && strcmp(config_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Index of key name in config_client_keys[], or -1. */
+static int config_find_client_key(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_NCKEYS; i++)
+        if (strcmp(config_client_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Set cfg->endpoint to the region's SES endpoint. */
+static void config_derive_endpoint(struct config *cfg)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "https://email.%s.amazonaws.com", cfg->region);
+    free(cfg->endpoint);
+    cfg->endpoint = buf_detach(&b, NULL);
+}
+
+/* Reset cfg to the built-in defaults. */
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    struct buf why = BUF_INIT;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        config_set(&config_keys[i], cfg, config_keys[i].def, &why);
+    buf_free(&why);
+    config_derive_endpoint(cfg);
+    cfg->path = xstrdup("");
+}
+
+/* Fill a new client with its defaults. */
+static void config_client_defaults(struct config_client *c, const char *name)
+{
+    memset(c, 0, sizeof *c);
+    c->name = xstrdup(name);
+    struct buf why = BUF_INIT;
+    for (size_t i = 0; i < CONFIG_NCKEYS; i++)
+        config_set(&config_client_keys[i], c, config_client_keys[i].def, &why);
+    buf_free(&why);
+}
+
+/* Release what a client owns. */
+static void config_client_free(struct config_client *c)
+{
+    free(c->name);
+    free(c->access_key_id);
+    free(c->secret_access_key);
+    config_free_list(c->allow_actions, c->n_allow_actions);
+    config_free_list(c->allow_from, c->n_allow_from);
+}
+
+/* Start the section named name (header on line ld->lineno). */
+static void config_section(struct config_loader *ld, const char *name)
+{
+    struct config_origin here = {ld->lineno, NULL};
+    struct config *cfg = ld->cfg;
+    ld->sec = CONFIG_SEC_SKIP;
+    for (size_t i = 0; i < CONFIG_NSECTIONS; i++) {
+        if (strcmp(name, config_sections[i]) == 0) {
+            ld->sec = CONFIG_SEC_GLOBAL;
+            ld->sec_name = config_sections[i];
+            return;
+        }
+    }
+    if (strncmp(name, "client.", 7) != 0) {
+        config_err(ld, &here, "unknown section [%.*s]", CONFIG_QUOTE_MAX, name);
+        return;
+    }
+    const char *cname = name + 7;
+    if (!config_only(cname, "_-")) {
+        config_err(ld, &here, "invalid client name '%.*s' (want letters, digits, '_' or '-')",
+                   CONFIG_QUOTE_MAX, cname);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        if (strcmp(cfg->clients[i].name, cname) == 0) {
+            config_err(ld, &here, "duplicate section [client.%s] (first on line %d)", cname,
+                       ld->meta[i].line);
+            return;
+        }
+    }
+    cfg->clients = xrealloc(cfg->clients, (cfg->nclients + 1) * sizeof *cfg->clients);
+    if (cfg->nclients + 1 > ld->meta_cap) {
+        ld->meta_cap = ld->meta_cap ? 2 * ld->meta_cap : 8;
+        ld->meta = xrealloc(ld->meta, ld->meta_cap * sizeof *ld->meta);
+    }
+    config_client_defaults(&cfg->clients[cfg->nclients], cname);
+    memset(&ld->meta[cfg->nclients], 0, sizeof ld->meta[0]);
+    ld->meta[cfg->nclients].line = ld->lineno;
+    ld->client = cfg->nclients++;
+    ld->sec = CONFIG_SEC_CLIENT;
+}
+
+/* inih handler: one "name = value" line of the current section. */
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct config_loader *ld = user;
+    struct config_origin here = {ld->lineno, NULL};
+    (void)section;
+    if (ld->sec == CONFIG_SEC_NONE) {
+        config_err(ld, &here, "key '%.*s' outside any section", CONFIG_QUOTE_MAX, name);
+    } else if (ld->sec == CONFIG_SEC_GLOBAL) {
+        int i = config_find_key(ld->sec_name, name);
+        if (i < 0) {
+            config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name,
+                       ld->sec_name);
+        } else if (ld->origin[i].line > 0) {
+            config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name,
+                       ld->sec_name, ld->origin[i].line);
+        } else {
+            ld->origin[i] = here;
+            config_apply(ld, &config_keys[i], ld->cfg, ld->sec_name, value, &here);
+        }
+    } else if (ld->sec == CONFIG_SEC_CLIENT) {
+        struct config_client *c = &ld->cfg->clients[ld->client];
+        struct config_client_meta *m = &ld->meta[ld->client];
+        struct buf label = BUF_INIT;
+        buf_printf(&label, "client.%s", c->name);
+        int i = config_find_client_key(name);
+        if (i < 0) {
+            config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name,
+                       buf_cstr(&label));
+        } else if (m->key[i].line > 0) {
+            config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name,
+                       buf_cstr(&label), m->key[i].line);
+        } else {
+            m->key[i] = here;
+            config_apply(ld, &config_client_keys[i], c, buf_cstr(&label), value, &here);
+        }
+        buf_free(&label);
+    }
+    return 1;
+}
+
+/* Like inih: the first of chars, or of an inline ';' comment (one preceded
+ * by whitespace), in s; the terminating NUL if neither occurs. */
+static char *config_find_chars(char *s, const char *chars)
+{
+    bool was_space = false;
+    while (*s && (chars == NULL || strchr(chars, *s) == NULL) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+/* Strip trailing whitespace of s in place. */
+static void config_rstrip(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+}
+
+/* Look at one line (leading whitespace already stripped) as inih will:
+ * start a section for a header, report a line inih cannot parse. */
+static void config_scan_line(struct config_loader *ld, char *line)
+{
+    struct config_origin here = {ld->lineno, NULL};
+    config_rstrip(line);
+    if (*line == '\0' || *line == ';' || *line == '#')
+        return;
+    if (*line == '[') {
+        char *end = config_find_chars(line + 1, "]");
+        if (*end != ']') {
+            config_err(ld, &here, "section header without ']'");
+            ld->sec = CONFIG_SEC_SKIP;
+            return;
+        }
+        *end = '\0';
+        char *after = end + 1;
+        while (isspace((unsigned char)*after))
+            after++;
+        if (*after != '\0' && *after != ';') {
+            config_err(ld, &here, "unexpected text after section header");
+            ld->sec = CONFIG_SEC_SKIP;
+            return;
+        }
+        char *name = line + 1;
+        while (isspace((unsigned char)*name))
+            name++;
+        config_rstrip(name);
+        config_section(ld, name);
+        return;
+    }
+    char *eq = config_find_chars(line, "=:");
+    if (*eq != '=' && *eq != ':')
+        config_err(ld, &here, "expected 'key = value'");
+}
+
+/* inih reader: hand inih the next line of the file, without its leading
+ * whitespace and always ending in '\n'; count lines and track sections. */
+static char *config_reader(char *str, int num, void *stream)
+{
+    struct config_loader *ld = stream;
+    if (ld->pos >= ld->len)
+        return NULL;
+    const char *p = ld->data + ld->pos;
+    size_t rest = ld->len - ld->pos;
+    const char *nl = memchr(p, '\n', rest);
+    size_t n = nl ? (size_t)(nl - p) : rest;
+    ld->pos += nl ? n + 1 : n;
+    ld->lineno++;
+    if (ld->lineno == 1 && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
+        p += 3;
+        n -= 3;
+    }
+    while (n > 0 && isspace((unsigned char)*p)) {
+        p++;
+        n--;
+    }
+    struct config_origin here = {ld->lineno, NULL};
+    if (memchr(p, '\0', n) != NULL) {
+        config_err(ld, &here, "line contains a NUL byte");
+        n = 0;
+    } else if (num < 2 || n > (size_t)num - 2) {
+        config_err(ld, &here, "line too long (more than %d characters)", num > 2 ? num - 2 : 0);
+        n = 0;
+    }
+    char *line = xstrndup(p, n);
+    config_scan_line(ld, line);
+    free(line);
+    if (num < 2) {
+        if (num == 1)
+            str[0] = '\0';
+        return str;
+    }
+    memcpy(str, p, n);
+    str[n] = '\n';
+    str[n + 1] = '\0';
+    return str;
+}
+
+/* Read path into *data (NUL-terminated); -1 with errno set on failure. */
+static int config_read_file(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    struct buf b = BUF_INIT;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > CONFIG_MAX_FILE) {
+            buf_free(&b);
+            fclose(f);
+            errno = EFBIG;
+            return -1;
+        }
+        buf_add(&b, chunk, n);
+    }
+    if (ferror(f)) {
+        int e = errno ? errno : EIO;
+        buf_free(&b);
+        fclose(f);
+        errno = e;
+        return -1;
+    }
+    fclose(f);
+    buf_cstr(&b);
+    *data = buf_detach(&b, len);
+    if (*data == NULL) {
+        *data = xstrdup("");
+        *len = 0;
+    }
+    return 0;
+}
+
+/* Parse the file at ld->path into ld->cfg. */
+static void config_parse_file(struct config_loader *ld)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (config_read_file(ld->path, &data, &len) < 0) {
+        buf_printf(ld->err, "%s: cannot read: %s\n", ld->path, strerror(errno));
+        ld->nerr++;
+        return;
+    }
+    ld->data = data;
+    ld->len = len;
+    ld->pos = 0;
+    ld->lineno = 0;
+    ld->sec = CONFIG_SEC_NONE;
+    /* Debian's libinih sizes its line buffer at run time: make it roomy
+     * enough for long allow lists, and leave it as it was afterwards. */
+    bool use_stack = ini_use_stack;
+    int max_line = ini_max_line, initial_alloc = ini_initial_alloc;
+    ini_use_stack = false;
+    ini_max_line = CONFIG_MAX_LINE;
+    ini_initial_alloc = CONFIG_MAX_LINE;
+    int nerr = ld->nerr;
+    int rc = ini_parse_stream(config_reader, ld, config_handler, ld);
+    ini_use_stack = use_stack;
+    ini_max_line = max_line;
+    ini_initial_alloc = initial_alloc;
+    if (rc == -2) {
+        buf_printf(ld->err, "%s: cannot parse: out of memory\n", ld->path);
+        ld->nerr++;
+    } else if (rc != 0 && ld->nerr == nerr) {
+        struct config_origin at = {rc > 0 ? rc : 0, NULL};
+        config_err(ld, &at, "syntax error");
+    }
+    free(data);
+    ld->data = NULL;
+}
+
+/* The value of variable name in env (the first entry wins), or NULL. */
+static const char *config_env_get(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (char *const *e = env; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+/* The entry of env for variable name ("NAME=value"), or NULL. */
+static const char *config_env_entry(char *const *env, const char *name)
+{
+    const char *v = config_env_get(env, name);
+    return v ? v - strlen(name) - 1 : NULL;
+}
+
+/* True when the n bytes at s equal "<SECTION>_<KEY>" of key k, ignoring case. */
+static bool config_env_matches(const char *s, size_t n, const char *sec, const char *key)
+{
+    size_t ls = strlen(sec), lk = strlen(key);
+    return n == ls + 1 + lk && strncasecmp(s, sec, ls) == 0 && s[ls] == '_' &&
+           strncasecmp(s + ls + 1, key, lk) == 0;
+}
+
+/* Upper-cased form of a client name char in a variable name ('-' as '_'). */
+static char config_env_char(char c)
+{
+    return c == '-' ? '_' : (char)toupper((unsigned char)c);
+}
+
+/* If s (n bytes) is "<NAME>_<KEY>" for client name, the index of KEY in
+ * config_client_keys[]; else -1. */
+static int config_env_client_key(const char *s, size_t n, const char *name)
+{
+    size_t ln = strlen(name);
+    if (n <= ln + 1 || s[ln] != '_')
+        return -1;
+    for (size_t i = 0; i < ln; i++)
+        if (config_env_char(s[i]) != config_env_char(name[i]))
+            return -1;
+    for (size_t i = 0; i < CONFIG_NCKEYS; i++)
+        if (util_ieq(s + ln + 1, n - ln - 1, config_client_keys[i].name))
+            return (int)i;
+    return -1;
+}
+
+/* Apply one SESGATE_* variable, entry e ("NAME=value"). */
+static void config_env_one(struct config_loader *ld, const char *e)
+{
+    struct config *cfg = ld->cfg;
+    struct config_origin here = {0, e};
+    const char *eq = strchr(e, '=');
+    const char *name = e + 8;
+    size_t n = (size_t)(eq - name);
+    const char *value = eq + 1;
+    while (isspace((unsigned char)*value))
+        value++;
+    char *val = xstrdup(value);
+    config_rstrip(val);
+
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        if (config_env_matches(name, n, config_keys[i].section, config_keys[i].name)) {
+            ld->origin[i] = here;
+            config_apply(ld, &config_keys[i], cfg, config_keys[i].section, val, &here);
+            free(val);
+            return;
+        }
+    }
+    if (n > 7 && strncasecmp(name, "CLIENT_", 7) == 0) {
+        size_t found = 0, first = 0;
+        int fkey = -1;
+        for (size_t c = 0; c < cfg->nclients; c++) {
+            int k = config_env_client_key(name + 7, n - 7, cfg->clients[c].name);
+            if (k < 0)
+                continue;
+            if (found++ == 0) {
+                first = c;
+                fkey = k;
+            } else {
+                config_err(ld, &here, "ambiguous: matches [client.%s] and [client.%s]",
+                           cfg->clients[first].name, cfg->clients[c].name);
+            }
+        }
+        if (found == 1) {
+            struct buf label = BUF_INIT;
+            buf_printf(&label, "client.%s", cfg->clients[first].name);
+            ld->meta[first].key[fkey] = here;
+            config_apply(ld, &config_client_keys[fkey], &cfg->clients[first], buf_cstr(&label), val,
+                         &here);
+            buf_free(&label);
+        }
+        if (found > 0) {
+            free(val);
+            return;
+        }
+    }
+    config_err(ld, &here, "unknown setting");
+    free(val);
+}
+
+/* Apply the SESGATE_* variables of env (the first of duplicates wins). */
+static void config_env_sesgate(struct config_loader *ld, char *const *env)
+{
+    for (char *const *e = env; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL || strncmp(*e, "SESGATE_", 8) != 0)
+            continue;
+        size_t n = (size_t)(eq - *e);
+        if (n == 14 && strncmp(*e, "SESGATE_CONFIG", 14) == 0)
+            continue;
+        bool dup = false;
+        for (char *const *d = env; d < e && !dup; d++)
+            dup = strncmp(*d, *e, n + 1) == 0;
+        if (!dup)
+            config_env_one(ld, *e);
+    }
+}
+
+/* Apply AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN and,
+ * when no region was configured, AWS_REGION / AWS_DEFAULT_REGION. */
+static void config_env_aws(struct config_loader *ld, char *const *env)
+{
+    struct config *cfg = ld->cfg;
+    const char *id = config_env_get(env, "AWS_ACCESS_KEY_ID");
+    if (id != NULL && *id != '\0') {
+        const char *secret = config_env_get(env, "AWS_SECRET_ACCESS_KEY");
+        const char *token = config_env_get(env, "AWS_SESSION_TOKEN");
+        if (secret == NULL || *secret == '\0') {
+            struct config_origin o = {0, "AWS_SECRET_ACCESS_KEY"};
+            config_err(ld, &o, "missing");
+        } else {
+            const char *names[3] = {"access_key_id", "secret_access_key", "session_token"};
+            const char *vars[3] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                   "AWS_SESSION_TOKEN"};
+            const char *vals[3] = {id, secret, token ? token : ""};
+            for (size_t i = 0; i < 3; i++) {
+                int k = config_find_key("upstream", names[i]);
+                struct config_origin o = {0, config_env_entry(env, vars[i])};
+                if (o.env == NULL)
+                    o.env = vars[i];
+                ld->origin[k] = o;
+                config_apply(ld, &config_keys[k], cfg, "upstream", vals[i], &o);
+            }
+            cfg->upstream_from_env = true;
+        }
+    }
+    int r = config_find_key("upstream", "region");
+    bool region_set = (ld->origin[r].line > 0 || ld->origin[r].env != NULL) && *cfg->region;
+    if (!region_set) {
+        const char *vars[2] = {"AWS_REGION", "AWS_DEFAULT_REGION"};
+        for (size_t i = 0; i < 2; i++) {
+            const char *v = config_env_get(env, vars[i]);
+            if (v != NULL && *v != '\0') {
+                struct config_origin o = {0, config_env_entry(env, vars[i])};
+                config_apply(ld, &config_keys[r], cfg, "upstream", v, &o);
+                break;
+            }
+        }
+        if (*cfg->region == '\0')
+            config_set_str(cfg, config_keys[r].off, config_keys[r].def);
+    }
+}
+
+/* Where a client's setting came from, for a cross-check message: the
+ * variable when the environment set it, else the client's header line. */
+static struct config_origin config_client_at(const struct config_client_meta *m, int key)
+{
+    if (m->key[key].env != NULL)
+        return m->key[key];
+    struct config_origin o = {m->line, NULL};
+    return o;
+}
+
+/* True when s is 16 to 128 characters of A-Z and 0-9. */
+static bool config_valid_key_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 16 || n > 128)
+        return false;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s) && !(*s >= 'A' && *s <= 'Z'))
+            return false;
+    return true;
+}
+
+/* Check what no single key can: pairs of keys and the client table. */
+static void config_cross_check(struct config_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    int cert = config_find_key("server", "tls_cert"), key = config_find_key("server", "tls_key");
+    if (*cfg->tls_cert && !*cfg->tls_key)
+        config_err(ld, &ld->origin[cert], "[server] tls_cert is set but tls_key is not");
+    if (*cfg->tls_key && !*cfg->tls_cert)
+        config_err(ld, &ld->origin[key], "[server] tls_key is set but tls_cert is not");
+
+    int id = config_find_key("upstream", "access_key_id");
+    int sec = config_find_key("upstream", "secret_access_key");
+    if (strcmp(cfg->endpoint, "sandbox") != 0 && !cfg->upstream_from_env) {
+        if (*cfg->access_key_id && !*cfg->secret_access_key)
+            config_err(ld, &ld->origin[id],
+                       "[upstream] access_key_id is set but secret_access_key is not");
+        if (*cfg->secret_access_key && !*cfg->access_key_id)
+            config_err(ld, &ld->origin[sec],
+                       "[upstream] secret_access_key is set but access_key_id is not");
+    }
+
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        const struct config_client *c = &cfg->clients[i];
+        const struct config_client_meta *m = &ld->meta[i];
+        struct config_origin oid = config_client_at(m, CONFIG_CK_ID);
+        struct config_origin osec = config_client_at(m, CONFIG_CK_SECRET);
+        if (*c->access_key_id == '\0') {
+            config_err(ld, &oid, "[client.%s] missing access_key_id", c->name);
+        } else if (!config_valid_key_id(c->access_key_id)) {
+            config_err(ld, &oid,
+                       "[client.%s] access_key_id '%.*s' is not 16 to 128 characters A-Z, 0-9",
+                       c->name, CONFIG_QUOTE_MAX, c->access_key_id);
+        } else {
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(cfg->clients[j].access_key_id, c->access_key_id) == 0) {
+                    config_err(ld, &oid,
+                               "[client.%s] access_key_id %s is also used by [client.%s] "
+                               "(line %d)",
+                               c->name, c->access_key_id, cfg->clients[j].name, ld->meta[j].line);
+                    break;
+                }
+            }
+        }
+        if (*c->secret_access_key == '\0')
+            config_err(ld, &osec, "[client.%s] missing secret_access_key", c->name);
+        else if (strlen(c->secret_access_key) < 16)
+            config_err(ld, &osec, "[client.%s] secret_access_key is shorter than 16 characters",
+                       c->name);
+    }
+}
+
+/* Defaults, then the file, then the environment, then the cross-checks. */
+int config_load(struct config *cfg, const char *path, char *const *env, struct buf *err)
+{
+    config_defaults(cfg);
+    struct config_loader ld;
+    memset(&ld, 0, sizeof ld);
+    ld.cfg = cfg;
+    ld.err = err;
+    ld.path = path ? path : "";
+    if (path != NULL && *path != '\0') {
+        free(cfg->path);
+        cfg->path = xstrdup(path);
+        config_parse_file(&ld);
+    }
+    config_env_sesgate(&ld, env);
+    config_env_aws(&ld, env);
+    int e = config_find_key("upstream", "endpoint");
+    if (*cfg->endpoint == '\0' || (ld.origin[e].line == 0 && ld.origin[e].env == NULL))
+        config_derive_endpoint(cfg);
+    config_cross_check(&ld);
+    free(ld.meta);
+    return ld.nerr ? -1 : 0;
+}
+
+/* Append a secret masked: its first 4 characters then "****" ("" stays
+ * "", fewer than 8 characters give only "****"). */
+static void config_print_secret(struct buf *out, const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return;
+    if (n >= 8)
+        buf_add(out, s, 4);
+    buf_adds(out, "****");
+}
+
+/* Append a number in the shortest form that reads back as the same value. */
+static void config_print_double(struct buf *out, double v)
+{
+    char tmp[64];
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(tmp, sizeof tmp, "%.0f", v);
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+            if (strtod(tmp, NULL) == v)
+                break;
+        }
+    }
+    buf_adds(out, tmp);
+}
+
+/* Append a duration in ms with the largest unit that divides it. */
+static void config_print_duration(struct buf *out, int64_t ms)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            buf_printf(out, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    }
+    if (ms == 0)
+        buf_adds(out, "0s");
+    else
+        buf_printf(out, "%" PRId64 "ms", ms);
+}
+
+/* Append a size in bytes with the largest binary unit that divides it. */
+static void config_print_size(struct buf *out, uint64_t n)
+{
+    static const char units[] = "gmk";
+    for (int i = 0; i < 3; i++) {
+        uint64_t u = (uint64_t)1 << (10 * (3 - i));
+        if (n != 0 && n % u == 0) {
+            buf_printf(out, "%" PRIu64 "%c", n / u, units[i]);
+            return;
+        }
+    }
+    buf_printf(out, "%" PRIu64, n);
+}
+
+/* Append "name = value" for key k of base (value omitted when empty). */
+static void config_print_key(struct buf *out, const struct config_key *k, const void *base)
+{
+    struct buf v = BUF_INIT;
+    switch (k->kind) {
+    case CONFIG_STR:
+    case CONFIG_ADDR:
+    case CONFIG_ENDPOINT:
+    case CONFIG_REGION:
+    case CONFIG_PREFIX: {
+        const char *s = *(char *const *)config_cfield(base, k->off);
+        if (k->flags & CONFIG_SECRET)
+            config_print_secret(&v, s ? s : "");
+        else
+            buf_adds(&v, s ? s : "");
+        break;
+    }
+    case CONFIG_SIZE:
+        config_print_size(&v, *(const uint64_t *)config_cfield(base, k->off));
+        break;
+    case CONFIG_DURATION:
+        config_print_duration(&v, *(const int64_t *)config_cfield(base, k->off));
+        break;
+    case CONFIG_INT:
+        buf_printf(&v, "%" PRId64, *(const int64_t *)config_cfield(base, k->off));
+        break;
+    case CONFIG_OPT_QUOTA: {
+        int64_t n = *(const int64_t *)config_cfield(base, k->off);
+        if (n != 0)
+            buf_printf(&v, "%" PRId64, n);
+        break;
+    }
+    case CONFIG_DOUBLE:
+        config_print_double(&v, *(const double *)config_cfield(base, k->off));
+        break;
+    case CONFIG_OPT_RATE: {
+        double d = *(const double *)config_cfield(base, k->off);
+        if (d != 0)
+            config_print_double(&v, d);
+        break;
+    }
+    case CONFIG_RATE:
+        if (*(const enum config_rate_mode *)config_cfield(base, k->off) == CONFIG_RATE_AUTO)
+            buf_adds(&v, "auto");
+        else
+            config_print_double(&v, *(const double *)config_cfield(base, k->off2));
+        break;
+    case CONFIG_BOOL:
+        buf_adds(&v, *(const bool *)config_cfield(base, k->off) ? "on" : "off");
+        break;
+    case CONFIG_OPT_BOOL: {
+        int b = *(const int *)config_cfield(base, k->off);
+        if (b >= 0)
+            buf_adds(&v, b ? "on" : "off");
+        break;
+    }
+    case CONFIG_FIRST:
+        buf_adds(&v, *(const bool *)config_cfield(base, k->off) ? "sync" : "queue");
+        break;
+    case CONFIG_LIST_ACTIONS:
+    case CONFIG_LIST_FROM: {
+        char *const *list = *(char **const *)config_cfield(base, k->off);
+        size_t n = *(const size_t *)config_cfield(base, k->off2);
+        for (size_t i = 0; i < n; i++)
+            buf_printf(&v, "%s%s", i ? ", " : "", list[i]);
+        break;
+    }
+    }
+    if (v.len > 0)
+        buf_printf(out, "%s = %s\n", k->name, buf_cstr(&v));
+    else
+        buf_printf(out, "%s =\n", k->name);
+    buf_free(&v);
+}
+
+/* Print every section and key in documented order, secrets masked. */
+void config_print(const struct config *cfg, struct buf *out)
+{
+    for (size_t s = 0; s < CONFIG_NSECTIONS; s++) {
+        buf_printf(out, "%s[%s]\n", s ? "\n" : "", config_sections[s]);
+        if (strcmp(config_sections[s], "upstream") == 0 && cfg->upstream_from_env)
+            buf_adds(out, "; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+                          "AWS_SESSION_TOKEN\n");
+        for (size_t i = 0; i < CONFIG_NKEYS; i++)
+            if (strcmp(config_keys[i].section, config_sections[s]) == 0)
+                config_print_key(out, &config_keys[i], cfg);
+    }
+    for (size_t c = 0; c < cfg->nclients; c++) {
+        buf_printf(out, "\n[client.%s]\n", cfg->clients[c].name);
+        for (size_t i = 0; i < CONFIG_NCKEYS; i++)
+            config_print_key(out, &config_client_keys[i], &cfg->clients[c]);
+    }
+}
+
+/* Linear search of the client table by exact key id. */
+const struct config_client *config_client_by_key(const struct config *cfg, const char *id,
+                                                 size_t len)
+{
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        const char *k = cfg->clients[i].access_key_id;
+        if (k != NULL && strlen(k) == len && memcmp(k, id, len) == 0)
+            return &cfg->clients[i];
+    }
+    return NULL;
+}
+
+/* Free every string, list and client; cfg is left zeroed. */
+void config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (k->kind == CONFIG_STR || k->kind == CONFIG_ADDR || k->kind == CONFIG_ENDPOINT ||
+            k->kind == CONFIG_REGION || k->kind == CONFIG_PREFIX) {
+            char **p = config_field(cfg, k->off);
+            free(*p);
+        }
+    }
+    for (size_t i = 0; i < cfg->nclients; i++)
+        config_client_free(&cfg->clients[i]);
+    free(cfg->clients);
+    free(cfg->path);
+    memset(cfg, 0, sizeof *cfg);
+}

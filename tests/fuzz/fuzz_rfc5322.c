@@ -1,0 +1,91 @@
+/* Fuzz rfc5322: the input is parsed as an address list, and as a message
+ * whose To, Cc and Bcc header values are then parsed as address lists.
+ *
+ * Invariants: header_end never passes the input; a header value holds no LF
+ * and does not start with whitespace; on success every address has an '@',
+ * no address or display name holds CR, LF or NUL, both are valid UTF-8, the
+ * display name has no leading, trailing or doubled space, each address
+ * parses back to itself, and there are at most max addresses; on failure the list is empty and a
+ * reason is given.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rfc5322.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Abort unless cond holds (a finding for libFuzzer). */
+static void fuzz_rfc5322_assert(int cond)
+{
+    if (!cond)
+        abort();
+}
+
+/* An address on its own parses back to itself. */
+static void fuzz_rfc5322_reparse(const char *a)
+{
+    struct rfc5322_addr_list l = {NULL, 0};
+    char err[64] = "";
+    int rc = rfc5322_parse_addresses(a, strlen(a), 1, &l, err, sizeof err);
+    fuzz_rfc5322_assert(rc == 0 && l.n == 1);
+    fuzz_rfc5322_assert(strcmp(l.v[0].addr, a) == 0 && l.v[0].display[0] == '\0');
+    rfc5322_addr_list_free(&l);
+}
+
+/* Parse s[0..n) with at most max addresses and check the invariants. */
+static void fuzz_rfc5322_parse(const char *s, size_t n, size_t max)
+{
+    struct rfc5322_addr_list l = {NULL, 0};
+    char err[64] = "";
+    int rc = rfc5322_parse_addresses(s, n, max, &l, err, sizeof err);
+    if (rc != 0) {
+        fuzz_rfc5322_assert(rc == -1 && l.n == 0 && l.v == NULL && err[0] != '\0');
+        return;
+    }
+    fuzz_rfc5322_assert(l.n <= max);
+    for (size_t i = 0; i < l.n; i++) {
+        const char *a = l.v[i].addr, *d = l.v[i].display;
+        size_t alen = strlen(a), dlen = strlen(d);
+        fuzz_rfc5322_assert(strchr(a, '@') != NULL);
+        fuzz_rfc5322_assert(strpbrk(a, "\r\n") == NULL && strpbrk(d, "\r\n") == NULL);
+        fuzz_rfc5322_assert(util_utf8_valid(a, alen) && util_utf8_valid(d, dlen));
+        fuzz_rfc5322_assert(dlen == 0 || (d[0] != ' ' && d[dlen - 1] != ' '));
+        fuzz_rfc5322_assert(strstr(d, "  ") == NULL && strchr(d, '\t') == NULL);
+        /* the address was in the input: without NUL, it is no longer than it */
+        fuzz_rfc5322_assert(alen <= n);
+        fuzz_rfc5322_reparse(a);
+    }
+    rfc5322_addr_list_free(&l);
+    fuzz_rfc5322_assert(l.n == 0 && l.v == NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data;
+    size_t max = size > 0 ? (size_t)(data[0] % 16) : 1;
+
+    fuzz_rfc5322_parse(s, size, 1000);
+    fuzz_rfc5322_parse(s, size, max);
+
+    size_t end = rfc5322_header_end(s, size);
+    fuzz_rfc5322_assert(end <= size);
+    static const char *const names[] = {"To", "cc", "BCC", "Subject"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        struct buf v = BUF_INIT;
+        int rc = rfc5322_header_get(s, size, names[k], &v);
+        fuzz_rfc5322_assert(rc == 0 || rc == 1);
+        if (rc == 1) {
+            fuzz_rfc5322_assert(v.len == 0);
+        } else {
+            fuzz_rfc5322_assert(v.len <= end);
+            fuzz_rfc5322_assert(v.len == 0 || memchr(v.data, '\n', v.len) == NULL);
+            fuzz_rfc5322_assert(v.len == 0 || (v.data[0] != ' ' && v.data[0] != '\t'));
+            fuzz_rfc5322_parse(v.data, v.len, 1000);
+        }
+        buf_free(&v);
+    }
+    return 0;
+}
