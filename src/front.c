@@ -333,10 +333,28 @@ fail:
     return -1;
 }
 
+/* True when a policy list holds "*". */
+static bool front_has_star(char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], "*") == 0)
+            return true;
+    return false;
+}
+
 /* Apply the client's policy to the parsed request. Returns 0, or -1 with e set. */
 static int front_authorize(struct front_req *r, struct seserr *e)
 {
     const struct config_client *c = r->client;
+    /* An action sesgate does not know is forwarded as it is, so it must not
+     * be a way around allow_from: only fully unrestricted clients may. */
+    if (r->sr.action == NULL && !front_has_star(c->allow_from, c->n_allow_from)) {
+        seserr_set(e, SESERR_ACCESS_DENIED,
+                   "User '%s' may only use the actions sesgate knows, since its senders are "
+                   "restricted.",
+                   c->name);
+        return -1;
+    }
     if (!sesreq_action_allowed(c->allow_actions, c->n_allow_actions, r->sr.action)) {
         seserr_set(e, SESERR_ACCESS_DENIED, "User '%s' is not authorized to perform: ses:%s",
                    c->name, r->sr.action);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -117,6 +118,26 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(s->grace_timer, &tv);
 }
 
+/* Raise the open-file limit to what max_connections needs (up to the hard
+ * limit), and say so when the hard limit is too low. */
+static void main_raise_nofile(int64_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t need = (rlim_t)want + 256; /* listeners, upstream, Redis, logs */
+    if (rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need) {
+        char have[24], needs[24];
+        snprintf(have, sizeof have, "%llu", (unsigned long long)rl.rlim_cur);
+        snprintf(needs, sizeof needs, "%llu", (unsigned long long)need);
+        log_event(LOG_WARN, "nofile_limit", "limit", have, "wanted", needs, NULL);
+    }
+}
+
 /* sesgate serve / run: the SES front (and, later, the workers). */
 static int main_serve(const char *path, const char *mode)
 {
@@ -136,6 +157,7 @@ static int main_serve(const char *path, const char *mode)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    main_raise_nofile(cfg.max_connections);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct main_state s = {0};
     s.base = event_base_new();

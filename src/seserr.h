@@ -24,7 +24,7 @@ enum seserr_code {
     SESERR_INVALID_PARAMETER,       /* a value is invalid (bad UTF-8, bad base64...) */
     SESERR_MISSING_PARAMETER,       /* a required parameter is absent */
     SESERR_MISSING_ACTION,          /* v1 without Action */
-    SESERR_INVALID_ACTION,          /* v1 unknown Action or wrong Version */
+    SESERR_INVALID_ACTION,          /* v1 missing or wrong Version */
     SESERR_UNKNOWN_OPERATION,       /* v2 path/method matches no operation */
     SESERR_BAD_REQUEST,             /* v2 body is not valid JSON / wrong shape */
     SESERR_MESSAGE_REJECTED,        /* content problem */

@@ -116,11 +116,15 @@ struct sesreq_route {
     const char *name;   /* operation name */
 };
 
-/* The 110 v2 operations. */
+/* The v2 routes: 117 operations. ListConfigurationSets, ListEmailIdentities,
+ * GetMessageInsights and GetEmailAddressInsights each have two routes, the
+ * one older clients use and the one newer clients use; both stay. */
 static const struct sesreq_route sesreq_v2_routes[] = {
     {"GET", "/account", "GetAccount"},
     {"PUT", "/account/dedicated-ips/warmup", "PutAccountDedicatedIpWarmupAttributes"},
+    {"POST", "/account/delivery", "PutAccountDeliveryAttributes"},
     {"POST", "/account/details", "PutAccountDetails"},
+    {"PUT", "/account/pricing-attributes", "PutAccountPricingAttributes"},
     {"PUT", "/account/sending", "PutAccountSendingAttributes"},
     {"PUT", "/account/suppression", "PutAccountSuppressionAttributes"},
     {"PUT", "/account/vdm", "PutAccountVdmAttributes"},
@@ -188,6 +192,7 @@ static const struct sesreq_route sesreq_v2_routes[] = {
     {"POST", "/deliverability-dashboard/test", "CreateDeliverabilityTestReport"},
     {"GET", "/deliverability-dashboard/test-reports", "ListDeliverabilityTestReports"},
     {"GET", "/deliverability-dashboard/test-reports/{ReportId}", "GetDeliverabilityTestReport"},
+    {"POST", "/email-address-insights", "GetEmailAddressInsights"},
     {"POST", "/email-address-insights/", "GetEmailAddressInsights"},
     {"POST", "/export-jobs", "CreateExportJob"},
     {"GET", "/export-jobs/{JobId}", "GetExportJob"},
@@ -206,11 +211,17 @@ static const struct sesreq_route sesreq_v2_routes[] = {
     {"DELETE", "/identities/{EmailIdentity}/policies/{PolicyName}", "DeleteEmailIdentityPolicy"},
     {"POST", "/identities/{EmailIdentity}/policies/{PolicyName}", "CreateEmailIdentityPolicy"},
     {"PUT", "/identities/{EmailIdentity}/policies/{PolicyName}", "UpdateEmailIdentityPolicy"},
+    {"POST", "/identity/certificates", "AssociateEmailIdentityCertificate"},
+    {"POST", "/identity/certificates/delete", "DisassociateEmailIdentityCertificate"},
+    {"POST", "/identity/certificates/list", "ListEmailIdentityCertificates"},
     {"POST", "/import-jobs", "CreateImportJob"},
     {"POST", "/import-jobs/list", "ListImportJobs"},
     {"GET", "/import-jobs/{JobId}", "GetImportJob"},
+    {"GET", "/insights/{MessageId}", "GetMessageInsights"},
     {"GET", "/insights/{MessageId}/", "GetMessageInsights"},
+    {"POST", "/list-configuration-sets", "ListConfigurationSets"},
     {"POST", "/list-export-jobs", "ListExportJobs"},
+    {"POST", "/list-identities", "ListEmailIdentities"},
     {"POST", "/metrics/batch", "BatchGetMetricData"},
     {"GET", "/multi-region-endpoints", "ListMultiRegionEndpoints"},
     {"POST", "/multi-region-endpoints", "CreateMultiRegionEndpoint"},
@@ -242,6 +253,7 @@ static const struct sesreq_route sesreq_v2_routes[] = {
     {"GET", "/templates/{TemplateName}", "GetEmailTemplate"},
     {"PUT", "/templates/{TemplateName}", "UpdateEmailTemplate"},
     {"POST", "/templates/{TemplateName}/render", "TestRenderEmailTemplate"},
+    {"POST", "/tenant/suppression", "PutTenantSuppressionAttributes"},
     {"POST", "/tenants", "CreateTenant"},
     {"POST", "/tenants/delete", "DeleteTenant"},
     {"POST", "/tenants/get", "GetTenant"},
@@ -249,6 +261,7 @@ static const struct sesreq_route sesreq_v2_routes[] = {
     {"POST", "/tenants/resources", "CreateTenantResourceAssociation"},
     {"POST", "/tenants/resources/delete", "DeleteTenantResourceAssociation"},
     {"POST", "/tenants/resources/list", "ListTenantResources"},
+    {"POST", "/update-configuration-sets", "UpdateConfigurationSet"},
     {"POST", "/vdm/recommendations", "ListRecommendations"},
 };
 
@@ -294,10 +307,16 @@ static const struct sesreq_action *sesreq_v1_lookup(const char *s, size_t n)
     return NULL;
 }
 
-/* Clamp a length for a "%.*s" quote of client input. */
-static int sesreq_quote_len(size_t n)
+/* The length of a "%.*s" quote of the n bytes of client input at s: at most
+ * SESREQ_QUOTE_MAX bytes, never cutting a UTF-8 sequence in two. */
+static int sesreq_quote_len(const char *s, size_t n)
 {
-    return (int)(n > SESREQ_QUOTE_MAX ? SESREQ_QUOTE_MAX : n);
+    if (n <= SESREQ_QUOTE_MAX)
+        return (int)n;
+    size_t k = SESREQ_QUOTE_MAX;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--;
+    return (int)k;
 }
 
 /* True when addr looks like local@domain (both parts non-empty). */
@@ -551,7 +570,9 @@ static enum seserr_code sesreq_form_error(int rc)
     }
 }
 
-/* Decode the form, check Action and Version, and collect the senders. */
+/* Decode the form, check Action and Version, and collect the senders of a
+ * known action. An Action sesgate does not know is left to SES: no error,
+ * out->action stays NULL and out->kind SESREQ_OTHER. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e)
 {
     char why[256];
@@ -567,18 +588,18 @@ int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct s
         seserr_set(e, SESERR_MISSING_ACTION, NULL);
         return -1;
     }
-    const struct sesreq_action *a = sesreq_v1_lookup(action, alen);
-    if (a == NULL) {
-        seserr_set(e, SESERR_INVALID_ACTION, "Unrecognized action: %.*s", sesreq_quote_len(alen),
-                   action);
-        return -1;
-    }
     const char *version = form_get(&out->form, "Version", &vlen);
     if (version == NULL || vlen != strlen(SESREQ_V1_VERSION) ||
         memcmp(version, SESREQ_V1_VERSION, vlen) != 0) {
-        seserr_set(e, SESERR_INVALID_ACTION, "Could not find operation %s for version %.*s",
-                   a->name, version ? sesreq_quote_len(vlen) : 0, version ? version : "");
+        seserr_set(e, SESERR_INVALID_ACTION, "Could not find operation %.*s for version %.*s",
+                   sesreq_quote_len(action, alen), action,
+                   version ? sesreq_quote_len(version, vlen) : 0, version ? version : "");
         return -1;
+    }
+    const struct sesreq_action *a = sesreq_v1_lookup(action, alen);
+    if (a == NULL) {
+        out->kind = SESREQ_OTHER;
+        return 0;
     }
     out->action = a->name;
     out->kind = a->kind;
@@ -727,7 +748,9 @@ static int sesreq_v2_send_email(struct sesreq *r, struct seserr *e)
     return sesreq_add_raw_from(r, json_string_value(data), json_string_length(data), has_from, e);
 }
 
-/* Route method + path to an operation, and parse and check the send bodies. */
+/* Route method + path to an operation, and parse and check the send bodies.
+ * A method + path under /v2/email that names no operation is left to SES: no
+ * error, out->action stays NULL and out->kind SESREQ_OTHER. */
 int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const char *body,
                     size_t body_len, struct sesreq *out, struct seserr *e)
 {
@@ -737,12 +760,16 @@ int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const
     const char *q = memchr(path, '?', path_len);
     if (q != NULL)
         path_len = (size_t)(q - path);
-    const struct sesreq_route *rt = NULL;
-    if (method != NULL && path_len >= plen && memcmp(path, prefix, plen) == 0)
-        rt = sesreq_v2_lookup(method, path + plen, path_len - plen);
-    if (rt == NULL) {
+    bool under = path_len >= plen && memcmp(path, prefix, plen) == 0 &&
+                 (path_len == plen || path[plen] == '/');
+    if (method == NULL || method[0] == '\0' || !under) {
         seserr_set(e, SESERR_UNKNOWN_OPERATION, NULL);
         return -1;
+    }
+    const struct sesreq_route *rt = sesreq_v2_lookup(method, path + plen, path_len - plen);
+    if (rt == NULL) {
+        out->kind = SESREQ_OTHER;
+        return 0;
     }
     out->action = rt->name;
     bool send = strcmp(rt->name, "SendEmail") == 0;
@@ -780,13 +807,12 @@ void sesreq_cleanup(struct sesreq *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Exact (case-insensitive) match against the list, or "*". */
+/* Exact (case-insensitive) match against the list, or "*"; an unknown
+ * action (NULL) is allowed by "*" only. */
 bool sesreq_action_allowed(char *const *allowed, size_t n, const char *action)
 {
-    if (action == NULL)
-        return false;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(allowed[i], "*") == 0 || strcasecmp(allowed[i], action) == 0)
+        if (strcmp(allowed[i], "*") == 0 || (action != NULL && strcasecmp(allowed[i], action) == 0))
             return true;
     return false;
 }

@@ -6,6 +6,12 @@
  * the client policy needs: the sender addresses of send actions (Source,
  * FromEmailAddress, and the From header of raw messages). It keeps the parsed
  * parameters (v1 form, v2 JSON) for the send path.
+ *
+ * An action sesgate does not know (a v1 Action outside its table, matched
+ * case-sensitively, or a v2 method + path under /v2/email that matches no
+ * route) is not an error: it parses with action NULL and kind SESREQ_OTHER,
+ * and is forwarded as is, so that new SES actions work without a release.
+ * Only the client policy ("*" in its actions) decides whether it may go.
  */
 #ifndef SESGATE_SESREQ_H
 #define SESGATE_SESREQ_H
@@ -23,7 +29,7 @@
 enum sesreq_api { SESREQ_V1 = 1, SESREQ_V2 = 2 };
 
 enum sesreq_kind {
-    SESREQ_OTHER = 0,  /* passed through */
+    SESREQ_OTHER = 0,  /* passed through (unknown actions too) */
     SESREQ_SEND,       /* fan-out candidate: v1 SendEmail, SendRawEmail, SendTemplatedEmail;
                           v2 SendEmail (Simple, Template or Raw) */
     SESREQ_SEND_OTHER, /* other sends: SendBulkTemplatedEmail, SendBounce,
@@ -38,7 +44,8 @@ enum sesreq_api sesreq_api_of(const char *path, size_t len, size_t *v2_off);
 
 struct sesreq {
     enum sesreq_api api;
-    const char *action; /* static name ("SendEmail", "GetAccount"...) */
+    const char *action; /* static name ("SendEmail", "GetAccount"...), or NULL for an
+                           action sesgate does not know (forwarded as is) */
     enum sesreq_kind kind;
     bool raw;    /* the send carries a raw MIME message */
     char **from; /* sender addr-specs to authorize; owned */
@@ -48,29 +55,38 @@ struct sesreq {
 };
 
 /* Parse v1 parameters (the form body of a POST, or the query of a GET).
- * Fills out (zeroed by the caller). Errors: SESERR_MALFORMED_QUERY,
- * SESERR_INVALID_QUERY_PARAMETER, SESERR_INVALID_PARAMETER,
- * SESERR_MISSING_ACTION, SESERR_INVALID_ACTION (unknown Action, or Version
- * not 2010-12-01), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED
- * (a raw message that names no sender at all). Returns 0 or -1 with e set; out must be cleaned
- * up either way. */
+ * Fills out (zeroed by the caller). Version is checked for every Action,
+ * known or not. An Action that is not one of the 71 known names (matched
+ * case-sensitively) is not an error: out->action stays NULL, out->kind is
+ * SESREQ_OTHER, no sender is extracted and the request is forwarded as is.
+ * Errors: SESERR_MALFORMED_QUERY, SESERR_INVALID_QUERY_PARAMETER,
+ * SESERR_INVALID_PARAMETER, SESERR_MISSING_ACTION (Action missing or empty),
+ * SESERR_INVALID_ACTION (Version missing or not 2010-12-01; the message quotes
+ * the Action), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED (a raw
+ * message that names no sender at all). Returns 0 or -1 with e set; out must
+ * be cleaned up either way. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e);
 
 /* Parse a v2 request: method, path starting at "/v2/email" (raw, still
- * percent-encoded; query excluded) and body. The JSON body is parsed for the
- * send operations only (others pass through untouched). Errors:
- * SESERR_UNKNOWN_OPERATION, SESERR_BAD_REQUEST (invalid JSON, wrong types,
- * nesting deeper than 64, undecodable raw message or address),
- * SESERR_MESSAGE_REJECTED (a raw message that names no sender at all).
- * Returns 0 or -1 with e set; out must be cleaned up either way. */
+ * percent-encoded; a query after '?' is ignored) and body. The JSON body is
+ * parsed for the send operations only (others pass through untouched). A
+ * method + path under /v2/email that matches no route is not an error:
+ * out->action stays NULL, out->kind is SESREQ_OTHER, the body is not parsed
+ * and the request is forwarded as is. Errors: SESERR_UNKNOWN_OPERATION (a
+ * NULL or empty method, or a path not under /v2/email), SESERR_BAD_REQUEST
+ * (invalid JSON, wrong types, nesting deeper than 64, undecodable raw message
+ * or address), SESERR_MESSAGE_REJECTED (a raw message that names no sender at
+ * all). Returns 0 or -1 with e set; out must be cleaned up either way. */
 int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const char *body,
                     size_t body_len, struct sesreq *out, struct seserr *e);
 
 /* Release what out owns; it is zeroed afterwards. */
 void sesreq_cleanup(struct sesreq *r);
 
-/* True when action (a v1 action or v2 operation name) is allowed by the
- * list (an entry "*" allows everything). */
+/* True when action (a v1 action or v2 operation name, compared ignoring
+ * case) is allowed by the list; an entry "*" allows everything. A NULL
+ * action (one sesgate does not know) is allowed only when the list holds
+ * "*". */
 bool sesreq_action_allowed(char *const *allowed, size_t n, const char *action);
 
 /* True when the addr-spec addr is allowed: an entry equal to it (ignoring

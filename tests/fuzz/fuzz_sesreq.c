@@ -39,7 +39,8 @@ static void fuzz_sesreq_b64(const char *s, size_t n, struct buf *out)
 static void fuzz_sesreq_check(int rc, struct sesreq *r, const struct seserr *e)
 {
     static char s1[] = "s@example.com", s2[] = "*@example.org";
-    static char a1[] = "SendEmail", a2[] = "GetAccount";
+    static char a1[] = "SendEmail", a2[] = "GetAccount", star[] = "*";
+    char *const all[] = {star};
     char *const senders[] = {s1, s2};
     char *const actions[] = {a1, a2};
     if (rc != 0) {
@@ -48,8 +49,12 @@ static void fuzz_sesreq_check(int rc, struct sesreq *r, const struct seserr *e)
         fuzz_sesreq_assert(memchr(e->message, '\0', sizeof e->message) != NULL);
         return;
     }
-    fuzz_sesreq_assert(r->action != NULL);
+    /* an unknown action is forwarded untouched: nothing parsed, no sender,
+     * and only "*" allows it */
+    if (r->action == NULL)
+        fuzz_sesreq_assert(r->kind == SESREQ_OTHER && r->nfrom == 0 && r->json == NULL && !r->raw);
     sesreq_action_allowed(actions, 2, r->action);
+    fuzz_sesreq_assert(sesreq_action_allowed(all, 1, r->action));
     for (size_t i = 0; i < r->nfrom; i++) {
         fuzz_sesreq_assert(strchr(r->from[i], '@') != NULL);
         sesreq_sender_allowed(senders, 2, r->from[i]);
@@ -57,14 +62,19 @@ static void fuzz_sesreq_check(int rc, struct sesreq *r, const struct seserr *e)
     fuzz_sesreq_assert(r->kind != SESREQ_OTHER || r->nfrom == 0);
 }
 
-/* Parse a v2 request and check it. */
+/* Parse a v2 request and check it: a request that parses is under
+ * /v2/email (the query aside). */
 static void fuzz_sesreq_v2(const char *method, const char *path, const char *body, size_t len)
 {
     struct sesreq r;
     memset(&r, 0, sizeof r);
     struct seserr e = {SESERR_NONE, ""};
+    size_t plen = strcspn(path, "?");
     int rc = sesreq_parse_v2(method, path, strlen(path), body, len, &r, &e);
     fuzz_sesreq_check(rc, &r, &e);
+    if (rc == 0)
+        fuzz_sesreq_assert(plen >= 9 && memcmp(path, "/v2/email", 9) == 0 &&
+                           (plen == 9 || path[9] == '/'));
     sesreq_cleanup(&r);
 }
 

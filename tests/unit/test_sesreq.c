@@ -250,25 +250,70 @@ static const struct v1_case v1_cases[] = {
     {"Action=&Version=2010-12-01", SESERR_MISSING_ACTION, NULL, NULL, 0, false, {NULL}},
     {"Action&Version=2010-12-01", SESERR_MISSING_ACTION, NULL, NULL, 0, false, {NULL}},
     {"action=SendEmail&Version=2010-12-01", SESERR_MISSING_ACTION, NULL, NULL, 0, false, {NULL}},
-    {"Action=Foo&Version=2010-12-01",
+    /* unknown actions (case-sensitive) are forwarded: no action name, no sender */
+    {"Action=Foo&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=sendemail&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=SendEmai&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=SendEmailX&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=SendEmail%00&Version=2010-12-01",
+     SESERR_NONE,
+     NULL,
+     NULL,
+     SESREQ_OTHER,
+     false,
+     {NULL}},
+    {"Action=AAA&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=zzz&Version=2010-12-01", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=sendemail&Version=2010-12-01&Source=evil%40example.net",
+     SESERR_NONE,
+     NULL,
+     NULL,
+     SESREQ_OTHER,
+     false,
+     {NULL}},
+    {"Action=SendRawEmailV2&Version=2010-12-01&RawMessage.Data=%21%21",
+     SESERR_NONE,
+     NULL,
+     NULL,
+     SESREQ_OTHER,
+     false,
+     {NULL}},
+    {"Version=2010-12-01&Action=GetSendQuotaX",
+     SESERR_NONE,
+     NULL,
+     NULL,
+     SESREQ_OTHER,
+     false,
+     {NULL}},
+    /* Version is checked for unknown actions too */
+    {"Action=Foo",
      SESERR_INVALID_ACTION,
-     "Unrecognized action: Foo",
+     "Could not find operation Foo for version ",
      NULL,
      0,
      false,
      {NULL}},
-    {"Action=sendemail&Version=2010-12-01",
+    {"Action=Foo&Version=2009-10-16",
      SESERR_INVALID_ACTION,
-     "Unrecognized action: sendemail",
+     "Could not find operation Foo for version 2009-10-16",
      NULL,
      0,
      false,
      {NULL}},
-    {"Action=SendEmai&Version=2010-12-01", SESERR_INVALID_ACTION, NULL, NULL, 0, false, {NULL}},
-    {"Action=SendEmailX&Version=2010-12-01", SESERR_INVALID_ACTION, NULL, NULL, 0, false, {NULL}},
-    {"Action=SendEmail%00&Version=2010-12-01", SESERR_INVALID_ACTION, NULL, NULL, 0, false, {NULL}},
-    {"Action=AAA&Version=2010-12-01", SESERR_INVALID_ACTION, NULL, NULL, 0, false, {NULL}},
-    {"Action=zzz&Version=2010-12-01", SESERR_INVALID_ACTION, NULL, NULL, 0, false, {NULL}},
+    {"Action=sendemail&Version=",
+     SESERR_INVALID_ACTION,
+     "Could not find operation sendemail for version ",
+     NULL,
+     0,
+     false,
+     {NULL}},
+    {"Action=%3Cx%3E%26&Version=1",
+     SESERR_INVALID_ACTION,
+     "Could not find operation <x>& for version 1",
+     NULL,
+     0,
+     false,
+     {NULL}},
     {"Action=GetSendQuota",
      SESERR_INVALID_ACTION,
      "Could not find operation GetSendQuota for version ",
@@ -498,8 +543,11 @@ static void test_v1_case(const char *body, size_t len, const struct v1_case *c, 
             CHECK_STR(e.message, c->msg, what);
     } else {
         CHECK(rc == 0, "%s: rc %d (%s: %s)", what, rc, seserr_name(e.code), e.message);
-        CHECK(r.action != NULL && strcmp(r.action, c->action) == 0, "%s: action %s", what,
-              r.action ? r.action : "(null)");
+        if (c->action == NULL)
+            CHECK(r.action == NULL, "%s: action %s, want none (unknown)", what, r.action);
+        else
+            CHECK(r.action != NULL && strcmp(r.action, c->action) == 0, "%s: action %s", what,
+                  r.action ? r.action : "(null)");
         CHECK(r.kind == c->kind, "%s: kind %d, want %d", what, r.kind, c->kind);
         CHECK(r.raw == c->raw, "%s: raw", what);
         CHECK(r.json == NULL, "%s: no JSON on v1", what);
@@ -588,6 +636,52 @@ static void test_v1_all_actions(void)
         sesreq_cleanup(&r);
         buf_free(&b);
     }
+}
+
+/* The Action quoted in a Version error is clamped to 128 bytes without
+ * cutting a UTF-8 sequence; a long unknown Action with a good Version is
+ * forwarded. */
+static void test_v1_quote(void)
+{
+    struct buf b = BUF_INIT, want = BUF_INIT;
+    struct sesreq r;
+    memset(&r, 0, sizeof r);
+    struct seserr e;
+    buf_adds(&b, "Version=2009-10-16&Action=");
+    buf_adds(&want, "Could not find operation ");
+    for (int i = 0; i < 200; i++)
+        buf_addc(&b, 'a');
+    for (int i = 0; i < 128; i++)
+        buf_addc(&want, 'a');
+    buf_adds(&want, " for version 2009-10-16");
+    CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == -1 && e.code == SESERR_INVALID_ACTION,
+          "long action, bad version");
+    CHECK_STR(e.message, want.data, "long action quoted to 128 bytes");
+    sesreq_cleanup(&r);
+    buf_free(&b);
+    buf_free(&want);
+
+    /* a two-byte character across byte 128 is left out whole */
+    buf_adds(&b, "Action=");
+    buf_adds(&want, "Could not find operation ");
+    for (int i = 0; i < 127; i++) {
+        buf_addc(&b, 'b');
+        buf_addc(&want, 'b');
+    }
+    buf_adds(&b, "%C3%A9zzz");
+    buf_adds(&want, " for version ");
+    CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == -1 && e.code == SESERR_INVALID_ACTION,
+          "UTF-8 action, no version");
+    CHECK_STR(e.message, want.data, "UTF-8 sequence not cut");
+    sesreq_cleanup(&r);
+    buf_free(&want);
+
+    buf_adds(&b, "&Version=2010-12-01");
+    CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == 0 && r.action == NULL &&
+              r.kind == SESREQ_OTHER && r.nfrom == 0,
+          "long unknown action forwarded");
+    sesreq_cleanup(&r);
+    buf_free(&b);
 }
 
 /* Parameter limits: 10000 To addresses and the rest of a send fit. */
@@ -761,7 +855,7 @@ static void test_raw_large(void)
 struct route_case {
     const char *method;
     const char *path;
-    const char *name;
+    const char *name; /* operation, or NULL: unknown, forwarded as is */
 };
 
 /* The 110 operations of ses-api.md §2.6, with sample label values. */
@@ -917,7 +1011,8 @@ static const struct route_case route_cases[] = {
     {"POST", "/v2/email/vdm/recommendations", "ListRecommendations"},
 };
 
-/* Paths and methods that name no operation. */
+/* Paths and methods under /v2/email that name no known operation: they are
+ * forwarded as is. Two of them are routes of newer clients now. */
 static const struct route_case unknown_cases[] = {
     {"GET", "/v2/email", NULL},
     {"GET", "/v2/email/", NULL},
@@ -929,8 +1024,8 @@ static const struct route_case unknown_cases[] = {
     {"DELETE", "/v2/email/account", NULL},
     {"HEAD", "/v2/email/account", NULL},
     {"PUT", "/v2/email/account/vdmx", NULL},
-    {"POST", "/v2/email/email-address-insights", NULL},
-    {"GET", "/v2/email/insights/m1", NULL},
+    {"POST", "/v2/email/email-address-insights", "GetEmailAddressInsights"},
+    {"GET", "/v2/email/insights/m1", "GetMessageInsights"},
     {"GET", "/v2/email/insights//", NULL},
     {"GET", "/v2/email/identities/", NULL},
     {"GET", "/v2/email/identities//", NULL},
@@ -939,11 +1034,58 @@ static const struct route_case unknown_cases[] = {
     {"GET", "/v2/email/outbound-emails", NULL},
     {"POST", "/v2/email/outbound-emails/", NULL},
     {"POST", "/v2/email/outbound-emailsx", NULL},
+    /* a future operation */
+    {"POST", "/v2/email/brand-new-operation", NULL},
+    {"GET", "/v2/email?x=1", NULL},
+    {"GET", "/v2/email/?x=1", NULL},
+};
+
+/* Requests that are not v2 requests at all (the caller never passes them):
+ * refused with SESERR_UNKNOWN_OPERATION. */
+static const struct route_case refused_cases[] = {
     {"GET", "/v2/emailaccount", NULL},
     {"GET", "/v1/email/account", NULL},
     {"GET", "/prefix/v2/email/account", NULL},
     {"GET", "", NULL},
     {"", "/v2/email/account", NULL},
+    {"POST", "/v2/email-x/account", NULL},
+    {"POST", "/v2/emai", NULL},
+    {"GET", "/v2/email%2Faccount", NULL},
+};
+
+/* The routes of the AWS SDK for JavaScript v3 (@aws-sdk/client-sesv2 3.1176)
+ * that older clients spell differently or did not have. */
+static const struct route_case js_route_cases[] = {
+    {"GET", "/v2/email/dedicated-ips/198.51.100.7", "GetDedicatedIp"},
+    {"GET", "/v2/email/insights/0100018f-abcd-1234", "GetMessageInsights"},
+    {"POST", "/v2/email/account/delivery", "PutAccountDeliveryAttributes"},
+    {"POST", "/v2/email/email-address-insights", "GetEmailAddressInsights"},
+    {"POST", "/v2/email/identity/certificates", "AssociateEmailIdentityCertificate"},
+    {"POST", "/v2/email/identity/certificates/delete", "DisassociateEmailIdentityCertificate"},
+    {"POST", "/v2/email/identity/certificates/list", "ListEmailIdentityCertificates"},
+    {"POST", "/v2/email/list-configuration-sets", "ListConfigurationSets"},
+    {"POST", "/v2/email/list-identities", "ListEmailIdentities"},
+    {"POST", "/v2/email/tenant/suppression", "PutTenantSuppressionAttributes"},
+    {"POST", "/v2/email/update-configuration-sets", "UpdateConfigurationSet"},
+    {"PUT", "/v2/email/account/pricing-attributes", "PutAccountPricingAttributes"},
+    /* the older spellings still route */
+    {"GET", "/v2/email/insights/0100018f-abcd-1234/", "GetMessageInsights"},
+    {"POST", "/v2/email/email-address-insights/", "GetEmailAddressInsights"},
+    {"GET", "/v2/email/configuration-sets", "ListConfigurationSets"},
+    {"GET", "/v2/email/identities", "ListEmailIdentities"},
+    /* query strings, and the other methods of the new paths */
+    {"POST", "/v2/email/list-identities?x=1", "ListEmailIdentities"},
+    {"GET", "/v2/email/list-identities", NULL},
+    {"GET", "/v2/email/list-configuration-sets", NULL},
+    {"POST", "/v2/email/account/pricing-attributes", NULL},
+    {"PUT", "/v2/email/account/delivery", NULL},
+    {"POST", "/v2/email/identity/certificates/", NULL},
+    {"POST", "/v2/email/identity/certificates/get", NULL},
+    {"POST", "/v2/email/identity", NULL},
+    {"POST", "/v2/email/tenant/suppression/", NULL},
+    {"POST", "/v2/email/tenant", NULL},
+    {"GET", "/v2/email/insights", NULL},
+    {"GET", "/v2/email/insights/m1/x", NULL},
 };
 
 /* Routes that need the literal-over-label rule, encoded labels, queries. */
@@ -970,8 +1112,9 @@ static const struct route_case special_cases[] = {
     {"GET", "/v2/email/reputation/entities/RESOURCE/arn%3Aaws%3Ases", "GetReputationEntity"},
 };
 
-/* Check that method + path resolves to name (NULL: unknown operation). */
-static void check_route(const struct route_case *c)
+/* Check that method + path resolves to name (NULL: unknown operation,
+ * forwarded), or with refused, that it is no v2 request at all. */
+static void check_route(const struct route_case *c, bool refused)
 {
     struct sesreq r;
     memset(&r, 0, sizeof r);
@@ -981,9 +1124,14 @@ static void check_route(const struct route_case *c)
     bool sends = c->name != NULL &&
                  (strcmp(c->name, "SendEmail") == 0 || strcmp(c->name, "SendBulkEmail") == 0 ||
                   strcmp(c->name, "SendCustomVerificationEmail") == 0);
-    if (c->name == NULL) {
-        CHECK(rc == -1 && e.code == SESERR_UNKNOWN_OPERATION, "%s %s: %s, want unknown", c->method,
+    if (refused) {
+        CHECK(rc == -1 && e.code == SESERR_UNKNOWN_OPERATION, "%s %s: %s, want refused", c->method,
               c->path, r.action ? r.action : seserr_name(e.code));
+    } else if (c->name == NULL) {
+        CHECK(rc == 0 && r.action == NULL, "%s %s: %s, want unknown (forwarded)", c->method,
+              c->path, rc ? seserr_name(e.code) : r.action);
+        CHECK(r.kind == SESREQ_OTHER && r.json == NULL && r.nfrom == 0 && !r.raw,
+              "%s %s: passed through", c->method, c->path);
     } else if (sends) {
         /* an empty body is not JSON: the send operations refuse it */
         CHECK(rc == -1 && e.code == SESERR_BAD_REQUEST && strcmp(r.action, c->name) == 0, "%s %s",
@@ -995,6 +1143,16 @@ static void check_route(const struct route_case *c)
               c->name);
     }
     sesreq_cleanup(&r);
+    if (refused || sends)
+        return;
+    /* A pass-through operation, known or not, never parses its body. */
+    static const char junk[] = "{\"FromEmailAddress\": not json";
+    rc = sesreq_parse_v2(c->method, c->path, strlen(c->path), junk, sizeof junk - 1, &r, &e);
+    CHECK(rc == 0 && r.json == NULL && r.nfrom == 0 && r.kind == SESREQ_OTHER,
+          "%s %s: body not parsed (%s)", c->method, c->path, rc ? e.message : "ok");
+    CHECK(c->name == NULL ? r.action == NULL : r.action != NULL && strcmp(r.action, c->name) == 0,
+          "%s %s: same action with any body", c->method, c->path);
+    sesreq_cleanup(&r);
 }
 
 /* Every v2 operation, the unknown ones, and the special cases. */
@@ -1003,15 +1161,19 @@ static void test_routes(void)
     size_t n = sizeof route_cases / sizeof route_cases[0];
     CHECK(n == 110, "110 operations");
     for (size_t i = 0; i < n; i++) {
-        check_route(&route_cases[i]);
+        check_route(&route_cases[i], false);
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(route_cases[i].name, route_cases[j].name) != 0, "distinct %s",
                   route_cases[i].name);
     }
     for (size_t i = 0; i < sizeof unknown_cases / sizeof unknown_cases[0]; i++)
-        check_route(&unknown_cases[i]);
+        check_route(&unknown_cases[i], false);
     for (size_t i = 0; i < sizeof special_cases / sizeof special_cases[0]; i++)
-        check_route(&special_cases[i]);
+        check_route(&special_cases[i], false);
+    for (size_t i = 0; i < sizeof js_route_cases / sizeof js_route_cases[0]; i++)
+        check_route(&js_route_cases[i], false);
+    for (size_t i = 0; i < sizeof refused_cases / sizeof refused_cases[0]; i++)
+        check_route(&refused_cases[i], true);
 
     /* A NULL method names nothing. */
     struct sesreq r;
@@ -1043,6 +1205,32 @@ static void test_routes(void)
                   0 &&
               r.json == NULL,
           "body of a pass-through operation is not parsed");
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v2("POST", "/v2/email/list-identities", 25, junk, strlen(junk), &r, &e) ==
+                  0 &&
+              r.json == NULL && strcmp(r.action, "ListEmailIdentities") == 0,
+          "invalid JSON on POST /list-identities is fine");
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v2("POST", "/v2/email/outbound-emails/", 26, junk, strlen(junk), &r, &e) ==
+                  0 &&
+              r.json == NULL && r.action == NULL && r.nfrom == 0,
+          "an unknown route is forwarded without parsing its body");
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v2("POST", "/v2/email/new-op", 16, NULL, 0, &r, &e) == 0 &&
+              r.action == NULL && r.kind == SESREQ_OTHER,
+          "an unknown route with no body");
+    sesreq_cleanup(&r);
+    /* Only path_len bytes are read: a longer buffer does not make a route. */
+    CHECK(sesreq_parse_v2("GET", "/v2/email/accountXYZ", 20, NULL, 0, &r, &e) == 0 &&
+              r.action == NULL,
+          "bounded unknown path");
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v2("GET", "/v2/emailXYZ", 9, NULL, 0, &r, &e) == 0 && r.action == NULL,
+          "bare /v2/email within a longer buffer");
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v2("GET", "/v2/emailXYZ", 12, NULL, 0, &r, &e) == -1 &&
+              e.code == SESERR_UNKNOWN_OPERATION,
+          "/v2/emailXYZ is not under /v2/email");
     sesreq_cleanup(&r);
 }
 
@@ -1431,11 +1619,18 @@ static void test_action_allowed(void)
     CHECK(!action_ok(some, 3, "SendEmailX"), "no prefix match");
     CHECK(!action_ok(some, 3, "Send"), "no partial match");
     CHECK(!action_ok(some, 0, "SendEmail"), "empty list");
-    CHECK(!action_ok(all, 1, NULL), "no action");
+    /* an unknown action (NULL) is allowed by "*" only */
+    CHECK(action_ok(all, 1, NULL), "* allows an unknown action");
+    CHECK(!action_ok(some, 3, NULL), "a list without * refuses an unknown action");
+    CHECK(!action_ok(all, 0, NULL), "empty list refuses an unknown action");
     const char *const star_later[] = {"GetAccount", "*"};
     CHECK(action_ok(star_later, 2, "DeleteIdentity"), "* anywhere");
+    CHECK(action_ok(star_later, 2, NULL), "* anywhere allows an unknown action");
     const char *const starish[] = {"Send*"};
     CHECK(!action_ok(starish, 1, "SendEmail"), "no wildcard other than *");
+    CHECK(!action_ok(starish, 1, NULL), "no wildcard other than * for an unknown action");
+    const char *const empty[] = {""};
+    CHECK(!action_ok(empty, 1, NULL), "an empty entry is not *");
 }
 
 struct sender_case {
@@ -1500,6 +1695,7 @@ int main(void)
     test_v1();
     test_v1_static_action();
     test_v1_all_actions();
+    test_v1_quote();
     test_v1_limits();
     test_raw();
     test_raw_large();

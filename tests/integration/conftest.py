@@ -1,0 +1,24 @@
+"""pytest fixtures for sesgate's integration tests (see harness.py)."""
+
+import pytest
+
+import harness
+
+
+@pytest.fixture(scope="session")
+def gw(tmp_path_factory):
+    """The fake upstream and, unless SESGATE_DIRECT=1, sesgate in front of it."""
+    g = harness.start_gateway(tmp_path_factory.mktemp("gateway"))
+    yield g
+    harness.stop_gateway(g)
+
+
+@pytest.fixture
+def gateway(gw, request):
+    """gw with the fake's record and fault rules cleared for this test."""
+    if request.node.get_closest_marker("needs_sesgate") and gw.direct:
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    if request.node.get_closest_marker("needs_node") and not harness.js_ready():
+        pytest.fail("tests/integration/js/node_modules is missing: run npm ci there (run.sh does)")
+    gw.fake.reset()
+    return gw
