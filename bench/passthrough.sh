@@ -9,15 +9,19 @@
 # one upstream request per client request, or the script stops with an error.
 # Loopback only; every process it starts is stopped on exit (trap).
 #
-# Settings (environment): RUNS (3), DUR (10s), WARM (2s), CONNS ("16 1"),
-# TARGETS ("php nginx sesgate"), PROFILE (1: perf profile of sesgate at the end),
-# IDLE_MAX (0.25: cores other processes may use before a run starts; it waits
-# up to WAIT_IDLE=1800 s for that), OTHER_MAX (0.25: a run during which other
-# processes used more cores is repeated, up to TRIES=5 times, then kept and
-# flagged),
-# PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095),
-# SEED_PHP (the baseline folder), KEEP_TMP (0), MAX_SOCKET_ERRORS (0: socket
-# errors tolerated per wrk run, for a known server bug; shown in the table).
+# Settings (environment):
+#   RUNS (3), DUR (10s), WARM (2s), CONNS ("16 1")
+#   TARGETS ("upstream php nginx sesgate"; upstream is the fake SES alone, a
+#     reference for the machine, as in the baseline's RESULTS.md)
+#   PROFILE (1: perf profile of sesgate during one more run at the end)
+#   IDLE_MAX (0.25): before a run, wait (up to WAIT_IDLE=1800 s) until other
+#     processes use fewer cores than this
+#   OTHER_MAX (0.25): a run during which other processes used more cores is
+#     repeated, up to TRIES=5 times, then kept and flagged
+#   MAX_SOCKET_ERRORS (0): socket errors tolerated per wrk run (shown in the
+#     table); non-2xx responses are never tolerated
+#   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
+#   SEED_PHP (the baseline folder), KEEP_TMP (0: remove the temp dir on success)
 # Output: the Markdown table on stdout; bench/results/{raw.jsonl,log.txt,table.md,profile.txt}.
 set -euo pipefail
 
@@ -25,7 +29,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-$(cd "$MAIN/.." && pwd)/shared/baselines/seed-php}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
-TARGETS="${TARGETS:-php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
+TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.25}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
 export OTHER_MAX="${OTHER_MAX:-0.25}"
 FRONT_PORT=8090; UPSTREAM_PORT=8091; CAPTURE_PORT=8092; REDIS_PORT=6390   # the baseline's defaults
@@ -119,6 +123,7 @@ children_seconds() {
 # prepare TARGET: set WRK_ARGS for TARGET, signing a fresh request where needed
 prepare() {
     case "$1" in
+    upstream) WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$UPSTREAM_PORT/" -- 1) ;;
     php) WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$FRONT_PORT/" -- 1) ;;
     nginx) sign "127.0.0.1:$PROXY_PORT" "$TMP/req-nginx.txt"
         WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$PROXY_PORT/" -- "$TMP/req-nginx.txt") ;;
@@ -164,15 +169,45 @@ wait_idle() {
     done
 }
 
+# start_sesgate: start sesgate serve in a clean environment (no AWS_* or
+# SESGATE_* variable of the caller changes the configuration)
+start_sesgate() {
+    env -i PATH="$PATH" HOME="$TMP" "$MAIN/build/sesgate" serve -c "$TMP/sesgate.ini" 2>> "$TMP/sesgate.log" &
+    SG_PID=$!
+    wait_port "$SESGATE_PORT"
+}
+
+# alive TARGET: the processes TARGET needs are still running; a sesgate that
+# something outside this script stopped is started again (and logged)
+alive() {
+    local f
+    for f in nginx-upstream.pid nginx-front.pid php-fpm.pid redis.pid; do
+        [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the seed-php process of $f was stopped from outside this script"
+    done
+    [ -d "/proc/$(cat "$TMP/nginx-proxy.pid")" ] || die "the nginx proxy was stopped from outside this script"
+    if [ "$1" = sesgate ] && ! [ -d "/proc/$SG_PID" ]; then
+        wait "$SG_PID" 2>/dev/null || true
+        log "WARNING: sesgate (pid $SG_PID) was stopped from outside this script: $(tail -2 "$TMP/sesgate.log" | tr '\n' ' '); starting it again"
+        start_sesgate
+        return 1
+    fi
+    return 0
+}
+
 measure() {  # measure TARGET CONNS
     local target="$1" c="$2" r try rc l0 t0 t1 wcpu
     wait_idle
+    alive "$target" || true
     prepare "$target"
     run_wrk "$c" "$WARM" "$TMP/warm.txt"
     /usr/bin/python3 "$HERE/pt_stats.py" check "$TMP/warm.txt" >&2 || { cat "$TMP/warm.txt" >&2; die "warm-up of $target -c$c had errors"; }
     for r in $(seq 1 "$RUNS"); do
         for try in $(seq 1 "$TRIES"); do
             [ "$try" = 1 ] || wait_idle
+            if ! alive "$target"; then
+                prepare "$target"
+                run_wrk "$c" "$WARM" "$TMP/warm.txt"
+            fi
             prepare "$target"
             snap "$target" "$TMP/cpu_a.json"
             l0=$(uplines); children_seconds; t0=$CS
@@ -239,10 +274,7 @@ data_dir = $TMP/sesgate-var
 access_key_id = $CLIENT_KEY
 secret_access_key = $CLIENT_SECRET
 EOF
-# a clean environment: no AWS_* or SESGATE_* variable of the caller changes the configuration
-env -i PATH="$PATH" HOME="$TMP" "$MAIN/build/sesgate" serve -c "$TMP/sesgate.ini" 2> "$TMP/sesgate.log" &
-SG_PID=$!
-wait_port "$SESGATE_PORT"
+start_sesgate
 
 # --- correctness checks before measuring ----------------------------------
 curl -s -o "$TMP/upstream.xml" --max-time 5 --data-binary x "http://127.0.0.1:$UPSTREAM_PORT/"
@@ -273,6 +305,7 @@ for target in $TARGETS; do
         measure "$target" "$c"
     done
 done
+[[ " $TARGETS " == *" sesgate "* ]] && { alive sesgate || log "WARNING: the RSS figures are of a restarted sesgate"; }
 /usr/bin/python3 "$HERE/pt_stats.py" rss "$SG_PID" "$OUT/sesgate-rss.json"
 log "sesgate: $(cat "$OUT/sesgate-rss.json")"
 
@@ -280,6 +313,7 @@ log "sesgate: $(cat "$OUT/sesgate-rss.json")"
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && [[ " $TARGETS " == *" sesgate "* ]]; then
     log "--- perf profile of sesgate during a 10 s -c16 run"
     wait_idle
+    alive sesgate || true
     sign "127.0.0.1:$SESGATE_PORT" "$TMP/req-sesgate.txt"
     wrk -t1 -c16 -d10s --latency -s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$SESGATE_PORT/" -- "$TMP/req-sesgate.txt" > "$TMP/wrk-perf.txt" 2>&1 &
     WRK_PID=$!
@@ -302,6 +336,18 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && [[ " $TARGETS " == *" ses
         echo "== top 15 by self cost per DSO =="
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null \
             | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -15 || true
+        echo
+        echo "== top 15 in the sesgate binary by self cost (share of all samples) =="
+        perf report -i "$TMP/perf.data" --stdio --no-children --dsos sesgate --sort symbol -g none 2>/dev/null \
+            | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -15 || true
+        echo
+        echo "== top 10 in libcrypto by self cost =="
+        perf report -i "$TMP/perf.data" --stdio --no-children --dsos libcrypto.so.3 --sort symbol -g none 2>/dev/null \
+            | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -10 || true
+        echo
+        echo "== top 10 in libcurl by self cost =="
+        perf report -i "$TMP/perf.data" --stdio --no-children --dsos libcurl.so.4.8.0 --sort symbol -g none 2>/dev/null \
+            | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -10 || true
         echo
         echo "== top 25 by inclusive cost (children) =="
         perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none 2>/dev/null \

@@ -33,7 +33,7 @@ import time
 
 TCK = os.sysconf("SC_CLK_TCK")
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-LABEL = {"php": "PHP front (nginx + php-fpm)", "nginx": "nginx proxy_pass (keepalive)",
+LABEL = {"upstream": "fake SES upstream alone (reference)", "php": "PHP front (nginx + php-fpm)", "nginx": "nginx proxy_pass (keepalive)",
          "sesgate": "sesgate serve"}
 
 

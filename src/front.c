@@ -103,8 +103,10 @@ static void front_fail(struct front_req *r, const struct seserr *e)
 {
     struct buf body = BUF_INIT;
     const char *ctype, *etype;
-    int status = seserr_render(e, (int)r->api, r->id, &body, &ctype, &etype);
-    struct httpd_header h[3] = {{"Content-Type", ctype}, {"x-amzn-RequestId", r->id}};
+    char id[sizeof r->id];
+    memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
+    int status = seserr_render(e, (int)r->api, id, &body, &ctype, &etype);
+    struct httpd_header h[3] = {{"Content-Type", ctype}, {"x-amzn-RequestId", id}};
     size_t nh = 2;
     if (etype)
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
@@ -387,12 +389,14 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
         front_fail(r, &e);
         return;
     }
+    char id[sizeof r->id];
+    memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
     struct httpd_header h[3];
     size_t nh = 0;
     if (res->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
     h[nh++] =
-        (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : r->id};
+        (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
     if (res->error_type[0])
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", res->error_type};
     struct httpd_request *hr = r->hr;

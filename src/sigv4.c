@@ -888,26 +888,62 @@ int sigv4_verify(const struct sigv4_request *r, const struct sigv4_auth *a, cons
     return rc;
 }
 
-/* Sign an outgoing request and append its Authorization header value. */
+/* Check what sigv4_sign is about to write against what
+ * sigv4_parse_authorization and sigv4_verify accept, so that a signature is
+ * only ever produced when it can be parsed and verified back unchanged: cred
+ * ("AKID/scope", cred_len bytes, the key id akid_len of them) must be one
+ * field value (no space, control or comma) splitting into exactly the key id
+ * and a valid scope, amz_date must fall on the scope's day, and sh must be a
+ * valid SignedHeaders list (a name with a space, a control byte, an upper-case
+ * letter, or an empty, unsorted or repeated name is refused).
+ * Returns SIGV4_OK or SIGV4_ERR_MALFORMED. */
+static int sigv4_sign_check(const char *cred, size_t cred_len, size_t akid_len,
+                            const char *amz_date, const char *sh, size_t sh_len)
+{
+    for (size_t i = 0; i < cred_len; i++) {
+        unsigned char c = (unsigned char)cred[i];
+        if (c <= ' ' || c == 0x7f || c == ',')
+            return SIGV4_ERR_MALFORMED;
+    }
+    struct sigv4_auth a;
+    sigv4_auth_clear(&a);
+    if (sigv4_parse_credential(cred, cred_len, &a, NULL, 0) != SIGV4_OK ||
+        a.access_key_id_len != akid_len)
+        return SIGV4_ERR_MALFORMED;
+    if (strnlen(amz_date, 8) < 8 || memcmp(amz_date, a.date, 8) != 0)
+        return SIGV4_ERR_MALFORMED;
+    if (!sigv4_signed_headers_ok(sh, sh_len))
+        return SIGV4_ERR_MALFORMED;
+    return SIGV4_OK;
+}
+
+/* Sign an outgoing request and append its Authorization header value; on
+ * error out is left as it was. */
 int sigv4_sign(const struct sigv4_request *r, const char *signed_headers, const char *access_key_id,
                const unsigned char key[32], const char *amz_date, const char *scope,
                struct buf *out)
 {
+    size_t base = out->len, sh_len = strlen(signed_headers), akid_len = strlen(access_key_id);
+    buf_adds(out, SIGV4_ALGORITHM " Credential=");
+    size_t cred = out->len;
+    buf_add(out, access_key_id, akid_len);
+    buf_addc(out, '/');
+    buf_adds(out, scope);
+    int rc = sigv4_sign_check(out->data + cred, out->len - cred, akid_len, amz_date, signed_headers,
+                              sh_len);
     struct buf creq = BUF_INIT;
-    size_t sh_len = strlen(signed_headers);
-    int rc = sigv4_canonical_request(r, signed_headers, sh_len, false, &creq);
+    if (rc == SIGV4_OK)
+        rc = sigv4_canonical_request(r, signed_headers, sh_len, false, &creq);
     if (rc == SIGV4_OK) {
         size_t scope_len = strlen(scope);
         char sig[65];
         sigv4_sign_creq(&creq, amz_date, strlen(amz_date), &scope, &scope_len, 1, key, sig);
-        buf_adds(out, SIGV4_ALGORITHM " Credential=");
-        buf_adds(out, access_key_id);
-        buf_addc(out, '/');
-        buf_adds(out, scope);
         buf_adds(out, ", SignedHeaders=");
         buf_add(out, signed_headers, sh_len);
         buf_adds(out, ", Signature=");
         buf_add(out, sig, SIGV4_SIG_HEX_LEN);
+    } else {
+        sigv4_truncate(out, base);
     }
     buf_free(&creq);
     return rc;

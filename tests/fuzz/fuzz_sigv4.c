@@ -234,11 +234,51 @@ static void fuzz_verify(const struct sigv4_request *r, const struct sigv4_auth *
     buf_free(&want);
 }
 
-/* Canonical request invariants, then sign, parse and verify a round trip. */
-static void fuzz_request(const struct sigv4_request *r, const struct fuzz_field *sh, bool presigned,
-                         const unsigned char key[32])
+/* True when s can be the key id of a Credential field: non-empty, with no
+ * space, control byte, DEL, ',' (ends the field) or '/' (splits the scope). */
+static bool fuzz_akid_ok(const char *s, size_t n)
 {
-    struct buf out = BUF_INIT, uri = BUF_INIT, authz = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 0x7f || c == ',' || c == '/')
+            return false;
+    }
+    return n > 0;
+}
+
+/* What sigv4_sign returned (rc) and wrote (authz): nothing on error;
+ * otherwise a value that parses back to the same key id and SignedHeaders
+ * and verifies under key, and under no other key. */
+static void fuzz_sign_round_trip(const struct sigv4_request *r, const char *shc, const char *akid,
+                                 size_t akid_len, const unsigned char key[32], int rc,
+                                 const struct buf *authz)
+{
+    if (rc != SIGV4_OK) {
+        fuzz_assert(authz->len == 0, "failed sign appends nothing");
+        return;
+    }
+    struct sigv4_auth a;
+    int prc = sigv4_parse_authorization(authz->data, authz->len, &a, NULL, 0);
+    fuzz_assert(prc == SIGV4_OK, "what sign writes parses");
+    fuzz_assert(a.signed_headers_len == strlen(shc) &&
+                    memcmp(a.signed_headers, shc, a.signed_headers_len) == 0 &&
+                    a.access_key_id_len == akid_len && memcmp(a.access_key_id, akid, akid_len) == 0,
+                "what sign writes parses to its inputs");
+    int vrc = sigv4_verify(r, &a, FUZZ_AMZ_DATE, 16, key, NULL);
+    fuzz_assert(vrc == SIGV4_OK, "what sign writes verifies");
+    unsigned char other[32];
+    memcpy(other, key, 32);
+    other[0] ^= 1;
+    vrc = sigv4_verify(r, &a, FUZZ_AMZ_DATE, 16, other, NULL);
+    fuzz_assert(vrc == SIGV4_ERR_MISMATCH, "another key does not verify");
+}
+
+/* Canonical request invariants, then sign, parse and verify a round trip,
+ * with the fixed key id and with akid (a fuzzed one). */
+static void fuzz_request(const struct sigv4_request *r, const struct fuzz_field *sh, bool presigned,
+                         const struct fuzz_field *akid, const unsigned char key[32])
+{
+    struct buf out = BUF_INIT, uri = BUF_INIT, authz = BUF_INIT, authz2 = BUF_INIT;
     int rc = sigv4_canonical_request(r, sh->p, sh->n, presigned, &out);
     int urc = sigv4_canonical_uri(r->path, r->path_len, r->normalize_path, &uri);
     if (urc != SIGV4_OK) {
@@ -258,28 +298,32 @@ static void fuzz_request(const struct sigv4_request *r, const struct fuzz_field 
                     "canonical_request error code");
     }
 
-    /* sigv4_sign takes a C string: stop at the first NUL, as it would. */
+    /* sigv4_sign takes C strings: stop at the first NUL, as it would. */
     char *shc = xstrndup(sh->p, sh->n);
+    size_t shc_len = strlen(shc);
     rc = sigv4_sign(r, shc, "AKIDEXAMPLE", key, FUZZ_AMZ_DATE, FUZZ_SCOPE, &authz);
-    if (rc == SIGV4_OK) {
-        struct sigv4_auth a;
-        int prc = sigv4_parse_authorization(authz.data, authz.len, &a, NULL, 0);
-        if (fuzz_signed_headers_valid(shc, strlen(shc)))
-            fuzz_assert(prc == SIGV4_OK, "what sign writes parses");
-        if (prc == SIGV4_OK) {
-            int vrc = sigv4_verify(r, &a, FUZZ_AMZ_DATE, 16, key, NULL);
-            fuzz_assert(vrc == SIGV4_OK, "what sign writes verifies");
-            unsigned char other[32];
-            memcpy(other, key, 32);
-            other[0] ^= 1;
-            vrc = sigv4_verify(r, &a, FUZZ_AMZ_DATE, 16, other, NULL);
-            fuzz_assert(vrc == SIGV4_ERR_MISMATCH, "another key does not verify");
-        }
+    if (fuzz_signed_headers_valid(shc, shc_len)) {
+        struct buf creq = BUF_INIT;
+        int crc = sigv4_canonical_request(r, shc, shc_len, false, &creq);
+        fuzz_assert(rc == crc, "sign reports canonical request errors");
+        buf_free(&creq);
+    } else {
+        fuzz_assert(rc == SIGV4_ERR_MALFORMED, "sign refuses invalid SignedHeaders");
     }
+    fuzz_sign_round_trip(r, shc, "AKIDEXAMPLE", 11, key, rc, &authz);
+
+    char *akidc = xstrndup(akid->p, akid->n);
+    size_t akidc_len = strlen(akidc);
+    int arc = sigv4_sign(r, shc, akidc, key, FUZZ_AMZ_DATE, FUZZ_SCOPE, &authz2);
+    fuzz_assert(fuzz_akid_ok(akidc, akidc_len) ? arc == rc : arc == SIGV4_ERR_MALFORMED,
+                "sign refuses exactly the key ids that do not fit the Credential field");
+    fuzz_sign_round_trip(r, shc, akidc, akidc_len, key, arc, &authz2);
+    free(akidc);
     free(shc);
     buf_free(&out);
     buf_free(&uri);
     buf_free(&authz);
+    buf_free(&authz2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -362,7 +406,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     buf_free(&storage);
 
-    fuzz_request(&r, sh, presigned, key);
+    fuzz_request(&r, sh, presigned, authz, key);
 
     free(method);
     for (size_t i = 0; i < nf; i++)
