@@ -395,8 +395,7 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
     size_t nh = 0;
     if (res->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
-    h[nh++] =
-        (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
+    h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
     if (res->error_type[0])
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", res->error_type};
     struct httpd_request *hr = r->hr;
