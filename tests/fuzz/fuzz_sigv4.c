@@ -4,9 +4,10 @@
  *   flags | method | path | query | Authorization | SignedHeaders | header...
  * where flags is one byte (bit 0: normalize the path, bit 1: presigned
  * canonical request, bit 2: skip X-Amz-Signature in the canonical query) and
- * each header is "name:value". Every field is copied into a heap block of its
- * exact size so that a read past it is caught. The checks below are
- * invariants that hold for any input; a failure aborts.
+ * each header is "name:value". The Authorization field, up to its first NUL,
+ * is also the access key id of a second signing. Every field is copied into a
+ * heap block of its exact size so that a read past it is caught. The checks
+ * below are invariants that hold for any input; a failure aborts.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,0 +1,78 @@
+"""The command line: version, keygen, check (effective configuration with
+secrets masked, file:line errors), and refusal to start without upstream
+credentials."""
+
+import os
+import re
+import subprocess
+
+import harness
+
+
+def run(args, env=None, cwd=None):
+    """Run the sesgate binary; returns CompletedProcess (text)."""
+    return subprocess.run([str(harness.sesgate_bin())] + args, capture_output=True, text=True,
+                          env=harness.clean_env(env), cwd=cwd, timeout=30)
+
+
+def test_version():
+    r = run(["version"])
+    assert r.returncode == 0 and re.match(r"^sesgate \d+\.\d+\.\d+\n$", r.stdout)
+
+
+def test_keygen_is_random_and_well_formed():
+    a, b = run(["keygen"]), run(["keygen"])
+    assert a.returncode == 0 and b.returncode == 0
+    ida = re.search(r"^access_key_id = ([A-Z0-9]{20})$", a.stdout, re.M)
+    seca = re.search(r"^secret_access_key = ([A-Za-z0-9+/]{40})$", a.stdout, re.M)
+    assert ida and seca, a.stdout
+    assert a.stdout != b.stdout
+
+
+def test_check_prints_masked_configuration(tmp_path):
+    key = run(["keygen"]).stdout
+    secret = re.search(r"secret_access_key = (\S+)", key).group(1)
+    upstream_secret = harness.new_secret()
+    ini = tmp_path / "s.ini"
+    ini.write_text("[upstream]\nendpoint = http://127.0.0.1:9\naccess_key_id = AKIAEXAMPLE0000000000\n"
+                   "secret_access_key = %s\n\n[client.app]\n%s" % (upstream_secret, key))
+    r = run(["check", "-c", str(ini)])
+    assert r.returncode == 0, r.stderr
+    assert "[client.app]" in r.stdout and "listen = 127.0.0.1:8025" in r.stdout
+    assert secret not in r.stdout and upstream_secret not in r.stdout
+    assert re.search(r"^secret_access_key = %s\*\*\*\*$" % re.escape(secret[:4]), r.stdout, re.M)
+    # SESGATE_CONFIG and an environment override
+    r = run(["check"], env={"SESGATE_CONFIG": str(ini), "SESGATE_SERVER_LISTEN": "127.0.0.1:9999"})
+    assert r.returncode == 0 and "listen = 127.0.0.1:9999" in r.stdout
+
+
+def test_check_reports_every_error_with_its_line(tmp_path):
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[server]\nlisen = 1.2.3.4:5\nclock_skew = soon\n[send]\nmax_body = 1\n"
+                   "[client.a]\naccess_key_id = SGAAAAAAAAAAAAAAAAAA\nsecret_access_key = %s\n"
+                   "[client.b]\naccess_key_id = SGAAAAAAAAAAAAAAAAAA\n" % harness.new_secret())
+    r = run(["check", "-c", str(ini)])
+    assert r.returncode != 0
+    err = r.stderr
+    assert re.search(r"bad\.ini:2: .*lisen", err), err
+    assert re.search(r"bad\.ini:3: .*clock_skew", err), err
+    assert re.search(r"bad\.ini:5: .*max_body", err), err
+    assert re.search(r"bad\.ini:\d+: .*duplicate access key id|bad\.ini:\d+: .*SGAAAAAAAAAAAAAAAAAA", err, re.I), err
+    assert re.search(r"bad\.ini:9: .*secret", err), err
+
+
+def test_check_unreadable_file(tmp_path):
+    r = run(["check", "-c", str(tmp_path / "missing.ini")])
+    assert r.returncode != 0 and "missing.ini" in r.stderr
+
+
+def test_serve_refuses_without_upstream_credentials(tmp_path):
+    ini = tmp_path / "s.ini"
+    ini.write_text("[server]\nlisten = 127.0.0.1:0\nadmin_listen =\n")
+    r = run(["serve", "-c", str(ini)])
+    assert r.returncode != 0 and "upstream credentials" in r.stderr
+
+
+def test_unknown_command():
+    r = run(["frobnicate"])
+    assert r.returncode == 2 and "unknown command" in r.stderr
