@@ -14,9 +14,9 @@
 #   TARGETS ("upstream php nginx sesgate"; upstream is the fake SES alone, a
 #     reference for the machine, as in the baseline's RESULTS.md)
 #   PROFILE (1: perf profile of sesgate during one more run at the end)
-#   IDLE_MAX (0.25): before a run, wait (up to WAIT_IDLE=1800 s) until other
+#   IDLE_MAX (0.15): before a run, wait (up to WAIT_IDLE=1800 s) until other
 #     processes use fewer cores than this
-#   OTHER_MAX (0.25): a run during which other processes used more cores is
+#   OTHER_MAX (0.12): a run during which other processes used more cores is
 #     repeated, up to TRIES=5 times, then kept and flagged
 #   MAX_SOCKET_ERRORS (0): socket errors tolerated per wrk run (shown in the
 #     table); non-2xx responses are never tolerated
@@ -30,8 +30,8 @@ MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-$(cd "$MAIN/.." && pwd)/shared/baselines/seed-php}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
 TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
-IDLE_MAX="${IDLE_MAX:-0.25}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
-export OTHER_MAX="${OTHER_MAX:-0.25}"
+IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
+export OTHER_MAX="${OTHER_MAX:-0.12}"
 FRONT_PORT=8090; UPSTREAM_PORT=8091; CAPTURE_PORT=8092; REDIS_PORT=6390   # the baseline's defaults
 PROXY_PORT="${PROXY_PORT:-8093}"; SESGATE_PORT="${SESGATE_PORT:-8094}"
 SESGATE_ADMIN_PORT="${SESGATE_ADMIN_PORT:-8095}"

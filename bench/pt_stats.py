@@ -10,7 +10,7 @@
       Parse one wrk --latency output, check it (no non-2xx, no socket errors,
       one upstream request per client request), append a JSON line to RAW and
       print a one-line summary. Exits 1 when a check fails. When processes
-      outside the benchmark used more than OTHER_MAX (env, default 0.25) cores
+      outside the benchmark used more than OTHER_MAX (env, default 0.12) cores
       during the run, exits 2 without recording it, unless LAST_TRY is 1: then
       the run is recorded and flagged "disturbed".
   pt_stats.py check WRK_OUT
@@ -158,7 +158,7 @@ def record(raw, target, conns, run, wrk_out, snap_a, snap_b, wrk_cpu, up_lines, 
     c["wrk"] = round(float(wrk_cpu) / wall, 3)
     ours = sum(v for k, v in c.items() if k not in ("machine", "irq", "steal"))
     c["other"] = round(c.pop("machine") - ours, 3)
-    other_max = float(os.environ.get("OTHER_MAX", "0.25"))
+    other_max = float(os.environ.get("OTHER_MAX", "0.12"))
     disturbed = c["other"] > other_max
     if disturbed and last_try != "1":
         print(f"{target} c{conns} run {run}: other processes used {c['other']:.2f} cores "

@@ -21,7 +21,8 @@
 #include "metrics.h"
 #include "util.h"
 
-#define HTTPD_LINGER_MS 2000 /* how long a closing connection drains unread input */
+#define HTTPD_LINGER_MS      2000         /* how long a closing connection drains unread input */
+#define HTTPD_PRERESERVE_MAX (256 * 1024) /* bytes reserved for a body before it arrives */
 
 struct httpd {
     struct event_base *base;
@@ -312,8 +313,12 @@ static int httpd_on_headers_complete(http_parser *p)
     const char *expect = httpd_header(r, "expect", &elen);
     if (expect && p->http_minor >= 1 && util_ieq(expect, elen, "100-continue"))
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    /* Reserve for the announced body, but not more than a little up front:
+     * a client that announces a large body pays in memory only as it sends. */
     if (p->content_length > 0 && p->content_length != ULLONG_MAX)
-        buf_reserve(&r->body, (size_t)p->content_length);
+        buf_reserve(&r->body,
+                    (size_t)(p->content_length < HTTPD_PRERESERVE_MAX ? p->content_length
+                                                                      : HTTPD_PRERESERVE_MAX));
     return 0;
 }
 

@@ -11,12 +11,32 @@
 #include "buf.h"
 
 static enum log_level log_min = LOG_INFO;
+static bool log_buffered;
+static struct buf log_pending;
+
+#define LOG_PENDING_MAX 16384 /* bytes gathered before a write is forced */
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(enum log_level level)
 {
     log_min = level;
+}
+
+void log_set_buffered(bool on)
+{
+    if (!on)
+        log_flush();
+    log_buffered = on;
+}
+
+void log_flush(void)
+{
+    if (log_pending.len == 0)
+        return;
+    fwrite(log_pending.data, 1, log_pending.len, stderr);
+    fflush(stderr);
+    buf_reset(&log_pending);
 }
 
 /* Append value, quoted and escaped when it needs to be. */
@@ -60,21 +80,21 @@ static void log_start(struct buf *b, enum log_level level, const char *event)
                log_level_names[level], event);
 }
 
-/* Write the finished line in one call, so lines from processes never mix. */
-static void log_flush(struct buf *b)
+/* Queue the finished line, and write out when it is due: at once unless
+ * buffering is on, else for warnings, errors and a full buffer. */
+static void log_end(enum log_level level)
 {
-    buf_addc(b, '\n');
-    fwrite(b->data, 1, b->len, stderr);
-    fflush(stderr);
-    buf_free(b);
+    buf_addc(&log_pending, '\n');
+    if (!log_buffered || level >= LOG_WARN || log_pending.len >= LOG_PENDING_MAX)
+        log_flush();
 }
 
 void log_event(enum log_level level, const char *event, ...)
 {
     if (level < log_min)
         return;
-    struct buf b = BUF_INIT;
-    log_start(&b, level, event);
+    struct buf *b = &log_pending;
+    log_start(b, level, event);
     va_list ap;
     va_start(ap, event);
     const char *k;
@@ -82,11 +102,11 @@ void log_event(enum log_level level, const char *event, ...)
         const char *v = va_arg(ap, const char *);
         if (v == NULL)
             continue;
-        buf_printf(&b, " %s=", k);
-        log_value(&b, v, strlen(v));
+        buf_printf(b, " %s=", k);
+        log_value(b, v, strlen(v));
     }
     va_end(ap);
-    log_flush(&b);
+    log_end(level);
 }
 
 void log_event_n(enum log_level level, const char *event, const char *key, const char *value,
@@ -94,9 +114,9 @@ void log_event_n(enum log_level level, const char *event, const char *key, const
 {
     if (level < log_min)
         return;
-    struct buf b = BUF_INIT;
-    log_start(&b, level, event);
-    buf_printf(&b, " %s=", key);
-    log_value(&b, value, len);
-    log_flush(&b);
+    struct buf *b = &log_pending;
+    log_start(b, level, event);
+    buf_printf(b, " %s=", key);
+    log_value(b, value, len);
+    log_end(level);
 }

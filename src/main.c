@@ -25,6 +25,7 @@ extern char **environ;
 
 struct main_state {
     struct event_base *base;
+    struct event *log_timer;
     struct front *front;
     struct admin *admin;
     struct event *grace_timer;
@@ -89,7 +90,13 @@ static int main_keygen(void)
     return 0;
 }
 
-/* Every second after SIGTERM: stop once nothing is in flight or time is up. */
+/* Every 100 ms: write out the gathered log lines. */
+static void main_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+    log_flush();
+}
+
+/* Every 100 ms after SIGTERM: stop once nothing is in flight or time is up. */
 static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
@@ -181,6 +188,10 @@ static int main_serve(const char *path, const char *mode)
     struct event *sigint = evsignal_new(s.base, SIGINT, main_signal_cb, &s);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    s.log_timer = event_new(s.base, -1, EV_PERSIST, main_log_cb, NULL);
+    struct timeval log_tv = {0, 100000};
+    event_add(s.log_timer, &log_tv);
+    log_set_buffered(true);
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen", cfg.listen,
@@ -188,6 +199,8 @@ static int main_serve(const char *path, const char *mode)
               nclients, NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
+    log_set_buffered(false);
+    event_free(s.log_timer);
     event_free(sigterm);
     event_free(sigint);
     rc = 0;

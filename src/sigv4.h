@@ -156,7 +156,9 @@ int sigv4_verify(const struct sigv4_request *r, const struct sigv4_auth *a, cons
  * header named in signed_headers (lower-case, sorted, ';'-joined), including
  * host and x-amz-date. Appends the full Authorization header value
  * ("AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...") to
- * out. Returns SIGV4_OK or an error from sigv4_canonical_request. */
+ * out. Returns SIGV4_OK, SIGV4_ERR_MALFORMED for a key id, scope or
+ * SignedHeaders list that sigv4_parse_authorization would not read back as
+ * given, or an error from sigv4_canonical_request; out is unchanged on error. */
 int sigv4_sign(const struct sigv4_request *r, const char *signed_headers, const char *access_key_id,
                const unsigned char key[32], const char *amz_date, const char *scope,
                struct buf *out);

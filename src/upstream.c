@@ -36,9 +36,10 @@ struct upstream_call {
     struct upstream_call *prev, *next;
 };
 
-/* The event watching one socket curl uses. */
+/* The event watching one socket curl uses, and what it watches. */
 struct upstream_sock {
     struct event *ev;
+    short kind; /* EV_READ / EV_WRITE, plus EV_PERSIST */
 };
 
 /* Copy a header value (after "name:") into dst, trimmed. */
@@ -192,11 +193,15 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *uarg,
                          (what & CURL_POLL_OUT ? EV_WRITE : 0));
     if (us == NULL) {
         us = xcalloc(1, sizeof *us);
+        us->ev = event_new(u->base, s, kind, upstream_event_cb, u);
         curl_multi_assign(u->multi, s, us);
+    } else if (us->kind == kind) {
+        return 0; /* already watching exactly this */
     } else {
-        event_free(us->ev);
+        event_del(us->ev);
+        event_assign(us->ev, u->base, s, kind, upstream_event_cb, u);
     }
-    us->ev = event_new(u->base, s, kind, upstream_event_cb, u);
+    us->kind = kind;
     event_add(us->ev, NULL);
     return 0;
 }
