@@ -2,6 +2,8 @@
 #
 #   make                 build/sesgate (optimized, warnings are errors)
 #   make SAN=1           build-san/sesgate with AddressSanitizer and UBSan
+#                        (SAN=address or SAN=undefined for one of them)
+#   make WERROR=0        warnings stay warnings (they are errors by default)
 #   make unit            build and run the unit tests (always under ASan and UBSan)
 #   make fuzz            build the libFuzzer targets (clang) into build-fuzz/
 #   make check           the whole test suite (tests/run): format, unit, fuzz, integration
@@ -14,8 +16,9 @@ CC      ?= cc
 CLANG   ?= clang
 PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl
 
+WERROR  ?= 1
 WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
-           -Wwrite-strings -Wno-unused-parameter -Werror
+           -Wwrite-strings -Wno-unused-parameter $(if $(filter 1,$(WERROR)),-Werror)
 CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
@@ -27,6 +30,12 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 ifeq ($(SAN),1)
 BUILD   := build-san
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(SAN),address)
+BUILD   := build-asan
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address
+else ifeq ($(SAN),undefined)
+BUILD   := build-ubsan
+OPT     := -O1 -g -fsanitize=undefined -fno-sanitize-recover=undefined
 else
 BUILD   := build
 OPT     := -O2 -g
@@ -95,6 +104,6 @@ format-check:
 	clang-format --dry-run -Werror $(C_FILES)
 
 clean:
-	rm -rf build build-san build-unit build-fuzz
+	rm -rf build build-san build-asan build-ubsan build-unit build-fuzz
 
 -include $(wildcard build/*.d build-san/*.d build-unit/*.d build-fuzz/*.d)

@@ -1,18 +1,19 @@
 #!/bin/bash
 # passthrough.sh -- pass-through of a one-recipient SES v1 SendEmail, side by
 # side in one run, against the same fake SES upstream (nginx, 127.0.0.1:8091):
+#   upstream the fake SES alone (a reference for the machine's speed)
 #   php      the seed-php front (nginx + php-fpm, 127.0.0.1:8090), WORKERS=0
 #   nginx    nginx proxy_pass with upstream keepalive, 1 worker (no cryptography)
 #   sesgate  build/sesgate serve (verifies SigV4, re-signs, forwards)
-# For each: wrk -t1 -c16 -d10s --latency, 3 runs after a 2 s warm-up, then the
-# same with -c1. Every run must have 0 non-2xx responses, 0 socket errors and
-# one upstream request per client request, or the script stops with an error.
+# For each: wrk -t1 -c16 -d10s --latency, 3 runs each after a 2 s warm-up, then
+# the same with -c1; the runs go in rounds (every target once per round). Every
+# run must have 0 non-2xx responses, 0 socket errors and one upstream request
+# per client request, or the script stops with an error.
 # Loopback only; every process it starts is stopped on exit (trap).
 #
 # Settings (environment):
 #   RUNS (3), DUR (10s), WARM (2s), CONNS ("16 1")
-#   TARGETS ("upstream php nginx sesgate"; upstream is the fake SES alone, a
-#     reference for the machine, as in the baseline's RESULTS.md)
+#   TARGETS ("upstream php nginx sesgate")
 #   PROFILE (1: perf profile of sesgate during one more run at the end)
 #   IDLE_MAX (0.15): before a run, wait (up to WAIT_IDLE=1800 s) until other
 #     processes use fewer cores than this
@@ -21,7 +22,8 @@
 #   MAX_SOCKET_ERRORS (0): socket errors tolerated per wrk run (shown in the
 #     table); non-2xx responses are never tolerated
 #   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
-#   SEED_PHP (the baseline folder), KEEP_TMP (0: remove the temp dir on success)
+#   SEED_PHP (the baseline folder), KEEP_TMP (0: remove the temp dir on success),
+#   RESULTS_DIR (bench/results)
 # Output: the Markdown table on stdout; bench/results/{raw.jsonl,log.txt,table.md,profile.txt}.
 set -euo pipefail
 
@@ -37,7 +39,7 @@ PROXY_PORT="${PROXY_PORT:-8093}"; SESGATE_PORT="${SESGATE_PORT:-8094}"
 SESGATE_ADMIN_PORT="${SESGATE_ADMIN_PORT:-8095}"
 CLIENT_KEY=SGBENCH0000000000001
 CLIENT_SECRET=bench-client-secret-0123456789
-OUT="$HERE/results"
+OUT="${RESULTS_DIR:-$HERE/results}"
 RAW="$OUT/raw.jsonl"; LOG="$OUT/log.txt"
 
 TMP=""; SG_PID=""; WRK_PID=""; PERF_PID=""; PHP_STARTED=0
@@ -194,38 +196,34 @@ alive() {
     return 0
 }
 
-measure() {  # measure TARGET CONNS
-    local target="$1" c="$2" r try rc l0 t0 t1 wcpu
-    wait_idle
-    alive "$target" || true
-    prepare "$target"
-    run_wrk "$c" "$WARM" "$TMP/warm.txt"
-    /usr/bin/python3 "$HERE/pt_stats.py" check "$TMP/warm.txt" >&2 || { cat "$TMP/warm.txt" >&2; die "warm-up of $target -c$c had errors"; }
-    for r in $(seq 1 "$RUNS"); do
-        for try in $(seq 1 "$TRIES"); do
-            [ "$try" = 1 ] || wait_idle
-            if ! alive "$target"; then
-                prepare "$target"
-                run_wrk "$c" "$WARM" "$TMP/warm.txt"
-            fi
-            prepare "$target"
-            snap "$target" "$TMP/cpu_a.json"
-            l0=$(uplines); children_seconds; t0=$CS
-            run_wrk "$c" "$DUR" "$TMP/wrk.txt"
-            children_seconds; t1=$CS
-            snap "$target" "$TMP/cpu_b.json"
-            wcpu=$(echo "$t0 $t1" | awk '{printf "%.3f", ($5 * 60 + $6 + $7 * 60 + $8) - ($1 * 60 + $2 + $3 * 60 + $4)}')
-            sleep 0.3
-            cat "$TMP/wrk.txt" >> "$LOG"
-            rc=0
-            /usr/bin/python3 "$HERE/pt_stats.py" record "$RAW" "$target" "$c" "$r" "$TMP/wrk.txt" \
-                "$TMP/cpu_a.json" "$TMP/cpu_b.json" "$wcpu" $(( $(uplines) - l0 )) \
-                "$([ "$try" = "$TRIES" ] && echo 1 || echo 0)" > "$TMP/record.txt" 2>&1 || rc=$?
-            cat "$TMP/record.txt" | tee -a "$LOG" >&2
-            [ "$rc" = 2 ] && continue
-            [ "$rc" = 0 ] || die "run $r of $target -c$c did not pass its checks"
-            break
-        done
+# measure TARGET CONNS RUN: a warm-up, then one measured run (repeated when
+# other processes disturbed it)
+measure() {
+    local target="$1" c="$2" r="$3" try rc l0 t0 t1 wcpu
+    for try in $(seq 1 "$TRIES"); do
+        wait_idle
+        alive "$target" || true
+        prepare "$target"
+        run_wrk "$c" "$WARM" "$TMP/warm.txt"
+        /usr/bin/python3 "$HERE/pt_stats.py" check "$TMP/warm.txt" >&2 ||
+            { cat "$TMP/warm.txt" >&2; die "warm-up of $target -c$c had errors"; }
+        prepare "$target"
+        snap "$target" "$TMP/cpu_a.json"
+        l0=$(uplines); children_seconds; t0=$CS
+        run_wrk "$c" "$DUR" "$TMP/wrk.txt"
+        children_seconds; t1=$CS
+        snap "$target" "$TMP/cpu_b.json"
+        wcpu=$(echo "$t0 $t1" | awk '{printf "%.3f", ($5 * 60 + $6 + $7 * 60 + $8) - ($1 * 60 + $2 + $3 * 60 + $4)}')
+        sleep 0.3
+        cat "$TMP/wrk.txt" >> "$LOG"
+        rc=0
+        /usr/bin/python3 "$HERE/pt_stats.py" record "$RAW" "$target" "$c" "$r" "$TMP/wrk.txt" \
+            "$TMP/cpu_a.json" "$TMP/cpu_b.json" "$wcpu" $(( $(uplines) - l0 )) \
+            "$([ "$try" = "$TRIES" ] && echo 1 || echo 0)" > "$TMP/record.txt" 2>&1 || rc=$?
+        tee -a "$LOG" < "$TMP/record.txt" >&2
+        [ "$rc" = 2 ] && continue
+        [ "$rc" = 0 ] || die "run $r of $target -c$c did not pass its checks"
+        return 0
     done
 }
 
@@ -299,10 +297,14 @@ code=$(curl_signed "$TMP/req-bad.txt" "http://127.0.0.1:$SESGATE_PORT/" "$TMP/ba
 log "checks passed: PHP front, nginx proxy and sesgate answer 200 with the upstream's SendEmailResponse; sesgate answers 403 SignatureDoesNotMatch to a bad signature ($(wc -c < "$TMP/req-sesgate.txt.body")-byte signed body, $(wc -c < "$TMP/php-body")-byte PHP body)"
 
 # --- measurements ------------------------------------------------------------
-for target in $TARGETS; do
-    for c in $CONNS; do
-        log "--- $target -c$c"
-        measure "$target" "$c"
+# Rounds: each round measures every target once, so a slow drift of the
+# machine's speed touches all targets alike.
+for c in $CONNS; do
+    for r in $(seq 1 "$RUNS"); do
+        log "--- -c$c round $r"
+        for target in $TARGETS; do
+            measure "$target" "$c" "$r"
+        done
     done
 done
 [[ " $TARGETS " == *" sesgate "* ]] && { alive sesgate || log "WARNING: the RSS figures are of a restarted sesgate"; }
@@ -362,7 +364,7 @@ fi
     echo
     machine
     echo
-    echo "### Pass-through of a one-recipient SendEmail (wrk -t1 -d$DUR --latency, $RUNS runs after a $WARM warm-up)"
+    echo "### Pass-through of a one-recipient SendEmail (wrk -t1 -d$DUR --latency, $RUNS runs, each after a $WARM warm-up)"
     echo
     /usr/bin/python3 "$HERE/pt_stats.py" table "$RAW" "$OUT/sesgate-rss.json"
 } > "$OUT/table.md"

@@ -232,16 +232,26 @@ def table(raw, rss_path=None):
               f"| {p50:.3f} | {p99:.3f} | {sum(r['wrk']['non2xx'] for r in rs)} / "
               f"{sum(r['wrk']['socket_errors'] for r in rs)} | {cs} |")
     print()
-    print("| ratio | conns | value | target |")
+    print("| ratio | conns | ratio of the medians (each round) | target |")
     print("|---|---|---|---|")
     conns_seen = sorted({c for _, c in by}, reverse=True)
+
+    def rounds(a, b, c, key):
+        """a/b of KEY in each round (runs with the same number)."""
+        ra = {r["run"]: r["wrk"][key] for r in by.get((a, c), [])}
+        rb = {r["run"]: r["wrk"][key] for r in by.get((b, c), [])}
+        return ", ".join(f"{ra[k] / rb[k]:.2f}" for k in sorted(ra) if k in rb)
+
     for c in conns_seen:
         s, p, n = summary.get(("sesgate", c)), summary.get(("php", c)), summary.get(("nginx", c))
         if s and p:
-            print(f"| sesgate / PHP req/s | {c} | **{s[0] / p[0]:.2f}x** | >= 4x |")
-            print(f"| sesgate p99 / PHP p99 | {c} | **{s[1] / p[1]:.2f}** | <= 0.25 |")
+            print(f"| sesgate / PHP req/s | {c} | **{s[0] / p[0]:.2f}x** "
+                  f"({rounds('sesgate', 'php', c, 'rps')}) | >= 4x |")
+            print(f"| sesgate p99 / PHP p99 | {c} | **{s[1] / p[1]:.2f}** "
+                  f"({rounds('sesgate', 'php', c, 'p99_us')}) | <= 0.25 |")
         if s and n:
-            print(f"| sesgate / nginx proxy_pass req/s | {c} | **{s[0] / n[0]:.2f}** | about 0.5 |")
+            print(f"| sesgate / nginx proxy_pass req/s | {c} | **{s[0] / n[0]:.2f}** "
+                  f"({rounds('sesgate', 'nginx', c, 'rps')}) | about 0.5 |")
     if any(r.get("disturbed") for r in rows):
         print()
         print("\\* run disturbed: other processes on the machine used more than OTHER_MAX cores.")

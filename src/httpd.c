@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -352,24 +353,45 @@ static void httpd_write_response(struct httpd_conn *c, int status,
 {
     static time_t date_at;
     static char date[30];
+    static struct buf head; /* reused: the loop is single-threaded */
     time_t now = time(NULL);
     if (now != date_at) {
         util_http_date(now, date);
         date_at = now;
     }
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status,
-                        httpd_reason(status), date, len);
-    for (size_t i = 0; i < nheaders; i++)
-        evbuffer_add_printf(out, "%s: %s\r\n", headers[i].name, headers[i].value);
+    buf_reset(&head);
+    buf_printf(&head, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n", status,
+               httpd_reason(status), date, len);
+    for (size_t i = 0; i < nheaders; i++) {
+        buf_adds(&head, headers[i].name);
+        buf_add(&head, ": ", 2);
+        buf_adds(&head, headers[i].value);
+        buf_add(&head, "\r\n", 2);
+    }
     if (close_after)
-        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+        buf_adds(&head, "Connection: close\r\n\r\n");
     else if (c->parser.http_major == 1 && c->parser.http_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+        buf_adds(&head, "Connection: keep-alive\r\n\r\n");
     else
-        evbuffer_add(out, "\r\n", 2);
-    if (len > 0)
-        evbuffer_add(out, body, len);
+        buf_adds(&head, "\r\n");
+
+    /* Write at once when nothing is queued: most answers leave in this one
+     * call, without arming and disarming a write event. What the socket does
+     * not take is queued on the bufferevent. */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t done = 0, total = head.len + len;
+    if (evbuffer_get_length(out) == 0) {
+        struct iovec iov[2] = {{head.data, head.len}, {(void *)body, len}};
+        ssize_t n = writev(bufferevent_getfd(c->bev), iov, len > 0 ? 2 : 1);
+        if (n > 0)
+            done = (size_t)n;
+    }
+    if (done < head.len)
+        evbuffer_add(out, head.data + done, head.len - done);
+    if (done < total && len > 0) {
+        size_t off = done > head.len ? done - head.len : 0;
+        evbuffer_add(out, body + off, len - off);
+    }
 }
 
 /* Enter the closing state: the answer drains, then the write side is shut
@@ -379,6 +401,8 @@ static void httpd_close_after_write(struct httpd_conn *c)
     c->state = HTTPD_CLOSING;
     httpd_timer(c, HTTPD_LINGER_MS);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
 static void httpd_conn_process(struct httpd_conn *c);
