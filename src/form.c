@@ -11,18 +11,6 @@
 /* Longest piece of a parameter name quoted in an error reason. */
 #define FORM_ERR_NAME_MAX 64
 
-/* The value of hex digit c, or -1. */
-static int form_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode s[0..len) into dst (room for len bytes); returns the decoded length
  * or -1 on malformed percent-encoding. */
 static ptrdiff_t form_decode_into(const char *s, size_t len, bool plus_space, char *dst)
@@ -33,8 +21,8 @@ static ptrdiff_t form_decode_into(const char *s, size_t len, bool plus_space, ch
         if (c == '%') {
             if (len - i < 3)
                 return -1;
-            int hi = form_hexval((unsigned char)s[i + 1]);
-            int lo = form_hexval((unsigned char)s[i + 2]);
+            int hi = util_hex_value((unsigned char)s[i + 1]);
+            int lo = util_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             dst[o++] = (char)(hi << 4 | lo);

@@ -526,10 +526,9 @@ static void front_send(struct front_req *r)
     front_forward(r);
 }
 
-/* httpd: a request arrived. */
-static void front_handle(struct httpd_request *hr, void *arg)
+/* A context for a request that just arrived (freed by front_finish). */
+static struct front_req *front_req_new(struct front *f, struct httpd_request *hr)
 {
-    struct front *f = arg;
     struct front_req *r = xcalloc(1, sizeof *r);
     r->f = f;
     r->hr = hr;
@@ -538,6 +537,14 @@ static void front_handle(struct httpd_request *hr, void *arg)
     f->inflight++;
     metrics_inflight(1);
     r->api = sesreq_api_of(hr->path, hr->path_len, &r->v2_off);
+    return r;
+}
+
+/* httpd: a request arrived. */
+static void front_handle(struct httpd_request *hr, void *arg)
+{
+    struct front *f = arg;
+    struct front_req *r = front_req_new(f, hr);
     util_sha256_hex(hr->body.data ? hr->body.data : "", hr->body.len, r->payload_hash);
 
     struct seserr e;
@@ -577,14 +584,7 @@ static void front_handle(struct httpd_request *hr, void *arg)
 static void front_reject(struct httpd_request *hr, enum httpd_reject why, void *arg)
 {
     struct front *f = arg;
-    struct front_req *r = xcalloc(1, sizeof *r);
-    r->f = f;
-    r->hr = hr;
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
-    front_request_id(f, r->id);
-    f->inflight++;
-    metrics_inflight(1);
-    r->api = sesreq_api_of(hr->path, hr->path_len, &r->v2_off);
+    struct front_req *r = front_req_new(f, hr);
     struct seserr e;
     switch (why) {
     case HTTPD_REJECT_TOO_LARGE:

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 #define RFC5322_MAX_COMMENT_DEPTH 64
 #define RFC5322_MAX_CHARSET_LEN   64
 
@@ -479,18 +481,6 @@ static int rfc5322_b64_value(unsigned char c)
     return -1;
 }
 
-/* Value of a hex digit, or -1. */
-static int rfc5322_hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode base64 text s[0..n) into out; false if malformed. */
 static bool rfc5322_b64_decode(const char *s, size_t n, struct buf *out)
 {
@@ -528,8 +518,8 @@ static bool rfc5322_q_decode(const char *s, size_t n, struct buf *out)
         } else if (c == '=') {
             if (i + 2 >= n)
                 return false;
-            int hi = rfc5322_hex_value((unsigned char)s[i + 1]);
-            int lo = rfc5322_hex_value((unsigned char)s[i + 2]);
+            int hi = util_hex_value((unsigned char)s[i + 1]);
+            int lo = util_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             buf_addc(out, (char)(hi * 16 + lo));

@@ -61,18 +61,6 @@ static bool sigv4_is_unreserved(unsigned char c)
            c == '_' || c == '.' || c == '~';
 }
 
-/* The value of one hex digit (either case), or -1. */
-static int sigv4_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* True for a space or a horizontal tab. */
 static bool sigv4_is_blank(char c)
 {
@@ -131,8 +119,8 @@ static long sigv4_reencode(const char *s, size_t n, char *dst)
         if (c == '%') {
             if (n - i < 3)
                 return -1;
-            int hi = sigv4_hexval((unsigned char)s[i + 1]);
-            int lo = sigv4_hexval((unsigned char)s[i + 2]);
+            int hi = util_hex_value((unsigned char)s[i + 1]);
+            int lo = util_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (unsigned char)(hi << 4 | lo);
@@ -161,8 +149,8 @@ static long sigv4_decode(const char *s, size_t n, char *dst)
         if (s[i] == '%') {
             if (n - i < 3)
                 return -1;
-            int hi = sigv4_hexval((unsigned char)s[i + 1]);
-            int lo = sigv4_hexval((unsigned char)s[i + 2]);
+            int hi = util_hex_value((unsigned char)s[i + 1]);
+            int lo = util_hex_value((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             *d++ = (char)(hi << 4 | lo);

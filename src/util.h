@@ -9,6 +9,8 @@
 
 #define UTIL_SHA256_HEX_LEN 64
 
+/* The value of hex digit c (either case), or -1. */
+int util_hex_value(unsigned char c);
 /* Lower-case hex of n bytes into out (2n chars + NUL). */
 void util_hex(const unsigned char *in, size_t n, char *out);
 /* Hex SHA-256 of data into out[65]. */
