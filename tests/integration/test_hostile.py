@@ -438,3 +438,71 @@ def test_no_crash_after_all_this(gateway):
     assert gateway.sesgate.proc.poll() is None
     target, hdrs, body = signed(gateway, "POST", "/", SEND_BODY, FORM)
     assert responses(raw(gateway, request_bytes("POST", target, hdrs, body)))[0][0] == 200
+
+
+def test_connection_cap_and_idle_timeout(tmp_path, gateway):
+    """At max_connections sesgate stops accepting (the kernel queues the
+    rest) and serves them once others close; idle keep-alive connections are
+    closed after idle_timeout."""
+    policies = {"app": {"creds": gateway.creds("app"), "allow_actions": ["*"], "allow_from": ["*"]}}
+    gate = harness.Sesgate(tmp_path / "cap", gateway.fake.url, gateway.upstream, policies,
+                           extra={"server": {"max_connections": "20", "idle_timeout": "2s"}})
+    gate.start()
+    try:
+        view = harness.Gateway(gate.url, gateway.region, False, gateway.fake, gate, gateway.upstream,
+                               gateway.clients, tmp_path)
+        held = [socket.create_connection(("127.0.0.1", gate.port), timeout=5) for _ in range(20)]
+        target, hdrs, body = signed(view, "POST", "/", SEND_BODY, FORM)
+        hdrs["Connection"] = "close"
+        late = socket.create_connection(("127.0.0.1", gate.port), timeout=5)
+        late.sendall(request_bytes("POST", target, hdrs, body))
+        late.settimeout(1.0)
+        with pytest.raises(socket.timeout):
+            late.recv(100)  # not accepted yet: over the cap
+        for s in held[:5]:
+            s.close()
+        late.settimeout(5.0)
+        out = b""
+        while True:
+            d = late.recv(65536)
+            if not d:
+                break
+            out += d
+        late.close()
+        assert responses(out)[0][0] == 200
+        # The remaining idle connections are closed by sesgate after idle_timeout.
+        time.sleep(3)
+        for s in held[5:]:
+            s.settimeout(2)
+            assert s.recv(10) == b""
+            s.close()
+    finally:
+        gate.stop()
+
+
+def test_sigterm_finishes_requests_in_flight(tmp_path, gateway):
+    """SIGTERM stops accepting but lets a request in flight get its answer."""
+    import signal as sig
+    import threading
+
+    policies = {"app": {"creds": gateway.creds("app"), "allow_actions": ["*"], "allow_from": ["*"]}}
+    gate = harness.Sesgate(tmp_path / "term", gateway.fake.url, gateway.upstream, policies)
+    gate.start()
+    view = harness.Gateway(gate.url, gateway.region, False, gateway.fake, gate, gateway.upstream,
+                           gateway.clients, tmp_path)
+    gateway.fake.control(delay_ms=1500, count=1)
+    target, hdrs, body = signed(view, "POST", "/", SEND_BODY, FORM)
+    hdrs["Connection"] = "close"
+    result = {}
+    t = threading.Thread(target=lambda: result.update(out=raw(view, request_bytes("POST", target, hdrs, body),
+                                                              timeout=10, port=gate.port)))
+    t.start()
+    time.sleep(0.5)
+    gate.proc.send_signal(sig.SIGTERM)
+    t.join(10)
+    gate.proc.wait(timeout=15)
+    r = responses(result["out"])
+    assert r and r[0][0] == 200 and b"<MessageId>" in r[0][2]
+    assert gate.proc.returncode == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", gate.port), timeout=1)
