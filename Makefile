@@ -23,8 +23,8 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 sesreq seserr rfc5322 config
-SHELLM  := log metrics httpd upstream front admin main
+CORE    := buf util form sigv4 sesreq seserr rfc5322 config backoff fanout
+SHELLM  := log metrics httpd upstream redis redisproc front admin main
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -47,6 +47,8 @@ CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
 
 .PHONY: all unit fuzz check format format-check clean
+# Objects built on the way to test binaries are kept, not rebuilt each time.
+.SECONDARY:
 all: $(BUILD)/sesgate
 
 $(BUILD)/sesgate: $(CORE_OBJ) $(SHELL_OBJ)

@@ -11,6 +11,7 @@
 struct admin {
     struct httpd *httpd;
     const struct upstream *up;
+    const struct redis *rd; /* NULL: no Redis to wait for */
 };
 
 /* True when the request's path (query ignored) is exactly path. */
@@ -39,13 +40,24 @@ static void admin_handle(struct httpd_request *req, void *arg)
     if (admin_path_is(req, "/healthz")) {
         admin_text(req, 200, "text/plain", "ok\n", 3);
     } else if (admin_path_is(req, "/readyz")) {
-        if (upstream_healthy(a->up))
+        struct buf b = BUF_INIT;
+        if (!upstream_healthy(a->up))
+            buf_adds(&b, "upstream unreachable\n");
+        if (a->rd && !redis_ready(a->rd))
+            buf_adds(&b, "redis unreachable\n");
+        if (b.len == 0)
             admin_text(req, 200, "text/plain", "ready\n", 6);
         else
-            admin_text(req, 503, "text/plain", "upstream unreachable\n", 21);
+            admin_text(req, 503, "text/plain", b.data, b.len);
+        buf_free(&b);
     } else if (admin_path_is(req, "/metrics")) {
         struct buf b = BUF_INIT;
         metrics_render(&b);
+        if (a->rd)
+            buf_printf(&b,
+                       "# HELP sesgate_redis_up Whether Redis answers (1) or not (0).\n"
+                       "# TYPE sesgate_redis_up gauge\nsesgate_redis_up %d\n",
+                       redis_ready(a->rd) ? 1 : 0);
         admin_text(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
     } else {
@@ -60,10 +72,11 @@ static void admin_reject(struct httpd_request *req, enum httpd_reject why, void 
 }
 
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, char *err, size_t errlen)
+                        const struct upstream *up, const struct redis *rd, char *err, size_t errlen)
 {
     struct admin *a = xcalloc(1, sizeof *a);
     a->up = up;
+    a->rd = rd;
     struct httpd_limits lim = {
         .max_header_size = 16384,
         .max_headers = 64,

@@ -1,5 +1,5 @@
 /* admin: the operator's HTTP listener (never the SES port): /healthz,
- * /readyz and /metrics in the Prometheus text format.
+ * /readyz (upstream and Redis) and /metrics in the Prometheus text format.
  */
 #ifndef SESGATE_ADMIN_H
 #define SESGATE_ADMIN_H
@@ -9,14 +9,18 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "redis.h"
 #include "upstream.h"
 
 struct admin;
 
-/* Serve cfg->admin_listen on base. up is probed for /readyz. Returns NULL
- * with a reason in err on failure. */
+/* Serve cfg->admin_listen on base. /readyz answers 200 only while up is
+ * healthy and rd (NULL: no Redis) is ready; /metrics adds sesgate_redis_up.
+ * up and rd are borrowed and must outlive the admin. Returns NULL with a
+ * reason in err on failure. */
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, char *err, size_t errlen);
+                        const struct upstream *up, const struct redis *rd, char *err,
+                        size_t errlen);
 
 /* Close the listener and its connections, and free. */
 void admin_free(struct admin *a);

@@ -17,6 +17,8 @@
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis.h"
+#include "redisproc.h"
 #include "upstream.h"
 
 extern char **environ;
@@ -28,6 +30,8 @@ struct main_state {
     struct event *log_timer;
     struct front *front;
     struct admin *admin;
+    struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
+    struct redis *redis;
     struct event *grace_timer;
     int64_t grace_left_ms;
 };
@@ -170,15 +174,35 @@ static int main_serve(const char *path, const char *mode)
     s.base = event_base_new();
     struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
                                        getenv("SESGATE_CA_BUNDLE"));
-    char err[256];
+    char err[1024];
     int rc = 1;
+    /* SIGTERM and SIGINT wait while Redis starts, so that a stop then still
+     * stops it; the handlers below take them. */
+    sigset_t stop_sigs, old_mask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop_sigs, &old_mask);
+    if (cfg.redis_url[0] == '\0') {
+        s.redisproc = redisproc_start(s.base, cfg.data_dir, err, sizeof err);
+        if (s.redisproc == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            goto out;
+        }
+    }
+    s.redis = redis_new(s.base, s.redisproc ? redisproc_socket(s.redisproc) : cfg.redis_url, err,
+                        sizeof err);
+    if (s.redis == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        goto out;
+    }
     s.front = front_new(s.base, &cfg, up, err, sizeof err);
     if (s.front == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         goto out;
     }
     if (cfg.admin_listen[0]) {
-        s.admin = admin_new(s.base, &cfg, up, err, sizeof err);
+        s.admin = admin_new(s.base, &cfg, up, s.redis, err, sizeof err);
         if (s.admin == NULL) {
             fprintf(stderr, "sesgate: admin listener: %s\n", err);
             goto out;
@@ -188,6 +212,7 @@ static int main_serve(const char *path, const char *mode)
     struct event *sigint = evsignal_new(s.base, SIGINT, main_signal_cb, &s);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     s.log_timer = event_new(s.base, -1, EV_PERSIST, main_log_cb, NULL);
     struct timeval log_tv = {0, 100000};
     event_add(s.log_timer, &log_tv);
@@ -196,7 +221,7 @@ static int main_serve(const char *path, const char *mode)
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen", cfg.listen,
               "admin", cfg.admin_listen, "upstream", cfg.endpoint, "region", cfg.region, "clients",
-              nclients, NULL);
+              nclients, "redis", redis_where(s.redis), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -209,6 +234,9 @@ out:
         event_free(s.grace_timer);
     admin_free(s.admin);
     front_free(s.front);
+    redis_free(s.redis);
+    redisproc_stop(s.redisproc);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     upstream_free(up);
     event_base_free(s.base);
     curl_global_cleanup();

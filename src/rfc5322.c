@@ -12,6 +12,7 @@
 #include "rfc5322.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,248 @@ int rfc5322_header_get(const char *msg, size_t len, const char *name, struct buf
         pos = e + 1;
     }
     return 1;
+}
+
+/* One field of a header block: its first line and continuation lines. */
+struct rfc5322_field {
+    size_t start;      /* first byte */
+    size_t end;        /* just past its last line end, or the block end */
+    size_t name_end;   /* end of the name (whitespace before the colon removed) */
+    size_t value;      /* just past the colon */
+    size_t first_ce;   /* end of the first line's content (before CR LF) */
+    size_t first_next; /* start of the second line */
+    bool named;        /* starts with a non-blank byte and has a colon */
+};
+
+/* Read the field at *pos in the header block [0, hend) into f and move *pos
+ * past it; false at the empty line that ends the block or at hend. A leading
+ * line that starts with whitespace (a continuation of nothing) is a field
+ * without a name, as is a line without a colon. */
+static bool rfc5322_next_field(const char *msg, size_t hend, size_t *pos, struct rfc5322_field *f)
+{
+    size_t p = *pos;
+    if (p >= hend)
+        return false;
+    size_t ce;
+    size_t e = rfc5322_line(msg, p, hend, &ce);
+    if (ce == p)
+        return false;
+    f->start = p;
+    f->first_ce = ce;
+    f->first_next = e < hend ? e + 1 : e;
+    f->named = false;
+    f->name_end = f->value = p;
+    if (!rfc5322_is_wsp((unsigned char)msg[p])) {
+        const char *colon = memchr(msg + p, ':', ce - p);
+        if (colon != NULL) {
+            size_t c = (size_t)(colon - msg);
+            size_t ne = c;
+            while (ne > p && rfc5322_is_wsp((unsigned char)msg[ne - 1]))
+                ne--;
+            f->named = true;
+            f->name_end = ne;
+            f->value = c + 1;
+        }
+    }
+    p = f->first_next;
+    while (p < hend && rfc5322_is_wsp((unsigned char)msg[p])) {
+        e = rfc5322_line(msg, p, hend, &ce);
+        p = e < hend ? e + 1 : e;
+    }
+    f->end = p;
+    *pos = p;
+    return true;
+}
+
+/* True when field f is called name (case-insensitive). */
+static bool rfc5322_field_is(const char *msg, const struct rfc5322_field *f, const char *name)
+{
+    return f->named && util_ieq(msg + f->start, f->name_end - f->start, name);
+}
+
+/* Append the unfolded values of every field called name, joined by ", ". */
+int rfc5322_header_get_all(const char *msg, size_t len, const char *name, struct buf *out)
+{
+    size_t hend = rfc5322_header_end(msg, len);
+    size_t pos = 0;
+    struct rfc5322_field f;
+    int n = 0;
+    bool any = false;
+    struct buf v = BUF_INIT;
+    while (rfc5322_next_field(msg, hend, &pos, &f)) {
+        if (!rfc5322_field_is(msg, &f, name))
+            continue;
+        n++;
+        buf_reset(&v);
+        rfc5322_header_value(msg, f.value, f.first_ce, f.first_next, f.end, &v);
+        if (v.len == 0)
+            continue;
+        if (any)
+            buf_add(out, ", ", 2);
+        buf_add(out, v.data, v.len);
+        any = true;
+    }
+    buf_free(&v);
+    return n;
+}
+
+/* True for the whitespace DKIM allows around tags and list items. */
+static bool rfc5322_is_fws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Trim folding whitespace from both ends of s[*b..*e). */
+static void rfc5322_trim_fws(const char *s, size_t *b, size_t *e)
+{
+    while (*b < *e && rfc5322_is_fws((unsigned char)s[*b]))
+        (*b)++;
+    while (*e > *b && rfc5322_is_fws((unsigned char)s[*e - 1]))
+        (*e)--;
+}
+
+/* Which of To, Cc and Bcc a DKIM-Signature field signs. */
+struct rfc5322_signed {
+    bool to, cc, bcc;
+};
+
+/* Read the h= tag (tag names are case-sensitive, RFC 6376 3.2) of the
+ * DKIM-Signature value v[0..n) and note the fields it signs in sig. */
+static void rfc5322_dkim_signed(const char *v, size_t n, struct rfc5322_signed *sig)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *semi = memchr(v + i, ';', n - i);
+        size_t te = semi ? (size_t)(semi - v) : n;
+        const char *eq = memchr(v + i, '=', te - i);
+        if (eq != NULL) {
+            size_t nb = i, ne = (size_t)(eq - v);
+            rfc5322_trim_fws(v, &nb, &ne);
+            if (ne - nb == 1 && v[nb] == 'h') {
+                size_t j = ne + 1;
+                while (j < te) {
+                    const char *colon = memchr(v + j, ':', te - j);
+                    size_t ie = colon ? (size_t)(colon - v) : te;
+                    size_t ib = j;
+                    rfc5322_trim_fws(v, &ib, &ie);
+                    sig->to |= util_ieq(v + ib, ie - ib, "to");
+                    sig->cc |= util_ieq(v + ib, ie - ib, "cc");
+                    sig->bcc |= util_ieq(v + ib, ie - ib, "bcc");
+                    j = colon ? (size_t)(colon - v) + 1 : te;
+                }
+            }
+        }
+        i = te + 1;
+    }
+}
+
+/* True when to_addr can stand alone as a header value: not empty, no
+ * whitespace at either end, an '@', printable ASCII or valid UTF-8 only. */
+static bool rfc5322_addr_ok(const char *a)
+{
+    size_t n = strlen(a);
+    if (n == 0 || a[0] == ' ' || a[n - 1] == ' ' || strchr(a, '@') == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return util_utf8_valid(a, n);
+}
+
+/* Append a "To: addr" field; the line end goes before it when it continues
+ * a line that has none (line_open), else after it. */
+static void rfc5322_add_to(struct buf *out, bool line_open, const char *addr, const char *eol)
+{
+    if (line_open)
+        buf_adds(out, eol);
+    buf_adds(out, "To: ");
+    buf_adds(out, addr);
+    if (!line_open)
+        buf_adds(out, eol);
+}
+
+/* Copy of msg for one recipient: To replaced, Bcc removed, Cc only on the
+ * first copy; unchanged when a DKIM signature covers a field to change. */
+int rfc5322_rewrite_for_copy(const char *msg, size_t len, const char *to_addr, bool first_copy,
+                             struct buf *out, bool *dkim_signed)
+{
+    if (dkim_signed != NULL)
+        *dkim_signed = false;
+    if (to_addr == NULL || (msg == NULL && len > 0) || !rfc5322_addr_ok(to_addr))
+        return -1;
+    if (len == 0)
+        msg = "";
+
+    size_t hend = rfc5322_header_end(msg, len);
+    struct rfc5322_signed sig = {false, false, false};
+    size_t n_cc = 0, n_bcc = 0;
+    size_t from_end = 0, top = 0;
+    bool have_to = false, have_from = false;
+    size_t pos = 0;
+    struct rfc5322_field f;
+    struct buf v = BUF_INIT;
+    while (rfc5322_next_field(msg, hend, &pos, &f)) {
+        if (f.start == 0 && rfc5322_is_wsp((unsigned char)msg[0]))
+            top = f.end;
+        if (rfc5322_field_is(msg, &f, "To")) {
+            have_to = true;
+        } else if (rfc5322_field_is(msg, &f, "Cc")) {
+            n_cc++;
+        } else if (rfc5322_field_is(msg, &f, "Bcc")) {
+            n_bcc++;
+        } else if (rfc5322_field_is(msg, &f, "From") && !have_from) {
+            have_from = true;
+            from_end = f.end;
+        } else if (rfc5322_field_is(msg, &f, "DKIM-Signature")) {
+            buf_reset(&v);
+            rfc5322_header_value(msg, f.value, f.first_ce, f.first_next, f.end, &v);
+            rfc5322_dkim_signed(v.data, v.len, &sig);
+        }
+    }
+    buf_free(&v);
+
+    if (sig.to || (sig.bcc && n_bcc > 0) || (sig.cc && n_cc > 0 && !first_copy)) {
+        buf_add(out, msg, len);
+        if (dkim_signed != NULL)
+            *dkim_signed = true;
+        return 0;
+    }
+
+    const char *lf = memchr(msg, '\n', len);
+    const char *eol = lf == NULL || (lf > msg && lf[-1] == '\r') ? "\r\n" : "\n";
+    size_t insert_at = have_to ? SIZE_MAX : have_from ? from_end : top;
+    bool to_done = false;
+    size_t copied = 0; /* msg[0..copied) is handled */
+    pos = 0;
+    for (;;) {
+        if (!to_done && pos == insert_at) {
+            buf_add(out, msg + copied, pos - copied);
+            copied = pos;
+            rfc5322_add_to(out, pos > 0 && msg[pos - 1] != '\n', to_addr, eol);
+            to_done = true;
+        }
+        if (!rfc5322_next_field(msg, hend, &pos, &f))
+            break;
+        bool is_to = rfc5322_field_is(msg, &f, "To");
+        bool drop = is_to || rfc5322_field_is(msg, &f, "Bcc") ||
+                    (!first_copy && rfc5322_field_is(msg, &f, "Cc"));
+        if (!drop)
+            continue;
+        buf_add(out, msg + copied, f.start - copied);
+        copied = f.end;
+        if (is_to && !to_done) {
+            bool line_end = f.end > f.start && msg[f.end - 1] == '\n';
+            buf_adds(out, "To: ");
+            buf_adds(out, to_addr);
+            if (line_end)
+                buf_adds(out, eol);
+            to_done = true;
+        }
+    }
+    buf_add(out, msg + copied, len - copied);
+    return 0;
 }
 
 /* Tokens of an address list; comments and whitespace are not tokens. */

@@ -7,7 +7,19 @@
  * display name has no leading, trailing or doubled space, each address
  * parses back to itself, and there are at most max addresses; on failure the list is empty and a
  * reason is given.
+ *
+ * The input is also rewritten, as a message, for fixed recipients and for
+ * the first addresses of its To fields, as first and as later copy.
+ * Invariants: an address without a tab is always accepted, a refused one
+ * leaves out untouched; an envelope-only copy (DKIM) equals the input, whose
+ * header has a DKIM-Signature field, and a first DKIM-Signature value that
+ * starts "h=to" makes every copy envelope-only; any other copy has exactly
+ * one To field whose value is the recipient, no Bcc field, the input's Cc
+ * fields on the first copy and none on the others, as many Subject, From and
+ * DKIM-Signature fields as the input, a body byte-identical to the input's,
+ * and grows by at most one To line.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +74,79 @@ static void fuzz_rfc5322_parse(const char *s, size_t n, size_t max)
     fuzz_rfc5322_assert(l.n == 0 && l.v == NULL);
 }
 
+/* Number of fields called name in the header block of s[0..n). */
+static int fuzz_rfc5322_count(const char *s, size_t n, const char *name)
+{
+    struct buf v = BUF_INIT;
+    int k = rfc5322_header_get_all(s, n, name, &v);
+    fuzz_rfc5322_assert(k >= 0 && (k > 0 || v.len == 0));
+    buf_free(&v);
+    return k;
+}
+
+/* Rewrite s[0..n) for recipient to and check the invariants. */
+static void fuzz_rfc5322_rewrite(const char *s, size_t n, const char *to, bool first, bool plain)
+{
+    struct buf out = BUF_INIT;
+    bool dkim = false;
+    int rc = rfc5322_rewrite_for_copy(s, n, to, first, &out, &dkim);
+    fuzz_rfc5322_assert(rc == 0 || rc == -1);
+    if (rc == -1) {
+        fuzz_rfc5322_assert(!plain && out.len == 0 && !dkim);
+        buf_free(&out);
+        return;
+    }
+    struct buf d = BUF_INIT;
+    if (rfc5322_header_get(s, n, "DKIM-Signature", &d) == 0 && d.len >= 4 &&
+        memcmp(d.data, "h=to", 4) == 0 && (d.len == 4 || d.data[4] == ';' || d.data[4] == ':'))
+        fuzz_rfc5322_assert(dkim);
+    buf_free(&d);
+    if (dkim) {
+        fuzz_rfc5322_assert(out.len == n && (n == 0 || memcmp(out.data, s, n) == 0));
+        fuzz_rfc5322_assert(fuzz_rfc5322_count(s, n, "DKIM-Signature") > 0);
+        buf_free(&out);
+        return;
+    }
+    size_t tolen = strlen(to);
+    fuzz_rfc5322_assert(out.len <= n + 6 + tolen);
+    struct buf v = BUF_INIT;
+    fuzz_rfc5322_assert(rfc5322_header_get_all(out.data, out.len, "To", &v) == 1);
+    fuzz_rfc5322_assert(v.len == tolen && memcmp(v.data, to, tolen) == 0);
+    buf_free(&v);
+    fuzz_rfc5322_assert(fuzz_rfc5322_count(out.data, out.len, "Bcc") == 0);
+    int cc = fuzz_rfc5322_count(out.data, out.len, "Cc");
+    fuzz_rfc5322_assert(cc == (first ? fuzz_rfc5322_count(s, n, "Cc") : 0));
+    static const char *const kept[] = {"Subject", "DKIM-Signature", "From"};
+    for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
+        fuzz_rfc5322_assert(fuzz_rfc5322_count(out.data, out.len, kept[k]) ==
+                            fuzz_rfc5322_count(s, n, kept[k]));
+    size_t ie = rfc5322_header_end(s, n), oe = rfc5322_header_end(out.data, out.len);
+    fuzz_rfc5322_assert(out.len - oe == n - ie);
+    fuzz_rfc5322_assert(n == ie || memcmp(out.data + oe, s + ie, n - ie) == 0);
+    buf_free(&out);
+}
+
+/* Rewrite the input for fixed recipients and for the first addresses of its
+ * To fields, as first and as later copy. */
+static void fuzz_rfc5322_rewrites(const char *s, size_t n)
+{
+    fuzz_rfc5322_rewrite(s, n, "a@x", true, true);
+    fuzz_rfc5322_rewrite(s, n, "j\xc3\xbcrgen@example.de", false, true);
+    struct buf v = BUF_INIT;
+    if (rfc5322_header_get_all(s, n, "To", &v) == 0) {
+        buf_free(&v);
+        return;
+    }
+    struct rfc5322_addr_list l = {NULL, 0};
+    char err[64] = "";
+    if (rfc5322_parse_addresses(v.data, v.len, 1000, &l, err, sizeof err) == 0) {
+        for (size_t i = 0; i < l.n && i < 3; i++)
+            fuzz_rfc5322_rewrite(s, n, l.v[i].addr, i == 0, strchr(l.v[i].addr, '\t') == NULL);
+        rfc5322_addr_list_free(&l);
+    }
+    buf_free(&v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
@@ -87,5 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         buf_free(&v);
     }
+
+    fuzz_rfc5322_rewrites(s, size);
     return 0;
 }

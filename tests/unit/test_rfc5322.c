@@ -1,4 +1,5 @@
-/* Unit tests for rfc5322: header lookup and address-list parsing. */
+/* Unit tests for rfc5322: header lookup, address-list parsing and the
+ * per-recipient rewrite of raw messages. */
 #include "rfc5322.h"
 
 #include <stdlib.h>
@@ -519,6 +520,221 @@ static void test_end_to_end(void)
     buf_free(&v);
 }
 
+struct rewrite_case {
+    const char *msg;
+    size_t len;
+    const char *to;
+    bool first;
+    int rc;
+    bool dkim;        /* envelope-only: the output is the input */
+    const char *want; /* expected output when rc is 0 and not dkim */
+    size_t wlen;
+};
+
+#define DKIM_TO                                                                                    \
+    "DKIM-Signature: v=1; a=rsa-sha256; d=x; s=s;\r\n\th=from:to:subject; bh=A=; b=B=\r\n"
+
+static const struct rewrite_case rewrite_cases[] = {
+    /* CRLF: folded multi-address To, Cc on the first copy, Bcc removed */
+    {S("From: s@x\r\nTo: \"Doe, John\" <j@x>,\r\n k@y\r\nCc: c@z\r\nBcc: h@w\r\nSubject: "
+       "hi\r\n\r\nbody\r\n"),
+     "j@x", true, 0, false, S("From: s@x\r\nTo: j@x\r\nCc: c@z\r\nSubject: hi\r\n\r\nbody\r\n")},
+    {S("From: s@x\r\nTo: \"Doe, John\" <j@x>,\r\n k@y\r\nCc: c@z\r\nBcc: h@w\r\nSubject: "
+       "hi\r\n\r\nbody\r\n"),
+     "k@y", false, 0, false, S("From: s@x\r\nTo: k@y\r\nSubject: hi\r\n\r\nbody\r\n")},
+    /* LF: the new field uses bare LF, folding elsewhere is kept */
+    {S("From: s@x\nto: b@y,\n\tc@z\nSubject: a\n  folded\n\nbody\n"), "c@z", false, 0, false,
+     S("From: s@x\nTo: c@z\nSubject: a\n  folded\n\nbody\n")},
+    /* two To fields: one at the place of the first */
+    {S("To: a@x\r\nSubject: s\r\nTo: b@y\r\n\r\nb"), "b@y", true, 0, false,
+     S("To: b@y\r\nSubject: s\r\n\r\nb")},
+    {S("Subject: s\nTO : a@x\nX: 1\nto:b@y\n\tc@z\n\nb"), "a@x", true, 0, false,
+     S("Subject: s\nTo: a@x\nX: 1\n\nb")},
+    /* no To: inserted after From (and its continuation lines) */
+    {S("Subject: s\r\nFrom: s@x,\r\n t@x\r\nDate: d\r\n\r\nbody"), "a@x", false, 0, false,
+     S("Subject: s\r\nFrom: s@x,\r\n t@x\r\nTo: a@x\r\nDate: d\r\n\r\nbody")},
+    {S("Subject: s\nFrom: s@x\nFrom: t@x\n\nbody"), "a@x", false, 0, false,
+     S("Subject: s\nFrom: s@x\nTo: a@x\nFrom: t@x\n\nbody")},
+    /* no To, no From: at the top */
+    {S("Subject: s\r\n\r\nbody"), "a@x", false, 0, false, S("To: a@x\r\nSubject: s\r\n\r\nbody")},
+    {S("\nbody\n"), "a@x", false, 0, false, S("To: a@x\n\nbody\n")},
+    {S(""), "a@x", false, 0, false, S("To: a@x\r\n")},
+    {S(" orphan\r\n\tmore\r\nSubject: s\r\n\r\n"), "a@x", false, 0, false,
+     S(" orphan\r\n\tmore\r\nTo: a@x\r\nSubject: s\r\n\r\n")},
+    /* Bcc, BCC, folded bcc, old form with a space: all removed */
+    {S("From: s@x\r\nBcc: a@x\r\nTo: t@x\r\nBCC: b@x\r\nSubject: s\r\nbcc :\r\n c@x,\r\n\td@x\r\n"
+       "X-Bcc: kept\r\n\r\nBcc: body@x\r\n"),
+     "t@x", true, 0, false,
+     S("From: s@x\r\nTo: t@x\r\nSubject: s\r\nX-Bcc: kept\r\n\r\nBcc: body@x\r\n")},
+    /* several Cc fields: kept on the first copy, removed from the others */
+    {S("To: a@x, b@y\nCc: c@z\nSubject: s\ncC: d@z,\n e@z\n\nb"), "b@y", true, 0, false,
+     S("To: b@y\nCc: c@z\nSubject: s\ncC: d@z,\n e@z\n\nb")},
+    {S("To: a@x, b@y\nCc: c@z\nSubject: s\ncC: d@z,\n e@z\n\nb"), "b@y", false, 0, false,
+     S("To: b@y\nSubject: s\n\nb")},
+    /* the body is never touched */
+    {S("To: a@x\r\n\r\nTo: body@x\r\nBcc: body@x\r\nCc: body@x\r\n\r\nTo: more\r\n"), "b@y", false,
+     0, false, S("To: b@y\r\n\r\nTo: body@x\r\nBcc: body@x\r\nCc: body@x\r\n\r\nTo: more\r\n")},
+    /* no empty line: everything is header */
+    {S("From: s@x\r\nTo: a@x\r\nBcc: b@x"), "c@z", true, 0, false, S("From: s@x\r\nTo: c@z\r\n")},
+    {S("From: s@x\nTo: a@x"), "c@z", true, 0, false, S("From: s@x\nTo: c@z")},
+    {S("From: s@x"), "c@z", true, 0, false, S("From: s@x\r\nTo: c@z")},
+    {S("Subject: s\nFrom: s@x"), "c@z", true, 0, false, S("Subject: s\nFrom: s@x\nTo: c@z")},
+    /* a bare CR inside a field is not a line end: the whole field goes */
+    {S("To: a@x\rBcc: evil@y\r\nSubject: s\r\n\r\n"), "b@y", true, 0, false,
+     S("To: b@y\r\nSubject: s\r\n\r\n")},
+    /* DKIM: h= signs To: envelope only, whatever the copy */
+    {S("From: s@x\r\n" DKIM_TO "To: a@x, b@y\r\nBcc: c@z\r\n\r\nbody"), "b@y", true, 0, true, NULL,
+     0},
+    {S("From: s@x\r\n" DKIM_TO "To: a@x, b@y\r\n\r\nbody"), "b@y", false, 0, true, NULL, 0},
+    {S("From: s@x\r\n" DKIM_TO "Cc: c@z\r\n\r\nbody"), "b@y", false, 0, true, NULL, 0},
+    /* h= without to: rewritten */
+    {S("From: s@x\r\nDKIM-Signature: v=1; h=from:subject:date; b=B\r\nTo: a@x, b@y\r\nBcc: "
+       "c@z\r\n\r\nbody"),
+     "a@x", false, 0, false,
+     S("From: s@x\r\nDKIM-Signature: v=1; h=from:subject:date; b=B\r\nTo: a@x\r\n\r\nbody")},
+    /* folded h=, whitespace around the colons, upper-case name */
+    {S("DKIM-Signature: v=1; d=x;\r\n h = from :\r\n\t TO\r\n : subject; b=B\r\nTo: a@x\r\n\r\n"),
+     "b@y", false, 0, true, NULL, 0},
+    {S("dkim-signature:v=1;h=from:\n to;b=B\nTo: a@x\n\n"), "b@y", false, 0, true, NULL, 0},
+    /* "H=" is not the h tag; "bh=" and a value holding "to" neither */
+    {S("DKIM-Signature: v=1; H=from:to; bh=to; z=To:to; b=to\r\nTo: a@x\r\n\r\n"), "b@y", false, 0,
+     false, S("DKIM-Signature: v=1; H=from:to; bh=to; z=To:to; b=to\r\nTo: b@y\r\n\r\n")},
+    /* "tox" and "x-to" are other fields */
+    {S("DKIM-Signature: h=from:tox:x-to:reply-to\nTo: a@x\n\n"), "b@y", false, 0, false,
+     S("DKIM-Signature: h=from:tox:x-to:reply-to\nTo: b@y\n\n")},
+    /* several signatures: any one signing To is enough */
+    {S("DKIM-Signature: h=from:subject; b=B\r\nDKIM-Signature: b=B; h=from:to\r\nTo: "
+       "a@x\r\n\r\n"),
+     "b@y", false, 0, true, NULL, 0},
+    /* no To field but To signed: inserting one would break the signature */
+    {S("From: s@x\r\nDKIM-Signature: h=from:to\r\n\r\n"), "b@y", false, 0, true, NULL, 0},
+    /* Bcc signed: envelope only when a Bcc field is there */
+    {S("DKIM-Signature: h=from:bcc\r\nTo: a@x\r\nBcc: c@z\r\n\r\n"), "b@y", true, 0, true, NULL, 0},
+    {S("DKIM-Signature: h=from:bcc\r\nTo: a@x\r\n\r\n"), "b@y", true, 0, false,
+     S("DKIM-Signature: h=from:bcc\r\nTo: b@y\r\n\r\n")},
+    /* Cc signed: the first copy keeps Cc and is rewritten, the others are not */
+    {S("DKIM-Signature: h=from:cc\nTo: a@x\nCc: c@z\n\n"), "b@y", true, 0, false,
+     S("DKIM-Signature: h=from:cc\nTo: b@y\nCc: c@z\n\n")},
+    {S("DKIM-Signature: h=from:cc\nTo: a@x\nCc: c@z\n\n"), "b@y", false, 0, true, NULL, 0},
+    {S("DKIM-Signature: h=from:cc\nTo: a@x\n\n"), "b@y", false, 0, false,
+     S("DKIM-Signature: h=from:cc\nTo: b@y\n\n")},
+    /* a signature in the body counts for nothing */
+    {S("To: a@x\n\nDKIM-Signature: h=from:to\n"), "b@y", false, 0, false,
+     S("To: b@y\n\nDKIM-Signature: h=from:to\n")},
+    /* to_addr that is not a plain addr-spec */
+    {S("To: a@x\r\n\r\n"), "b@y\r\nBcc: evil@z", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y\nBcc: evil@z", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y\rBcc: evil@z", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y\t", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y\x7f", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y\xff", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@\xc3", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), " b@y", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "b@y ", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "nobody", false, -1, false, NULL, 0},
+    {S("To: a@x\r\n\r\n"), "j\xc3\xbcrgen@m\xc3\xbcller.de", false, 0, false,
+     S("To: j\xc3\xbcrgen@m\xc3\xbcller.de\r\n\r\n")},
+    {S("To: a@x\r\n\r\n"), "\"a b\"@x", false, 0, false, S("To: \"a b\"@x\r\n\r\n")},
+};
+
+/* Run every row of rewrite_cases; out starts non-empty to show appending. */
+static void test_rewrite_table(void)
+{
+    for (size_t k = 0; k < sizeof rewrite_cases / sizeof rewrite_cases[0]; k++) {
+        const struct rewrite_case *c = &rewrite_cases[k];
+        struct buf out = BUF_INIT;
+        buf_adds(&out, "#");
+        bool dkim = !c->dkim;
+        int rc = rfc5322_rewrite_for_copy(c->msg, c->len, c->to, c->first, &out, &dkim);
+        CHECK(rc == c->rc, "rewrite case %zu: rc %d, want %d", k, rc, c->rc);
+        if (c->rc != 0) {
+            CHECK(out.len == 1, "rewrite case %zu: out touched on failure", k);
+            buf_free(&out);
+            continue;
+        }
+        CHECK(dkim == c->dkim, "rewrite case %zu: dkim_signed %d, want %d", k, dkim, c->dkim);
+        const char *want = c->dkim ? c->msg : c->want;
+        size_t wlen = c->dkim ? c->len : c->wlen;
+        CHECK(out.len == wlen + 1 && memcmp(out.data + 1, want, wlen) == 0,
+              "rewrite case %zu:\n got [%s]", k, test_show(out.data + 1, out.len - 1));
+        buf_free(&out);
+    }
+}
+
+/* Every copy of a fanned-out message, read back with header_get_all. */
+static void test_rewrite_copies(void)
+{
+    static const char msg[] = "From: s@x\r\n"
+                              "To: \"Doe, John\" <j@x>,\r\n =?utf-8?Q?J=C3=BCrgen?= <k@y>\r\n"
+                              "Cc: team: c@z;\r\n"
+                              "Bcc: h@w\r\n"
+                              "Subject: hi\r\n"
+                              "\r\n"
+                              "body\r\n";
+    static const char *const rcpt[] = {"j@x", "k@y"};
+    for (size_t i = 0; i < 2; i++) {
+        struct buf out = BUF_INIT, v = BUF_INIT;
+        bool dkim = true;
+        int rc = rfc5322_rewrite_for_copy(msg, sizeof msg - 1, rcpt[i], i == 0, &out, &dkim);
+        CHECK(rc == 0 && !dkim, "copy %zu: rc %d dkim %d", i, rc, dkim);
+        CHECK(rfc5322_header_get_all(out.data, out.len, "To", &v) == 1, "copy %zu: one To", i);
+        CHECK_STR(buf_cstr(&v), rcpt[i], "copy To");
+        buf_reset(&v);
+        CHECK(rfc5322_header_get_all(out.data, out.len, "Bcc", &v) == 0 && v.len == 0,
+              "copy %zu: no Bcc", i);
+        CHECK(rfc5322_header_get_all(out.data, out.len, "Cc", &v) == (i == 0 ? 1 : 0),
+              "copy %zu: Cc count", i);
+        size_t e = rfc5322_header_end(out.data, out.len);
+        CHECK_STR(out.data + e, "body\r\n", "copy body");
+        buf_free(&v);
+        buf_free(&out);
+    }
+
+    struct buf out = BUF_INIT;
+    int rc = rfc5322_rewrite_for_copy(NULL, 0, "a@x", true, &out, NULL);
+    CHECK(rc == 0, "NULL empty message, NULL flag: rc %d", rc);
+    CHECK_STR(buf_cstr(&out), "To: a@x\r\n", "NULL empty message");
+    rc = rfc5322_rewrite_for_copy("To: b@y\n", 8, NULL, true, &out, NULL);
+    CHECK(rc == -1, "NULL to_addr: rc %d", rc);
+    buf_free(&out);
+}
+
+struct get_all_case {
+    const char *msg;
+    size_t len;
+    const char *name;
+    int n;
+    const char *value;
+};
+
+static const struct get_all_case get_all_cases[] = {
+    {S("To: a@x\r\nCc: c@z\r\nTO: b@y\r\nto : d@w\r\n\r\nTo: body@x\r\n"), "To", 3,
+     "a@x, b@y, d@w"},
+    {S("To: a@x,\r\n\tb@y\r\nSubject: s\r\nTo:\r\n  c@z\r\n"), "to", 2, "a@x,\tb@y, c@z"},
+    {S("Bcc:\nBcc: a@x\nBcc:  \nBcc: b@y\n\n"), "BCC", 4, "a@x, b@y"},
+    {S("Bcc:\n\n"), "Bcc", 1, ""},
+    {S("To: a@x\r\n\r\n"), "Cc", 0, ""},
+    {S("\r\nTo: a@x\r\n"), "To", 0, ""},
+    {S(" To: a@x\r\nX-To: b@y\r\nTo x: c@z\r\n"), "To", 0, ""},
+    {S(""), "To", 0, ""},
+    {S("Cc: a@x"), "Cc", 1, "a@x"},
+};
+
+/* Run every row of get_all_cases; values are appended to what out holds. */
+static void test_get_all_table(void)
+{
+    for (size_t k = 0; k < sizeof get_all_cases / sizeof get_all_cases[0]; k++) {
+        const struct get_all_case *c = &get_all_cases[k];
+        struct buf out = BUF_INIT;
+        buf_adds(&out, "#");
+        int n = rfc5322_header_get_all(c->msg, c->len, c->name, &out);
+        CHECK(n == c->n, "get_all case %zu (%s): n %d, want %d", k, c->name, n, c->n);
+        CHECK_STR(buf_cstr(&out) + 1, c->value, "get_all value");
+        buf_free(&out);
+    }
+}
+
 int main(void)
 {
     test_addr_table();
@@ -528,5 +744,8 @@ int main(void)
     test_header_end();
     test_header_append();
     test_end_to_end();
+    test_rewrite_table();
+    test_rewrite_copies();
+    test_get_all_table();
     return check_done("test_rfc5322");
 }

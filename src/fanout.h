@@ -1,0 +1,118 @@
+/* fanout: the fan-out planner (pure: no I/O, no clock).
+ *
+ * A send (v1 SendEmail, SendTemplatedEmail, SendRawEmail; v2 SendEmail with
+ * Simple, Template or Raw content) is a batch when it has two or more To
+ * recipients, fan-out is on for the client, and no message tag
+ * sesgate-fanout=off is present (v1 Tags, v2 EmailTags, or for raw messages
+ * the X-SES-MESSAGE-TAGS header). The sesgate-fanout tag, whatever its value,
+ * is stripped from everything forwarded.
+ *
+ * A batch is split into a template (the request with every destination
+ * parameter and the tag removed, kept once) and the recipients: every To
+ * address in order, each of which gets its own copy, then the riders (Cc,
+ * then Bcc) that go with copy 0 only. Copy i is rendered from the template
+ * and recipient i alone, so storing a batch costs one template plus one
+ * address per recipient.
+ *
+ * Raw messages: when the request names destinations (v1 Destinations, v2
+ * Destination), they are the envelope; one that the message's To header
+ * names (addr-spec, ignoring case) is a To recipient, one in its Cc header
+ * is a Cc rider, any other a Bcc rider. Without destinations the recipients
+ * come from the To, Cc and Bcc header fields (every occurrence of each).
+ * Every raw copy names its envelope explicitly, and its message is rewritten
+ * by rfc5322_rewrite_for_copy (one To, no Bcc, Cc on copy 0 only) unless a
+ * DKIM signature covers a field that would change: then every copy keeps the
+ * message as sent and only the envelope is split.
+ */
+#ifndef SESGATE_FANOUT_H
+#define SESGATE_FANOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "sesreq.h"
+#include "seserr.h"
+
+/* The message tag that opts a send out of fan-out (value "off"). */
+#define FANOUT_TAG_NAME "sesgate-fanout"
+
+/* Most Cc plus Bcc riders, and most To recipients of a send that cannot be
+ * a batch (SES itself takes 50 recipients per message). */
+#define FANOUT_MAX_LIST 20000
+
+enum fanout_kind { FANOUT_TO = 0, FANOUT_CC, FANOUT_BCC };
+
+/* A recipient riding with copy 0. */
+struct fanout_rcpt {
+    char *addr; /* owned; as the request gave it (formatted sends) or the
+                   addr-spec (raw messages) */
+    enum fanout_kind kind;
+};
+
+struct fanout_plan {
+    enum sesreq_api api;
+    const char *action;      /* static, from the request */
+    bool raw;                /* raw MIME content */
+    bool batch;              /* fan the send out */
+    bool tag_stripped;       /* a sesgate-fanout tag was removed */
+    bool dkim_envelope_only; /* raw batch whose copies keep the message as sent (a
+                                DKIM signature covers To, Cc or Bcc) */
+    char **to;               /* To recipients in order, one copy each; owned */
+    size_t nto;
+    struct fanout_rcpt *riders; /* Cc riders then Bcc riders, copy 0 only; owned */
+    size_t nriders;
+    struct buf template; /* batch only: the request body without destinations nor
+                            tag (v1 form, v2 compact JSON) */
+    struct buf forward;  /* not a batch but tag_stripped: the body to forward
+                            instead of the original (destinations kept); else empty,
+                            and the original is forwarded as it came */
+};
+
+/* Plan the parsed send r (out is overwritten; clean it up in every case).
+ * fanout_on is the client's fan-out switch; max_recipients bounds the To
+ * recipients of a batch. Requests of another kind than SESREQ_SEND give a
+ * plan that is not a batch and strips nothing. The recipients (to, riders)
+ * are filled for every send, batch or not; for a raw message that cannot be
+ * a batch (fan-out off, or opted out) they are read as far as its headers
+ * parse, and a header sesgate cannot parse is left to SES instead of
+ * failing. Every To recipient of a raw batch is an addr-spec that
+ * rfc5322_rewrite_for_copy accepts, so each copy renders.
+ * Errors: SESERR_INVALID_PARAMETER (more than max_recipients To recipients
+ * in what would be a batch, more than FANOUT_MAX_LIST recipients, an address
+ * that does not parse where one is needed, invalid base64 raw data),
+ * SESERR_BAD_REQUEST (v2 Destination of the wrong shape), SESERR_INTERNAL
+ * (a send without a parsed body). Returns 0, or -1 with e set. */
+int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients,
+                struct fanout_plan *out, struct seserr *e);
+
+/* Append to out the request body of copy number copy (0 .. nto-1) of the
+ * batch p: the template plus the copy's destination (To = to[copy]; on copy
+ * 0 the riders too), and for raw messages the message rewritten for it.
+ * Returns 0, or -1 with e set and out unchanged (not a batch, copy out of
+ * range, a recipient the rewrite refuses). */
+int fanout_render(const struct fanout_plan *p, size_t copy, struct buf *out, struct seserr *e);
+
+/* What rendering one copy needs, for a caller that keeps only the template
+ * and the addresses (a queue worker). */
+struct fanout_copy {
+    enum sesreq_api api;
+    bool raw;
+    bool dkim_envelope_only; /* raw: keep the message as sent */
+    const char *template;    /* fanout_plan's template */
+    size_t template_len;
+    const char *to;                   /* the copy's one To recipient */
+    bool first;                       /* copy 0: a raw message keeps its Cc fields */
+    const struct fanout_rcpt *riders; /* copy 0 only, else NULL */
+    size_t nriders;
+};
+
+/* Append to out the request body of the copy c describes (as fanout_render).
+ * Returns 0, or -1 with e set and out unchanged (a template that is not one,
+ * undecodable raw data, a recipient the rewrite refuses). */
+int fanout_render_copy(const struct fanout_copy *c, struct buf *out, struct seserr *e);
+
+/* Release what p owns; it is zeroed afterwards. */
+void fanout_plan_cleanup(struct fanout_plan *p);
+
+#endif

@@ -1,0 +1,114 @@
+-- enqueue.lua: store a batch and queue one stream entry per recipient.
+--
+-- KEYS[1]  batch hash        P:{P}:b:<id>
+-- KEYS[2]  recipient list    P:{P}:r:<id>
+-- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
+-- KEYS[4]  recent batches    P:{P}:recent (sorted set)
+-- Every key carries the same hash tag {P}, so one call touches one slot.
+--
+-- ARGV[1]  batch id
+-- ARGV[2]  created, ms since the epoch (also the score in the recent set)
+-- ARGV[3]  client name
+-- ARGV[4]  API (1: Query, 2: REST-JSON)
+-- ARGV[5]  action (SendEmail, SendRawEmail, ...)
+-- ARGV[6]  template (the request without destinations, stored once)
+-- ARGV[7]  riders ("c:addr" / "b:addr" lines, copy 0 only; may be empty)
+-- ARGV[8]  flags (free text: raw, DKIM envelope-only)
+-- ARGV[9]  status_ttl, ms (kept in the batch hash for the operator tools)
+-- ARGV[10] first index: 0 when every To recipient is queued, 1 when copy 0
+--          is sent by the caller and only copies 1..n are queued
+-- ARGV[11..] the queued To addresses in order: ARGV[11] has index
+--          ARGV[10], the next one index ARGV[10] + 1, and so on.
+--
+-- Writes: the batch hash (client, api, action, created, total, first,
+-- template, riders, flags, ttl, and the counters sent, done, failed, dead
+-- at 0); the recipient list, where the address of index i is at position i
+-- (when the first index is 1, position 0 holds an empty placeholder for the
+-- copy the caller sends itself); one stream entry per queued recipient with
+-- exactly the fields b <batch id> and i <index> (the address is read from
+-- the list, so an entry costs a few bytes); the batch id in the recent set.
+-- "total" is the number of queued recipients: the batch is complete when
+-- that many outcomes are recorded (outcome.lua).
+--
+-- Returns the number of stream entries added (total).
+-- Errors (nothing written): "BATCHEXISTS" when the batch hash or its
+-- recipient list exists; "BADARGS" for a malformed argument or no address;
+-- "WRONGTYPE" when a key holds another type than expected; an OOM error
+-- when Redis is over maxmemory.
+--
+-- Atomicity: Redis runs a script atomically (nothing else runs in between),
+-- but it does not roll back the writes a script made before a later error.
+-- So every check (existence, argument shape, key types, the consumer group)
+-- runs before the first write, and a write fails only for lack of memory.
+-- Under maxmemory Redis refuses the first write of a script with OOM when
+-- memory was exhausted as the script started, and never refuses a later one:
+-- the script then ends before writing anything. Once the first write
+-- succeeded the rest always completes. So the batch is stored whole or not
+-- at all, and the caller reports success only after this script returned.
+
+local batch, list, stream, recent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id = ARGV[1]
+local created = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[9])
+local first = tonumber(ARGV[10])
+local naddr = #ARGV - 10
+
+if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or
+    (first ~= 0 and first ~= 1) or naddr < 1 then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, first index (0|1) and one address at least')
+end
+
+local function enqueue_type(key, want)
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= want then
+        return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. want)
+    end
+    return nil
+end
+
+if redis.call('EXISTS', batch, list) ~= 0 then
+    return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
+end
+local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset')
+if err then
+    return err
+end
+
+local have_group = false
+if redis.call('EXISTS', stream) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        -- RESP2 conversion: a flat name/value array per group
+        for k = 1, #g, 2 do
+            if g[k] == 'name' and g[k + 1] == 'w' then
+                have_group = true
+            end
+        end
+    end
+end
+
+-- First write: the one Redis refuses under OOM, before anything is stored.
+if not have_group then
+    redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
+end
+
+redis.call('HSET', batch, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],
+    'created', ARGV[2], 'total', naddr, 'first', first, 'template', ARGV[6],
+    'riders', ARGV[7], 'flags', ARGV[8], 'ttl', ARGV[9],
+    'sent', 0, 'done', 0, 'failed', 0, 'dead', 0)
+
+-- RPUSH in chunks: Lua's unpack is bounded by its C stack.
+local chunk = 1000
+if first == 1 then
+    redis.call('RPUSH', list, '')
+end
+for s = 11, #ARGV, chunk do
+    local e = math.min(s + chunk - 1, #ARGV)
+    redis.call('RPUSH', list, unpack(ARGV, s, e))
+end
+
+for k = 0, naddr - 1 do
+    redis.call('XADD', stream, '*', 'b', id, 'i', first + k)
+end
+
+redis.call('ZADD', recent, created, id)
+return naddr

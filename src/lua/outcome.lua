@@ -1,0 +1,127 @@
+-- outcome.lua: record the outcome of one queued send and acknowledge its
+-- stream entry, in one step.
+--
+-- KEYS[1]  batch hash        P:{P}:b:<id>
+-- KEYS[2]  outcome hash      P:{P}:o:<id>
+-- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
+-- KEYS[4]  delay set         P:{P}:d
+-- KEYS[5]  dead letters      P:{P}:dlq
+-- KEYS[6]  recipient list    P:{P}:r:<id>
+-- Every key carries the same hash tag {P}, so one call touches one slot.
+--
+-- ARGV[1]  stream entry id (the entry being acknowledged)
+-- ARGV[2]  recipient index
+-- ARGV[3]  kind, followed by its arguments, and then status_ttl (ms):
+--   sent  <message id>                   <status_ttl>   the copy was sent
+--   retry <due ms> <attempt>             <status_ttl>   try again at due
+--   dead  <code> <message> <attempt>     <status_ttl>   permanent failure
+--   done                                 <status_ttl>   nothing to send
+--
+-- What each kind does, besides XACK and XDEL of the entry:
+--   sent:  outcome[index] = "s <message id>", batch.sent += 1
+--   retry: ZADD delay <due> "<batch>:<index>:<attempt>" (due.lua puts it
+--          back on the stream), batch.failed += 1 (failed tries so far);
+--          no outcome is recorded
+--   dead:  outcome[index] = "f <code> <message>", batch.dead += 1, and an
+--          entry on the dead-letter stream with fields b, i, code, message,
+--          attempts
+--   done:  outcome[index] = "d", batch.done += 1
+--
+-- Idempotent: when the outcome hash already holds the index (an entry
+-- reclaimed with XAUTOCLAIM after its outcome was recorded), the entry is
+-- only acknowledged and deleted, and 0 is returned. A retry whose entry is
+-- no longer pending in the group (another worker acknowledged it first) is
+-- dropped the same way. A worker calls check.lua before sending a reclaimed
+-- entry, so an entry with an outcome is never sent twice.
+--
+-- Completion: when sent + done + dead == total, the batch hash, the outcome
+-- hash and the recipient list get status_ttl as their time to live. When no
+-- recipient is dead the recipient list is deleted and the template and the
+-- riders are removed from the batch hash at once; while dead letters remain
+-- they are kept (until status_ttl) so dlq_retry.lua can send them again.
+--
+-- Returns 1 when the outcome was recorded, 0 for a replay.
+-- Errors (nothing written): "BADARGS" for a malformed argument,
+-- "NOBATCH" when the batch hash does not exist (expired or never stored).
+--
+-- Atomicity: Redis runs the script atomically; it does not roll back
+-- earlier writes on a later error, so every check runs before the first
+-- write and no later write can fail except for memory (Redis refuses only
+-- the first write of a script under OOM: then nothing is written).
+
+local batch, outcome, stream, delay, dlq, list =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local entry, index, kind = ARGV[1], ARGV[2], ARGV[3]
+local nargs = { sent = 5, retry = 6, dead = 7, done = 4 }
+
+if nargs[kind] == nil or #ARGV ~= nargs[kind] or tonumber(index) == nil or
+    entry == nil or entry == '' then
+    return redis.error_reply('BADARGS outcome: entry index sent|retry|dead|done ... status_ttl')
+end
+local ttl = tonumber(ARGV[#ARGV])
+if ttl == nil or ttl <= 0 then
+    return redis.error_reply('BADARGS outcome: status_ttl must be a positive number of ms')
+end
+if kind == 'retry' and (tonumber(ARGV[4]) == nil or tonumber(ARGV[5]) == nil) then
+    return redis.error_reply('BADARGS outcome: retry <due ms> <attempt>')
+end
+if kind == 'dead' and tonumber(ARGV[6]) == nil then
+    return redis.error_reply('BADARGS outcome: dead <code> <message> <attempt>')
+end
+-- The batch id is what follows "}:b:" in the batch key.
+local id = string.match(batch, '^[^{]*{[^}]*}:b:(.+)$')
+if id == nil then
+    return redis.error_reply('BADARGS outcome: batch key not shaped P:{P}:b:<id>')
+end
+
+local function outcome_ack()
+    local n = redis.call('XACK', stream, 'w', entry)
+    redis.call('XDEL', stream, entry)
+    return n
+end
+
+if redis.call('HEXISTS', outcome, index) == 1 then
+    outcome_ack()
+    return 0
+end
+if redis.call('EXISTS', batch) == 0 then
+    return redis.error_reply('NOBATCH the batch hash ' .. batch .. ' does not exist')
+end
+
+if kind == 'retry' then
+    if outcome_ack() == 0 then
+        return 0
+    end
+    redis.call('ZADD', delay, ARGV[4], id .. ':' .. index .. ':' .. ARGV[5])
+    redis.call('HINCRBY', batch, 'failed', 1)
+    return 1
+end
+
+if kind == 'sent' then
+    redis.call('HSET', outcome, index, 's ' .. ARGV[4])
+    redis.call('HINCRBY', batch, 'sent', 1)
+elseif kind == 'done' then
+    redis.call('HSET', outcome, index, 'd')
+    redis.call('HINCRBY', batch, 'done', 1)
+else
+    redis.call('HSET', outcome, index, 'f ' .. ARGV[4] .. ' ' .. ARGV[5])
+    redis.call('HINCRBY', batch, 'dead', 1)
+    redis.call('XADD', dlq, '*', 'b', id, 'i', index, 'code', ARGV[4],
+        'message', ARGV[5], 'attempts', ARGV[6])
+end
+outcome_ack()
+
+local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead')
+local total, sent, done, dead =
+    tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
+if sent + done + dead >= total then
+    if dead == 0 then
+        redis.call('DEL', list)
+        redis.call('HDEL', batch, 'template', 'riders')
+    else
+        redis.call('PEXPIRE', list, ttl)
+    end
+    redis.call('PEXPIRE', batch, ttl)
+    redis.call('PEXPIRE', outcome, ttl)
+end
+return 1

@@ -1,0 +1,636 @@
+/* redis: the asynchronous Redis connection, reconnecting with backoff. */
+#include "redis.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <hiredis/adapters/libevent.h>
+
+#include "buf.h"
+#include "log.h"
+#include "util.h"
+
+#define REDIS_PING_MS            1000  /* health PING period */
+#define REDIS_READY_MS           5000  /* ready while the last PONG is this recent */
+#define REDIS_DEAD_MS            15000 /* a PING unanswered this long drops the connection */
+#define REDIS_CONNECT_TIMEOUT_MS 3000  /* connect, AUTH and SELECT must be done by then */
+#define REDIS_BACKOFF_MIN_MS     100   /* first reconnect delay */
+#define REDIS_BACKOFF_MAX_MS     2000  /* reconnect delay ceiling */
+
+enum redis_state {
+    REDIS_STATE_DOWN,       /* no connection; a reconnect is scheduled */
+    REDIS_STATE_CONNECTING, /* connect(2) in progress */
+    REDIS_STATE_HANDSHAKE,  /* AUTH / SELECT sent */
+    REDIS_STATE_UP,         /* commands are accepted */
+};
+
+/* One command waiting for its reply (or for its deferred failure). */
+struct redis_cmd {
+    struct redis *r;
+    redis_cb cb;
+    void *arg;
+    const char *err; /* static text, for a deferred failure */
+    struct redis_cmd *next;
+};
+
+struct redis {
+    struct event_base *base;
+    char *host;     /* TCP host, NULL for a unix socket; owned */
+    int port;       /* TCP port */
+    char *path;     /* unix socket path, NULL for TCP; owned */
+    char *user;     /* ACL user, NULL for none; owned */
+    char *password; /* NULL for none; owned; a secret: never logged */
+    int db;
+    char *where; /* the server without credentials; owned */
+    redisAsyncContext *ac;
+    enum redis_state state;
+    int handshake_left;   /* AUTH / SELECT replies still awaited */
+    bool closing;         /* redis_free is running */
+    bool ping_inflight;   /* a health PING awaits its answer */
+    bool announced;       /* this connection's first PONG was logged */
+    bool outage;          /* an outage was logged and has not ended */
+    int64_t ping_sent_ms; /* ms, monotonic */
+    int64_t last_pong_ms; /* ms, monotonic; 0: none on this connection */
+    int64_t down_ms;      /* ms, monotonic: when the outage began */
+    int64_t backoff_ms;   /* ms: the next reconnect's delay */
+    char drop_reason[160];
+    struct event *reconnect_timer;
+    struct event *connect_timer;
+    struct event *ping_timer;
+    struct event *fail_timer;
+    struct redis_cmd *fails; /* failed at once; callbacks run from fail_timer */
+    struct redis_cmd **fails_tail;
+};
+
+static void redis_connect(struct redis *r);
+
+/* Milliseconds on the monotonic clock. */
+static int64_t redis_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Arm a timer for ms milliseconds. */
+static void redis_timer_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+/* Percent-decode s[0..n) into a new string, or NULL when malformed. */
+static char *redis_unescape(const char *s, size_t n)
+{
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            buf_addc(&b, s[i]);
+            continue;
+        }
+        int hi = i + 2 < n ? util_hex_value((unsigned char)s[i + 1]) : -1;
+        int lo = hi >= 0 ? util_hex_value((unsigned char)s[i + 2]) : -1;
+        if (lo < 0 || (hi == 0 && lo == 0)) {
+            if (b.data)
+                explicit_bzero(b.data, b.cap);
+            buf_free(&b);
+            return NULL;
+        }
+        buf_addc(&b, (char)(hi << 4 | lo));
+        i += 2;
+    }
+    buf_cstr(&b);
+    return buf_detach(&b, NULL);
+}
+
+/* Parse a decimal number in [lo, hi] from s[0..n). */
+static int redis_parse_int(const char *s, size_t n, long lo, long hi, int *out)
+{
+    if (n == 0 || n > 10)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Fill r's address from a unix socket path and an optional "db=N" query. */
+static int redis_parse_unix(struct redis *r, const char *p, char *err, size_t errlen)
+{
+    const char *q = strchr(p, '?');
+    size_t n = q ? (size_t)(q - p) : strlen(p);
+    struct sockaddr_un sa;
+    if (n == 0 || p[0] != '/') {
+        snprintf(err, errlen, "[redis] url: a unix socket path must be absolute (unix:///path)");
+        return -1;
+    }
+    if (n >= sizeof sa.sun_path) {
+        snprintf(err, errlen,
+                 "[redis] url: the unix socket path is %zu bytes, it must be under %zu", n,
+                 sizeof sa.sun_path);
+        return -1;
+    }
+    if (q && (strncmp(q, "?db=", 4) != 0 ||
+              redis_parse_int(q + 4, strlen(q + 4), 0, INT_MAX, &r->db) < 0)) {
+        snprintf(err, errlen, "[redis] url: the only unix socket parameter is ?db=N");
+        return -1;
+    }
+    r->path = xstrndup(p, n);
+    return 0;
+}
+
+/* Fill r's address and credentials from what follows "redis://". */
+static int redis_parse_tcp(struct redis *r, const char *s, char *err, size_t errlen)
+{
+    const char *slash = strchr(s, '/');
+    const char *end = slash ? slash : s + strlen(s);
+    const char *at = NULL;
+    for (const char *p = s; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *host = s;
+    if (at) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        if (colon == NULL) {
+            snprintf(err, errlen,
+                     "[redis] url: write the password after a colon: "
+                     "redis://:password@host or redis://user:password@host");
+            return -1;
+        }
+        if (colon > s && (r->user = redis_unescape(s, (size_t)(colon - s))) == NULL) {
+            snprintf(err, errlen, "[redis] url: bad percent-encoding in the user name");
+            return -1;
+        }
+        r->password = redis_unescape(colon + 1, (size_t)(at - colon - 1));
+        if (r->password == NULL) {
+            snprintf(err, errlen, "[redis] url: bad percent-encoding in the password");
+            return -1;
+        }
+        if (r->password[0] == '\0') {
+            free(r->password);
+            r->password = NULL;
+        }
+        host = at + 1;
+    }
+    const char *host_end, *port = NULL;
+    if (*host == '[') {
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        if (rb == NULL || (rb + 1 < end && rb[1] != ':')) {
+            snprintf(err, errlen, "[redis] url: malformed [IPv6] host");
+            return -1;
+        }
+        r->host = xstrndup(host + 1, (size_t)(rb - host - 1));
+        host_end = rb + 1;
+        port = rb + 1 < end ? rb + 2 : NULL;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(end - host));
+        host_end = colon ? colon : end;
+        port = colon ? colon + 1 : NULL;
+        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1))) {
+            snprintf(err, errlen, "[redis] url: put an IPv6 host in brackets: redis://[::1]:6379");
+            return -1;
+        }
+        r->host = xstrndup(host, (size_t)(host_end - host));
+    }
+    if (r->host[0] == '\0' || strpbrk(r->host, "?#%") != NULL) {
+        snprintf(err, errlen, "[redis] url: missing or malformed host");
+        return -1;
+    }
+    r->port = 6379;
+    if (port && redis_parse_int(port, (size_t)(end - port), 1, 65535, &r->port) < 0) {
+        snprintf(err, errlen, "[redis] url: the port must be a number from 1 to 65535");
+        return -1;
+    }
+    if (slash && slash[1] != '\0' &&
+        redis_parse_int(slash + 1, strlen(slash + 1), 0, INT_MAX, &r->db) < 0) {
+        snprintf(err, errlen, "[redis] url: the database after the host must be a number");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse url into r's address, credentials and database. */
+static int redis_parse_url(struct redis *r, const char *url, char *err, size_t errlen)
+{
+    int rc;
+    if (strncmp(url, "unix://", 7) == 0)
+        rc = redis_parse_unix(r, url + 7, err, errlen);
+    else if (url[0] == '/')
+        rc = redis_parse_unix(r, url, err, errlen);
+    else if (strncmp(url, "redis://", 8) == 0)
+        rc = redis_parse_tcp(r, url + 8, err, errlen);
+    else if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(err, errlen,
+                 "[redis] url: TLS (rediss://) is not supported; use a unix socket "
+                 "or a TLS tunnel");
+        return -1;
+    } else {
+        snprintf(err, errlen,
+                 "[redis] url must be redis://[:password@]host[:port][/db], "
+                 "unix:///path or an absolute socket path");
+        return -1;
+    }
+    if (rc < 0)
+        return -1;
+    struct buf w = BUF_INIT;
+    if (r->path)
+        buf_printf(&w, "unix://%s", r->path);
+    else if (strchr(r->host, ':'))
+        buf_printf(&w, "redis://[%s]:%d", r->host, r->port);
+    else
+        buf_printf(&w, "redis://%s:%d", r->host, r->port);
+    if (r->db)
+        buf_printf(&w, r->path ? "?db=%d" : "/%d", r->db);
+    r->where = buf_detach(&w, NULL);
+    return 0;
+}
+
+/* The connection is gone or could not be made: log the outage once, then
+ * try again after the backoff. */
+static void redis_failed(struct redis *r, const char *reason)
+{
+    r->state = REDIS_STATE_DOWN;
+    r->ac = NULL;
+    r->ping_inflight = false;
+    r->last_pong_ms = 0;
+    r->drop_reason[0] = '\0';
+    evtimer_del(r->connect_timer);
+    if (r->closing)
+        return;
+    if (!r->outage) {
+        r->outage = true;
+        r->down_ms = redis_now_ms();
+        log_event(LOG_ERROR, "redis_down", "where", r->where, "reason", reason, NULL);
+    }
+    redis_timer_ms(r->reconnect_timer, r->backoff_ms);
+    r->backoff_ms =
+        r->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* Close the connection from outside any hiredis callback, then reconnect. */
+static void redis_drop(struct redis *r, const char *reason)
+{
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL; /* the disconnect callback ignores a context no longer ours */
+    r->state = REDIS_STATE_DOWN;
+    if (ac)
+        redisAsyncFree(ac); /* pending callbacks run now, with no reply */
+    redis_failed(r, reason);
+}
+
+/* Queue cmd's failure; its callback runs from the event loop. */
+static void redis_defer_fail(struct redis *r, struct redis_cmd *c, const char *err)
+{
+    c->err = err;
+    c->next = NULL;
+    *r->fails_tail = c;
+    r->fails_tail = &c->next;
+    if (!evtimer_pending(r->fail_timer, NULL))
+        redis_timer_ms(r->fail_timer, 0);
+}
+
+/* Run the callbacks of commands that failed at once. */
+static void redis_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    while (r->fails) {
+        struct redis_cmd *c = r->fails;
+        r->fails = c->next;
+        if (r->fails == NULL)
+            r->fails_tail = &r->fails;
+        c->cb(NULL, c->err, c->arg);
+        free(c);
+    }
+}
+
+/* hiredis: a reply (or NULL when the connection went away). */
+static void redis_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct redis_cmd *c = privdata;
+    const redisReply *rep = reply;
+    const char *err = NULL;
+    if (rep == NULL)
+        err = c->r->closing ? "redis connection closed" : "redis connection lost";
+    else if (rep->type == REDIS_REPLY_ERROR)
+        err = rep->str ? rep->str : "redis error";
+    c->cb(rep, err, c->arg);
+    free(c);
+}
+
+/* Send a command on the current connection, whatever its state. */
+static int redis_vsend(struct redis *r, redis_cb cb, void *arg, const char *fmt, va_list ap)
+{
+    struct redis_cmd *c = xcalloc(1, sizeof *c);
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    if (r->ac == NULL) {
+        redis_defer_fail(r, c, "redis not connected");
+        return -1;
+    }
+    if (redisvAsyncCommand(r->ac, redis_reply_cb, c, fmt, ap) != REDIS_OK) {
+        redis_defer_fail(r, c, "redis command not sent");
+        return -1;
+    }
+    return 0;
+}
+
+/* redis_vsend with variable arguments, for sesgate's own commands. */
+static int redis_send(struct redis *r, redis_cb cb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redis_vsend(r, cb, r, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A health PING's answer. */
+static void redis_ping_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct redis *r = arg;
+    r->ping_inflight = false;
+    if (reply == NULL || r->closing)
+        return;
+    if (err || reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
+        return; /* LOADING, or not Redis: not ready */
+    r->last_pong_ms = redis_now_ms();
+    if (r->announced)
+        return;
+    r->announced = true;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    if (r->outage) {
+        char down[24];
+        snprintf(down, sizeof down, "%lld", (long long)(r->last_pong_ms - r->down_ms));
+        log_event(LOG_INFO, "redis_up", "where", r->where, "down_ms", down, NULL);
+        r->outage = false;
+    } else {
+        log_event(LOG_INFO, "redis_connected", "where", r->where, NULL);
+    }
+}
+
+/* Send a health PING unless one is pending. */
+static void redis_ping(struct redis *r)
+{
+    if (r->ping_inflight)
+        return;
+    r->ping_inflight = true;
+    r->ping_sent_ms = redis_now_ms();
+    if (redis_send(r, redis_ping_reply, "PING") < 0)
+        r->ping_inflight = false;
+}
+
+/* Timer: PING every second; drop a connection that stopped answering. */
+static void redis_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->state != REDIS_STATE_UP)
+        return;
+    if (r->ping_inflight && redis_now_ms() - r->ping_sent_ms >= REDIS_DEAD_MS) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "no answer to PING for %d s", REDIS_DEAD_MS / 1000);
+        redis_drop(r, reason);
+        return;
+    }
+    redis_ping(r);
+}
+
+/* The connection is ready for commands. */
+static void redis_set_up(struct redis *r)
+{
+    r->state = REDIS_STATE_UP;
+    evtimer_del(r->connect_timer);
+    redis_ping(r);
+}
+
+/* The answer to AUTH or SELECT (what). */
+static void redis_handshake_reply(struct redis *r, const char *what, const redisReply *reply,
+                                  const char *err)
+{
+    if (reply == NULL || r->closing || r->state != REDIS_STATE_HANDSHAKE)
+        return;
+    if (err) {
+        /* Server error texts name no password. */
+        snprintf(r->drop_reason, sizeof r->drop_reason, "%s failed: %s", what, err);
+        r->state = REDIS_STATE_CONNECTING; /* later handshake replies are ignored */
+        redisAsyncDisconnect(r->ac);
+        return;
+    }
+    if (--r->handshake_left == 0)
+        redis_set_up(r);
+}
+
+/* The answer to AUTH. */
+static void redis_auth_reply(const redisReply *reply, const char *err, void *arg)
+{
+    redis_handshake_reply(arg, "AUTH", reply, err);
+}
+
+/* The answer to SELECT. */
+static void redis_select_reply(const redisReply *reply, const char *err, void *arg)
+{
+    redis_handshake_reply(arg, "SELECT", reply, err);
+}
+
+/* hiredis: connect(2) finished. */
+static void redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis *r = ac->data;
+    if (r == NULL || r->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        redis_failed(r, ac->errstr[0] ? ac->errstr : "connect failed"); /* hiredis frees ac */
+        return;
+    }
+    r->state = REDIS_STATE_HANDSHAKE;
+    r->handshake_left = 0;
+    if (r->password) {
+        r->handshake_left++;
+        if (r->user)
+            redis_send(r, redis_auth_reply, "AUTH %s %s", r->user, r->password);
+        else
+            redis_send(r, redis_auth_reply, "AUTH %s", r->password);
+    }
+    if (r->db) {
+        r->handshake_left++;
+        redis_send(r, redis_select_reply, "SELECT %d", r->db);
+    }
+    if (r->handshake_left == 0)
+        redis_set_up(r);
+}
+
+/* hiredis: the connection closed (hiredis frees ac after this returns). */
+static void redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis *r = ac->data;
+    if (r == NULL || r->ac != ac)
+        return;
+    char reason[192];
+    if (r->drop_reason[0])
+        snprintf(reason, sizeof reason, "%s", r->drop_reason);
+    else if (status != REDIS_OK && ac->errstr[0])
+        snprintf(reason, sizeof reason, "%s", ac->errstr);
+    else
+        snprintf(reason, sizeof reason, "connection closed");
+    redis_failed(r, reason);
+}
+
+/* Timer: connect, AUTH and SELECT took too long. */
+static void redis_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->state == REDIS_STATE_CONNECTING || r->state == REDIS_STATE_HANDSHAKE)
+        redis_drop(r, r->state == REDIS_STATE_CONNECTING ? "connect timeout"
+                                                         : "no answer to AUTH or SELECT");
+}
+
+/* Timer: try to connect again. */
+static void redis_reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    redis_connect(arg);
+}
+
+/* Start a connection attempt. */
+static void redis_connect(struct redis *r)
+{
+    redisAsyncContext *ac =
+        r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    if (ac == NULL) {
+        redis_failed(r, "cannot allocate a connection");
+        return;
+    }
+    if (ac->err) {
+        char reason[192];
+        snprintf(reason, sizeof reason, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        redis_failed(r, reason);
+        return;
+    }
+    ac->data = r;
+    if (r->host)
+        redisEnableKeepAlive(&ac->c);
+    redisLibeventAttach(ac, r->base);
+    redisAsyncSetConnectCallback(ac, redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
+    r->ac = ac;
+    r->state = REDIS_STATE_CONNECTING;
+    r->announced = false;
+    r->drop_reason[0] = '\0';
+    redis_timer_ms(r->connect_timer, REDIS_CONNECT_TIMEOUT_MS);
+}
+
+/* Free r's strings, wiping the password. */
+static void redis_free_strings(struct redis *r)
+{
+    if (r->password) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(r->host);
+    free(r->path);
+    free(r->user);
+    free(r->where);
+}
+
+struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen)
+{
+    struct redis *r = xcalloc(1, sizeof *r);
+    r->base = base;
+    r->fails_tail = &r->fails;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    if (redis_parse_url(r, url ? url : "", err, errlen) < 0) {
+        redis_free_strings(r);
+        free(r);
+        return NULL;
+    }
+    r->reconnect_timer = evtimer_new(base, redis_reconnect_cb, r);
+    r->connect_timer = evtimer_new(base, redis_connect_timeout_cb, r);
+    r->fail_timer = evtimer_new(base, redis_fail_cb, r);
+    r->ping_timer = event_new(base, -1, EV_PERSIST, redis_ping_cb, r);
+    redis_timer_ms(r->ping_timer, REDIS_PING_MS);
+    redis_connect(r);
+    return r;
+}
+
+void redis_free(struct redis *r)
+{
+    if (r == NULL)
+        return;
+    r->closing = true;
+    event_free(r->ping_timer);
+    event_free(r->reconnect_timer);
+    if (r->ac) {
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        r->state = REDIS_STATE_DOWN;
+        redisAsyncFree(ac);
+    }
+    event_free(r->connect_timer);
+    redis_fail_cb(-1, 0, r);
+    event_free(r->fail_timer);
+    redis_free_strings(r);
+    free(r);
+}
+
+bool redis_ready(const struct redis *r)
+{
+    return r->state == REDIS_STATE_UP && r->last_pong_ms > 0 &&
+           redis_now_ms() - r->last_pong_ms <= REDIS_READY_MS;
+}
+
+const char *redis_where(const struct redis *r)
+{
+    return r->where;
+}
+
+int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
+{
+    if (r->state != REDIS_STATE_UP || r->closing) {
+        struct redis_cmd *c = xcalloc(1, sizeof *c);
+        c->r = r;
+        c->cb = cb;
+        c->arg = arg;
+        redis_defer_fail(r, c, "redis not connected");
+        return -1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redis_vsend(r, cb, arg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    struct redis_cmd *c = xcalloc(1, sizeof *c);
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    if (r->state != REDIS_STATE_UP || r->closing || r->ac == NULL) {
+        redis_defer_fail(r, c, "redis not connected");
+        return -1;
+    }
+    if (redisAsyncCommandArgv(r->ac, redis_reply_cb, c, argc, argv, argvlen) != REDIS_OK) {
+        redis_defer_fail(r, c, "redis command not sent");
+        return -1;
+    }
+    return 0;
+}
+
+redisAsyncContext *redis_ctx(struct redis *r)
+{
+    return r->state == REDIS_STATE_UP ? r->ac : NULL;
+}

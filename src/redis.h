@@ -1,0 +1,70 @@
+/* redis: sesgate's connection to Redis, on hiredis's asynchronous API and
+ * the process's libevent base.
+ *
+ * The connection is made in the background and made again, with backoff,
+ * whenever it drops; one log line marks the start of an outage and one its
+ * end, never one per attempt. A PING every second tells whether Redis
+ * answers (redis_ready). The password of a URL is never logged: logs name
+ * the server by redis_where().
+ *
+ * Never send a blocking command (XREADGROUP ... BLOCK, BLPOP) on this
+ * connection: replies come in order, so it would hold up the health PING and
+ * every other caller's replies. Open a second struct redis for those.
+ */
+#ifndef SESGATE_REDIS_H
+#define SESGATE_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+struct redis;
+
+/* The outcome of one command. err is NULL on success; otherwise a short
+ * reason: the server's error (reply is that error reply), or "redis not
+ * connected", "redis connection lost", "redis connection closed" (reply is
+ * NULL). reply is only valid during the callback: copy what you keep. */
+typedef void (*redis_cb)(const redisReply *reply, const char *err, void *arg);
+
+/* Parse url and start connecting on base. url is one of
+ *   redis://[[user]:password@]host[:port][/db]   (host may be [IPv6]; port 6379)
+ *   unix:///path/to/redis.sock[?db=N]
+ *   /path/to/redis.sock
+ * The user and password may be percent-encoded. Returns NULL with a reason
+ * in err (which never contains the password) when url is malformed; a
+ * server that cannot be reached is not an error here (see redis_ready).
+ * TCP host names are resolved synchronously (hiredis): prefer addresses. */
+struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen);
+
+/* Close the connection and free r (NULL: nothing). Every command still
+ * pending gets its callback, with err "redis connection closed", before
+ * this returns. Never call it from inside a redis callback. */
+void redis_free(struct redis *r);
+
+/* True when connected (authenticated, database selected) and a PING was
+ * answered within the last 5 s. */
+bool redis_ready(const struct redis *r);
+
+/* The server without credentials, for logs: "redis://host:port/db" or
+ * "unix:///path". Valid until redis_free. */
+const char *redis_where(const struct redis *r);
+
+/* Send a command (hiredis format: %s, %b with a length, %d...). Returns 0
+ * when it was sent, -1 when it failed at once (not connected, bad format).
+ * Either way cb fires exactly once, later, from the event loop (never from
+ * inside redis_command), at the latest during redis_free. */
+int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...);
+
+/* redis_command with argc binary-safe arguments (argvlen may be NULL for
+ * C strings). */
+int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                       const size_t *argvlen);
+
+/* The hiredis context while connected and ready for commands, else NULL;
+ * valid until the next return to the event loop. Prefer redis_command. */
+redisAsyncContext *redis_ctx(struct redis *r);
+
+#endif

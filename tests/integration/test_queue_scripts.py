@@ -1,0 +1,423 @@
+"""The queue's Redis Lua scripts (src/lua/*.lua) against a real redis-server:
+enqueue (all or nothing, memory per queued recipient), outcome (sent, retry,
+dead, done, replays, completion cleanup and TTL), check, due and dlq_retry.
+
+Each test gets its own redis-server on a free 127.0.0.1 port without
+persistence, driven through redis-cli (--eval for the scripts, --json to read
+replies)."""
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+LUA = Path(__file__).resolve().parents[2] / "src" / "lua"
+
+P = "sgt"
+PRE = f"{P}:{{{P}}}:"
+Q = PRE + "q"
+D = PRE + "d"
+DLQ = PRE + "dlq"
+RECENT = PRE + "recent"
+TTL = 604800000
+# Bytes per queued recipient of the PHP system this replaces.
+PHP_BYTES_PER_RECIPIENT = 70.8
+
+
+def keys_of(batch):
+    """The batch, recipient list and outcome keys of batch."""
+    return PRE + "b:" + batch, PRE + "r:" + batch, PRE + "o:" + batch
+
+
+class RedisError(Exception):
+    """An error reply."""
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A throwaway redis-server and a redis-cli wrapper around it."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                if self.cmd("PING") == "PONG":
+                    break
+            except (RedisError, subprocess.CalledProcessError):
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def _run(self, args):
+        out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--json"] + args,
+                             capture_output=True, check=False, timeout=60)
+        # --json passes bytes that are not UTF-8 through (DUMP payloads)
+        text = out.stdout.decode("utf-8", "surrogateescape").strip()
+        err = out.stderr.decode("utf-8", "replace").strip()
+        if out.returncode != 0 or text.startswith("error:") or text.startswith("(error)"):
+            raise RedisError(text + err)
+        if text == "":
+            raise RedisError("no reply: " + err)
+        return json.loads(text)
+
+    def cmd(self, *args):
+        """One command; the reply as JSON (RESP3: hashes are dicts)."""
+        return self._run([str(a) for a in args])
+
+    def script(self, name, keys, args):
+        """Run src/lua/<name>.lua with keys and args."""
+        return self._run(["--eval", str(LUA / f"{name}.lua")] + [str(k) for k in keys] + [","]
+                         + [str(a) for a in args])
+
+    def used_memory(self):
+        """INFO memory used_memory."""
+        info = subprocess.run([REDIS_CLI, "-p", str(self.port), "INFO", "memory"],
+                              capture_output=True, text=True, check=True).stdout
+        for line in info.splitlines():
+            if line.startswith("used_memory:"):
+                return int(line.split(":")[1])
+        raise RuntimeError("no used_memory in INFO")
+
+    def snapshot(self):
+        """Every key with its type and a dump of its value, for before/after checks."""
+        snap = {}
+        for k in self.cmd("KEYS", "*"):
+            snap[k] = (self.cmd("TYPE", k), self.cmd("DUMP", k), self.cmd("PTTL", k))
+        return snap
+
+
+@pytest.fixture
+def r(tmp_path):
+    """A fresh redis-server for one test."""
+    srv = Redis(tmp_path)
+    yield srv
+    srv.stop()
+
+
+def addresses(n, start=0):
+    """n distinct 20-byte addresses."""
+    return [f"u{k:07d}@example.org" for k in range(start, start + n)]
+
+
+def enqueue(r, batch, addrs, first=0, created=1700000000000, template="Action=SendEmail&x=1",
+            riders="c:cc@example.org\n"):
+    """Run enqueue.lua for batch."""
+    b, lst, _ = keys_of(batch)
+    return r.script("enqueue", [b, lst, Q, RECENT],
+                    [batch, created, "app", 1, "SendEmail", template, riders, "", TTL, first]
+                    + addrs)
+
+
+def read_group(r, count=100000):
+    """XREADGROUP as consumer c1: [(entry id, fields dict)]."""
+    rep = r.cmd("XREADGROUP", "GROUP", "w", "c1", "COUNT", count, "STREAMS", Q, ">")
+    if not rep:
+        return []
+    entries = rep[Q] if isinstance(rep, dict) else rep[0][1]
+    out = []
+    for eid, fields in entries:
+        out.append((eid, dict(zip(fields[::2], fields[1::2]))))
+    return out
+
+
+def outcome(r, batch, entry, index, kind, *args, ttl=TTL):
+    """Run outcome.lua."""
+    b, lst, o = keys_of(batch)
+    return r.script("outcome", [b, o, Q, D, DLQ, lst], [entry, index, kind, *args, ttl])
+
+
+def test_every_script_starts_with_its_contract():
+    for name in ("enqueue", "outcome", "check", "due", "dlq_retry"):
+        text = (LUA / f"{name}.lua").read_text()
+        head = text.split("\n\n")[0]
+        assert head.startswith("-- "), name
+        for word in ("KEYS[1]", "ARGV[1]", "Returns", "Atomicity"):
+            assert word in text.split("\nlocal ")[0], (name, word)
+
+
+def test_enqueue_1000(r):
+    addrs = addresses(1000)
+    assert enqueue(r, "B1", addrs) == 1000
+    b, lst, _ = keys_of("B1")
+    assert r.cmd("XLEN", Q) == 1000
+    h = r.cmd("HGETALL", b)
+    assert h["total"] == "1000" and h["first"] == "0"
+    assert h["client"] == "app" and h["api"] == "1" and h["action"] == "SendEmail"
+    assert h["created"] == "1700000000000" and h["template"] == "Action=SendEmail&x=1"
+    assert h["riders"] == "c:cc@example.org\n"
+    assert (h["sent"], h["done"], h["failed"], h["dead"]) == ("0", "0", "0", "0")
+    assert r.cmd("LLEN", lst) == 1000
+    assert r.cmd("LINDEX", lst, 0) == addrs[0] and r.cmd("LINDEX", lst, 999) == addrs[999]
+    assert r.cmd("ZSCORE", RECENT, "B1") in ("1700000000000", 1700000000000.0, 1700000000000)
+    groups = r.cmd("XINFO", "GROUPS", Q)
+    assert len(groups) == 1
+    entries = read_group(r)
+    assert len(entries) == 1000
+    for k, (_, f) in enumerate(entries):
+        assert f == {"b": "B1", "i": str(k)}
+
+
+def test_enqueue_first_index_one(r):
+    addrs = addresses(3, 1)
+    assert enqueue(r, "B2", addrs, first=1) == 3
+    _, lst, _ = keys_of("B2")
+    assert r.cmd("LRANGE", lst, 0, -1) == [""] + addrs
+    assert [f["i"] for _, f in read_group(r)] == ["1", "2", "3"]
+    # a second batch reuses the existing group
+    assert enqueue(r, "B3", addresses(2)) == 2
+    assert len(r.cmd("XINFO", "GROUPS", Q)) == 1
+    assert [f["b"] for _, f in read_group(r)] == ["B3", "B3"]
+
+
+def test_memory_per_queued_recipient(r):
+    n = 10000
+    addrs = addresses(n)
+    assert all(len(a) == 20 for a in addrs)
+    # the stream and group exist already, as they do in a running system
+    enqueue(r, "WARM", addresses(2))
+    before = r.used_memory()
+    assert enqueue(r, "MEM", addrs) == n
+    after = r.used_memory()
+    per = (after - before) / n
+    print(f"\nmemory per queued recipient: {per:.1f} bytes "
+          f"({after - before} bytes for {n} recipients with 20-byte addresses)")
+    assert per < PHP_BYTES_PER_RECIPIENT
+
+
+def test_batch_exists_changes_nothing(r):
+    enqueue(r, "B1", addresses(5))
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="BATCHEXISTS"):
+        enqueue(r, "B1", addresses(7, 100))
+    assert r.snapshot() == before
+
+
+def test_failed_enqueue_leaves_nothing(r):
+    r.cmd("SET", Q, "not a stream")
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        enqueue(r, "B1", addresses(5))
+    assert r.snapshot() == before
+    with pytest.raises(RedisError, match="BADARGS"):
+        enqueue(r, "B9", [])
+    assert r.snapshot() == before
+
+
+def test_enqueue_under_oom_leaves_nothing(r):
+    enqueue(r, "WARM", addresses(2))
+    r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    r.cmd("CONFIG", "SET", "maxmemory", 1)
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="OOM"):
+        enqueue(r, "B1", addresses(5))
+    r.cmd("CONFIG", "SET", "maxmemory", 0)
+    assert r.snapshot() == before
+
+
+def test_outcome_sent_and_replay(r):
+    enqueue(r, "B1", addresses(3))
+    e = read_group(r)
+    b, lst, o = keys_of("B1")
+    assert outcome(r, "B1", e[0][0], 0, "sent", "msg-0") == 1
+    assert r.cmd("HGET", o, 0) == "s msg-0"
+    assert r.cmd("HGET", b, "sent") == "1"
+    assert r.cmd("XLEN", Q) == 2
+    assert r.cmd("XPENDING", Q, "w")[0] == 2
+    # a reclaimed entry whose outcome is there: check says do not send
+    r.cmd("XADD", Q, "*", "b", "B1", "i", 0)
+    again = read_group(r)[0][0]
+    assert r.script("check", [o, Q], [again, 0]) == 1
+    assert r.cmd("XLEN", Q) == 2 and r.cmd("XPENDING", Q, "w")[0] == 2
+    assert r.script("check", [o, Q], [e[1][0], 1]) == 0
+    # replaying an outcome records nothing more
+    r.cmd("XADD", Q, "*", "b", "B1", "i", 0)
+    again = read_group(r)[0][0]
+    assert outcome(r, "B1", again, 0, "sent", "msg-other") == 0
+    assert r.cmd("HGET", o, 0) == "s msg-0" and r.cmd("HGET", b, "sent") == "1"
+    assert outcome(r, "B1", again, 0, "dead", "MessageRejected", "no", 1) == 0
+    assert r.cmd("HGET", b, "dead") == "0" and r.cmd("XLEN", DLQ) == 0
+    assert r.cmd("XLEN", Q) == 2 and r.cmd("XPENDING", Q, "w")[0] == 2
+    assert r.cmd("TTL", b) == -1
+
+
+def test_outcome_retry(r):
+    enqueue(r, "B:x", addresses(2))
+    e = read_group(r)
+    b, _, o = keys_of("B:x")
+    assert outcome(r, "B:x", e[1][0], 1, "retry", 5000, 2) == 1
+    assert r.cmd("ZRANGE", D, 0, -1, "WITHSCORES") in ([["B:x:1:2", 5000.0]], ["B:x:1:2", "5000"])
+    assert r.cmd("HEXISTS", o, 1) == 0
+    assert r.cmd("HGET", b, "failed") == "1"
+    assert r.cmd("XLEN", Q) == 1 and r.cmd("XPENDING", Q, "w")[0] == 1
+    # the same retry again (the entry is no longer pending): nothing more
+    assert outcome(r, "B:x", e[1][0], 1, "retry", 9000, 2) == 0
+    assert r.cmd("ZCARD", D) == 1 and r.cmd("HGET", b, "failed") == "1"
+
+
+def test_outcome_dead(r):
+    enqueue(r, "B1", addresses(2))
+    e = read_group(r)
+    b, lst, o = keys_of("B1")
+    assert outcome(r, "B1", e[0][0], 0, "dead", "MessageRejected", "Email address is not verified.", 3) == 1
+    assert r.cmd("HGET", o, 0) == "f MessageRejected Email address is not verified."
+    assert r.cmd("HGET", b, "dead") == "1"
+    dl = r.cmd("XRANGE", DLQ, "-", "+")
+    assert len(dl) == 1
+    f = dict(zip(dl[0][1][::2], dl[0][1][1::2]))
+    assert f == {"b": "B1", "i": "0", "code": "MessageRejected",
+                 "message": "Email address is not verified.", "attempts": "3"}
+    assert r.cmd("XLEN", Q) == 1
+
+
+def test_outcome_bad_args_write_nothing(r):
+    enqueue(r, "B1", addresses(2))
+    e = read_group(r)
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="BADARGS"):
+        outcome(r, "B1", e[0][0], 0, "sent")
+    with pytest.raises(RedisError, match="BADARGS"):
+        outcome(r, "B1", e[0][0], 0, "bogus", "x")
+    with pytest.raises(RedisError, match="NOBATCH"):
+        outcome(r, "NOPE", e[0][0], 0, "sent", "m")
+    assert r.snapshot() == before
+
+
+def test_completion_all_sent_cleans_up(r):
+    enqueue(r, "B1", addresses(3))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "sent", "m0")
+    outcome(r, "B1", e[1][0], 1, "done")
+    assert r.cmd("EXISTS", lst) == 1 and r.cmd("HEXISTS", b, "template") == 1
+    assert r.cmd("PTTL", b) == -1
+    outcome(r, "B1", e[2][0], 2, "sent", "m2", ttl=60000)
+    assert r.cmd("EXISTS", lst) == 0
+    assert r.cmd("HEXISTS", b, "template") == 0 and r.cmd("HEXISTS", b, "riders") == 0
+    assert 0 < r.cmd("PTTL", b) <= 60000 and 0 < r.cmd("PTTL", o) <= 60000
+    assert r.cmd("HGETALL", o) == {"0": "s m0", "1": "d", "2": "s m2"}
+    assert r.cmd("HMGET", b, "sent", "done", "dead", "total") == ["2", "1", "0", "3"]
+    assert r.cmd("XLEN", Q) == 0 and r.cmd("XPENDING", Q, "w")[0] == 0
+
+
+def test_completion_with_dead_keeps_template(r):
+    enqueue(r, "B1", addresses(2))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "sent", "m0")
+    outcome(r, "B1", e[1][0], 1, "dead", "MessageRejected", "bad", 1, ttl=60000)
+    assert r.cmd("HEXISTS", b, "template") == 1 and r.cmd("LLEN", lst) == 2
+    for k in (b, lst, o):
+        assert 0 < r.cmd("PTTL", k) <= 60000
+
+
+def test_due_moves_only_due(r):
+    enqueue(r, "B1", addresses(3))
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "retry", 1000, 0)
+    outcome(r, "B1", e[1][0], 1, "retry", 2000, 1)
+    outcome(r, "B1", e[2][0], 2, "retry", 3000, 4)
+    assert r.script("due", [D, Q], [999, 10]) == 0
+    assert r.script("due", [D, Q], [2000, 10]) == 2
+    assert r.cmd("ZRANGE", D, 0, -1) == ["B1:2:4"]
+    got = [f for _, f in read_group(r)]
+    assert got == [{"b": "B1", "i": "0", "a": "0"}, {"b": "B1", "i": "1", "a": "1"}]
+    assert r.script("due", [D, Q], [10000, 10]) == 1
+    assert r.cmd("ZCARD", D) == 0
+    assert [f for _, f in read_group(r)] == [{"b": "B1", "i": "2", "a": "4"}]
+
+
+def test_due_respects_max(r):
+    enqueue(r, "B1", addresses(5))
+    for k, (eid, _) in enumerate(read_group(r)):
+        outcome(r, "B1", eid, k, "retry", 100 + k, 0)
+    assert r.script("due", [D, Q], [1000, 2]) == 2
+    assert r.cmd("ZCARD", D) == 3
+    assert r.script("due", [D, Q], [1000, 100]) == 3
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("due", [D, Q], [1000, 0])
+
+
+def test_dlq_retry_moves_back(r):
+    enqueue(r, "B1", addresses(3))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "sent", "m0")
+    outcome(r, "B1", e[1][0], 1, "dead", "MessageRejected", "bad", 2)
+    outcome(r, "B1", e[2][0], 2, "dead", "InvalidParameterValue", "worse", 1, ttl=60000)
+    assert r.cmd("XLEN", DLQ) == 2 and r.cmd("PTTL", b) > 0
+    ids = [x[0] for x in r.cmd("XRANGE", DLQ, "-", "+")]
+    # one by id
+    assert r.script("dlq_retry", [DLQ, Q, PRE], [100, ids[1]]) == 1
+    assert r.cmd("XLEN", DLQ) == 1
+    assert r.cmd("HEXISTS", o, 2) == 0 and r.cmd("HGET", b, "dead") == "1"
+    for k in (b, lst, o):
+        assert r.cmd("PTTL", k) == -1
+    assert [f for _, f in read_group(r)] == [{"b": "B1", "i": "2", "a": "0"}]
+    # the rest (all)
+    assert r.script("dlq_retry", [DLQ, Q, PRE], [100]) == 1
+    assert r.cmd("XLEN", DLQ) == 0 and r.cmd("HGET", b, "dead") == "0"
+    again = read_group(r)
+    assert [f for _, f in again] == [{"b": "B1", "i": "1", "a": "0"}]
+    assert r.script("dlq_retry", [DLQ, Q, PRE], [100]) == 0
+    # both go out this time: the batch completes and is cleaned up
+    outcome(r, "B1", again[0][0], 1, "sent", "m1")
+    e2 = r.cmd("XPENDING", Q, "w", "-", "+", 10)
+    outcome(r, "B1", e2[0][0], 2, "sent", "m2", ttl=60000)
+    assert r.cmd("EXISTS", lst) == 0 and r.cmd("HEXISTS", b, "template") == 0
+    assert 0 < r.cmd("PTTL", b) <= 60000
+    assert r.cmd("HGETALL", o) == {"0": "s m0", "1": "s m1", "2": "s m2"}
+
+
+def test_dlq_retry_skips_expired_batch(r):
+    enqueue(r, "B1", addresses(1))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "dead", "MessageRejected", "bad", 1)
+    r.cmd("DEL", b, lst, o)
+    assert r.script("dlq_retry", [DLQ, Q, PRE], [10]) == 0
+    assert r.cmd("XLEN", DLQ) == 1 and r.cmd("XLEN", Q) == 0
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("dlq_retry", [DLQ, Q, PRE], [10, "nonsense"])
+
+
+def test_reclaimed_entry_is_not_sent_twice(r):
+    enqueue(r, "B1", addresses(2))
+    b, _, o = keys_of("B1")
+    e = read_group(r)
+    # worker c2 reclaims both entries from c1, which is slow, not dead
+    claimed = r.cmd("XAUTOCLAIM", Q, "w", "c2", 0, "0-0")[1]
+    assert [x[0] for x in claimed] == [e[0][0], e[1][0]]
+    # c1 finishes entry 0 first; c2 must then not send it
+    assert outcome(r, "B1", e[0][0], 0, "sent", "m0") == 1
+    assert r.script("check", [o, Q], [e[0][0], 0]) == 1
+    assert r.script("check", [o, Q], [e[1][0], 1]) == 0
+    assert outcome(r, "B1", e[1][0], 1, "sent", "m1") == 1
+    assert r.cmd("HGET", b, "sent") == "2" and r.cmd("XPENDING", Q, "w")[0] == 0
+
+
+def test_enqueue_on_a_stream_without_group(r):
+    r.cmd("XADD", Q, "*", "b", "OLD", "i", 0)
+    assert enqueue(r, "B1", addresses(2)) == 2
+    assert [f["b"] for _, f in read_group(r)] == ["OLD", "B1", "B1"]
