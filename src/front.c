@@ -11,6 +11,7 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "resign.h"
 #include "metrics.h"
 #include "sesreq.h"
 #include "seserr.h"
@@ -23,9 +24,7 @@ struct front {
     struct upstream *up;
     struct httpd *httpd;
     struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
-    struct sigv4_key_cache upstream_key;
-    char *endpoint_base; /* scheme://authority, no trailing slash */
-    char *endpoint_host; /* authority as signed in the host header */
+    struct resign *resign;
     size_t inflight;
     uint64_t rng[2]; /* request id generator state */
 };
@@ -420,103 +419,24 @@ static void front_abort(struct httpd_request *hr, void *arg)
 static void front_forward(struct front_req *r)
 {
     struct front *f = r->f;
-    const struct config *cfg = f->cfg;
     struct httpd_request *hr = r->hr;
     const char *path = r->api == SESREQ_V2 ? hr->path + r->v2_off : "/";
     size_t path_len = r->api == SESREQ_V2 ? hr->path_len - r->v2_off : 1;
-
-    char amz_date[17];
-    util_amz_date(time(NULL), amz_date);
     size_t ctlen = 0;
     const char *ctype = httpd_header(hr, "content-type", &ctlen);
-    bool has_token = cfg->session_token && cfg->session_token[0];
-
-    struct buf ct = BUF_INIT;
-    if (ctype)
-        buf_add(&ct, ctype, ctlen);
-    struct sigv4_header sh[5];
-    size_t n = 0;
-    if (ctype)
-        sh[n++] = (struct sigv4_header){"content-type", 12, ct.data, ct.len};
-    sh[n++] = (struct sigv4_header){"host", 4, f->endpoint_host, strlen(f->endpoint_host)};
-    sh[n++] =
-        (struct sigv4_header){"x-amz-content-sha256", 20, r->payload_hash, UTIL_SHA256_HEX_LEN};
-    sh[n++] = (struct sigv4_header){"x-amz-date", 10, amz_date, 16};
-    if (has_token)
-        sh[n++] = (struct sigv4_header){"x-amz-security-token", 20, cfg->session_token,
-                                        strlen(cfg->session_token)};
-    const char *signed_headers =
-        ctype
-            ? (has_token ? "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-                         : "content-type;host;x-amz-content-sha256;x-amz-date")
-            : (has_token ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-                         : "host;x-amz-content-sha256;x-amz-date");
-    struct sigv4_request sreq = {
-        .method = hr->method,
-        .path = path,
-        .path_len = path_len,
-        .query = r->fwd_query.data,
-        .query_len = r->fwd_query.len,
-        .headers = sh,
-        .nheaders = n,
-        .payload_hash = r->payload_hash,
-        .normalize_path = true,
-    };
-    char scope[128];
-    snprintf(scope, sizeof scope, "%.8s/%s/ses/aws4_request", amz_date, cfg->region);
-    char date8[9];
-    snprintf(date8, sizeof date8, "%.8s", amz_date);
-    unsigned char key[32];
-    sigv4_key_cache_get(&f->upstream_key, cfg->secret_access_key, date8, cfg->region, "ses", key);
-    struct buf auth = BUF_INIT;
-    buf_adds(&auth, "Authorization: ");
-    if (sigv4_sign(&sreq, signed_headers, cfg->access_key_id, key, amz_date, scope, &auth) !=
-        SIGV4_OK) {
-        buf_free(&auth);
-        buf_free(&ct);
+    char *url;
+    struct curl_slist *hl;
+    if (resign_request(f->resign, hr->method, path, path_len, r->fwd_query.data, r->fwd_query.len,
+                       ctype, ctlen, r->payload_hash, time(NULL), &url, &hl) < 0) {
         struct seserr e;
-        seserr_set(&e, SESERR_INVALID_PARAMETER, "The request path cannot be forwarded.");
+        seserr_set(&e, SESERR_INVALID_PARAMETER, "The request cannot be forwarded.");
         front_fail(r, &e);
         return;
     }
-    struct curl_slist *hl = NULL;
-    struct buf line = BUF_INIT;
-    if (ctype) {
-        buf_printf(&line, "Content-Type: %s", ct.data);
-        hl = curl_slist_append(hl, line.data);
-    } else {
-        hl = curl_slist_append(hl, "Content-Type:");
-    }
-    buf_reset(&line);
-    buf_printf(&line, "Host: %s", f->endpoint_host);
-    hl = curl_slist_append(hl, line.data);
-    buf_reset(&line);
-    buf_printf(&line, "X-Amz-Date: %s", amz_date);
-    hl = curl_slist_append(hl, line.data);
-    buf_reset(&line);
-    buf_printf(&line, "X-Amz-Content-Sha256: %s", r->payload_hash);
-    hl = curl_slist_append(hl, line.data);
-    if (has_token) {
-        buf_reset(&line);
-        buf_printf(&line, "X-Amz-Security-Token: %s", cfg->session_token);
-        hl = curl_slist_append(hl, line.data);
-    }
-    hl = curl_slist_append(hl, auth.data);
-    hl = curl_slist_append(hl, "Expect:");
-    hl = curl_slist_append(hl, "Accept:");
-    buf_reset(&line);
-    buf_adds(&line, f->endpoint_base);
-    buf_add(&line, path, path_len);
-    if (r->fwd_query.len) {
-        buf_addc(&line, '?');
-        buf_add(&line, r->fwd_query.data, r->fwd_query.len);
-    }
     httpd_set_abort(hr, front_abort, r);
-    r->call = upstream_start(f->up, hr->method, line.data, hl, hr->body.data, hr->body.len,
+    r->call = upstream_start(f->up, hr->method, url, hl, hr->body.data, hr->body.len,
                              front_upstream_done, r);
-    buf_free(&line);
-    buf_free(&auth);
-    buf_free(&ct);
+    free(url);
 }
 
 /* The send path: every send action comes here. Fan-out, queueing and rate
@@ -608,31 +528,6 @@ static void front_reject(struct httpd_request *hr, enum httpd_reject why, void *
     front_fail(r, &e);
 }
 
-/* Split an endpoint URL into "scheme://authority" and the authority. */
-static int front_parse_endpoint(struct front *f, const char *url, char *err, size_t errlen)
-{
-    const char *p = strstr(url, "://");
-    if (p == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-        snprintf(err, errlen, "upstream endpoint '%s' is not an http(s) URL", url);
-        return -1;
-    }
-    const char *host = p + 3;
-    size_t hl = strcspn(host, "/?#");
-    if (hl == 0) {
-        snprintf(err, errlen, "upstream endpoint '%s' has no host", url);
-        return -1;
-    }
-    f->endpoint_base = xstrndup(url, (size_t)(host - url) + hl);
-    /* The default port is not part of the signed host, as SDKs sign it. */
-    size_t sign_len = hl;
-    if (strncmp(url, "https", 5) == 0 && hl > 4 && strncmp(host + hl - 4, ":443", 4) == 0)
-        sign_len -= 4;
-    else if (strncmp(url, "http:", 5) == 0 && hl > 3 && strncmp(host + hl - 3, ":80", 3) == 0)
-        sign_len -= 3;
-    f->endpoint_host = xstrndup(host, sign_len);
-    return 0;
-}
-
 struct front *front_new(struct event_base *base, const struct config *cfg, struct upstream *up,
                         char *err, size_t errlen)
 {
@@ -645,7 +540,8 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
         f->rng[0] = (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ull;
         f->rng[1] = (uint64_t)getpid() | 1;
     }
-    if (front_parse_endpoint(f, cfg->endpoint, err, errlen) < 0) {
+    f->resign = resign_new(cfg, err, errlen);
+    if (f->resign == NULL) {
         front_free(f);
         return NULL;
     }
@@ -686,7 +582,6 @@ void front_free(struct front *f)
         return;
     httpd_free(f->httpd);
     free(f->client_keys);
-    free(f->endpoint_base);
-    free(f->endpoint_host);
+    resign_free(f->resign);
     free(f);
 }
