@@ -24,7 +24,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
 CORE    := buf util form sigv4 sesreq seserr rfc5322 config backoff fanout
-SHELLM  := log metrics httpd upstream resign redis redisproc front admin main
+SHELLM  := log metrics httpd upstream resign redis redisproc queue front admin main
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -41,7 +41,7 @@ BUILD   := build
 OPT     := -O2 -g
 endif
 
-CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -MMD -MP $(CFLAGS)
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -I$(BUILD) -MMD -MP $(CFLAGS)
 
 CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
@@ -59,6 +59,12 @@ $(BUILD)/%.o: src/%.c | $(BUILD)
 
 $(BUILD):
 	mkdir -p $@
+
+# The queue's Lua scripts, one C string constant each (scripts/embed-lua).
+LUA_SRC := $(sort $(wildcard src/lua/*.lua))
+$(BUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(BUILD)
+	scripts/embed-lua $@ $(LUA_SRC)
+$(BUILD)/queue.o: $(BUILD)/lua_scripts.h
 
 # Unit tests: one binary per tests/unit/test_<module>.c, linked with the core
 # only, always built with sanitizers.
@@ -108,4 +114,4 @@ format-check:
 clean:
 	rm -rf build build-san build-asan build-ubsan build-unit build-fuzz
 
--include $(wildcard build/*.d build-san/*.d build-unit/*.d build-fuzz/*.d)
+-include $(wildcard build/*.d build-san/*.d build-asan/*.d build-ubsan/*.d build-unit/*.d build-fuzz/*.d)

@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "httpd.h"
+#include "fanout.h"
 #include "log.h"
+#include "queue.h"
 #include "resign.h"
 #include "metrics.h"
 #include "sesreq.h"
@@ -25,6 +27,7 @@ struct front {
     struct httpd *httpd;
     struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
     struct resign *resign;
+    struct queue *queue; /* NULL without Redis */
     size_t inflight;
     uint64_t rng[2]; /* request id generator state */
 };
@@ -43,6 +46,11 @@ struct front_req {
     struct buf fwd_query; /* the query forwarded upstream (auth parameters removed) */
     struct upstream_call *call;
     struct timespec start;
+    struct buf send_body; /* a body sesgate built (a fanned-out copy, a stripped tag) */
+    struct fanout_plan plan;
+    char batch_id[37]; /* "" unless the request became a batch */
+    bool enqueuing;    /* queue_enqueue's callback is still to come */
+    bool abandoned;    /* the client left while enqueuing */
 };
 
 /* A 128-bit xorshift step: request ids need uniqueness, not secrecy. */
@@ -87,13 +95,17 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     char status_s[8], ms[32];
     snprintf(status_s, sizeof status_s, "%d", status);
     snprintf(ms, sizeof ms, "%.3f", front_elapsed_ms(r));
-    log_event(status >= 500 ? LOG_WARN : LOG_INFO, "request", "id", r->id, "peer", r->hr->peer,
-              "client", r->client ? r->client->name : "-", "api", r->api == SESREQ_V2 ? "v2" : "v1",
-              "action", action, "status", status_s, "error", error_code, "ms", ms, NULL);
+    log_event(status >= 500 ? LOG_WARN : LOG_INFO, "request", "id", r->id, "peer",
+              r->hr ? r->hr->peer : "-", "client", r->client ? r->client->name : "-", "api",
+              r->api == SESREQ_V2 ? "v2" : "v1", "action", action, "batch",
+              r->batch_id[0] ? r->batch_id : NULL, "status", status_s, "error", error_code, "ms",
+              ms, NULL);
     r->f->inflight--;
     metrics_inflight(-1);
     sesreq_cleanup(&r->sr);
+    fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
+    buf_free(&r->send_body);
     free(r);
 }
 
@@ -390,8 +402,10 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
     }
     char id[sizeof r->id];
     memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
-    struct httpd_header h[3];
+    struct httpd_header h[4];
     size_t nh = 0;
+    if (r->batch_id[0])
+        h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", r->batch_id};
     if (res->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
@@ -412,10 +426,16 @@ static void front_abort(struct httpd_request *hr, void *arg)
         upstream_cancel(r->call);
     r->call = NULL;
     log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
+    r->hr = NULL;
+    if (r->enqueuing) {
+        r->abandoned = true; /* freed when the enqueue answers */
+        return;
+    }
     front_finish(r, 499, "client_closed");
 }
 
-/* Re-sign the request with the upstream credentials and forward it. */
+/* Re-sign the request with the upstream credentials and forward it, with
+ * the client's body, or r->send_body when sesgate built one. */
 static void front_forward(struct front_req *r)
 {
     struct front *f = r->f;
@@ -424,6 +444,9 @@ static void front_forward(struct front_req *r)
     size_t path_len = r->api == SESREQ_V2 ? hr->path_len - r->v2_off : 1;
     size_t ctlen = 0;
     const char *ctype = httpd_header(hr, "content-type", &ctlen);
+    const struct buf *body = r->send_body.data ? &r->send_body : &hr->body;
+    if (body == &r->send_body)
+        util_sha256_hex(body->data, body->len, r->payload_hash);
     char *url;
     struct curl_slist *hl;
     if (resign_request(f->resign, hr->method, path, path_len, r->fwd_query.data, r->fwd_query.len,
@@ -434,16 +457,108 @@ static void front_forward(struct front_req *r)
         return;
     }
     httpd_set_abort(hr, front_abort, r);
-    r->call = upstream_start(f->up, hr->method, url, hl, hr->body.data, hr->body.len,
-                             front_upstream_done, r);
+    r->call =
+        upstream_start(f->up, hr->method, url, hl, body->data, body->len, front_upstream_done, r);
     free(url);
 }
 
-/* The send path: every send action comes here. Fan-out, queueing and rate
- * limiting plug in at this point; today a send is forwarded as it is. */
+/* Answer a queued batch the way SES answers the send: its MessageId is the
+ * batch's, and X-Sesgate-Batch-Id names it. */
+static void front_batch_accepted(struct front_req *r)
+{
+    /* r is freed before the answer is written: keep copies of the ids. */
+    char id[sizeof r->id], batch[sizeof r->batch_id], mid[64];
+    memcpy(id, r->id, sizeof id);
+    memcpy(batch, r->batch_id, sizeof batch);
+    snprintf(mid, sizeof mid, "sesgate-%s", batch);
+    struct buf body = BUF_INIT;
+    const char *ctype;
+    if (r->api == SESREQ_V2) {
+        buf_printf(&body, "{\"MessageId\":\"%s\"}", mid);
+        ctype = "application/json";
+    } else {
+        const char *a = r->sr.action;
+        buf_printf(&body,
+                   "<%sResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">"
+                   "<%sResult><MessageId>%s</MessageId></%sResult>"
+                   "<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>",
+                   a, a, mid, a, id, a);
+        ctype = "text/xml";
+    }
+    struct httpd_header h[3] = {
+        {"Content-Type", ctype}, {"x-amzn-RequestId", id}, {"X-Sesgate-Batch-Id", batch}};
+    struct httpd_request *hr = r->hr;
+    front_finish(r, 200, NULL);
+    httpd_respond(hr, 200, h, 3, body.data, body.len);
+    buf_free(&body);
+}
+
+/* The queue answered: the batch is stored (or not). */
+static void front_enqueued(const char *err, void *arg)
+{
+    struct front_req *r = arg;
+    r->enqueuing = false;
+    if (r->abandoned) {
+        /* The batch stands: the client may not have heard, but it is queued. */
+        if (err == NULL)
+            log_event(LOG_WARN, "batch_queued_client_gone", "id", r->id, "batch", r->batch_id,
+                      NULL);
+        front_finish(r, 499, "client_closed");
+        return;
+    }
+    if (err != NULL) {
+        struct seserr e;
+        log_event(LOG_WARN, "enqueue_failed", "id", r->id, "batch", r->batch_id, "error", err,
+                  NULL);
+        seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
+        front_fail(r, &e);
+        return;
+    }
+    if (r->f->cfg->first_recipient_sync) {
+        /* Copy 0 goes now, and its real SES answer goes back to the client. */
+        struct seserr e;
+        buf_reset(&r->send_body);
+        if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0) {
+            front_fail(r, &e);
+            return;
+        }
+        front_forward(r);
+        return;
+    }
+    front_batch_accepted(r);
+}
+
+/* The send path: every send action comes here. A send to two or more To
+ * recipients becomes a batch: stored in the queue (all or nothing) and sent
+ * one copy per recipient by the workers. */
 static void front_send(struct front_req *r)
 {
-    front_forward(r);
+    struct front *f = r->f;
+    const struct config *cfg = f->cfg;
+    struct seserr e;
+    bool fanout_on = r->client->fanout < 0 ? cfg->fanout : r->client->fanout != 0;
+    if (fanout_plan(&r->sr, fanout_on, (size_t)cfg->max_recipients, &r->plan, &e) < 0) {
+        front_fail(r, &e);
+        return;
+    }
+    if (!r->plan.batch) {
+        if (r->plan.forward.len) {
+            /* Not a batch, but the sesgate-fanout tag must not reach SES. */
+            buf_add(&r->send_body, r->plan.forward.data, r->plan.forward.len);
+        }
+        front_forward(r);
+        return;
+    }
+    if (f->queue == NULL) {
+        seserr_set(&e, SESERR_UNAVAILABLE, "Bulk sends need the queue, which is not configured.");
+        front_fail(r, &e);
+        return;
+    }
+    front_request_id(f, r->batch_id);
+    r->enqueuing = true;
+    httpd_set_abort(r->hr, front_abort, r);
+    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan,
+                  cfg->first_recipient_sync ? 1 : 0, front_enqueued, r);
 }
 
 /* A context for a request that just arrived (freed by front_finish). */
@@ -559,6 +674,11 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
         return NULL;
     }
     return f;
+}
+
+void front_set_queue(struct front *f, struct queue *q)
+{
+    f->queue = q;
 }
 
 void front_stop_accepting(struct front *f)

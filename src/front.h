@@ -22,6 +22,12 @@ struct front;
 struct front *front_new(struct event_base *base, const struct config *cfg, struct upstream *up,
                         char *err, size_t errlen);
 
+struct queue;
+
+/* Send batches through q (NULL: no queue; bulk sends are then refused with
+ * a retryable SES error). */
+void front_set_queue(struct front *f, struct queue *q);
+
 /* Stop accepting connections; requests in flight go on. */
 void front_stop_accepting(struct front *f);
 

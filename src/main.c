@@ -17,8 +17,10 @@
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue.h"
 #include "redis.h"
 #include "redisproc.h"
+#include "resign.h"
 #include "upstream.h"
 
 extern char **environ;
@@ -32,6 +34,9 @@ struct main_state {
     struct admin *admin;
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
     struct redis *redis;
+    struct queue *queue;
+    struct resign *resign; /* the workers' signer */
+    struct worker *worker; /* NULL with serve */
     struct event *grace_timer;
     int64_t grace_left_ms;
 };
@@ -105,7 +110,8 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
-    if (front_inflight(s->front) == 0 || s->grace_left_ms <= 0) {
+    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker);
+    if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
         return;
     }
@@ -113,7 +119,8 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->grace_timer, &tv);
 }
 
-/* SIGTERM / SIGINT: stop accepting, let requests in flight finish. */
+/* SIGTERM / SIGINT: stop the worker reading, stop accepting, let requests
+ * and sends in flight finish. */
 static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct main_state *s = arg;
@@ -122,7 +129,9 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_event(LOG_INFO, "shutdown", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
-    front_stop_accepting(s->front);
+    worker_stop(s->worker);
+    if (s->front)
+        front_stop_accepting(s->front);
     s->grace_left_ms = MAIN_GRACE_MS;
     s->grace_timer = evtimer_new(s->base, main_grace_cb, s);
     struct timeval tv = {0, 0};
@@ -149,7 +158,7 @@ static void main_raise_nofile(int64_t want)
     }
 }
 
-/* sesgate serve / run: the SES front (and, later, the workers). */
+/* sesgate serve / run / work: the SES front, the queue workers, or both. */
 static int main_serve(const char *path, const char *mode)
 {
     struct config cfg = {0};
@@ -196,10 +205,27 @@ static int main_serve(const char *path, const char *mode)
         fprintf(stderr, "sesgate: %s\n", err);
         goto out;
     }
-    s.front = front_new(s.base, &cfg, up, err, sizeof err);
-    if (s.front == NULL) {
-        fprintf(stderr, "sesgate: %s\n", err);
-        goto out;
+    s.queue = queue_new(s.base, &cfg, s.redis);
+    if (strcmp(mode, "work") != 0) {
+        s.front = front_new(s.base, &cfg, up, err, sizeof err);
+        if (s.front == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            goto out;
+        }
+        front_set_queue(s.front, s.queue);
+    }
+    if (strcmp(mode, "serve") != 0) {
+        s.resign = resign_new(&cfg, err, sizeof err);
+        if (s.resign == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            goto out;
+        }
+        char host[256] = "sesgate", name[300];
+        if (gethostname(host, sizeof host) < 0)
+            snprintf(host, sizeof host, "sesgate");
+        host[sizeof host - 1] = '\0';
+        snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
+        s.worker = worker_start(s.base, &cfg, s.queue, up, s.resign, name);
     }
     if (cfg.admin_listen[0]) {
         s.admin = admin_new(s.base, &cfg, up, s.redis, err, sizeof err);
@@ -219,9 +245,9 @@ static int main_serve(const char *path, const char *mode)
     log_set_buffered(true);
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
-    log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen", cfg.listen,
-              "admin", cfg.admin_listen, "upstream", cfg.endpoint, "region", cfg.region, "clients",
-              nclients, "redis", redis_where(s.redis), NULL);
+    log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
+              s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream", cfg.endpoint,
+              "region", cfg.region, "clients", nclients, "redis", redis_where(s.redis), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -234,7 +260,11 @@ out:
         event_free(s.grace_timer);
     admin_free(s.admin);
     front_free(s.front);
+    worker_free(s.worker);
+    queue_free(s.queue);
     redis_free(s.redis);
+    if (s.resign)
+        resign_free(s.resign);
     redisproc_stop(s.redisproc);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     upstream_free(up);
@@ -287,10 +317,9 @@ int main(int argc, char **argv)
         return main_keygen();
     if (strcmp(cmd, "check") == 0)
         return main_check(path);
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0)
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
-    if (strcmp(cmd, "work") == 0 || strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 ||
-        strcmp(cmd, "dlq") == 0) {
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0) {
         fprintf(stderr,
                 "sesgate: '%s' needs the Redis queue, which this release does not have "
                 "yet\n",

@@ -1,0 +1,1086 @@
+/* queue: the durable bulk queue on Redis and the workers that drain it
+ * (docs/QUEUE.md). Every script runs with EVALSHA (the SHA-1 of its source,
+ * computed here) and falls back to EVAL with the source on NOSCRIPT.
+ */
+#include "queue.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "backoff.h"
+#include "buf.h"
+#include "log.h"
+#include "lua_scripts.h"
+#include "seserr.h"
+#include "util.h"
+
+#define QUEUE_IDLE_MS      50    /* wait after a read that returned nothing */
+#define QUEUE_TICK_MS      1000  /* due retries and reclaims */
+#define QUEUE_LEASE_MS     60000 /* an entry pending this long is reclaimed */
+#define QUEUE_HOLD_MS      60000 /* daily quota exceeded: try again after this */
+#define QUEUE_RECLAIM_MAX  100
+#define QUEUE_DUE_MAX      1000
+#define QUEUE_CACHE        8 /* batches kept in memory */
+#define QUEUE_MAX_INFLIGHT 1024
+
+enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_COUNT };
+
+static const char *const queue_sources[QS_COUNT] = {queue_lua_enqueue, queue_lua_outcome,
+                                                    queue_lua_check, queue_lua_due};
+
+/* One script call in flight: its arguments are kept for the EVAL fallback. */
+struct queue_call {
+    struct queue *q; /* NULL once the queue is gone */
+    enum queue_script script;
+    int argc;
+    char **argv;
+    size_t *lens;
+    bool fell_back;
+    redis_cb cb; /* NULL once answered early (queue_free) */
+    void *arg;
+    struct queue_call *prev, *next;
+};
+
+struct queue {
+    struct event_base *base;
+    const struct config *cfg;
+    struct redis *rd;
+    char *pfx; /* "<P>:{<P>}:" */
+    char sha[QS_COUNT][2 * SHA_DIGEST_LENGTH + 1];
+    struct queue_call *calls; /* in flight */
+};
+
+/* An enqueue waiting for Redis. */
+struct queue_enq {
+    queue_done_fn done;
+    void *arg;
+};
+
+/* Milliseconds since the epoch. */
+static int64_t queue_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A key of q: the prefix plus suffix (and id when not NULL). */
+static char *queue_key(const struct queue *q, const char *suffix, const char *id)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s%s%s", q->pfx, suffix, id ? id : "");
+    return buf_detach(&b, NULL);
+}
+
+/* Unlink c from q's list of calls in flight. */
+static void queue_call_unlink(struct queue_call *c)
+{
+    if (c->q == NULL)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->q->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Release c. */
+static void queue_call_free(struct queue_call *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    free(c);
+}
+
+static void queue_call_reply(const redisReply *reply, const char *err, void *arg);
+
+/* Send c: EVALSHA, or EVAL with the source after a NOSCRIPT. */
+static void queue_call_send(struct queue_call *c)
+{
+    free(c->argv[0]);
+    free(c->argv[1]);
+    if (c->fell_back) {
+        c->argv[0] = xstrdup("EVAL");
+        c->argv[1] = xstrdup(queue_sources[c->script]);
+    } else {
+        c->argv[0] = xstrdup("EVALSHA");
+        c->argv[1] = xstrdup(c->q->sha[c->script]);
+    }
+    c->lens[0] = strlen(c->argv[0]);
+    c->lens[1] = strlen(c->argv[1]);
+    redis_command_argv(c->q->rd, queue_call_reply, c, c->argc, (const char **)c->argv, c->lens);
+}
+
+/* The answer to a script call. */
+static void queue_call_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct queue_call *c = arg;
+    if (c->q && !c->fell_back && err && strncmp(err, "NOSCRIPT", 8) == 0) {
+        c->fell_back = true;
+        queue_call_send(c);
+        return;
+    }
+    queue_call_unlink(c);
+    if (c->cb)
+        c->cb(reply, err, c->arg);
+    queue_call_free(c);
+}
+
+/* Run script with nkeys keys then the other arguments (argv[0..n-1], lens
+ * may be NULL for C strings); cb fires exactly once, never inline. */
+static void queue_eval(struct queue *q, enum queue_script script, int nkeys, int n,
+                       const char *const *argv, const size_t *lens, redis_cb cb, void *arg)
+{
+    struct queue_call *c = xcalloc(1, sizeof *c);
+    c->q = q;
+    c->script = script;
+    c->argc = n + 3;
+    c->argv = xcalloc((size_t)c->argc, sizeof *c->argv);
+    c->lens = xcalloc((size_t)c->argc, sizeof *c->lens);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    c->argv[2] = xstrdup(nk);
+    c->lens[2] = strlen(nk);
+    for (int i = 0; i < n; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]);
+        c->argv[3 + i] = xstrndup(argv[i], len);
+        c->lens[3 + i] = len;
+    }
+    c->cb = cb;
+    c->arg = arg;
+    c->next = q->calls;
+    if (q->calls)
+        q->calls->prev = c;
+    q->calls = c;
+    queue_call_send(c);
+}
+
+/* Public: the queue on rd. */
+struct queue *queue_new(struct event_base *base, const struct config *cfg, struct redis *rd)
+{
+    struct queue *q = xcalloc(1, sizeof *q);
+    q->base = base;
+    q->cfg = cfg;
+    q->rd = rd;
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s:{%s}:", cfg->prefix, cfg->prefix);
+    q->pfx = buf_detach(&b, NULL);
+    for (int i = 0; i < QS_COUNT; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)queue_sources[i], strlen(queue_sources[i]), md);
+        util_hex(md, sizeof md, q->sha[i]);
+    }
+    return q;
+}
+
+/* Public: release q; calls in flight are answered with an error now. */
+void queue_free(struct queue *q)
+{
+    if (q == NULL)
+        return;
+    while (q->calls) {
+        struct queue_call *c = q->calls;
+        queue_call_unlink(c);
+        c->q = NULL;
+        redis_cb cb = c->cb;
+        c->cb = NULL;
+        if (cb)
+            cb(NULL, "queue closed", c->arg);
+    }
+    free(q->pfx);
+    free(q);
+}
+
+/* enqueue.lua answered. */
+static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
+{
+    struct queue_enq *e = arg;
+    if (err == NULL && (reply == NULL || reply->type != REDIS_REPLY_INTEGER))
+        err = "unexpected reply from enqueue";
+    if (err)
+        log_event(LOG_WARN, "queue_enqueue_failed", "error", err, NULL);
+    e->done(err, e->arg);
+    free(e);
+}
+
+/* Public: store a batch and queue its copies first .. nto-1. */
+void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
+                   const struct fanout_plan *p, size_t first, queue_done_fn done, void *arg)
+{
+    struct queue_enq *e = xcalloc(1, sizeof *e);
+    e->done = done;
+    e->arg = arg;
+    if (first > 1 || first >= p->nto) {
+        /* redis_command on a closed connection answers later: do the same */
+        queue_eval(q, QS_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
+        return;
+    }
+    size_t n = 4 + 10 + (p->nto - first);
+    const char **argv = xcalloc(n, sizeof *argv);
+    size_t *lens = xcalloc(n, sizeof *lens);
+    char *kb = queue_key(q, "b:", batch_id), *kr = queue_key(q, "r:", batch_id);
+    char *kq = queue_key(q, "q", NULL), *krec = queue_key(q, "recent", NULL);
+    char created[24], ttl[24], firsts[8];
+    snprintf(created, sizeof created, "%" PRId64, queue_now_ms());
+    snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
+    snprintf(firsts, sizeof firsts, "%zu", first);
+    struct buf riders = BUF_INIT;
+    for (size_t i = 0; i < p->nriders; i++)
+        buf_printf(&riders, "%s%c:%s", i ? "\n" : "", p->riders[i].kind == FANOUT_BCC ? 'b' : 'c',
+                   p->riders[i].addr);
+    char flags[16] = "";
+    if (p->raw)
+        strcat(flags, "raw");
+    if (p->dkim_envelope_only)
+        strcat(flags, flags[0] ? " dkim" : "dkim");
+    size_t k = 0;
+    argv[k++] = kb;
+    argv[k++] = kr;
+    argv[k++] = kq;
+    argv[k++] = krec;
+    argv[k++] = batch_id;
+    argv[k++] = created;
+    argv[k++] = client;
+    argv[k++] = p->api == SESREQ_V2 ? "2" : "1";
+    argv[k++] = p->action ? p->action : "";
+    lens[k] = p->template.len;
+    argv[k++] = p->template.data ? p->template.data : "";
+    argv[k++] = buf_cstr(&riders);
+    argv[k++] = flags;
+    argv[k++] = ttl;
+    argv[k++] = firsts;
+    for (size_t i = first; i < p->nto; i++)
+        argv[k++] = p->to[i];
+    for (size_t i = 0; i < n; i++)
+        if (i != 9)
+            lens[i] = strlen(argv[i]);
+    queue_eval(q, QS_ENQUEUE, 4, (int)n, argv, lens, queue_enqueued, e);
+    free(kb);
+    free(kr);
+    free(kq);
+    free(krec);
+    buf_free(&riders);
+    free(argv);
+    free(lens);
+}
+
+/* ------------------------------------------------------------ worker */
+
+/* A batch as a worker needs it, shared by the sends of its copies. */
+struct qbatch {
+    char *id;
+    int refs;
+    uint64_t used; /* LRU stamp */
+    int api;
+    char *action;
+    bool raw, dkim;
+    struct buf template;
+    struct fanout_rcpt *riders;
+    size_t nriders;
+};
+
+/* One stream entry being handled. */
+struct job {
+    struct worker *w;
+    char *entry;
+    char *batch_id;
+    long index;
+    int attempt;
+    bool reclaimed;
+    struct qbatch *b;
+    char *addr;
+    struct buf body;
+    struct upstream_call *call;
+    bool redis_pending;
+    struct job *prev, *next;
+};
+
+struct worker {
+    struct event_base *base;
+    const struct config *cfg;
+    struct queue *q;
+    struct upstream *up;
+    struct resign *rs;
+    char *name;
+    char *kq, *kd, *kdlq;
+    struct event *read_timer;
+    struct event *tick_timer;
+    bool stopped, freed, reading;
+    int redis_pending; /* reads, ticks and group creation in flight */
+    size_t inflight;   /* jobs */
+    struct job *jobs;
+    struct qbatch *cache[QUEUE_CACHE];
+    uint64_t stamp;
+    char claim_cursor[48];
+};
+
+static void worker_read(struct worker *w);
+static void worker_job_step(struct job *j);
+static void worker_outcome(struct job *j, const char *kind, const char *a1, const char *a2,
+                           const char *a3);
+
+/* Release b when its last user lets go. */
+static void worker_batch_unref(struct qbatch *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    free(b->id);
+    free(b->action);
+    buf_free(&b->template);
+    for (size_t i = 0; i < b->nriders; i++)
+        free(b->riders[i].addr);
+    free(b->riders);
+    free(b);
+}
+
+/* The cached batch id, or NULL. */
+static struct qbatch *worker_cache_get(struct worker *w, const char *id)
+{
+    for (int i = 0; i < QUEUE_CACHE; i++)
+        if (w->cache[i] && strcmp(w->cache[i]->id, id) == 0) {
+            w->cache[i]->used = ++w->stamp;
+            return w->cache[i];
+        }
+    return NULL;
+}
+
+/* Forget the cached batch id. */
+static void worker_cache_drop(struct worker *w, const char *id)
+{
+    for (int i = 0; i < QUEUE_CACHE; i++)
+        if (w->cache[i] && strcmp(w->cache[i]->id, id) == 0) {
+            worker_batch_unref(w->cache[i]);
+            w->cache[i] = NULL;
+        }
+}
+
+/* Keep b in the cache, evicting the least recently used. */
+static void worker_cache_put(struct worker *w, struct qbatch *b)
+{
+    int slot = 0;
+    for (int i = 0; i < QUEUE_CACHE; i++) {
+        if (w->cache[i] == NULL) {
+            slot = i;
+            break;
+        }
+        if (w->cache[i]->used < w->cache[slot]->used)
+            slot = i;
+    }
+    worker_batch_unref(w->cache[slot]);
+    b->refs++;
+    b->used = ++w->stamp;
+    w->cache[slot] = b;
+}
+
+/* Free w once it was released and nothing refers to it any more. */
+static void worker_maybe_free(struct worker *w)
+{
+    if (!w->freed || w->redis_pending > 0 || w->jobs)
+        return;
+    for (int i = 0; i < QUEUE_CACHE; i++)
+        worker_batch_unref(w->cache[i]);
+    free(w->name);
+    free(w->kq);
+    free(w->kd);
+    free(w->kdlq);
+    free(w);
+}
+
+/* Remove j and release it; the worker may read more. */
+static void worker_job_end(struct job *j)
+{
+    struct worker *w = j->w;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    w->inflight--;
+    worker_batch_unref(j->b);
+    free(j->entry);
+    free(j->batch_id);
+    free(j->addr);
+    buf_free(&j->body);
+    free(j);
+    if (w->freed)
+        worker_maybe_free(w);
+    else
+        worker_read(w);
+}
+
+/* A field of a stream entry's flat field array, or NULL. */
+static const redisReply *worker_field(const redisReply *fields, const char *name)
+{
+    if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+            return fields->element[i + 1];
+    }
+    return NULL;
+}
+
+/* Start handling the stream entry e ([id, [field, value...]]). */
+static void worker_job_start(struct worker *w, const redisReply *e, bool reclaimed)
+{
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *b = worker_field(e->element[1], "b");
+    const redisReply *i = worker_field(e->element[1], "i");
+    const redisReply *a = worker_field(e->element[1], "a");
+    struct job *j = xcalloc(1, sizeof *j);
+    j->w = w;
+    j->entry = xstrdup(e->element[0]->str);
+    j->reclaimed = reclaimed;
+    j->index = -1;
+    if (b && b->type == REDIS_REPLY_STRING && i && i->type == REDIS_REPLY_STRING) {
+        j->batch_id = xstrdup(b->str);
+        j->index = strtol(i->str, NULL, 10);
+    }
+    if (a && a->type == REDIS_REPLY_STRING)
+        j->attempt = (int)strtol(a->str, NULL, 10);
+    j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
+    w->jobs = j;
+    w->inflight++;
+    worker_job_step(j);
+}
+
+/* ---- the steps of one job, each a Redis call or the upstream call ---- */
+
+/* A Redis answer for a job: free it if the worker went away meanwhile. */
+static bool worker_job_orphaned(struct job *j)
+{
+    j->redis_pending = false;
+    if (j->w->freed) {
+        worker_job_end(j);
+        return true;
+    }
+    return false;
+}
+
+/* XACK + XDEL answered. */
+static void worker_acked(const redisReply *reply, const char *err, void *arg)
+{
+    struct job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err)
+        log_event(LOG_WARN, "queue_ack_failed", "entry", j->entry, "error", err, NULL);
+    worker_job_end(j);
+}
+
+/* The XACK before an XDEL answered (the XDEL's answer ends the job). */
+static void worker_ack_first(const redisReply *reply, const char *err, void *arg)
+{
+}
+
+/* Acknowledge and delete j's entry (the batch is gone): two commands sent
+ * in order on the one connection. */
+static void worker_ack(struct job *j)
+{
+    struct worker *w = j->w;
+    j->redis_pending = true;
+    redis_command(w->q->rd, worker_ack_first, NULL, "XACK %s w %s", w->kq, j->entry);
+    redis_command(w->q->rd, worker_acked, j, "XDEL %s %s", w->kq, j->entry);
+}
+
+/* outcome.lua answered. */
+static void worker_outcome_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err && strncmp(err, "NOBATCH", 7) == 0) {
+        worker_ack(j);
+        return;
+    }
+    if (err) /* the entry stays pending and is reclaimed after the lease */
+        log_event(LOG_WARN, "queue_outcome_failed", "batch", j->batch_id, "entry", j->entry,
+                  "error", err, NULL);
+    worker_job_end(j);
+}
+
+/* Record j's outcome: kind and up to three arguments (NULL: none). */
+static void worker_outcome(struct job *j, const char *kind, const char *a1, const char *a2,
+                           const char *a3)
+{
+    struct worker *w = j->w;
+    char *kb = queue_key(w->q, "b:", j->batch_id), *ko = queue_key(w->q, "o:", j->batch_id);
+    char *kr = queue_key(w->q, "r:", j->batch_id);
+    char idx[24], ttl[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
+    const char *argv[13] = {kb, ko, w->kq, w->kd, w->kdlq, kr, j->entry, idx, kind};
+    int n = 9;
+    if (a1)
+        argv[n++] = a1;
+    if (a2)
+        argv[n++] = a2;
+    if (a3)
+        argv[n++] = a3;
+    argv[n++] = ttl;
+    j->redis_pending = true;
+    queue_eval(w->q, QS_OUTCOME, 6, n, argv, NULL, worker_outcome_done, j);
+    free(kb);
+    free(ko);
+    free(kr);
+}
+
+/* Record a permanent failure of j. */
+static void worker_dead(struct job *j, const char *code, const char *message)
+{
+    char att[16];
+    snprintf(att, sizeof att, "%d", j->attempt + 1);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    log_event(LOG_WARN, "queue_dead", "batch", j->batch_id, "index", idx, "code", code, "message",
+              message, "attempts", att, NULL);
+    worker_outcome(j, "dead", code, message, att);
+}
+
+/* Schedule j again after delay_ms as attempt number next_attempt. */
+static void worker_retry(struct job *j, int64_t delay_ms, int next_attempt, const char *why,
+                         const char *detail)
+{
+    char due[24], att[16], idx[24], delay[24];
+    snprintf(due, sizeof due, "%" PRId64, queue_now_ms() + delay_ms);
+    snprintf(att, sizeof att, "%d", next_attempt);
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    snprintf(delay, sizeof delay, "%" PRId64, delay_ms);
+    log_event(LOG_INFO, "queue_retry", "batch", j->batch_id, "index", idx, "reason", why, "attempt",
+              att, "delay_ms", delay, NULL);
+    worker_outcome(j, "retry", due, att, NULL);
+}
+
+/* The text between open and close in s (n bytes), into out (size outlen). */
+static bool worker_xml_text(const char *s, size_t n, const char *open, const char *close, char *out,
+                            size_t outlen)
+{
+    const char *p = memmem(s, n, open, strlen(open));
+    if (p == NULL)
+        return false;
+    p += strlen(open);
+    const char *e = memmem(p, n - (size_t)(p - s), close, strlen(close));
+    if (e == NULL)
+        return false;
+    size_t len = (size_t)(e - p);
+    if (len >= outlen)
+        len = outlen - 1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* A string member of the JSON object in s, into out. */
+static bool worker_json_text(const char *s, size_t n, const char *key, char *out, size_t outlen)
+{
+    json_t *root = json_loadb(s, n, 0, NULL);
+    bool ok = false;
+    if (root) {
+        json_t *v = json_object_get(root, key);
+        if (v == NULL && strcmp(key, "message") == 0)
+            v = json_object_get(root, "Message");
+        if (json_is_string(v)) {
+            snprintf(out, outlen, "%s", json_string_value(v));
+            ok = true;
+        }
+        json_decref(root);
+    }
+    return ok;
+}
+
+/* The upstream answered j's send. */
+static void worker_sent(struct upstream_response *res, void *arg)
+{
+    struct job *j = arg;
+    j->call = NULL;
+    buf_free(&j->body);
+    int api = j->b->api;
+    const char *data = res->body.data ? res->body.data : "";
+    size_t n = res->body.len;
+    char code[128] = "", message[512] = "", msgid[256] = "";
+    bool transport = res->error != UPSTREAM_OK;
+    if (!transport && res->status >= 300) {
+        if (api == 2) {
+            snprintf(code, sizeof code, "%s", res->error_type);
+            if (code[0] == '\0')
+                worker_json_text(data, n, "__type", code, sizeof code);
+            worker_json_text(data, n, "message", message, sizeof message);
+        } else {
+            worker_xml_text(data, n, "<Code>", "</Code>", code, sizeof code);
+            worker_xml_text(data, n, "<Message>", "</Message>", message, sizeof message);
+        }
+    }
+    enum backoff_class cls =
+        backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    switch (cls) {
+    case BACKOFF_OK:
+        if (!worker_xml_text(data, n, "<MessageId>", "</MessageId>", msgid, sizeof msgid) &&
+            !worker_json_text(data, n, "MessageId", msgid, sizeof msgid))
+            snprintf(msgid, sizeof msgid, "-");
+        log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
+                  NULL);
+        worker_outcome(j, "sent", msgid, NULL, NULL);
+        return;
+    case BACKOFF_QUOTA:
+        worker_retry(j, QUEUE_HOLD_MS, j->attempt, "quota", NULL);
+        return;
+    case BACKOFF_RETRY:
+    case BACKOFF_THROTTLED:
+        if (backoff_give_up(j->attempt, (int)j->w->cfg->max_attempts)) {
+            char c[160];
+            if (transport)
+                snprintf(c, sizeof c, "Transport");
+            else
+                snprintf(c, sizeof c, "%s", code[0] ? code : "HTTP");
+            char m[600];
+            if (transport)
+                snprintf(m, sizeof m, "%s", res->errmsg);
+            else
+                snprintf(m, sizeof m, "%s%sHTTP %ld", message, message[0] ? "; " : "", res->status);
+            worker_dead(j, c, m);
+            return;
+        }
+        {
+            uint64_t rnd = 0;
+            RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+            int64_t delay = backoff_delay_ms(j->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd);
+            worker_retry(j, delay, j->attempt + 1,
+                         transport ? "transport" : (code[0] ? code : backoff_class_name(cls)),
+                         transport ? res->errmsg : NULL);
+        }
+        return;
+    default:
+        worker_dead(j, code[0] ? code : "Rejected", message[0] ? message : "rejected upstream");
+        return;
+    }
+}
+
+/* Render, sign and send j's copy. */
+static void worker_send(struct job *j)
+{
+    struct worker *w = j->w;
+    struct qbatch *b = j->b;
+    struct fanout_copy c = {
+        .api = b->api == 2 ? SESREQ_V2 : SESREQ_V1,
+        .raw = b->raw,
+        .dkim_envelope_only = b->dkim,
+        .template = b->template.data ? b->template.data : "",
+        .template_len = b->template.len,
+        .to = j->addr,
+        .first = j->index == 0,
+        .riders = j->index == 0 ? b->riders : NULL,
+        .nriders = j->index == 0 ? b->nriders : 0,
+    };
+    struct seserr e = {0};
+    buf_reset(&j->body);
+    if (fanout_render_copy(&c, &j->body, &e) < 0) {
+        worker_dead(j, seserr_name(e.code),
+                    e.message[0] ? e.message : seserr_default_message(e.code));
+        return;
+    }
+    const char *path = b->api == 2 ? "/v2/email/outbound-emails" : "/";
+    const char *ctype =
+        b->api == 2 ? "application/json" : "application/x-www-form-urlencoded; charset=utf-8";
+    char hash[UTIL_SHA256_HEX_LEN + 1];
+    util_sha256_hex(j->body.data ? j->body.data : "", j->body.len, hash);
+    char *url = NULL;
+    struct curl_slist *headers = NULL;
+    if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype), hash,
+                       time(NULL), &url, &headers) < 0) {
+        worker_dead(j, "internal", "the request could not be signed");
+        return;
+    }
+    j->call = upstream_start(w->up, "POST", url, headers, j->body.data ? j->body.data : "",
+                             j->body.len, worker_sent, j);
+    free(url);
+}
+
+/* Parse the riders lines of a batch into b. */
+static void worker_parse_riders(struct qbatch *b, const char *s, size_t n)
+{
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += s[i] == '\n';
+    b->riders = xcalloc(lines + 1, sizeof *b->riders);
+    const char *p = s, *end = s + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        if (e - p > 2 && p[1] == ':') {
+            struct fanout_rcpt *r = &b->riders[b->nriders++];
+            r->kind = p[0] == 'b' ? FANOUT_BCC : FANOUT_CC;
+            r->addr = xstrndup(p + 2, (size_t)(e - p - 2));
+        }
+        p = nl ? nl + 1 : end;
+    }
+}
+
+/* The batch is gone or complete: record nothing to send (outcome.lua acks a
+ * replay, and NOBATCH acks here). */
+static void worker_no_batch(struct job *j)
+{
+    worker_cache_drop(j->w, j->batch_id);
+    worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
+}
+
+/* LINDEX answered: the address of j. */
+static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
+{
+    struct job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err) {
+        log_event(LOG_WARN, "queue_read_failed", "batch", j->batch_id, "error", err, NULL);
+        worker_job_end(j); /* reclaimed after the lease */
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING || reply->len == 0) {
+        worker_no_batch(j);
+        return;
+    }
+    j->addr = xstrndup(reply->str, reply->len);
+    worker_send(j);
+}
+
+/* Read j's address. */
+static void worker_load_addr(struct job *j)
+{
+    char *kr = queue_key(j->w->q, "r:", j->batch_id);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    j->redis_pending = true;
+    redis_command(j->w->q->rd, worker_got_addr, j, "LINDEX %s %s", kr, idx);
+    free(kr);
+}
+
+/* HMGET answered: the batch of j. */
+static void worker_got_batch(const redisReply *reply, const char *err, void *arg)
+{
+    struct job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err) {
+        log_event(LOG_WARN, "queue_read_failed", "batch", j->batch_id, "error", err, NULL);
+        worker_job_end(j);
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        worker_no_batch(j);
+        return;
+    }
+    struct qbatch *b = worker_cache_get(j->w, j->batch_id);
+    if (b == NULL) {
+        b = xcalloc(1, sizeof *b);
+        b->id = xstrdup(j->batch_id);
+        buf_add(&b->template, reply->element[0]->str, reply->element[0]->len);
+        const redisReply *r = reply->element[1], *api = reply->element[2];
+        const redisReply *flags = reply->element[3], *action = reply->element[4];
+        if (r->type == REDIS_REPLY_STRING)
+            worker_parse_riders(b, r->str, r->len);
+        b->api = api->type == REDIS_REPLY_STRING && strcmp(api->str, "2") == 0 ? 2 : 1;
+        if (flags->type == REDIS_REPLY_STRING) {
+            b->raw = strstr(flags->str, "raw") != NULL;
+            b->dkim = strstr(flags->str, "dkim") != NULL;
+        }
+        b->action = xstrdup(action->type == REDIS_REPLY_STRING ? action->str : "");
+        worker_cache_put(j->w, b);
+    }
+    b->refs++;
+    j->b = b;
+    worker_load_addr(j);
+}
+
+/* check.lua answered for a reclaimed entry. */
+static void worker_checked(const redisReply *reply, const char *err, void *arg)
+{
+    struct job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        if (err)
+            log_event(LOG_WARN, "queue_check_failed", "entry", j->entry, "error", err, NULL);
+        worker_job_end(j);
+        return;
+    }
+    if (reply->integer == 1) {
+        worker_job_end(j);
+        return;
+    }
+    j->reclaimed = false;
+    worker_job_step(j);
+}
+
+/* Advance j: check a reclaimed entry, load its batch and address, send. */
+static void worker_job_step(struct job *j)
+{
+    struct worker *w = j->w;
+    if (j->batch_id == NULL || j->index < 0) {
+        log_event(LOG_WARN, "queue_bad_entry", "entry", j->entry, NULL);
+        worker_ack(j);
+        return;
+    }
+    if (j->reclaimed) {
+        char *ko = queue_key(w->q, "o:", j->batch_id);
+        char idx[24];
+        snprintf(idx, sizeof idx, "%ld", j->index);
+        const char *argv[4] = {ko, w->kq, j->entry, idx};
+        j->redis_pending = true;
+        queue_eval(w->q, QS_CHECK, 2, 4, argv, NULL, worker_checked, j);
+        free(ko);
+        return;
+    }
+    struct qbatch *b = worker_cache_get(w, j->batch_id);
+    if (b) {
+        b->refs++;
+        j->b = b;
+        worker_load_addr(j);
+        return;
+    }
+    char *kb = queue_key(w->q, "b:", j->batch_id);
+    j->redis_pending = true;
+    redis_command(w->q->rd, worker_got_batch, j, "HMGET %s template riders api flags action", kb);
+    free(kb);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Free slots for new sends. */
+static size_t worker_free_slots(const struct worker *w)
+{
+    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    if (max > QUEUE_MAX_INFLIGHT)
+        max = QUEUE_MAX_INFLIGHT;
+    return w->inflight >= max ? 0 : max - w->inflight;
+}
+
+/* Read again after ms. */
+static void worker_read_later(struct worker *w, int ms)
+{
+    if (w->stopped || w->freed || w->read_timer == NULL)
+        return;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(w->read_timer, &tv);
+}
+
+/* A Redis answer for the worker itself: false when it went away. */
+static bool worker_redis_back(struct worker *w)
+{
+    w->redis_pending--;
+    if (w->freed) {
+        worker_maybe_free(w);
+        return false;
+    }
+    return true;
+}
+
+/* XGROUP CREATE answered (BUSYGROUP is fine). */
+static void worker_group_made(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    worker_read_later(w, QUEUE_IDLE_MS);
+}
+
+/* XREADGROUP answered. */
+static void worker_read_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    w->reading = false;
+    if (!worker_redis_back(w))
+        return;
+    if (err) {
+        if (strncmp(err, "NOGROUP", 7) == 0) {
+            w->redis_pending++;
+            redis_command(w->q->rd, worker_group_made, w, "XGROUP CREATE %s w 0 MKSTREAM", w->kq);
+            return;
+        }
+        worker_read_later(w, QUEUE_TICK_MS);
+        return;
+    }
+    size_t got = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
+        const redisReply *s = reply->element[0];
+        if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
+            s->element[1]->type == REDIS_REPLY_ARRAY) {
+            const redisReply *entries = s->element[1];
+            for (size_t i = 0; i < entries->elements; i++, got++)
+                worker_job_start(w, entries->element[i], false);
+        }
+    }
+    if (got == 0)
+        worker_read_later(w, QUEUE_IDLE_MS);
+    else
+        worker_read(w);
+}
+
+/* Read new entries for the free slots (nothing when none is free: a
+ * finishing send reads again). */
+static void worker_read(struct worker *w)
+{
+    if (w->stopped || w->freed || w->reading)
+        return;
+    size_t n = worker_free_slots(w);
+    if (n == 0)
+        return;
+    if (evtimer_pending(w->read_timer, NULL))
+        return;
+    char count[24];
+    snprintf(count, sizeof count, "%zu", n);
+    const char *argv[] = {"XREADGROUP", "GROUP",   "w",   w->name, "COUNT",
+                          count,        "STREAMS", w->kq, ">"};
+    w->reading = true;
+    w->redis_pending++;
+    redis_command_argv(w->q->rd, worker_read_done, w, 9, argv, NULL);
+}
+
+/* The read timer fired. */
+static void worker_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker_read(arg);
+}
+
+/* due.lua answered. */
+static void worker_due_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    if (err && strncmp(err, "queue closed", 12) != 0)
+        log_event(LOG_WARN, "queue_due_failed", "error", err, NULL);
+}
+
+/* XAUTOCLAIM answered: handle the reclaimed entries. */
+static void worker_claimed(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return;
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
+    const redisReply *entries = reply->element[1];
+    if (entries->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+            e->element[1]->type == REDIS_REPLY_ARRAY) {
+            log_event(LOG_INFO, "queue_reclaimed", "entry", e->element[0]->str, NULL);
+            worker_job_start(w, e, true);
+        }
+    }
+}
+
+/* Every second: move due retries back and reclaim abandoned entries. */
+static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopped || w->freed || !redis_ready(w->q->rd))
+        return;
+    char now[24], max[16];
+    snprintf(now, sizeof now, "%" PRId64, queue_now_ms());
+    snprintf(max, sizeof max, "%d", QUEUE_DUE_MAX);
+    const char *argv[4] = {w->kd, w->kq, now, max};
+    w->redis_pending++;
+    queue_eval(w->q, QS_DUE, 2, 4, argv, NULL, worker_due_done, w);
+    size_t n = worker_free_slots(w);
+    if (n > QUEUE_RECLAIM_MAX)
+        n = QUEUE_RECLAIM_MAX;
+    if (n > 0) {
+        char count[24], lease[24];
+        snprintf(count, sizeof count, "%zu", n);
+        snprintf(lease, sizeof lease, "%d", QUEUE_LEASE_MS);
+        const char *cv[] = {"XAUTOCLAIM", w->kq,           "w",     w->name,
+                            lease,        w->claim_cursor, "COUNT", count};
+        w->redis_pending++;
+        redis_command_argv(w->q->rd, worker_claimed, w, 8, cv, NULL);
+    }
+    worker_read(w);
+}
+
+/* Public: start draining q. */
+struct worker *worker_start(struct event_base *base, const struct config *cfg, struct queue *q,
+                            struct upstream *up, struct resign *rs, const char *name)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->base = base;
+    w->cfg = cfg;
+    w->q = q;
+    w->up = up;
+    w->rs = rs;
+    w->name = xstrdup(name);
+    w->kq = queue_key(q, "q", NULL);
+    w->kd = queue_key(q, "d", NULL);
+    w->kdlq = queue_key(q, "dlq", NULL);
+    snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
+    w->read_timer = evtimer_new(base, worker_read_cb, w);
+    w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
+    struct timeval tick = {QUEUE_TICK_MS / 1000, 0};
+    event_add(w->tick_timer, &tick);
+    worker_read_later(w, 0);
+    log_event(LOG_INFO, "worker_start", "name", name, NULL);
+    return w;
+}
+
+/* Public: stop reading new entries. */
+void worker_stop(struct worker *w)
+{
+    if (w == NULL || w->stopped)
+        return;
+    w->stopped = true;
+    evtimer_del(w->read_timer);
+    event_del(w->tick_timer);
+}
+
+/* Public: sends in flight. */
+size_t worker_inflight(const struct worker *w)
+{
+    return w ? w->inflight : 0;
+}
+
+/* Public: release w; sends still in flight are cancelled (their entries are
+ * reclaimed after the lease). */
+void worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    worker_stop(w);
+    event_free(w->read_timer);
+    event_free(w->tick_timer);
+    w->read_timer = w->tick_timer = NULL;
+    struct job *j = w->jobs;
+    while (j) {
+        struct job *next = j->next;
+        if (!j->redis_pending) {
+            if (j->call)
+                upstream_cancel(j->call);
+            j->call = NULL;
+            worker_job_end(j); /* stopped: reads nothing more */
+        }
+        j = next;
+    }
+    w->freed = true;
+    worker_maybe_free(w);
+}

@@ -1,0 +1,210 @@
+"""The bulk queue end to end: `sesgate run` (front and workers in one
+process) with the managed Redis and first_recipient = queue, in front of the
+fake SES. A send to many To recipients is answered at once with a batch id,
+and the workers send one copy per To recipient upstream (Cc and Bcc ride with
+copy 0); permanent upstream errors become dead letters, retryable ones are
+sent again."""
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+import harness
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+PREFIX = "sesgate-it"
+DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
+
+pytestmark = pytest.mark.needs_sesgate
+
+
+class RunSesgate(harness.Sesgate):
+    """harness.Sesgate started as `sesgate run` (the front plus workers)."""
+
+    def start(self, timeout=20.0):
+        """Write the configuration, start `sesgate run`, wait until healthy."""
+        binary = harness.sesgate_bin()
+        if not binary.exists():
+            raise RuntimeError("%s does not exist (build it with make)" % binary)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        os.chmod(self.config_path, 0o600)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(binary), "run", "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=harness.clean_env(self.env),
+            cwd=str(self.workdir),
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("sesgate exited with %s; log:\n%s" % (self.proc.returncode, self.log_text()[-4000:]))
+            try:
+                status, _, _ = harness.http("GET", self.admin_url + "/healthz", timeout=1.0)
+                if status == 200 and harness.wait_port(self.port, 1.0):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("sesgate did not become healthy; log:\n%s" % self.log_text()[-4000:])
+
+    def redis(self, *args):
+        """redis-cli on the managed Redis; the reply as text."""
+        sock = self.workdir / "var" / "redis" / "redis.sock"
+        out = subprocess.run([REDIS_CLI, "-s", str(sock)] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def qgw(tmp_path_factory):
+    """The fake upstream and `sesgate run` with first_recipient = queue."""
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    workdir = tmp_path_factory.mktemp("queue")
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(workdir, upstream).start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
+    gate = RunSesgate(workdir, fake.url, upstream, policies,
+                      extra={"send": {"first_recipient": "queue", "max_attempts": "5", "rate": "1000",
+                                       # the fake's listen backlog is 5
+                                       "concurrency": "4"}})
+    try:
+        gate.start()
+    except Exception:
+        fake.stop()
+        raise
+    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    yield gw
+    gate.stop()
+    fake.stop()
+    log = gate.log_text()
+    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+
+
+@pytest.fixture
+def q(qgw):
+    """qgw with the fake's records and rules cleared."""
+    qgw.fake.reset()
+    return qgw
+
+
+def send(gw, to, cc=(), bcc=(), subject="Queued hello"):
+    """SendEmail through boto3; returns (response, X-Sesgate-Batch-Id or None)."""
+    client = harness.boto3_client(gw, "ses")
+    seen = {}
+
+    def after_call(http_response, **kwargs):
+        seen["headers"] = {k.lower(): v for k, v in http_response.headers.items()}
+
+    client.meta.events.register("after-call.ses.SendEmail", after_call)
+    dest = {"ToAddresses": list(to)}
+    if cc:
+        dest["CcAddresses"] = list(cc)
+    if bcc:
+        dest["BccAddresses"] = list(bcc)
+    resp = client.send_email(
+        Source=harness.SENDER, Destination=dest,
+        Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": "Hello from the queue \u00fc"}}},
+    )
+    return resp, seen.get("headers", {}).get("x-sesgate-batch-id")
+
+
+def wait_records(gw, n, timeout=20.0, pred=lambda r: True):
+    """Wait until the fake recorded at least n requests matching pred."""
+    deadline = time.monotonic() + timeout
+    recs = []
+    while time.monotonic() < deadline:
+        recs = [r for r in gw.fake.requests() if pred(r)]
+        if len(recs) >= n:
+            return recs
+        time.sleep(0.2)
+    return recs
+
+
+def params(rec):
+    """The form parameters of a recorded v1 request."""
+    return dict(urllib.parse.parse_qsl(base64.b64decode(rec["body_b64"]).decode(), keep_blank_values=True))
+
+
+def dlq_len(gw):
+    """Entries on the dead-letter stream."""
+    return int(gw.sesgate.redis("XLEN", DLQ) or 0)
+
+
+def test_fanout_120(q):
+    to = ["to%03d@example.net" % i for i in range(120)]
+    resp, batch = send(q, to, cc=["cc@example.net"], bcc=["bcc@example.net"])
+    assert resp.get("MessageId"), resp
+    # The response (front.c) names the batch in X-Sesgate-Batch-Id.
+    assert batch, "the answer carried no X-Sesgate-Batch-Id header"
+    recs = wait_records(q, 120)
+    time.sleep(0.5)
+    recs = q.fake.requests()
+    assert len(recs) == 120, "upstream received %d requests" % len(recs)
+    seen = []
+    common = None
+    for rec in recs:
+        assert rec["verified"], rec.get("verify_error")
+        assert rec["status"] == 200
+        p = params(rec)
+        assert p["Action"] == "SendEmail"
+        assert "Destination.ToAddresses.member.2" not in p
+        addr = p.pop("Destination.ToAddresses.member.1")
+        seen.append(addr)
+        cc = p.pop("Destination.CcAddresses.member.1", None)
+        bcc = p.pop("Destination.BccAddresses.member.1", None)
+        if addr == to[0]:
+            assert cc == "cc@example.net" and bcc == "bcc@example.net", p
+        else:
+            assert cc is None and bcc is None, (addr, cc, bcc)
+        assert not any(k.startswith("Destination.") for k in p), p
+        if common is None:
+            common = p
+        assert p == common
+    assert sorted(seen) == sorted(to)
+    assert len(set(seen)) == 120
+    assert common["Source"] == harness.SENDER
+    assert common["Message.Subject.Data"] == "Queued hello"
+
+
+def test_permanent_errors_dead_letter(q):
+    before = dlq_len(q)
+    q.fake.control({"mode": "status", "status": 400, "code": "MessageRejected",
+                    "message": "Email address is not verified.", "count": 3})
+    to = ["perm%d@example.net" % i for i in range(5)]
+    send(q, to)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if dlq_len(q) - before >= 3 and len([r for r in q.fake.requests() if r["status"] == 200]) >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    recs = q.fake.requests()
+    assert len([r for r in recs if r["status"] == 200]) == 2
+    assert len([r for r in recs if r["status"] == 400]) == 3
+    assert dlq_len(q) - before == 3
+    assert "queue_dead" in q.sesgate.log_text()
+
+
+def test_retryable_errors_delivered(q):
+    q.fake.control({"mode": "status", "status": 503, "code": "ServiceUnavailable",
+                    "message": "Service unavailable.", "count": 2})
+    before = dlq_len(q)
+    to = ["retry%d@example.net" % i for i in range(5)]
+    send(q, to)
+    recs = wait_records(q, 5, timeout=20, pred=lambda r: r["status"] == 200)
+    assert len(recs) == 5, harness._summary(q.fake.requests())
+    got = sorted(params(r)["Destination.ToAddresses.member.1"] for r in recs)
+    assert got == sorted(to)
+    assert len([r for r in q.fake.requests() if r["status"] == 503]) == 2
+    assert dlq_len(q) == before
