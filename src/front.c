@@ -49,8 +49,10 @@ struct front_req {
     struct buf send_body; /* a body sesgate built (a fanned-out copy, a stripped tag) */
     struct fanout_plan plan;
     char batch_id[37]; /* "" unless the request became a batch */
-    bool enqueuing;    /* queue_enqueue's callback is still to come */
-    bool abandoned;    /* the client left while enqueuing */
+    char *copy0_path;  /* sync batches: where copy 0 goes, kept in case the client leaves */
+    char *copy0_ctype;
+    bool enqueuing; /* queue_enqueue's callback is still to come */
+    bool abandoned; /* the client left while enqueuing */
 };
 
 /* A 128-bit xorshift step: request ids need uniqueness, not secrecy. */
@@ -106,6 +108,8 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
     buf_free(&r->send_body);
+    free(r->copy0_path);
+    free(r->copy0_ctype);
     free(r);
 }
 
@@ -402,10 +406,12 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
     }
     char id[sizeof r->id];
     memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
+    char batch[sizeof r->batch_id];
+    memcpy(batch, r->batch_id, sizeof batch);
     struct httpd_header h[4];
     size_t nh = 0;
-    if (r->batch_id[0])
-        h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", r->batch_id};
+    if (batch[0])
+        h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", batch};
     if (res->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", res->content_type};
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
@@ -493,16 +499,58 @@ static void front_batch_accepted(struct front_req *r)
     buf_free(&body);
 }
 
+/* Copy 0 of a sync batch whose client left went upstream: log the outcome. */
+static void front_orphan_done(struct upstream_response *res, void *arg)
+{
+    struct front_req *r = arg;
+    r->call = NULL;
+    char status[16];
+    snprintf(status, sizeof status, "%ld", res->status);
+    bool ok = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
+    log_event(ok ? LOG_INFO : LOG_ERROR, ok ? "batch_copy0_sent" : "batch_copy0_failed", "id",
+              r->id, "batch", r->batch_id, "status", status, "error",
+              res->error == UPSTREAM_OK ? NULL : res->errmsg, NULL);
+    front_finish(r, 499, "client_closed");
+}
+
+/* Send copy 0 of a sync batch whose client went away while it was queued. */
+static void front_send_orphan_copy0(struct front_req *r)
+{
+    struct seserr e;
+    char *url;
+    struct curl_slist *hl;
+    buf_reset(&r->send_body);
+    if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0 ||
+        (util_sha256_hex(r->send_body.data, r->send_body.len, r->payload_hash),
+         resign_request(r->f->resign, "POST", r->copy0_path, strlen(r->copy0_path), NULL, 0,
+                        r->copy0_ctype, r->copy0_ctype ? strlen(r->copy0_ctype) : 0,
+                        r->payload_hash, time(NULL), &url, &hl) < 0)) {
+        log_event(LOG_ERROR, "batch_copy0_failed", "id", r->id, "batch", r->batch_id, "error",
+                  "cannot render or sign copy 0", NULL);
+        front_finish(r, 499, "client_closed");
+        return;
+    }
+    r->call = upstream_start(r->f->up, "POST", url, hl, r->send_body.data, r->send_body.len,
+                             front_orphan_done, r);
+    free(url);
+}
+
 /* The queue answered: the batch is stored (or not). */
 static void front_enqueued(const char *err, void *arg)
 {
     struct front_req *r = arg;
     r->enqueuing = false;
     if (r->abandoned) {
-        /* The batch stands: the client may not have heard, but it is queued. */
-        if (err == NULL)
+        /* The batch stands: the client may not have heard, but it is queued,
+         * and copy 0 of a sync batch still goes. */
+        if (err == NULL) {
             log_event(LOG_WARN, "batch_queued_client_gone", "id", r->id, "batch", r->batch_id,
                       NULL);
+            if (r->f->cfg->first_recipient_sync) {
+                front_send_orphan_copy0(r);
+                return;
+            }
+        }
         front_finish(r, 499, "client_closed");
         return;
     }
@@ -555,6 +603,15 @@ static void front_send(struct front_req *r)
         return;
     }
     front_request_id(f, r->batch_id);
+    if (cfg->first_recipient_sync) {
+        struct httpd_request *hr = r->hr;
+        size_t ctlen = 0;
+        const char *ctype = httpd_header(hr, "content-type", &ctlen);
+        r->copy0_path = r->api == SESREQ_V2
+                            ? xstrndup(hr->path + r->v2_off, hr->path_len - r->v2_off)
+                            : xstrdup("/");
+        r->copy0_ctype = ctype ? xstrndup(ctype, ctlen) : NULL;
+    }
     r->enqueuing = true;
     httpd_set_abort(r->hr, front_abort, r);
     queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan,

@@ -1,0 +1,98 @@
+"""first_recipient = sync (the default): copy 0 of a batch is sent at once and
+the client gets SES's real answer for it, with X-Sesgate-Batch-Id; the other
+copies are queued and sent by the workers. Covers v1 and v2 (Simple and Raw)
+batches from boto3."""
+
+import base64
+import email
+import json
+import time
+import urllib.parse
+
+import pytest
+
+import harness
+from test_queue import RunSesgate
+
+pytestmark = pytest.mark.needs_sesgate
+
+
+@pytest.fixture(scope="module")
+def sgw(tmp_path_factory):
+    """The fake upstream and `sesgate run` with the default first_recipient."""
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    workdir = tmp_path_factory.mktemp("queue-sync")
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(workdir, upstream).start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
+    gate = RunSesgate(workdir, fake.url, upstream, policies,
+                      extra={"send": {"rate": "1000", "concurrency": "4"}})
+    gate.start()
+    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    yield gw
+    gate.stop()
+    fake.stop()
+
+
+def wait_for(fake, n, timeout=20):
+    """The fake's recorded requests once there are n of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fake.requests()
+        if len(got) >= n:
+            time.sleep(0.3)
+            return fake.requests()
+        time.sleep(0.1)
+    return fake.requests()
+
+
+def test_v1_sync_batch(sgw):
+    sgw.fake.reset()
+    rcpts = ["u%d@example.com" % i for i in range(6)]
+    headers = {}
+    client = harness.boto3_client(sgw, "ses", creds=sgw.creds("app"))
+    client.meta.events.register("after-call", lambda http_response, **kw: headers.update(http_response.headers))
+    out = client.send_email(Source="s@example.com", Destination={"ToAddresses": rcpts},
+                            Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "x"}}})
+    assert out["MessageId"].startswith("0100018c"), out  # the upstream's own id for copy 0
+    assert len(headers.get("X-Sesgate-Batch-Id", headers.get("x-sesgate-batch-id", ""))) == 36
+    got = wait_for(sgw.fake, 6)
+    tos = []
+    for r in got:
+        params = dict(urllib.parse.parse_qsl(base64.b64decode(r["body_b64"]).decode()))
+        assert params["Action"] == "SendEmail" and r["verified"]
+        assert "Destination.ToAddresses.member.2" not in params
+        tos.append(params["Destination.ToAddresses.member.1"])
+    assert sorted(tos) == sorted(rcpts)
+    assert any(m["message_id"] == out["MessageId"] for m in got if m.get("message_id"))
+
+
+def test_v2_simple_and_raw_batches(sgw):
+    sgw.fake.reset()
+    v2 = harness.boto3_client(sgw, "sesv2", creds=sgw.creds("app"))
+    rcpts = ["v%d@example.com" % i for i in range(4)]
+    out = v2.send_email(FromEmailAddress="s@example.com", Destination={"ToAddresses": rcpts, "BccAddresses": ["hid@example.com"]},
+                        Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}})
+    assert out["MessageId"]
+    got = wait_for(sgw.fake, 4)
+    bodies = [json.loads(base64.b64decode(r["body_b64"])) for r in got]
+    assert sorted(b["Destination"]["ToAddresses"][0] for b in bodies) == sorted(rcpts)
+    assert sum("BccAddresses" in b["Destination"] for b in bodies) == 1
+    assert all(b["Content"] == {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}} for b in bodies)
+
+    sgw.fake.reset()
+    raw = ("From: s@example.com\r\nTo: \"Doe, Jane\" <a@example.com>, b@example.com\r\n"
+           "Cc: c@example.com\r\nBcc: secret@example.com\r\nSubject: raw\r\n\r\nbody\r\n").encode()
+    out = v2.send_email(Content={"Raw": {"Data": raw}})
+    assert out["MessageId"]
+    got = wait_for(sgw.fake, 2)
+    assert len(got) == 2
+    seen = set()
+    for r in got:
+        body = json.loads(base64.b64decode(r["body_b64"]))
+        msg = email.message_from_bytes(base64.b64decode(body["Content"]["Raw"]["Data"]))
+        assert msg["Bcc"] is None and msg.get_payload() == "body\r\n"
+        seen.add(msg["To"])
+    assert seen == {"a@example.com", "b@example.com"}
