@@ -1,17 +1,41 @@
-/* admin: /healthz, /readyz and /metrics on the operator's listener. */
+/* admin: /healthz, /readyz, /metrics and /batches/{id} on the operator's
+ * listener. */
 #include "admin.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <jansson.h>
 
 #include "httpd.h"
 #include "metrics.h"
+#include "queue.h"
+
+#define ADMIN_POLL_MS 2000 /* queue gauges refresh period */
+
+/* The queue gauges' Redis poll; outlives the admin while a reply is due. */
+struct admin_poll {
+    bool inflight; /* a stats script awaits its reply */
+    bool orphan;   /* the admin is gone: free on the reply */
+};
+
+/* A GET /batches/{id} waiting for Redis. */
+struct admin_show {
+    struct httpd_request *req; /* NULL once the client went away */
+    char id[40];
+};
 
 struct admin {
     struct httpd *httpd;
     const struct upstream *up;
-    const struct redis *rd; /* NULL: no Redis to wait for */
+    struct redis *rd; /* NULL: no Redis to wait for */
+    char *pfx;        /* the queue's key prefix */
+    struct event *poll_timer;
+    struct admin_poll *poll;
 };
 
 /* True when the request's path (query ignored) is exactly path. */
@@ -26,6 +50,129 @@ static void admin_text(struct httpd_request *req, int status, const char *ctype,
 {
     struct httpd_header h[1] = {{"Content-Type", ctype}};
     httpd_respond(req, status, h, 1, body, len);
+}
+
+/* Answer with a JSON body. */
+static void admin_json(struct httpd_request *req, int status, const char *body)
+{
+    admin_text(req, status, "application/json", body, strlen(body));
+}
+
+/* Milliseconds since the epoch. */
+static int64_t admin_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* httpd: the client of a pending batch view went away. */
+static void admin_show_abort(struct httpd_request *req, void *arg)
+{
+    struct admin_show *sh = arg;
+    sh->req = NULL;
+}
+
+/* Redis answered a batch view. */
+static void admin_show_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct admin_show *sh = arg;
+    if (sh->req == NULL) {
+        free(sh);
+        return;
+    }
+    struct httpd_request *req = sh->req;
+    httpd_set_abort(req, NULL, NULL);
+    if (err) {
+        json_t *e = json_pack("{s:s}", "message", "redis unavailable");
+        char *body = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        admin_json(req, 503, body ? body : "{\"message\":\"redis unavailable\"}");
+        free(body);
+        json_decref(e);
+        free(sh);
+        return;
+    }
+    json_t *b = queue_show_json(sh->id, reply);
+    if (b == NULL) {
+        admin_json(req, 404, "{\"message\":\"batch not found\"}");
+    } else {
+        char *body = json_dumps(b, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (body == NULL)
+            abort();
+        admin_json(req, 200, body);
+        free(body);
+        json_decref(b);
+    }
+    free(sh);
+}
+
+/* GET /batches/{id}: the batch status from Redis. */
+static void admin_batch(struct admin *a, struct httpd_request *req)
+{
+    size_t n = req->path_len - strlen("/batches/");
+    const char *p = req->path + strlen("/batches/");
+    char id[40] = "";
+    if (n < sizeof id) {
+        memcpy(id, p, n);
+        id[n] = '\0';
+    }
+    if (n >= sizeof id || !queue_batch_id_ok(id)) {
+        admin_json(req, 400, "{\"message\":\"malformed batch id\"}");
+        return;
+    }
+    if (a->rd == NULL) {
+        admin_json(req, 404, "{\"message\":\"batch not found\"}");
+        return;
+    }
+    struct admin_show *sh = xcalloc(1, sizeof *sh);
+    sh->req = req;
+    memcpy(sh->id, id, n + 1);
+    httpd_set_abort(req, admin_show_abort, sh);
+    char *keys[4];
+    queue_show_keys(a->pfx, id, keys);
+    const char *argv[8] = {"EVAL", queue_show_script(), "4", keys[0], keys[1], keys[2], keys[3],
+                           id};
+    redis_command_argv(a->rd, admin_show_reply, sh, 8, argv, NULL);
+    for (int k = 0; k < 4; k++)
+        free(keys[k]);
+}
+
+/* Redis answered the queue stats: update the gauges. */
+static void admin_poll_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct admin_poll *p = arg;
+    p->inflight = false;
+    if (p->orphan) {
+        free(p);
+        return;
+    }
+    if (err)
+        return;
+    json_t *s = queue_stats_json(reply, admin_now_ms());
+    if (s == NULL)
+        return;
+    metrics_queue_gauges((long long)json_integer_value(json_object_get(s, "depth")),
+                         json_real_value(json_object_get(s, "oldest_seconds")),
+                         (long long)json_integer_value(json_object_get(s, "inflight")),
+                         (long long)json_integer_value(json_object_get(s, "retrying")),
+                         (long long)json_integer_value(json_object_get(s, "dead_letters")));
+    json_decref(s);
+}
+
+/* Every 2 s: read the queue gauges from Redis (one at a time). */
+static void admin_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin *a = arg;
+    if (a->poll->inflight || !redis_ready(a->rd))
+        return;
+    char *keys[5];
+    queue_stats_keys(a->pfx, keys);
+    const char *argv[9] = {
+        "EVAL", queue_stats_script(), "5", keys[0], keys[1], keys[2], keys[3], keys[4], "0"};
+    a->poll->inflight = true;
+    redis_command_argv(a->rd, admin_poll_reply, a->poll, 9, argv, NULL);
+    for (int k = 0; k < 5; k++)
+        free(keys[k]);
 }
 
 /* httpd: route an admin request. */
@@ -60,6 +207,9 @@ static void admin_handle(struct httpd_request *req, void *arg)
                        redis_ready(a->rd) ? 1 : 0);
         admin_text(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
+    } else if (req->path_len > strlen("/batches/") &&
+               memcmp(req->path, "/batches/", strlen("/batches/")) == 0) {
+        admin_batch(a, req);
     } else {
         admin_text(req, 404, "text/plain", "not found\n", 10);
     }
@@ -72,11 +222,12 @@ static void admin_reject(struct httpd_request *req, enum httpd_reject why, void 
 }
 
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, const struct redis *rd, char *err, size_t errlen)
+                        const struct upstream *up, struct redis *rd, char *err, size_t errlen)
 {
     struct admin *a = xcalloc(1, sizeof *a);
     a->up = up;
     a->rd = rd;
+    a->pfx = queue_key_prefix(cfg);
     struct httpd_limits lim = {
         .max_header_size = 16384,
         .max_headers = 64,
@@ -87,8 +238,15 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
     };
     a->httpd = httpd_new(base, cfg->admin_listen, &lim, admin_handle, admin_reject, a, err, errlen);
     if (a->httpd == NULL) {
+        free(a->pfx);
         free(a);
         return NULL;
+    }
+    if (rd) {
+        a->poll = xcalloc(1, sizeof *a->poll);
+        a->poll_timer = event_new(base, -1, EV_PERSIST, admin_poll_cb, a);
+        struct timeval tv = {ADMIN_POLL_MS / 1000, (ADMIN_POLL_MS % 1000) * 1000};
+        event_add(a->poll_timer, &tv);
     }
     return a;
 }
@@ -98,5 +256,12 @@ void admin_free(struct admin *a)
     if (a == NULL)
         return;
     httpd_free(a->httpd);
+    if (a->poll_timer)
+        event_free(a->poll_timer);
+    if (a->poll && a->poll->inflight)
+        a->poll->orphan = true;
+    else
+        free(a->poll);
+    free(a->pfx);
     free(a);
 }

@@ -1,5 +1,6 @@
 /* admin: the operator's HTTP listener (never the SES port): /healthz,
- * /readyz (upstream and Redis) and /metrics in the Prometheus text format.
+ * /readyz (upstream and Redis), /metrics in the Prometheus text format, and
+ * GET /batches/{id} (the batch status as JSON, read from Redis).
  */
 #ifndef SESGATE_ADMIN_H
 #define SESGATE_ADMIN_H
@@ -15,12 +16,12 @@
 struct admin;
 
 /* Serve cfg->admin_listen on base. /readyz answers 200 only while up is
- * healthy and rd (NULL: no Redis) is ready; /metrics adds sesgate_redis_up.
- * up and rd are borrowed and must outlive the admin. Returns NULL with a
- * reason in err on failure. */
+ * healthy and rd (NULL: no Redis) is ready; /metrics adds sesgate_redis_up
+ * and, with rd, the queue gauges (read from Redis every 2 s). cfg, up and
+ * rd are borrowed and must outlive the admin. Returns NULL with a reason in
+ * err on failure. */
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, const struct redis *rd, char *err,
-                        size_t errlen);
+                        const struct upstream *up, struct redis *rd, char *err, size_t errlen);
 
 /* Close the listener and its connections, and free. */
 void admin_free(struct admin *a);

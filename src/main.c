@@ -1,14 +1,18 @@
 /* main: the sesgate command line. */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "admin.h"
@@ -288,6 +292,372 @@ static int main_check(const char *path)
     return 0;
 }
 
+/* Connect to the daemon's Redis: [redis] url, or the managed server's
+ * socket under data_dir (never started from here). NULL: reported. */
+static redisContext *main_redis(const struct config *cfg)
+{
+    char err[1024];
+    if (cfg->redis_url[0]) {
+        redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
+        if (c == NULL)
+            fprintf(stderr, "sesgate: %s\n", err);
+        return c;
+    }
+    struct buf sock = BUF_INIT;
+    if (cfg->data_dir[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd) != NULL)
+            buf_printf(&sock, "%s/", cwd);
+    }
+    buf_printf(&sock, "%s/redis/redis.sock", cfg->data_dir);
+    redisContext *c = redis_connect_sync(buf_cstr(&sock), 3000, err, sizeof err);
+    if (c == NULL)
+        fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
+                buf_cstr(&sock));
+    buf_free(&sock);
+    return c;
+}
+
+/* EVAL script with nkeys keys and nargs arguments; the reply, or NULL
+ * after printing the error. */
+static redisReply *main_eval(redisContext *c, const char *script, int nkeys, char **keys, int nargs,
+                             const char **args)
+{
+    int argc = 3 + nkeys + nargs;
+    const char **argv = xcalloc((size_t)argc, sizeof *argv);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = nk;
+    for (int k = 0; k < nkeys; k++)
+        argv[3 + k] = keys[k];
+    for (int k = 0; k < nargs; k++)
+        argv[3 + nkeys + k] = args[k];
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    free(argv);
+    if (r == NULL) {
+        fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "sesgate: redis: %s\n", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Print j as indented JSON and a newline. */
+static void main_print_json(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    if (s == NULL)
+        abort();
+    puts(s);
+    free(s);
+}
+
+/* A string member of o, or dflt when absent or not a string. */
+static const char *main_jstr(const json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && s[0] ? s : dflt;
+}
+
+/* An integer member of o (0 when absent). */
+static long long main_jint(const json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* Print the batch status b as text: one "key value" line per field, then
+ * one line per recipient "index address state detail". */
+static void main_print_batch(const json_t *b)
+{
+    printf("batch %s\nclient %s\naction %s\ncreated %s\n", main_jstr(b, "batch_id", "-"),
+           main_jstr(b, "client", "-"), main_jstr(b, "action", "-"), main_jstr(b, "created", "-"));
+    static const char *const counts[] = {"total", "sent", "dead", "retrying", "queued"};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+        printf("%s %lld\n", counts[k], main_jint(b, counts[k]));
+    printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
+    if (isatty(STDOUT_FILENO))
+        puts("\nindex address state detail");
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(b, "recipients"), i, r)
+    {
+        const char *state = main_jstr(r, "state", "queued");
+        printf("%lld %s %s ", main_jint(r, "index"), main_jstr(r, "address", "-"), state);
+        if (strcmp(state, "sent") == 0)
+            printf("%s\n", main_jstr(r, "message_id", "-"));
+        else if (strcmp(state, "dead") == 0)
+            printf("%s %s\n", main_jstr(r, "code", "-"), main_jstr(r, "message", ""));
+        else if (strcmp(state, "retry") == 0)
+            printf("attempt %lld due %s\n", main_jint(r, "attempt"), main_jstr(r, "due", "-"));
+        else
+            puts("-");
+    }
+}
+
+/* sesgate batch show ID. */
+static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json)
+{
+    if (argc != 2 || strcmp(argv[0], "show") != 0) {
+        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID [--json]\n");
+        return 2;
+    }
+    const char *id = argv[1];
+    if (!queue_batch_id_ok(id)) {
+        fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
+        return 1;
+    }
+    char *keys[4];
+    queue_show_keys(pfx, id, keys);
+    redisReply *r = main_eval(c, queue_show_script(), 4, keys, 1, &id);
+    for (int k = 0; k < 4; k++)
+        free(keys[k]);
+    if (r == NULL)
+        return 1;
+    json_t *b = queue_show_json(id, r);
+    freeReplyObject(r);
+    if (b == NULL) {
+        fprintf(stderr, "sesgate: batch %s not found\n", id);
+        return 1;
+    }
+    if (json)
+        main_print_json(b);
+    else
+        main_print_batch(b);
+    json_decref(b);
+    return 0;
+}
+
+/* The string of field name in a flat stream entry field list, or "". */
+static const char *main_entry_field(const redisReply *fields, const char *name)
+{
+    for (size_t k = 0; k + 1 < fields->elements; k += 2)
+        if (fields->element[k]->type == REDIS_REPLY_STRING &&
+            strcmp(fields->element[k]->str, name) == 0 &&
+            fields->element[k + 1]->type == REDIS_REPLY_STRING)
+            return fields->element[k + 1]->str;
+    return "";
+}
+
+/* sesgate dlq list: every dead letter, oldest first. */
+static int main_dlq_list(redisContext *c, const char *pfx, bool json)
+{
+    struct buf kdlq = BUF_INIT;
+    buf_printf(&kdlq, "%sdlq", pfx);
+    json_t *all = json_array();
+    char start[64] = "-";
+    int rc = 0;
+    for (;;) {
+        redisReply *page = redisCommand(c, "XRANGE %s %s + COUNT 500", buf_cstr(&kdlq), start);
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "sesgate: redis: %s\n",
+                    page ? (page->str ? page->str : "unexpected reply") : c->errstr);
+            if (page)
+                freeReplyObject(page);
+            rc = 1;
+            break;
+        }
+        size_t n = page->elements;
+        for (size_t k = 0; k < n; k++) {
+            const redisReply *e = page->element[k];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            const char *eid = e->element[0]->str, *b = main_entry_field(e->element[1], "b");
+            const char *i = main_entry_field(e->element[1], "i");
+            snprintf(start, sizeof start, "(%s", eid);
+            redisReply *addr = redisCommand(c, "LINDEX %sr:%s %s", pfx, b, i);
+            json_t *o = json_object();
+            json_object_set_new(o, "id", json_string(eid));
+            json_object_set_new(o, "batch_id", json_string(b));
+            json_object_set_new(o, "index", json_integer(strtoll(i, NULL, 10)));
+            json_object_set_new(o, "address",
+                                addr && addr->type == REDIS_REPLY_STRING
+                                    ? json_stringn(addr->str, addr->len)
+                                    : json_null());
+            json_object_set_new(o, "code", json_string(main_entry_field(e->element[1], "code")));
+            json_object_set_new(o, "message",
+                                json_string(main_entry_field(e->element[1], "message")));
+            json_object_set_new(
+                o, "attempts",
+                json_integer(strtoll(main_entry_field(e->element[1], "attempts"), NULL, 10)));
+            if (addr)
+                freeReplyObject(addr);
+            json_array_append_new(all, o);
+        }
+        freeReplyObject(page);
+        if (n < 500)
+            break;
+    }
+    if (rc == 0 && json) {
+        main_print_json(all);
+    } else if (rc == 0) {
+        if (isatty(STDOUT_FILENO))
+            puts("id batch index address code attempts message");
+        size_t k;
+        const json_t *o;
+        json_array_foreach(all, k, o)
+        {
+            printf("%s %s %lld %s %s %lld %s\n", main_jstr(o, "id", "-"),
+                   main_jstr(o, "batch_id", "-"), main_jint(o, "index"),
+                   main_jstr(o, "address", "-"), main_jstr(o, "code", "-"),
+                   main_jint(o, "attempts"), main_jstr(o, "message", ""));
+        }
+    }
+    json_decref(all);
+    buf_free(&kdlq);
+    return rc;
+}
+
+/* sesgate dlq retry [ID...] / purge. */
+static int main_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
+{
+    struct buf kdlq = BUF_INIT, kq = BUF_INIT;
+    buf_printf(&kdlq, "%sdlq", pfx);
+    buf_printf(&kq, "%sq", pfx);
+    char *keys[3] = {(char *)buf_cstr(&kdlq), (char *)buf_cstr(&kq), (char *)pfx};
+    long long total = 0;
+    int rc = 0;
+    if (purge) {
+        redisReply *r = main_eval(c, queue_dlq_purge_script(), 1, keys, 0, NULL);
+        rc = r ? 0 : 1;
+        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (r)
+            freeReplyObject(r);
+    } else {
+        const char **args = xcalloc((size_t)nids + 1, sizeof *args);
+        args[0] = "1000";
+        for (int k = 0; k < nids; k++)
+            args[k + 1] = ids[k];
+        for (;;) {
+            redisReply *r = main_eval(c, queue_dlq_retry_script(), 3, keys, nids + 1, args);
+            if (r == NULL) {
+                rc = 1;
+                break;
+            }
+            long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+            freeReplyObject(r);
+            total += n;
+            if (nids > 0 || n == 0)
+                break;
+        }
+        free(args);
+    }
+    if (rc == 0)
+        printf(purge ? "%lld dead letters deleted\n" : "%lld dead letters moved to the queue\n",
+               total);
+    buf_free(&kdlq);
+    buf_free(&kq);
+    return rc;
+}
+
+/* sesgate dlq list | retry [ID...] | purge. */
+static int main_dlq(redisContext *c, const char *pfx, int argc, char **argv, bool json)
+{
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return main_dlq_list(c, pfx, json);
+    if (argc >= 1 && strcmp(argv[0], "retry") == 0)
+        return main_dlq_move(c, pfx, false, argc - 1, argv + 1);
+    if (argc == 1 && strcmp(argv[0], "purge") == 0)
+        return main_dlq_move(c, pfx, true, 0, NULL);
+    fprintf(stderr, "usage: sesgate dlq [-c FILE] list [--json] | retry [ID...] | purge\n");
+    return 2;
+}
+
+/* Milliseconds since the epoch. */
+static int64_t main_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* sesgate status: the queue and the recent batches. */
+static int main_status(redisContext *c, const char *pfx, int argc, bool json)
+{
+    if (argc != 0) {
+        fprintf(stderr, "usage: sesgate status [-c FILE] [--json]\n");
+        return 2;
+    }
+    char *keys[5];
+    queue_stats_keys(pfx, keys);
+    const char *n = "10";
+    redisReply *r = main_eval(c, queue_stats_script(), 5, keys, 1, &n);
+    for (int k = 0; k < 5; k++)
+        free(keys[k]);
+    if (r == NULL)
+        return 1;
+    json_t *s = queue_stats_json(r, main_now_ms());
+    freeReplyObject(r);
+    if (s == NULL) {
+        fprintf(stderr, "sesgate: redis: unexpected reply to the status script\n");
+        return 1;
+    }
+    if (json) {
+        main_print_json(s);
+    } else {
+        printf("depth %lld\noldest_seconds %.1f\ninflight %lld\nretrying %lld\ndead_letters "
+               "%lld\n",
+               main_jint(s, "depth"), json_real_value(json_object_get(s, "oldest_seconds")),
+               main_jint(s, "inflight"), main_jint(s, "retrying"), main_jint(s, "dead_letters"));
+        size_t k;
+        const json_t *b;
+        json_array_foreach(json_object_get(s, "recent"), k, b)
+        {
+            if (json_is_true(json_object_get(b, "expired")))
+                printf("batch %s expired\n", main_jstr(b, "batch_id", "-"));
+            else
+                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld\n",
+                       main_jstr(b, "batch_id", "-"), main_jstr(b, "created", "-"),
+                       main_jstr(b, "client", "-"), main_jstr(b, "action", "-"),
+                       main_jint(b, "total"), main_jint(b, "sent"), main_jint(b, "dead"),
+                       main_jint(b, "pending"));
+        }
+    }
+    json_decref(s);
+    return 0;
+}
+
+/* sesgate status / batch / dlq: parse -c and --json among args, connect,
+ * run the command. */
+static int main_ops(const char *cmd, const char *path, int argc, char **argv)
+{
+    char **pos = xcalloc((size_t)argc + 1, sizeof *pos);
+    int npos = 0;
+    bool json = false;
+    for (int k = 0; k < argc; k++) {
+        if (strcmp(argv[k], "-c") == 0 && k + 1 < argc)
+            path = argv[++k];
+        else if (strcmp(argv[k], "--json") == 0)
+            json = true;
+        else
+            pos[npos++] = argv[k];
+    }
+    struct config cfg = {0};
+    main_load_config(&cfg, path);
+    int rc = 1;
+    redisContext *c = main_redis(&cfg);
+    if (c) {
+        char *pfx = queue_key_prefix(&cfg);
+        if (strcmp(cmd, "batch") == 0)
+            rc = main_batch(c, pfx, npos, pos, json);
+        else if (strcmp(cmd, "dlq") == 0)
+            rc = main_dlq(c, pfx, npos, pos, json);
+        else
+            rc = main_status(c, pfx, npos, json);
+        free(pfx);
+        redisFree(c);
+    }
+    free(pos);
+    config_free(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = "run";
@@ -319,13 +689,8 @@ int main(int argc, char **argv)
         return main_check(path);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0) {
-        fprintf(stderr,
-                "sesgate: '%s' needs the Redis queue, which this release does not have "
-                "yet\n",
-                cmd);
-        return 2;
-    }
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0)
+        return main_ops(cmd, path, argc - argi, argv + argi);
     fprintf(stderr, "sesgate: unknown command '%s'\n\n", cmd);
     main_usage(stderr);
     return 2;

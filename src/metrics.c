@@ -1,6 +1,7 @@
 /* metrics: counters, gauges and a latency histogram in Prometheus text form. */
 #include "metrics.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,10 @@ static struct metrics_counter *metrics_rejected;
 static struct metrics_histogram metrics_upstream_h[2] = {{.outcome = "ok"}, {.outcome = "error"}};
 static long long metrics_inflight_n;
 static long long metrics_connections_n;
+static unsigned long long metrics_sent_n, metrics_retried_n, metrics_dead_n;
+static bool metrics_queue_known; /* the gauges were read from Redis at least once */
+static long long metrics_q_depth, metrics_q_inflight, metrics_q_retrying, metrics_q_dead;
+static double metrics_q_oldest;
 
 /* Find or add the counter (a, b) in list and add one. */
 static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
@@ -103,8 +108,66 @@ static void metrics_render_counters(struct buf *out, const char *name, const cha
     }
 }
 
+void metrics_queue_sent(void)
+{
+    metrics_sent_n++;
+}
+
+void metrics_queue_retried(void)
+{
+    metrics_retried_n++;
+}
+
+void metrics_queue_dead(void)
+{
+    metrics_dead_n++;
+}
+
+void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,
+                          long long dead)
+{
+    metrics_queue_known = true;
+    metrics_q_depth = depth;
+    metrics_q_oldest = oldest_s;
+    metrics_q_inflight = inflight;
+    metrics_q_retrying = retrying;
+    metrics_q_dead = dead;
+}
+
+/* Append one unlabelled metric of type (counter or gauge). */
+static void metrics_render_one(struct buf *out, const char *name, const char *type,
+                               const char *help, double value)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, value);
+}
+
+/* Append the queue's counters, and its gauges once read from Redis. */
+static void metrics_render_queue(struct buf *out)
+{
+    metrics_render_one(out, "sesgate_sent_total", "counter", "Queued copies sent upstream.",
+                       (double)metrics_sent_n);
+    metrics_render_one(out, "sesgate_retried_total", "counter",
+                       "Queued copies scheduled for another attempt.", (double)metrics_retried_n);
+    metrics_render_one(out, "sesgate_dead_lettered_total", "counter",
+                       "Queued copies moved to the dead-letter stream.", (double)metrics_dead_n);
+    if (!metrics_queue_known)
+        return;
+    metrics_render_one(out, "sesgate_queue_depth", "gauge", "Entries on the queue stream.",
+                       (double)metrics_q_depth);
+    metrics_render_one(out, "sesgate_queue_oldest_seconds", "gauge",
+                       "Age of the oldest entry on the queue stream.", metrics_q_oldest);
+    metrics_render_one(out, "sesgate_queue_inflight", "gauge",
+                       "Queue entries read by a worker and not yet acknowledged.",
+                       (double)metrics_q_inflight);
+    metrics_render_one(out, "sesgate_queue_retrying", "gauge", "Retries waiting for their time.",
+                       (double)metrics_q_retrying);
+    metrics_render_one(out, "sesgate_dead_letters", "gauge", "Entries on the dead-letter stream.",
+                       (double)metrics_q_dead);
+}
+
 void metrics_render(struct buf *out)
 {
+    metrics_render_queue(out);
     metrics_render_counters(out, "sesgate_requests_total", "SES requests answered.", "action",
                             "status", metrics_requests);
     metrics_render_counters(out, "sesgate_auth_failures_total",

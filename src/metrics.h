@@ -21,6 +21,17 @@ void metrics_connections(int delta);
 /* Count a connection refused or closed by a limit or timeout, by reason. */
 void metrics_conn_rejected(const char *reason);
 
+/* Count one queued copy sent upstream. */
+void metrics_queue_sent(void);
+/* Count one queued copy scheduled for another attempt. */
+void metrics_queue_retried(void);
+/* Count one queued copy moved to the dead-letter stream. */
+void metrics_queue_dead(void);
+/* Set the queue gauges read from Redis: entries on the stream, age of the
+ * oldest (seconds), entries being sent, retries waiting, dead letters. */
+void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,
+                          long long dead);
+
 /* Append every metric in the Prometheus text exposition format. */
 void metrics_render(struct buf *out);
 

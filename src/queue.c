@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "log.h"
 #include "lua_scripts.h"
+#include "metrics.h"
 #include "seserr.h"
 #include "util.h"
 
@@ -551,6 +552,7 @@ static void worker_dead(struct job *j, const char *code, const char *message)
     snprintf(idx, sizeof idx, "%ld", j->index);
     log_event(LOG_WARN, "queue_dead", "batch", j->batch_id, "index", idx, "code", code, "message",
               message, "attempts", att, NULL);
+    metrics_queue_dead();
     worker_outcome(j, "dead", code, message, att);
 }
 
@@ -565,6 +567,7 @@ static void worker_retry(struct job *j, int64_t delay_ms, int next_attempt, cons
     snprintf(delay, sizeof delay, "%" PRId64, delay_ms);
     log_event(LOG_INFO, "queue_retry", "batch", j->batch_id, "index", idx, "reason", why, "attempt",
               att, "delay_ms", delay, NULL);
+    metrics_queue_retried();
     worker_outcome(j, "retry", due, att, NULL);
 }
 
@@ -638,6 +641,7 @@ static void worker_sent(struct upstream_response *res, void *arg)
             snprintf(msgid, sizeof msgid, "-");
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
+        metrics_queue_sent();
         worker_outcome(j, "sent", msgid, NULL, NULL);
         return;
     case BACKOFF_QUOTA:
@@ -1083,4 +1087,336 @@ void worker_free(struct worker *w)
     }
     w->freed = true;
     worker_maybe_free(w);
+}
+
+/* The batch view: the hash, the outcomes, the recipient list and the
+ * retries waiting (index, attempt, due ms) of one batch. */
+static const char queue_show_lua[] =
+    "local b, o, r, d = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "local id = ARGV[1]\n"
+    "if id == nil or not string.match(id, '^[0-9a-f-]+$') then\n"
+    "    return redis.error_reply('BADARGS show: batch id')\n"
+    "end\n"
+    "local h = redis.call('HGETALL', b)\n"
+    "if #h == 0 then return {} end\n"
+    "local outs = redis.call('HGETALL', o)\n"
+    "local list = redis.call('LRANGE', r, 0, -1)\n"
+    "local retry = {}\n"
+    "if redis.call('TYPE', d)['ok'] == 'zset' then\n"
+    "    local cursor = '0'\n"
+    "    repeat\n"
+    "        local res = redis.call('ZSCAN', d, cursor, 'MATCH', id .. ':*', 'COUNT', 1000)\n"
+    "        cursor = res[1]\n"
+    "        for k = 1, #res[2], 2 do\n"
+    "            local i, a = string.match(res[2][k], '^' .. id .. ':(%d+):(%d+)$')\n"
+    "            if i then\n"
+    "                retry[#retry + 1] = i\n"
+    "                retry[#retry + 1] = a\n"
+    "                retry[#retry + 1] = res[2][k + 1]\n"
+    "            end\n"
+    "        end\n"
+    "    until cursor == '0'\n"
+    "end\n"
+    "return {h, outs, list, retry}\n";
+
+/* The queue summary: depth, oldest entry id, entries pending in the group,
+ * retries waiting, dead letters, and the most recent batches with their
+ * counters (id, created, total, sent, done, dead, client, action). */
+static const char queue_stats_lua[] =
+    "local q, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local n = tonumber(ARGV[1]) or 10\n"
+    "local function len(key, want, cmd)\n"
+    "    if redis.call('TYPE', key)['ok'] ~= want then return 0 end\n"
+    "    return redis.call(cmd, key)\n"
+    "end\n"
+    "local depth = len(q, 'stream', 'XLEN')\n"
+    "local oldest, pending = '', 0\n"
+    "if depth > 0 then\n"
+    "    local first = redis.call('XRANGE', q, '-', '+', 'COUNT', 1)\n"
+    "    if #first == 1 then oldest = first[1][1] end\n"
+    "    local p = redis.pcall('XPENDING', q, 'w')\n"
+    "    if type(p) == 'table' and p.err == nil then pending = p[1] end\n"
+    "end\n"
+    "local out = {depth, oldest, pending, len(d, 'zset', 'ZCARD'), len(dlq, 'stream', 'XLEN')}\n"
+    "local rows = {}\n"
+    "if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then\n"
+    "    for _, id in ipairs(redis.call('ZREVRANGE', recent, 0, n - 1)) do\n"
+    "        local c = redis.call('HMGET', prefix .. 'b:' .. id, 'created', 'total', 'sent',\n"
+    "            'done', 'dead', 'client', 'action')\n"
+    "        rows[#rows + 1] = id\n"
+    "        for k = 1, 7 do rows[#rows + 1] = c[k] or '' end\n"
+    "    end\n"
+    "end\n"
+    "out[6] = rows\n"
+    "return out\n";
+
+/* Abort on a failed jansson constructor (the out-of-memory policy). */
+static json_t *queue_jok(json_t *v)
+{
+    if (v == NULL)
+        abort();
+    return v;
+}
+
+/* Set o[key] = v (a new reference), aborting when jansson cannot. */
+static void queue_jset(json_t *o, const char *key, json_t *v)
+{
+    if (json_object_set_new(o, key, queue_jok(v)) < 0)
+        abort();
+}
+
+/* Append v (a new reference) to the array a. */
+static void queue_jappend(json_t *a, json_t *v)
+{
+    if (json_array_append_new(a, queue_jok(v)) < 0)
+        abort();
+}
+
+/* The string of a reply element as a new jansson string (length-exact). */
+static json_t *queue_jstr(const redisReply *r)
+{
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+        return json_null();
+    return json_stringn_nocheck(r->str, r->len);
+}
+
+/* A reply element as a number (strings and integers), else def. */
+static long long queue_rnum(const redisReply *r, long long def)
+{
+    if (r == NULL)
+        return def;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+        return def;
+    char tmp[24];
+    memcpy(tmp, r->str, r->len);
+    tmp[r->len] = '\0';
+    char *end;
+    long long v = strtoll(tmp, &end, 10);
+    return *end == '\0' ? v : def;
+}
+
+/* The value of field name in a flat field/value array, or NULL. */
+static const redisReply *queue_rfield(const redisReply *flat, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t k = 0; k + 1 < flat->elements; k += 2) {
+        const redisReply *f = flat->element[k];
+        if (f->type == REDIS_REPLY_STRING && f->len == n && memcmp(f->str, name, n) == 0)
+            return flat->element[k + 1];
+    }
+    return NULL;
+}
+
+/* An ISO 8601 UTC time of ms since the epoch, into out[32]. */
+static void queue_iso_time(int64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+char *queue_key_prefix(const struct config *cfg)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s:{%s}:", cfg->prefix, cfg->prefix);
+    return buf_detach(&b, NULL);
+}
+
+bool queue_batch_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    return n == 36 && strspn(id, "0123456789abcdef-") == n;
+}
+
+const char *queue_show_script(void)
+{
+    return queue_show_lua;
+}
+
+void queue_show_keys(const char *pfx, const char *id, char *keys[4])
+{
+    static const char *const kinds[4] = {"b:", "o:", "r:", "d"};
+    for (int k = 0; k < 4; k++) {
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "%s%s%s", pfx, kinds[k], k < 3 ? id : "");
+        keys[k] = buf_detach(&b, NULL);
+    }
+}
+
+/* Fill one recipient object for index i from its outcome text (or NULL)
+ * and its waiting retry (retry index into the flat retry array, or -1). */
+static const char *queue_show_state(json_t *r, const redisReply *outcome, const redisReply *retry,
+                                    long long rk)
+{
+    if (outcome && outcome->type == REDIS_REPLY_STRING && outcome->len >= 1) {
+        const char *s = outcome->str;
+        size_t n = outcome->len;
+        if (s[0] == 's' && n >= 2) {
+            queue_jset(r, "message_id", json_stringn_nocheck(s + 2, n - 2));
+            return "sent";
+        }
+        if (s[0] == 'd')
+            return "sent";
+        if (s[0] == 'f' && n >= 2) {
+            const char *code = s + 2, *sp = memchr(code, ' ', n - 2);
+            size_t clen = sp ? (size_t)(sp - code) : n - 2;
+            queue_jset(r, "code", json_stringn_nocheck(code, clen));
+            queue_jset(r, "message",
+                       sp ? json_stringn_nocheck(sp + 1, (size_t)(s + n - sp - 1))
+                          : json_string(""));
+            return "dead";
+        }
+    }
+    if (rk >= 0) {
+        queue_jset(r, "attempt", json_integer(queue_rnum(retry->element[rk + 1], 0)));
+        char iso[32];
+        queue_iso_time(queue_rnum(retry->element[rk + 2], 0), iso);
+        queue_jset(r, "due", json_string(iso));
+        return "retry";
+    }
+    return "queued";
+}
+
+json_t *queue_show_json(const char *id, const redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+        return NULL;
+    const redisReply *h = reply->element[0], *outs = reply->element[1];
+    const redisReply *list = reply->element[2], *retry = reply->element[3];
+    if (h->type != REDIS_REPLY_ARRAY || h->elements == 0 || outs->type != REDIS_REPLY_ARRAY ||
+        list->type != REDIS_REPLY_ARRAY || retry->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    long long total = queue_rnum(queue_rfield(h, "total"), 0);
+    long long first = queue_rnum(queue_rfield(h, "first"), 0);
+    int64_t created = queue_rnum(queue_rfield(h, "created"), 0);
+    if (total < 0 || total > 10000000 || first < 0 || first > 1)
+        return NULL;
+    json_t *o = queue_jok(json_object());
+    queue_jset(o, "batch_id", json_string(id));
+    queue_jset(o, "client", queue_jstr(queue_rfield(h, "client")));
+    queue_jset(o, "action", queue_jstr(queue_rfield(h, "action")));
+    char iso[32];
+    queue_iso_time(created, iso);
+    queue_jset(o, "created", json_string(iso));
+    queue_jset(o, "created_ms", json_integer(created));
+    const redisReply *flags = queue_rfield(h, "flags");
+    queue_jset(o, "flags", flags ? queue_jstr(flags) : json_string(""));
+    json_t *rs = queue_jok(json_array());
+    long long sent = 0, dead = 0, retrying = 0, queued = 0;
+    for (long long i = first; i < first + total; i++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%lld", i);
+        json_t *r = queue_jok(json_object());
+        queue_jset(r, "index", json_integer(i));
+        const redisReply *addr = (size_t)i < list->elements ? list->element[i] : NULL;
+        queue_jset(r, "address", queue_jstr(addr));
+        long long rk = -1;
+        for (size_t k = 0; k + 2 < retry->elements; k += 3)
+            if (queue_rnum(retry->element[k], -1) == i)
+                rk = (long long)k;
+        const char *state = queue_show_state(r, queue_rfield(outs, idx), retry, rk);
+        queue_jset(r, "state", json_string(state));
+        sent += strcmp(state, "sent") == 0;
+        dead += strcmp(state, "dead") == 0;
+        retrying += strcmp(state, "retry") == 0;
+        queued += strcmp(state, "queued") == 0;
+        queue_jappend(rs, r);
+    }
+    queue_jset(o, "total", json_integer(total));
+    queue_jset(o, "sent", json_integer(sent));
+    queue_jset(o, "dead", json_integer(dead));
+    queue_jset(o, "retrying", json_integer(retrying));
+    queue_jset(o, "queued", json_integer(queued));
+    queue_jset(o, "failed_attempts", json_integer(queue_rnum(queue_rfield(h, "failed"), 0)));
+    double pct = total ? 100.0 * (double)(sent + dead) / (double)total : 100.0;
+    queue_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
+    queue_jset(o, "complete", json_boolean(sent + dead == total));
+    queue_jset(o, "recipients", rs);
+    return o;
+}
+
+const char *queue_stats_script(void)
+{
+    return queue_stats_lua;
+}
+
+void queue_stats_keys(const char *pfx, char *keys[5])
+{
+    static const char *const kinds[5] = {"q", "d", "dlq", "recent", ""};
+    for (int k = 0; k < 5; k++) {
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "%s%s", pfx, kinds[k]);
+        keys[k] = buf_detach(&b, NULL);
+    }
+}
+
+json_t *queue_stats_json(const redisReply *reply, int64_t now_ms)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 6 ||
+        reply->element[5]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    json_t *o = queue_jok(json_object());
+    queue_jset(o, "depth", json_integer(queue_rnum(reply->element[0], 0)));
+    double oldest = 0;
+    const redisReply *oid = reply->element[1];
+    if (oid->type == REDIS_REPLY_STRING && oid->len > 0) {
+        long long ms = strtoll(oid->str, NULL, 10);
+        if (ms > 0 && now_ms > ms)
+            oldest = (double)(now_ms - ms) / 1000.0;
+    }
+    queue_jset(o, "oldest_seconds", json_real(oldest));
+    queue_jset(o, "inflight", json_integer(queue_rnum(reply->element[2], 0)));
+    queue_jset(o, "retrying", json_integer(queue_rnum(reply->element[3], 0)));
+    queue_jset(o, "dead_letters", json_integer(queue_rnum(reply->element[4], 0)));
+    json_t *rows = queue_jok(json_array());
+    const redisReply *flat = reply->element[5];
+    for (size_t k = 0; k + 7 < flat->elements; k += 8) {
+        json_t *r = queue_jok(json_object());
+        queue_jset(r, "batch_id", queue_jstr(flat->element[k]));
+        const redisReply *cr = flat->element[k + 1];
+        bool known = cr->type == REDIS_REPLY_STRING && cr->len > 0;
+        queue_jset(r, "expired", json_boolean(!known));
+        if (known) {
+            char iso[32];
+            queue_iso_time(queue_rnum(cr, 0), iso);
+            queue_jset(r, "created", json_string(iso));
+            long long total = queue_rnum(flat->element[k + 2], 0);
+            long long sent =
+                queue_rnum(flat->element[k + 3], 0) + queue_rnum(flat->element[k + 4], 0);
+            long long dead = queue_rnum(flat->element[k + 5], 0);
+            queue_jset(r, "client", queue_jstr(flat->element[k + 6]));
+            queue_jset(r, "action", queue_jstr(flat->element[k + 7]));
+            queue_jset(r, "total", json_integer(total));
+            queue_jset(r, "sent", json_integer(sent));
+            queue_jset(r, "dead", json_integer(dead));
+            queue_jset(r, "pending", json_integer(total - sent - dead));
+        }
+        queue_jappend(rows, r);
+    }
+    queue_jset(o, "recent", rows);
+    return o;
+}
+
+/* Delete the dead-letter stream; reply: how many entries it held. */
+static const char queue_purge_lua[] = "local t = redis.call('TYPE', KEYS[1])['ok']\n"
+                                      "if t == 'none' then return 0 end\n"
+                                      "if t ~= 'stream' then\n"
+                                      "    return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' "
+                                      "holds a ' .. t .. ', not a stream')\n"
+                                      "end\n"
+                                      "local n = redis.call('XLEN', KEYS[1])\n"
+                                      "redis.call('DEL', KEYS[1])\n"
+                                      "return n\n";
+
+const char *queue_dlq_retry_script(void)
+{
+    return queue_lua_dlq_retry;
+}
+
+const char *queue_dlq_purge_script(void)
+{
+    return queue_purge_lua;
 }

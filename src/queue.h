@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "fanout.h"
@@ -56,5 +57,46 @@ size_t worker_inflight(const struct worker *w);
 
 /* Release w (after worker_stop and once nothing is in flight, or at exit). */
 void worker_free(struct worker *w);
+
+/* Operator views (sesgate status, batch, dlq; the admin listener). */
+
+/* The key prefix "<P>:{<P>}:" of cfg's prefix; the caller frees it. */
+char *queue_key_prefix(const struct config *cfg);
+
+/* True when id has the shape of a batch id: 36 of [0-9a-f-]. */
+bool queue_batch_id_ok(const char *id);
+
+/* The Lua source of the batch view. KEYS: batch hash, outcome hash,
+ * recipient list, delay set (queue_show_keys); ARGV: the batch id. */
+const char *queue_show_script(void);
+
+/* The four keys of queue_show_script for batch id under prefix pfx, into
+ * keys[4]; free each. */
+void queue_show_keys(const char *pfx, const char *id, char *keys[4]);
+
+/* The batch status object (the JSON of GET /batches/{id}) built from
+ * queue_show_script's reply; NULL when the batch does not exist. The
+ * caller owns the reference. */
+json_t *queue_show_json(const char *id, const redisReply *reply);
+
+/* The Lua source of the queue summary. KEYS: queue stream, delay set,
+ * dead letters, recent set, the key prefix (queue_stats_keys); ARGV: how
+ * many recent batches. */
+const char *queue_stats_script(void);
+
+/* The five keys of queue_stats_script under prefix pfx, into keys[5]; free
+ * each. */
+void queue_stats_keys(const char *pfx, char *keys[5]);
+
+/* The Lua source of dlq_retry.lua (src/lua: keys, arguments, reply). */
+const char *queue_dlq_retry_script(void);
+
+/* The Lua source that deletes every dead letter. KEYS: the dead-letter
+ * stream. Returns how many there were. */
+const char *queue_dlq_purge_script(void);
+
+/* The queue summary object (sesgate status --json) from queue_stats_script's
+ * reply at now_ms (ms since the epoch); NULL for a malformed reply. */
+json_t *queue_stats_json(const redisReply *reply, int64_t now_ms);
 
 #endif

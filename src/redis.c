@@ -634,3 +634,48 @@ redisAsyncContext *redis_ctx(struct redis *r)
 {
     return r->state == REDIS_STATE_UP ? r->ac : NULL;
 }
+
+redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    struct redis r = {0};
+    if (redis_parse_url(&r, url ? url : "", err, errlen) < 0) {
+        redis_free_strings(&r);
+        return NULL;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisContext *c = r.path ? redisConnectUnixWithTimeout(r.path, tv)
+                             : redisConnectWithTimeout(r.host, r.port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errlen, "cannot connect to %s: %s", r.where, c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *rep = NULL;
+    if (r.password) {
+        rep = r.user ? redisCommand(c, "AUTH %s %s", r.user, r.password)
+                     : redisCommand(c, "AUTH %s", r.password);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "%s: AUTH failed: %s", r.where, rep ? rep->str : c->errstr);
+            goto fail_reply;
+        }
+        freeReplyObject(rep);
+    }
+    if (r.db) {
+        rep = redisCommand(c, "SELECT %d", r.db);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "%s: SELECT failed: %s", r.where, rep ? rep->str : c->errstr);
+            goto fail_reply;
+        }
+        freeReplyObject(rep);
+    }
+    redis_free_strings(&r);
+    return c;
+fail_reply:
+    if (rep)
+        freeReplyObject(rep);
+fail:
+    if (c)
+        redisFree(c);
+    redis_free_strings(&r);
+    return NULL;
+}

@@ -67,4 +67,10 @@ int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const 
  * valid until the next return to the event loop. Prefer redis_command. */
 redisAsyncContext *redis_ctx(struct redis *r);
 
+/* A blocking connection for one-shot tools (the operator commands): url
+ * as for redis_new, connect, AUTH and SELECT within timeout_ms each; the
+ * context keeps that timeout for commands. NULL with a reason in err (never
+ * the password). Free it with redisFree. */
+redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen);
+
 #endif
