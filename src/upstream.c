@@ -33,6 +33,8 @@ struct upstream_call {
     struct upstream_response res;
     char errbuf[CURL_ERROR_SIZE];
     bool too_large;
+    const char *body; /* borrowed from the caller */
+    size_t body_len, body_off;
     struct upstream_call *prev, *next;
 };
 
@@ -96,6 +98,31 @@ static size_t upstream_write_cb(char *p, size_t size, size_t nitems, void *arg)
     }
     buf_add(&c->res.body, p, n);
     return n;
+}
+
+/* curl: the next part of the request body. */
+static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
+{
+    struct upstream_call *c = arg;
+    size_t n = size * nitems, left = c->body_len - c->body_off;
+    if (n > left)
+        n = left;
+    memcpy(p, c->body + c->body_off, n);
+    c->body_off += n;
+    return n;
+}
+
+/* curl: rewind the body. Only allowed before any of it went out: libcurl
+ * would otherwise resend a request on its own when a reused connection
+ * closes before an answer, and the upstream may have acted on the first one.
+ * Refused, the transfer fails and the caller (the client, or the queue,
+ * which records it) decides whether to send again. */
+static int upstream_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+    struct upstream_call *c = arg;
+    if (offset == 0 && origin == SEEK_SET && c->body_off == 0)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_CANTSEEK;
 }
 
 /* Release a finished or cancelled call; its easy handle goes back to the pool. */
@@ -297,8 +324,14 @@ struct upstream_call *upstream_start(struct upstream *u, const char *method, con
         if (strcmp(method, "POST") != 0)
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
         if (len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+            c->body = len ? body : "";
+            c->body_len = len;
+            curl_easy_setopt(e, CURLOPT_POST, 1L);
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, len ? body : "");
+            curl_easy_setopt(e, CURLOPT_READFUNCTION, upstream_read_cb);
+            curl_easy_setopt(e, CURLOPT_READDATA, c);
+            curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upstream_seek_cb);
+            curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
         }
     }
     c->next = u->calls;
