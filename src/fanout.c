@@ -147,57 +147,6 @@ static size_t fanout_index(const char *s, size_t n, size_t *idx)
     return i;
 }
 
-/* The value of base64 digit c, or -1. */
-static int fanout_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decode the standard base64 at s (whitespace anywhere, '=' padding
- * optional) and append the bytes to out. Returns 0, or -1 when s is not
- * base64 (out then holds a partial result). */
-static int fanout_b64_decode(const char *s, size_t n, struct buf *out)
-{
-    size_t digits = 0, eq = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    buf_reserve(out, n / 4 * 3 + 3);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            continue;
-        if (c == '=') {
-            eq++;
-            continue;
-        }
-        int v = fanout_b64_value(c);
-        if (eq > 0 || v < 0)
-            return -1;
-        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-        bits += 6;
-        digits++;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[out->len++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    if (out->data != NULL)
-        out->data[out->len] = '\0';
-    if (eq > 2 || digits % 4 == 1 || (eq > 0 && (digits + eq) % 4 != 0))
-        return -1;
-    return 0;
-}
-
 /* Append the base64 of the n bytes at s, padded, without line breaks. */
 static void fanout_b64_encode(const char *s, size_t n, struct buf *out)
 {
@@ -566,7 +515,7 @@ static int fanout_raw_message(struct fanout_work *w)
         seserr_set(w->e, fanout_invalid(w->r), "The raw message data is missing.");
         return -1;
     }
-    if (fanout_b64_decode(data, len, &w->msg) != 0) {
+    if (util_base64_decode(data, len, &w->msg) != 0) {
         seserr_set(w->e, fanout_invalid(w->r), "Invalid base64 in the raw message data.");
         return -1;
     }
@@ -1085,7 +1034,7 @@ static int fanout_rewrite_b64(const struct fanout_copy *c, const char *s, size_t
     struct buf msg = BUF_INIT, copy = BUF_INIT;
     bool dkim = false;
     int rc = 0;
-    if (fanout_b64_decode(s, n, &msg) != 0) {
+    if (util_base64_decode(s, n, &msg) != 0) {
         seserr_set(e, SESERR_INTERNAL, "The template holds invalid base64.");
         rc = -1;
     } else if (rfc5322_rewrite_for_copy(buf_cstr(&msg), msg.len, c->to, c->first, &copy, &dkim) !=

@@ -708,49 +708,6 @@ static enum rfc5322_charset rfc5322_charset(const char *s, size_t n)
     return RFC5322_CS_UNKNOWN;
 }
 
-/* Value of a base64 digit, or -1. */
-static int rfc5322_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decode base64 text s[0..n) into out; false if malformed. */
-static bool rfc5322_b64_decode(const char *s, size_t n, struct buf *out)
-{
-    unsigned acc = 0;
-    int bits = 0;
-    size_t digits = 0;
-    bool pad = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '=') {
-            pad = true;
-            continue;
-        }
-        int v = rfc5322_b64_value(c);
-        if (v < 0 || pad)
-            return false;
-        acc = ((acc << 6) | (unsigned)v) & 0xffffu;
-        bits += 6;
-        digits++;
-        if (bits >= 8) {
-            bits -= 8;
-            buf_addc(out, (char)((acc >> bits) & 0xff));
-        }
-    }
-    return digits % 4 != 1;
-}
-
 /* Decode Q text s[0..n) ('_' is a space, =XX a byte) into out; false if malformed. */
 static bool rfc5322_q_decode(const char *s, size_t n, struct buf *out)
 {
@@ -826,7 +783,7 @@ static bool rfc5322_ew_decode(const char *s, size_t n, struct buf *out)
     struct buf raw = BUF_INIT;
     bool ok;
     if (enc == 'b' || enc == 'B')
-        ok = rfc5322_b64_decode(text, tlen, &raw);
+        ok = util_base64_decode(text, tlen, &raw) == 0;
     else if (enc == 'q' || enc == 'Q')
         ok = rfc5322_q_decode(text, tlen, &raw);
     else

@@ -22,6 +22,54 @@ int util_hex_value(unsigned char c)
     return -1;
 }
 
+/* The value of base64 digit c, or -1. */
+static int util_base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int util_base64_decode(const char *s, size_t n, struct buf *out)
+{
+    size_t digits = 0, eq = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    buf_reserve(out, n / 4 * 3 + 3);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        if (c == '=') {
+            eq++;
+            continue;
+        }
+        int v = util_base64_value(c);
+        if (eq > 0 || v < 0)
+            return -1;
+        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+        bits += 6;
+        digits++;
+        if (bits >= 8) {
+            bits -= 8;
+            out->data[out->len++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    if (out->data != NULL)
+        out->data[out->len] = '\0';
+    if (eq > 2 || digits % 4 == 1 || (eq > 0 && (digits + eq) % 4 != 0))
+        return -1;
+    return 0;
+}
+
 void util_hex(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "buf.h"
+
 #define UTIL_SHA256_HEX_LEN 64
 
 /* The value of hex digit c (either case), or -1. */
@@ -39,6 +41,12 @@ int util_parse_duration_ms(const char *s, int64_t *out_ms);
 /* Parse a size: a number with optional unit b, k, m, g (powers of 1024).
  * Returns 0, or -1 if malformed or out of range. */
 int util_parse_size(const char *s, uint64_t *out);
+
+/* Decode standard base64 (A-Z a-z 0-9 + /) at s and append the bytes to
+ * out. Spaces, tabs, CR and LF are skipped anywhere; '=' padding is optional,
+ * but when present it comes last and completes the final group. Returns 0,
+ * or -1 when s is not base64 (out may then hold a partial result). */
+int util_base64_decode(const char *s, size_t n, struct buf *out);
 
 /* Extract the addr-spec from "Display Name <addr>" or a bare "addr": sets
  * start and len within s. Returns 0, or -1 if no plausible address is there. */
