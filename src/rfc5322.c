@@ -794,54 +794,6 @@ static bool rfc5322_ew_decode(const char *s, size_t n, struct buf *out)
     return ok;
 }
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (no overlongs, no
- * surrogates, at most U+10FFFF), or 0. */
-static size_t rfc5322_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t need;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 1;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 2;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n <= need)
-        return 0;
-    for (size_t i = 1; i <= need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need + 1;
-}
-
-/* True when s[0..n) is well-formed UTF-8. */
-static bool rfc5322_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = rfc5322_utf8_len(u + i, n - i);
-        if (k == 0)
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 /* The final display name: controls become spaces, whitespace runs collapse
  * to one space, ends are trimmed, and bytes that are not UTF-8 become U+FFFD.
  * The result is owned by the caller. */
@@ -861,7 +813,7 @@ static char *rfc5322_display_finish(const struct buf *raw)
         if (pending)
             buf_addc(&b, ' ');
         pending = false;
-        size_t k = rfc5322_utf8_len(s + i, raw->len - i);
+        size_t k = util_utf8_len(s + i, raw->len - i);
         if (k == 0) {
             buf_adds(&b, rfc5322_replacement);
             i++;
@@ -979,7 +931,7 @@ static int rfc5322_push(struct rfc5322_parser *p, const struct buf *display, str
     struct rfc5322_addr_list *l = p->out;
     if (l->n >= p->max)
         return rfc5322_fail(p, "too many addresses");
-    if (!rfc5322_utf8_valid(addr->data, addr->len))
+    if (!util_utf8_valid(addr->data, addr->len))
         return rfc5322_fail(p, "address is not valid UTF-8");
     if (l->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 8;

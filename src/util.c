@@ -105,40 +105,46 @@ bool util_ieq(const char *a, size_t alen, const char *b)
     return alen == blen && strncasecmp(a, b, alen) == 0;
 }
 
+size_t util_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t need;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 1;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n <= need)
+        return 0;
+    for (size_t i = 1; i <= need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return need + 1;
+}
+
 bool util_utf8_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t need;
-        unsigned cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = util_utf8_len(u + i, n - i);
+        if (k == 0)
             return false;
-        }
-        if ((size_t)(end - p) <= need)
-            return false;
-        for (size_t i = 1; i <= need; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += need + 1;
+        i += k;
     }
     return true;
 }

@@ -25,6 +25,9 @@ bool util_ct_equal(const void *a, const void *b, size_t n);
 
 /* ASCII case-insensitive comparison of a counted string with a C string. */
 bool util_ieq(const char *a, size_t alen, const char *b);
+/* Length of the well-formed UTF-8 sequence that starts s[0..n) (no
+ * overlongs, no surrogates, at most U+10FFFF), or 0 when there is none. */
+size_t util_utf8_len(const unsigned char *s, size_t n);
 /* True when the n bytes are well-formed UTF-8 (no overlongs, no surrogates). */
 bool util_utf8_valid(const char *s, size_t n);
 
