@@ -66,6 +66,7 @@ struct config {
     int64_t max_recipients;
     int64_t concurrency;
     int64_t max_attempts;
+    int64_t lease_ms; /* a queued send held this long by a silent worker is reclaimed */
     int64_t status_ttl_ms;
     /* [sandbox] */
     double sandbox_rate;

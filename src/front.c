@@ -48,11 +48,19 @@ struct front_req {
     struct timespec start;
     struct buf send_body; /* a body sesgate built (a fanned-out copy, a stripped tag) */
     struct fanout_plan plan;
-    char batch_id[37]; /* "" unless the request became a batch */
-    char *copy0_path;  /* sync batches: where copy 0 goes, kept in case the client leaves */
-    char *copy0_ctype;
-    bool enqueuing; /* queue_enqueue's callback is still to come */
-    bool abandoned; /* the client left while enqueuing */
+    char batch_id[37];           /* "" unless the request became a batch */
+    bool copy0;                  /* a sync batch: copy 0 goes upstream before the rest is queued */
+    struct front_answer *answer; /* copy 0's SES answer, relayed once the rest is queued */
+    bool enqueuing;              /* queue_enqueue's callback is still to come */
+    bool abandoned;              /* the client left while copy 0 or the enqueue was pending */
+};
+
+/* The SES answer to copy 0 of a sync batch. */
+struct front_answer {
+    long status;
+    char content_type[128];
+    char request_id[128];
+    struct buf body;
 };
 
 /* A 128-bit xorshift step: request ids need uniqueness, not secrecy. */
@@ -108,8 +116,9 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
     buf_free(&r->send_body);
-    free(r->copy0_path);
-    free(r->copy0_ctype);
+    if (r->answer)
+        buf_free(&r->answer->body);
+    free(r->answer);
     free(r);
 }
 
@@ -428,17 +437,22 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
 static void front_abort(struct httpd_request *hr, void *arg)
 {
     struct front_req *r = arg;
+    (void)hr;
+    log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
+    r->hr = NULL;
+    if (r->enqueuing || (r->copy0 && r->call)) {
+        /* Copy 0 may already be at SES: the batch goes on without the
+         * client; freed when the enqueue answers. */
+        r->abandoned = true;
+        return;
+    }
     if (r->call)
         upstream_cancel(r->call);
     r->call = NULL;
-    log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
-    r->hr = NULL;
-    if (r->enqueuing) {
-        r->abandoned = true; /* freed when the enqueue answers */
-        return;
-    }
     front_finish(r, 499, "client_closed");
 }
+
+static void front_copy0_done(struct upstream_response *res, void *arg);
 
 /* Re-sign the request with the upstream credentials and forward it, with
  * the client's body, or r->send_body when sesgate built one. */
@@ -463,8 +477,8 @@ static void front_forward(struct front_req *r)
         return;
     }
     httpd_set_abort(hr, front_abort, r);
-    r->call =
-        upstream_start(f->up, hr->method, url, hl, body->data, body->len, front_upstream_done, r);
+    r->call = upstream_start(f->up, hr->method, url, hl, body->data, body->len,
+                             r->copy0 ? front_copy0_done : front_upstream_done, r);
     free(url);
 }
 
@@ -499,81 +513,94 @@ static void front_batch_accepted(struct front_req *r)
     buf_free(&body);
 }
 
-/* Copy 0 of a sync batch whose client left went upstream: log the outcome. */
-static void front_orphan_done(struct upstream_response *res, void *arg)
-{
-    struct front_req *r = arg;
-    r->call = NULL;
-    char status[16];
-    snprintf(status, sizeof status, "%ld", res->status);
-    bool ok = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
-    log_event(ok ? LOG_INFO : LOG_ERROR, ok ? "batch_copy0_sent" : "batch_copy0_failed", "id",
-              r->id, "batch", r->batch_id, "status", status, "error",
-              res->error == UPSTREAM_OK ? NULL : res->errmsg, NULL);
-    front_finish(r, 499, "client_closed");
-}
-
-/* Send copy 0 of a sync batch whose client went away while it was queued. */
-static void front_send_orphan_copy0(struct front_req *r)
-{
-    struct seserr e;
-    char *url;
-    struct curl_slist *hl;
-    buf_reset(&r->send_body);
-    if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0 ||
-        (util_sha256_hex(r->send_body.data, r->send_body.len, r->payload_hash),
-         resign_request(r->f->resign, "POST", r->copy0_path, strlen(r->copy0_path), NULL, 0,
-                        r->copy0_ctype, r->copy0_ctype ? strlen(r->copy0_ctype) : 0,
-                        r->payload_hash, time(NULL), &url, &hl) < 0)) {
-        log_event(LOG_ERROR, "batch_copy0_failed", "id", r->id, "batch", r->batch_id, "error",
-                  "cannot render or sign copy 0", NULL);
-        front_finish(r, 499, "client_closed");
-        return;
-    }
-    r->call = upstream_start(r->f->up, "POST", url, hl, r->send_body.data, r->send_body.len,
-                             front_orphan_done, r);
-    free(url);
-}
-
 /* The queue answered: the batch is stored (or not). */
 static void front_enqueued(const char *err, void *arg)
 {
     struct front_req *r = arg;
     r->enqueuing = false;
+    if (err != NULL) {
+        /* Nothing of the batch is queued. With copy 0 sent, the client
+         * hears a retryable error, and a retry sends copy 0 again. */
+        log_event(r->copy0 ? LOG_ERROR : LOG_WARN, "enqueue_failed", "id", r->id, "batch",
+                  r->batch_id, "error", err, "copy0", r->copy0 ? "sent" : NULL, NULL);
+    }
     if (r->abandoned) {
-        /* The batch stands: the client may not have heard, but it is queued,
-         * and copy 0 of a sync batch still goes. */
-        if (err == NULL) {
+        if (err == NULL)
             log_event(LOG_WARN, "batch_queued_client_gone", "id", r->id, "batch", r->batch_id,
                       NULL);
-            if (r->f->cfg->first_recipient_sync) {
-                front_send_orphan_copy0(r);
-                return;
-            }
-        }
         front_finish(r, 499, "client_closed");
         return;
     }
     if (err != NULL) {
         struct seserr e;
-        log_event(LOG_WARN, "enqueue_failed", "id", r->id, "batch", r->batch_id, "error", err,
-                  NULL);
-        seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
+        seserr_set(&e, SESERR_UNAVAILABLE,
+                   r->copy0 ? "The queue is unavailable; only the first recipient was sent."
+                            : "The queue is unavailable; nothing was sent.");
+        r->batch_id[0] = '\0';
         front_fail(r, &e);
         return;
     }
-    if (r->f->cfg->first_recipient_sync) {
-        /* Copy 0 goes now, and its real SES answer goes back to the client. */
-        struct seserr e;
-        buf_reset(&r->send_body);
-        if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0) {
-            front_fail(r, &e);
-            return;
-        }
-        front_forward(r);
+    if (r->answer == NULL) {
+        front_batch_accepted(r);
         return;
     }
-    front_batch_accepted(r);
+    /* Copy 0's own SES answer, naming the batch. */
+    struct front_answer *a = r->answer;
+    r->answer = NULL;
+    char id[sizeof r->id], batch[sizeof r->batch_id];
+    memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
+    memcpy(batch, r->batch_id, sizeof batch);
+    struct httpd_header h[3];
+    size_t nh = 0;
+    h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", batch};
+    if (a->content_type[0])
+        h[nh++] = (struct httpd_header){"Content-Type", a->content_type};
+    h[nh++] = (struct httpd_header){"x-amzn-RequestId", a->request_id[0] ? a->request_id : id};
+    struct httpd_request *hr = r->hr;
+    front_finish(r, (int)a->status, NULL);
+    httpd_respond(hr, (int)a->status, h, nh, a->body.data, a->body.len);
+    buf_free(&a->body);
+    free(a);
+}
+
+/* Copy 0 of a sync batch was answered. Sent: queue the rest, recording
+ * copy 0's MessageId, and relay its answer once they are stored. Not sent:
+ * relay SES's answer and queue nothing, so a retry by the client sends no
+ * copy twice. */
+static void front_copy0_done(struct upstream_response *res, void *arg)
+{
+    struct front_req *r = arg;
+    bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
+    if (!sent) {
+        char status[16];
+        snprintf(status, sizeof status, "%ld", res->status);
+        log_event(LOG_INFO, "batch_copy0_failed", "id", r->id, "batch", r->batch_id, "status",
+                  status, "error", res->error == UPSTREAM_OK ? NULL : res->errmsg, NULL);
+        r->batch_id[0] = '\0';
+        if (r->abandoned) {
+            r->call = NULL;
+            front_finish(r, 499, "client_closed");
+            return;
+        }
+        front_upstream_done(res, r);
+        return;
+    }
+    r->call = NULL;
+    metrics_upstream(res->seconds, "ok");
+    struct front_answer *a = xcalloc(1, sizeof *a);
+    a->status = res->status;
+    snprintf(a->content_type, sizeof a->content_type, "%s", res->content_type);
+    snprintf(a->request_id, sizeof a->request_id, "%s", res->request_id);
+    a->body = res->body;
+    res->body = (struct buf)BUF_INIT;
+    r->answer = a;
+    char mid[256];
+    if (!queue_message_id(r->api == SESREQ_V2 ? 2 : 1, a->body.data ? a->body.data : "",
+                          a->body.len, mid, sizeof mid) ||
+        mid[0] == '\0')
+        snprintf(mid, sizeof mid, "-");
+    r->enqueuing = true;
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, mid, front_enqueued, r);
 }
 
 /* The send path: every send action comes here. A send to two or more To
@@ -604,18 +631,26 @@ static void front_send(struct front_req *r)
     }
     front_request_id(f, r->batch_id);
     if (cfg->first_recipient_sync) {
-        struct httpd_request *hr = r->hr;
-        size_t ctlen = 0;
-        const char *ctype = httpd_header(hr, "content-type", &ctlen);
-        r->copy0_path = r->api == SESREQ_V2
-                            ? xstrndup(hr->path + r->v2_off, hr->path_len - r->v2_off)
-                            : xstrdup("/");
-        r->copy0_ctype = ctype ? xstrndup(ctype, ctlen) : NULL;
+        /* Copy 0 goes first; the rest is queued once SES accepted it. */
+        if (!queue_ready(f->queue)) {
+            seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
+            r->batch_id[0] = '\0';
+            front_fail(r, &e);
+            return;
+        }
+        buf_reset(&r->send_body);
+        if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0) {
+            r->batch_id[0] = '\0';
+            front_fail(r, &e);
+            return;
+        }
+        r->copy0 = true;
+        front_forward(r);
+        return;
     }
     r->enqueuing = true;
     httpd_set_abort(r->hr, front_abort, r);
-    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan,
-                  cfg->first_recipient_sync ? 1 : 0, front_enqueued, r);
+    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
 }
 
 /* A context for a request that just arrived (freed by front_finish). */

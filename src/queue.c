@@ -24,8 +24,8 @@
 
 #define QUEUE_IDLE_MS      50    /* wait after a read that returned nothing */
 #define QUEUE_TICK_MS      1000  /* due retries and reclaims */
-#define QUEUE_LEASE_MS     60000 /* an entry pending this long is reclaimed */
 #define QUEUE_HOLD_MS      60000 /* daily quota exceeded: try again after this */
+#define QUEUE_RECORD_MS    250   /* an outcome Redis did not take: record it again after this */
 #define QUEUE_RECLAIM_MAX  100
 #define QUEUE_DUE_MAX      1000
 #define QUEUE_CACHE        8 /* batches kept in memory */
@@ -215,27 +215,34 @@ static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
     free(e);
 }
 
-/* Public: store a batch and queue its copies first .. nto-1. */
+/* Public: Redis answers. */
+bool queue_ready(const struct queue *q)
+{
+    return redis_ready(q->rd);
+}
+
+/* Public: store a batch and queue its copies (1.. when copy 0 was sent). */
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
-                   const struct fanout_plan *p, size_t first, queue_done_fn done, void *arg)
+                   const struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg)
 {
     struct queue_enq *e = xcalloc(1, sizeof *e);
     e->done = done;
     e->arg = arg;
-    if (first > 1 || first >= p->nto) {
+    size_t first = copy0_id ? 1 : 0;
+    if (first >= p->nto) {
         /* redis_command on a closed connection answers later: do the same */
         queue_eval(q, QS_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
-    size_t n = 4 + 10 + (p->nto - first);
+    size_t n = 5 + 10 + p->nto;
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = queue_key(q, "b:", batch_id), *kr = queue_key(q, "r:", batch_id);
     char *kq = queue_key(q, "q", NULL), *krec = queue_key(q, "recent", NULL);
-    char created[24], ttl[24], firsts[8];
+    char *ko = queue_key(q, "o:", batch_id);
+    char created[24], ttl[24];
     snprintf(created, sizeof created, "%" PRId64, queue_now_ms());
     snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
-    snprintf(firsts, sizeof firsts, "%zu", first);
     struct buf riders = BUF_INIT;
     for (size_t i = 0; i < p->nriders; i++)
         buf_printf(&riders, "%s%c:%s", i ? "\n" : "", p->riders[i].kind == FANOUT_BCC ? 'b' : 'c',
@@ -250,6 +257,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = kr;
     argv[k++] = kq;
     argv[k++] = krec;
+    argv[k++] = ko;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
@@ -260,13 +268,14 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = buf_cstr(&riders);
     argv[k++] = flags;
     argv[k++] = ttl;
-    argv[k++] = firsts;
-    for (size_t i = first; i < p->nto; i++)
+    argv[k++] = copy0_id ? copy0_id : "";
+    for (size_t i = 0; i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 9)
+        if (i != 10)
             lens[i] = strlen(argv[i]);
-    queue_eval(q, QS_ENQUEUE, 4, (int)n, argv, lens, queue_enqueued, e);
+    queue_eval(q, QS_ENQUEUE, 5, (int)n, argv, lens, queue_enqueued, e);
+    free(ko);
     free(kb);
     free(kr);
     free(kq);
@@ -304,6 +313,8 @@ struct job {
     struct buf body;
     struct upstream_call *call;
     bool redis_pending;
+    char *outcome[4];           /* kind and arguments, kept until Redis took them */
+    struct event *record_timer; /* records the outcome again after a Redis outage */
     struct job *prev, *next;
 };
 
@@ -414,6 +425,10 @@ static void worker_job_end(struct job *j)
     free(j->batch_id);
     free(j->addr);
     buf_free(&j->body);
+    for (int i = 0; i < 4; i++)
+        free(j->outcome[i]);
+    if (j->record_timer)
+        event_free(j->record_timer);
     free(j);
     if (w->freed)
         worker_maybe_free(w);
@@ -501,6 +516,30 @@ static void worker_ack(struct job *j)
     redis_command(w->q->rd, worker_acked, j, "XDEL %s %s", w->kq, j->entry);
 }
 
+static void worker_record(struct job *j);
+
+/* True when Redis did not run a script for a reason that passes: the
+ * connection dropped, or the server is loading, busy, read-only or full. */
+static bool worker_redis_transient(const redisReply *reply, const char *err)
+{
+    static const char *const codes[] = {"OOM",      "LOADING",    "BUSY",
+                                        "READONLY", "MASTERDOWN", "TRYAGAIN"};
+    if (reply == NULL)
+        return true;
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (strncmp(err, codes[i], strlen(codes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The record timer fired: try to record j's outcome again. */
+static void worker_record_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_record(arg);
+}
+
 /* outcome.lua answered. */
 static void worker_outcome_done(const redisReply *reply, const char *err, void *arg)
 {
@@ -511,15 +550,29 @@ static void worker_outcome_done(const redisReply *reply, const char *err, void *
         worker_ack(j);
         return;
     }
+    if (err && worker_redis_transient(reply, err)) {
+        /* The copy went out: keep its outcome and record it once Redis is
+         * back, so the entry is not sent again when it is reclaimed. */
+        if (j->record_timer == NULL) {
+            log_event(LOG_WARN, "queue_outcome_pending", "batch", j->batch_id, "entry", j->entry,
+                      "error", err, NULL);
+            j->record_timer = evtimer_new(j->w->base, worker_record_cb, j);
+        }
+        struct timeval tv = {0, QUEUE_RECORD_MS * 1000};
+        evtimer_add(j->record_timer, &tv);
+        return;
+    }
     if (err) /* the entry stays pending and is reclaimed after the lease */
         log_event(LOG_WARN, "queue_outcome_failed", "batch", j->batch_id, "entry", j->entry,
                   "error", err, NULL);
+    else if (j->record_timer)
+        log_event(LOG_INFO, "queue_outcome_recorded", "batch", j->batch_id, "entry", j->entry,
+                  NULL);
     worker_job_end(j);
 }
 
-/* Record j's outcome: kind and up to three arguments (NULL: none). */
-static void worker_outcome(struct job *j, const char *kind, const char *a1, const char *a2,
-                           const char *a3)
+/* Run outcome.lua with j's kept outcome. */
+static void worker_record(struct job *j)
 {
     struct worker *w = j->w;
     char *kb = queue_key(w->q, "b:", j->batch_id), *ko = queue_key(w->q, "o:", j->batch_id);
@@ -527,20 +580,26 @@ static void worker_outcome(struct job *j, const char *kind, const char *a1, cons
     char idx[24], ttl[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    const char *argv[13] = {kb, ko, w->kq, w->kd, w->kdlq, kr, j->entry, idx, kind};
-    int n = 9;
-    if (a1)
-        argv[n++] = a1;
-    if (a2)
-        argv[n++] = a2;
-    if (a3)
-        argv[n++] = a3;
+    const char *argv[13] = {kb, ko, w->kq, w->kd, w->kdlq, kr, j->entry, idx};
+    int n = 8;
+    for (int i = 0; i < 4 && j->outcome[i]; i++)
+        argv[n++] = j->outcome[i];
     argv[n++] = ttl;
     j->redis_pending = true;
     queue_eval(w->q, QS_OUTCOME, 6, n, argv, NULL, worker_outcome_done, j);
     free(kb);
     free(ko);
     free(kr);
+}
+
+/* Record j's outcome: kind and up to three arguments (NULL: none). */
+static void worker_outcome(struct job *j, const char *kind, const char *a1, const char *a2,
+                           const char *a3)
+{
+    const char *parts[4] = {kind, a1, a2, a3};
+    for (int i = 0; i < 4 && parts[i]; i++)
+        j->outcome[i] = xstrdup(parts[i]);
+    worker_record(j);
 }
 
 /* Record a permanent failure of j. */
@@ -608,6 +667,14 @@ static bool worker_json_text(const char *s, size_t n, const char *key, char *out
     return ok;
 }
 
+/* Public: the MessageId of an SES send answer. */
+bool queue_message_id(int api, const char *body, size_t n, char *out, size_t outlen)
+{
+    if (api == 2)
+        return worker_json_text(body, n, "MessageId", out, outlen);
+    return worker_xml_text(body, n, "<MessageId>", "</MessageId>", out, outlen);
+}
+
 /* The upstream answered j's send. */
 static void worker_sent(struct upstream_response *res, void *arg)
 {
@@ -636,8 +703,7 @@ static void worker_sent(struct upstream_response *res, void *arg)
     snprintf(idx, sizeof idx, "%ld", j->index);
     switch (cls) {
     case BACKOFF_OK:
-        if (!worker_xml_text(data, n, "<MessageId>", "</MessageId>", msgid, sizeof msgid) &&
-            !worker_json_text(data, n, "MessageId", msgid, sizeof msgid))
+        if (!queue_message_id(api, data, n, msgid, sizeof msgid) || msgid[0] == '\0')
             snprintf(msgid, sizeof msgid, "-");
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
@@ -1015,7 +1081,7 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     if (n > 0) {
         char count[24], lease[24];
         snprintf(count, sizeof count, "%zu", n);
-        snprintf(lease, sizeof lease, "%d", QUEUE_LEASE_MS);
+        snprintf(lease, sizeof lease, "%" PRId64, w->cfg->lease_ms);
         const char *cv[] = {"XAUTOCLAIM", w->kq,           "w",     w->name,
                             lease,        w->claim_cursor, "COUNT", count};
         w->redis_pending++;
@@ -1306,7 +1372,8 @@ json_t *queue_show_json(const char *id, const redisReply *reply)
     queue_jset(o, "flags", flags ? queue_jstr(flags) : json_string(""));
     json_t *rs = queue_jok(json_array());
     long long sent = 0, dead = 0, retrying = 0, queued = 0;
-    for (long long i = first; i < first + total; i++) {
+    queue_jset(o, "first_recipient", json_string(first ? "sync" : "queue"));
+    for (long long i = 0; i < total; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%lld", i);
         json_t *r = queue_jok(json_object());

@@ -35,11 +35,21 @@ struct queue *queue_new(struct event_base *base, const struct config *cfg, struc
 /* Release q; a pending enqueue callback fires with an error first. */
 void queue_free(struct queue *q);
 
-/* Store batch_id for client: p's template and riders once, and copies
- * first .. p->nto-1 (first is 0 with first_recipient = queue, 1 with sync:
- * copy 0 is then sent by the caller). done fires exactly once. */
+/* Store batch_id for client: p's template and riders once, and one entry
+ * per To recipient. copy0_id is NULL when every copy is queued; otherwise
+ * the caller already sent copy 0 (first_recipient = sync) and copy0_id is
+ * its SES MessageId, recorded as its outcome, and copies 1.. are queued.
+ * done fires exactly once. */
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
-                   const struct fanout_plan *p, size_t first, queue_done_fn done, void *arg);
+                   const struct fanout_plan *p, const char *copy0_id, queue_done_fn done,
+                   void *arg);
+
+/* True when Redis is connected and answering (an enqueue can succeed). */
+bool queue_ready(const struct queue *q);
+
+/* The MessageId in an SES send answer (v1 XML or v2 JSON; api 1 or 2) into
+ * out; false when there is none. */
+bool queue_message_id(int api, const char *body, size_t n, char *out, size_t outlen);
 
 struct worker;
 

@@ -19,8 +19,8 @@
 -- recipient list is removed (the batch is in progress again; outcome.lua
 -- sets it again when the batch completes), an entry b <batch>, i <index>,
 -- a 0 is added to the queue stream (attempts start over) and the dead
--- letter is deleted. outcome.lua keeps the template and the recipient list
--- of a batch while it has dead recipients, until status_ttl.
+-- letter is deleted. outcome.lua keeps the template of a batch while it
+-- has dead recipients, until status_ttl.
 -- A dead letter whose batch has expired (status_ttl passed) stays where it
 -- is and is not counted; an operator purges it. A dead letter whose
 -- recipient no longer has a dead outcome (already retried) is deleted and

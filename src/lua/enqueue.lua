@@ -4,6 +4,7 @@
 -- KEYS[2]  recipient list    P:{P}:r:<id>
 -- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
 -- KEYS[4]  recent batches    P:{P}:recent (sorted set)
+-- KEYS[5]  outcome hash      P:{P}:o:<id>
 -- Every key carries the same hash tag {P}, so one call touches one slot.
 --
 -- ARGV[1]  batch id
@@ -15,25 +16,26 @@
 -- ARGV[7]  riders ("c:addr" / "b:addr" lines, copy 0 only; may be empty)
 -- ARGV[8]  flags (free text: raw, DKIM envelope-only)
 -- ARGV[9]  status_ttl, ms (kept in the batch hash for the operator tools)
--- ARGV[10] first index: 0 when every To recipient is queued, 1 when copy 0
---          is sent by the caller and only copies 1..n are queued
--- ARGV[11..] the queued To addresses in order: ARGV[11] has index
---          ARGV[10], the next one index ARGV[10] + 1, and so on.
+-- ARGV[10] copy 0: empty when every To recipient is queued; otherwise the
+--          caller already sent copy 0 (first_recipient = sync) and this is
+--          the MessageId SES gave it
+-- ARGV[11..] every To address in order: ARGV[11] has index 0
 --
 -- Writes: the batch hash (client, api, action, created, total, first,
--- template, riders, flags, ttl, and the counters sent, done, failed, dead
--- at 0); the recipient list, where the address of index i is at position i
--- (when the first index is 1, position 0 holds an empty placeholder for the
--- copy the caller sends itself); one stream entry per queued recipient with
--- exactly the fields b <batch id> and i <index> (the address is read from
--- the list, so an entry costs a few bytes); the batch id in the recent set.
--- "total" is the number of queued recipients: the batch is complete when
--- that many outcomes are recorded (outcome.lua).
+-- template, riders, flags, ttl, and the counters sent, done, failed, dead);
+-- the recipient list, where the address of index i is at position i; one
+-- stream entry per queued recipient with exactly the fields b <batch id>
+-- and i <index> (the address is read from the list, so an entry costs a few
+-- bytes); the batch id in the recent set. "total" counts every To
+-- recipient; the batch is complete when that many outcomes are recorded
+-- (outcome.lua). When copy 0 was sent by the caller, "first" is 1, its
+-- outcome "s <MessageId>" is recorded at once, "sent" starts at 1, and only
+-- indexes 1..total-1 are queued.
 --
--- Returns the number of stream entries added (total).
--- Errors (nothing written): "BATCHEXISTS" when the batch hash or its
--- recipient list exists; "BADARGS" for a malformed argument or no address;
--- "WRONGTYPE" when a key holds another type than expected; an OOM error
+-- Returns the number of stream entries added.
+-- Errors (nothing written): "BATCHEXISTS" when the batch hash, its
+-- recipient list or its outcomes exist; "BADARGS" for a malformed argument
+-- or nothing to queue; "WRONGTYPE" when a key holds another type than expected; an OOM error
 -- when Redis is over maxmemory.
 --
 -- Atomicity: Redis runs a script atomically (nothing else runs in between),
@@ -46,16 +48,20 @@
 -- succeeded the rest always completes. So the batch is stored whole or not
 -- at all, and the caller reports success only after this script returned.
 
-local batch, list, stream, recent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local batch, list, stream, recent, outcome = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[1]
 local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
-local first = tonumber(ARGV[10])
+local copy0 = ARGV[10]
 local naddr = #ARGV - 10
+local first = 0
+if copy0 ~= nil and copy0 ~= '' then
+    first = 1
+end
 
-if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or
-    (first ~= 0 and first ~= 1) or naddr < 1 then
-    return redis.error_reply('BADARGS enqueue: id, created, ttl, first index (0|1) and one address at least')
+if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
+    naddr < first + 1 then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0 and an address to queue')
 end
 
 local function enqueue_type(key, want)
@@ -66,7 +72,7 @@ local function enqueue_type(key, want)
     return nil
 end
 
-if redis.call('EXISTS', batch, list) ~= 0 then
+if redis.call('EXISTS', batch, list, outcome) ~= 0 then
     return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
 end
 local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset')
@@ -94,21 +100,21 @@ end
 redis.call('HSET', batch, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],
     'created', ARGV[2], 'total', naddr, 'first', first, 'template', ARGV[6],
     'riders', ARGV[7], 'flags', ARGV[8], 'ttl', ARGV[9],
-    'sent', 0, 'done', 0, 'failed', 0, 'dead', 0)
+    'sent', first, 'done', 0, 'failed', 0, 'dead', 0)
+if first == 1 then
+    redis.call('HSET', outcome, 0, 's ' .. copy0)
+end
 
 -- RPUSH in chunks: Lua's unpack is bounded by its C stack.
 local chunk = 1000
-if first == 1 then
-    redis.call('RPUSH', list, '')
-end
 for s = 11, #ARGV, chunk do
     local e = math.min(s + chunk - 1, #ARGV)
     redis.call('RPUSH', list, unpack(ARGV, s, e))
 end
 
-for k = 0, naddr - 1 do
-    redis.call('XADD', stream, '*', 'b', id, 'i', first + k)
+for k = first, naddr - 1 do
+    redis.call('XADD', stream, '*', 'b', id, 'i', k)
 end
 
 redis.call('ZADD', recent, created, id)
-return naddr
+return naddr - first

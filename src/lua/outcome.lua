@@ -35,10 +35,11 @@
 -- entry, so an entry with an outcome is never sent twice.
 --
 -- Completion: when sent + done + dead == total, the batch hash, the outcome
--- hash and the recipient list get status_ttl as their time to live. When no
--- recipient is dead the recipient list is deleted and the template and the
--- riders are removed from the batch hash at once; while dead letters remain
--- they are kept (until status_ttl) so dlq_retry.lua can send them again.
+-- hash and the recipient list (the batch status: who got which MessageId or
+-- error) get status_ttl as their time to live. When no recipient is dead
+-- the template and the riders are removed from the batch hash at once;
+-- while dead letters remain they are kept (until status_ttl) so
+-- dlq_retry.lua can send them again.
 --
 -- Returns 1 when the outcome was recorded, 0 for a replay.
 -- Errors (nothing written): "BADARGS" for a malformed argument,
@@ -116,11 +117,9 @@ local total, sent, done, dead =
     tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
 if sent + done + dead >= total then
     if dead == 0 then
-        redis.call('DEL', list)
         redis.call('HDEL', batch, 'template', 'riders')
-    else
-        redis.call('PEXPIRE', list, ttl)
     end
+    redis.call('PEXPIRE', list, ttl)
     redis.call('PEXPIRE', batch, ttl)
     redis.call('PEXPIRE', outcome, ttl)
 end

@@ -4,9 +4,8 @@ that drops, fails, garbles and stalls, and a Redis that is down when a batch
 arrives. Nothing accepted may be lost; duplicates are bounded by what was in
 flight.
 
-The claim lease (QUEUE_LEASE_MS in src/queue.c) is a compile-time 60 s, so
-the tests that leave entries pending wait a little over a minute for the
-reclaim."""
+The rigs run with a 5 s claim lease ([send] lease), so entries left pending
+by a dead worker are reclaimed 5 s later."""
 
 import base64
 import os
@@ -28,7 +27,7 @@ STREAM = "%s:{%s}:q" % (PREFIX, PREFIX)
 DELAYED = "%s:{%s}:d" % (PREFIX, PREFIX)
 DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-LEASE_S = 60
+LEASE_S = 5
 
 
 class WorkSesgate(RunSesgate):
@@ -99,7 +98,7 @@ class Rig:
         self.app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
         policies = {"app": {"creds": self.app, "allow_actions": ["*"], "allow_from": ["*"]}}
         extra = {"send": {"first_recipient": "queue", "max_attempts": "12", "rate": "1000",
-                          "concurrency": "8"}}
+                          "concurrency": "8", "lease": "%ds" % LEASE_S}}
         extra["send"].update(send or {})
         if upstream:
             extra["upstream"] = upstream
@@ -224,12 +223,12 @@ def duplicates(got):
 
 def test_kill_sesgate_mid_batch(rig_factory):
     r = rig_factory("kill").start()
-    to = ["k%04d@example.net" % i for i in range(2000)]
+    to = ["k%04d@example.net" % i for i in range(5000)]
     r.fake.control(mode="normal", delay_ms=20, count=1000000)
     redis_pid = managed_redis_pid(r.gate)
     r.orphans.append(redis_pid)
     send(r.gw, to)
-    wait_count(r.fake, 300)
+    wait_count(r.fake, 1500)
     r.gate.proc.send_signal(signal.SIGKILL)
     r.gate.proc.wait()
     killed_at = time.monotonic()
@@ -241,11 +240,11 @@ def test_kill_sesgate_mid_batch(rig_factory):
     worker.log_path = r.gate.log_path.with_name("sesgate-work-%d.log" % worker.admin_port)
     r.others.append(worker)
     worker.start()
-    got = wait_all(r.fake, to, timeout=LEASE_S + 20)
+    got = wait_all(r.fake, to, timeout=LEASE_S + 60)
     took = time.monotonic() - killed_at
     # Entries that were in flight stay pending until the lease runs out, then
     # are reclaimed and, having no recorded outcome, sent again.
-    drained = wait_drained(r.redis, timeout=max(5.0, LEASE_S + 20 - (time.monotonic() - killed_at)))
+    drained = wait_drained(r.redis, timeout=LEASE_S + 20)
     drained_in = time.monotonic() - killed_at
     time.sleep(0.5)
     got = accepted(r.fake.requests())
@@ -270,9 +269,9 @@ def test_kill_managed_redis_mid_batch(rig_factory):
     wait_count(r.fake, 200)
     os.kill(first, signal.SIGKILL)
     killed_at = time.monotonic()
-    got = wait_all(r.fake, to, timeout=LEASE_S + 25)
+    got = wait_all(r.fake, to, timeout=LEASE_S + 40)
     took = time.monotonic() - killed_at
-    drained = wait_drained(r.redis, timeout=max(5.0, LEASE_S + 25 - (time.monotonic() - killed_at)))
+    drained = wait_drained(r.redis, timeout=LEASE_S + 20)
     drained_in = time.monotonic() - killed_at
     time.sleep(0.5)
     got = accepted(r.fake.requests())
@@ -284,6 +283,10 @@ def test_kill_managed_redis_mid_batch(rig_factory):
     print("\nkill -9 managed redis-server: all delivered %.1f s and queue drained %s %.1f s after the kill, "
           "%d duplicate sends %s" % (took, drained, drained_in, dup, sorted(a for a, n in got.items() if n > 1)))
     assert not missing, "%d addresses never delivered, e.g. %s" % (len(missing), missing[:10])
+    # Outcomes Redis could not take while it was down are recorded once it is
+    # back; what the append-only file had not yet written (up to a second
+    # with appendfsync everysec) is sent again, at most what was in flight.
+    assert dup <= 8, "duplicates %d exceed the 8 sends in flight" % dup
     assert drained == (0, 0, 0), "stream length, delay set size, pending entries"
     assert int(r.redis("XLEN", DLQ) or 0) == 0
     assert "redis_exited" in r.gate.log_text()

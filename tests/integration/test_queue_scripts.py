@@ -121,12 +121,12 @@ def addresses(n, start=0):
     return [f"u{k:07d}@example.org" for k in range(start, start + n)]
 
 
-def enqueue(r, batch, addrs, first=0, created=1700000000000, template="Action=SendEmail&x=1",
+def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
             riders="c:cc@example.org\n"):
-    """Run enqueue.lua for batch."""
-    b, lst, _ = keys_of(batch)
-    return r.script("enqueue", [b, lst, Q, RECENT],
-                    [batch, created, "app", 1, "SendEmail", template, riders, "", TTL, first]
+    """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already sent)."""
+    b, lst, o = keys_of(batch)
+    return r.script("enqueue", [b, lst, Q, RECENT, o],
+                    [batch, created, "app", 1, "SendEmail", template, riders, "", TTL, copy0]
                     + addrs)
 
 
@@ -179,12 +179,26 @@ def test_enqueue_1000(r):
         assert f == {"b": "B1", "i": str(k)}
 
 
-def test_enqueue_first_index_one(r):
-    addrs = addresses(3, 1)
-    assert enqueue(r, "B2", addrs, first=1) == 3
-    _, lst, _ = keys_of("B2")
-    assert r.cmd("LRANGE", lst, 0, -1) == [""] + addrs
-    assert [f["i"] for _, f in read_group(r)] == ["1", "2", "3"]
+def test_enqueue_with_copy0_sent(r):
+    # copy 0 sent and nothing else to queue is not a batch
+    with pytest.raises(RedisError, match="BADARGS"):
+        enqueue(r, "B4", addresses(1), copy0="mid")
+    assert r.snapshot() == {}
+    addrs = addresses(4)
+    assert enqueue(r, "B2", addrs, copy0="0100-mid-0") == 3
+    b, lst, o = keys_of("B2")
+    h = r.cmd("HGETALL", b)
+    assert (h["total"], h["first"], h["sent"]) == ("4", "1", "1")
+    assert r.cmd("LRANGE", lst, 0, -1) == addrs
+    assert r.cmd("HGETALL", o) == {"0": "s 0100-mid-0"}
+    entries = read_group(r)
+    assert [f["i"] for _, f in entries] == ["1", "2", "3"]
+    # the batch completes with the three queued outcomes
+    for k, (eid, _) in enumerate(entries):
+        assert outcome(r, "B2", eid, k + 1, "sent", "mid-%d" % (k + 1)) == 1
+    assert r.cmd("HGET", b, "sent") == "4"
+    assert r.cmd("HEXISTS", b, "template") == 0 and r.cmd("PTTL", b) > 0
+    assert r.cmd("LRANGE", lst, 0, -1) == addrs and r.cmd("PTTL", lst) > 0
     # a second batch reuses the existing group
     assert enqueue(r, "B3", addresses(2)) == 2
     assert len(r.cmd("XINFO", "GROUPS", Q)) == 1
@@ -313,7 +327,7 @@ def test_completion_all_sent_cleans_up(r):
     assert r.cmd("EXISTS", lst) == 1 and r.cmd("HEXISTS", b, "template") == 1
     assert r.cmd("PTTL", b) == -1
     outcome(r, "B1", e[2][0], 2, "sent", "m2", ttl=60000)
-    assert r.cmd("EXISTS", lst) == 0
+    assert 0 < r.cmd("PTTL", lst) <= 60000 and r.cmd("LLEN", lst) == 3
     assert r.cmd("HEXISTS", b, "template") == 0 and r.cmd("HEXISTS", b, "riders") == 0
     assert 0 < r.cmd("PTTL", b) <= 60000 and 0 < r.cmd("PTTL", o) <= 60000
     assert r.cmd("HGETALL", o) == {"0": "s m0", "1": "d", "2": "s m2"}
@@ -385,7 +399,7 @@ def test_dlq_retry_moves_back(r):
     outcome(r, "B1", again[0][0], 1, "sent", "m1")
     e2 = r.cmd("XPENDING", Q, "w", "-", "+", 10)
     outcome(r, "B1", e2[0][0], 2, "sent", "m2", ttl=60000)
-    assert r.cmd("EXISTS", lst) == 0 and r.cmd("HEXISTS", b, "template") == 0
+    assert 0 < r.cmd("PTTL", lst) <= 60000 and r.cmd("HEXISTS", b, "template") == 0
     assert 0 < r.cmd("PTTL", b) <= 60000
     assert r.cmd("HGETALL", o) == {"0": "s m0", "1": "s m1", "2": "s m2"}
 

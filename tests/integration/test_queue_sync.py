@@ -96,3 +96,91 @@ def test_v2_simple_and_raw_batches(sgw):
         assert msg["Bcc"] is None and msg.get_payload() == "body\r\n"
         seen.add(msg["To"])
     assert seen == {"a@example.com", "b@example.com"}
+
+
+def batch_status(gw, batch):
+    """GET /batches/{id} on the admin listener, decoded."""
+    status, _, body = harness.http("GET", gw.sesgate.admin_url + "/batches/" + batch)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def wait_complete(gw, batch, timeout=20):
+    """The batch status once every recipient has an outcome."""
+    deadline = time.monotonic() + timeout
+    st = batch_status(gw, batch)
+    while not st["complete"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        st = batch_status(gw, batch)
+    return st
+
+
+def v1_send(gw, rcpts, retries=None):
+    """SendEmail through boto3; returns (response or the ClientError, batch id or "")."""
+    headers = {}
+    client = harness.boto3_client(gw, "ses", creds=gw.creds("app"), max_attempts=retries or 1)
+    client.meta.events.register("after-call", lambda http_response, **kw: headers.update(
+        {k.lower(): v for k, v in http_response.headers.items()}))
+    try:
+        out = client.send_email(Source="s@example.com", Destination={"ToAddresses": rcpts},
+                                Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "x"}}})
+    except client.exceptions.ClientError as err:
+        out = err
+    return out, headers.get("x-sesgate-batch-id", "")
+
+
+def to_of(rec):
+    """The one To address of a recorded v1 SendEmail."""
+    p = dict(urllib.parse.parse_qsl(base64.b64decode(rec["body_b64"]).decode()))
+    assert "Destination.ToAddresses.member.2" not in p
+    return p["Destination.ToAddresses.member.1"]
+
+
+def test_copy0_recorded_in_batch_status(sgw):
+    sgw.fake.reset()
+    rcpts = ["st%d@example.com" % i for i in range(5)]
+    out, batch = v1_send(sgw, rcpts)
+    assert batch, out
+    st = wait_complete(sgw, batch)
+    assert st["complete"] and st["first_recipient"] == "sync", st
+    assert (st["total"], st["sent"], st["dead"]) == (5, 5, 0), st
+    by_index = {r["index"]: r for r in st["recipients"]}
+    assert [by_index[i]["address"] for i in range(5)] == rcpts
+    assert by_index[0]["state"] == "sent" and by_index[0]["message_id"] == out["MessageId"], st
+    ids = {r["message_id"] for r in st["recipients"]}
+    assert len(ids) == 5, st
+
+
+def test_copy0_rejected_queues_nothing(sgw):
+    # SES refuses copy 0 (as it would refuse the whole send): the client gets
+    # that error and no other copy goes out.
+    sgw.fake.reset()
+    sgw.fake.control({"mode": "status", "status": 400, "code": "MessageRejected",
+                      "message": "Email address is not verified.", "count": 1})
+    rcpts = ["rej%d@example.com" % i for i in range(6)]
+    out, batch = v1_send(sgw, rcpts)
+    assert not isinstance(out, dict), out
+    assert out.response["Error"]["Code"] == "MessageRejected", out.response
+    assert batch == "", "a refused send named a batch"
+    time.sleep(1.5)
+    got = sgw.fake.requests()
+    assert len(got) == 1 and got[0]["status"] == 400, harness._summary(got)
+    assert to_of(got[0]) == rcpts[0]
+
+
+def test_copy0_retryable_failure_then_sdk_retry_sends_each_once(sgw):
+    # A retryable failure of copy 0 queues nothing; the SDK's own retry then
+    # sends the batch, so every recipient gets exactly one message.
+    sgw.fake.reset()
+    sgw.fake.control({"mode": "status", "status": 503, "code": "ServiceUnavailable",
+                      "message": "Service unavailable.", "count": 1})
+    rcpts = ["rt%d@example.com" % i for i in range(8)]
+    out, batch = v1_send(sgw, rcpts, retries=3)
+    assert isinstance(out, dict) and out["MessageId"], out
+    got = wait_for(sgw.fake, 9)
+    time.sleep(0.5)
+    got = sgw.fake.requests()
+    assert len([r for r in got if r["status"] == 503]) == 1, harness._summary(got)
+    ok = sorted(to_of(r) for r in got if r["status"] == 200)
+    assert ok == sorted(rcpts), ok
+    assert wait_complete(sgw, batch)["sent"] == 8

@@ -112,6 +112,7 @@ static void test_defaults(void)
     CHECK(cfg.max_recipients == 10000, "max_recipients");
     CHECK(cfg.concurrency == 64, "concurrency");
     CHECK(cfg.max_attempts == 12, "max_attempts");
+    CHECK(cfg.lease_ms == 60000, "lease");
     CHECK(cfg.status_ttl_ms == 7 * 86400000LL, "status_ttl");
     CHECK(cfg.sandbox_rate == 14, "sandbox rate");
     CHECK(cfg.sandbox_daily_quota == 50000, "sandbox daily_quota");
@@ -155,6 +156,7 @@ static void test_defaults(void)
               "max_recipients = 10000\n"
               "concurrency = 64\n"
               "max_attempts = 12\n"
+              "lease = 1m\n"
               "status_ttl = 7d\n"
               "\n"
               "[sandbox]\n"
@@ -231,6 +233,7 @@ static void test_every_key(void)
         {"[send]\nconcurrency = 10000\n", "concurrency = 10000"},
         {"[send]\nmax_attempts = 100\n", "max_attempts = 100"},
         {"[send]\nstatus_ttl = 36h\n", "status_ttl = 36h"},
+        {"[send]\nlease = 5s\n", "lease = 5s"},
         {"[sandbox]\nrate = 0.5\n", "rate = 0.5"},
         {"[sandbox]\ndaily_quota = 0\n", "daily_quota = 0"},
         {"[client.a]\naccess_key_id = AKIDAAAAAAAAAAAA\nsecret_access_key = 0123456789abcdef\n",
