@@ -202,3 +202,47 @@ def test_max_recipients(fgw):
     while len(fgw.fake.requests()) < MAX and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(settled(fgw.fake)) == MAX
+
+
+DKIM = ("DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel; c=relaxed/relaxed;\r\n"
+        " h=from:to:subject:date; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
+        " b=dGVzdHNpZ25hdHVyZQ==\r\n")
+
+
+def test_dkim_signed_to_splits_envelope_only(fgw):
+    fgw.fake.reset()
+    ses = client(fgw, "ses")
+    raw = (DKIM + "From: %s\r\nTo: a@example.org, \"Doe, Jane\" <b@example.org>\r\nCc: c@example.org\r\n"
+           "Subject: signed\r\nDate: Sat, 28 Nov 2026 08:00:00 +0000\r\n\r\nsigned body\r\n"
+           % harness.SENDER).encode()
+    ses.send_raw_email(RawMessage={"Data": raw})
+    batch = ses.seen.get("x-sesgate-batch-id", "")
+    assert len(batch) == 36
+    deadline = time.monotonic() + 10
+    while len(fgw.fake.requests()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    recs = settled(fgw.fake)
+    assert len(recs) == 2, harness._summary(recs)
+    envelopes = []
+    for r in recs:
+        p = form(r)
+        d = dict(p)
+        # the signed message goes out byte for byte; only the envelope differs
+        assert base64.b64decode(d["RawMessage.Data"]) == raw
+        envelopes.append(sorted(v for k, v in p if k.startswith("Destinations.member.")))
+    assert sorted(envelopes) == [["a@example.org", "c@example.org"], ["b@example.org"]]
+    status, _, body = harness.http("GET", fgw.sesgate.admin_url + "/batches/" + batch)
+    assert status == 200
+    st = json.loads(body)
+    assert "dkim" in st["flags"].split(), st["flags"]
+
+
+def test_dkim_signed_with_bcc_header_refused(fgw):
+    fgw.fake.reset()
+    ses = client(fgw, "ses")
+    raw = (DKIM + "From: %s\r\nTo: a@example.org, b@example.org\r\nBcc: hidden@example.org\r\n"
+           "Subject: signed\r\n\r\nbody\r\n" % harness.SENDER).encode()
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        ses.send_raw_email(RawMessage={"Data": raw})
+    assert ei.value.response["Error"]["Code"] == "MessageRejected", ei.value.response
+    assert settled(fgw.fake, 0.5) == []
