@@ -71,7 +71,11 @@ def enqueue(raw, target, nrcpt, run, wrk_out, snap_a, snap_b, wrk_cpu, up_lines,
     rec = {"kind": "enqueue", "target": target, "nrcpt": nrcpt, "run": int(run), "wrk": w,
            "queued_per_request": per_req, "rcpt_per_s": round(w["rps"] * per_req, 1),
            "queue_growth": growth,
-           "growth_per_request": round(growth / w["requests"], 3) if w["requests"] else 0,
+           # per request the front finished: with copy 0 sent first (php, sync) each
+           # finished request made one upstream request; wrk stops counting with
+           # up to CONNS requests still in flight
+           "growth_per_request": round(growth / (w["requests"] if target == "sesgate_queue"
+                                                 else max(up_lines, 1)), 3) if w["requests"] else 0,
            "upstream_lines": up_lines, "dlq": dlq, "cores": c, "wall_s": round(wall, 3),
            "disturbed": disturbed}
     with open(raw, "a") as f:

@@ -953,6 +953,95 @@ static void fanout_take_riders(struct fanout_work *w)
     w->cc.n = w->bcc.n = 0;
 }
 
+/* The comparison key of a recipient: the addr-spec (inside the last <...>
+ * when there is one), trimmed and lower-cased, at *key with its length. */
+static void fanout_addr_key(const char *addr, const char **key, size_t *len)
+{
+    const char *lt = strrchr(addr, '<'), *s = addr, *e = addr + strlen(addr);
+    if (lt) {
+        const char *gt = strchr(lt, '>');
+        if (gt) {
+            s = lt + 1;
+            e = gt;
+        }
+    }
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *key = s;
+    *len = (size_t)(e - s);
+}
+
+/* FNV-1a of a key, case folded. */
+static uint64_t fanout_key_hash(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)k[i];
+        h ^= c >= 'A' && c <= 'Z' ? c + 32u : c;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* A set of recipient keys (open addressing over borrowed strings). */
+struct fanout_set {
+    const char **slot;
+    size_t cap;
+};
+
+/* Add addr's key to set; false when an equal key (ignoring case) is there. */
+static bool fanout_set_add(struct fanout_set *set, const char *addr)
+{
+    const char *k;
+    size_t n;
+    fanout_addr_key(addr, &k, &n);
+    size_t i = (size_t)fanout_key_hash(k, n) & (set->cap - 1);
+    while (set->slot[i]) {
+        const char *o;
+        size_t on;
+        fanout_addr_key(set->slot[i], &o, &on);
+        if (on == n && strncasecmp(o, k, n) == 0)
+            return false;
+        i = (i + 1) & (set->cap - 1);
+    }
+    set->slot[i] = addr;
+    return true;
+}
+
+/* Drop from l (n strings) those set already holds; frees them. Returns the
+ * new count. */
+static size_t fanout_dedup_list(struct fanout_set *set, char **l, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fanout_set_add(set, l[i]))
+            l[k++] = l[i];
+        else
+            free(l[i]);
+    }
+    return k;
+}
+
+/* Each recipient gets one copy: a To address given twice is sent once, and
+ * a Cc or Bcc recipient that is also a To recipient (or given twice) does
+ * not ride with copy 0 as well. Addresses compare by addr-spec, ignoring
+ * case. */
+static void fanout_dedup(struct fanout_work *w)
+{
+    struct fanout_plan *p = w->p;
+    size_t total = p->nto + w->cc.n + w->bcc.n;
+    struct fanout_set set = {NULL, 16};
+    while (set.cap < 2 * total)
+        set.cap *= 2;
+    set.slot = xcalloc(set.cap, sizeof *set.slot);
+    p->nto = fanout_dedup_list(&set, p->to, p->nto);
+    w->cc.n = fanout_dedup_list(&set, w->cc.v, w->cc.n);
+    w->bcc.n = fanout_dedup_list(&set, w->bcc.v, w->bcc.n);
+    free(set.slot);
+}
+
 /* The body of fanout_plan once w is set up. Returns 0, or -1 with e set. */
 static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_recipients)
 {
@@ -977,6 +1066,8 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     } else if (fanout_formatted_recipients(w) != 0) {
         return -1;
     }
+    if (w->possible)
+        fanout_dedup(w);
     fanout_take_riders(w);
     p->batch = w->possible && p->nto >= 2;
     if (p->batch) {

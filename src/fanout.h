@@ -10,7 +10,9 @@
  * A batch is split into a template (the request with every destination
  * parameter and the tag removed, kept once) and the recipients: every To
  * address in order, each of which gets its own copy, then the riders (Cc,
- * then Bcc) that go with copy 0 only. Copy i is rendered from the template
+ * then Bcc) that go with copy 0 only. Each recipient gets one copy: an
+ * address given again (its addr-spec, ignoring case) is dropped, also a Cc
+ * or Bcc rider that is a To recipient. Copy i is rendered from the template
  * and recipient i alone, so storing a batch costs one template plus one
  * address per recipient.
  *

@@ -246,3 +246,31 @@ def test_dkim_signed_with_bcc_header_refused(fgw):
         ses.send_raw_email(RawMessage={"Data": raw})
     assert ei.value.response["Error"]["Code"] == "MessageRejected", ei.value.response
     assert settled(fgw.fake, 0.5) == []
+
+
+def test_each_recipient_gets_one_copy(fgw):
+    # A To address given twice (in any case, with or without a display name)
+    # is sent once; a Cc or Bcc recipient that is also a To recipient gets
+    # its own copy only.
+    fgw.fake.reset()
+    ses = client(fgw, "ses")
+    ses.send_email(Source=harness.SENDER,
+                   Destination={"ToAddresses": ["a@example.org", "Big A <A@EXAMPLE.org>", "b@example.org",
+                                                "a@example.org"],
+                                "CcAddresses": ["b@example.org", "c@example.org"],
+                                "BccAddresses": ["C@example.org", "d@example.org"]},
+                   Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})
+    batch = ses.seen.get("x-sesgate-batch-id", "")
+    assert len(batch) == 36
+    deadline = time.monotonic() + 10
+    while len(fgw.fake.requests()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    recs = settled(fgw.fake)
+    assert len(recs) == 2, harness._summary(recs)
+    dests = {}
+    for r in recs:
+        d = dict(form(r))
+        dests[d["Destination.ToAddresses.member.1"]] = sorted(
+            v for k, v in d.items() if k.startswith("Destination.") and not k.startswith("Destination.To"))
+        assert "Destination.ToAddresses.member.2" not in d
+    assert dests == {"a@example.org": ["c@example.org", "d@example.org"], "b@example.org": []}, dests
