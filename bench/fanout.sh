@@ -26,7 +26,8 @@
 # Loopback only; every process it starts is stopped on exit (trap).
 #
 # Settings (environment):
-#   ONLY ("enqueue drain mem"), RUNS (3), DUR (10s), WARM (2s), CONNS (16)
+#   ONLY ("enqueue drain mem"), RUNS (3), DUR (10s), WARM (2s), CONNS (16),
+#   WRK_TIMEOUT (30s: a PHP request of 1,000 recipients takes over a second)
 #   SIZES ("50 1000"): recipients per request for enqueue
 #   ENQ_TARGETS ("php sesgate sesgate_queue")
 #   DRAIN_N (20000), PHP_WORKERS (16), SG_CONCURRENCY (64), SG_RATE (1000000)
@@ -46,6 +47,7 @@ MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-$(cd "$MAIN/.." && pwd)/shared/baselines/seed-php}"
 ONLY="${ONLY:-enqueue drain mem}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; export CONNS="${CONNS:-16}"
+WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 SIZES="${SIZES:-50 1000}"; ENQ_TARGETS="${ENQ_TARGETS:-php sesgate sesgate_queue}"
 DRAIN_N="${DRAIN_N:-20000}"; PHP_WORKERS="${PHP_WORKERS:-16}"
 SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-1000000}"
@@ -238,7 +240,7 @@ alive() {
 # run_wrk CONNS DUR OUTFILE: wrk with WRK_ARGS (in the background, so the trap can stop it)
 run_wrk() {
     local rc=0
-    wrk -t1 -c"$1" -d"$2" --latency "${WRK_ARGS[@]}" > "$3" 2>&1 &
+    wrk -t1 -c"$1" -d"$2" --timeout "$WRK_TIMEOUT" --latency "${WRK_ARGS[@]}" > "$3" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || rc=$?
     WRK_PID=""
@@ -541,7 +543,7 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     wait_idle; alive
     RS FLUSHALL > /dev/null
     prepare sesgate 50
-    wrk -t1 -c"$CONNS" -d10s --latency "${WRK_ARGS[@]}" > "$TMP/wrk-perf.txt" 2>&1 &
+    wrk -t1 -c"$CONNS" -d10s --timeout "$WRK_TIMEOUT" --latency "${WRK_ARGS[@]}" > "$TMP/wrk-perf.txt" 2>&1 &
     WRK_PID=$!
     sleep 1
     perf record -q -F 999 -g -p "$SG_PID" -o "$TMP/perf-serve.data" -- sleep 8 >> "$LOG" 2>&1 &

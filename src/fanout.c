@@ -1024,22 +1024,34 @@ static size_t fanout_dedup_list(struct fanout_set *set, char **l, size_t n)
     return k;
 }
 
-/* Each recipient gets one copy: a To address given twice is sent once, and
- * a Cc or Bcc recipient that is also a To recipient (or given twice) does
- * not ride with copy 0 as well. Addresses compare by addr-spec, ignoring
- * case. */
-static void fanout_dedup(struct fanout_work *w)
+/* Each recipient of a batch gets one copy: a To address given again is
+ * sent once, and a Cc or Bcc recipient that is also a To recipient (or
+ * given twice) does not ride with copy 0 as well. Addresses compare by
+ * addr-spec, ignoring case. Returns false, changing nothing, when fewer
+ * than two distinct To recipients remain: the send is then not a batch and
+ * goes to SES as it came. */
+static bool fanout_dedup(struct fanout_work *w)
 {
     struct fanout_plan *p = w->p;
-    size_t total = p->nto + w->cc.n + w->bcc.n;
+    if (p->nto < 2)
+        return false;
+    size_t total = p->nto + w->cc.n + w->bcc.n, distinct = 0;
     struct fanout_set set = {NULL, 16};
     while (set.cap < 2 * total)
         set.cap *= 2;
     set.slot = xcalloc(set.cap, sizeof *set.slot);
+    for (size_t i = 0; i < p->nto && distinct < 2; i++)
+        distinct += fanout_set_add(&set, p->to[i]);
+    if (distinct < 2) {
+        free(set.slot);
+        return false;
+    }
+    memset(set.slot, 0, set.cap * sizeof *set.slot);
     p->nto = fanout_dedup_list(&set, p->to, p->nto);
     w->cc.n = fanout_dedup_list(&set, w->cc.v, w->cc.n);
     w->bcc.n = fanout_dedup_list(&set, w->bcc.v, w->bcc.n);
     free(set.slot);
+    return true;
 }
 
 /* The body of fanout_plan once w is set up. Returns 0, or -1 with e set. */
@@ -1066,10 +1078,8 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     } else if (fanout_formatted_recipients(w) != 0) {
         return -1;
     }
-    if (w->possible)
-        fanout_dedup(w);
+    p->batch = w->possible && fanout_dedup(w);
     fanout_take_riders(w);
-    p->batch = w->possible && p->nto >= 2;
     if (p->batch) {
         if (r->api == SESREQ_V1)
             fanout_v1_body(w, false, &p->template);

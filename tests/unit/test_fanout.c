@@ -1343,7 +1343,7 @@ static const struct plan_case plan_cases[] = {
      false,
      false,
      false,
-     {"a@x.com"},
+     {"a@x.com", "a@X.COM"},
      {NULL},
      "",
      "",
