@@ -133,7 +133,7 @@ machine() {  # the machine and software versions, as Markdown list items
     echo "- kernel $(uname -r), Debian $deb"
     echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(php -v | head -1 | cut -d' ' -f1-2),"\
          "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
-    echo "- $("$MAIN/build/sesgate" version)"
+    echo "- $("$SG_BIN" version)"
 }
 
 # sign PORT NRCPT FILE: a freshly signed NRCPT-recipient SendEmail for sesgate on PORT
@@ -211,12 +211,12 @@ wait_idle() {
 # start_serve PORTVAR INI: start sesgate serve in a clean environment (no
 # AWS_* or SESGATE_* variable of the caller changes the configuration)
 start_serve() {
-    env -i PATH="$PATH" HOME="$TMP" "$MAIN/build/sesgate" serve -c "$2" 2>> "$TMP/sesgate-serve.log" &
+    env -i PATH="$PATH" HOME="$TMP" "$SG_BIN" serve -c "$2" 2>> "$TMP/sesgate-serve.log" &
     printf -v "$1" '%s' $!
 }
 
 start_worker() {
-    env -i PATH="$PATH" HOME="$TMP" "$MAIN/build/sesgate" work -c "$TMP/sesgate-sync.ini" 2>> "$TMP/sesgate-work.log" &
+    env -i PATH="$PATH" HOME="$TMP" "$SG_BIN" work -c "$TMP/sesgate-sync.ini" 2>> "$TMP/sesgate-work.log" &
     WK_PID=$!
 }
 stop_worker() {
@@ -422,6 +422,10 @@ mkdir -p "$OUT"; : > "$RAW"; : > "$LOG"
 make -C "$MAIN" -s >/dev/null
 TMP="$(mktemp -d /tmp/sesgate-fanout.XXXXXX)"
 chmod 755 "$TMP"   # php-fpm and nginx workers (www-data) reach their socket under it
+# a copy of the binary: the same one for every run and for perf's symbols,
+# even when the tree is rebuilt meanwhile
+SG_BIN="$TMP/sesgate"
+cp "$MAIN/build/sesgate" "$SG_BIN"
 log "=== fanout.sh $(date -u +%FT%TZ): ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
 machine | tee -a "$LOG" >&2
 
@@ -534,6 +538,22 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
         perf report -i "$1" --stdio --no-children --sort dso -g none 2>/dev/null \
             | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -12 || true
         echo
+        echo "== $2: top 15 in the sesgate binary by self cost (share of all samples) =="
+        perf report -i "$1" --stdio --no-children --dsos sesgate --sort symbol -g none 2>/dev/null \
+            | sed -e '/^#/d' -e '/^$/d' -e 's/[ -]*$//' | head -15 || true
+        echo
+    }
+    # syscalls PID TITLE: strace -c of PID for 3 s, per upstream request seen meanwhile
+    syscalls() {
+        local l0 l1
+        command -v strace > /dev/null || return 0
+        l0=$(uplines)
+        timeout -s INT 3 strace -c -p "$1" -o "$TMP/strace.txt" 2>> "$LOG" || true
+        l1=$(uplines)
+        echo "== $2: strace -c for 3 s (slowed by strace), $((l1 - l0)) upstream requests =="
+        awk -v n=$((l1 - l0)) 'NR > 2 && $NF != "total" && $4 ~ /^[0-9]+$/ && n > 0 {
+            printf "%-14s %9d calls %6.2f per upstream request\n", $NF, $4, $4 / n }' "$TMP/strace.txt" | head -12
+        echo
     }
     {
         echo "perf record -F 999 -g of sesgate; the figures under perf are lower than without"
@@ -552,6 +572,13 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     { grep 'Requests/sec' "$TMP/wrk-perf.txt" | sed 's/^/serve, 50 recipients, wrk under perf: /' || true
       echo; report "$TMP/perf-serve.data" "sesgate serve, enqueue of 50-recipient requests"; } >> "$OUT/fanout-profile.txt"
     RS FLUSHALL > /dev/null
+    prepare sesgate 50
+    wrk -t1 -c"$CONNS" -d6s --timeout "$WRK_TIMEOUT" "${WRK_ARGS[@]}" > "$TMP/wrk-strace.txt" 2>&1 &
+    WRK_PID=$!
+    sleep 1
+    syscalls "$SG_PID" "sesgate serve, 50-recipient requests (one upstream request each)" >> "$OUT/fanout-profile.txt"
+    wait "$WRK_PID" || true; WRK_PID=""
+    RS FLUSHALL > /dev/null
     log "--- perf profile of sesgate work draining $(( MEM_MSGS * 50 )) recipients"
     post_many sesgate "$MEM_MSGS" 51
     q=$(RS XLEN "$KQ"); l0=$(uplines)
@@ -561,8 +588,14 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     wait_sent $(( l0 + q )); t1=$(date +%s.%N)
     wait "$PERF_PID" || log "perf record exited with $?"; PERF_PID=""
     stop_worker
+    RS FLUSHALL > /dev/null
+    post_many sesgate "$MEM_MSGS" 51
+    start_worker
+    sleep 0.2
+    syscalls "$WK_PID" "sesgate work, drain (one upstream request per recipient)" > "$TMP/strace-work.txt"
+    stop_worker
     { echo "work, drain under perf: $q recipients in $(echo "$t1 $t0" | awk '{printf "%.2f", $1-$2}') s (start-up included)"
-      echo; report "$TMP/perf-work.data" "sesgate work, drain"; } >> "$OUT/fanout-profile.txt"
+      echo; report "$TMP/perf-work.data" "sesgate work, drain"; cat "$TMP/strace-work.txt"; } >> "$OUT/fanout-profile.txt"
     RS FLUSHALL > /dev/null
     cat "$OUT/fanout-profile.txt" >> "$LOG"
 fi

@@ -169,6 +169,8 @@ def snap(out, specs):
 def fmt(v, unit=""):
     if v is None:
         return "-"
+    if float(v).is_integer() and not unit:
+        return f"{int(v):,}"
     return f"{v:,.1f}{unit}" if abs(v) < 1000 else f"{v:,.0f}{unit}"
 
 
@@ -236,7 +238,7 @@ def table(raw):
         out.append("#### Enqueue runs (wrk -t1, medians, every run in brackets)")
         out.append("")
         out.append("| target | recipients/request | req/s | recipients queued/s | p50 ms | p99 ms "
-                   "| queue growth/request | non-2xx / socket errors | cores (median) |")
+                   "| queue growth/request (1) | non-2xx / socket errors | cores (median) |")
         out.append("|---|---|---|---|---|---|---|---|---|")
         for n in sizes:
             for t in ("php", "sesgate", "sesgate_queue"):
@@ -254,6 +256,11 @@ def table(raw):
                     f"| {med([r['growth_per_request'] for r in rs]):.2f} "
                     f"| {sum(r['wrk']['non2xx'] for r in rs)} / {sum(r['wrk']['socket_errors'] for r in rs)} "
                     f"| {cs} |")
+        out.append("")
+        out.append("(1) Entries added to the queue (LLEN mail, XLEN of the stream) per request the front "
+                   "finished: for php and sync, per upstream request (each request sends recipient 1 or "
+                   "copy 0 before it returns); for first_recipient = queue, per request wrk counted, which "
+                   "leaves out up to CONNS requests still in flight when wrk stopped.")
         out.append("")
     dr = [r for r in rows if r["kind"] == "drain"]
     if dr:

@@ -1011,7 +1011,10 @@ static void worker_read(struct worker *w)
     if (w->stopped || w->freed || w->reading)
         return;
     size_t n = worker_free_slots(w);
-    if (n == 0)
+    /* Read in bunches: one XREADGROUP per quarter of the slots, not per
+     * finished send (the sends in flight keep the upstream busy meanwhile). */
+    size_t max = n + w->inflight;
+    if (n == 0 || (w->inflight > 0 && n < (max + 3) / 4))
         return;
     if (evtimer_pending(w->read_timer, NULL))
         return;
