@@ -12,7 +12,8 @@
 #            (400 requests of 51 recipients queued through the front), with the
 #            seed-php RENAME method so that start-up is not timed
 #              php            16 worker.php processes (its best in RESULTS.md)
-#              sesgate        one sesgate work process, [send] concurrency 64
+#              sesgate        SG_WORKERS (1) sesgate work processes, [send]
+#                             concurrency 64 each
 #   mem      Redis used_memory per recipient after queueing 100,000 (2,000
 #            requests of 51 recipients through the front), and what is left
 #            per recipient once the workers delivered them all
@@ -30,7 +31,8 @@
 #   WRK_TIMEOUT (30s: a PHP request of 1,000 recipients takes over a second)
 #   SIZES ("50 1000"): recipients per request for enqueue
 #   ENQ_TARGETS ("php sesgate sesgate_queue")
-#   DRAIN_N (20000), PHP_WORKERS (16), SG_CONCURRENCY (64), SG_RATE (1000000)
+#   DRAIN_N (20000), PHP_WORKERS (16), SG_WORKERS (1: sesgate work processes),
+#   SG_CONCURRENCY (64, per process), SG_RATE (1000000)
 #   MEM_MSGS (2000): requests of 51 recipients (50 queued each) for mem
 #   PROFILE (1: perf profiles of sesgate serve and work after the measurements)
 #   IDLE_MAX (0.15), WAIT_IDLE (1800), OTHER_MAX (0.12), TRIES (5): as passthrough.sh
@@ -50,7 +52,7 @@ RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; export CONNS="${CONNS:
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 SIZES="${SIZES:-50 1000}"; ENQ_TARGETS="${ENQ_TARGETS:-php sesgate sesgate_queue}"
 DRAIN_N="${DRAIN_N:-20000}"; PHP_WORKERS="${PHP_WORKERS:-16}"
-SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-1000000}"
+SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-1000000}"; SG_WORKERS="${SG_WORKERS:-1}"
 MEM_MSGS="${MEM_MSGS:-2000}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
 export OTHER_MAX="${OTHER_MAX:-0.12}"
@@ -65,7 +67,7 @@ OUT="${RESULTS_DIR:-$HERE/results}"
 RAW="$OUT/fanout-raw.jsonl"; LOG="$OUT/fanout-log.txt"
 STATS="$HERE/fanout_stats.py"
 
-TMP=""; SG_PID=""; SGQ_PID=""; WK_PID=""; WRK_PID=""; PERF_PID=""; PHP_STARTED=0; SGR_STARTED=0
+TMP=""; SG_PID=""; SGQ_PID=""; WK_PIDS=""; WATCH_PID=""; WRK_PID=""; PERF_PID=""; PHP_STARTED=0; SGR_STARTED=0
 
 log() { echo "[$(date +%T)] $*" >> "$LOG"; echo "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -88,7 +90,8 @@ cleanup() {
     trap - EXIT INT TERM
     [ -n "$PERF_PID" ] && stop_pid "$PERF_PID" perf
     [ -n "$WRK_PID" ] && stop_pid "$WRK_PID" wrk
-    [ -n "$WK_PID" ] && { stop_pid "$WK_PID" sesgate; wait "$WK_PID" 2>/dev/null || true; }
+    [ -n "$WATCH_PID" ] && stop_pid "$WATCH_PID" waitlines
+    for p in $WK_PIDS; do stop_pid "$p" sesgate; wait "$p" 2>/dev/null || true; done
     [ -n "$SG_PID" ] && { stop_pid "$SG_PID" sesgate; wait "$SG_PID" 2>/dev/null || true; }
     [ -n "$SGQ_PID" ] && { stop_pid "$SGQ_PID" sesgate; wait "$SGQ_PID" 2>/dev/null || true; }
     if [ "$SGR_STARTED" = 1 ] && [ -f "$TMP/sg-redis/redis.pid" ]; then
@@ -188,7 +191,7 @@ snap() {
         groups+=("php_workers=$pids" "redis=$(cat "$TMP/php/redis.pid")") ;;
     sesgate) groups+=("sesgate=$SG_PID" "redis=$(cat "$TMP/sg-redis/redis.pid")") ;;
     sesgate_queue) groups+=("sesgate=$SGQ_PID" "redis=$(cat "$TMP/sg-redis/redis.pid")") ;;
-    sesgate_drain) groups+=("sesgate_work=$WK_PID" "redis=$(cat "$TMP/sg-redis/redis.pid")") ;;
+    sesgate_drain) groups+=("sesgate_work=${WK_PIDS// /,}" "redis=$(cat "$TMP/sg-redis/redis.pid")") ;;
     esac
     /usr/bin/python3 "$STATS" snap "$2" "${groups[@]}"
 }
@@ -215,15 +218,19 @@ start_serve() {
     printf -v "$1" '%s' $!
 }
 
+# start_worker [N]: N (SG_WORKERS) sesgate work processes; their pids in WK_PIDS
 start_worker() {
-    env -i PATH="$PATH" HOME="$TMP" "$SG_BIN" work -c "$TMP/sesgate-sync.ini" 2>> "$TMP/sesgate-work.log" &
-    WK_PID=$!
+    local i
+    for i in $(seq 1 "${1:-$SG_WORKERS}"); do
+        env -i PATH="$PATH" HOME="$TMP" "$SG_BIN" work -c "$TMP/sesgate-sync.ini" 2>> "$TMP/sesgate-work.log" &
+        WK_PIDS="${WK_PIDS:+$WK_PIDS }$!"
+    done
 }
 stop_worker() {
-    [ -n "$WK_PID" ] || return 0
-    stop_pid "$WK_PID" sesgate
-    wait "$WK_PID" 2>/dev/null || true
-    WK_PID=""
+    local p
+    for p in $WK_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in $WK_PIDS; do stop_pid "$p" sesgate; wait "$p" 2>/dev/null || true; done
+    WK_PIDS=""
 }
 
 # alive: every long-running process is still there
@@ -291,21 +298,33 @@ measure_enqueue() {
     done
 }
 
-# wait_sent TARGETLINES: poll the upstream log every 20 ms until it has
-# TARGETLINES lines (or 300 s passed)
+# watch_sent N: start watching the upstream log for N more lines (read
+# every 20 ms, only the new bytes; up to 300 s); wait_sent then waits for it
+# and sets SEEN_AT to the time (s since the epoch) they were all there
+watch_sent() {
+    /usr/bin/python3 "$STATS" waitlines "$TMP/php/upstream-access.log" \
+        "$(stat -c %s "$TMP/php/upstream-access.log")" "$1" 300 > "$TMP/seen_at" &
+    WATCH_PID=$!
+}
 wait_sent() {
-    local deadline=$(( $(date +%s) + 300 ))
-    while [ "$(uplines)" -lt "$1" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.02; done
+    wait "$WATCH_PID" || log "WARNING: the upstream did not see all requests in 300 s"
+    WATCH_PID=""
+    SEEN_AT="$(cat "$TMP/seen_at")"
 }
 
-# wait_worker_ready: sesgate work polls the (empty) queue stream: the group
-# exists (the worker creates it when the stream is missing) and a client's
-# last command was XREADGROUP (an empty read registers no consumer)
+# wait_worker_ready: every sesgate work process polls the (empty) queue
+# stream: the group exists (a worker creates it when the stream is missing)
+# and as many clients' last command was XREADGROUP (an empty read registers
+# no consumer) as there are workers
 wait_worker_ready() {
-    local i
+    local i p n
+    n=$(echo $WK_PIDS | wc -w)
     for i in $(seq 1 200); do
-        [ -d "/proc/$WK_PID" ] || die "sesgate work stopped: $(tail -3 "$TMP/sesgate-work.log" | tr '\n' ' ')"
-        if RS XINFO GROUPS "$KQ" 2>/dev/null | grep -qx w && RS CLIENT LIST | grep -q ' cmd=xreadgroup'; then
+        for p in $WK_PIDS; do
+            [ -d "/proc/$p" ] || die "sesgate work stopped: $(tail -3 "$TMP/sesgate-work.log" | tr '\n' ' ')"
+        done
+        if RS XINFO GROUPS "$KQ" 2>/dev/null | grep -qx w &&
+            [ "$(RS CLIENT LIST | grep -c ' cmd=xreadgroup' || true)" -ge "$n" ]; then
             return 0
         fi
         sleep 0.05
@@ -335,20 +354,22 @@ measure_drain() {
                 sleep 0.05
             done
             workers="$PHP_WORKERS worker.php"
+            l0=$(uplines); watch_sent "$q"
             snap php_drain "$TMP/cpu_a.json"
-            l0=$(uplines); t0=$(date +%s.%N)
+            t0=$(date +%s.%N)
             RP RENAME mail_hold mail > /dev/null
         else
             RS RENAME "$KQ" "$KQ_HOLD" > /dev/null
             start_worker
             wait_worker_ready
-            workers="1 sesgate work, concurrency $SG_CONCURRENCY"
+            workers="$SG_WORKERS sesgate work, concurrency $SG_CONCURRENCY each"
+            l0=$(uplines); watch_sent "$q"
             snap sesgate_drain "$TMP/cpu_a.json"
-            l0=$(uplines); t0=$(date +%s.%N)
+            t0=$(date +%s.%N)
             RS RENAME "$KQ_HOLD" "$KQ" > /dev/null
         fi
-        wait_sent $(( l0 + q ))
-        t1=$(date +%s.%N)
+        wait_sent
+        t1="$SEEN_AT"
         if [ "$t" = php ]; then snap php_drain "$TMP/cpu_b.json"; else snap sesgate_drain "$TMP/cpu_b.json"; fi
         sleep 0.5   # outcomes of the last sends; any extra upstream request would show now
         sent=$(( $(uplines) - l0 ))
@@ -384,18 +405,18 @@ measure_mem() {
     if [ "$t" = php ]; then
         b=$(RP --scan --pattern 'm:*' | awk 'NR==1')
         detail="{\"list mail\":$(RP MEMORY USAGE mail),\"one m: template\":$(RP MEMORY USAGE "$b"),\"one a: hash\":$(RP MEMORY USAGE "a:${b#m:}")}"
-        l0=$(uplines)
+        l0=$(uplines); watch_sent "$q"
         RUN_DIR="$TMP/php" "$SEED_PHP/workers.sh" start "$PHP_WORKERS"
-        wait_sent $(( l0 + q )); sleep 0.5
+        wait_sent; sleep 0.5
         sent=$(( $(uplines) - l0 ))
         RUN_DIR="$TMP/php" "$SEED_PHP/workers.sh" stop
         left=$(RP LLEN mail); pend=0; dlq=0; ttl=-1
     else
         b=$(RS --scan --pattern "$PFX:{$PFX}:b:*" | awk 'NR==1'); b="${b##*:b:}"
         detail="{\"stream q\":$(RS MEMORY USAGE "$KQ"),\"one b: hash\":$(RS MEMORY USAGE "$PFX:{$PFX}:b:$b"),\"one r: list\":$(RS MEMORY USAGE "$PFX:{$PFX}:r:$b"),\"one o: hash\":$(RS MEMORY USAGE "$PFX:{$PFX}:o:$b"),\"recent\":$(RS MEMORY USAGE "$PFX:{$PFX}:recent")}"
-        l0=$(uplines)
+        l0=$(uplines); watch_sent "$q"
         start_worker
-        wait_sent $(( l0 + q )); sleep 0.5
+        wait_sent; sleep 0.5
         sent=$(( $(uplines) - l0 ))
         left=$(RS XLEN "$KQ"); pend=$(pending); dlq=$(RS XLEN "$KDLQ")
         ttl=$(RS PTTL "$PFX:{$PFX}:b:$b")
@@ -426,7 +447,7 @@ chmod 755 "$TMP"   # php-fpm and nginx workers (www-data) reach their socket und
 # even when the tree is rebuilt meanwhile
 SG_BIN="$TMP/sesgate"
 cp "$MAIN/build/sesgate" "$SG_BIN"
-log "=== fanout.sh $(date -u +%FT%TZ): ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "=== fanout.sh $(date -u +%FT%TZ): ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_WORKERS=$SG_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
 machine | tee -a "$LOG" >&2
 
 # --- start -----------------------------------------------------------------
@@ -497,7 +518,7 @@ for t in php sesgate sesgate_queue; do
     esac
 done
 # the queued copies of both sesgate batches go out, each to one recipient
-l0=$(uplines); start_worker; wait_sent $(( l0 + 99 )); sleep 0.3
+l0=$(uplines); watch_sent 99; start_worker; wait_sent; sleep 0.3
 up=$(( $(uplines) - l0 )); left=$(RS XLEN "$KQ"); dlq=$(RS XLEN "$KDLQ"); stop_worker
 [ "$up" = 99 ] && [ "$left" = 0 ] && [ "$dlq" = 0 ] || die "sesgate work: $up upstream requests for 99 queued, $left left, $dlq dead"
 RS FLUSHALL > /dev/null; RP FLUSHALL > /dev/null
@@ -581,18 +602,18 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     RS FLUSHALL > /dev/null
     log "--- perf profile of sesgate work draining $(( MEM_MSGS * 50 )) recipients"
     post_many sesgate "$MEM_MSGS" 51
-    q=$(RS XLEN "$KQ"); l0=$(uplines)
-    start_worker
-    perf record -q -F 999 -g -p "$WK_PID" -o "$TMP/perf-work.data" -- sleep 8 >> "$LOG" 2>&1 &
+    q=$(RS XLEN "$KQ"); watch_sent "$q"
+    start_worker 1
+    perf record -q -F 999 -g -p "$WK_PIDS" -o "$TMP/perf-work.data" -- sleep 8 >> "$LOG" 2>&1 &
     PERF_PID=$!; t0=$(date +%s.%N)
-    wait_sent $(( l0 + q )); t1=$(date +%s.%N)
+    wait_sent; t1="$SEEN_AT"
     wait "$PERF_PID" || log "perf record exited with $?"; PERF_PID=""
     stop_worker
     RS FLUSHALL > /dev/null
     post_many sesgate "$MEM_MSGS" 51
-    start_worker
+    start_worker 1
     sleep 0.2
-    syscalls "$WK_PID" "sesgate work, drain (one upstream request per recipient)" > "$TMP/strace-work.txt"
+    syscalls "$WK_PIDS" "sesgate work, drain (one upstream request per recipient)" > "$TMP/strace-work.txt"
     stop_worker
     { echo "work, drain under perf: $q recipients in $(echo "$t1 $t0" | awk '{printf "%.2f", $1-$2}') s (start-up included)"
       echo; report "$TMP/perf-work.data" "sesgate work, drain"; cat "$TMP/strace-work.txt"; } >> "$OUT/fanout-profile.txt"

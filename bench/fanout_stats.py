@@ -17,6 +17,11 @@
       One memory run (JSON assembled by fanout.sh); appended as is.
   fanout_stats.py snap OUT GROUP=PID[+][,PID[+]...] ...
       As pt_stats.py snap, but a group may list several pids (PHP workers).
+  fanout_stats.py waitlines FILE OFFSET NEED TIMEOUT_S
+      Read FILE from byte OFFSET every 20 ms until NEED more lines arrived
+      (or TIMEOUT_S passed); print the wall-clock time (s since the epoch)
+      at which they were seen. Reads only the new bytes, so polling costs
+      next to nothing however long the access log already is.
   fanout_stats.py table RAW
       The Markdown tables: the summary (php, sesgate, ratio, target, met?)
       and the details of every measurement.
@@ -166,6 +171,24 @@ def snap(out, specs):
         json.dump({"t": time.monotonic(), "groups": groups}, f)
 
 
+def waitlines(path, offset, need, timeout):
+    import time
+    need, deadline = int(need), time.monotonic() + float(timeout)
+    seen = 0
+    with open(path, "rb") as f:
+        f.seek(int(offset))
+        while seen < need and time.monotonic() < deadline:
+            chunk = f.read()
+            if chunk:
+                seen += chunk.count(b"\n")
+            else:
+                time.sleep(0.02)
+    print(f"{time.time():.6f}")
+    if seen < need:
+        print(f"only {seen} of {need} lines after {timeout} s", file=sys.stderr)
+        sys.exit(1)
+
+
 def fmt(v, unit=""):
     if v is None:
         return "-"
@@ -189,8 +212,14 @@ def table(raw):
         return ", ".join(fmt(r[key], unit) + ("*" if r.get("disturbed") else "") for r in rs)
 
     out = []
-    out.append("| measurement | php | sesgate | ratio | target | met? |")
-    out.append("|---|---|---|---|---|---|")
+    out.append("| measurement | php | sesgate | ratio | target | met? | sesgate / PHP in seed-php RESULTS.md |")
+    out.append("|---|---|---|---|---|---|---|")
+
+    def vs(s, key, unit="x"):
+        ref = PHP_RESULTS.get(key)
+        if s is None or ref is None:
+            return "-"
+        return f"{s / ref:.2f}{unit} (PHP {ref:,})"
     sizes = sorted({r["nrcpt"] for r in rows if r["kind"] == "enqueue"})
     for n in sizes:
         p = mval(pick("enqueue", "php", nrcpt=n), "rcpt_per_s")
@@ -204,21 +233,22 @@ def table(raw):
             if t == "sesgate_queue":
                 name += " (sesgate with first_recipient = queue)"
             out.append(f"| {name} | {fmt(p)} | {fmt(s)} | "
-                       f"{'-' if ratio is None else f'**{ratio:.2f}x**'} | >= 5x | {met} |")
+                       f"{'-' if ratio is None else f'**{ratio:.2f}x**'} | >= 5x | {met} | "
+                       f"{vs(s, 'enq50') if n == 50 else '-'} |")
     p = mval(pick("drain", "php"), "per_s")
     s = mval(pick("drain", "sesgate"), "per_s")
     if p or s:
         ratio = s / p if p and s else None
         out.append(f"| drain, recipients sent/s (no rate limit) | {fmt(p)} | {fmt(s)} | "
                    f"{'-' if ratio is None else f'**{ratio:.2f}x**'} | >= 2x | "
-                   f"{'-' if ratio is None else ('yes' if ratio >= 2 else '**no**')} |")
+                   f"{'-' if ratio is None else ('yes' if ratio >= 2 else '**no**')} | {vs(s, 'drain')} |")
     p = mval(pick("mem", "php"), "bytes_per_rcpt")
     s = mval(pick("mem", "sesgate"), "bytes_per_rcpt")
     if p or s:
         ratio = s / p if p and s else None
         out.append(f"| Redis bytes per queued recipient | {fmt(p, ' B')} | {fmt(s, ' B')} | "
                    f"{'-' if ratio is None else f'{ratio:.2f}'} | < {PHP_RESULTS['mem_queued']} B "
-                   f"(PHP, RESULTS.md) | {'-' if s is None else ('yes' if s < PHP_RESULTS['mem_queued'] else '**no**')} |")
+                   f"(PHP, RESULTS.md) | {'-' if s is None else ('yes' if s < PHP_RESULTS['mem_queued'] else '**no**')} | {vs(s, 'mem_queued', '')} |")
         pk, sk = pick("mem", "php"), pick("mem", "sesgate")
         pl, sl = mval(pk, "left_per_rcpt"), mval(sk, "left_per_rcpt")
         pkeys = mval(pk, "keys_after_drain")
@@ -227,9 +257,10 @@ def table(raw):
                    f"{fmt(pl, ' B')} ({fmt(pkeys)} keys, never freed) | "
                    f"{fmt(sl, ' B')} ({fmt(skeys)} keys, batch status until status_ttl) | "
                    f"{'-' if not (pl and sl) else f'{sl / pl:.2f}'} | none (PHP leaks "
-                   f"{PHP_RESULTS['mem_left']} B in RESULTS.md) | - |")
+                   f"{PHP_RESULTS['mem_left']} B in RESULTS.md) | - | {vs(sl, 'mem_left', '')} |")
     out.append("")
-    out.append("Ratios are of the medians; the PHP figures come from the same run.")
+    out.append("Ratios are of the medians; the php column comes from the same run, the last column "
+               "compares with the figures of seed-php's RESULTS.md (measured on another day).")
     out.append("")
 
     # details
@@ -312,6 +343,8 @@ def main():
         mem(*args)
     elif cmd == "snap" and len(args) >= 1:
         snap(args[0], args[1:])
+    elif cmd == "waitlines" and len(args) == 4:
+        waitlines(*args)
     elif cmd == "table" and len(args) == 1:
         table(*args)
     else:
