@@ -73,7 +73,7 @@ log() { echo "[$(date +%T)] $*" >> "$LOG"; echo "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 # cmdline_has PID TEXT: the process PID exists and its command line contains TEXT
-cmdline_has() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2"; }
+cmdline_has() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"; }
 
 # stop_pid PID TEXT: TERM, wait up to 12 s (sesgate's grace is 10 s), then KILL
 # (only if the command line matches)

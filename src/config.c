@@ -754,13 +754,14 @@ static int config_set(const struct config_key *k, void *base, const char *v, str
     }
     case CONFIG_RATE: {
         double d = 0;
-        if (strcasecmp(v, "auto") == 0) {
-            *(enum config_rate_mode *)config_field(base, k->off) = CONFIG_RATE_AUTO;
+        if (strcasecmp(v, "auto") == 0 || strcasecmp(v, "off") == 0) {
+            *(enum config_rate_mode *)config_field(base, k->off) =
+                strcasecmp(v, "auto") == 0 ? CONFIG_RATE_AUTO : CONFIG_RATE_OFF;
             *(double *)config_field(base, k->off2) = 0;
             return 0;
         }
         if (config_parse_double(v, &d) < 0) {
-            buf_printf(why, "bad rate '%.*s' (want auto or a number > 0)", q, v);
+            buf_printf(why, "bad rate '%.*s' (want auto, off or a number > 0)", q, v);
             return -1;
         }
         if (config_check_double(k, d, v, why) < 0)
@@ -1521,6 +1522,8 @@ static void config_print_key(struct buf *out, const struct config_key *k, const 
     case CONFIG_RATE:
         if (*(const enum config_rate_mode *)config_cfield(base, k->off) == CONFIG_RATE_AUTO)
             buf_adds(&v, "auto");
+        else if (*(const enum config_rate_mode *)config_cfield(base, k->off) == CONFIG_RATE_OFF)
+            buf_adds(&v, "off");
         else
             config_print_double(&v, *(const double *)config_cfield(base, k->off2));
         break;

@@ -30,7 +30,9 @@ struct config_client {
     int fanout;          /* -1: as [send] fanout, 0: off, 1: on */
 };
 
-enum config_rate_mode { CONFIG_RATE_AUTO, CONFIG_RATE_FIXED };
+/* auto: the upstream's MaxSendRate x headroom; fixed: rate; off: no limiter
+ * (an upstream that is not rate-limited, benchmarks). */
+enum config_rate_mode { CONFIG_RATE_AUTO, CONFIG_RATE_FIXED, CONFIG_RATE_OFF };
 
 struct config {
     /* [server] */

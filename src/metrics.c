@@ -36,6 +36,11 @@ static unsigned long long metrics_sent_n, metrics_retried_n, metrics_dead_n;
 static bool metrics_queue_known; /* the gauges were read from Redis at least once */
 static long long metrics_q_depth, metrics_q_inflight, metrics_q_retrying, metrics_q_dead;
 static double metrics_q_oldest;
+static bool metrics_limiter_known;
+static double metrics_l_base, metrics_l_rate, metrics_l_wait;
+static long long metrics_l_quota, metrics_l_used = -1;
+static unsigned long long metrics_l_takes, metrics_l_throttled;
+static struct metrics_counter *metrics_l_refused;
 
 /* Find or add the counter (a, b) in list and add one. */
 static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
@@ -165,9 +170,65 @@ static void metrics_render_queue(struct buf *out)
                        (double)metrics_q_dead);
 }
 
+void metrics_limiter(double base, double effective, long long quota, long long used)
+{
+    metrics_limiter_known = true;
+    metrics_l_base = base;
+    metrics_l_rate = effective;
+    metrics_l_quota = quota;
+    if (used >= 0)
+        metrics_l_used = used;
+}
+
+void metrics_limiter_take(const char *reason, double wait_s)
+{
+    if (reason[0]) {
+        metrics_bump(&metrics_l_refused, reason, "");
+        return;
+    }
+    metrics_l_takes++;
+    metrics_l_wait += wait_s;
+}
+
+void metrics_limiter_throttled(void)
+{
+    metrics_l_throttled++;
+}
+
+/* The rate limiter's gauges and counters. */
+static void metrics_render_limiter(struct buf *out)
+{
+    metrics_render_one(out, "sesgate_ses_throttled_total", "counter",
+                       "Sends SES answered with Maximum sending rate exceeded.",
+                       (double)metrics_l_throttled);
+    if (!metrics_limiter_known)
+        return;
+    metrics_render_one(out, "sesgate_rate_base", "gauge",
+                       "The account's sending rate in recipients/s (rate, or MaxSendRate x "
+                       "headroom).",
+                       metrics_l_base);
+    metrics_render_one(out, "sesgate_rate_effective", "gauge",
+                       "The shared rate after throttling cuts, recipients/s.", metrics_l_rate);
+    metrics_render_one(out, "sesgate_daily_quota", "gauge",
+                       "Recipients allowed per rolling 24 hours (0: unknown).",
+                       (double)metrics_l_quota);
+    if (metrics_l_used >= 0)
+        metrics_render_one(out, "sesgate_sent_last_24h", "gauge",
+                           "Recipients counted by the limiter in the rolling 24 hours.",
+                           (double)metrics_l_used);
+    metrics_render_one(out, "sesgate_limiter_takes_total", "counter",
+                       "Reservations granted by the rate limiter.", (double)metrics_l_takes);
+    metrics_render_one(out, "sesgate_limiter_wait_seconds_total", "counter",
+                       "Time granted reservations waited for their start.", metrics_l_wait);
+    metrics_render_counters(out, "sesgate_limiter_refused_total",
+                            "Reservations refused by the rate limiter.", "reason", NULL,
+                            metrics_l_refused);
+}
+
 void metrics_render(struct buf *out)
 {
     metrics_render_queue(out);
+    metrics_render_limiter(out);
     metrics_render_counters(out, "sesgate_requests_total", "SES requests answered.", "action",
                             "status", metrics_requests);
     metrics_render_counters(out, "sesgate_auth_failures_total",
@@ -221,4 +282,5 @@ void metrics_cleanup(void)
     metrics_free_list(&metrics_requests);
     metrics_free_list(&metrics_auth);
     metrics_free_list(&metrics_rejected);
+    metrics_free_list(&metrics_l_refused);
 }

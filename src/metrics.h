@@ -33,6 +33,17 @@ void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, 
                           long long dead);
 
 /* Append every metric in the Prometheus text exposition format. */
+/* The rate limiter: base and effective rate (recipients/s), daily quota
+ * (0: unknown), recipients in the last 24 h (< 0: not known yet). */
+void metrics_limiter(double base, double effective, long long quota, long long used);
+
+/* A take answered: refused for reason ("" when granted), granted after
+ * wait_s seconds. */
+void metrics_limiter_take(const char *reason, double wait_s);
+
+/* SES answered "Maximum sending rate exceeded". */
+void metrics_limiter_throttled(void);
+
 void metrics_render(struct buf *out);
 
 /* Release the label tables (for leak-free shutdown). */

@@ -31,10 +31,10 @@
 #define QUEUE_CACHE        8 /* batches kept in memory */
 #define QUEUE_MAX_INFLIGHT 1024
 
-enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_COUNT };
+enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_LIMIT, QS_COUNT };
 
-static const char *const queue_sources[QS_COUNT] = {queue_lua_enqueue, queue_lua_outcome,
-                                                    queue_lua_check, queue_lua_due};
+static const char *const queue_sources[QS_COUNT] = {
+    queue_lua_enqueue, queue_lua_outcome, queue_lua_check, queue_lua_due, queue_lua_limit};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct queue_call {
@@ -213,6 +213,29 @@ static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_WARN, "queue_enqueue_failed", "error", err, NULL);
     e->done(err, e->arg);
     free(e);
+}
+
+/* Public: run limit.lua for the account, and for client when not NULL. */
+void queue_limit(struct queue *q, const char *client, int nargs, const char *const *args,
+                 redis_cb cb, void *arg)
+{
+    const char *argv[4 + 8];
+    char *keys[4] = {queue_key(q, "rl", NULL), queue_key(q, "day", NULL), NULL, NULL};
+    int nkeys = 2;
+    if (client) {
+        keys[2] = queue_key(q, "rl:c:", client);
+        keys[3] = queue_key(q, "day:c:", client);
+        nkeys = 4;
+    }
+    if (nargs > 8)
+        nargs = 8;
+    for (int i = 0; i < nkeys; i++)
+        argv[i] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[nkeys + i] = args[i];
+    queue_eval(q, QS_LIMIT, nkeys, nkeys + nargs, argv, NULL, cb, arg);
+    for (int i = 0; i < 4; i++)
+        free(keys[i]);
 }
 
 /* Public: Redis answers. */

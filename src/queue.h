@@ -44,6 +44,12 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
                    const struct fanout_plan *p, const char *copy0_id, queue_done_fn done,
                    void *arg);
 
+/* Run limit.lua (src/lua/limit.lua: the shared rate limiter) with the
+ * account's keys, and the client's too when client is not NULL; args (at
+ * most 8) are its ARGV. cb fires exactly once, never inline. */
+void queue_limit(struct queue *q, const char *client, int nargs, const char *const *args,
+                 redis_cb cb, void *arg);
+
 /* True when Redis is connected and answering (an enqueue can succeed). */
 bool queue_ready(const struct queue *q);
 

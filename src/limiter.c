@@ -1,0 +1,399 @@
+/* limiter: the account-wide rate limit, through limit.lua in Redis. */
+#include "limiter.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+/* The first base rate with rate = auto, before the upstream answered: the
+ * lowest MaxSendRate SES grants (a sandbox account). */
+#define LIMITER_START_RATE 1.0
+/* ms: the soonest a quota refresh follows the previous one. */
+#define LIMITER_MIN_REFRESH_MS 1000
+
+/* One take waiting for limit.lua (or, with rate = off, for its timer). */
+struct limiter_take {
+    struct limiter *l; /* NULL once the limiter is gone */
+    limiter_cb cb;
+    void *arg;
+    struct event *timer; /* rate = off: answers from the event loop */
+    struct limiter_take *prev, *next;
+};
+
+struct limiter {
+    struct event_base *base;
+    const struct config *cfg;
+    struct queue *q;
+    struct redis *rd;
+    struct upstream *up;
+    struct resign *rs;
+    double rate;      /* base rate R */
+    int64_t quota;    /* daily quota; 0: unknown or unlimited */
+    double effective; /* the latest answer's effective rate */
+    struct limiter_take *takes;
+    struct event *refresh;
+    struct upstream_call *quota_call;
+    struct buf quota_body;
+    int64_t refreshed_ms; /* when the last refresh started */
+    char key_quota[512];
+};
+
+/* Milliseconds since the epoch. */
+static int64_t limiter_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Unlink t from its limiter's list. */
+static void limiter_take_unlink(struct limiter_take *t)
+{
+    if (t->l == NULL)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->l->takes = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+/* Answer t with a and release it. */
+static void limiter_take_answer(struct limiter_take *t, const struct limiter_answer *a)
+{
+    limiter_take_unlink(t);
+    if (t->timer)
+        event_free(t->timer);
+    limiter_cb cb = t->cb;
+    void *arg = t->arg;
+    free(t);
+    if (cb)
+        cb(a, arg);
+}
+
+/* A number from a reply element (integer or decimal string); def if neither. */
+static double limiter_num(const redisReply *r, double def)
+{
+    if (r == NULL)
+        return def;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return (double)r->integer;
+    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len > 0) {
+        char *end;
+        double d = strtod(r->str, &end);
+        return end != r->str ? d : def;
+    }
+    return def;
+}
+
+/* The reason named s. */
+static enum ratelimit_reason limiter_reason(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return RATELIMIT_GRANTED;
+    for (int i = 1; i < RATELIMIT_REASON_COUNT; i++)
+        if (strcmp(r->str, ratelimit_reason_name((enum ratelimit_reason)i)) == 0)
+            return (enum ratelimit_reason)i;
+    return RATELIMIT_GRANTED;
+}
+
+/* limit.lua answered a take. */
+static void limiter_taken(const redisReply *reply, const char *err, void *arg)
+{
+    struct limiter_take *t = arg;
+    struct limiter_answer a = {0};
+    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
+        a.ok = true;
+        a.granted = limiter_num(reply->element[0], 0) == 1;
+        a.wait_ms = limiter_num(reply->element[1], 0);
+        a.reason = a.granted ? RATELIMIT_GRANTED : limiter_reason(reply->element[2]);
+        a.rate = limiter_num(reply->element[3], 0);
+        a.used = (int64_t)limiter_num(reply->element[4], 0);
+        if (!a.granted && a.reason == RATELIMIT_GRANTED)
+            a.reason = RATELIMIT_RATE;
+        if (t->l) {
+            if (a.rate > 0)
+                t->l->effective = a.rate;
+            metrics_limiter(t->l->rate, t->l->effective, t->l->quota, a.used);
+        }
+        metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
+                             a.granted ? a.wait_ms / 1000.0 : 0);
+    } else if (err) {
+        log_event(LOG_DEBUG, "limiter_failed", "error", err, NULL);
+    }
+    limiter_take_answer(t, &a);
+}
+
+/* rate = off: the take's timer fired. */
+static void limiter_free_take_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct limiter_take *t = arg;
+    struct limiter_answer a = {.ok = true, .granted = true, .rate = 0};
+    limiter_take_answer(t, &a);
+}
+
+/* Format a rate or a count as a decimal argument. */
+static void limiter_fmt(char *out, size_t n, double v)
+{
+    snprintf(out, n, "%.17g", v);
+}
+
+/* Public: reserve cost recipients. */
+void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost, double horizon_ms,
+                  limiter_cb cb, void *arg)
+{
+    struct limiter_take *t = xcalloc(1, sizeof *t);
+    t->l = l;
+    t->cb = cb;
+    t->arg = arg;
+    t->next = l->takes;
+    if (l->takes)
+        l->takes->prev = t;
+    l->takes = t;
+    if (!limiter_on(l)) {
+        t->timer = evtimer_new(l->base, limiter_free_take_cb, t);
+        struct timeval zero = {0, 0};
+        evtimer_add(t->timer, &zero);
+        return;
+    }
+    char scost[32], shorizon[32], srate[32], squota[32], crate[32] = "", cquota[32] = "";
+    snprintf(scost, sizeof scost, "%" PRId64, cost < 1 ? 1 : cost);
+    limiter_fmt(shorizon, sizeof shorizon, horizon_ms < 0 ? 0 : floor(horizon_ms));
+    limiter_fmt(srate, sizeof srate, l->rate);
+    snprintf(squota, sizeof squota, "%" PRId64, l->quota);
+    bool own = c && (c->rate > 0 || c->daily_quota > 0);
+    if (own) {
+        if (c->rate > 0)
+            limiter_fmt(crate, sizeof crate, c->rate);
+        snprintf(cquota, sizeof cquota, "%" PRId64, c->daily_quota);
+    }
+    const char *args[8] = {"take", scost, shorizon, srate, squota, crate, cquota, ""};
+    queue_limit(l->q, own ? c->name : NULL, 8, args, limiter_taken, t);
+}
+
+/* limit.lua answered a throttling cut. */
+static void limiter_cut(const redisReply *reply, const char *err, void *arg)
+{
+    struct limiter *l = arg;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return;
+    if (limiter_num(reply->element[0], 0) == 1) {
+        char rate[32];
+        snprintf(rate, sizeof rate, "%.3g", limiter_num(reply->element[1], 0));
+        log_event(LOG_WARN, "rate_cut", "rate", rate, NULL);
+        if (l)
+            l->effective = limiter_num(reply->element[1], l->effective);
+    }
+}
+
+static void limiter_refresh(struct limiter *l);
+
+/* Public: SES throttled a send. */
+void limiter_throttled(struct limiter *l)
+{
+    metrics_limiter_throttled();
+    if (!limiter_on(l))
+        return;
+    const char *args[2] = {"throttled", ""};
+    queue_limit(l->q, NULL, 2, args, limiter_cut, NULL);
+    if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
+        limiter_refresh(l); /* the account's quota may have changed */
+}
+
+/* The text between <tag> and </tag> in s as a number; -1 when absent. */
+static double limiter_xml_num(const struct buf *b, const char *tag)
+{
+    char open[64], close[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *s = b->data ? b->data : "";
+    const char *p = memmem(s, b->len, open, strlen(open));
+    if (p == NULL)
+        return -1;
+    p += strlen(open);
+    const char *e = memmem(p, b->len - (size_t)(p - s), close, strlen(close));
+    if (e == NULL || e - p > 40)
+        return -1;
+    char num[48];
+    memcpy(num, p, (size_t)(e - p));
+    num[e - p] = '\0';
+    char *end;
+    double d = strtod(num, &end);
+    return end != num && isfinite(d) && d >= 0 ? d : -1;
+}
+
+/* The HSET of the quota hash answered (nothing to do). */
+static void limiter_stored(const redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    (void)arg;
+    if (err)
+        log_event(LOG_DEBUG, "quota_store_failed", "error", err, NULL);
+}
+
+/* GetSendQuota answered. */
+static void limiter_quota_done(struct upstream_response *res, void *arg)
+{
+    struct limiter *l = arg;
+    l->quota_call = NULL;
+    double max_rate = -1, max_day = -1, sent = -1;
+    if (res->error == UPSTREAM_OK && res->status == 200) {
+        max_rate = limiter_xml_num(&res->body, "MaxSendRate");
+        max_day = limiter_xml_num(&res->body, "Max24HourSend");
+        sent = limiter_xml_num(&res->body, "SentLast24Hours");
+    }
+    if (max_rate <= 0) {
+        char status[16];
+        snprintf(status, sizeof status, "%ld", res->status);
+        log_event(LOG_WARN, "quota_unknown", "status", status, "error",
+                  res->error == UPSTREAM_OK ? "no MaxSendRate in the answer" : res->errmsg, NULL);
+        return;
+    }
+    double rate = max_rate * l->cfg->headroom;
+    int64_t quota = max_day > 0 ? (int64_t)floor(max_day * l->cfg->headroom) : 0;
+    if (rate != l->rate || quota != l->quota) {
+        char srate[32], squota[32];
+        snprintf(srate, sizeof srate, "%g", rate);
+        snprintf(squota, sizeof squota, "%" PRId64, quota);
+        log_event(LOG_INFO, "rate_auto", "rate", srate, "daily_quota", squota, NULL);
+    }
+    l->rate = rate;
+    l->quota = quota;
+    if (l->effective <= 0 || l->effective > rate)
+        l->effective = rate;
+    metrics_limiter(l->rate, l->effective, l->quota, -1);
+    char a[32], b[32], c[32], d[32], e[32], now[32];
+    limiter_fmt(a, sizeof a, max_rate);
+    limiter_fmt(b, sizeof b, max_day);
+    limiter_fmt(c, sizeof c, sent);
+    limiter_fmt(d, sizeof d, rate);
+    snprintf(e, sizeof e, "%" PRId64, quota);
+    snprintf(now, sizeof now, "%" PRId64, limiter_now_ms());
+    redis_command(l->rd, limiter_stored, NULL,
+                  "HSET %s max_send_rate %s max_24_hour_send %s sent_last_24_hours %s rate %s "
+                  "daily_quota %s updated %s",
+                  l->key_quota, a, b, c, d, e, now);
+}
+
+/* Ask the upstream for the account's quota (rate = auto), at most once a
+ * second. */
+static void limiter_refresh(struct limiter *l)
+{
+    int64_t now = limiter_now_ms();
+    if (l->quota_call || now - l->refreshed_ms < LIMITER_MIN_REFRESH_MS)
+        return;
+    l->refreshed_ms = now;
+    static const char body[] = "Action=GetSendQuota&Version=2010-12-01";
+    static const char ctype[] = "application/x-www-form-urlencoded; charset=utf-8";
+    buf_reset(&l->quota_body);
+    buf_add(&l->quota_body, body, sizeof body - 1);
+    char hash[UTIL_SHA256_HEX_LEN + 1];
+    util_sha256_hex(body, sizeof body - 1, hash);
+    char *url;
+    struct curl_slist *hl;
+    if (resign_request(l->rs, "POST", "/", 1, NULL, 0, ctype, sizeof ctype - 1, hash, time(NULL),
+                       &url, &hl) < 0)
+        return;
+    l->quota_call = upstream_start(l->up, "POST", url, hl, l->quota_body.data, l->quota_body.len,
+                                   limiter_quota_done, l);
+    free(url);
+}
+
+/* The refresh timer fired. */
+static void limiter_refresh_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    limiter_refresh(arg);
+}
+
+/* Public: the limiter for cfg. */
+struct limiter *limiter_new(struct event_base *base, const struct config *cfg, struct queue *q,
+                            struct redis *rd, struct upstream *up, struct resign *rs)
+{
+    struct limiter *l = xcalloc(1, sizeof *l);
+    l->base = base;
+    l->cfg = cfg;
+    l->q = q;
+    l->rd = rd;
+    l->up = up;
+    l->rs = rs;
+    l->rate = cfg->rate_mode == CONFIG_RATE_FIXED ? cfg->rate : LIMITER_START_RATE;
+    l->effective = l->rate;
+    snprintf(l->key_quota, sizeof l->key_quota, "%s:{%s}:quota", cfg->prefix, cfg->prefix);
+    if (cfg->rate_mode == CONFIG_RATE_AUTO) {
+        l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
+        limiter_refresh(l);
+        l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
+        struct timeval tv = {LIMITER_REFRESH_MS / 1000, 0};
+        event_add(l->refresh, &tv);
+    }
+    if (limiter_on(l))
+        metrics_limiter(l->rate, l->effective, l->quota, -1);
+    return l;
+}
+
+/* Public: release l. */
+void limiter_free(struct limiter *l)
+{
+    if (l == NULL)
+        return;
+    if (l->quota_call)
+        upstream_cancel(l->quota_call);
+    if (l->refresh)
+        event_free(l->refresh);
+    while (l->takes) {
+        struct limiter_take *t = l->takes;
+        if (t->timer) {
+            struct limiter_answer a = {.ok = true, .granted = true};
+            limiter_take_answer(t, &a);
+            continue;
+        }
+        /* limit.lua still owes an answer: it reaches t, not l */
+        limiter_take_unlink(t);
+        t->l = NULL;
+    }
+    buf_free(&l->quota_body);
+    free(l);
+}
+
+/* Public. */
+bool limiter_on(const struct limiter *l)
+{
+    return l && l->cfg->rate_mode != CONFIG_RATE_OFF;
+}
+
+double limiter_base_rate(const struct limiter *l)
+{
+    return l->rate;
+}
+
+int64_t limiter_daily_quota(const struct limiter *l)
+{
+    return l->quota;
+}
+
+double limiter_rate(const struct limiter *l)
+{
+    return l->effective;
+}
+
+const struct config_client *limiter_client(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->nclients; i++)
+        if (strcmp(cfg->clients[i].name, name) == 0)
+            return &cfg->clients[i];
+    return NULL;
+}
