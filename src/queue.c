@@ -31,10 +31,11 @@
 #define QUEUE_CACHE        8 /* batches kept in memory */
 #define QUEUE_MAX_INFLIGHT 1024
 
-enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_LIMIT, QS_COUNT };
+enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_LIMIT, QS_LOAD, QS_COUNT };
 
-static const char *const queue_sources[QS_COUNT] = {
-    queue_lua_enqueue, queue_lua_outcome, queue_lua_check, queue_lua_due, queue_lua_limit};
+static const char *const queue_sources[QS_COUNT] = {queue_lua_enqueue, queue_lua_outcome,
+                                                    queue_lua_check,   queue_lua_due,
+                                                    queue_lua_limit,   queue_lua_load};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct queue_call {
@@ -257,12 +258,13 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
         queue_eval(q, QS_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
-    size_t n = 5 + 10 + p->nto;
+    size_t n = 7 + 10 + p->nto;
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = queue_key(q, "b:", batch_id), *kr = queue_key(q, "r:", batch_id);
     char *kq = queue_key(q, "q", NULL), *krec = queue_key(q, "recent", NULL);
-    char *ko = queue_key(q, "o:", batch_id);
+    char *ko = queue_key(q, "o:", batch_id), *kt = queue_key(q, "t:", batch_id);
+    char *kseq = queue_key(q, "seq", NULL);
     char created[24], ttl[24];
     snprintf(created, sizeof created, "%" PRId64, queue_now_ms());
     snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
@@ -281,6 +283,8 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = kq;
     argv[k++] = krec;
     argv[k++] = ko;
+    argv[k++] = kt;
+    argv[k++] = kseq;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
@@ -295,10 +299,12 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     for (size_t i = 0; i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 10)
+        if (i != 12)
             lens[i] = strlen(argv[i]);
-    queue_eval(q, QS_ENQUEUE, 5, (int)n, argv, lens, queue_enqueued, e);
+    queue_eval(q, QS_ENQUEUE, 7, (int)n, argv, lens, queue_enqueued, e);
     free(ko);
+    free(kt);
+    free(kseq);
     free(kb);
     free(kr);
     free(kq);
@@ -312,7 +318,9 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
 
 /* A batch as a worker needs it, shared by the sends of its copies. */
 struct qbatch {
-    char *id;
+    char *n;  /* its number: the b of its stream entries */
+    char *id; /* the batch id */
+    char *client;
     int refs;
     uint64_t used; /* LRU stamp */
     int api;
@@ -327,7 +335,8 @@ struct qbatch {
 struct job {
     struct worker *w;
     char *entry;
-    char *batch_id;
+    char *bn;       /* the batch number of the entry */
+    char *batch_id; /* the batch id, once the batch is loaded */
     long index;
     int attempt;
     bool reclaimed;
@@ -370,7 +379,9 @@ static void worker_batch_unref(struct qbatch *b)
 {
     if (b == NULL || --b->refs > 0)
         return;
+    free(b->n);
     free(b->id);
+    free(b->client);
     free(b->action);
     buf_free(&b->template);
     for (size_t i = 0; i < b->nriders; i++)
@@ -379,22 +390,22 @@ static void worker_batch_unref(struct qbatch *b)
     free(b);
 }
 
-/* The cached batch id, or NULL. */
-static struct qbatch *worker_cache_get(struct worker *w, const char *id)
+/* The cached batch of number n, or NULL. */
+static struct qbatch *worker_cache_get(struct worker *w, const char *n)
 {
     for (int i = 0; i < QUEUE_CACHE; i++)
-        if (w->cache[i] && strcmp(w->cache[i]->id, id) == 0) {
+        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
             w->cache[i]->used = ++w->stamp;
             return w->cache[i];
         }
     return NULL;
 }
 
-/* Forget the cached batch id. */
-static void worker_cache_drop(struct worker *w, const char *id)
+/* Forget the cached batch of number n. */
+static void worker_cache_drop(struct worker *w, const char *n)
 {
     for (int i = 0; i < QUEUE_CACHE; i++)
-        if (w->cache[i] && strcmp(w->cache[i]->id, id) == 0) {
+        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
             worker_batch_unref(w->cache[i]);
             w->cache[i] = NULL;
         }
@@ -445,6 +456,7 @@ static void worker_job_end(struct job *j)
     w->inflight--;
     worker_batch_unref(j->b);
     free(j->entry);
+    free(j->bn);
     free(j->batch_id);
     free(j->addr);
     buf_free(&j->body);
@@ -487,7 +499,7 @@ static void worker_job_start(struct worker *w, const redisReply *e, bool reclaim
     j->reclaimed = reclaimed;
     j->index = -1;
     if (b && b->type == REDIS_REPLY_STRING && i && i->type == REDIS_REPLY_STRING) {
-        j->batch_id = xstrdup(b->str);
+        j->bn = xstrdup(b->str);
         j->index = strtol(i->str, NULL, 10);
     }
     if (a && a->type == REDIS_REPLY_STRING)
@@ -599,20 +611,23 @@ static void worker_record(struct job *j)
 {
     struct worker *w = j->w;
     char *kb = queue_key(w->q, "b:", j->batch_id), *ko = queue_key(w->q, "o:", j->batch_id);
-    char *kr = queue_key(w->q, "r:", j->batch_id);
+    char *kr = queue_key(w->q, "r:", j->batch_id), *kt = queue_key(w->q, "t:", j->batch_id);
+    char *kn = queue_key(w->q, "n:", j->bn);
     char idx[24], ttl[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    const char *argv[13] = {kb, ko, w->kq, w->kd, w->kdlq, kr, j->entry, idx};
-    int n = 8;
+    const char *argv[15] = {kb, ko, w->kq, w->kd, w->kdlq, kr, kt, kn, j->entry, idx};
+    int n = 10;
     for (int i = 0; i < 4 && j->outcome[i]; i++)
         argv[n++] = j->outcome[i];
     argv[n++] = ttl;
     j->redis_pending = true;
-    queue_eval(w->q, QS_OUTCOME, 6, n, argv, NULL, worker_outcome_done, j);
+    queue_eval(w->q, QS_OUTCOME, 8, n, argv, NULL, worker_outcome_done, j);
     free(kb);
     free(ko);
     free(kr);
+    free(kt);
+    free(kn);
 }
 
 /* Record j's outcome: kind and up to three arguments (NULL: none). */
@@ -831,7 +846,11 @@ static void worker_parse_riders(struct qbatch *b, const char *s, size_t n)
  * replay, and NOBATCH acks here). */
 static void worker_no_batch(struct job *j)
 {
-    worker_cache_drop(j->w, j->batch_id);
+    worker_cache_drop(j->w, j->bn);
+    if (j->batch_id == NULL) {
+        worker_ack(j); /* expired or never stored: nothing to record */
+        return;
+    }
     worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
 }
 
@@ -865,42 +884,76 @@ static void worker_load_addr(struct job *j)
     free(kr);
 }
 
-/* HMGET answered: the batch of j. */
+static void worker_checked(const redisReply *reply, const char *err, void *arg);
+
+/* Use b for j, then check (a reclaimed entry) or read the address. */
+static void worker_use_batch(struct job *j, struct qbatch *b)
+{
+    struct worker *w = j->w;
+    b->refs++;
+    j->b = b;
+    if (j->batch_id == NULL)
+        j->batch_id = xstrdup(b->id);
+    if (j->reclaimed) {
+        char *ko = queue_key(w->q, "o:", j->batch_id);
+        char idx[24];
+        snprintf(idx, sizeof idx, "%ld", j->index);
+        const char *argv[4] = {ko, w->kq, j->entry, idx};
+        j->redis_pending = true;
+        queue_eval(w->q, QS_CHECK, 2, 4, argv, NULL, worker_checked, j);
+        free(ko);
+        return;
+    }
+    worker_load_addr(j);
+}
+
+/* A string element of a reply, or NULL. */
+static const redisReply *worker_str(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? r : NULL;
+}
+
+/* load.lua answered: the batch of j. */
 static void worker_got_batch(const redisReply *reply, const char *err, void *arg)
 {
     struct job *j = arg;
     if (worker_job_orphaned(j))
         return;
     if (err) {
-        log_event(LOG_WARN, "queue_read_failed", "batch", j->batch_id, "error", err, NULL);
+        log_event(LOG_WARN, "queue_read_failed", "batch", j->bn, "error", err, NULL);
         worker_job_end(j);
         return;
     }
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7 ||
+        !worker_str(reply->element[0]) || !worker_str(reply->element[1])) {
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
+            worker_str(reply->element[0]))
+            j->batch_id = xstrndup(reply->element[0]->str, reply->element[0]->len);
         worker_no_batch(j);
         return;
     }
-    struct qbatch *b = worker_cache_get(j->w, j->batch_id);
+    struct qbatch *b = worker_cache_get(j->w, j->bn);
     if (b == NULL) {
+        const redisReply *r = worker_str(reply->element[2]), *api = worker_str(reply->element[3]);
+        const redisReply *flags = worker_str(reply->element[4]);
+        const redisReply *action = worker_str(reply->element[5]);
+        const redisReply *client = worker_str(reply->element[6]);
         b = xcalloc(1, sizeof *b);
-        b->id = xstrdup(j->batch_id);
-        buf_add(&b->template, reply->element[0]->str, reply->element[0]->len);
-        const redisReply *r = reply->element[1], *api = reply->element[2];
-        const redisReply *flags = reply->element[3], *action = reply->element[4];
-        if (r->type == REDIS_REPLY_STRING)
+        b->n = xstrdup(j->bn);
+        b->id = xstrndup(reply->element[0]->str, reply->element[0]->len);
+        buf_add(&b->template, reply->element[1]->str, reply->element[1]->len);
+        if (r)
             worker_parse_riders(b, r->str, r->len);
-        b->api = api->type == REDIS_REPLY_STRING && strcmp(api->str, "2") == 0 ? 2 : 1;
-        if (flags->type == REDIS_REPLY_STRING) {
+        b->api = api && strcmp(api->str, "2") == 0 ? 2 : 1;
+        if (flags) {
             b->raw = strstr(flags->str, "raw") != NULL;
             b->dkim = strstr(flags->str, "dkim") != NULL;
         }
-        b->action = xstrdup(action->type == REDIS_REPLY_STRING ? action->str : "");
+        b->action = xstrdup(action ? action->str : "");
+        b->client = xstrdup(client ? client->str : "");
         worker_cache_put(j->w, b);
     }
-    b->refs++;
-    j->b = b;
-    worker_load_addr(j);
+    worker_use_batch(j, b);
 }
 
 /* check.lua answered for a reclaimed entry. */
@@ -920,39 +973,29 @@ static void worker_checked(const redisReply *reply, const char *err, void *arg)
         return;
     }
     j->reclaimed = false;
-    worker_job_step(j);
+    worker_load_addr(j);
 }
 
-/* Advance j: check a reclaimed entry, load its batch and address, send. */
+/* Advance j: load its batch (cached per batch number), check a reclaimed
+ * entry, read its address, send. */
 static void worker_job_step(struct job *j)
 {
     struct worker *w = j->w;
-    if (j->batch_id == NULL || j->index < 0) {
+    if (j->bn == NULL || j->index < 0) {
         log_event(LOG_WARN, "queue_bad_entry", "entry", j->entry, NULL);
         worker_ack(j);
         return;
     }
-    if (j->reclaimed) {
-        char *ko = queue_key(w->q, "o:", j->batch_id);
-        char idx[24];
-        snprintf(idx, sizeof idx, "%ld", j->index);
-        const char *argv[4] = {ko, w->kq, j->entry, idx};
-        j->redis_pending = true;
-        queue_eval(w->q, QS_CHECK, 2, 4, argv, NULL, worker_checked, j);
-        free(ko);
-        return;
-    }
-    struct qbatch *b = worker_cache_get(w, j->batch_id);
+    struct qbatch *b = worker_cache_get(w, j->bn);
     if (b) {
-        b->refs++;
-        j->b = b;
-        worker_load_addr(j);
+        worker_use_batch(j, b);
         return;
     }
-    char *kb = queue_key(w->q, "b:", j->batch_id);
+    char *kn = queue_key(w->q, "n:", j->bn);
+    const char *argv[1] = {kn};
     j->redis_pending = true;
-    redis_command(w->q->rd, worker_got_batch, j, "HMGET %s template riders api flags action", kb);
-    free(kb);
+    queue_eval(w->q, QS_LOAD, 1, 1, argv, NULL, worker_got_batch, j);
+    free(kn);
 }
 
 /* ------------------------------------------------------------ reading */

@@ -4,8 +4,9 @@
 -- KEYS[1]  dead letters      P:{P}:dlq
 -- KEYS[2]  queue stream      P:{P}:q
 -- KEYS[3]  the key prefix    P:{P}:   (not a key itself: the batch keys
---          P:{P}:b:<id>, P:{P}:o:<id> and P:{P}:r:<id> of each dead letter
---          are this prefix plus "b:<id>", "o:<id>", "r:<id>", so they share
+--          P:{P}:b:<id>, P:{P}:o:<id>, P:{P}:r:<id>, P:{P}:t:<id> and the
+--          number key P:{P}:n:<n> of each dead letter are this prefix plus
+--          "b:<id>", "o:<id>", "r:<id>", "t:<id>", "n:<n>", so they share
 --          the hash tag {P} and the slot of KEYS[1] and KEYS[2]; which
 --          batches a call touches is only known from the dead letters)
 --
@@ -16,11 +17,11 @@
 -- For each dead letter (fields b, i) whose batch still holds its template:
 -- the outcome of the index is removed, the batch's dead counter goes down
 -- by one, the time to live of the batch hash, the outcome hash and the
--- recipient list is removed (the batch is in progress again; outcome.lua
--- sets it again when the batch completes), an entry b <batch>, i <index>,
--- a 0 is added to the queue stream (attempts start over) and the dead
--- letter is deleted. outcome.lua keeps the template of a batch while it
--- has dead recipients, until status_ttl.
+-- recipient list, the template and the number key is removed (the batch is
+-- in progress again; outcome.lua sets it again when the batch completes),
+-- an entry b <n>, i <index>, a 0 is added to the queue stream (attempts
+-- start over) and the dead letter is deleted. outcome.lua keeps the
+-- template of a batch while it has dead recipients, until status_ttl.
 -- A dead letter whose batch has expired (status_ttl passed) stays where it
 -- is and is not counted; an operator purges it. A dead letter whose
 -- recipient no longer has a dead outcome (already retried) is deleted and
@@ -68,7 +69,9 @@ local function dlq_move(eid, fields)
         return 0
     end
     local batch, outcome, list = prefix .. 'b:' .. b, prefix .. 'o:' .. b, prefix .. 'r:' .. b
-    if redis.call('HEXISTS', batch, 'template') == 0 or redis.call('EXISTS', list) == 0 then
+    local template = prefix .. 't:' .. b
+    local n = redis.call('HGET', batch, 'n')
+    if not n or redis.call('EXISTS', template) == 0 or redis.call('EXISTS', list) == 0 then
         return 0
     end
     local o = redis.call('HGET', outcome, i)
@@ -76,12 +79,14 @@ local function dlq_move(eid, fields)
         redis.call('XDEL', dlq, eid)
         return 0
     end
-    redis.call('XADD', stream, '*', 'b', b, 'i', i, 'a', 0)
+    redis.call('XADD', stream, '*', 'b', n, 'i', i, 'a', 0)
     redis.call('HDEL', outcome, i)
     redis.call('HINCRBY', batch, 'dead', -1)
     redis.call('PERSIST', batch)
     redis.call('PERSIST', outcome)
     redis.call('PERSIST', list)
+    redis.call('PERSIST', template)
+    redis.call('PERSIST', prefix .. 'n:' .. n)
     redis.call('XDEL', dlq, eid)
     return 1
 end

@@ -2,17 +2,18 @@
 -- queue stream.
 --
 -- KEYS[1]  delay set         P:{P}:d   (score: due ms, member
---                                       "<batch>:<index>:<attempt>")
+--                                       "<n>:<index>:<attempt>", n the
+--                                       batch's number)
 -- KEYS[2]  queue stream      P:{P}:q
 -- Both keys carry the same hash tag {P}.
 --
 -- ARGV[1]  now, ms since the epoch (members with a score <= now are due)
 -- ARGV[2]  most members to move in this call (> 0)
 --
--- Each due member becomes one stream entry with the fields b <batch>,
+-- Each due member becomes one stream entry with the fields b <n>,
 -- i <index> and a <attempt> (the retry number the worker passes to
 -- backoff), and is removed from the delay set. Members are taken in due
--- order; the batch id may itself contain ':' (index and attempt are the
+-- order; the batch part may itself contain ':' (index and attempt are the
 -- last two fields). A member that does not parse is removed and not queued.
 --
 -- Returns the number of entries moved to the stream.

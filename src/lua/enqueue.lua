@@ -5,7 +5,11 @@
 -- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
 -- KEYS[4]  recent batches    P:{P}:recent (sorted set)
 -- KEYS[5]  outcome hash      P:{P}:o:<id>
--- Every key carries the same hash tag {P}, so one call touches one slot.
+-- KEYS[6]  template          P:{P}:t:<id>  (string)
+-- KEYS[7]  batch numbers     P:{P}:seq     (counter)
+-- Every key carries the same hash tag {P}, so one call touches one slot;
+-- the batch's number key P:{P}:n:<n> (n is known only once KEYS[7] was
+-- incremented) is KEYS[7]'s prefix plus "n:<n>", in the same slot.
 --
 -- ARGV[1]  batch id
 -- ARGV[2]  created, ms since the epoch (also the score in the recent set)
@@ -21,12 +25,15 @@
 --          the MessageId SES gave it
 -- ARGV[11..] every To address in order: ARGV[11] has index 0
 --
--- Writes: the batch hash (client, api, action, created, total, first,
--- template, riders, flags, ttl, and the counters sent, done, failed, dead);
--- the recipient list, where the address of index i is at position i; one
--- stream entry per queued recipient with exactly the fields b <batch id>
--- and i <index> (the address is read from the list, so an entry costs a few
--- bytes); the batch id in the recent set. "total" counts every To
+-- Writes: a number n for the batch (INCR of KEYS[7]) and the number key
+-- n:<n> holding the batch id; the batch hash (n, client, api, action,
+-- created, total, first, riders, flags, ttl, and the counters sent, done,
+-- failed, dead); the template as a string of its own (so the hash stays a
+-- compact listpack); the recipient list, where the address of index i is
+-- at position i; one stream entry per queued recipient with exactly the
+-- fields b <n> and i <index> (the address is read from the list and the
+-- batch id from the number key, so an entry costs about 17 bytes); the batch
+-- id in the recent set, from which batches older than status_ttl go. "total" counts every To
 -- recipient; the batch is complete when that many outcomes are recorded
 -- (outcome.lua). When copy 0 was sent by the caller, "first" is 1, its
 -- outcome "s <MessageId>" is recorded at once, "sent" starts at 1, and only
@@ -48,7 +55,8 @@
 -- succeeded the rest always completes. So the batch is stored whole or not
 -- at all, and the caller reports success only after this script returned.
 
-local batch, list, stream, recent, outcome = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local batch, list, stream, recent, outcome, template, seq =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id = ARGV[1]
 local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
@@ -58,9 +66,10 @@ local first = 0
 if copy0 ~= nil and copy0 ~= '' then
     first = 1
 end
+local prefix = seq and string.match(seq, '^(.*)seq$')
 
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
-    naddr < first + 1 then
+    naddr < first + 1 or prefix == nil then
     return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0 and an address to queue')
 end
 
@@ -72,12 +81,17 @@ local function enqueue_type(key, want)
     return nil
 end
 
-if redis.call('EXISTS', batch, list, outcome) ~= 0 then
+if redis.call('EXISTS', batch, list, outcome, template) ~= 0 then
     return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
 end
-local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset')
+local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset') or
+    enqueue_type(seq, 'string')
 if err then
     return err
+end
+local last = redis.call('GET', seq)
+if last and not string.match(last, '^%d+$') then
+    return redis.error_reply('WRONGTYPE ' .. seq .. ' is not a counter')
 end
 
 local have_group = false
@@ -96,11 +110,13 @@ end
 if not have_group then
     redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
 end
+local n = redis.call('INCR', seq)
 
-redis.call('HSET', batch, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],
-    'created', ARGV[2], 'total', naddr, 'first', first, 'template', ARGV[6],
-    'riders', ARGV[7], 'flags', ARGV[8], 'ttl', ARGV[9],
-    'sent', first, 'done', 0, 'failed', 0, 'dead', 0)
+redis.call('SET', prefix .. 'n:' .. n, id)
+redis.call('HSET', batch, 'n', n, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],
+    'created', ARGV[2], 'total', naddr, 'first', first, 'riders', ARGV[7], 'flags', ARGV[8],
+    'ttl', ARGV[9], 'sent', first, 'done', 0, 'failed', 0, 'dead', 0)
+redis.call('SET', template, ARGV[6])
 if first == 1 then
     redis.call('HSET', outcome, 0, 's ' .. copy0)
 end
@@ -113,8 +129,9 @@ for s = 11, #ARGV, chunk do
 end
 
 for k = first, naddr - 1 do
-    redis.call('XADD', stream, '*', 'b', id, 'i', k)
+    redis.call('XADD', stream, '*', 'b', n, 'i', k)
 end
 
+redis.call('ZREMRANGEBYSCORE', recent, '-inf', '(' .. (created - ttl))
 redis.call('ZADD', recent, created, id)
 return naddr - first

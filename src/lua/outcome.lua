@@ -7,6 +7,9 @@
 -- KEYS[4]  delay set         P:{P}:d
 -- KEYS[5]  dead letters      P:{P}:dlq
 -- KEYS[6]  recipient list    P:{P}:r:<id>
+-- KEYS[7]  template          P:{P}:t:<id>
+-- KEYS[8]  number key        P:{P}:n:<n>  (n: the batch's number, the b of
+--                                           its stream entries)
 -- Every key carries the same hash tag {P}, so one call touches one slot.
 --
 -- ARGV[1]  stream entry id (the entry being acknowledged)
@@ -19,7 +22,7 @@
 --
 -- What each kind does, besides XACK and XDEL of the entry:
 --   sent:  outcome[index] = "s <message id>", batch.sent += 1
---   retry: ZADD delay <due> "<batch>:<index>:<attempt>" (due.lua puts it
+--   retry: ZADD delay <due> "<n>:<index>:<attempt>" (due.lua puts it
 --          back on the stream), batch.failed += 1 (failed tries so far);
 --          no outcome is recorded
 --   dead:  outcome[index] = "f <code> <message>", batch.dead += 1, and an
@@ -35,11 +38,11 @@
 -- entry, so an entry with an outcome is never sent twice.
 --
 -- Completion: when sent + done + dead == total, the batch hash, the outcome
--- hash and the recipient list (the batch status: who got which MessageId or
--- error) get status_ttl as their time to live. When no recipient is dead
--- the template and the riders are removed from the batch hash at once;
--- while dead letters remain they are kept (until status_ttl) so
--- dlq_retry.lua can send them again.
+-- hash, the recipient list (the batch status: who got which MessageId or
+-- error) and the number key get status_ttl as their time to live. When no
+-- recipient is dead the template and the riders are removed at once; while
+-- dead letters remain they are kept (until status_ttl) so dlq_retry.lua can
+-- send them again.
 --
 -- Returns 1 when the outcome was recorded, 0 for a replay.
 -- Errors (nothing written): "BADARGS" for a malformed argument,
@@ -50,8 +53,8 @@
 -- write and no later write can fail except for memory (Redis refuses only
 -- the first write of a script under OOM: then nothing is written).
 
-local batch, outcome, stream, delay, dlq, list =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local batch, outcome, stream, delay, dlq, list, template, number =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local entry, index, kind = ARGV[1], ARGV[2], ARGV[3]
 local nargs = { sent = 5, retry = 6, dead = 7, done = 4 }
 
@@ -93,7 +96,8 @@ if kind == 'retry' then
     if outcome_ack() == 0 then
         return 0
     end
-    redis.call('ZADD', delay, ARGV[4], id .. ':' .. index .. ':' .. ARGV[5])
+    local n = redis.call('HGET', batch, 'n') or id
+    redis.call('ZADD', delay, ARGV[4], n .. ':' .. index .. ':' .. ARGV[5])
     redis.call('HINCRBY', batch, 'failed', 1)
     return 1
 end
@@ -117,7 +121,13 @@ local total, sent, done, dead =
     tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
 if sent + done + dead >= total then
     if dead == 0 then
-        redis.call('HDEL', batch, 'template', 'riders')
+        redis.call('DEL', template)
+        redis.call('HDEL', batch, 'riders')
+    else
+        redis.call('PEXPIRE', template, ttl)
+    end
+    if number then
+        redis.call('PEXPIRE', number, ttl)
     end
     redis.call('PEXPIRE', list, ttl)
     redis.call('PEXPIRE', batch, ttl)
