@@ -63,6 +63,7 @@ struct config {
     double rate; /* recipients/s when CONFIG_RATE_FIXED */
     double headroom;
     int64_t max_wait_ms;
+    int64_t quota_refresh_ms; /* rate = auto: how often the upstream's quota is read */
     bool fanout;
     bool first_recipient_sync; /* true: sync, false: queue */
     int64_t max_recipients;

@@ -11,6 +11,7 @@
 
 #include "httpd.h"
 #include "fanout.h"
+#include "limiter.h"
 #include "log.h"
 #include "queue.h"
 #include "resign.h"
@@ -28,6 +29,7 @@ struct front {
     struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
     struct resign *resign;
     struct queue *queue; /* NULL without Redis */
+    struct limiter *lim; /* NULL: sends are not paced */
     size_t inflight;
     uint64_t rng[2]; /* request id generator state */
 };
@@ -52,7 +54,11 @@ struct front_req {
     bool copy0;                  /* a sync batch: copy 0 goes upstream before the rest is queued */
     struct front_answer *answer; /* copy 0's SES answer, relayed once the rest is queued */
     bool enqueuing;              /* queue_enqueue's callback is still to come */
-    bool abandoned;              /* the client left while copy 0 or the enqueue was pending */
+    bool limiting;               /* limiter_take's callback is still to come */
+    struct event *pace_timer;    /* the send waits for its reserved time */
+    int64_t cost;                /* recipients the send counts for */
+    struct timespec pace_deadline; /* a client rate refusal is retried until then */
+    bool abandoned;                /* the client left while copy 0 or the enqueue was pending */
 };
 
 /* The SES answer to copy 0 of a sync batch. */
@@ -116,6 +122,8 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
     buf_free(&r->send_body);
+    if (r->pace_timer)
+        event_free(r->pace_timer);
     if (r->answer)
         buf_free(&r->answer->body);
     free(r->answer);
@@ -440,7 +448,7 @@ static void front_abort(struct httpd_request *hr, void *arg)
     (void)hr;
     log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
     r->hr = NULL;
-    if (r->enqueuing || (r->copy0 && r->call)) {
+    if (r->limiting || r->enqueuing || (r->copy0 && r->call)) {
         /* Copy 0 may already be at SES: the batch goes on without the
          * client; freed when the enqueue answers. */
         r->abandoned = true;
@@ -449,7 +457,7 @@ static void front_abort(struct httpd_request *hr, void *arg)
     if (r->call)
         upstream_cancel(r->call);
     r->call = NULL;
-    front_finish(r, 499, "client_closed");
+    front_finish(r, 499, "client_closed"); /* frees a pending pace timer */
 }
 
 static void front_copy0_done(struct upstream_response *res, void *arg);
@@ -480,6 +488,107 @@ static void front_forward(struct front_req *r)
     r->call = upstream_start(f->up, hr->method, url, hl, body->data, body->len,
                              r->copy0 ? front_copy0_done : front_upstream_done, r);
     free(url);
+}
+
+static void front_pace_take(struct front_req *r);
+
+/* The send's reserved time has come (or a refused client take is retried). */
+static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct front_req *r = arg;
+    event_free(r->pace_timer);
+    r->pace_timer = NULL;
+    if (r->cost < 0) {
+        r->cost = -r->cost;
+        front_pace_take(r);
+        return;
+    }
+    front_forward(r);
+}
+
+/* Run front_pace_cb after ms. */
+static void front_pace_after(struct front_req *r, double ms)
+{
+    int64_t us = (int64_t)(ms * 1000.0);
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    r->pace_timer = evtimer_new(r->f->base, front_pace_cb, r);
+    evtimer_add(r->pace_timer, &tv);
+}
+
+/* Milliseconds from now until ts (CLOCK_MONOTONIC). */
+static double front_ms_until(const struct timespec *ts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
+}
+
+/* The limiter answered the send's take. */
+static void front_paced(const struct limiter_answer *a, void *arg)
+{
+    struct front_req *r = arg;
+    r->limiting = false;
+    if (r->abandoned) {
+        front_finish(r, 499, "client_closed");
+        return;
+    }
+    struct seserr e;
+    if (!a->ok) {
+        seserr_set(&e, SESERR_UNAVAILABLE, "The rate limiter is unavailable; nothing was sent.");
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    if (a->granted) {
+        if (a->wait_ms >= 1)
+            front_pace_after(r, a->wait_ms);
+        else
+            front_forward(r);
+        return;
+    }
+    if (a->reason == RATELIMIT_CLIENT_RATE && a->wait_ms >= 0 &&
+        a->wait_ms <= front_ms_until(&r->pace_deadline)) {
+        r->cost = -r->cost; /* marks the timer as a retry of the take */
+        front_pace_after(r, a->wait_ms);
+        return;
+    }
+    bool quota = a->reason == RATELIMIT_QUOTA || a->reason == RATELIMIT_CLIENT_QUOTA;
+    seserr_set(&e, SESERR_THROTTLING,
+               quota ? "Daily message quota exceeded." : "Maximum sending rate exceeded.");
+    char wait[32];
+    snprintf(wait, sizeof wait, "%.0f", a->wait_ms);
+    log_event(LOG_INFO, "send_throttled", "id", r->id, "reason", ratelimit_reason_name(a->reason),
+              "wait_ms", wait, NULL);
+    r->batch_id[0] = '\0';
+    front_fail(r, &e);
+}
+
+/* Ask the limiter for the send's recipients, waiting at most what is left
+ * of max_wait. */
+static void front_pace_take(struct front_req *r)
+{
+    double left = front_ms_until(&r->pace_deadline);
+    r->limiting = true;
+    httpd_set_abort(r->hr, front_abort, r);
+    limiter_take(r->f->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
+}
+
+/* Send r (cost recipients) upstream at its turn of the shared rate: at
+ * once, after a wait of at most max_wait, or not at all (Throttling). */
+static void front_pace(struct front_req *r, int64_t cost)
+{
+    if (!limiter_on(r->f->lim)) {
+        front_forward(r);
+        return;
+    }
+    r->cost = cost < 1 ? 1 : cost;
+    clock_gettime(CLOCK_MONOTONIC, &r->pace_deadline);
+    int64_t ns = r->pace_deadline.tv_nsec + (r->f->cfg->max_wait_ms % 1000) * 1000000;
+    r->pace_deadline.tv_sec += (time_t)(r->f->cfg->max_wait_ms / 1000 + ns / 1000000000);
+    r->pace_deadline.tv_nsec = (long)(ns % 1000000000);
+    front_pace_take(r);
 }
 
 /* Answer a queued batch the way SES answers the send: its MessageId is the
@@ -621,7 +730,7 @@ static void front_send(struct front_req *r)
             /* Not a batch, but the sesgate-fanout tag must not reach SES. */
             buf_add(&r->send_body, r->plan.forward.data, r->plan.forward.len);
         }
-        front_forward(r);
+        front_pace(r, (int64_t)(r->plan.nto + r->plan.nriders));
         return;
     }
     if (f->queue == NULL) {
@@ -645,7 +754,7 @@ static void front_send(struct front_req *r)
             return;
         }
         r->copy0 = true;
-        front_forward(r);
+        front_pace(r, 1 + (int64_t)r->plan.nriders);
         return;
     }
     r->enqueuing = true;
@@ -771,6 +880,11 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
 void front_set_queue(struct front *f, struct queue *q)
 {
     f->queue = q;
+}
+
+void front_set_limiter(struct front *f, struct limiter *lim)
+{
+    f->lim = lim;
 }
 
 void front_stop_accepting(struct front *f)

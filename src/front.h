@@ -28,6 +28,11 @@ struct queue;
  * a retryable SES error). */
 void front_set_queue(struct front *f, struct queue *q);
 
+struct limiter;
+
+/* Pace sends through lim (NULL: sends go at once). */
+void front_set_limiter(struct front *f, struct limiter *lim);
+
 /* Stop accepting connections; requests in flight go on. */
 void front_stop_accepting(struct front *f);
 

@@ -337,7 +337,8 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg, s
         l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
         limiter_refresh(l);
         l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
-        struct timeval tv = {LIMITER_REFRESH_MS / 1000, 0};
+        struct timeval tv = {(time_t)(cfg->quota_refresh_ms / 1000),
+                             (suseconds_t)(cfg->quota_refresh_ms % 1000 * 1000)};
         event_add(l->refresh, &tv);
     }
     if (limiter_on(l))

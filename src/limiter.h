@@ -4,11 +4,11 @@
  * of src/ratelimit.c), so every sesgate process on every machine sharing the
  * Redis shares one limit, counted in recipients. The base rate is [send]
  * rate, or with rate = auto the upstream's MaxSendRate x headroom, read with
- * GetSendQuota at start and then every LIMITER_REFRESH_MS (never more than
- * once a second); until the first answer the base rate is 1 recipient/s,
- * the lowest SES grants, and the daily quota unknown (unlimited). What the
- * upstream reported is kept in Redis (the quota hash) for `sesgate status`.
- * With rate = off there is no limiter: every take is granted at once.
+ * GetSendQuota at start, then every [send] quota_refresh and after a
+ * Throttling answer (never more than once a second); until the first answer the base rate is 1
+ * recipient/s, the lowest SES grants, and the daily quota unknown (unlimited). What the upstream
+ * reported is kept in Redis (the quota hash) for `sesgate status`. With rate = off there is no
+ * limiter: every take is granted at once.
  */
 #ifndef SESGATE_LIMITER_H
 #define SESGATE_LIMITER_H
@@ -24,9 +24,6 @@
 #include "redis.h"
 #include "resign.h"
 #include "upstream.h"
-
-/* ms between two GetSendQuota calls with rate = auto. */
-#define LIMITER_REFRESH_MS 60000
 
 struct limiter;
 

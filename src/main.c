@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "queue.h"
 #include "redis.h"
+#include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
 #include "upstream.h"
@@ -37,6 +38,7 @@ struct main_state {
     struct front *front;
     struct admin *admin;
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
+    struct limiter *limiter;
     struct redis *redis;
     struct queue *queue;
     struct resign *resign; /* the workers' signer */
@@ -210,6 +212,12 @@ static int main_serve(const char *path, const char *mode)
         goto out;
     }
     s.queue = queue_new(s.base, &cfg, s.redis);
+    s.resign = resign_new(&cfg, err, sizeof err);
+    if (s.resign == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        goto out;
+    }
+    s.limiter = limiter_new(s.base, &cfg, s.queue, s.redis, up, s.resign);
     if (strcmp(mode, "work") != 0) {
         s.front = front_new(s.base, &cfg, up, err, sizeof err);
         if (s.front == NULL) {
@@ -217,19 +225,15 @@ static int main_serve(const char *path, const char *mode)
             goto out;
         }
         front_set_queue(s.front, s.queue);
+        front_set_limiter(s.front, s.limiter);
     }
     if (strcmp(mode, "serve") != 0) {
-        s.resign = resign_new(&cfg, err, sizeof err);
-        if (s.resign == NULL) {
-            fprintf(stderr, "sesgate: %s\n", err);
-            goto out;
-        }
         char host[256] = "sesgate", name[300];
         if (gethostname(host, sizeof host) < 0)
             snprintf(host, sizeof host, "sesgate");
         host[sizeof host - 1] = '\0';
         snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
-        s.worker = worker_start(s.base, &cfg, s.queue, up, s.resign, name);
+        s.worker = worker_start(s.base, &cfg, s.queue, up, s.resign, s.limiter, name);
     }
     if (cfg.admin_listen[0]) {
         s.admin = admin_new(s.base, &cfg, up, s.redis, err, sizeof err);
@@ -265,6 +269,7 @@ out:
     admin_free(s.admin);
     front_free(s.front);
     worker_free(s.worker);
+    limiter_free(s.limiter);
     queue_free(s.queue);
     redis_free(s.redis);
     if (s.resign)
@@ -577,6 +582,57 @@ static int64_t main_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A number of a reply element (integer or decimal string), or JSON null. */
+static json_t *main_rnum(const redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        return json_integer(r->integer);
+    if (r && r->type == REDIS_REPLY_STRING && r->len > 0) {
+        char *end;
+        double d = strtod(r->str, &end);
+        if (end != r->str && *end == '\0')
+            return d == (double)(long long)d && d < 9e15 && d > -9e15 ? json_integer((long long)d)
+                                                                      : json_real(d);
+    }
+    return json_null();
+}
+
+/* The shared rate limiter as Redis holds it: the effective and base rates,
+ * the last throttling cut, recipients sent in the rolling 24 hours, and
+ * what the upstream last reported (rate = auto). */
+static json_t *main_rate_json(redisContext *c, const char *pfx)
+{
+    json_t *o = json_object();
+    char *keys[2];
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%srl", pfx);
+    keys[0] = buf_detach(&b, NULL);
+    buf_printf(&b, "%sday", pfx);
+    keys[1] = buf_detach(&b, NULL);
+    const char *args[2] = {"status", ""};
+    redisReply *r = main_eval(c, queue_limit_script(), 2, keys, 2, args);
+    free(keys[0]);
+    free(keys[1]);
+    static const char *const names[6] = {"effective", "base",          "cut_rate",
+                                         "cut_at_ms", "sent_last_24h", "tat_ms"};
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 6)
+        for (int i = 0; i < 6; i++)
+            json_object_set_new(o, names[i], main_rnum(r->element[i]));
+    freeReplyObject(r);
+    buf_printf(&b, "%squota", pfx);
+    r = redisCommand(c, "HGETALL %s", buf_cstr(&b));
+    buf_free(&b);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        json_t *u = json_object();
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                json_object_set_new(u, r->element[i]->str, main_rnum(r->element[i + 1]));
+        json_object_set_new(o, "upstream", u);
+    }
+    freeReplyObject(r);
+    return o;
+}
+
 /* sesgate status: the queue and the recent batches. */
 static int main_status(redisContext *c, const char *pfx, int argc, bool json)
 {
@@ -598,6 +654,7 @@ static int main_status(redisContext *c, const char *pfx, int argc, bool json)
         fprintf(stderr, "sesgate: redis: unexpected reply to the status script\n");
         return 1;
     }
+    json_object_set_new(s, "rate", main_rate_json(c, pfx));
     if (json) {
         main_print_json(s);
     } else {
@@ -605,6 +662,16 @@ static int main_status(redisContext *c, const char *pfx, int argc, bool json)
                "%lld\n",
                main_jint(s, "depth"), json_real_value(json_object_get(s, "oldest_seconds")),
                main_jint(s, "inflight"), main_jint(s, "retrying"), main_jint(s, "dead_letters"));
+        const json_t *rate = json_object_get(s, "rate");
+        static const char *const shown[4] = {"effective", "base", "sent_last_24h", "cut_rate"};
+        for (int i = 0; i < 4; i++) {
+            const json_t *v = json_object_get(rate, shown[i]);
+            if (json_is_number(v))
+                printf("rate_%s %g\n", shown[i], json_number_value(v));
+        }
+        const json_t *q = json_object_get(json_object_get(rate, "upstream"), "daily_quota");
+        if (json_is_number(q))
+            printf("daily_quota %g\n", json_number_value(q));
         size_t k;
         const json_t *b;
         json_array_foreach(json_object_get(s, "recent"), k, b)

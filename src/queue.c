@@ -5,6 +5,7 @@
 #include "queue.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "log.h"
+#include "limiter.h"
 #include "lua_scripts.h"
 #include "metrics.h"
 #include "seserr.h"
@@ -347,6 +349,9 @@ struct job {
     bool redis_pending;
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
     struct event *record_timer; /* records the outcome again after a Redis outage */
+    bool pacing;                /* waiting in the worker's pace queue for the limiter */
+    struct event *send_timer;   /* sends at its reserved time */
+    struct job *pnext;          /* next in the pace queue */
     struct job *prev, *next;
 };
 
@@ -367,6 +372,13 @@ struct worker {
     struct qbatch *cache[QUEUE_CACHE];
     uint64_t stamp;
     char claim_cursor[48];
+    struct limiter *lim;               /* NULL or off: send at once */
+    struct job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
+    size_t pacing;                     /* jobs in the pace queue */
+    size_t group;                      /* jobs covered by the take in flight */
+    bool taking;                       /* a take is in flight */
+    struct event *pace_timer;          /* retries a refused take */
+    int64_t hold_until_ms;             /* daily quota used up: read nothing before this */
 };
 
 static void worker_read(struct worker *w);
@@ -464,6 +476,21 @@ static void worker_job_end(struct job *j)
         free(j->outcome[i]);
     if (j->record_timer)
         event_free(j->record_timer);
+    if (j->send_timer)
+        event_free(j->send_timer);
+    if (j->pacing) {
+        struct job **pp = &w->pace_head, *prev = NULL;
+        while (*pp && *pp != j) {
+            prev = *pp;
+            pp = &(*pp)->pnext;
+        }
+        if (*pp) {
+            *pp = j->pnext;
+            if (w->pace_tail == j)
+                w->pace_tail = prev;
+            w->pacing--;
+        }
+    }
     free(j);
     if (w->freed)
         worker_maybe_free(w);
@@ -751,8 +778,18 @@ static void worker_sent(struct upstream_response *res, void *arg)
     case BACKOFF_QUOTA:
         worker_retry(j, QUEUE_HOLD_MS, j->attempt, "quota", NULL);
         return;
+    case BACKOFF_THROTTLED: {
+        /* Sent faster than SES allows: cut the shared rate; the copy goes
+         * again later and this never counts against max_attempts. */
+        if (j->w->lim)
+            limiter_throttled(j->w->lim);
+        uint64_t rnd = 0;
+        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+        worker_retry(j, backoff_delay_ms(1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd), j->attempt,
+                     "Throttling", NULL);
+        return;
+    }
     case BACKOFF_RETRY:
-    case BACKOFF_THROTTLED:
         if (backoff_give_up(j->attempt, (int)j->w->cfg->max_attempts)) {
             char c[160];
             if (transport)
@@ -854,6 +891,186 @@ static void worker_no_batch(struct job *j)
     worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
 }
 
+/* Recipients j's copy counts for: its To recipient, and on copy 0 the
+ * Cc and Bcc riders. */
+static int64_t worker_cost(const struct job *j)
+{
+    return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
+}
+
+/* The send timer of j fired: its reserved time has come. */
+static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_send(arg);
+}
+
+/* Take the first job off the pace queue. */
+static struct job *worker_pace_pop(struct worker *w)
+{
+    struct job *j = w->pace_head;
+    if (j == NULL)
+        return NULL;
+    w->pace_head = j->pnext;
+    if (w->pace_head == NULL)
+        w->pace_tail = NULL;
+    j->pnext = NULL;
+    j->pacing = false;
+    w->pacing--;
+    return j;
+}
+
+/* A timeval of ms milliseconds (ms >= 0). */
+static struct timeval worker_tv(double ms)
+{
+    int64_t us = (int64_t)(ms * 1000.0);
+    return (struct timeval){(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+}
+
+static void worker_pace_run(struct worker *w);
+
+/* Try the take again after ms (1 ms to a tick). */
+static void worker_pace_later(struct worker *w, double ms)
+{
+    if (ms < 1)
+        ms = 1;
+    if (ms > QUEUE_TICK_MS)
+        ms = QUEUE_TICK_MS;
+    struct timeval tv = worker_tv(ms);
+    evtimer_add(w->pace_timer, &tv);
+}
+
+/* The pace timer fired. */
+static void worker_pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_pace_run(arg);
+}
+
+/* The daily quota (the account's, or client's only) is used up: the copies
+ * waiting for it go back to the delay set for hold_ms (no attempt is
+ * counted); with the account's, this worker reads nothing until then. */
+static void worker_pace_hold(struct worker *w, bool account, const char *client, int64_t hold_ms)
+{
+    if (account)
+        w->hold_until_ms = queue_now_ms() + hold_ms;
+    struct job *keep = NULL, *keep_tail = NULL, *j;
+    while ((j = worker_pace_pop(w)) != NULL) {
+        if (account || strcmp(j->b->client, client) == 0) {
+            worker_retry(j, hold_ms, j->attempt, account ? "quota" : "client_quota", NULL);
+            continue;
+        }
+        if (keep_tail)
+            keep_tail->pnext = j;
+        else
+            keep = j;
+        keep_tail = j;
+        j->pacing = true;
+        w->pacing++;
+    }
+    w->pace_head = keep;
+    w->pace_tail = keep_tail;
+}
+
+/* The limiter answered the take for the first w->group jobs. */
+static void worker_paced(const struct limiter_answer *a, void *arg)
+{
+    struct worker *w = arg;
+    w->taking = false;
+    w->redis_pending--;
+    if (w->freed) {
+        worker_maybe_free(w);
+        return;
+    }
+    if (!a->ok) {
+        worker_pace_later(w, 500); /* Redis is away: the jobs wait */
+        return;
+    }
+    if (a->granted) {
+        /* The group's recipients go one every 1000 / rate ms from the start. */
+        double step = 1000.0 / (a->rate > 0 ? a->rate : 1.0), at = a->wait_ms;
+        for (size_t k = 0; k < w->group && w->pace_head; k++) {
+            struct job *j = worker_pace_pop(w);
+            double ms = at;
+            at += step * (double)worker_cost(j);
+            if (ms < 1) {
+                worker_send(j);
+                continue;
+            }
+            j->send_timer = evtimer_new(w->base, worker_send_cb, j);
+            struct timeval tv = worker_tv(ms);
+            evtimer_add(j->send_timer, &tv);
+        }
+        worker_pace_run(w);
+        return;
+    }
+    if (a->reason == RATELIMIT_QUOTA || a->reason == RATELIMIT_CLIENT_QUOTA) {
+        /* Until the window frees enough, but no longer than until the quota
+         * is read again (SES may have raised it). */
+        int64_t hold = a->wait_ms < 0 ? QUEUE_HOLD_MS : (int64_t)ceil(a->wait_ms);
+        int64_t most =
+            w->cfg->rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms : QUEUE_HOLD_MS;
+        if (hold > most)
+            hold = most;
+        if (hold < QUEUE_TICK_MS)
+            hold = QUEUE_TICK_MS;
+        char *client = xstrdup(w->pace_head ? w->pace_head->b->client : "");
+        char hs[24];
+        snprintf(hs, sizeof hs, "%" PRId64, hold);
+        log_event(LOG_WARN, "queue_hold", "reason", ratelimit_reason_name(a->reason), "client",
+                  a->reason == RATELIMIT_CLIENT_QUOTA ? client : NULL, "hold_ms", hs, NULL);
+        worker_pace_hold(w, a->reason == RATELIMIT_QUOTA, client, hold);
+        free(client);
+        worker_pace_run(w);
+        return;
+    }
+    worker_pace_later(w, a->wait_ms);
+}
+
+/* Ask the limiter for the leading jobs of the pace queue: those of the same
+ * client, up to a block of the rate (RATELIMIT_BLOCK_MS of it). */
+static void worker_pace_run(struct worker *w)
+{
+    if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
+        return;
+    const char *client = w->pace_head->b->client;
+    int64_t block = ratelimit_block(limiter_rate(w->lim), 0);
+    int64_t cost = 0;
+    size_t n = 0;
+    for (struct job *j = w->pace_head; j && strcmp(j->b->client, client) == 0; j = j->pnext) {
+        if (n > 0 && cost + worker_cost(j) > block)
+            break;
+        cost += worker_cost(j);
+        n++;
+    }
+    w->group = n;
+    w->taking = true;
+    w->redis_pending++;
+    limiter_take(w->lim, limiter_client(w->cfg, client), cost, RATELIMIT_BLOCK_MS, worker_paced, w);
+}
+
+/* j is ready to go: send it at once without a limiter, else wait for its
+ * reservation of the shared rate. */
+static void worker_pace(struct job *j)
+{
+    struct worker *w = j->w;
+    if (!limiter_on(w->lim)) {
+        worker_send(j);
+        return;
+    }
+    j->pacing = true;
+    j->pnext = NULL;
+    if (w->pace_tail)
+        w->pace_tail->pnext = j;
+    else
+        w->pace_head = j;
+    w->pace_tail = j;
+    w->pacing++;
+    worker_pace_run(w);
+}
+
 /* LINDEX answered: the address of j. */
 static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
 {
@@ -870,7 +1087,7 @@ static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
         return;
     }
     j->addr = xstrndup(reply->str, reply->len);
-    worker_send(j);
+    worker_pace(j);
 }
 
 /* Read j's address. */
@@ -1084,6 +1301,24 @@ static void worker_read(struct worker *w)
         return;
     if (evtimer_pending(w->read_timer, NULL))
         return;
+    if (limiter_on(w->lim)) {
+        /* Hold while the daily quota is used up; and read no more than about
+         * a second of the rate ahead, so that no entry waits for its turn
+         * anywhere near the claim lease. */
+        int64_t now = queue_now_ms();
+        if (now < w->hold_until_ms) {
+            worker_read_later(w,
+                              (int)(w->hold_until_ms - now < QUEUE_TICK_MS ? w->hold_until_ms - now
+                                                                           : QUEUE_TICK_MS));
+            return;
+        }
+        double r = limiter_rate(w->lim);
+        size_t cap = r >= 1 ? (size_t)ceil(r) : 1;
+        if (w->pacing >= cap)
+            return;
+        if (n > cap - w->pacing)
+            n = cap - w->pacing;
+    }
     char count[24];
     snprintf(count, sizeof count, "%zu", n);
     const char *argv[] = {"XREADGROUP", "GROUP",   "w",   w->name, "COUNT",
@@ -1161,7 +1396,8 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Public: start draining q. */
 struct worker *worker_start(struct event_base *base, const struct config *cfg, struct queue *q,
-                            struct upstream *up, struct resign *rs, const char *name)
+                            struct upstream *up, struct resign *rs, struct limiter *lim,
+                            const char *name)
 {
     struct worker *w = xcalloc(1, sizeof *w);
     w->base = base;
@@ -1174,6 +1410,8 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
     w->kd = queue_key(q, "d", NULL);
     w->kdlq = queue_key(q, "dlq", NULL);
     snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
+    w->lim = lim;
+    w->pace_timer = evtimer_new(base, worker_pace_cb, w);
     w->read_timer = evtimer_new(base, worker_read_cb, w);
     w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
     struct timeval tick = {QUEUE_TICK_MS / 1000, 0};
@@ -1208,7 +1446,8 @@ void worker_free(struct worker *w)
     worker_stop(w);
     event_free(w->read_timer);
     event_free(w->tick_timer);
-    w->read_timer = w->tick_timer = NULL;
+    event_free(w->pace_timer);
+    w->read_timer = w->tick_timer = w->pace_timer = NULL;
     struct job *j = w->jobs;
     while (j) {
         struct job *next = j->next;
@@ -1550,6 +1789,11 @@ static const char queue_purge_lua[] = "local t = redis.call('TYPE', KEYS[1])['ok
 const char *queue_dlq_retry_script(void)
 {
     return queue_lua_dlq_retry;
+}
+
+const char *queue_limit_script(void)
+{
+    return queue_lua_limit;
 }
 
 const char *queue_dlq_purge_script(void)

@@ -58,11 +58,14 @@ bool queue_ready(const struct queue *q);
 bool queue_message_id(int api, const char *body, size_t n, char *out, size_t outlen);
 
 struct worker;
+struct limiter;
 
 /* Start draining q: up to cfg->concurrency sends in flight through up,
- * signed by rs, as consumer name (unique per process). */
+ * signed by rs, each at a time reserved from lim (NULL: at once), as
+ * consumer name (unique per process). */
 struct worker *worker_start(struct event_base *base, const struct config *cfg, struct queue *q,
-                            struct upstream *up, struct resign *rs, const char *name);
+                            struct upstream *up, struct resign *rs, struct limiter *lim,
+                            const char *name);
 
 /* Stop reading new entries; sends in flight finish (or are reclaimed by
  * another worker after the lease if the process dies). */
@@ -106,6 +109,9 @@ void queue_stats_keys(const char *pfx, char *keys[5]);
 
 /* The Lua source of dlq_retry.lua (src/lua: keys, arguments, reply). */
 const char *queue_dlq_retry_script(void);
+
+/* The Lua source of limit.lua (src/lua: the shared rate limiter). */
+const char *queue_limit_script(void);
 
 /* The Lua source that deletes every dead letter. KEYS: the dead-letter
  * stream. Returns how many there were. */

@@ -107,6 +107,7 @@ static void test_defaults(void)
     CHECK(cfg.rate_mode == CONFIG_RATE_AUTO, "rate");
     CHECK(cfg.headroom == 0.9, "headroom");
     CHECK(cfg.max_wait_ms == 2000, "max_wait");
+    CHECK(cfg.quota_refresh_ms == 60000, "quota_refresh");
     CHECK(cfg.fanout, "fanout");
     CHECK(cfg.first_recipient_sync, "first_recipient");
     CHECK(cfg.max_recipients == 10000, "max_recipients");
@@ -151,6 +152,7 @@ static void test_defaults(void)
               "rate = auto\n"
               "headroom = 0.9\n"
               "max_wait = 2s\n"
+              "quota_refresh = 1m\n"
               "fanout = on\n"
               "first_recipient = sync\n"
               "max_recipients = 10000\n"
