@@ -32,7 +32,8 @@
 #   SIZES ("50 1000"): recipients per request for enqueue
 #   ENQ_TARGETS ("php sesgate sesgate_queue")
 #   DRAIN_N (20000), PHP_WORKERS (16), SG_WORKERS (1: sesgate work processes),
-#   SG_CONCURRENCY (64, per process), SG_RATE (1000000)
+#   SG_CONCURRENCY (64, per process), SG_RATE (off: no limiter; a number: the shared
+#     limiter at that rate, e.g. 1000000 to measure its cost)
 #   MEM_MSGS (2000): requests of 51 recipients (50 queued each) for mem
 #   PROFILE (1: perf profiles of sesgate serve and work after the measurements)
 #   IDLE_MAX (0.15), WAIT_IDLE (1800), OTHER_MAX (0.12), TRIES (5): as passthrough.sh
@@ -52,7 +53,7 @@ RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; export CONNS="${CONNS:
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 SIZES="${SIZES:-50 1000}"; ENQ_TARGETS="${ENQ_TARGETS:-php sesgate sesgate_queue}"
 DRAIN_N="${DRAIN_N:-20000}"; PHP_WORKERS="${PHP_WORKERS:-16}"
-SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-1000000}"; SG_WORKERS="${SG_WORKERS:-1}"
+SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-off}"; SG_WORKERS="${SG_WORKERS:-1}"
 MEM_MSGS="${MEM_MSGS:-2000}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
 export OTHER_MAX="${OTHER_MAX:-0.12}"
