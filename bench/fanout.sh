@@ -366,6 +366,7 @@ measure_drain() {
             workers="$SG_WORKERS sesgate work, concurrency $SG_CONCURRENCY each"
             l0=$(uplines); watch_sent "$q"
             snap sesgate_drain "$TMP/cpu_a.json"
+            RS CONFIG RESETSTAT > /dev/null
             t0=$(date +%s.%N)
             RS RENAME "$KQ_HOLD" "$KQ" > /dev/null
         fi
@@ -379,6 +380,13 @@ measure_drain() {
             left=$(RP LLEN mail); pend=0; dlq=0; dly=0
         else
             left=$(RS XLEN "$KQ"); pend=$(pending); dlq=$(RS XLEN "$KDLQ"); dly=$(RS ZCARD "$KD")
+            # Redis commands per sent recipient: every command Redis ran (those
+            # inside scripts included), and the calls the workers made
+            RS INFO commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$sent" '
+                /^cmdstat_/ { c = substr($1, 9); all += $3; calls[c] = $3 }
+                END { scripts = calls["evalsha"] + calls["eval"]
+                      printf "sesgate drain run: Redis commands per sent recipient %.2f in all (scripts included); evalsha %.2f, xreadgroup %.3f, lindex %.2f\n",
+                             all / n, scripts / n, calls["xreadgroup"] / n, calls["lindex"] / n }' | tee -a "$LOG" >&2
             stop_worker
         fi
         secs=$(echo "$t1 $t0" | awk '{printf "%.3f", $1-$2}')

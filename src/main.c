@@ -630,6 +630,30 @@ static json_t *main_rate_json(redisContext *c, const char *pfx)
         json_object_set_new(o, "upstream", u);
     }
     freeReplyObject(r);
+    const json_t *quota = json_object_get(json_object_get(o, "upstream"), "daily_quota");
+    const json_t *used = json_object_get(o, "sent_last_24h");
+    if (json_is_integer(quota) && json_integer_value(quota) > 0 && json_is_integer(used))
+        json_object_set_new(o, "quota_left",
+                            json_integer(json_integer_value(quota) > json_integer_value(used)
+                                             ? json_integer_value(quota) - json_integer_value(used)
+                                             : 0));
+    /* What holds the queue (the daily quota), and until when. */
+    struct buf hk = BUF_INIT;
+    buf_printf(&hk, "%shold", pfx);
+    r = redisCommand(c, "HGETALL %s", buf_cstr(&hk));
+    buf_free(&hk);
+    json_t *held = json_array();
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        long long until = strtoll(r->element[i + 1]->str ? r->element[i + 1]->str : "0", NULL, 10);
+        if (until <= main_now_ms())
+            continue;
+        json_t *h = json_object();
+        json_object_set_new(h, "reason", json_string(r->element[i]->str));
+        json_object_set_new(h, "until_ms", json_integer(until));
+        json_array_append_new(held, h);
+    }
+    freeReplyObject(r);
+    json_object_set_new(o, "held", held);
     return o;
 }
 
@@ -672,6 +696,15 @@ static int main_status(redisContext *c, const char *pfx, int argc, bool json)
         const json_t *q = json_object_get(json_object_get(rate, "upstream"), "daily_quota");
         if (json_is_number(q))
             printf("daily_quota %g\n", json_number_value(q));
+        if (json_is_integer(json_object_get(rate, "quota_left")))
+            printf("quota_left %lld\n", main_jint(rate, "quota_left"));
+        size_t hi;
+        const json_t *h;
+        json_array_foreach(json_object_get(rate, "held"), hi, h)
+        {
+            printf("held %s for %.0f s\n", main_jstr(h, "reason", "-"),
+                   (double)(main_jint(h, "until_ms") - main_now_ms()) / 1000.0);
+        }
         size_t k;
         const json_t *b;
         json_array_foreach(json_object_get(s, "recent"), k, b)

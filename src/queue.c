@@ -954,8 +954,17 @@ static void worker_pace_cb(evutil_socket_t fd, short what, void *arg)
  * counted); with the account's, this worker reads nothing until then. */
 static void worker_pace_hold(struct worker *w, bool account, const char *client, int64_t hold_ms)
 {
+    int64_t until = queue_now_ms() + hold_ms;
     if (account)
-        w->hold_until_ms = queue_now_ms() + hold_ms;
+        w->hold_until_ms = until;
+    /* For `sesgate status`: what holds and until when, gone when it ends. */
+    char *kh = queue_key(w->q, "hold", NULL), field[300], value[24], ttl[24];
+    snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
+    snprintf(value, sizeof value, "%" PRId64, until);
+    snprintf(ttl, sizeof ttl, "%" PRId64, hold_ms);
+    redis_command(w->q->rd, worker_ack_first, NULL, "HSET %s %s %s", kh, field, value);
+    redis_command(w->q->rd, worker_ack_first, NULL, "PEXPIRE %s %s", kh, ttl);
+    free(kh);
     struct job *keep = NULL, *keep_tail = NULL, *j;
     while ((j = worker_pace_pop(w)) != NULL) {
         if (account || strcmp(j->b->client, client) == 0) {
