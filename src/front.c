@@ -712,6 +712,39 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
     queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, mid, front_enqueued, r);
 }
 
+/* The client's recipients of the rolling day are known: queue the batch,
+ * or refuse it when the client is already at its daily quota. */
+static void front_client_day(const redisReply *reply, const char *err, void *arg)
+{
+    struct front_req *r = arg;
+    if (r->abandoned) {
+        r->enqueuing = false;
+        front_finish(r, 499, "client_closed");
+        return;
+    }
+    struct seserr e;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+        r->enqueuing = false;
+        seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    const redisReply *u = reply->element[4];
+    long long used = u->type == REDIS_REPLY_INTEGER  ? u->integer
+                     : u->type == REDIS_REPLY_STRING ? strtoll(u->str, NULL, 10)
+                                                     : 0;
+    if (used >= r->client->daily_quota) {
+        r->enqueuing = false;
+        seserr_set(&e, SESERR_THROTTLING, "Daily message quota exceeded.");
+        log_event(LOG_INFO, "send_throttled", "id", r->id, "reason", "client_quota", NULL);
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+}
+
 /* The send path: every send action comes here. A send to two or more To
  * recipients becomes a batch: stored in the queue (all or nothing) and sent
  * one copy per recipient by the workers. */
@@ -755,6 +788,13 @@ static void front_send(struct front_req *r)
         }
         r->copy0 = true;
         front_pace(r, 1 + (int64_t)r->plan.nriders);
+        return;
+    }
+    if (limiter_on(f->lim) && r->client->daily_quota > 0) {
+        /* A client over its own daily quota gets SES's answer for it. */
+        r->enqueuing = true;
+        httpd_set_abort(r->hr, front_abort, r);
+        queue_limit_client_status(f->queue, r->client->name, front_client_day, r);
         return;
     }
     r->enqueuing = true;

@@ -241,6 +241,16 @@ void queue_limit(struct queue *q, const char *client, int nargs, const char *con
         free(keys[i]);
 }
 
+/* Public: limit.lua status on a client's own keys. */
+void queue_limit_client_status(struct queue *q, const char *client, redis_cb cb, void *arg)
+{
+    char *kr = queue_key(q, "rl:c:", client), *kd = queue_key(q, "day:c:", client);
+    const char *argv[4] = {kr, kd, "status", ""};
+    queue_eval(q, QS_LIMIT, 2, 4, argv, NULL, cb, arg);
+    free(kr);
+    free(kd);
+}
+
 /* Public: Redis answers. */
 bool queue_ready(const struct queue *q)
 {

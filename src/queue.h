@@ -50,6 +50,10 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
 void queue_limit(struct queue *q, const char *client, int nargs, const char *const *args,
                  redis_cb cb, void *arg);
 
+/* limit.lua status on client's own limiter keys: element 4 of the reply is
+ * the client's recipients in the rolling 24 hours. cb fires exactly once. */
+void queue_limit_client_status(struct queue *q, const char *client, redis_cb cb, void *arg);
+
 /* True when Redis is connected and answering (an enqueue can succeed). */
 bool queue_ready(const struct queue *q);
 
