@@ -15,7 +15,11 @@ small control API on the same port:
                       those with seq >= SEQ)
     POST /__reset     forget the recorded requests and the rules
     POST /__quota     {"max_send_rate": .., "max_24_hour_send": ..,
-                       "sent_last_24_hours": ..} sets what quota calls report
+                       "sent_last_24_hours": .., "enforce": true|false}
+                      sets what quota calls report and whether sends are
+                      held to it (see Quota below); any subset of the keys
+    GET  /__quota     the quota, "enforce" and the recipients accepted in
+                      the last second ("sent_last_second")
 
 Control requests are neither signature-checked nor recorded.
 
@@ -27,14 +31,41 @@ that many requests and is then removed, a rule without it stays. "v2"
 overrides status/code/message for v2 requests. "drop" closes the connection
 without an answer; "garbage" answers with a non-SES body.
 
+Quota: GetSendQuota (v1) and GetAccount (v2) report MaxSendRate,
+Max24HourSend and SentLast24Hours. SentLast24Hours is the recipients of the
+sends accepted in the last 24 hours (of the fake's lifetime), plus the value
+last set through /__quota (a fixed offset that does not expire; setting it
+starts the count afresh). With "enforce" on (off by default, or
+--enforce-quota) the fake holds sends to the quota as SES does, counting
+RECIPIENTS: v1 SendEmail, SendTemplatedEmail (the Destination To, Cc and Bcc
+members) and SendRawEmail (Destinations, else the To, Cc and Bcc headers);
+v2 SendEmail (Destination To+Cc+Bcc, or for Raw without a Destination the
+header recipients). Bulk sends are not held. Checks, in this order, for a send
+of n recipients at monotonic time t:
+  - daily: SentLast24Hours + n > Max24HourSend (unless Max24HourSend < 0,
+    unlimited) -> v1 400 Throttling "Daily message quota exceeded.", v2 400
+    LimitExceededException "Daily message quota exceeded." (the v2 spelling
+    a third-party fixture uses; AWS does not document one, see
+    shared/docs/ses-api.md 2.4);
+  - rate: the recipients of the sends accepted in (t - 1 s, t], plus n, would
+    exceed MaxSendRate -> v1 400 Throttling "Maximum sending rate exceeded.",
+    v2 429 TooManyRequestsException "Maximum sending rate exceeded.".
+A refused send is recorded with "throttled": "daily" | "rate", its status and
+its recipients, and is not counted. Every record has "t", the fake's
+time.monotonic() (CLOCK_MONOTONIC, comparable across processes on one
+machine): for a send that passed the signature check, the instant it was
+admitted to (or refused by) the quota; for anything else, when it arrived.
+
 Usage: fakeses.py --port 0 --access-key AKID --secret SECRET
        [--region us-east-1] [--session-token T] [--record FILE]
        [--clock-skew SECONDS] [--max-send-rate N] [--max-24-hour-send N]
+       [--enforce-quota]
 Prints "listening <port>" on stdout when ready.
 """
 
 import argparse
 import base64
+import collections
 import datetime
 import email.parser
 import email.policy
@@ -59,6 +90,9 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
+DAY_S = 86400.0
+RATE_MESSAGE = "Maximum sending rate exceeded."
+DAILY_MESSAGE = "Daily message quota exceeded."
 SERVICE = "ses"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 CONTROL_PATHS = ("/__control", "/__requests", "/__reset", "/__quota")
@@ -348,6 +382,27 @@ class SesError(Exception):
         self.message = message
 
 
+class QuotaError(SesError):
+    """A send refused by the enforced quota: kind is "rate" or "daily"."""
+
+    def __init__(self, api, kind):
+        if kind == "rate":
+            code, status = ("Throttling", 400) if api == "v1" else ("TooManyRequestsException", 429)
+            message = RATE_MESSAGE
+        else:
+            code, status = ("Throttling", 400) if api == "v1" else ("LimitExceededException", 400)
+            message = DAILY_MESSAGE
+        super().__init__(code, status, message)
+        self.kind = kind
+        self.t = None
+        self.recipients = None
+
+    def at(self, t):
+        """Note the monotonic time of the refusal; returns self."""
+        self.t = t
+        return self
+
+
 class State:
     """Everything the server shares between its threads."""
 
@@ -364,6 +419,13 @@ class State:
             "max_24_hour_send": args.max_24_hour_send,
             "sent_last_24_hours": 0.0,
         }
+        self.enforce = bool(getattr(args, "enforce_quota", False))
+        # Accepted sends as (monotonic time, recipients), oldest first: the
+        # last second's for the rate, the last day's for SentLast24Hours.
+        self.second = collections.deque()
+        self.day = collections.deque()
+        self.day_sum = 0
+        self.sent_base = 0.0  # the SentLast24Hours offset set through /__quota
         self.record_file = open(args.record, "a", encoding="utf-8") if args.record else None
 
     def next_rule(self):
@@ -388,10 +450,62 @@ class State:
                 self.record_file.write(json.dumps(record, sort_keys=True) + "\n")
                 self.record_file.flush()
 
-    def count_sent(self, n):
-        """Count n recipients as sent in the last 24 hours."""
+    def _expire(self, now):
+        """Drop accepted sends that left the 1 s and the 24 h windows (lock held)."""
+        while self.second and self.second[0][0] <= now - 1.0:
+            self.second.popleft()
+        while self.day and self.day[0][0] <= now - DAY_S:
+            self.day_sum -= self.day.popleft()[1]
+        self.quota["sent_last_24_hours"] = self.sent_base + self.day_sum
+
+    def admit(self, api, n, hold=True):
+        """Admit a send of n recipients now, or (hold, and the quota
+        enforced) raise QuotaError when the send would pass it. Returns the
+        monotonic time of the decision; an admitted send is counted then."""
         with self.lock:
-            self.quota["sent_last_24_hours"] += n
+            now = time.monotonic()
+            self._expire(now)
+            if self.enforce and hold:
+                day_max = self.quota["max_24_hour_send"]
+                if day_max >= 0 and self.quota["sent_last_24_hours"] + n > day_max:
+                    raise QuotaError(api, "daily").at(now)
+                last_second = sum(c for _, c in self.second)
+                if last_second + n > self.quota["max_send_rate"]:
+                    raise QuotaError(api, "rate").at(now)
+            self.second.append((now, n))
+            self.day.append((now, n))
+            self.day_sum += n
+            self.quota["sent_last_24_hours"] = self.sent_base + self.day_sum
+            return now
+
+    def quota_now(self):
+        """The quota as reported now (SentLast24Hours brought up to date)."""
+        with self.lock:
+            self._expire(time.monotonic())
+            return dict(self.quota)
+
+    def set_quota(self, spec):
+        """Apply a /__quota body; returns the quota and the enforcement state."""
+        with self.lock:
+            for key in ("max_send_rate", "max_24_hour_send"):
+                if key in spec:
+                    self.quota[key] = float(spec[key])
+            if "sent_last_24_hours" in spec:
+                self.sent_base = float(spec["sent_last_24_hours"])
+                self.day.clear()
+                self.day_sum = 0
+            if "enforce" in spec:
+                if not isinstance(spec["enforce"], bool):
+                    raise ValueError("enforce must be true or false")
+                self.enforce = spec["enforce"]
+            return self.quota_state()
+
+    def quota_state(self):
+        """The quota, the enforcement flag and the last second's recipients (lock held)."""
+        now = time.monotonic()
+        self._expire(now)
+        return {"ok": True, "quota": dict(self.quota), "enforce": self.enforce,
+                "sent_last_second": sum(c for _, c in self.second)}
 
 
 RULE_KEYS = {"mode", "status", "code", "message", "v2", "delay_ms", "drop", "garbage", "count"}
@@ -501,14 +615,15 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__quota" and self.command == "POST":
             try:
                 spec = json.loads(body or b"{}")
-                with state.lock:
-                    for key in ("max_send_rate", "max_24_hour_send", "sent_last_24_hours"):
-                        if key in spec:
-                            state.quota[key] = float(spec[key])
-                    quota = dict(state.quota)
+                if not isinstance(spec, dict):
+                    raise ValueError("a quota is a JSON object")
+                out = state.set_quota(spec)
             except (ValueError, TypeError) as e:
                 return self.send_json(400, {"ok": False, "error": str(e)})
-            return self.send_json(200, {"ok": True, "quota": quota})
+            return self.send_json(200, out)
+        if path == "/__quota" and self.command == "GET":
+            with state.lock:
+                return self.send_json(200, state.quota_state())
         return self.send_json(404, {"ok": False, "error": "no such control call"})
 
     def handle_any(self):
@@ -531,6 +646,7 @@ class Handler(BaseHTTPRequestHandler):
         now = datetime.datetime.utcnow().replace(microsecond=0)
         record = {
             "time": time.time(),
+            "t": time.monotonic(),
             "time_iso": now.isoformat() + "Z",
             "method": self.command,
             "path": raw_path,
@@ -617,12 +733,19 @@ class Handler(BaseHTTPRequestHandler):
                 status, out, ctype, info = self.answer_v2(raw_path, params, request_id)
         except SesError as e:
             record["status"] = e.status
+            if isinstance(e, QuotaError):
+                record["throttled"] = e.kind
+                record["recipients"] = e.recipients
+                record["t"] = e.t
             state.add_record(record)
             return self.send_error_response(api, e.status, e.code, e.message, request_id)
+        if "t" in info:
+            record["t"] = info.pop("t")
         record.update(info)
         record["status"] = status
-        if record.get("recipients"):
-            state.count_sent(len(record["recipients"]))
+        if record.get("recipients") and not record.get("counted"):
+            state.admit(api, len(record["recipients"]), hold=False)  # bulk sends: counted, never held
+        record.pop("counted", None)
         state.add_record(record)
         return self.send(status, out, ctype, request_id=request_id)
 
@@ -709,8 +832,7 @@ class Handler(BaseHTTPRequestHandler):
             ]}
             result = "<Status>%s</Status>" % "".join(members)
         elif action == "GetSendQuota":
-            with self.server.state.lock:
-                q = dict(self.server.state.quota)
+            q = self.server.state.quota_now()
             result = (
                 "<SentLast24Hours>%.1f</SentLast24Hours><Max24HourSend>%.1f</Max24HourSend>"
                 "<MaxSendRate>%.1f</MaxSendRate>" % (q["sent_last_24_hours"], q["max_24_hour_send"], q["max_send_rate"])
@@ -733,8 +855,9 @@ class Handler(BaseHTTPRequestHandler):
         )
         return 200, out.encode(), "text/xml", info
 
-    def accept_send(self, recipients):
-        """Check a send's recipients like SES and give it a MessageId."""
+    def accept_send(self, recipients, api="v1"):
+        """Check a send's recipients like SES, hold it to the quota when that
+        is enforced (QuotaError), and give it a MessageId."""
         if not recipients:
             raise SesError("InvalidParameterValue", 400, "Missing final '@domain'")
         if len(recipients) > 50:
@@ -742,7 +865,12 @@ class Handler(BaseHTTPRequestHandler):
         for addr in recipients:
             if "@" not in addr:
                 raise SesError("InvalidParameterValue", 400, "Missing final '@domain'")
-        return {"message_id": new_message_id(), "recipients": recipients}
+        try:
+            t = self.server.state.admit(api, len(recipients))
+        except QuotaError as e:
+            e.recipients = list(recipients)
+            raise
+        return {"message_id": new_message_id(), "recipients": recipients, "t": t, "counted": True}
 
     def answer_v2(self, raw_path, params, request_id):
         """Answer a verified v2 (REST-JSON) request."""
@@ -773,7 +901,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise SesError("BadRequestException", 400, "Content must be Simple, Raw or Template.")
             try:
-                info.update(self.accept_send(recipients))
+                info.update(self.accept_send(recipients, "v2"))
+            except QuotaError:
+                raise
             except SesError as e:
                 raise SesError("BadRequestException", 400, e.message)
             return 200, json.dumps({"MessageId": info["message_id"]}).encode(), ctype, info
@@ -788,8 +918,7 @@ class Handler(BaseHTTPRequestHandler):
             info = {"message_id": ids[0] if ids else None, "message_ids": ids, "recipients": recipients}
             return 200, json.dumps(out).encode(), ctype, info
         if method == "GET" and raw_path == "/v2/email/account":
-            with self.server.state.lock:
-                q = dict(self.server.state.quota)
+            q = self.server.state.quota_now()
             out = {
                 "DedicatedIpAutoWarmupEnabled": False,
                 "EnforcementStatus": "HEALTHY",
@@ -835,6 +964,8 @@ def main(argv=None):
     p.add_argument("--clock-skew", type=float, default=300.0)
     p.add_argument("--max-send-rate", type=float, default=14.0)
     p.add_argument("--max-24-hour-send", type=float, default=50000.0)
+    p.add_argument("--enforce-quota", action="store_true",
+                   help="hold sends to MaxSendRate and Max24HourSend (see Quota)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.secret is None:

@@ -236,6 +236,11 @@ class FakeSES:
         """Set what GetSendQuota / GetAccount report."""
         return self._control("POST", "/__quota", quota)
 
+    def quota(self):
+        """The fake's quota, whether it is enforced, and the recipients it
+        accepted in the last second (GET /__quota)."""
+        return self._control("GET", "/__quota")
+
     def requests(self, since=0):
         """The recorded requests (seq >= since)."""
         return self._control("GET", "/__requests?since=%d" % since)
