@@ -21,7 +21,8 @@
 
 /* One take waiting for limit.lua (or, with rate = off, for its timer). */
 struct limiter_take {
-    struct limiter *l; /* NULL once the limiter is gone */
+    struct limiter *l;     /* NULL once the limiter is gone */
+    struct timespec asked; /* when the take went to Redis */
     limiter_cb cb;
     void *arg;
     struct event *timer; /* rate = off: answers from the event loop */
@@ -121,9 +122,20 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         a.used = (int64_t)limiter_num(reply->element[4], 0);
         if (!a.granted && a.reason == RATELIMIT_GRANTED)
             a.reason = RATELIMIT_RATE;
+        /* The wait counts from Redis's "now", which was about when the take
+         * was sent: a late answer does not push the reservation late. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
+                      (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
+        if (a.wait_ms > 0) {
+            a.wait_ms -= late;
+            if (a.wait_ms < 0)
+                a.wait_ms = 0;
+        }
         if (t->l) {
             if (a.rate > 0)
-                t->l->effective = a.rate;
+                t->l->effective = a.rate / LIMITER_PACE;
             metrics_limiter(t->l->rate, t->l->effective, t->l->quota, a.used);
         }
         metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
@@ -171,15 +183,16 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
     char scost[32], shorizon[32], srate[32], squota[32], crate[32] = "", cquota[32] = "";
     snprintf(scost, sizeof scost, "%" PRId64, cost < 1 ? 1 : cost);
     limiter_fmt(shorizon, sizeof shorizon, horizon_ms < 0 ? 0 : floor(horizon_ms));
-    limiter_fmt(srate, sizeof srate, l->rate);
+    limiter_fmt(srate, sizeof srate, l->rate * LIMITER_PACE);
     snprintf(squota, sizeof squota, "%" PRId64, l->quota);
     bool own = c && (c->rate > 0 || c->daily_quota > 0);
     if (own) {
         if (c->rate > 0)
-            limiter_fmt(crate, sizeof crate, c->rate);
+            limiter_fmt(crate, sizeof crate, c->rate * LIMITER_PACE);
         snprintf(cquota, sizeof cquota, "%" PRId64, c->daily_quota);
     }
     const char *args[8] = {"take", scost, shorizon, srate, squota, crate, cquota, ""};
+    clock_gettime(CLOCK_MONOTONIC, &t->asked);
     queue_limit(l->q, own ? c->name : NULL, 8, args, limiter_taken, t);
 }
 
@@ -194,7 +207,7 @@ static void limiter_cut(const redisReply *reply, const char *err, void *arg)
         snprintf(rate, sizeof rate, "%.3g", limiter_num(reply->element[1], 0));
         log_event(LOG_WARN, "rate_cut", "rate", rate, NULL);
         if (l)
-            l->effective = limiter_num(reply->element[1], l->effective);
+            l->effective = limiter_num(reply->element[1], l->effective) / LIMITER_PACE;
     }
 }
 
@@ -207,7 +220,7 @@ void limiter_throttled(struct limiter *l)
     if (!limiter_on(l))
         return;
     const char *args[2] = {"throttled", ""};
-    queue_limit(l->q, NULL, 2, args, limiter_cut, NULL);
+    queue_limit(l->q, NULL, 2, args, limiter_cut, l); /* answered before l goes: queue_free */
     if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
         limiter_refresh(l); /* the account's quota may have changed */
 }
@@ -343,6 +356,11 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg, s
     }
     if (limiter_on(l))
         metrics_limiter(l->rate, l->effective, l->quota, -1);
+    if (cfg->rate_mode == CONFIG_RATE_FIXED) {
+        char rate[32];
+        limiter_fmt(rate, sizeof rate, l->rate);
+        redis_command(rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+    }
     return l;
 }
 

@@ -27,16 +27,23 @@
 
 struct limiter;
 
+/* Sends are paced at this share of the rate, so that timer jitter never
+ * makes a second hold more than the rate itself (an upstream that enforces
+ * exactly the rate, as SES may, then never throttles). */
+#define LIMITER_PACE 0.97
+
 /* The answer to a take. */
 struct limiter_answer {
     bool ok;      /* limit.lua answered; false: Redis unreachable (nothing taken) */
     bool granted; /* the recipients are reserved */
-    /* ms. Granted: until the first recipient may go (0: now), the others
-     * following 1000 / rate ms apart. Refused: until the refusing check
-     * could pass; -1 when it never can (the cost exceeds the quota). */
+    /* ms from the answer's arrival. Granted: until the first recipient may
+     * go (0: now), the others following 1000 / rate ms apart. Refused:
+     * until the refusing check could pass; -1 when it never can (the cost
+     * exceeds the quota). */
     double wait_ms;
     enum ratelimit_reason reason;
-    double rate;  /* recipients/s: the account's effective rate */
+    double rate;  /* recipients/s: the pacing rate (the account's effective
+                     rate x LIMITER_PACE) */
     int64_t used; /* recipients sent in the rolling 24 hours */
 };
 

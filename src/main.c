@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -616,8 +617,17 @@ static json_t *main_rate_json(redisContext *c, const char *pfx)
     static const char *const names[6] = {"effective", "base",          "cut_rate",
                                          "cut_at_ms", "sent_last_24h", "tat_ms"};
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 6)
-        for (int i = 0; i < 6; i++)
-            json_object_set_new(o, names[i], main_rnum(r->element[i]));
+        for (int i = 0; i < 6; i++) {
+            json_t *v = main_rnum(r->element[i]);
+            if (i < 3 && json_is_number(v)) {
+                /* Redis holds the pacing rates (LIMITER_PACE of the rate):
+                 * show them as the account's. */
+                double d = json_number_value(v) / LIMITER_PACE;
+                json_decref(v);
+                v = json_real(round(d * 1e6) / 1e6);
+            }
+            json_object_set_new(o, names[i], v);
+        }
     freeReplyObject(r);
     buf_printf(&b, "%squota", pfx);
     r = redisCommand(c, "HGETALL %s", buf_cstr(&b));

@@ -360,9 +360,16 @@ struct job {
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
     struct event *record_timer; /* records the outcome again after a Redis outage */
     bool pacing;                /* waiting in the worker's pace queue for the limiter */
+    bool waiting;               /* pacing, or its send timer pending: not a send in flight */
     struct event *send_timer;   /* sends at its reserved time */
     struct job *pnext;          /* next in the pace queue */
     struct job *prev, *next;
+};
+
+/* A client whose own rate refused a take: its copies wait until then. */
+struct worker_wait {
+    char *client;
+    int64_t until_ms;
 };
 
 struct worker {
@@ -385,10 +392,14 @@ struct worker {
     struct limiter *lim;               /* NULL or off: send at once */
     struct job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
     size_t pacing;                     /* jobs in the pace queue */
-    size_t group;                      /* jobs covered by the take in flight */
-    bool taking;                       /* a take is in flight */
-    struct event *pace_timer;          /* retries a refused take */
-    int64_t hold_until_ms;             /* daily quota used up: read nothing before this */
+    size_t waiting;                    /* jobs pacing or waiting for their reserved time */
+    struct job **group;                /* the jobs the take in flight is for */
+    size_t ngroup, group_cap;
+    struct worker_wait *waits; /* clients refused by their own rate, until when */
+    size_t nwaits;
+    bool taking;              /* a take is in flight */
+    struct event *pace_timer; /* retries a refused take */
+    int64_t hold_until_ms;    /* daily quota used up: read nothing before this */
 };
 
 static void worker_read(struct worker *w);
@@ -458,11 +469,33 @@ static void worker_maybe_free(struct worker *w)
         return;
     for (int i = 0; i < QUEUE_CACHE; i++)
         worker_batch_unref(w->cache[i]);
+    for (size_t i = 0; i < w->nwaits; i++)
+        free(w->waits[i].client);
+    free(w->waits);
+    free(w->group);
     free(w->name);
     free(w->kq);
     free(w->kd);
     free(w->kdlq);
     free(w);
+}
+
+/* Take j out of w's pace queue. */
+static void worker_pace_unlink(struct worker *w, struct job *j)
+{
+    struct job **pp = &w->pace_head, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->pnext;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = j->pnext;
+    if (w->pace_tail == j)
+        w->pace_tail = prev;
+    j->pnext = NULL;
+    j->pacing = false;
+    w->pacing--;
 }
 
 /* Remove j and release it; the worker may read more. */
@@ -488,19 +521,10 @@ static void worker_job_end(struct job *j)
         event_free(j->record_timer);
     if (j->send_timer)
         event_free(j->send_timer);
-    if (j->pacing) {
-        struct job **pp = &w->pace_head, *prev = NULL;
-        while (*pp && *pp != j) {
-            prev = *pp;
-            pp = &(*pp)->pnext;
-        }
-        if (*pp) {
-            *pp = j->pnext;
-            if (w->pace_tail == j)
-                w->pace_tail = prev;
-            w->pacing--;
-        }
-    }
+    if (j->pacing)
+        worker_pace_unlink(w, j);
+    if (j->waiting)
+        w->waiting--;
     free(j);
     if (w->freed)
         worker_maybe_free(w);
@@ -913,7 +937,10 @@ static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    worker_send(arg);
+    struct job *j = arg;
+    j->waiting = false;
+    j->w->waiting--;
+    worker_send(j);
 }
 
 /* Take the first job off the pace queue. */
@@ -993,7 +1020,38 @@ static void worker_pace_hold(struct worker *w, bool account, const char *client,
     w->pace_tail = keep_tail;
 }
 
-/* The limiter answered the take for the first w->group jobs. */
+/* The until time of client's wait in w (0: none). */
+static int64_t worker_wait_of(const struct worker *w, const char *client)
+{
+    for (size_t i = 0; i < w->nwaits; i++)
+        if (strcmp(w->waits[i].client, client) == 0)
+            return w->waits[i].until_ms;
+    return 0;
+}
+
+/* client's copies wait until until_ms. */
+static void worker_wait_set(struct worker *w, const char *client, int64_t until_ms)
+{
+    for (size_t i = 0; i < w->nwaits; i++)
+        if (strcmp(w->waits[i].client, client) == 0) {
+            w->waits[i].until_ms = until_ms;
+            return;
+        }
+    w->waits = xrealloc(w->waits, (w->nwaits + 1) * sizeof *w->waits);
+    w->waits[w->nwaits++] = (struct worker_wait){xstrdup(client), until_ms};
+}
+
+/* The pacing rate for client's copies: the account's, or the client's own
+ * rate when lower (recipients/s). */
+static double worker_client_rate(const struct worker *w, const char *client, double account)
+{
+    const struct config_client *c = limiter_client(w->cfg, client);
+    if (c && c->rate > 0 && c->rate * LIMITER_PACE < account)
+        return c->rate * LIMITER_PACE;
+    return account;
+}
+
+/* The limiter answered the take for the jobs in w->group. */
 static void worker_paced(const struct limiter_answer *a, void *arg)
 {
     struct worker *w = arg;
@@ -1007,14 +1065,21 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
         worker_pace_later(w, 500); /* Redis is away: the jobs wait */
         return;
     }
+    const char *client = w->ngroup ? w->group[0]->b->client : "";
     if (a->granted) {
         /* The group's recipients go one every 1000 / rate ms from the start. */
-        double step = 1000.0 / (a->rate > 0 ? a->rate : 1.0), at = a->wait_ms;
-        for (size_t k = 0; k < w->group && w->pace_head; k++) {
-            struct job *j = worker_pace_pop(w);
+        double rate = worker_client_rate(w, client, a->rate > 0 ? a->rate : 1.0);
+        double step = 1000.0 / rate, at = a->wait_ms;
+        for (size_t k = 0; k < w->ngroup; k++) {
+            struct job *j = w->group[k];
+            if (!j->pacing)
+                continue;
+            worker_pace_unlink(w, j);
             double ms = at;
             at += step * (double)worker_cost(j);
             if (ms < 1) {
+                j->waiting = false;
+                w->waiting--;
                 worker_send(j);
                 continue;
             }
@@ -1022,6 +1087,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             struct timeval tv = worker_tv(ms);
             evtimer_add(j->send_timer, &tv);
         }
+        w->ngroup = 0;
         worker_pace_run(w);
         return;
     }
@@ -1035,36 +1101,64 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             hold = most;
         if (hold < QUEUE_TICK_MS)
             hold = QUEUE_TICK_MS;
-        char *client = xstrdup(w->pace_head ? w->pace_head->b->client : "");
+        char *held = xstrdup(client);
         char hs[24];
         snprintf(hs, sizeof hs, "%" PRId64, hold);
         log_event(LOG_WARN, "queue_hold", "reason", ratelimit_reason_name(a->reason), "client",
-                  a->reason == RATELIMIT_CLIENT_QUOTA ? client : NULL, "hold_ms", hs, NULL);
-        worker_pace_hold(w, a->reason == RATELIMIT_QUOTA, client, hold);
-        free(client);
+                  a->reason == RATELIMIT_CLIENT_QUOTA ? held : NULL, "hold_ms", hs, NULL);
+        w->ngroup = 0;
+        worker_pace_hold(w, a->reason == RATELIMIT_QUOTA, held, hold);
+        free(held);
         worker_pace_run(w);
         return;
     }
+    if (a->reason == RATELIMIT_CLIENT_RATE) {
+        /* Only this client waits; the others go on. */
+        worker_wait_set(w, client, queue_now_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
+        w->ngroup = 0;
+        worker_pace_run(w);
+        return;
+    }
+    w->ngroup = 0;
     worker_pace_later(w, a->wait_ms);
 }
 
-/* Ask the limiter for the leading jobs of the pace queue: those of the same
- * client, up to a block of the rate (RATELIMIT_BLOCK_MS of it). */
+/* Ask the limiter for the next jobs of the pace queue: the first job whose
+ * client is not waiting for its own rate, and the following jobs of that
+ * client, up to a block (RATELIMIT_BLOCK_MS) of its rate. */
 static void worker_pace_run(struct worker *w)
 {
     if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
         return;
-    const char *client = w->pace_head->b->client;
-    int64_t block = ratelimit_block(limiter_rate(w->lim), 0);
-    int64_t cost = 0;
-    size_t n = 0;
-    for (struct job *j = w->pace_head; j && strcmp(j->b->client, client) == 0; j = j->pnext) {
-        if (n > 0 && cost + worker_cost(j) > block)
-            break;
-        cost += worker_cost(j);
-        n++;
+    int64_t now = queue_now_ms(), soonest = 0;
+    struct job *first = NULL;
+    for (struct job *j = w->pace_head; j && first == NULL; j = j->pnext) {
+        int64_t until = worker_wait_of(w, j->b->client);
+        if (until <= now)
+            first = j;
+        else if (soonest == 0 || until < soonest)
+            soonest = until;
     }
-    w->group = n;
+    if (first == NULL) {
+        worker_pace_later(w, (double)(soonest - now));
+        return;
+    }
+    const char *client = first->b->client;
+    double rate = worker_client_rate(w, client, limiter_rate(w->lim));
+    int64_t block = ratelimit_block(rate, 0), cost = 0;
+    w->ngroup = 0;
+    for (struct job *j = first; j; j = j->pnext) {
+        if (strcmp(j->b->client, client) != 0)
+            continue;
+        if (w->ngroup > 0 && cost + worker_cost(j) > block)
+            break;
+        if (w->ngroup == w->group_cap) {
+            w->group_cap = w->group_cap ? 2 * w->group_cap : 16;
+            w->group = xrealloc(w->group, w->group_cap * sizeof *w->group);
+        }
+        w->group[w->ngroup++] = j;
+        cost += worker_cost(j);
+    }
     w->taking = true;
     w->redis_pending++;
     limiter_take(w->lim, limiter_client(w->cfg, client), cost, RATELIMIT_BLOCK_MS, worker_paced, w);
@@ -1080,6 +1174,8 @@ static void worker_pace(struct job *j)
         return;
     }
     j->pacing = true;
+    j->waiting = true;
+    w->waiting++;
     j->pnext = NULL;
     if (w->pace_tail)
         w->pace_tail->pnext = j;
@@ -1239,10 +1335,13 @@ static void worker_job_step(struct job *j)
 /* Free slots for new sends. */
 static size_t worker_free_slots(const struct worker *w)
 {
+    /* concurrency bounds the sends in flight; jobs waiting for their turn
+     * of the rate are bounded by the read cap (worker_read) instead */
     size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
     if (max > QUEUE_MAX_INFLIGHT)
         max = QUEUE_MAX_INFLIGHT;
-    return w->inflight >= max ? 0 : max - w->inflight;
+    size_t active = w->inflight - w->waiting;
+    return active >= max ? 0 : max - active;
 }
 
 /* Read again after ms. */
@@ -1333,10 +1432,10 @@ static void worker_read(struct worker *w)
         }
         double r = limiter_rate(w->lim);
         size_t cap = r >= 1 ? (size_t)ceil(r) : 1;
-        if (w->pacing >= cap)
+        if (w->waiting >= cap)
             return;
-        if (n > cap - w->pacing)
-            n = cap - w->pacing;
+        if (n > cap - w->waiting)
+            n = cap - w->waiting;
     }
     char count[24];
     snprintf(count, sizeof count, "%zu", n);
