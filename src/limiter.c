@@ -128,11 +128,7 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         clock_gettime(CLOCK_MONOTONIC, &now);
         double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
                       (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
-        if (a.wait_ms > 0) {
-            a.wait_ms -= late;
-            if (a.wait_ms < 0)
-                a.wait_ms = 0;
-        }
+        a.late_ms = late;
         if (t->l) {
             if (a.rate > 0)
                 t->l->effective = a.rate / LIMITER_PACE;
@@ -223,6 +219,27 @@ void limiter_throttled(struct limiter *l)
     queue_limit(l->q, NULL, 2, args, limiter_cut, l); /* answered before l goes: queue_free */
     if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
         limiter_refresh(l); /* the account's quota may have changed */
+}
+
+/* limit.lua answered a refund (nothing to do). */
+static void limiter_refunded(const redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    (void)arg;
+    if (err)
+        log_event(LOG_DEBUG, "limiter_refund_failed", "error", err, NULL);
+}
+
+/* Public: give back recipients SES refused. */
+void limiter_refund(struct limiter *l, const struct config_client *c, int64_t cost)
+{
+    if (!limiter_on(l) || cost < 1)
+        return;
+    char scost[32];
+    snprintf(scost, sizeof scost, "%" PRId64, cost);
+    const char *args[3] = {"refund", scost, ""};
+    bool own = c && (c->rate > 0 || c->daily_quota > 0);
+    queue_limit(l->q, own ? c->name : NULL, 3, args, limiter_refunded, NULL);
 }
 
 /* The text between <tag> and </tag> in s as a number; -1 when absent. */

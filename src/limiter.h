@@ -41,6 +41,10 @@ struct limiter_answer {
      * until the refusing check could pass; -1 when it never can (the cost
      * exceeds the quota). */
     double wait_ms;
+    /* ms the answer took: the reservation's clock started about when the
+     * take was sent, so wait_ms - late_ms (at least 0) keeps a block of
+     * reservations from shifting late onto the next one. */
+    double late_ms;
     enum ratelimit_reason reason;
     double rate;  /* recipients/s: the pacing rate (the account's effective
                      rate x LIMITER_PACE) */
@@ -70,6 +74,11 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
 
 /* SES answered "Maximum sending rate exceeded": cut the shared rate. */
 void limiter_throttled(struct limiter *l);
+
+/* cost recipients taken for client c (NULL: none of its own limits) were
+ * not sent (SES refused them with Throttling): take them back from the
+ * rolling day. */
+void limiter_refund(struct limiter *l, const struct config_client *c, int64_t cost);
 
 /* The base rate (recipients/s) and the daily quota (0: unknown or
  * unlimited) this process uses now. */

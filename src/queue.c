@@ -774,6 +774,13 @@ bool queue_message_id(int api, const char *body, size_t n, char *out, size_t out
     return worker_xml_text(body, n, "<MessageId>", "</MessageId>", out, outlen);
 }
 
+/* Recipients j's copy counts for: its To recipient, and on copy 0 the
+ * Cc and Bcc riders. */
+static int64_t worker_cost(const struct job *j)
+{
+    return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
+}
+
 /* The upstream answered j's send. */
 static void worker_sent(struct upstream_response *res, void *arg)
 {
@@ -810,13 +817,17 @@ static void worker_sent(struct upstream_response *res, void *arg)
         worker_outcome(j, "sent", msgid, NULL, NULL);
         return;
     case BACKOFF_QUOTA:
+        if (j->w->lim) /* not sent: SES does not count it either */
+            limiter_refund(j->w->lim, limiter_client(j->w->cfg, j->b->client), worker_cost(j));
         worker_retry(j, QUEUE_HOLD_MS, j->attempt, "quota", NULL);
         return;
     case BACKOFF_THROTTLED: {
         /* Sent faster than SES allows: cut the shared rate; the copy goes
          * again later and this never counts against max_attempts. */
-        if (j->w->lim)
+        if (j->w->lim) {
             limiter_throttled(j->w->lim);
+            limiter_refund(j->w->lim, limiter_client(j->w->cfg, j->b->client), worker_cost(j));
+        }
         uint64_t rnd = 0;
         RAND_bytes((unsigned char *)&rnd, sizeof rnd);
         worker_retry(j, backoff_delay_ms(1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd), j->attempt,
@@ -923,13 +934,6 @@ static void worker_no_batch(struct job *j)
         return;
     }
     worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
-}
-
-/* Recipients j's copy counts for: its To recipient, and on copy 0 the
- * Cc and Bcc riders. */
-static int64_t worker_cost(const struct job *j)
-{
-    return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
 }
 
 /* The send timer of j fired: its reserved time has come. */
@@ -1069,7 +1073,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
     if (a->granted) {
         /* The group's recipients go one every 1000 / rate ms from the start. */
         double rate = worker_client_rate(w, client, a->rate > 0 ? a->rate : 1.0);
-        double step = 1000.0 / rate, at = a->wait_ms;
+        double step = 1000.0 / rate, at = a->wait_ms - a->late_ms;
         for (size_t k = 0; k < w->ngroup; k++) {
             struct job *j = w->group[k];
             if (!j->pacing)

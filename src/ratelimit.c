@@ -171,6 +171,21 @@ void ratelimit_day_add(struct ratelimit_day *day, int64_t count, int64_t now_ms)
     day->sum += count;
 }
 
+/* Take back count recipients counted but never sent, newest minutes first. */
+void ratelimit_day_refund(struct ratelimit_day *day, int64_t count, int64_t now_ms)
+{
+    ratelimit_day_advance(day, now_ms);
+    if (!day->any)
+        return;
+    for (int64_t m = day->newest; count > 0 && m >= day->oldest; m--) {
+        int64_t *c = &day->count[ratelimit_slot(m)];
+        int64_t back = *c < count ? *c : count;
+        *c -= back;
+        day->sum -= back;
+        count -= back;
+    }
+}
+
 /* Recipients in the window at now. */
 int64_t ratelimit_day_used(struct ratelimit_day *day, int64_t now_ms)
 {

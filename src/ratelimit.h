@@ -158,6 +158,11 @@ void ratelimit_day_init(struct ratelimit_day *day);
  * bucket counts in that bucket. */
 void ratelimit_day_add(struct ratelimit_day *day, int64_t count, int64_t now_ms);
 
+/* Take back count (>= 0) recipients that were counted but never sent (SES
+ * refused them with Throttling), from the newest minute backwards, never
+ * below zero; drops the buckets that left the window first. */
+void ratelimit_day_refund(struct ratelimit_day *day, int64_t count, int64_t now_ms);
+
 /* Recipients counted in the window at now (buckets now's minute - 1440 to
  * now's minute); drops the buckets that left it. */
 int64_t ratelimit_day_used(struct ratelimit_day *day, int64_t now_ms);

@@ -35,6 +35,10 @@
 --       tat is not moved.
 --   status <now>
 --       The account's state; the day window drops what left it.
+--   refund <cost> <now>
+--       Take back cost recipients counted but never sent (SES refused them
+--       with Throttling) from the day window (KEYS[2], and KEYS[4] when a
+--       client's keys are given), newest minute first, never below zero.
 --
 -- Effective rate: r(now) = R when never cut, else min(R, cut_rate + R *
 -- 0.025 * (now - cut_at) / 1000), never below R / 100. Day window at now:
@@ -57,6 +61,7 @@
 --              ("" when the account has no state yet).
 --   status:    {rate, R, cut_rate, cut_at, used, tat}: decimal strings, ""
 --              when unknown (never cut, no state); used an integer.
+--   refund:    {used}: the account's recipients in the day window after.
 -- Errors (nothing written): "BADARGS" for a malformed argument or key,
 -- "WRONGTYPE" when a key holds something other than a hash.
 --
@@ -76,7 +81,7 @@ local BUCKETS = 1441
 local CHUNK = 120
 
 local cmd = ARGV[1]
-local nargs = { take = 8, throttled = 2, status = 2 }
+local nargs = { take = 8, throttled = 2, status = 2, refund = 3 }
 
 -- An integer argument (exact in a double), or nil.
 local function limit_int(s)
@@ -104,7 +109,7 @@ local want_keys = 2
 if cmd == 'take' and (ARGV[6] ~= '' or ARGV[7] ~= '') then
     want_keys = 4
 end
-if #KEYS ~= want_keys and not (cmd == 'take' and #KEYS == 4) then
+if #KEYS ~= want_keys and not ((cmd == 'take' or cmd == 'refund') and #KEYS == 4) then
     return redis.error_reply('BADARGS limit: ' .. want_keys .. ' keys expected')
 end
 local tag = string.match(KEYS[1], '^[^{]*({[^}]+})')
@@ -336,6 +341,38 @@ local function limit_quota_wait(d, q, n)
         return -1
     end
     return at - now
+end
+
+if cmd == 'refund' then
+    local n = limit_int(ARGV[2])
+    if n == nil or n < 1 then
+        return redis.error_reply('BADARGS limit: refund <cost >= 1> <now>')
+    end
+    local used = 0
+    for k = 2, #KEYS, 2 do
+        local d = limit_day(KEYS[k])
+        local left = n
+        if d.old ~= nil then
+            for m = d.new, d.old, -1 do
+                if left <= 0 then
+                    break
+                end
+                local f = limit_intfmt(m)
+                local c = tonumber(redis.call('HGET', d.key, f)) or 0
+                local back = math.min(c, left)
+                if back > 0 then
+                    redis.call('HSET', d.key, f, limit_intfmt(c - back))
+                    d.sum = d.sum - back
+                    left = left - back
+                end
+            end
+            redis.call('HSET', d.key, 'sum', limit_intfmt(d.sum))
+        end
+        if k == 2 then
+            used = d.sum
+        end
+    end
+    return { used }
 end
 
 if cmd == 'status' then

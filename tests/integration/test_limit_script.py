@@ -645,3 +645,26 @@ def test_wrong_type_writes_nothing(r):
     with pytest.raises(RedisError, match="^WRONGTYPE"):
         take(r, 1, 0, 50.0, T0)
     assert r.snapshot() == before
+
+
+def test_refund_takes_back_newest_first(r):
+    """Recipients SES refused are taken back from the day window, newest
+    minute first, never below zero, for the account and the client."""
+    base = T0 - T0 % MIN
+    assert r.limit([RL, DAYK], "refund", 3, base) == [0]  # an empty window stays empty
+    take(r, 10, 1e12, 1000.0, base)
+    take(r, 5, 1e12, 1000.0, base + MIN)
+    assert r.limit([RL, DAYK], "refund", 7, base + MIN + 10) == [8]
+    assert r.cmd("HGET", DAYK, str(base // MIN + 1)) == "0"
+    assert r.cmd("HGET", DAYK, str(base // MIN)) == "8"
+    # minute 0 keeps its 8 for 24 h after its end, then leaves with them
+    assert r.limit([RL, DAYK], "status", base + DAY)[4] == 8
+    assert r.limit([RL, DAYK], "status", base + DAY + MIN)[4] == 0
+    assert r.limit([RL, DAYK], "refund", 100, base + DAY + MIN) == [0]
+    # a client's window too
+    keys = client_keys("app")
+    take(r, 4, 1e12, 1000.0, base + 2 * DAY, quota=100, client="app", c_rate=1000.0, c_quota=10)
+    assert r.limit(keys, "refund", 3, base + 2 * DAY) == [1]
+    assert r.cmd("HGET", PRE + "day:c:app", "sum") == "1"
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.limit([RL, DAYK], "refund", 0, base)

@@ -600,8 +600,54 @@ static void test_no_drift(int64_t base)
           rl.tat_frac, (long long)sevenths);
 }
 
+/* Refunds: newest minute first, never below zero, and per-case sums. */
+struct refund_case {
+    int64_t at;     /* ms after base */
+    int64_t add;    /* counted at at (0: none) */
+    int64_t refund; /* taken back at at (0: none) */
+    int64_t used;   /* the window after */
+};
+
+static const struct refund_case refund_cases[] = {
+    {0, 10, 0, 10},           /* minute 0: 10 */
+    {MIN, 5, 0, 15},          /* minute 1: 5 */
+    {MIN + 10, 0, 7, 8},      /* 5 from minute 1, 2 from minute 0 */
+    {MIN + 20, 0, 0, 8},      /* unchanged */
+    {2 * MIN, 3, 20, 0},      /* more than counted: down to zero */
+    {3 * MIN, 4, 0, 4},       /* counting goes on */
+    {DAY + 4 * MIN, 0, 1, 0}, /* minute 3 left the window: nothing to take back */
+    {DAY + 5 * MIN, 2, 1, 1},
+};
+
+static void test_refund(int64_t base)
+{
+    struct ratelimit_day day;
+    ratelimit_day_init(&day);
+    ratelimit_day_refund(&day, 5, base); /* an empty window stays empty */
+    CHECK(ratelimit_day_used(&day, base) == 0, "refund on an empty window");
+    for (size_t i = 0; i < sizeof refund_cases / sizeof refund_cases[0]; i++) {
+        const struct refund_case *c = &refund_cases[i];
+        if (c->add > 0)
+            ratelimit_day_add(&day, c->add, base + c->at);
+        if (c->refund > 0)
+            ratelimit_day_refund(&day, c->refund, base + c->at);
+        int64_t used = ratelimit_day_used(&day, base + c->at);
+        CHECK(used == c->used, "refund[%zu]: used %lld want %lld", i, (long long)used,
+              (long long)c->used);
+    }
+    /* minute 0 kept 8 after the first refund: it leaves the window whole */
+    ratelimit_day_init(&day);
+    ratelimit_day_add(&day, 10, base);
+    ratelimit_day_add(&day, 5, base + MIN);
+    ratelimit_day_refund(&day, 7, base + MIN);
+    CHECK(ratelimit_day_used(&day, base + DAY) == 8, "minute 0 keeps its 8 for 24 h");
+    CHECK(ratelimit_day_used(&day, base + DAY + MIN) == 0, "then leaves with them");
+}
+
 int main(void)
 {
+    test_refund(T0 - T0 % MIN);
+    test_refund(BIG - BIG % MIN);
     test_sequences();
     test_refusal_changes_nothing();
     test_bad_arguments();
