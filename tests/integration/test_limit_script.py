@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LUA = Path(__file__).resolve().parents[2] / "src" / "lua" / "limit.lua"
 
@@ -41,13 +43,6 @@ BUCKETS = 1441
 
 class RedisError(Exception):
     """An error reply."""
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Redis:
