@@ -597,8 +597,9 @@ static void worker_acked(const redisReply *reply, const char *err, void *arg)
     worker_job_end(j);
 }
 
-/* The XACK before an XDEL answered (the XDEL's answer ends the job). */
-static void worker_ack_first(const redisReply *reply, const char *err, void *arg)
+/* A reply nothing waits for: the XACK before an XDEL (the XDEL's answer
+ * ends the job), the hold note for `sesgate status`. */
+static void worker_reply_ignored(const redisReply *reply, const char *err, void *arg)
 {
 }
 
@@ -608,7 +609,7 @@ static void worker_ack(struct job *j)
 {
     struct worker *w = j->w;
     j->redis_pending = true;
-    redis_command(w->q->rd, worker_ack_first, NULL, "XACK %s w %s", w->kq, j->entry);
+    redis_command(w->q->rd, worker_reply_ignored, NULL, "XACK %s w %s", w->kq, j->entry);
     redis_command(w->q->rd, worker_acked, j, "XDEL %s %s", w->kq, j->entry);
 }
 
@@ -1003,8 +1004,8 @@ static void worker_pace_hold(struct worker *w, bool account, const char *client,
     snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
     snprintf(value, sizeof value, "%" PRId64, until);
     snprintf(ttl, sizeof ttl, "%" PRId64, hold_ms);
-    redis_command(w->q->rd, worker_ack_first, NULL, "HSET %s %s %s", kh, field, value);
-    redis_command(w->q->rd, worker_ack_first, NULL, "PEXPIRE %s %s", kh, ttl);
+    redis_command(w->q->rd, worker_reply_ignored, NULL, "HSET %s %s %s", kh, field, value);
+    redis_command(w->q->rd, worker_reply_ignored, NULL, "PEXPIRE %s %s", kh, ttl);
     free(kh);
     struct job *keep = NULL, *keep_tail = NULL, *j;
     while ((j = worker_pace_pop(w)) != NULL) {
