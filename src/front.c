@@ -31,7 +31,8 @@ struct front {
     struct queue *queue; /* NULL without Redis */
     struct limiter *lim; /* NULL: sends are not paced */
     size_t inflight;
-    uint64_t rng[2]; /* request id generator state */
+    uint64_t rng[2];           /* request id generator state */
+    struct timespec pace_next; /* no paced send leaves before (CLOCK_MONOTONIC) */
 };
 
 /* One SES request, from arrival to answer. */
@@ -57,6 +58,7 @@ struct front_req {
     bool limiting;               /* limiter_take's callback is still to come */
     struct event *pace_timer;    /* the send waits for its reserved time */
     int64_t cost;                /* recipients the send counts for */
+    double span_ms;              /* the account's time the send's recipients take */
     struct timespec pace_deadline; /* a client rate refusal is retried until then */
     bool abandoned;                /* the client left while copy 0 or the enqueue was pending */
 };
@@ -491,6 +493,7 @@ static void front_forward(struct front_req *r)
 }
 
 static void front_pace_take(struct front_req *r);
+static void front_pace_go(struct front_req *r);
 
 /* The send's reserved time has come (or a refused client take is retried). */
 static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
@@ -505,7 +508,7 @@ static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
         front_pace_take(r);
         return;
     }
-    front_forward(r);
+    front_pace_go(r);
 }
 
 /* Run front_pace_cb after ms. */
@@ -525,6 +528,32 @@ static double front_ms_until(const struct timespec *ts)
     return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
 }
 
+/* *ts = now + ms (CLOCK_MONOTONIC). */
+static void front_ms_from_now(struct timespec *ts, double ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    int64_t ns = ts->tv_nsec + (int64_t)(ms * 1e6);
+    ts->tv_sec += (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+}
+
+/* The send's reservation has come: forward it, unless the previous paced
+ * send of this process left so late that the two would be closer than
+ * the rate allows; then it follows that one by its span. The reservations
+ * keep the account's rate across processes; this keeps one late send
+ * (a busy loop, a slow answer) from bunching with the next. */
+static void front_pace_go(struct front_req *r)
+{
+    struct front *f = r->f;
+    double hold = front_ms_until(&f->pace_next);
+    if (hold >= 1) {
+        front_pace_after(r, hold);
+        return;
+    }
+    front_ms_from_now(&f->pace_next, r->span_ms);
+    front_forward(r);
+}
+
 /* The limiter answered the send's take. */
 static void front_paced(const struct limiter_answer *a, void *arg)
 {
@@ -542,10 +571,15 @@ static void front_paced(const struct limiter_answer *a, void *arg)
         return;
     }
     if (a->granted) {
-        if (a->wait_ms >= 1)
-            front_pace_after(r, a->wait_ms);
+        /* wait_ms counts from Redis's clock, read about when the take left:
+         * the reservation is wait_ms - late_ms from now. The span is at the
+         * full rate, not the paced one, so a late send is caught up. */
+        double at = a->wait_ms - a->late_ms;
+        r->span_ms = a->rate > 0 ? (double)r->cost * 1000.0 * LIMITER_PACE / a->rate : 0;
+        if (at >= 1)
+            front_pace_after(r, at);
         else
-            front_forward(r);
+            front_pace_go(r);
         return;
     }
     if (a->reason == RATELIMIT_CLIENT_RATE && a->wait_ms >= 0 &&
@@ -584,10 +618,7 @@ static void front_pace(struct front_req *r, int64_t cost)
         return;
     }
     r->cost = cost < 1 ? 1 : cost;
-    clock_gettime(CLOCK_MONOTONIC, &r->pace_deadline);
-    int64_t ns = r->pace_deadline.tv_nsec + (r->f->cfg->max_wait_ms % 1000) * 1000000;
-    r->pace_deadline.tv_sec += (time_t)(r->f->cfg->max_wait_ms / 1000 + ns / 1000000000);
-    r->pace_deadline.tv_nsec = (long)(ns % 1000000000);
+    front_ms_from_now(&r->pace_deadline, (double)r->f->cfg->max_wait_ms);
     front_pace_take(r);
 }
 
