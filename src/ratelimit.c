@@ -262,7 +262,7 @@ int ratelimit_take(struct ratelimit_party *account, struct ratelimit_party *clie
         ratelimit_start(client->rl, now_ms, &c_ms, &c_frac);
         if (c_ms > start_ms || (c_ms == start_ms && c_frac > start_frac)) {
             a.reason = RATELIMIT_CLIENT_RATE;
-            a.wait_ms = (double)(c_ms - now_ms) + c_frac;
+            a.wait_ms = (double)(c_ms - start_ms) + (c_frac - start_frac);
         }
     }
 

@@ -95,9 +95,10 @@ struct ratelimit_answer {
     bool granted;
     /* ms. Granted: start - now (>= 0; 0: send now). Refused: how long until
      * the refusing check could pass (rate: start - now - horizon; client
-     * rate: the client's start - now; quota: until the bucket that must
-     * expire has left the window), or -1 when it never can (the cost
-     * exceeds the quota itself). */
+     * rate: the client's start - the account's start, so that a retry
+     * passes while the account stays as far ahead of now as it is; quota: until the bucket that
+     * must expire has left the window), or -1 when it never can (the cost exceeds the quota
+     * itself). */
     double wait_ms;
     enum ratelimit_reason reason;
     double rate;  /* recipients/s: the account's effective rate at now */
@@ -134,11 +135,12 @@ bool ratelimit_throttled(struct ratelimit *rl, int64_t now_ms);
  * client's take never reserves the account's time ahead of the account's
  * own pacing: when the client's start is later than the account's the take
  * is refused with RATELIMIT_CLIENT_RATE; retried after wait_ms it passes
- * that check. When refused, no limiter and no count changes (expired day
- * buckets may be dropped). When granted: tat = start + cost * 1000 / r for
- * the account and the client (both from the account's start), and cost is
- * counted in both day windows at now. account->rl is required.
- * RATELIMIT_EINVAL (nothing changed, *out untouched) for a bad argument. */
+ * that check if the account is as far ahead of now then (busy), else the
+ * answer is what is left (at most one more retry). When refused, no limiter and no count changes
+ * (expired day buckets may be dropped). When granted: tat = start + cost * 1000 / r for the account
+ * and the client (both from the account's start), and cost is counted in both day windows at now.
+ * account->rl is required. RATELIMIT_EINVAL (nothing changed, *out untouched) for a bad argument.
+ */
 int ratelimit_take(struct ratelimit_party *account, struct ratelimit_party *client, int64_t cost,
                    int64_t now_ms, double horizon_ms, struct ratelimit_answer *out);
 

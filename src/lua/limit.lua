@@ -445,7 +445,7 @@ if reason == '' and client ~= nil then
     local c_ms, c_frac = limit_start(client)
     if c_ms > start_ms or (c_ms == start_ms and c_frac > start_frac) then
         reason = 'client_rate'
-        answer = (c_ms - now) + c_frac
+        answer = (c_ms - start_ms) + (c_frac - start_frac)
     end
 end
 

@@ -266,7 +266,7 @@ def model_take(acct, acct_day, quota, client, c_day, c_quota, cost, now, horizon
     if reason == "" and client is not None:
         c_ms, c_frac = client.start(now)
         if c_ms > start_ms or (c_ms == start_ms and c_frac > start_frac):
-            reason, answer = "client_rate", float(c_ms - now) + c_frac
+            reason, answer = "client_rate", float(c_ms - start_ms) + (c_frac - start_frac)
     if reason != "":
         return False, answer, reason, rate, acct_day.used(now)
     acct.reserve(start_ms, start_frac, cost, rate)
@@ -504,7 +504,12 @@ def test_client_limits(r):
     assert r.cmd("HGET", RL, "tat") == str(T0 + 20)
     assert r.cmd("HGET", PRE + "rl:c:app", "tat") == str(T0 + 100)
     before = r.snapshot()
-    assert ct(T0)[:3] == (False, 100.0, "client_rate")
+    # retry when the account's start (T0 + 20) would have moved to the
+    # client's (T0 + 100)
+    assert ct(T0)[:3] == (False, 80.0, "client_rate")
+    assert r.snapshot() == before
+    # the account stayed idle: what is left, then it passes
+    assert ct(T0 + 80)[:3] == (False, 20.0, "client_rate")
     assert r.snapshot() == before
     assert take(r, 5, 100, 50.0, T0 + 50, quota=1000)[:2] == (True, 0.0)
     assert ct(T0 + 100)[:2] == (True, 50.0)

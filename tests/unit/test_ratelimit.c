@@ -529,11 +529,16 @@ static void test_client(void)
 
     struct ratelimit a_before = acct_rl, c_before = cl_rl;
     ratelimit_take(&acct, &cl, 1, T0, 2000, &a);
-    CHECK(!a.granted && a.wait_ms == 100, "client_rate: retry %.17g", a.wait_ms);
+    /* retry when the account's start (T0 + 20) would reach the client's */
+    CHECK(!a.granted && a.wait_ms == 80, "client_rate: retry %.17g", a.wait_ms);
     CHECK_STR(ratelimit_reason_name(a.reason), "client_rate", "reason");
     CHECK(memcmp(&a_before, &acct_rl, sizeof acct_rl) == 0, "account untouched");
     CHECK(memcmp(&c_before, &cl_rl, sizeof cl_rl) == 0, "client untouched");
     CHECK(a.used == 1 && ratelimit_day_used(&cl_day, T0) == 1, "counts untouched");
+    ratelimit_take(&acct, &cl, 1, T0 + 80, 2000, &a);
+    CHECK(!a.granted && a.wait_ms == 20, "client_rate, account idle: what is left %.17g",
+          a.wait_ms);
+    CHECK(memcmp(&a_before, &acct_rl, sizeof acct_rl) == 0, "account untouched again");
 
     /* Other traffic moves the account; the client retries when told. */
     ratelimit_take(&acct, NULL, 5, T0 + 50, 100, &a);
