@@ -63,7 +63,7 @@ SG_REDIS_PORT="${SG_REDIS_PORT:-6391}"
 CLIENT_KEY=SGBENCH0000000000001
 CLIENT_SECRET=bench-client-secret-0123456789
 PFX=sesgate
-KQ="$PFX:{$PFX}:q"; KQ_HOLD="$PFX:{$PFX}:qhold"; KDLQ="$PFX:{$PFX}:dlq"; KD="$PFX:{$PFX}:d"
+KQ="$PFX:{$PFX}:q:bench"; KQ_HOLD="$PFX:{$PFX}:qhold"; KDLQ="$PFX:{$PFX}:dlq"; KD="$PFX:{$PFX}:d"
 OUT="${RESULTS_DIR:-$HERE/results}"
 RAW="$OUT/fanout-raw.jsonl"; LOG="$OUT/fanout-log.txt"
 STATS="$HERE/fanout_stats.py"

@@ -525,7 +525,7 @@ static int main_dlq_move(redisContext *c, const char *pfx, bool purge, int nids,
 {
     struct buf kdlq = BUF_INIT, kq = BUF_INIT;
     buf_printf(&kdlq, "%sdlq", pfx);
-    buf_printf(&kq, "%sq", pfx);
+    buf_printf(&kq, "%sqs", pfx);
     char *keys[3] = {(char *)buf_cstr(&kdlq), (char *)buf_cstr(&kq), (char *)pfx};
     long long total = 0;
     int rc = 0;

@@ -26,6 +26,7 @@
 
 #define QUEUE_IDLE_MS      50    /* wait after a read that returned nothing */
 #define QUEUE_TICK_MS      1000  /* due retries and reclaims */
+#define QUEUE_STREAMS_MS   250   /* how often a reading worker looks for new client streams */
 #define QUEUE_HOLD_MS      60000 /* daily quota exceeded: try again after this */
 #define QUEUE_RECORD_MS    250   /* an outcome Redis did not take: record it again after this */
 #define QUEUE_RECLAIM_MAX  100
@@ -270,11 +271,12 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
         queue_eval(q, QS_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
-    size_t n = 7 + 10 + p->nto;
+    size_t n = 8 + 10 + p->nto;
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = queue_key(q, "b:", batch_id), *kr = queue_key(q, "r:", batch_id);
-    char *kq = queue_key(q, "q", NULL), *krec = queue_key(q, "recent", NULL);
+    char *kq = queue_key(q, "q:", client), *krec = queue_key(q, "recent", NULL);
+    char *kqs = queue_key(q, "qs", NULL);
     char *ko = queue_key(q, "o:", batch_id), *kt = queue_key(q, "t:", batch_id);
     char *kseq = queue_key(q, "seq", NULL);
     char created[24], ttl[24];
@@ -297,6 +299,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = ko;
     argv[k++] = kt;
     argv[k++] = kseq;
+    argv[k++] = kqs;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
@@ -311,15 +314,16 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     for (size_t i = 0; i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 12)
+        if (i != 13)
             lens[i] = strlen(argv[i]);
-    queue_eval(q, QS_ENQUEUE, 7, (int)n, argv, lens, queue_enqueued, e);
+    queue_eval(q, QS_ENQUEUE, 8, (int)n, argv, lens, queue_enqueued, e);
     free(ko);
     free(kt);
     free(kseq);
     free(kb);
     free(kr);
     free(kq);
+    free(kqs);
     free(krec);
     buf_free(&riders);
     free(argv);
@@ -343,9 +347,20 @@ struct qbatch {
     size_t nriders;
 };
 
+/* A client's queue stream, as one worker reads it. Kept for the worker's
+ * life once seen (one per client that ever queued a batch). */
+struct wstream {
+    struct worker *w;
+    char *key;             /* P:{P}:q:<client> */
+    char claim_cursor[48]; /* XAUTOCLAIM's */
+    size_t jobs;           /* this worker's jobs read from it */
+    uint64_t served;       /* recipients granted, in the pace queue's fair-share clock */
+};
+
 /* One stream entry being handled. */
 struct job {
     struct worker *w;
+    struct wstream *ws; /* the stream it was read from */
     char *entry;
     char *bn;       /* the batch number of the entry */
     char *batch_id; /* the batch id, once the batch is loaded */
@@ -379,7 +394,12 @@ struct worker {
     struct upstream *up;
     struct resign *rs;
     char *name;
-    char *kq, *kd, *kdlq;
+    char *kqs, *kd, *kdlq;
+    char *kprefix;            /* P:{P}: */
+    struct wstream **streams; /* every client stream seen in kqs */
+    size_t nstreams;
+    uint64_t served;    /* fair-share clock: the least served client's count at the last take */
+    int64_t streams_ms; /* when the stream set was last read */
     struct event *read_timer;
     struct event *tick_timer;
     bool stopped, freed, reading;
@@ -388,7 +408,6 @@ struct worker {
     struct job *jobs;
     struct qbatch *cache[QUEUE_CACHE];
     uint64_t stamp;
-    char claim_cursor[48];
     struct limiter *lim;               /* NULL or off: send at once */
     struct job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
     size_t pacing;                     /* jobs in the pace queue */
@@ -474,7 +493,13 @@ static void worker_maybe_free(struct worker *w)
     free(w->waits);
     free(w->group);
     free(w->name);
-    free(w->kq);
+    for (size_t i = 0; i < w->nstreams; i++) {
+        free(w->streams[i]->key);
+        free(w->streams[i]);
+    }
+    free(w->streams);
+    free(w->kqs);
+    free(w->kprefix);
     free(w->kd);
     free(w->kdlq);
     free(w);
@@ -509,6 +534,7 @@ static void worker_job_end(struct job *j)
     if (j->next)
         j->next->prev = j->prev;
     w->inflight--;
+    j->ws->jobs--;
     worker_batch_unref(j->b);
     free(j->entry);
     free(j->bn);
@@ -545,9 +571,10 @@ static const redisReply *worker_field(const redisReply *fields, const char *name
     return NULL;
 }
 
-/* Start handling the stream entry e ([id, [field, value...]]). */
-static void worker_job_start(struct worker *w, const redisReply *e, bool reclaimed)
+/* Start handling the entry e ([id, [field, value...]]) of stream ws. */
+static void worker_job_start(struct wstream *ws, const redisReply *e, bool reclaimed)
 {
+    struct worker *w = ws->w;
     if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_STRING)
         return;
@@ -556,6 +583,8 @@ static void worker_job_start(struct worker *w, const redisReply *e, bool reclaim
     const redisReply *a = worker_field(e->element[1], "a");
     struct job *j = xcalloc(1, sizeof *j);
     j->w = w;
+    j->ws = ws;
+    ws->jobs++;
     j->entry = xstrdup(e->element[0]->str);
     j->reclaimed = reclaimed;
     j->index = -1;
@@ -609,8 +638,8 @@ static void worker_ack(struct job *j)
 {
     struct worker *w = j->w;
     j->redis_pending = true;
-    redis_command(w->q->rd, worker_reply_ignored, NULL, "XACK %s w %s", w->kq, j->entry);
-    redis_command(w->q->rd, worker_acked, j, "XDEL %s %s", w->kq, j->entry);
+    redis_command(w->q->rd, worker_reply_ignored, NULL, "XACK %s w %s", j->ws->key, j->entry);
+    redis_command(w->q->rd, worker_acked, j, "XDEL %s %s", j->ws->key, j->entry);
 }
 
 static void worker_record(struct job *j);
@@ -678,7 +707,7 @@ static void worker_record(struct job *j)
     char idx[24], ttl[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    const char *argv[15] = {kb, ko, w->kq, w->kd, w->kdlq, kr, kt, kn, j->entry, idx};
+    const char *argv[15] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, j->entry, idx};
     int n = 10;
     for (int i = 0; i < 4 && j->outcome[i]; i++)
         argv[n++] = j->outcome[i];
@@ -1072,6 +1101,17 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
     }
     const char *client = w->ngroup ? w->group[0]->b->client : "";
     if (a->granted) {
+        /* Fair share: the client's count grows by what it got, from no
+         * less than the clock (a client back from idle starts level with
+         * the others, not ahead by what it did not send); a refused take
+         * keeps it first in line. */
+        if (w->ngroup) {
+            struct wstream *ws = w->group[0]->ws;
+            int64_t cost = 0;
+            for (size_t k = 0; k < w->ngroup; k++)
+                cost += worker_cost(w->group[k]);
+            ws->served = (ws->served > w->served ? ws->served : w->served) + (uint64_t)cost;
+        }
         /* The group's recipients go one every 1000 / rate ms from the start. */
         double rate = worker_client_rate(w, client, a->rate > 0 ? a->rate : 1.0);
         double step = 1000.0 / rate, at = a->wait_ms - a->late_ms;
@@ -1128,26 +1168,33 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
     worker_pace_later(w, a->wait_ms);
 }
 
-/* Ask the limiter for the next jobs of the pace queue: the first job whose
- * client is not waiting for its own rate, and the following jobs of that
- * client, up to a block (RATELIMIT_BLOCK_MS) of its rate. */
+/* Ask the limiter for the next jobs of the pace queue: the first job of
+ * the client granted the fewest recipients that is not waiting for its
+ * own rate (start-time fair queueing over the clients' streams), and
+ * the following jobs of that client, up to a block (RATELIMIT_BLOCK_MS) of
+ * its rate. */
 static void worker_pace_run(struct worker *w)
 {
     if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
         return;
+    /* Fair share by recipients: the client granted the fewest goes next. */
     int64_t now = queue_now_ms(), soonest = 0;
     struct job *first = NULL;
-    for (struct job *j = w->pace_head; j && first == NULL; j = j->pnext) {
+    for (struct job *j = w->pace_head; j; j = j->pnext) {
         int64_t until = worker_wait_of(w, j->b->client);
-        if (until <= now)
+        if (until > now) {
+            if (soonest == 0 || until < soonest)
+                soonest = until;
+        } else if (first == NULL || j->ws->served < first->ws->served) {
             first = j;
-        else if (soonest == 0 || until < soonest)
-            soonest = until;
+        }
     }
     if (first == NULL) {
         worker_pace_later(w, (double)(soonest - now));
         return;
     }
+    if (first->ws->served > w->served)
+        w->served = first->ws->served;
     const char *client = first->b->client;
     double rate = worker_client_rate(w, client, limiter_rate(w->lim));
     int64_t block = ratelimit_block(rate, 0), cost = 0;
@@ -1235,7 +1282,7 @@ static void worker_use_batch(struct job *j, struct qbatch *b)
         char *ko = queue_key(w->q, "o:", j->batch_id);
         char idx[24];
         snprintf(idx, sizeof idx, "%ld", j->index);
-        const char *argv[4] = {ko, w->kq, j->entry, idx};
+        const char *argv[4] = {ko, j->ws->key, j->entry, idx};
         j->redis_pending = true;
         queue_eval(w->q, QS_CHECK, 2, 4, argv, NULL, worker_checked, j);
         free(ko);
@@ -1369,6 +1416,56 @@ static bool worker_redis_back(struct worker *w)
     return true;
 }
 
+/* The stream of key, or NULL when w has not seen it. */
+static struct wstream *worker_stream(const struct worker *w, const char *key, size_t len)
+{
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (strlen(w->streams[i]->key) == len && memcmp(w->streams[i]->key, key, len) == 0)
+            return w->streams[i];
+    return NULL;
+}
+
+/* The client whose stream ws is. */
+static const char *worker_stream_client(const struct worker *w, const struct wstream *ws)
+{
+    return ws->key + strlen(w->kprefix) + 2; /* past "q:" */
+}
+
+/* SMEMBERS of the stream set answered: read the streams not seen yet too. */
+static void worker_streams_got(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    size_t plen = strlen(w->kprefix), added = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *m = reply->element[i];
+        if (m->type != REDIS_REPLY_STRING || m->len <= plen + 2 ||
+            memcmp(m->str, w->kprefix, plen) != 0 || memcmp(m->str + plen, "q:", 2) != 0 ||
+            memchr(m->str, '\0', m->len) || worker_stream(w, m->str, m->len))
+            continue;
+        struct wstream *ws = xcalloc(1, sizeof *ws);
+        ws->w = w;
+        ws->key = xstrndup(m->str, m->len);
+        snprintf(ws->claim_cursor, sizeof ws->claim_cursor, "0-0");
+        w->streams = xrealloc(w->streams, (w->nstreams + 1) * sizeof *w->streams);
+        w->streams[w->nstreams++] = ws;
+        added++;
+    }
+    if (added)
+        worker_read_later(w, 0);
+}
+
+/* Learn which client streams exist (enqueue.lua adds each to the set). */
+static void worker_streams_refresh(struct worker *w)
+{
+    w->streams_ms = queue_now_ms();
+    w->redis_pending++;
+    redis_command(w->q->rd, worker_streams_got, w, "SMEMBERS %s", w->kqs);
+}
+
 /* XGROUP CREATE answered (BUSYGROUP is fine). */
 static void worker_group_made(const redisReply *reply, const char *err, void *arg)
 {
@@ -1378,7 +1475,8 @@ static void worker_group_made(const redisReply *reply, const char *err, void *ar
     worker_read_later(w, QUEUE_IDLE_MS);
 }
 
-/* XREADGROUP answered. */
+/* XREADGROUP answered: [[stream, [entry...]]...] for the streams with new
+ * entries. */
 static void worker_read_done(const redisReply *reply, const char *err, void *arg)
 {
     struct worker *w = arg;
@@ -1387,44 +1485,69 @@ static void worker_read_done(const redisReply *reply, const char *err, void *arg
         return;
     if (err) {
         if (strncmp(err, "NOGROUP", 7) == 0) {
-            w->redis_pending++;
-            redis_command(w->q->rd, worker_group_made, w, "XGROUP CREATE %s w 0 MKSTREAM", w->kq);
+            /* A stream or its group was deleted: make them again. */
+            for (size_t i = 0; i < w->nstreams; i++) {
+                w->redis_pending++;
+                redis_command(w->q->rd, worker_group_made, w, "XGROUP CREATE %s w 0 MKSTREAM",
+                              w->streams[i]->key);
+            }
             return;
         }
         worker_read_later(w, QUEUE_TICK_MS);
         return;
     }
     size_t got = 0;
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
-        const redisReply *s = reply->element[0];
-        if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
-            s->element[1]->type == REDIS_REPLY_ARRAY) {
-            const redisReply *entries = s->element[1];
-            for (size_t i = 0; i < entries->elements; i++, got++)
-                worker_job_start(w, entries->element[i], false);
-        }
+    for (size_t k = 0; reply && reply->type == REDIS_REPLY_ARRAY && k < reply->elements; k++) {
+        const redisReply *s = reply->element[k];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        struct wstream *ws = worker_stream(w, s->element[0]->str, s->element[0]->len);
+        if (ws == NULL)
+            continue;
+        const redisReply *entries = s->element[1];
+        for (size_t i = 0; i < entries->elements; i++, got++)
+            worker_job_start(ws, entries->element[i], false);
     }
-    if (got == 0)
+    if (got == 0) {
         worker_read_later(w, QUEUE_IDLE_MS);
-    else
+    } else {
         worker_read(w);
+    }
+}
+
+/* The most of ws's entries w holds at once with a limiter: an equal share
+ * of the read-ahead (cap) among the streams w holds entries of, and no
+ * more than a second of the client's own rate, so that neither a big batch
+ * read before another client's nor a client held by its own rate fills the
+ * read-ahead. */
+static size_t worker_stream_cap(const struct worker *w, const struct wstream *ws, size_t cap,
+                                size_t busy)
+{
+    size_t share = (cap + busy - 1) / (busy ? busy : 1);
+    double r = worker_client_rate(w, worker_stream_client(w, ws), limiter_rate(w->lim));
+    size_t own = r >= 1 ? (size_t)ceil(r) : 1;
+    return share < own ? share : own;
 }
 
 /* Read new entries for the free slots (nothing when none is free: a
- * finishing send reads again). */
+ * finishing send reads again). Every client stream gets an equal share of
+ * a read, so the clients with queued batches share the rate: a later
+ * batch of one client does not wait behind another client's big batch. */
 static void worker_read(struct worker *w)
 {
     if (w->stopped || w->freed || w->reading)
         return;
-    size_t n = worker_free_slots(w);
+    size_t n = worker_free_slots(w), active = w->inflight - w->waiting;
     /* Read in bunches: one XREADGROUP per quarter of the slots, not per
      * finished send (the sends in flight keep the upstream busy meanwhile). */
-    size_t max = n + w->inflight;
-    if (n == 0 || (w->inflight > 0 && n < (max + 3) / 4))
+    if (n == 0 || (active > 0 && n < (n + active + 3) / 4))
         return;
     if (evtimer_pending(w->read_timer, NULL))
         return;
-    if (limiter_on(w->lim)) {
+    bool paced = limiter_on(w->lim);
+    size_t cap = 0;
+    if (paced) {
         /* Hold while the daily quota is used up; and read no more than about
          * a second of the rate ahead, so that no entry waits for its turn
          * anywhere near the claim lease. */
@@ -1436,19 +1559,52 @@ static void worker_read(struct worker *w)
             return;
         }
         double r = limiter_rate(w->lim);
-        size_t cap = r >= 1 ? (size_t)ceil(r) : 1;
-        if (w->waiting >= cap)
+        cap = r >= 1 ? (size_t)ceil(r) : 1;
+        if (w->waiting >= cap || (w->waiting > 0 && cap - w->waiting < (cap + 3) / 4))
             return;
         if (n > cap - w->waiting)
             n = cap - w->waiting;
     }
+    /* A new client's stream is read within QUEUE_STREAMS_MS. */
+    if (queue_now_ms() - w->streams_ms >= QUEUE_STREAMS_MS)
+        worker_streams_refresh(w);
+    if (w->nstreams == 0) {
+        worker_read_later(w, QUEUE_IDLE_MS);
+        return;
+    }
+    /* A stream counts as busy while w holds entries of it; one more is
+     * counted for a stream not read yet, so its first read has room. */
+    size_t busy = 0, idle = 0;
+    for (size_t i = 0; i < w->nstreams; i++) {
+        if (w->streams[i]->jobs > 0)
+            busy++;
+        else
+            idle = 1;
+    }
+    const char **argv = xcalloc(7 + 2 * w->nstreams, sizeof *argv);
+    size_t nk = 0;
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (!paced || w->streams[i]->jobs < worker_stream_cap(w, w->streams[i], cap, busy + idle))
+            argv[7 + nk++] = w->streams[i]->key;
+    if (nk == 0) {
+        free(argv); /* every client has its second read: a finishing send reads again */
+        return;
+    }
+    for (size_t i = 0; i < nk; i++)
+        argv[7 + nk + i] = ">";
     char count[24];
-    snprintf(count, sizeof count, "%zu", n);
-    const char *argv[] = {"XREADGROUP", "GROUP",   "w",   w->name, "COUNT",
-                          count,        "STREAMS", w->kq, ">"};
+    snprintf(count, sizeof count, "%zu", (n + nk - 1) / nk);
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = "w";
+    argv[3] = w->name;
+    argv[4] = "COUNT";
+    argv[5] = count;
+    argv[6] = "STREAMS";
     w->reading = true;
     w->redis_pending++;
-    redis_command_argv(w->q->rd, worker_read_done, w, 9, argv, NULL);
+    redis_command_argv(w->q->rd, worker_read_done, w, (int)(7 + 2 * nk), argv, NULL);
+    free(argv);
 }
 
 /* The read timer fired. */
@@ -1467,16 +1623,16 @@ static void worker_due_done(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_WARN, "queue_due_failed", "error", err, NULL);
 }
 
-/* XAUTOCLAIM answered: handle the reclaimed entries. */
+/* XAUTOCLAIM answered: handle the reclaimed entries of one stream. */
 static void worker_claimed(const redisReply *reply, const char *err, void *arg)
 {
-    struct worker *w = arg;
-    if (!worker_redis_back(w))
+    struct wstream *ws = arg;
+    if (!worker_redis_back(ws->w))
         return;
     if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
         return;
     if (reply->element[0]->type == REDIS_REPLY_STRING)
-        snprintf(w->claim_cursor, sizeof w->claim_cursor, "%s", reply->element[0]->str);
+        snprintf(ws->claim_cursor, sizeof ws->claim_cursor, "%s", reply->element[0]->str);
     const redisReply *entries = reply->element[1];
     if (entries->type != REDIS_REPLY_ARRAY)
         return;
@@ -1485,7 +1641,7 @@ static void worker_claimed(const redisReply *reply, const char *err, void *arg)
         if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
             e->element[1]->type == REDIS_REPLY_ARRAY) {
             log_event(LOG_INFO, "queue_reclaimed", "entry", e->element[0]->str, NULL);
-            worker_job_start(w, e, true);
+            worker_job_start(ws, e, true);
         }
     }
 }
@@ -1499,20 +1655,21 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     char now[24], max[16];
     snprintf(now, sizeof now, "%" PRId64, queue_now_ms());
     snprintf(max, sizeof max, "%d", QUEUE_DUE_MAX);
-    const char *argv[4] = {w->kd, w->kq, now, max};
+    const char *argv[5] = {w->kd, w->kqs, w->kprefix, now, max};
     w->redis_pending++;
-    queue_eval(w->q, QS_DUE, 2, 4, argv, NULL, worker_due_done, w);
+    queue_eval(w->q, QS_DUE, 3, 5, argv, NULL, worker_due_done, w);
     size_t n = worker_free_slots(w);
     if (n > QUEUE_RECLAIM_MAX)
         n = QUEUE_RECLAIM_MAX;
-    if (n > 0) {
+    for (size_t i = 0; n > 0 && i < w->nstreams; i++) {
+        struct wstream *ws = w->streams[i];
         char count[24], lease[24];
         snprintf(count, sizeof count, "%zu", n);
         snprintf(lease, sizeof lease, "%" PRId64, w->cfg->lease_ms);
-        const char *cv[] = {"XAUTOCLAIM", w->kq,           "w",     w->name,
-                            lease,        w->claim_cursor, "COUNT", count};
+        const char *cv[] = {"XAUTOCLAIM", ws->key,          "w",     w->name,
+                            lease,        ws->claim_cursor, "COUNT", count};
         w->redis_pending++;
-        redis_command_argv(w->q->rd, worker_claimed, w, 8, cv, NULL);
+        redis_command_argv(w->q->rd, worker_claimed, ws, 8, cv, NULL);
     }
     worker_read(w);
 }
@@ -1529,10 +1686,10 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
     w->up = up;
     w->rs = rs;
     w->name = xstrdup(name);
-    w->kq = queue_key(q, "q", NULL);
+    w->kqs = queue_key(q, "qs", NULL);
+    w->kprefix = queue_key(q, "", NULL);
     w->kd = queue_key(q, "d", NULL);
     w->kdlq = queue_key(q, "dlq", NULL);
-    snprintf(w->claim_cursor, sizeof w->claim_cursor, "0-0");
     w->lim = lim;
     w->pace_timer = evtimer_new(base, worker_pace_cb, w);
     w->read_timer = evtimer_new(base, worker_read_cb, w);
@@ -1616,23 +1773,31 @@ static const char queue_show_lua[] =
     "end\n"
     "return {h, outs, list, retry}\n";
 
-/* The queue summary: depth, oldest entry id, entries pending in the group,
- * retries waiting, dead letters, and the most recent batches with their
- * counters (id, created, total, sent, done, dead, client, action). */
+/* The queue summary over every client stream: depth, oldest entry id,
+ * entries pending in the group, retries waiting, dead letters, and the most recent batches with
+ * their counters (id, created, total, sent, done, dead, client, action). */
 static const char queue_stats_lua[] =
-    "local q, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local qs, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     "local n = tonumber(ARGV[1]) or 10\n"
     "local function len(key, want, cmd)\n"
     "    if redis.call('TYPE', key)['ok'] ~= want then return 0 end\n"
     "    return redis.call(cmd, key)\n"
     "end\n"
-    "local depth = len(q, 'stream', 'XLEN')\n"
-    "local oldest, pending = '', 0\n"
-    "if depth > 0 then\n"
-    "    local first = redis.call('XRANGE', q, '-', '+', 'COUNT', 1)\n"
-    "    if #first == 1 then oldest = first[1][1] end\n"
-    "    local p = redis.pcall('XPENDING', q, 'w')\n"
-    "    if type(p) == 'table' and p.err == nil then pending = p[1] end\n"
+    "local function ms(id) return tonumber(string.match(id, '^(%d+)')) or 0 end\n"
+    "local depth, oldest, pending = 0, '', 0\n"
+    "local streams = {}\n"
+    "if redis.call('TYPE', qs)['ok'] == 'set' then streams = redis.call('SMEMBERS', qs) end\n"
+    "for _, q in ipairs(streams) do\n"
+    "    local k = len(q, 'stream', 'XLEN')\n"
+    "    if k > 0 then\n"
+    "        depth = depth + k\n"
+    "        local first = redis.call('XRANGE', q, '-', '+', 'COUNT', 1)\n"
+    "        if #first == 1 and (oldest == '' or ms(first[1][1]) < ms(oldest)) then\n"
+    "            oldest = first[1][1]\n"
+    "        end\n"
+    "        local p = redis.pcall('XPENDING', q, 'w')\n"
+    "        if type(p) == 'table' and p.err == nil then pending = pending + p[1] end\n"
+    "    end\n"
     "end\n"
     "local out = {depth, oldest, pending, len(d, 'zset', 'ZCARD'), len(dlq, 'stream', 'XLEN')}\n"
     "local rows = {}\n"
@@ -1843,7 +2008,7 @@ const char *queue_stats_script(void)
 
 void queue_stats_keys(const char *pfx, char *keys[5])
 {
-    static const char *const kinds[5] = {"q", "d", "dlq", "recent", ""};
+    static const char *const kinds[5] = {"qs", "d", "dlq", "recent", ""};
     for (int k = 0; k < 5; k++) {
         struct buf b = BUF_INIT;
         buf_printf(&b, "%s%s", pfx, kinds[k]);

@@ -102,9 +102,9 @@ void queue_show_keys(const char *pfx, const char *id, char *keys[4]);
  * caller owns the reference. */
 json_t *queue_show_json(const char *id, const redisReply *reply);
 
-/* The Lua source of the queue summary. KEYS: queue stream, delay set,
- * dead letters, recent set, the key prefix (queue_stats_keys); ARGV: how
- * many recent batches. */
+/* The Lua source of the queue summary. KEYS: the set of queue streams,
+ * delay set, dead letters, recent set, the key prefix (queue_stats_keys);
+ * ARGV: how many recent batches. */
 const char *queue_stats_script(void);
 
 /* The five keys of queue_stats_script under prefix pfx, into keys[5]; free

@@ -4,7 +4,7 @@
 -- to, the acknowledgement).
 --
 -- KEYS[1]  outcome hash      P:{P}:o:<id>
--- KEYS[2]  queue stream      P:{P}:q   (consumer group "w")
+-- KEYS[2]  queue stream      P:{P}:q:<client>  (the entry's; group "w")
 -- Both keys carry the same hash tag {P}.
 --
 -- ARGV[1]  stream entry id

@@ -1,14 +1,15 @@
 -- dlq_retry.lua: send dead letters again: move them from the dead-letter
--- stream back onto the queue stream.
+-- stream back onto the queue stream of their batch's client.
 --
 -- KEYS[1]  dead letters      P:{P}:dlq
--- KEYS[2]  queue stream      P:{P}:q
+-- KEYS[2]  queue streams     P:{P}:qs  (set of stream keys)
 -- KEYS[3]  the key prefix    P:{P}:   (not a key itself: the batch keys
---          P:{P}:b:<id>, P:{P}:o:<id>, P:{P}:r:<id>, P:{P}:t:<id> and the
---          number key P:{P}:n:<n> of each dead letter are this prefix plus
---          "b:<id>", "o:<id>", "r:<id>", "t:<id>", "n:<n>", so they share
---          the hash tag {P} and the slot of KEYS[1] and KEYS[2]; which
---          batches a call touches is only known from the dead letters)
+--          P:{P}:b:<id>, P:{P}:o:<id>, P:{P}:r:<id>, P:{P}:t:<id>, the
+--          number key P:{P}:n:<n> and the client's stream P:{P}:q:<client>
+--          of each dead letter are this prefix plus "b:<id>", "o:<id>",
+--          "r:<id>", "t:<id>", "n:<n>", "q:<client>", so they share the hash
+--          tag {P} and the slot of KEYS[1] and KEYS[2]; which batches a call
+--          touches is only known from the dead letters)
 --
 -- ARGV[1]  most dead letters to move when no id is given (> 0)
 -- ARGV[2..] dead-letter entry ids to move; none: the oldest ones, up to
@@ -19,8 +20,9 @@
 -- by one, the time to live of the batch hash, the outcome hash and the
 -- recipient list, the template and the number key is removed (the batch is
 -- in progress again; outcome.lua sets it again when the batch completes),
--- an entry b <n>, i <index>, a 0 is added to the queue stream (attempts
--- start over) and the dead letter is deleted. outcome.lua keeps the
+-- an entry b <n>, i <index>, a 0 is added to the client's queue stream
+-- (attempts start over; the stream is created with the consumer group "w"
+-- and added to KEYS[2] when missing) and the dead letter is deleted. outcome.lua keeps the
 -- template of a batch while it has dead recipients, until status_ttl.
 -- A dead letter whose batch has expired (status_ttl passed) stays where it
 -- is and is not counted; an operator purges it. A dead letter whose
@@ -34,21 +36,21 @@
 -- later write can fail except that Redis refuses the first write of a
 -- script under OOM (then nothing is moved).
 
-local dlq, stream, prefix = KEYS[1], KEYS[2], KEYS[3]
+local dlq, streams, prefix = KEYS[1], KEYS[2], KEYS[3]
 local max = tonumber(ARGV[1])
 
 if max == nil or max < 1 or prefix == nil or prefix == '' then
-    return redis.error_reply('BADARGS dlq_retry: keys dlq stream prefix, args max [id...]')
+    return redis.error_reply('BADARGS dlq_retry: keys dlq streams prefix, args max [id...]')
 end
 for n = 2, #ARGV do
     if not string.match(ARGV[n], '^%d+%-%d+$') then
         return redis.error_reply('BADARGS dlq_retry: not a stream entry id: ' .. ARGV[n])
     end
 end
-for _, k in ipairs({ dlq, stream }) do
+for k, want in pairs({ [dlq] = 'stream', [streams] = 'set' }) do
     local t = redis.call('TYPE', k)['ok']
-    if t ~= 'none' and t ~= 'stream' then
-        return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t .. ', not a stream')
+    if t ~= 'none' and t ~= want then
+        return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t .. ', not a ' .. want)
     end
 end
 
@@ -70,14 +72,24 @@ local function dlq_move(eid, fields)
     end
     local batch, outcome, list = prefix .. 'b:' .. b, prefix .. 'o:' .. b, prefix .. 'r:' .. b
     local template = prefix .. 't:' .. b
-    local n = redis.call('HGET', batch, 'n')
-    if not n or redis.call('EXISTS', template) == 0 or redis.call('EXISTS', list) == 0 then
+    local n, client = unpack(redis.call('HMGET', batch, 'n', 'client'))
+    if not n or not client or redis.call('EXISTS', template) == 0 or
+        redis.call('EXISTS', list) == 0 then
         return 0
+    end
+    local stream = prefix .. 'q:' .. client
+    local t = redis.call('TYPE', stream)['ok']
+    if t ~= 'none' and t ~= 'stream' then
+        return 0 -- left in place: not a stream an operator could read from
     end
     local o = redis.call('HGET', outcome, i)
     if not o or string.sub(o, 1, 2) ~= 'f ' then
         redis.call('XDEL', dlq, eid)
         return 0
+    end
+    if t == 'none' then
+        redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
+        redis.call('SADD', streams, stream)
     end
     redis.call('XADD', stream, '*', 'b', n, 'i', i, 'a', 0)
     redis.call('HDEL', outcome, i)

@@ -1,20 +1,26 @@
 -- due.lua: move the retries that are due from the delay set back onto the
--- queue stream.
+-- queue stream of their batch's client.
 --
 -- KEYS[1]  delay set         P:{P}:d   (score: due ms, member
 --                                       "<n>:<index>:<attempt>", n the
 --                                       batch's number)
--- KEYS[2]  queue stream      P:{P}:q
--- Both keys carry the same hash tag {P}.
+-- KEYS[2]  queue streams     P:{P}:qs  (set of stream keys)
+-- KEYS[3]  the key prefix    P:{P}:    (not a key itself: the number key
+--          P:{P}:n:<n>, the batch hash P:{P}:b:<id> and the client's
+--          stream P:{P}:q:<client> are this prefix plus "n:<n>", "b:<id>",
+--          "q:<client>", in the slot of KEYS[1]; which batches a call
+--          touches is only known from the members)
 --
 -- ARGV[1]  now, ms since the epoch (members with a score <= now are due)
 -- ARGV[2]  most members to move in this call (> 0)
 --
--- Each due member becomes one stream entry with the fields b <n>,
--- i <index> and a <attempt> (the retry number the worker passes to
--- backoff), and is removed from the delay set. Members are taken in due
--- order; the batch part may itself contain ':' (index and attempt are the
--- last two fields). A member that does not parse is removed and not queued.
+-- Each due member becomes one entry with the fields b <n>, i <index> and
+-- a <attempt> (the retry number the worker passes to backoff) on the
+-- stream of the batch's client (created with the consumer group "w" and
+-- added to KEYS[2] when missing), and is removed from the delay set.
+-- Members are taken in due order; the batch part may itself contain ':'
+-- (index and attempt are the last two fields). A member that does not
+-- parse, or whose batch is gone (expired), is removed and not queued.
 --
 -- Returns the number of entries moved to the stream.
 -- Errors (nothing written): "BADARGS", "WRONGTYPE".
@@ -23,23 +29,59 @@
 -- later write can fail except that Redis refuses the first write of a
 -- script under OOM (then nothing is moved, and the next call tries again).
 
-local delay, stream = KEYS[1], KEYS[2]
+local delay, streams, prefix = KEYS[1], KEYS[2], KEYS[3]
 local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
 
-if now == nil or max == nil or max < 1 then
-    return redis.error_reply('BADARGS due: now max')
-end
-local t = redis.call('TYPE', stream)['ok']
-if t ~= 'none' and t ~= 'stream' then
-    return redis.error_reply('WRONGTYPE ' .. stream .. ' holds a ' .. t .. ', not a stream')
+if now == nil or max == nil or max < 1 or prefix == nil or prefix == '' then
+    return redis.error_reply('BADARGS due: keys delay streams prefix, args now max')
 end
 
+local function due_type(key, want)
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= want then
+        return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. want)
+    end
+    return nil
+end
+
+local err = due_type(streams, 'set')
+if err then
+    return err
+end
+
+-- Checks first: the stream of every due member (false: drop the member).
 local due = redis.call('ZRANGEBYSCORE', delay, '-inf', now, 'LIMIT', 0, max)
-local moved = 0
-for _, m in ipairs(due) do
+local plan, fresh = {}, {}
+for k, m in ipairs(due) do
     local b, i, a = string.match(m, '^(.+):(%d+):(%d+)$')
+    plan[k] = false
     if b ~= nil then
-        redis.call('XADD', stream, '*', 'b', b, 'i', i, 'a', a)
+        local id = redis.call('GET', prefix .. 'n:' .. b)
+        local client = id and redis.call('HGET', prefix .. 'b:' .. id, 'client')
+        if client then
+            local stream = prefix .. 'q:' .. client
+            err = due_type(stream, 'stream')
+            if err then
+                return err
+            end
+            if fresh[stream] == nil then
+                fresh[stream] = redis.call('EXISTS', stream) == 0
+            end
+            plan[k] = { stream, b, i, a }
+        end
+    end
+end
+
+local moved = 0
+for k, m in ipairs(due) do
+    local p = plan[k]
+    if p then
+        if fresh[p[1]] then
+            redis.call('XGROUP', 'CREATE', p[1], 'w', '0', 'MKSTREAM')
+            redis.call('SADD', streams, p[1])
+            fresh[p[1]] = false
+        end
+        redis.call('XADD', p[1], '*', 'b', p[2], 'i', p[3], 'a', p[4])
         moved = moved + 1
     end
     redis.call('ZREM', delay, m)

@@ -2,11 +2,14 @@
 --
 -- KEYS[1]  batch hash        P:{P}:b:<id>
 -- KEYS[2]  recipient list    P:{P}:r:<id>
--- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
+-- KEYS[3]  queue stream      P:{P}:q:<client>  (the client's own stream,
+--                                                consumer group "w")
 -- KEYS[4]  recent batches    P:{P}:recent (sorted set)
 -- KEYS[5]  outcome hash      P:{P}:o:<id>
 -- KEYS[6]  template          P:{P}:t:<id>  (string)
 -- KEYS[7]  batch numbers     P:{P}:seq     (counter)
+-- KEYS[8]  queue streams     P:{P}:qs      (set: every client's stream key,
+--                                           what the workers read)
 -- Every key carries the same hash tag {P}, so one call touches one slot;
 -- the batch's number key P:{P}:n:<n> (n is known only once KEYS[7] was
 -- incremented) is KEYS[7]'s prefix plus "n:<n>", in the same slot.
@@ -55,8 +58,8 @@
 -- succeeded the rest always completes. So the batch is stored whole or not
 -- at all, and the caller reports success only after this script returned.
 
-local batch, list, stream, recent, outcome, template, seq =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local batch, list, stream, recent, outcome, template, seq, streams =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id = ARGV[1]
 local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
@@ -69,7 +72,7 @@ end
 local prefix = seq and string.match(seq, '^(.*)seq$')
 
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
-    naddr < first + 1 or prefix == nil then
+    naddr < first + 1 or prefix == nil or streams == nil then
     return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0 and an address to queue')
 end
 
@@ -85,7 +88,7 @@ if redis.call('EXISTS', batch, list, outcome, template) ~= 0 then
     return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
 end
 local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset') or
-    enqueue_type(seq, 'string')
+    enqueue_type(seq, 'string') or enqueue_type(streams, 'set')
 if err then
     return err
 end
@@ -111,6 +114,7 @@ if not have_group then
     redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
 end
 local n = redis.call('INCR', seq)
+redis.call('SADD', streams, stream)
 
 redis.call('SET', prefix .. 'n:' .. n, id)
 redis.call('HSET', batch, 'n', n, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],

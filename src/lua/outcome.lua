@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  batch hash        P:{P}:b:<id>
 -- KEYS[2]  outcome hash      P:{P}:o:<id>
--- KEYS[3]  queue stream      P:{P}:q   (consumer group "w")
+-- KEYS[3]  queue stream      P:{P}:q:<client>  (the entry's; group "w")
 -- KEYS[4]  delay set         P:{P}:d
 -- KEYS[5]  dead letters      P:{P}:dlq
 -- KEYS[6]  recipient list    P:{P}:r:<id>
@@ -23,7 +23,7 @@
 -- What each kind does, besides XACK and XDEL of the entry:
 --   sent:  outcome[index] = "s <message id>", batch.sent += 1
 --   retry: ZADD delay <due> "<n>:<index>:<attempt>" (due.lua puts it
---          back on the stream), batch.failed += 1 (failed tries so far);
+--          back on the client's stream), batch.failed += 1 (failed tries so far);
 --          no outcome is recorded
 --   dead:  outcome[index] = "f <code> <message>", batch.dead += 1, and an
 --          entry on the dead-letter stream with fields b, i, code, message,

@@ -23,7 +23,7 @@ from test_queue import PREFIX, RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
-STREAM = "%s:{%s}:q" % (PREFIX, PREFIX)
+STREAM = "%s:{%s}:q:app" % (PREFIX, PREFIX)  # the stream of client "app"
 DELAYED = "%s:{%s}:d" % (PREFIX, PREFIX)
 DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -22,7 +22,8 @@ LUA = Path(__file__).resolve().parents[2] / "src" / "lua"
 
 P = "sgt"
 PRE = f"{P}:{{{P}}}:"
-Q = PRE + "q"
+Q = PRE + "q:app"  # the stream of client "app", which enqueue() uses
+QS = PRE + "qs"
 D = PRE + "d"
 DLQ = PRE + "dlq"
 RECENT = PRE + "recent"
@@ -126,30 +127,30 @@ def addresses(n, start=0):
 
 
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n"):
+            riders="c:cc@example.org\n", client="app"):
     """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already sent)."""
     b, lst, o = keys_of(batch)
-    return r.script("enqueue", [b, lst, Q, RECENT, o, tkey(batch), PRE + "seq"],
-                    [batch, created, "app", 1, "SendEmail", template, riders, "", TTL, copy0]
+    return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS],
+                    [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0]
                     + addrs)
 
 
-def read_group(r, count=100000):
-    """XREADGROUP as consumer c1: [(entry id, fields dict)]."""
-    rep = r.cmd("XREADGROUP", "GROUP", "w", "c1", "COUNT", count, "STREAMS", Q, ">")
+def read_group(r, count=100000, stream=Q):
+    """XREADGROUP as consumer c1 on stream: [(entry id, fields dict)]."""
+    rep = r.cmd("XREADGROUP", "GROUP", "w", "c1", "COUNT", count, "STREAMS", stream, ">")
     if not rep:
         return []
-    entries = rep[Q] if isinstance(rep, dict) else rep[0][1]
+    entries = rep[stream] if isinstance(rep, dict) else rep[0][1]
     out = []
     for eid, fields in entries:
         out.append((eid, dict(zip(fields[::2], fields[1::2]))))
     return out
 
 
-def outcome(r, batch, entry, index, kind, *args, ttl=TTL):
-    """Run outcome.lua."""
+def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q):
+    """Run outcome.lua for an entry of stream."""
     b, lst, o = keys_of(batch)
-    return r.script("outcome", [b, o, Q, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)],
+    return r.script("outcome", [b, o, stream, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)],
                     [entry, index, kind, *args, ttl])
 
 
@@ -368,12 +369,12 @@ def test_due_moves_only_due(r):
     outcome(r, "B1", e[0][0], 0, "retry", 1000, 0)
     outcome(r, "B1", e[1][0], 1, "retry", 2000, 1)
     outcome(r, "B1", e[2][0], 2, "retry", 3000, 4)
-    assert r.script("due", [D, Q], [999, 10]) == 0
-    assert r.script("due", [D, Q], [2000, 10]) == 2
+    assert r.script("due", [D, QS, PRE], [999, 10]) == 0
+    assert r.script("due", [D, QS, PRE], [2000, 10]) == 2
     assert r.cmd("ZRANGE", D, 0, -1) == ["1:2:4"]
     got = [f for _, f in read_group(r)]
     assert got == [{"b": "1", "i": "0", "a": "0"}, {"b": "1", "i": "1", "a": "1"}]
-    assert r.script("due", [D, Q], [10000, 10]) == 1
+    assert r.script("due", [D, QS, PRE], [10000, 10]) == 1
     assert r.cmd("ZCARD", D) == 0
     assert [f for _, f in read_group(r)] == [{"b": "1", "i": "2", "a": "4"}]
 
@@ -382,11 +383,11 @@ def test_due_respects_max(r):
     enqueue(r, "B1", addresses(5))
     for k, (eid, _) in enumerate(read_group(r)):
         outcome(r, "B1", eid, k, "retry", 100 + k, 0)
-    assert r.script("due", [D, Q], [1000, 2]) == 2
+    assert r.script("due", [D, QS, PRE], [1000, 2]) == 2
     assert r.cmd("ZCARD", D) == 3
-    assert r.script("due", [D, Q], [1000, 100]) == 3
+    assert r.script("due", [D, QS, PRE], [1000, 100]) == 3
     with pytest.raises(RedisError, match="BADARGS"):
-        r.script("due", [D, Q], [1000, 0])
+        r.script("due", [D, QS, PRE], [1000, 0])
 
 
 def test_dlq_retry_moves_back(r):
@@ -399,18 +400,18 @@ def test_dlq_retry_moves_back(r):
     assert r.cmd("XLEN", DLQ) == 2 and r.cmd("PTTL", b) > 0
     ids = [x[0] for x in r.cmd("XRANGE", DLQ, "-", "+")]
     # one by id
-    assert r.script("dlq_retry", [DLQ, Q, PRE], [100, ids[1]]) == 1
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [100, ids[1]]) == 1
     assert r.cmd("XLEN", DLQ) == 1
     assert r.cmd("HEXISTS", o, 2) == 0 and r.cmd("HGET", b, "dead") == "1"
     for k in (b, lst, o, tkey("B1"), PRE + "n:1"):
         assert r.cmd("PTTL", k) == -1
     assert [f for _, f in read_group(r)] == [{"b": "1", "i": "2", "a": "0"}]
     # the rest (all)
-    assert r.script("dlq_retry", [DLQ, Q, PRE], [100]) == 1
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [100]) == 1
     assert r.cmd("XLEN", DLQ) == 0 and r.cmd("HGET", b, "dead") == "0"
     again = read_group(r)
     assert [f for _, f in again] == [{"b": "1", "i": "1", "a": "0"}]
-    assert r.script("dlq_retry", [DLQ, Q, PRE], [100]) == 0
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [100]) == 0
     # both go out this time: the batch completes and is cleaned up
     outcome(r, "B1", again[0][0], 1, "sent", "m1")
     e2 = r.cmd("XPENDING", Q, "w", "-", "+", 10)
@@ -426,10 +427,10 @@ def test_dlq_retry_skips_expired_batch(r):
     e = read_group(r)
     outcome(r, "B1", e[0][0], 0, "dead", "MessageRejected", "bad", 1)
     r.cmd("DEL", b, lst, o, tkey("B1"))
-    assert r.script("dlq_retry", [DLQ, Q, PRE], [10]) == 0
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [10]) == 0
     assert r.cmd("XLEN", DLQ) == 1 and r.cmd("XLEN", Q) == 0
     with pytest.raises(RedisError, match="BADARGS"):
-        r.script("dlq_retry", [DLQ, Q, PRE], [10, "nonsense"])
+        r.script("dlq_retry", [DLQ, QS, PRE], [10, "nonsense"])
 
 
 def test_reclaimed_entry_is_not_sent_twice(r):
@@ -451,3 +452,72 @@ def test_enqueue_on_a_stream_without_group(r):
     r.cmd("XADD", Q, "*", "b", "OLD", "i", 0)
     assert enqueue(r, "B1", addresses(2)) == 2
     assert [f["b"] for _, f in read_group(r)] == ["OLD", "1", "1"]
+
+
+def test_each_client_has_its_own_stream(r):
+    assert enqueue(r, "B1", addresses(3)) == 3
+    assert enqueue(r, "B2", addresses(2, 10), client="news") == 2
+    news = PRE + "q:news"
+    assert sorted(r.cmd("SMEMBERS", QS)) == sorted([Q, news])
+    assert r.cmd("XLEN", Q) == 3 and r.cmd("XLEN", news) == 2
+    assert len(r.cmd("XINFO", "GROUPS", news)) == 1
+    assert [f["b"] for _, f in read_group(r, stream=news)] == ["2", "2"]
+    assert [f["b"] for _, f in read_group(r)] == ["1", "1", "1"]
+    assert r.cmd("HGET", PRE + "b:B2", "client") == "news"
+    # a set of another type is refused before anything is written
+    r.cmd("DEL", QS)
+    r.cmd("SET", QS, "not a set")
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        enqueue(r, "B3", addresses(1))
+    assert r.snapshot() == before
+
+
+def test_due_goes_back_to_the_clients_stream(r):
+    enqueue(r, "B1", addresses(1))
+    enqueue(r, "B2", addresses(1, 10), client="news")
+    news = PRE + "q:news"
+    (e1, _), = read_group(r)
+    (e2, _), = read_group(r, stream=news)
+    outcome(r, "B1", e1, 0, "retry", 100, 1)
+    outcome(r, "B2", e2, 0, "retry", 100, 3, stream=news)
+    # the news stream was deleted meanwhile: due makes it again, with its group
+    r.cmd("DEL", news)
+    r.cmd("SREM", QS, news)
+    assert r.script("due", [D, QS, PRE], [1000, 10]) == 2
+    assert [f for _, f in read_group(r)] == [{"b": "1", "i": "0", "a": "1"}]
+    assert [f for _, f in read_group(r, stream=news)] == [{"b": "2", "i": "0", "a": "3"}]
+    assert r.cmd("SISMEMBER", QS, news) == 1
+
+
+def test_due_drops_a_retry_whose_batch_is_gone(r):
+    enqueue(r, "B1", addresses(2))
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "retry", 100, 1)
+    outcome(r, "B1", e[1][0], 1, "retry", 100, 1)
+    r.cmd("DEL", PRE + "n:1")
+    assert r.script("due", [D, QS, PRE], [1000, 10]) == 0
+    assert r.cmd("ZCARD", D) == 0 and read_group(r) == []
+
+
+def test_due_refuses_a_stream_of_another_type(r):
+    enqueue(r, "B1", addresses(1))
+    (e, _), = read_group(r)
+    outcome(r, "B1", e, 0, "retry", 100, 1)
+    r.cmd("DEL", Q)
+    r.cmd("SET", Q, "not a stream")
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        r.script("due", [D, QS, PRE], [1000, 10])
+    assert r.snapshot() == before
+
+
+def test_dlq_retry_goes_back_to_the_clients_stream(r):
+    enqueue(r, "B1", addresses(1), client="news")
+    news = PRE + "q:news"
+    (e, _), = read_group(r, stream=news)
+    outcome(r, "B1", e, 0, "dead", "MessageRejected", "bad", 1, stream=news)
+    r.cmd("DEL", news)
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [10]) == 1
+    assert [f for _, f in read_group(r, stream=news)] == [{"b": "1", "i": "0", "a": "0"}]
+    assert r.cmd("XLEN", Q) == 0 and r.cmd("SISMEMBER", QS, news) == 1

@@ -755,14 +755,49 @@ def test_f_client_rate_caps_its_share(crig):
     assert not problems, problems
 
 
-@pytest.mark.xfail(strict=True, reason="clients share one queue stream, read in order: a client held "
-                   "by its own rate keeps part of the workers' read-ahead, so the others get less than "
-                   "the rest of the account's rate (per-client streams are the open part of fairness)")
 def test_f_clients_share_the_account_fairly(crig):
     m = client_share_run(crig)
     # most of the other 25/s go to the unrestricted client meanwhile
     assert m["fast_during"] >= 20, "unrestricted client sent %.1f/s while the rate-5 client's batch drained" \
         % m["fast_during"]
+
+
+def test_f_later_batch_of_another_client_is_not_stuck(rigs):
+    """Two unrestricted clients, two workers (`sesgate run` and `sesgate
+    work`), account rate 30: a batch queued while another client's batch of
+    240 drains starts within a second and the two share the rate."""
+    rig = rigs("share", send={"rate": "30"}, clients={"peer": {}})
+    rig.run()
+    rig.work("second")
+    rec = Recorder(rig.fake)
+    big = ["big%03d@example.net" % i for i in range(240)]
+    later = ["later%02d@example.net" % i for i in range(60)]
+    send_email(rig.gw, big, creds=rig.creds["app"])
+    rec.wait_accepted(30, timeout=10)
+    t_later = time.monotonic()
+    send_email(rig.gw, later, creds=rig.creds["peer"])
+    recs = rec.wait_accepted(300, timeout=40)
+    acc = accepted(recs)
+    mine = [r for r in acc if r["recipients"][0].startswith("later")]
+    other = [r for r in acc if r["recipients"][0].startswith("big")]
+    p0, p1 = mine[0]["t"], mine[-1]["t"]
+    # The share while both batches drain: between the later batch's 6th and
+    # 55th send (its first and last reads are thinner on two workers).
+    m0, m1 = mine[5]["t"], mine[54]["t"]
+    big_mid = len([r for r in other if m0 <= r["t"] <= m1])
+    share = 49 / (49 + big_mid)
+    both = max_in_window([(r["t"], 1) for r in acc])
+    print("\nf) a later batch of another client: first send %.3f s after it was queued, all 60 in %.1f s "
+          "(%.1f/s), the big batch done %.1f s after it; while both drained the later batch got %.0f %% "
+          "(%d and %d sends in %.1f s); max %d in any 1 s window"
+          % (p0 - t_later, p1 - p0, 59 / (p1 - p0), other[-1]["t"] - p1, 100 * share, 49, big_mid,
+             m1 - m0, both))
+    assert sorted(rcpt_counter(recs)) == sorted(big + later) and max(rcpt_counter(recs).values()) == 1
+    assert not throttled(recs)
+    assert p0 - t_later <= 1.5, "the later batch waited %.1f s behind the big one" % (p0 - t_later)
+    assert 0.4 <= share <= 0.6, "the later batch got %.0f %% of the rate" % (100 * share)
+    assert other[-1]["t"] - p1 >= 2, "the later batch finished with the big one: it did not share"
+    assert both <= 31
 
 
 def test_f_client_daily_quota_pass_through(crig):
