@@ -406,11 +406,28 @@ static int front_authorize(struct front_req *r, struct seserr *e)
     return 0;
 }
 
+/* A paced send left at res->sent_at (its body went to the socket, which a
+ * busy event loop may delay past the forward): the next paced send of
+ * this process follows that by the send's span, not the forward. */
+static void front_paced_left(struct front_req *r, const struct upstream_response *res)
+{
+    if (r->span_ms <= 0 || (res->sent_at.tv_sec == 0 && res->sent_at.tv_nsec == 0))
+        return;
+    struct timespec t = res->sent_at;
+    int64_t ns = t.tv_nsec + (int64_t)(r->span_ms * 1e6);
+    t.tv_sec += (time_t)(ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    struct timespec *next = &r->f->pace_next;
+    if (t.tv_sec > next->tv_sec || (t.tv_sec == next->tv_sec && t.tv_nsec > next->tv_nsec))
+        *next = t;
+}
+
 /* The upstream answered: relay status, content type, request id and body. */
 static void front_upstream_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
     r->call = NULL;
+    front_paced_left(r, res);
     const char *outcome = res->error == UPSTREAM_OK ? "ok" : "error";
     metrics_upstream(res->seconds, outcome);
     if (res->error != UPSTREAM_OK) {
@@ -710,6 +727,7 @@ static void front_enqueued(const char *err, void *arg)
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
+    front_paced_left(r, res);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
     if (!sent) {
         char status[16];

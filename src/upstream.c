@@ -67,6 +67,7 @@ static size_t upstream_header_cb(char *p, size_t size, size_t nitems, void *arg)
     if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* A new status line (after 100 Continue): forget earlier headers. */
         c->res.content_type[0] = c->res.request_id[0] = c->res.error_type[0] = '\0';
+        c->res.sandbox_outcome[0] = '\0';
         return n;
     }
     static const struct {
@@ -76,6 +77,7 @@ static size_t upstream_header_cb(char *p, size_t size, size_t nitems, void *arg)
         {"content-type:", offsetof(struct upstream_response, content_type)},
         {"x-amzn-requestid:", offsetof(struct upstream_response, request_id)},
         {"x-amzn-errortype:", offsetof(struct upstream_response, error_type)},
+        {"x-sesgate-sandbox-outcome:", offsetof(struct upstream_response, sandbox_outcome)},
     };
     for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
         size_t l = strlen(wanted[i].name);
@@ -104,6 +106,8 @@ static size_t upstream_write_cb(char *p, size_t size, size_t nitems, void *arg)
 static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
 {
     struct upstream_call *c = arg;
+    if (c->res.sent_at.tv_sec == 0 && c->res.sent_at.tv_nsec == 0)
+        clock_gettime(CLOCK_MONOTONIC, &c->res.sent_at);
     size_t n = size * nitems, left = c->body_len - c->body_off;
     if (n > left)
         n = left;

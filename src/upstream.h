@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -32,9 +33,13 @@ struct upstream_response {
     long status;      /* HTTP status; 0 without a response */
     struct buf body;  /* owned by the response; the callback may take it (buf_detach) */
     char content_type[128];
-    char request_id[128]; /* x-amzn-RequestId, "" if none */
-    char error_type[128]; /* x-amzn-ErrorType, "" if none */
-    double seconds;       /* total time of the call */
+    char request_id[128];      /* x-amzn-RequestId, "" if none */
+    char error_type[128];      /* x-amzn-ErrorType, "" if none */
+    char sandbox_outcome[128]; /* X-Sesgate-Sandbox-Outcome (the built-in sandbox's mailbox
+                                  simulator: bounce, suppressed, complaint, ooto), "" if none */
+    double seconds;            /* total time of the call */
+    struct timespec sent_at;   /* CLOCK_MONOTONIC when curl first read the request body to
+                                  write it, i.e. when the request left (zero: no body read) */
 };
 
 /* Called exactly once per call, unless the call was cancelled first. The
