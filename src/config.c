@@ -898,6 +898,17 @@ static void config_client_defaults(struct config_client *c, const char *name)
     buf_free(&why);
 }
 
+void config_add_client(struct config *cfg, const char *name, const char *id, const char *secret)
+{
+    cfg->clients = xrealloc(cfg->clients, (cfg->nclients + 1) * sizeof *cfg->clients);
+    struct config_client *c = &cfg->clients[cfg->nclients++];
+    config_client_defaults(c, name);
+    free(c->access_key_id);
+    free(c->secret_access_key);
+    c->access_key_id = xstrdup(id);
+    c->secret_access_key = xstrdup(secret);
+}
+
 /* Release what a client owns. */
 static void config_client_free(struct config_client *c)
 {
@@ -1416,9 +1427,17 @@ int config_load(struct config *cfg, const char *path, char *const *env, struct b
     }
     config_env_sesgate(&ld, env);
     config_env_aws(&ld, env);
+    /* No endpoint given: Amazon SES in the region when there are upstream
+     * credentials, else the built-in sandbox. */
     int e = config_find_key("upstream", "endpoint");
-    if (*cfg->endpoint == '\0' || (ld.origin[e].line == 0 && ld.origin[e].env == NULL))
-        config_derive_endpoint(cfg);
+    if (*cfg->endpoint == '\0' || (ld.origin[e].line == 0 && ld.origin[e].env == NULL)) {
+        if (*cfg->access_key_id == '\0' && *cfg->secret_access_key == '\0') {
+            free(cfg->endpoint);
+            cfg->endpoint = xstrdup("sandbox");
+        } else {
+            config_derive_endpoint(cfg);
+        }
+    }
     config_cross_check(&ld);
     free(ld.meta);
     return ld.nerr ? -1 : 0;

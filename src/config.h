@@ -54,6 +54,7 @@ struct config {
     char *session_token;     /* secret; "" if none */
     int64_t timeout_ms;      /* ms */
     bool upstream_from_env;  /* credentials came from AWS_* variables */
+    bool sandbox_started;    /* set by the daemon: endpoint is the built-in sandbox's URL */
     /* [redis] */
     char *redis_url; /* "" = managed redis-server */
     char *data_dir;
@@ -99,6 +100,10 @@ void config_print(const struct config *cfg, struct buf *out);
 /* The client whose access key id is id (len bytes), or NULL. */
 const struct config_client *config_client_by_key(const struct config *cfg, const char *id,
                                                  size_t len);
+
+/* Add client name with key id and secret and the client defaults (every
+ * action and sender allowed, no own limits). */
+void config_add_client(struct config *cfg, const char *name, const char *id, const char *secret);
 
 /* Release everything owned by cfg. */
 void config_free(struct config *cfg);

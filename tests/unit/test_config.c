@@ -170,8 +170,11 @@ static void test_defaults(void)
     struct buf err = BUF_INIT;
     int rc = test_load(&cfg, NULL, TEST_NOENV, &err);
     CHECK(rc == 0, "load without file: rc %d err %s", rc, buf_cstr(&err));
+    CHECK_STR(cfg.endpoint, "sandbox", "no credentials: the sandbox");
+    free(cfg.endpoint);
+    cfg.endpoint = xstrdup("https://email.us-east-1.amazonaws.com");
     char *got = test_print(&cfg);
-    CHECK_STR(got, want, "load without file = defaults");
+    CHECK_STR(got, want, "load without file = defaults (but the endpoint)");
     CHECK_STR(cfg.path, "", "path without file");
     free(got);
     config_free(&cfg);
@@ -209,7 +212,10 @@ static void test_every_key(void)
         {"[server]\nmax_connections = 5\n", "max_connections = 5"},
         {"[upstream]\nendpoint = sandbox\n", "endpoint = sandbox"},
         {"[upstream]\nendpoint = http://127.0.0.1:4566\n", "endpoint = http://127.0.0.1:4566"},
-        {"[upstream]\nregion = eu-west-1\n", "endpoint = https://email.eu-west-1.amazonaws.com"},
+        {"[upstream]\nregion = eu-west-1\naccess_key_id = AKIAUPSTREAM0001\n"
+         "secret_access_key = s3cr3t-0123456789\n",
+         "endpoint = https://email.eu-west-1.amazonaws.com"},
+        {"[upstream]\nregion = eu-west-1\n", "endpoint = sandbox"},
         {"[upstream]\nregion = eu-west-1\n", "region = eu-west-1"},
         {"[upstream]\nregion =\n", "region = us-east-1"},
         {"[upstream]\ntimeout = 1h\n", "timeout = 1h"},
@@ -666,28 +672,46 @@ static void test_env(void)
          {"SESGATE_CLIENT_web_FANOUT=", NULL},
          {"fanout ="}},
         {"[upstream]\nregion = eu-west-1\n",
-         {"SESGATE_UPSTREAM_REGION=ap-south-1", NULL},
+         {"SESGATE_UPSTREAM_REGION=ap-south-1", "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001",
+          "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789", NULL},
          {"region = ap-south-1", "endpoint = https://email.ap-south-1.amazonaws.com"}},
         {NULL,
-         {"AWS_REGION=eu-west-2", "AWS_DEFAULT_REGION=eu-west-3", NULL},
+         {"AWS_REGION=eu-west-2", "AWS_DEFAULT_REGION=eu-west-3",
+          "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001", "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789",
+          NULL},
          {"region = eu-west-2", "endpoint = https://email.eu-west-2.amazonaws.com"}},
         {NULL,
-         {"AWS_REGION=", "AWS_DEFAULT_REGION=eu-west-3", NULL},
+         {"AWS_REGION=", "AWS_DEFAULT_REGION=eu-west-3", "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001",
+          "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789", NULL},
          {"region = eu-west-3", "endpoint = https://email.eu-west-3.amazonaws.com"}},
         {"[upstream]\nregion = sa-east-1\n",
-         {"AWS_REGION=eu-west-2", NULL},
+         {"AWS_REGION=eu-west-2", "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001",
+          "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789", NULL},
          {"region = sa-east-1", "endpoint = https://email.sa-east-1.amazonaws.com"}},
         {"[upstream]\nregion =\n",
-         {"AWS_REGION=eu-west-2", NULL},
+         {"AWS_REGION=eu-west-2", "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001",
+          "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789", NULL},
          {"region = eu-west-2", "endpoint = https://email.eu-west-2.amazonaws.com"}},
         {NULL,
-         {"SESGATE_UPSTREAM_REGION=ca-central-1", "AWS_REGION=eu-west-2", NULL},
+         {"SESGATE_UPSTREAM_REGION=ca-central-1", "AWS_REGION=eu-west-2",
+          "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001", "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789",
+          NULL},
          {"region = ca-central-1", "endpoint = https://email.ca-central-1.amazonaws.com"}},
         {"[upstream]\nendpoint = http://localhost:4566\n",
          {"AWS_REGION=eu-west-2", NULL},
          {"region = eu-west-2", "endpoint = http://localhost:4566"}},
         {"[upstream]\nendpoint = sandbox\n",
+         {"SESGATE_UPSTREAM_ENDPOINT=", "AWS_ACCESS_KEY_ID=AKIAUPSTREAM0001",
+          "AWS_SECRET_ACCESS_KEY=upstream-secret-0123456789", NULL},
+         {"endpoint = https://email.us-east-1.amazonaws.com"}},
+        /* No endpoint and no upstream credentials: the built-in sandbox. */
+        {"[upstream]\nendpoint = sandbox\n",
          {"SESGATE_UPSTREAM_ENDPOINT=", NULL},
+         {"endpoint = sandbox"}},
+        {NULL, {"AWS_REGION=eu-west-2", NULL}, {"region = eu-west-2", "endpoint = sandbox"}},
+        {"[upstream]\nregion = eu-west-1\n", {NULL}, {"endpoint = sandbox"}},
+        {"[upstream]\naccess_key_id = AKIAUPSTREAM0001\nsecret_access_key = s3cr3t-0123456789\n",
+         {NULL},
          {"endpoint = https://email.us-east-1.amazonaws.com"}},
     };
     struct buf err = BUF_INIT;
@@ -1042,6 +1066,9 @@ static void test_example(void)
     CHECK(rc == 0, "example: rc %d err %s", rc, buf_cstr(&err));
     CHECK(err.len == 0, "example: errors %s", buf_cstr(&err));
     config_defaults(&def);
+    /* The example has no upstream credentials: the sandbox. */
+    free(def.endpoint);
+    def.endpoint = xstrdup("sandbox");
     char *got = test_print(&cfg), *want = test_print(&def);
     CHECK_STR(got, want, "example = defaults");
     free(got);
