@@ -841,6 +841,18 @@ static void worker_sent(struct upstream_response *res, void *arg)
     case BACKOFF_OK:
         if (!queue_message_id(api, data, n, msgid, sizeof msgid) || msgid[0] == '\0')
             snprintf(msgid, sizeof msgid, "-");
+        if (j->w->cfg->sandbox_started && (strcmp(res->sandbox_outcome, "bounce") == 0 ||
+                                           strcmp(res->sandbox_outcome, "suppressed") == 0)) {
+            /* The sandbox's mailbox simulator: accepted, then bounced. */
+            bool bounce = res->sandbox_outcome[0] == 'b';
+            char m[400];
+            snprintf(m, sizeof m, "%s (mailbox simulator, MessageId %s)",
+                     bounce ? "Permanent bounce: 550 5.1.1 user unknown"
+                            : "The address is on the account's suppression list",
+                     msgid);
+            worker_dead(j, bounce ? "Bounce" : "Suppressed", m);
+            return;
+        }
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
         metrics_queue_sent();
@@ -2046,6 +2058,7 @@ json_t *queue_stats_json(const redisReply *reply, int64_t now_ms)
             char iso[32];
             queue_iso_time(queue_rnum(cr, 0), iso);
             queue_jset(r, "created", json_string(iso));
+            queue_jset(r, "created_ms", json_integer(queue_rnum(cr, 0)));
             long long total = queue_rnum(flat->element[k + 2], 0);
             long long sent =
                 queue_rnum(flat->element[k + 3], 0) + queue_rnum(flat->element[k + 4], 0);
