@@ -1,5 +1,6 @@
 /* main: the sesgate command line. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <ini.h>
 #include <openssl/rand.h>
 
 #include "admin.h"
@@ -27,6 +30,7 @@
 #include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
+#include "sandbox.h"
 #include "upstream.h"
 
 extern char **environ;
@@ -42,8 +46,9 @@ struct main_state {
     struct limiter *limiter;
     struct redis *redis;
     struct queue *queue;
-    struct resign *resign; /* the workers' signer */
-    struct worker *worker; /* NULL with serve */
+    struct resign *resign;   /* the workers' signer */
+    struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
+    struct worker *worker;   /* NULL with serve */
     struct event *grace_timer;
     int64_t grace_left_ms;
 };
@@ -57,9 +62,11 @@ static void main_usage(FILE *f)
           "  serve  [-c FILE]   API front only\n"
           "  work   [-c FILE]   workers only\n"
           "  check  [-c FILE]   validate the configuration, print it, exit\n"
-          "  status [-c FILE]   queue depth, rate, quota, recent batches\n"
-          "  batch  [-c FILE] show ID\n"
+          "  status [-c FILE] [--watch]    queue depth, rate, quota, recent batches\n"
+          "  batch  [-c FILE] show ID|last [--watch]\n"
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
+          "  (status, batch and dlq print JSON with --json; --watch refreshes every\n"
+          "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
           "\n"
@@ -83,27 +90,117 @@ static void main_load_config(struct config *cfg, const char *path)
     buf_free(&err);
 }
 
-/* sesgate keygen: a key id and a 40-character secret from the CSPRNG. */
-static int main_keygen(void)
+/* A client key id ("SG" and 18 characters) and a 40-character secret from
+ * the CSPRNG; false when it cannot be read. */
+static bool main_new_key(char id[21], char secret[41])
 {
     static const char id_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     static const char secret_chars[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char r[18 + 40];
-    if (RAND_bytes(r, sizeof r) != 1) {
-        fprintf(stderr, "sesgate: cannot read the random number generator\n");
-        return 1;
-    }
-    char id[21] = "SG", secret[41];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return false;
+    memcpy(id, "SG", 2);
     for (int i = 0; i < 18; i++)
         id[2 + i] = id_chars[r[i] & 31];
     for (int i = 0; i < 40; i++)
         secret[i] = secret_chars[r[18 + i] & 63];
     id[20] = secret[40] = '\0';
+    OPENSSL_cleanse(r, sizeof r);
+    return true;
+}
+
+/* sesgate keygen: a key id and a 40-character secret from the CSPRNG. */
+static int main_keygen(void)
+{
+    char id[21], secret[41];
+    if (!main_new_key(id, secret)) {
+        fprintf(stderr, "sesgate: cannot read the random number generator\n");
+        return 1;
+    }
     printf("access_key_id = %s\nsecret_access_key = %s\n", id, secret);
     OPENSSL_cleanse(secret, sizeof secret);
-    OPENSSL_cleanse(r, sizeof r);
     return 0;
+}
+
+/* The key of the [sesgate] profile of a credentials file, read by inih. */
+struct main_creds {
+    char id[64], secret[128];
+};
+
+/* inih: keep aws_access_key_id and aws_secret_access_key of [sesgate]. */
+static int main_creds_line(void *arg, const char *section, const char *name, const char *value)
+{
+    struct main_creds *c = arg;
+    if (strcmp(section, "sesgate") != 0)
+        return 1;
+    if (strcmp(name, "aws_access_key_id") == 0)
+        snprintf(c->id, sizeof c->id, "%s", value);
+    else if (strcmp(name, "aws_secret_access_key") == 0)
+        snprintf(c->secret, sizeof c->secret, "%s", value);
+    return 1;
+}
+
+/* No [client.*] configured: serve one client, "default", whose key is the
+ * [sesgate] profile of <data_dir>/credentials (an AWS shared credentials
+ * file, mode 0600), made on the first start. Its path goes to path. The
+ * secret stays in that file: it is never printed or logged. */
+static bool main_default_client(struct config *cfg, char *path, size_t pathlen)
+{
+    snprintf(path, pathlen, "%s/credentials", cfg->data_dir);
+    struct main_creds c = {0};
+    if (access(path, F_OK) != 0) {
+        char id[21], secret[41];
+        if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+            fprintf(stderr, "sesgate: %s: %s\n", cfg->data_dir, strerror(errno));
+            return false;
+        }
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || !main_new_key(id, secret)) {
+            fprintf(stderr, "sesgate: %s: %s\n", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return false;
+        }
+        FILE *f = fdopen(fd, "w");
+        fprintf(f, "[sesgate]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret);
+        OPENSSL_cleanse(secret, sizeof secret);
+        if (fclose(f) != 0) {
+            fprintf(stderr, "sesgate: %s: %s\n", path, strerror(errno));
+            unlink(path);
+            return false;
+        }
+    }
+    if (ini_parse(path, main_creds_line, &c) != 0 || c.id[0] == '\0' || c.secret[0] == '\0') {
+        fprintf(stderr, "sesgate: %s: no [sesgate] aws_access_key_id and aws_secret_access_key\n",
+                path);
+        return false;
+    }
+    config_add_client(cfg, "default", c.id, c.secret);
+    OPENSSL_cleanse(c.secret, sizeof c.secret);
+    return true;
+}
+
+/* Say which upstream this process uses and, for the default client, how to
+ * try it (stdout: this is for the person who started sesgate). */
+static void main_banner(const struct config *cfg, bool sandbox, const char *creds)
+{
+    if (sandbox)
+        printf("sesgate: upstream: the built-in sandbox (no AWS credentials): nothing leaves this "
+               "machine; mail is written to %s/outbox/, at most %g recipients/s and %lld a day\n",
+               cfg->data_dir, cfg->sandbox_rate, (long long)cfg->sandbox_daily_quota);
+    else
+        printf("sesgate: upstream: Amazon SES at %s (region %s)\n", cfg->endpoint, cfg->region);
+    if (creds) {
+        const struct config_client *c = &cfg->clients[cfg->nclients - 1];
+        printf("sesgate: client \"default\": key %s; its secret is in %s (profile sesgate)\n"
+               "sesgate: try it from another terminal:\n"
+               "  AWS_SHARED_CREDENTIALS_FILE=%s AWS_PROFILE=sesgate aws --endpoint-url http://%s "
+               "--region %s ses send-email --from sender@example.com --to someone@example.com "
+               "--subject Hello --text 'Hello from sesgate'\n",
+               c->access_key_id, creds, creds, cfg->listen, cfg->region);
+    }
+    fflush(stdout);
 }
 
 /* Every 100 ms: write out the gathered log lines. */
@@ -170,13 +267,14 @@ static int main_serve(const char *path, const char *mode)
 {
     struct config cfg = {0};
     main_load_config(&cfg, path);
-    if (strcmp(cfg.endpoint, "sandbox") == 0) {
-        fprintf(stderr, "sesgate: the sandbox upstream is not available in this release; set "
-                        "[upstream] endpoint to an SES endpoint URL\n");
+    bool sandbox = strcmp(cfg.endpoint, "sandbox") == 0;
+    char creds[4200] = "";
+    if (cfg.nclients == 0 && strcmp(mode, "work") != 0 &&
+        !main_default_client(&cfg, creds, sizeof creds)) {
         config_free(&cfg);
         return 1;
     }
-    if (cfg.access_key_id[0] == '\0' || cfg.secret_access_key[0] == '\0') {
+    if (!sandbox && (cfg.access_key_id[0] == '\0' || cfg.secret_access_key[0] == '\0')) {
         fprintf(stderr, "sesgate: no upstream credentials: set AWS_ACCESS_KEY_ID and "
                         "AWS_SECRET_ACCESS_KEY, or [upstream] access_key_id and "
                         "secret_access_key\n");
@@ -213,6 +311,23 @@ static int main_serve(const char *path, const char *mode)
         goto out;
     }
     s.queue = queue_new(s.base, &cfg, s.redis);
+    if (sandbox) {
+        s.sandbox = sandbox_start(s.base, &cfg, err, sizeof err);
+        if (s.sandbox == NULL) {
+            fprintf(stderr, "sesgate: sandbox: %s\n", err);
+            goto out;
+        }
+        /* Everything upstream now goes to the sandbox, signed with its key. */
+        free(cfg.endpoint);
+        cfg.endpoint = xstrdup(sandbox_endpoint(s.sandbox));
+        free(cfg.access_key_id);
+        cfg.access_key_id = xstrdup(sandbox_access_key_id(s.sandbox));
+        free(cfg.secret_access_key);
+        cfg.secret_access_key = xstrdup(sandbox_secret_access_key(s.sandbox));
+        free(cfg.session_token);
+        cfg.session_token = xstrdup("");
+        cfg.sandbox_started = true;
+    }
     s.resign = resign_new(&cfg, err, sizeof err);
     if (s.resign == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
@@ -254,9 +369,11 @@ static int main_serve(const char *path, const char *mode)
     log_set_buffered(true);
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
+    main_banner(&cfg, sandbox, creds[0] ? creds : NULL);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
-              s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream", cfg.endpoint,
-              "region", cfg.region, "clients", nclients, "redis", redis_where(s.redis), NULL);
+              s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream",
+              sandbox ? "sandbox" : cfg.endpoint, "region", cfg.region, "clients", nclients,
+              "redis", redis_where(s.redis), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -276,6 +393,7 @@ out:
     if (s.resign)
         resign_free(s.resign);
     redisproc_stop(s.redisproc);
+    sandbox_free(s.sandbox);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     upstream_free(up);
     event_base_free(s.base);
@@ -354,6 +472,14 @@ static redisReply *main_eval(redisContext *c, const char *script, int nkeys, cha
     return r;
 }
 
+/* Milliseconds since the epoch. */
+static int64_t main_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Print j as indented JSON and a newline. */
 static void main_print_json(const json_t *j)
 {
@@ -377,6 +503,36 @@ static long long main_jint(const json_t *o, const char *key)
     return (long long)json_integer_value(json_object_get(o, key));
 }
 
+/* Recipients per second of batch b since it was created, and the seconds
+ * left at that rate (-1: unknown). */
+static void main_batch_pace(const json_t *b, double *rate, double *eta)
+{
+    long long total = main_jint(b, "total");
+    long long done = main_jint(b, "sent") + main_jint(b, "dead");
+    double secs = (double)(main_now_ms() - main_jint(b, "created_ms")) / 1000.0;
+    *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
+    *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
+}
+
+/* A progress bar of width cells for done of total, and the counts, rate and
+ * time left: "[#######.......]  512/1000  51.2 %  14.0/s  0:35 left". */
+static void main_print_bar(long long done, long long dead, long long total, double rate, double eta)
+{
+    enum { width = 30 };
+    int fill = total > 0 ? (int)((double)done * width / (double)total) : width;
+    char bar[width + 1];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    printf("[%s] %lld/%lld %5.1f %%", bar, done, total,
+           total > 0 ? 100.0 * (double)done / (double)total : 100.0);
+    if (dead > 0)
+        printf("  %lld dead", dead);
+    if (done < total && rate > 0)
+        printf("  %.1f/s  %lld:%02lld left", rate, (long long)eta / 60, (long long)eta % 60);
+    putchar('\n');
+}
+
 /* Print the batch status b as text: one "key value" line per field, then
  * one line per recipient "index address state detail". */
 static void main_print_batch(const json_t *b)
@@ -387,8 +543,16 @@ static void main_print_batch(const json_t *b)
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], main_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
-    if (isatty(STDOUT_FILENO))
+    double rate, eta;
+    main_batch_pace(b, &rate, &eta);
+    if (!json_is_true(json_object_get(b, "complete")) && rate > 0)
+        printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
+    if (isatty(STDOUT_FILENO)) {
+        putchar('\n');
+        main_print_bar(main_jint(b, "sent") + main_jint(b, "dead"), main_jint(b, "dead"),
+                       main_jint(b, "total"), rate, eta);
         puts("\nindex address state detail");
+    }
     size_t i;
     const json_t *r;
     json_array_foreach(json_object_get(b, "recipients"), i, r)
@@ -406,37 +570,78 @@ static void main_print_batch(const json_t *b)
     }
 }
 
-/* sesgate batch show ID. */
-static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json)
+/* sesgate batch show ID [--watch]: with --watch, a progress line every
+ * second (a bar redrawn in place on a terminal) until the batch is
+ * complete, then the whole status. */
+static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json,
+                      bool watch)
 {
     if (argc != 2 || strcmp(argv[0], "show") != 0) {
-        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID [--json]\n");
+        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID|last [--json] [--watch]\n");
         return 2;
     }
     const char *id = argv[1];
+    char newest[64] = "";
+    if (strcmp(id, "last") == 0) {
+        /* the newest batch */
+        struct buf k = BUF_INIT;
+        buf_printf(&k, "%srecent", pfx);
+        redisReply *r = redisCommand(c, "ZREVRANGE %s 0 0", buf_cstr(&k));
+        buf_free(&k);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(newest, sizeof newest, "%s", r->element[0]->str);
+        freeReplyObject(r);
+        if (newest[0] == '\0') {
+            fprintf(stderr, "sesgate: no batch yet\n");
+            return 1;
+        }
+        id = newest;
+    }
     if (!queue_batch_id_ok(id)) {
         fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
         return 1;
     }
-    char *keys[4];
-    queue_show_keys(pfx, id, keys);
-    redisReply *r = main_eval(c, queue_show_script(), 4, keys, 1, &id);
-    for (int k = 0; k < 4; k++)
-        free(keys[k]);
-    if (r == NULL)
-        return 1;
-    json_t *b = queue_show_json(id, r);
-    freeReplyObject(r);
-    if (b == NULL) {
-        fprintf(stderr, "sesgate: batch %s not found\n", id);
-        return 1;
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        char *keys[4];
+        queue_show_keys(pfx, id, keys);
+        redisReply *r = main_eval(c, queue_show_script(), 4, keys, 1, &id);
+        for (int k = 0; k < 4; k++)
+            free(keys[k]);
+        if (r == NULL)
+            return 1;
+        json_t *b = queue_show_json(id, r);
+        freeReplyObject(r);
+        if (b == NULL) {
+            fprintf(stderr, "sesgate: batch %s not found\n", id);
+            return 1;
+        }
+        if (!watch || json_is_true(json_object_get(b, "complete"))) {
+            if (watch && tty)
+                fputs("\r\033[K", stdout);
+            if (json)
+                main_print_json(b);
+            else
+                main_print_batch(b);
+            json_decref(b);
+            return 0;
+        }
+        double rate, eta;
+        main_batch_pace(b, &rate, &eta);
+        long long done = main_jint(b, "sent") + main_jint(b, "dead");
+        if (tty) {
+            fputs("\r\033[K", stdout);
+            main_print_bar(done, main_jint(b, "dead"), main_jint(b, "total"), rate, eta);
+            fputs("\033[A", stdout); /* redrawn in place */
+        } else {
+            printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done,
+                   main_jint(b, "total"), main_jint(b, "dead"), rate, eta);
+        }
+        fflush(stdout);
+        json_decref(b);
+        sleep(1);
     }
-    if (json)
-        main_print_json(b);
-    else
-        main_print_batch(b);
-    json_decref(b);
-    return 0;
 }
 
 /* The string of field name in a flat stream entry field list, or "". */
@@ -575,14 +780,6 @@ static int main_dlq(redisContext *c, const char *pfx, int argc, char **argv, boo
     return 2;
 }
 
-/* Milliseconds since the epoch. */
-static int64_t main_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A number of a reply element (integer or decimal string), or JSON null. */
 static json_t *main_rnum(const redisReply *r)
 {
@@ -667,13 +864,10 @@ static json_t *main_rate_json(redisContext *c, const char *pfx)
     return o;
 }
 
-/* sesgate status: the queue and the recent batches. */
-static int main_status(redisContext *c, const char *pfx, int argc, bool json)
+/* One status of the queue and the recent batches; *idle tells whether
+ * nothing is queued, in flight or waiting for a retry. */
+static int main_status_once(redisContext *c, const char *pfx, bool json, bool tty, bool *idle)
 {
-    if (argc != 0) {
-        fprintf(stderr, "usage: sesgate status [-c FILE] [--json]\n");
-        return 2;
-    }
     char *keys[5];
     queue_stats_keys(pfx, keys);
     const char *n = "10";
@@ -689,6 +883,8 @@ static int main_status(redisContext *c, const char *pfx, int argc, bool json)
         return 1;
     }
     json_object_set_new(s, "rate", main_rate_json(c, pfx));
+    *idle = main_jint(s, "depth") == 0 && main_jint(s, "inflight") == 0 &&
+            main_jint(s, "retrying") == 0;
     if (json) {
         main_print_json(s);
     } else {
@@ -727,10 +923,41 @@ static int main_status(redisContext *c, const char *pfx, int argc, bool json)
                        main_jstr(b, "client", "-"), main_jstr(b, "action", "-"),
                        main_jint(b, "total"), main_jint(b, "sent"), main_jint(b, "dead"),
                        main_jint(b, "pending"));
+            if (tty && !json_is_true(json_object_get(b, "expired")) &&
+                main_jint(b, "pending") > 0) {
+                double per_s, eta;
+                main_batch_pace(b, &per_s, &eta);
+                fputs("  ", stdout);
+                main_print_bar(main_jint(b, "sent") + main_jint(b, "dead"), main_jint(b, "dead"),
+                               main_jint(b, "total"), per_s, eta);
+            }
         }
     }
     json_decref(s);
     return 0;
+}
+
+/* sesgate status [--watch]: with --watch, again every second (redrawn on
+ * a terminal, a block per second otherwise) until the queue is idle. */
+static int main_status(redisContext *c, const char *pfx, int argc, bool json, bool watch)
+{
+    if (argc != 0) {
+        fprintf(stderr, "usage: sesgate status [-c FILE] [--json] [--watch]\n");
+        return 2;
+    }
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        bool idle = true;
+        if (watch && tty)
+            fputs("\033[H\033[2J", stdout);
+        int rc = main_status_once(c, pfx, json, tty, &idle);
+        fflush(stdout);
+        if (rc != 0 || !watch || idle)
+            return rc;
+        if (!tty)
+            putchar('\n');
+        sleep(1);
+    }
 }
 
 /* sesgate status / batch / dlq: parse -c and --json among args, connect,
@@ -739,12 +966,14 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof *pos);
     int npos = 0;
-    bool json = false;
+    bool json = false, watch = false;
     for (int k = 0; k < argc; k++) {
         if (strcmp(argv[k], "-c") == 0 && k + 1 < argc)
             path = argv[++k];
         else if (strcmp(argv[k], "--json") == 0)
             json = true;
+        else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0)
+            watch = true;
         else
             pos[npos++] = argv[k];
     }
@@ -755,11 +984,11 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
     if (c) {
         char *pfx = queue_key_prefix(&cfg);
         if (strcmp(cmd, "batch") == 0)
-            rc = main_batch(c, pfx, npos, pos, json);
+            rc = main_batch(c, pfx, npos, pos, json, watch);
         else if (strcmp(cmd, "dlq") == 0)
             rc = main_dlq(c, pfx, npos, pos, json);
         else
-            rc = main_status(c, pfx, npos, json);
+            rc = main_status(c, pfx, npos, json, watch);
         free(pfx);
         redisFree(c);
     }
