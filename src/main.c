@@ -560,7 +560,8 @@ static void main_print_batch(const json_t *b)
         const char *state = main_jstr(r, "state", "queued");
         printf("%lld %s %s ", main_jint(r, "index"), main_jstr(r, "address", "-"), state);
         if (strcmp(state, "sent") == 0)
-            printf("%s\n", main_jstr(r, "message_id", "-"));
+            printf("%s%s%s\n", main_jstr(r, "message_id", "-"),
+                   json_object_get(r, "note") ? " " : "", main_jstr(r, "note", ""));
         else if (strcmp(state, "dead") == 0)
             printf("%s %s\n", main_jstr(r, "code", "-"), main_jstr(r, "message", ""));
         else if (strcmp(state, "retry") == 0)

@@ -853,6 +853,12 @@ static void worker_sent(struct upstream_response *res, void *arg)
             worker_dead(j, bounce ? "Bounce" : "Suppressed", m);
             return;
         }
+        if (j->w->cfg->sandbox_started && (strcmp(res->sandbox_outcome, "complaint") == 0 ||
+                                           strcmp(res->sandbox_outcome, "ooto") == 0)) {
+            /* Delivered, and the simulator's complaint or auto reply noted. */
+            size_t l = strlen(msgid);
+            snprintf(msgid + l, sizeof msgid - l, " %s", res->sandbox_outcome);
+        }
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
         metrics_queue_sent();
@@ -1929,7 +1935,13 @@ static const char *queue_show_state(json_t *r, const redisReply *outcome, const 
         const char *s = outcome->str;
         size_t n = outcome->len;
         if (s[0] == 's' && n >= 2) {
-            queue_jset(r, "message_id", json_stringn_nocheck(s + 2, n - 2));
+            /* "s <MessageId>", or "s <MessageId> <note>" (the sandbox's
+             * mailbox simulator: complaint, ooto) */
+            const char *id = s + 2, *sp = memchr(id, ' ', n - 2);
+            size_t idlen = sp ? (size_t)(sp - id) : n - 2;
+            queue_jset(r, "message_id", json_stringn_nocheck(id, idlen));
+            if (sp)
+                queue_jset(r, "note", json_stringn_nocheck(sp + 1, (size_t)(s + n - sp - 1)));
             return "sent";
         }
         if (s[0] == 'd')

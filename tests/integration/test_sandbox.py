@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import re
+import subprocess
 import time
 import types
 from pathlib import Path
@@ -460,3 +461,45 @@ def test_sandbox_checks_signatures(sb):
     assert error_of(ei)[:2] == ("UnrecognizedClientException", 403)
     # The sandbox's key appears in no log line.
     assert not re.search(r"AKIDSANDBOX[A-Z0-9]{12}", sb.gate.log_text())
+
+
+def test_simulator_outcomes_in_the_batch_status(sb):
+    """A batch to every simulator address: copy 0 (success@) goes first, the
+    others through the queue; bounce@ and suppressionlist@ end dead, the
+    complaint and the auto reply are noted with the delivered copies."""
+    ses = harness.boto3_client(sb.gw, "ses")
+    seen = {}
+
+    def after_call(http_response, **kwargs):
+        seen["batch"] = http_response.headers.get("x-sesgate-batch-id")
+
+    ses.meta.events.register("after-call.ses.SendEmail", after_call)
+    sim = ["success", "complaint", "ooto", "bounce", "suppressionlist"]
+    to = ["%s@simulator.amazonses.com" % s for s in sim]
+    ses.send_email(Source=SENDER, Destination={"ToAddresses": to},
+                   Message={"Subject": {"Data": "sim"}, "Body": {"Text": {"Data": "simulator"}}})
+    batch = seen["batch"]
+    assert batch
+
+    def show():
+        r = subprocess.run([str(harness.sesgate_bin()), "batch", "show", batch, "--json", "-c",
+                            str(sb.gate.config_path)], capture_output=True, text=True, timeout=30,
+                           env=harness.clean_env(), cwd=str(sb.gate.workdir))
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
+        return st if st["complete"] else None
+
+    st = wait_for(show, timeout=20)
+    assert st, "the batch did not complete"
+    by = {r["address"].split("@")[0]: r for r in st["recipients"]}
+    assert by["success"]["state"] == "sent" and "note" not in by["success"]
+    assert by["complaint"]["state"] == "sent" and by["complaint"]["note"] == "complaint"
+    assert by["ooto"]["state"] == "sent" and by["ooto"]["note"] == "ooto"
+    assert (by["bounce"]["state"], by["bounce"]["code"]) == ("dead", "Bounce")
+    assert (by["suppressionlist"]["state"], by["suppressionlist"]["code"]) == ("dead", "Suppressed")
+    for k in ("complaint", "ooto", "bounce", "suppressionlist"):
+        mid = by[k].get("message_id") or re.search(r"MessageId (\S+)\)", by[k]["message"]).group(1)
+        assert MESSAGE_ID_RE.match(mid), by[k]
+    assert (st["sent"], st["dead"]) == (3, 2)
+    bounce_mid = re.search(r"MessageId (\S+)\)", by["bounce"]["message"]).group(1)
+    assert files_of(sb.outbox, bounce_mid, ".bounce.json") and not files_of(sb.outbox, bounce_mid)
