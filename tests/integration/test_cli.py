@@ -66,11 +66,24 @@ def test_check_unreadable_file(tmp_path):
     assert r.returncode != 0 and "missing.ini" in r.stderr
 
 
-def test_serve_refuses_without_upstream_credentials(tmp_path):
+def test_serve_refuses_an_endpoint_without_upstream_credentials(tmp_path):
     ini = tmp_path / "s.ini"
-    ini.write_text("[server]\nlisten = 127.0.0.1:0\nadmin_listen =\n")
-    r = run(["serve", "-c", str(ini)])
+    ini.write_text("[server]\nlisten = 127.0.0.1:0\nadmin_listen =\n"
+                   "[upstream]\nendpoint = https://email.us-east-1.amazonaws.com\n"
+                   "[redis]\ndata_dir = %s\n" % (tmp_path / "var"))
+    r = run(["serve", "-c", str(ini)], cwd=str(tmp_path))
     assert r.returncode != 0 and "upstream credentials" in r.stderr
+
+
+def test_no_endpoint_and_no_credentials_is_the_sandbox(tmp_path):
+    ini = tmp_path / "s.ini"
+    ini.write_text("[server]\nlisten = 127.0.0.1:0\n")
+    r = run(["check", "-c", str(ini)], cwd=str(tmp_path))
+    assert r.returncode == 0 and "endpoint = sandbox" in r.stdout.splitlines(), r.stdout
+    r = run(["check", "-c", str(ini)], cwd=str(tmp_path),
+            env={"AWS_ACCESS_KEY_ID": "AKIAUPSTREAM0001", "AWS_SECRET_ACCESS_KEY": "s3cr3t-0123456789",
+                 "AWS_REGION": "eu-west-1"})
+    assert r.returncode == 0 and "endpoint = https://email.eu-west-1.amazonaws.com" in r.stdout.splitlines()
 
 
 def test_unknown_command():
