@@ -195,12 +195,22 @@ void metrics_limiter_throttled(void)
     metrics_l_throttled++;
 }
 
+static unsigned long long metrics_data_lost;
+
+void metrics_redis_data_lost(void)
+{
+    metrics_data_lost++;
+}
+
 /* The rate limiter's gauges and counters. */
 static void metrics_render_limiter(struct buf *out)
 {
     metrics_render_one(out, "sesgate_ses_throttled_total", "counter",
                        "Sends SES answered with Maximum sending rate exceeded.",
                        (double)metrics_l_throttled);
+    metrics_render_one(out, "sesgate_redis_data_lost_total", "counter",
+                       "Times Redis was found without sesgate's data (restarted empty, flushed).",
+                       (double)metrics_data_lost);
     if (!metrics_limiter_known)
         return;
     metrics_render_one(out, "sesgate_rate_base", "gauge",

@@ -44,6 +44,9 @@ void metrics_limiter_take(const char *reason, double wait_s);
 /* SES answered "Maximum sending rate exceeded". */
 void metrics_limiter_throttled(void);
 
+/* Redis lost sesgate's data (epoch.lua). */
+void metrics_redis_data_lost(void);
+
 void metrics_render(struct buf *out);
 
 /* Release the label tables (for leak-free shutdown). */

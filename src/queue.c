@@ -34,11 +34,20 @@
 #define QUEUE_CACHE        8 /* batches kept in memory */
 #define QUEUE_MAX_INFLIGHT 1024
 
-enum queue_script { QS_ENQUEUE = 0, QS_OUTCOME, QS_CHECK, QS_DUE, QS_LIMIT, QS_LOAD, QS_COUNT };
+enum queue_script {
+    QS_ENQUEUE = 0,
+    QS_OUTCOME,
+    QS_CHECK,
+    QS_DUE,
+    QS_LIMIT,
+    QS_LOAD,
+    QS_EPOCH,
+    QS_COUNT
+};
 
-static const char *const queue_sources[QS_COUNT] = {queue_lua_enqueue, queue_lua_outcome,
-                                                    queue_lua_check,   queue_lua_due,
-                                                    queue_lua_limit,   queue_lua_load};
+static const char *const queue_sources[QS_COUNT] = {
+    queue_lua_enqueue, queue_lua_outcome, queue_lua_check, queue_lua_due,
+    queue_lua_limit,   queue_lua_load,    queue_lua_epoch};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct queue_call {
@@ -60,6 +69,10 @@ struct queue {
     char *pfx; /* "<P>:{<P>}:" */
     char sha[QS_COUNT][2 * SHA_DIGEST_LENGTH + 1];
     struct queue_call *calls; /* in flight */
+    struct event *epoch_timer;
+    char epoch[40];     /* the epoch this process saw ("": not yet) */
+    bool epoch_pending; /* epoch.lua in flight */
+    unsigned epoch_ticks;
 };
 
 /* An enqueue waiting for Redis. */
@@ -171,6 +184,48 @@ static void queue_eval(struct queue *q, enum queue_script script, int nkeys, int
     queue_call_send(c);
 }
 
+/* epoch.lua answered. */
+static void queue_epoch_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct queue *q = arg;
+    if (err && strcmp(err, "queue closed") == 0)
+        return; /* q is gone */
+    q->epoch_pending = false;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return; /* Redis away: checked again when it is back */
+    if (reply->element[0]->integer != 0) {
+        log_event(LOG_ERROR, "redis_data_lost", "message",
+                  "Redis lost sesgate's data (restarted empty, flushed, or failed over to a "
+                  "replica without it): the queued recipients, the batch status and the rate "
+                  "limiter's state written before now are gone; batches accepted before now "
+                  "must be sent again",
+                  "noticed", reply->element[0]->integer == 1 ? "here" : "elsewhere", NULL);
+        metrics_redis_data_lost();
+    }
+    snprintf(q->epoch, sizeof q->epoch, "%.*s", (int)reply->element[1]->len,
+             reply->element[1]->str);
+}
+
+/* Every second (every 250 ms until the first answer): check that Redis
+ * still has the epoch this process saw. */
+static void queue_epoch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *q = arg;
+    if (q->epoch_pending || !redis_ready(q->rd) || (q->epoch[0] && ++q->epoch_ticks % 4 != 0))
+        return;
+    unsigned char r[16];
+    char fresh[40];
+    RAND_bytes(r, sizeof r);
+    util_hex(r, sizeof r, fresh);
+    char *key = queue_key(q, "epoch", NULL);
+    const char *argv[3] = {key, q->epoch, fresh};
+    q->epoch_pending = true;
+    queue_eval(q, QS_EPOCH, 1, 3, argv, NULL, queue_epoch_done, q);
+    free(key);
+}
+
 /* Public: the queue on rd. */
 struct queue *queue_new(struct event_base *base, const struct config *cfg, struct redis *rd)
 {
@@ -186,6 +241,9 @@ struct queue *queue_new(struct event_base *base, const struct config *cfg, struc
         SHA1((const unsigned char *)queue_sources[i], strlen(queue_sources[i]), md);
         util_hex(md, sizeof md, q->sha[i]);
     }
+    q->epoch_timer = event_new(base, -1, EV_PERSIST, queue_epoch_cb, q);
+    struct timeval tick = {0, 250000};
+    event_add(q->epoch_timer, &tick);
     return q;
 }
 
@@ -194,6 +252,7 @@ void queue_free(struct queue *q)
 {
     if (q == NULL)
         return;
+    event_free(q->epoch_timer);
     while (q->calls) {
         struct queue_call *c = q->calls;
         queue_call_unlink(c);
