@@ -142,6 +142,12 @@ static const struct config_key config_keys[] = {
      .ilo = 1,
      .ihi = 1000000,
      .def = "10000"},
+    {.section = "server",
+     .name = "user",
+     .kind = CONFIG_STR,
+     .off = CONFIG_F(user),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
     {.section = "upstream",
      .name = "endpoint",
      .kind = CONFIG_ENDPOINT,
@@ -907,6 +913,16 @@ void config_add_client(struct config *cfg, const char *name, const char *id, con
     free(c->secret_access_key);
     c->access_key_id = xstrdup(id);
     c->secret_access_key = xstrdup(secret);
+}
+
+void config_swap_clients(struct config *cfg, struct config *next)
+{
+    struct config_client *c = cfg->clients;
+    size_t n = cfg->nclients;
+    cfg->clients = next->clients;
+    cfg->nclients = next->nclients;
+    next->clients = c;
+    next->nclients = n;
 }
 
 /* Release what a client owns. */

@@ -42,6 +42,7 @@ struct config {
     int64_t clock_skew_ms;    /* ms */
     char *tls_cert;           /* path or "" */
     char *tls_key;            /* path or "" */
+    char *user;               /* run as this user once started as root; "" = stay */
     uint64_t max_header_size; /* bytes, request line + headers */
     int64_t read_timeout_ms;  /* ms: a started request must be fully read in this time */
     int64_t idle_timeout_ms;  /* ms: an idle keep-alive connection is closed after this */
@@ -104,6 +105,10 @@ const struct config_client *config_client_by_key(const struct config *cfg, const
 /* Add client name with key id and secret and the client defaults (every
  * action and sender allowed, no own limits). */
 void config_add_client(struct config *cfg, const char *name, const char *id, const char *secret);
+
+/* Swap cfg's clients for next's (next keeps cfg's old ones, to be freed
+ * with config_free(next) once nothing refers to them). */
+void config_swap_clients(struct config *cfg, struct config *next);
 
 /* Release everything owned by cfg. */
 void config_free(struct config *cfg);

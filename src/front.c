@@ -976,6 +976,12 @@ void front_set_limiter(struct front *f, struct limiter *lim)
     f->lim = lim;
 }
 
+void front_clients_changed(struct front *f)
+{
+    free(f->client_keys);
+    f->client_keys = xcalloc(f->cfg->nclients ? f->cfg->nclients : 1, sizeof *f->client_keys);
+}
+
 void front_stop_accepting(struct front *f)
 {
     httpd_stop_accepting(f->httpd);

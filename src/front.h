@@ -33,6 +33,11 @@ struct limiter;
 /* Pace sends through lim (NULL: sends go at once). */
 void front_set_limiter(struct front *f, struct limiter *lim);
 
+/* The configuration's clients were replaced (SIGHUP): new requests use
+ * them. Requests in flight keep the client they authenticated as, whose
+ * storage the caller keeps until they are done. */
+void front_clients_changed(struct front *f);
+
 /* Stop accepting connections; requests in flight go on. */
 void front_stop_accepting(struct front *f);
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -51,6 +53,11 @@ struct main_state {
     struct worker *worker;   /* NULL with serve */
     struct event *grace_timer;
     int64_t grace_left_ms;
+    struct config *cfg;     /* the running configuration */
+    const char *path;       /* its file, or NULL */
+    bool default_client;    /* no [client.*]: the key of <data_dir>/credentials */
+    struct config *retired; /* configurations whose clients a reload replaced: requests */
+    size_t nretired;        /* in flight may still refer to them, so they live to the end */
 };
 
 /* Print usage to f. */
@@ -190,7 +197,9 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
                "machine; mail is written to %s/outbox/, at most %g recipients/s and %lld a day\n",
                cfg->data_dir, cfg->sandbox_rate, (long long)cfg->sandbox_daily_quota);
     else
-        printf("sesgate: upstream: Amazon SES at %s (region %s)\n", cfg->endpoint, cfg->region);
+        printf("sesgate: upstream: %s%s (region %s)\n",
+               strstr(cfg->endpoint, ".amazonaws.com") ? "Amazon SES at " : "", cfg->endpoint,
+               cfg->region);
     if (creds) {
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         printf("sesgate: client \"default\": key %s; its secret is in %s (profile sesgate)\n"
@@ -242,6 +251,69 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(s->grace_timer, &tv);
 }
 
+/* [server] user: started as root, become that user (its groups too) for
+ * good; false with a message when that fails. Nothing else was started. */
+static bool main_drop_privileges(const struct config *cfg)
+{
+    if (cfg->user[0] == '\0')
+        return true;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (pw == NULL) {
+        fprintf(stderr, "sesgate: [server] user: no user named %s\n", cfg->user);
+        return false;
+    }
+    if (geteuid() != 0) {
+        if (geteuid() == pw->pw_uid)
+            return true;
+        fprintf(stderr, "sesgate: [server] user = %s needs sesgate started as root\n", cfg->user);
+        return false;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        fprintf(stderr, "sesgate: cannot become %s: %s\n", cfg->user, strerror(errno));
+        return false;
+    }
+    if (setuid(0) == 0) { /* must be impossible now */
+        fprintf(stderr, "sesgate: could regain root after becoming %s\n", cfg->user);
+        return false;
+    }
+    return true;
+}
+
+/* SIGHUP: read the configuration again and serve its clients (keys,
+ * policies, limits) from now on; connections stay open. Other keys take
+ * effect at the next start. A configuration with errors changes nothing. */
+static void main_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct main_state *s = arg;
+    struct config next = {0};
+    struct buf err = BUF_INIT;
+    char creds[4200];
+    if (config_load(&next, s->path, environ, &err) < 0) {
+        log_event(LOG_ERROR, "reload_failed", "path", s->path ? s->path : "-", "errors",
+                  buf_cstr(&err), NULL);
+        buf_free(&err);
+        config_free(&next);
+        return;
+    }
+    buf_free(&err);
+    if (next.nclients == 0 && s->default_client &&
+        !main_default_client(&next, creds, sizeof creds)) {
+        log_event(LOG_ERROR, "reload_failed", "path", s->path ? s->path : "-", "errors",
+                  "the default client's key cannot be read", NULL);
+        config_free(&next);
+        return;
+    }
+    config_swap_clients(s->cfg, &next);
+    s->retired = xrealloc(s->retired, (s->nretired + 1) * sizeof *s->retired);
+    s->retired[s->nretired++] = next;
+    if (s->front)
+        front_clients_changed(s->front);
+    char n[24];
+    snprintf(n, sizeof n, "%zu", s->cfg->nclients);
+    log_event(LOG_INFO, "reload", "clients", n, NULL);
+}
+
 /* Raise the open-file limit to what max_connections needs (up to the hard
  * limit), and say so when the hard limit is too low. */
 static void main_raise_nofile(int64_t want)
@@ -268,9 +340,13 @@ static int main_serve(const char *path, const char *mode)
     struct config cfg = {0};
     main_load_config(&cfg, path);
     bool sandbox = strcmp(cfg.endpoint, "sandbox") == 0;
+    if (!main_drop_privileges(&cfg)) {
+        config_free(&cfg);
+        return 1;
+    }
     char creds[4200] = "";
-    if (cfg.nclients == 0 && strcmp(mode, "work") != 0 &&
-        !main_default_client(&cfg, creds, sizeof creds)) {
+    bool default_client = cfg.nclients == 0 && strcmp(mode, "work") != 0;
+    if (default_client && !main_default_client(&cfg, creds, sizeof creds)) {
         config_free(&cfg);
         return 1;
     }
@@ -296,6 +372,7 @@ static int main_serve(const char *path, const char *mode)
     sigemptyset(&stop_sigs);
     sigaddset(&stop_sigs, SIGTERM);
     sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &stop_sigs, &old_mask);
     if (cfg.redis_url[0] == '\0') {
         s.redisproc = redisproc_start(s.base, cfg.data_dir, err, sizeof err);
@@ -358,10 +435,15 @@ static int main_serve(const char *path, const char *mode)
             goto out;
         }
     }
+    s.cfg = &cfg;
+    s.path = path;
+    s.default_client = default_client;
     struct event *sigterm = evsignal_new(s.base, SIGTERM, main_signal_cb, &s);
     struct event *sigint = evsignal_new(s.base, SIGINT, main_signal_cb, &s);
+    struct event *sighup = evsignal_new(s.base, SIGHUP, main_reload_cb, &s);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    evsignal_add(sighup, NULL);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     s.log_timer = event_new(s.base, -1, EV_PERSIST, main_log_cb, NULL);
     struct timeval log_tv = {0, 100000};
@@ -380,6 +462,7 @@ static int main_serve(const char *path, const char *mode)
     event_free(s.log_timer);
     event_free(sigterm);
     event_free(sigint);
+    event_free(sighup);
     rc = 0;
 out:
     if (s.grace_timer)
@@ -399,6 +482,9 @@ out:
     event_base_free(s.base);
     curl_global_cleanup();
     metrics_cleanup();
+    for (size_t i = 0; i < s.nretired; i++)
+        config_free(&s.retired[i]);
+    free(s.retired);
     config_free(&cfg);
     return rc;
 }

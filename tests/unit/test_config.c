@@ -134,6 +134,7 @@ static void test_defaults(void)
               "read_timeout = 30s\n"
               "idle_timeout = 1m\n"
               "max_connections = 10000\n"
+              "user =\n"
               "\n"
               "[upstream]\n"
               "endpoint = https://email.us-east-1.amazonaws.com\n"
@@ -229,6 +230,7 @@ static void test_every_key(void)
         {"[send]\nheadroom = 1\n", "headroom = 1"},
         {"[send]\nheadroom = 0.75\n", "headroom = 0.75"},
         {"[send]\nmax_wait = 0\n", "max_wait = 0s"},
+        {"[server]\nuser = sesgate\n", "user = sesgate"},
         {"[send]\nfanout = off\n", "fanout = off"},
         {"[send]\nfanout = No\n", "fanout = off"},
         {"[send]\nfanout = 0\n", "fanout = off"},

@@ -1,0 +1,166 @@
+"""Running sesgate as a daemon: SIGHUP reloads the client keys and policies
+without dropping connections (and a configuration with errors changes
+nothing), and [server] user makes a root start give up root before it
+starts anything.
+"""
+
+import http.client
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.needs_sesgate
+
+
+def signed_get_send_quota(creds, port):
+    """(headers, body) of a v1 GetSendQuota signed with creds for 127.0.0.1:port."""
+    body = "Action=GetSendQuota&Version=2010-12-01"
+    req = botocore.awsrequest.AWSRequest(
+        method="POST", url="http://127.0.0.1:%d/" % port, data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(creds.access_key, creds.secret), "ses",
+                            harness.REGION).add_auth(req)
+    return dict(req.headers.items()), body
+
+
+def ask(conn, creds, port):
+    """GetSendQuota on the open connection conn: (status, body)."""
+    headers, body = signed_get_send_quota(creds, port)
+    conn.request("POST", "/", body=body, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read().decode()
+
+
+def wait_log(gate, needle, count=1, timeout=10.0):
+    """Wait until sesgate's log has needle count times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gate.log_text().count(needle) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no %r in the log:\n%s" % (needle, gate.log_text()[-3000:]))
+
+
+@pytest.fixture
+def gw(tmp_path):
+    g = harness.start_gateway(tmp_path)
+    if g.direct:
+        harness.stop_gateway(g)
+        pytest.skip("needs sesgate")
+    yield g
+    harness.stop_gateway(g)
+    log = g.sesgate.log_text()
+    assert "AddressSanitizer" not in log and "runtime error" not in log
+
+
+def test_sighup_reloads_clients_on_open_connections(gw):
+    gate = gw.sesgate
+    old, new = gw.creds("readonly"), harness.Creds("fresh", harness.new_access_key("SGNEW"), harness.new_secret())
+    conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
+    assert ask(conn, old, gate.port)[0] == 200
+    sock = conn.sock
+    # The readonly key goes away, a new one arrives.
+    del gate.clients["readonly"]
+    gate.clients["fresh"] = {"creds": new, "allow_actions": ["GetSendQuota"], "allow_from": ["*"]}
+    gate.config_path.write_text(gate.config_text())
+    gate.proc.send_signal(signal.SIGHUP)
+    wait_log(gate, "event=reload ")
+    status, body = ask(conn, old, gate.port)
+    assert status == 403 and "InvalidClientTokenId" in body, body
+    assert ask(conn, new, gate.port)[0] == 200
+    assert conn.sock is sock, "the connection was dropped by the reload"
+    conn.close()
+    # A client's policy changes too: fresh may no longer call GetSendQuota.
+    gate.clients["fresh"]["allow_actions"] = ["SendEmail"]
+    gate.config_path.write_text(gate.config_text())
+    gate.proc.send_signal(signal.SIGHUP)
+    wait_log(gate, "event=reload ", 2)
+    conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
+    status, body = ask(conn, new, gate.port)
+    assert status == 403 and "AccessDenied" in body, body
+    conn.close()
+    assert gate.proc.poll() is None
+
+
+def test_sighup_with_errors_changes_nothing(gw):
+    gate = gw.sesgate
+    app = gw.creds("app")
+    good = gate.config_path.read_text()
+    gate.config_path.write_text(good + "\n[client.broken]\naccess_key_id = lower-case-is-not-a-key\n")
+    gate.proc.send_signal(signal.SIGHUP)
+    wait_log(gate, "event=reload_failed")
+    assert "lower-case-is-not-a-key" in gate.log_text() or "client.broken" in gate.log_text()
+    conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
+    assert ask(conn, app, gate.port)[0] == 200
+    conn.close()
+    assert gate.proc.poll() is None
+    assert app.secret not in gate.log_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming another user needs a root start")
+def test_runs_as_the_configured_user(tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    # pytest's own directories are root's alone: the data directory must be
+    # somewhere nobody can reach.
+    work = Path(tempfile.mkdtemp(prefix="sesgate-as-user-"))
+    os.chmod(work, 0o755)
+    shutil.chown(work, nobody.pw_uid, nobody.pw_gid)
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(tmp_path / "fake", upstream).start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    gate = harness.Sesgate(work, fake.url, upstream,
+                           {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
+                           extra={"server": {"user": "nobody"}})
+    gate.log_path = tmp_path / "sesgate.log"
+    try:
+        gate.start()
+        uid = [ln.split()[1:] for ln in open("/proc/%d/status" % gate.proc.pid) if ln.startswith("Uid:")][0]
+        assert uid == [str(nobody.pw_uid)] * 4, uid
+        children = subprocess.run(["pgrep", "-P", str(gate.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "no managed redis-server"
+        for c in children:
+            cuid = [ln.split()[1] for ln in open("/proc/%s/status" % c) if ln.startswith("Uid:")][0]
+            assert cuid == str(nobody.pw_uid)
+        assert (work / "var").stat().st_uid == nobody.pw_uid
+        conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
+        assert ask(conn, app, gate.port)[0] == 200
+        conn.close()
+    finally:
+        gate.stop()
+        fake.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    assert gate.proc.returncode == 0, gate.log_text()[-2000:]
+
+
+def test_redis_that_lost_its_data_is_reported_loudly(gw):
+    gate = gw.sesgate
+    wait_log(gate, "event=start ")
+    time.sleep(1.5)  # the epoch is stored and seen
+    assert "redis_data_lost" not in gate.log_text()
+    sock = gw.workdir / "var" / "redis" / "redis.sock"
+    out = subprocess.run(["redis-cli", "-s", str(sock), "FLUSHALL"], capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "OK", out
+    wait_log(gate, "event=redis_data_lost", timeout=5)
+    line = [ln for ln in gate.log_text().splitlines() if "event=redis_data_lost" in ln][0]
+    assert "level=error" in line and "must be sent again" in line
+    status, _, body = harness.http("GET", gate.admin_url + "/metrics")
+    assert status == 200
+    assert "sesgate_redis_data_lost_total 1" in body.decode()
+    # Once said, it is not repeated: the new epoch holds.
+    time.sleep(2.5)
+    assert gate.log_text().count("event=redis_data_lost") == 1
+    conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
+    assert ask(conn, gw.creds("app"), gate.port)[0] == 200
+    conn.close()
