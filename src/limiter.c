@@ -45,7 +45,14 @@ struct limiter {
     struct buf quota_body;
     int64_t refreshed_ms; /* when the last refresh started */
     char key_quota[512];
+    /* Redis's clock on ours: local monotonic ms - Redis ms, the least seen
+     * in this and the previous LIMITER_OFFSET_MS (the least is the answer
+     * that waited least on its way back; the window follows drift). */
+    double offset[2];
+    int64_t offset_since; /* local ms when offset[0] started */
 };
+
+#define LIMITER_OFFSET_MS 10000
 
 /* Milliseconds since the epoch. */
 static int64_t limiter_now_ms(void)
@@ -108,12 +115,57 @@ static enum ratelimit_reason limiter_reason(const redisReply *r)
     return RATELIMIT_GRANTED;
 }
 
+double limiter_ms_until(const struct timespec *ts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
+}
+
+void limiter_ms_from_now(struct timespec *ts, double ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    int64_t ns = ts->tv_nsec + (int64_t)(ms * 1e6);
+    ts->tv_sec += (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+}
+
+void limiter_left_at(struct timespec *next, const struct timespec *sent_at, double span_ms)
+{
+    if (span_ms <= 0 || (sent_at->tv_sec == 0 && sent_at->tv_nsec == 0))
+        return;
+    struct timespec t = *sent_at;
+    int64_t ns = t.tv_nsec + (int64_t)(span_ms * 1e6);
+    t.tv_sec += (time_t)(ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    if (t.tv_sec > next->tv_sec || (t.tv_sec == next->tv_sec && t.tv_nsec > next->tv_nsec))
+        *next = t;
+}
+
+/* How long ago, on this clock, Redis computed an answer that says it was
+ * redis_ms then and arrived at local_ms (monotonic): the answer's age by
+ * the best estimate of the offset between the two clocks. A take that sat
+ * behind other commands on the connection is thereby not placed early. */
+static double limiter_age(struct limiter *l, double local_ms, double redis_ms)
+{
+    double sample = local_ms - redis_ms;
+    if (l->offset_since == 0 || local_ms - (double)l->offset_since >= LIMITER_OFFSET_MS) {
+        l->offset[1] = l->offset_since ? l->offset[0] : sample;
+        l->offset[0] = sample;
+        l->offset_since = (int64_t)local_ms;
+    } else if (sample < l->offset[0]) {
+        l->offset[0] = sample;
+    }
+    double best = l->offset[0] < l->offset[1] ? l->offset[0] : l->offset[1];
+    return sample - best;
+}
+
 /* limit.lua answered a take. */
 static void limiter_taken(const redisReply *reply, const char *err, void *arg)
 {
     struct limiter_take *t = arg;
     struct limiter_answer a = {0};
-    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
+    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6) {
         a.ok = true;
         a.granted = limiter_num(reply->element[0], 0) == 1;
         a.wait_ms = limiter_num(reply->element[1], 0);
@@ -122,12 +174,20 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         a.used = (int64_t)limiter_num(reply->element[4], 0);
         if (!a.granted && a.reason == RATELIMIT_GRANTED)
             a.reason = RATELIMIT_RATE;
-        /* The wait counts from Redis's "now", which was about when the take
-         * was sent: a late answer does not push the reservation late. */
+        /* The wait counts from Redis's "now": late_ms is how long ago that
+         * was, so that neither a slow answer nor a take queued behind other
+         * commands moves the reservation on this clock. */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
                       (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
+        if (t->l) {
+            /* never older than the take itself (a step of Redis's clock) */
+            double age = limiter_age(t->l, (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6,
+                                     limiter_num(reply->element[5], 0));
+            if (age < late)
+                late = age > 0 ? age : 0;
+        }
         a.late_ms = late;
         if (t->l) {
             if (a.rate > 0)

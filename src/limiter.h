@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -36,14 +37,16 @@ struct limiter;
 struct limiter_answer {
     bool ok;      /* limit.lua answered; false: Redis unreachable (nothing taken) */
     bool granted; /* the recipients are reserved */
-    /* ms from the answer's arrival. Granted: until the first recipient may
-     * go (0: now), the others following 1000 / rate ms apart. Refused:
-     * until the refusing check could pass; -1 when it never can (the cost
-     * exceeds the quota). */
+    /* ms from Redis's "now" of the answer. Granted: until the first
+     * recipient may go (0: now), the others following 1000 / rate ms
+     * apart. Refused: until the refusing check could pass; -1 when it
+     * never can (the cost exceeds the quota). */
     double wait_ms;
-    /* ms the answer took: the reservation's clock started about when the
-     * take was sent, so wait_ms - late_ms (at least 0) keeps a block of
-     * reservations from shifting late onto the next one. */
+    /* How long before the answer's arrival Redis's "now" was on this
+     * process's clock (by the least offset seen between the two clocks,
+     * never more than since the take was sent): the reservation is
+     * wait_ms - late_ms from the arrival, the same instant for every
+     * process sharing the Redis. */
     double late_ms;
     enum ratelimit_reason reason;
     double rate;  /* recipients/s: the pacing rate (the account's effective
@@ -65,6 +68,18 @@ void limiter_free(struct limiter *l);
 
 /* False with rate = off. */
 bool limiter_on(const struct limiter *l);
+
+/* Milliseconds from now until ts (CLOCK_MONOTONIC; negative: past). */
+double limiter_ms_until(const struct timespec *ts);
+
+/* *ts = now + ms (CLOCK_MONOTONIC). */
+void limiter_ms_from_now(struct timespec *ts, double ms);
+
+/* A paced send of span_ms of the rate left at sent_at (zero: unknown):
+ * move *next, the earliest time the process's next paced send may leave,
+ * to sent_at + span_ms when that is later. A send handed over while the
+ * event loop was busy leaves late; the next must not bunch up behind it. */
+void limiter_left_at(struct timespec *next, const struct timespec *sent_at, double span_ms);
 
 /* Reserve cost (>= 1) recipients for client c (NULL: none of its own
  * limits), starting at most horizon_ms from now. cb fires exactly once,

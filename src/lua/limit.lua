@@ -49,14 +49,16 @@
 -- must leave.
 --
 -- Returns:
---   take:      {granted 1|0, wait, reason, rate, used}: wait (decimal
+--   take:      {granted 1|0, wait, reason, rate, used, now}: wait (decimal
 --              string, ms, may be fractional): granted: start - now (0: send
 --              now, then one recipient each 1000 / rate ms); refused: how
 --              long until the refusing check could pass, "-1" for never (the
 --              cost exceeds the quota); reason "", "rate", "quota",
 --              "client_rate" or "client_quota"; rate: the account's
 --              effective rate (decimal string); used: account recipients in
---              the day window after the call.
+--              the day window after the call; now: the time the script
+--              used (integer ms), from which the caller maps the
+--              reservation onto its own clock.
 --   throttled: {cut 1|0, rate}: whether it cut, the effective rate after
 --              ("" when the account has no state yet).
 --   status:    {rate, R, cut_rate, cut_at, used, tat}: decimal strings, ""
@@ -450,7 +452,7 @@ if reason == '' and client ~= nil then
 end
 
 if reason ~= '' then
-    return { 0, limit_fmt(answer), reason, limit_fmt(eff), day.sum }
+    return { 0, limit_fmt(answer), reason, limit_fmt(eff), day.sum, now }
 end
 limit_reserve(acct, start_ms, start_frac, cost, eff)
 limit_touch(acct)
@@ -462,4 +464,4 @@ end
 if c_day ~= nil then
     limit_day_add(c_day, cost)
 end
-return { 1, limit_fmt(wait), '', limit_fmt(eff), day.sum }
+return { 1, limit_fmt(wait), '', limit_fmt(eff), day.sum, now }

@@ -131,9 +131,10 @@ def fmt(x):
 def take(r, cost, horizon, rate, now, quota=0, client=None, c_rate="", c_quota=""):
     """One take through the script: (granted, wait, reason, rate, used)."""
     keys = client_keys(client) if client is not None else [RL, DAYK]
-    g, w, why, eff, used = r.limit(keys, "take", cost, fmt(horizon), fmt(rate), quota,
-                                   fmt(c_rate) if c_rate != "" else "",
-                                   c_quota, now)
+    g, w, why, eff, used, at = r.limit(keys, "take", cost, fmt(horizon), fmt(rate), quota,
+                                       fmt(c_rate) if c_rate != "" else "",
+                                       c_quota, now)
+    assert at == now, "the script answers with the time it used"
     return g == 1, float(w), why, float(eff), used
 
 
