@@ -406,28 +406,12 @@ static int front_authorize(struct front_req *r, struct seserr *e)
     return 0;
 }
 
-/* A paced send left at res->sent_at (its body went to the socket, which a
- * busy event loop may delay past the forward): the next paced send of
- * this process follows that by the send's span, not the forward. */
-static void front_paced_left(struct front_req *r, const struct upstream_response *res)
-{
-    if (r->span_ms <= 0 || (res->sent_at.tv_sec == 0 && res->sent_at.tv_nsec == 0))
-        return;
-    struct timespec t = res->sent_at;
-    int64_t ns = t.tv_nsec + (int64_t)(r->span_ms * 1e6);
-    t.tv_sec += (time_t)(ns / 1000000000);
-    t.tv_nsec = (long)(ns % 1000000000);
-    struct timespec *next = &r->f->pace_next;
-    if (t.tv_sec > next->tv_sec || (t.tv_sec == next->tv_sec && t.tv_nsec > next->tv_nsec))
-        *next = t;
-}
-
 /* The upstream answered: relay status, content type, request id and body. */
 static void front_upstream_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
     r->call = NULL;
-    front_paced_left(r, res);
+    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     const char *outcome = res->error == UPSTREAM_OK ? "ok" : "error";
     metrics_upstream(res->seconds, outcome);
     if (res->error != UPSTREAM_OK) {
@@ -537,23 +521,6 @@ static void front_pace_after(struct front_req *r, double ms)
     evtimer_add(r->pace_timer, &tv);
 }
 
-/* Milliseconds from now until ts (CLOCK_MONOTONIC). */
-static double front_ms_until(const struct timespec *ts)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
-}
-
-/* *ts = now + ms (CLOCK_MONOTONIC). */
-static void front_ms_from_now(struct timespec *ts, double ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    int64_t ns = ts->tv_nsec + (int64_t)(ms * 1e6);
-    ts->tv_sec += (time_t)(ns / 1000000000);
-    ts->tv_nsec = (long)(ns % 1000000000);
-}
-
 /* The send's reservation has come: forward it, unless the previous paced
  * send of this process left so late that the two would be closer than
  * the rate allows; then it follows that one by its span. The reservations
@@ -562,12 +529,12 @@ static void front_ms_from_now(struct timespec *ts, double ms)
 static void front_pace_go(struct front_req *r)
 {
     struct front *f = r->f;
-    double hold = front_ms_until(&f->pace_next);
+    double hold = limiter_ms_until(&f->pace_next);
     if (hold >= 1) {
         front_pace_after(r, hold);
         return;
     }
-    front_ms_from_now(&f->pace_next, r->span_ms);
+    limiter_ms_from_now(&f->pace_next, r->span_ms);
     front_forward(r);
 }
 
@@ -600,7 +567,7 @@ static void front_paced(const struct limiter_answer *a, void *arg)
         return;
     }
     if (a->reason == RATELIMIT_CLIENT_RATE && a->wait_ms >= 0 &&
-        a->wait_ms <= front_ms_until(&r->pace_deadline)) {
+        a->wait_ms <= limiter_ms_until(&r->pace_deadline)) {
         r->cost = -r->cost; /* marks the timer as a retry of the take */
         front_pace_after(r, a->wait_ms);
         return;
@@ -620,7 +587,7 @@ static void front_paced(const struct limiter_answer *a, void *arg)
  * of max_wait. */
 static void front_pace_take(struct front_req *r)
 {
-    double left = front_ms_until(&r->pace_deadline);
+    double left = limiter_ms_until(&r->pace_deadline);
     r->limiting = true;
     httpd_set_abort(r->hr, front_abort, r);
     limiter_take(r->f->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
@@ -635,7 +602,7 @@ static void front_pace(struct front_req *r, int64_t cost)
         return;
     }
     r->cost = cost < 1 ? 1 : cost;
-    front_ms_from_now(&r->pace_deadline, (double)r->f->cfg->max_wait_ms);
+    limiter_ms_from_now(&r->pace_deadline, (double)r->f->cfg->max_wait_ms);
     front_pace_take(r);
 }
 
@@ -727,7 +694,7 @@ static void front_enqueued(const char *err, void *arg)
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
-    front_paced_left(r, res);
+    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
     if (!sent) {
         char status[16];
@@ -959,11 +926,22 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
         .max_connections = cfg->max_connections,
     };
     f->httpd = httpd_new(base, cfg->listen, &lim, front_handle, front_reject, f, err, errlen);
-    if (f->httpd == NULL) {
+    if (f->httpd == NULL ||
+        (*cfg->tls_cert && httpd_set_tls(f->httpd, cfg->tls_cert, cfg->tls_key, err, errlen) < 0)) {
         front_free(f);
         return NULL;
     }
     return f;
+}
+
+int front_reload_tls(struct front *f, char *err, size_t errlen)
+{
+    if (*f->cfg->tls_cert == '\0')
+        return 0;
+    if (httpd_set_tls(f->httpd, f->cfg->tls_cert, f->cfg->tls_key, err, errlen) < 0)
+        return -1;
+    log_event(LOG_INFO, "tls_reloaded", "cert", f->cfg->tls_cert, NULL);
+    return 0;
 }
 
 void front_set_queue(struct front *f, struct queue *q)

@@ -17,8 +17,10 @@
 
 struct front;
 
-/* Start serving cfg->listen on base, forwarding through up. cfg and up must
- * outlive the front. Returns NULL with a reason in err on failure. */
+/* Start serving cfg->listen on base, forwarding through up; HTTPS only when
+ * cfg->tls_cert is set. cfg and up must outlive the front. Returns NULL with
+ * a reason in err on failure (an unreadable or mismatched certificate or key
+ * is named there). */
 struct front *front_new(struct event_base *base, const struct config *cfg, struct upstream *up,
                         char *err, size_t errlen);
 
@@ -37,6 +39,12 @@ void front_set_limiter(struct front *f, struct limiter *lim);
  * them. Requests in flight keep the client they authenticated as, whose
  * storage the caller keeps until they are done. */
 void front_clients_changed(struct front *f);
+
+/* Read [server] tls_cert and tls_key again (SIGHUP) for new connections;
+ * open ones keep the certificate they started with. Does nothing without
+ * TLS. Returns 0, or -1 with a reason naming the file in err, in which case
+ * the previous certificate stays in use. */
+int front_reload_tls(struct front *f, char *err, size_t errlen);
 
 /* Stop accepting connections; requests in flight go on. */
 void front_stop_accepting(struct front *f);

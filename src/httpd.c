@@ -14,9 +14,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +28,12 @@
 
 #define HTTPD_LINGER_MS      2000         /* how long a closing connection drains unread input */
 #define HTTPD_PRERESERVE_MAX (256 * 1024) /* bytes reserved for a body before it arrives */
+/* TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only. TLS 1.3 keeps
+ * OpenSSL's default suites, which are all AEAD. */
+#define HTTPD_TLS12_CIPHERS                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 struct httpd {
     struct event_base *base;
@@ -37,6 +47,7 @@ struct httpd {
     bool stopped;
     int port;
     struct httpd_conn *conns; /* every open connection */
+    SSL_CTX *tls;             /* NULL: plain HTTP; else new connections speak TLS with it */
 };
 
 /* Offsets of one header in the connection's header buffer. */
@@ -70,12 +81,22 @@ struct httpd_conn {
     struct httpd_request req;
     httpd_abort_fn abort_fn;
     void *abort_arg;
-    struct event *timer; /* read, idle and linger deadlines */
+    struct event *timer; /* read, idle, linger and TLS handshake deadlines */
+    bool tls;            /* the bufferevent is a TLS one */
+    bool handshaking;    /* TLS: the handshake has not completed yet */
+    bool tls_shut;       /* TLS: close_notify sent */
     char peer[64];
     struct httpd_conn *prev, *next;
 };
 
 static http_parser_settings httpd_settings;
+
+/* Out of memory inside OpenSSL or libevent: abort, as xmalloc does. */
+static void httpd_oom(void)
+{
+    fprintf(stderr, "level=fatal event=out_of_memory where=httpd\n");
+    abort();
+}
 
 const char *httpd_reason(int status)
 {
@@ -380,7 +401,7 @@ static void httpd_write_response(struct httpd_conn *c, int status,
      * not take is queued on the bufferevent. */
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t done = 0, total = head.len + len;
-    if (evbuffer_get_length(out) == 0) {
+    if (!c->tls && evbuffer_get_length(out) == 0) {
         struct iovec iov[2] = {{head.data, head.len}, {(void *)body, len}};
         ssize_t n = writev(bufferevent_getfd(c->bev), iov, len > 0 ? 2 : 1);
         if (n > 0)
@@ -394,6 +415,22 @@ static void httpd_write_response(struct httpd_conn *c, int status,
     }
 }
 
+/* Shut the write side of a connection whose output has drained; a TLS
+ * connection sends its close_notify first (once, best effort). */
+static void httpd_shut_write(struct httpd_conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    if (c->tls && !c->handshaking && !c->tls_shut) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        c->tls_shut = true;
+        if (ssl && SSL_shutdown(ssl) < 0)
+            ERR_clear_error(); /* the peer went first: nothing left to tell it */
+    }
+    shutdown(fd, SHUT_WR);
+}
+
 /* Enter the closing state: the answer drains, then the write side is shut
  * and unread input is discarded for a moment so the client sees the answer. */
 static void httpd_close_after_write(struct httpd_conn *c)
@@ -402,7 +439,7 @@ static void httpd_close_after_write(struct httpd_conn *c)
     httpd_timer(c, HTTPD_LINGER_MS);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+        httpd_shut_write(c);
 }
 
 static void httpd_conn_process(struct httpd_conn *c);
@@ -486,19 +523,38 @@ static void httpd_read_cb(struct bufferevent *bev, void *arg)
 static void httpd_write_cb(struct bufferevent *bev, void *arg)
 {
     struct httpd_conn *c = arg;
-    if (c->state == HTTPD_CLOSING) {
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        if (fd >= 0)
-            shutdown(fd, SHUT_WR);
-    }
+    if (c->state == HTTPD_CLOSING)
+        httpd_shut_write(c);
 }
 
-/* bufferevent: EOF, error or timeout. */
+/* A TLS handshake failed (a client speaking plain HTTP, an unsupported
+ * protocol version, no shared cipher): count it and say why. A connection
+ * closed before saying anything (a TCP health check) is not counted. */
+static void httpd_tls_failed(struct httpd_conn *c)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    if (e == 0 || ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+        return;
+    const char *why = ERR_reason_error_string(e);
+    metrics_conn_rejected("tls_handshake");
+    log_event(LOG_INFO, "tls_handshake_failed", "peer", c->peer, "reason", why ? why : "unknown",
+              NULL);
+}
+
+/* bufferevent: TLS handshake done, or EOF, error or timeout. */
 static void httpd_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct httpd_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaking = false;
+        if (c->state == HTTPD_IDLE)
+            httpd_timer(c, c->h->lim.idle_timeout_ms);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT)
         metrics_conn_rejected("write_timeout");
+    else if (c->handshaking)
+        httpd_tls_failed(c);
     httpd_conn_free(c);
 }
 
@@ -511,7 +567,13 @@ static void httpd_timer_cb(evutil_socket_t fd, short what, void *arg)
         httpd_reject_request(c, HTTPD_REJECT_TIMEOUT);
         break;
     case HTTPD_IDLE:
-        metrics_conn_rejected("idle_timeout");
+        if (c->handshaking) {
+            metrics_conn_rejected("tls_handshake_timeout");
+            log_event(LOG_INFO, "tls_handshake_failed", "peer", c->peer, "reason", "timeout", NULL);
+        } else {
+            metrics_conn_rejected("idle_timeout");
+            httpd_shut_write(c);
+        }
         httpd_conn_free(c);
         break;
     case HTTPD_CLOSING:
@@ -531,7 +593,21 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
     c->h = h;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (h->tls) {
+        /* The SSL holds its own reference to the context: a reload that
+         * replaces h->tls leaves this connection on the one it started with. */
+        SSL *ssl = SSL_new(h->tls);
+        if (ssl == NULL)
+            httpd_oom();
+        c->bev = bufferevent_openssl_socket_new(h->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        c->tls = true;
+        c->handshaking = true;
+    } else {
+        c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (c->bev == NULL)
+        httpd_oom();
     c->timer = evtimer_new(h->base, httpd_timer_cb, c);
     char host[48] = "?";
     int port = 0;
@@ -560,7 +636,8 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
                           (suseconds_t)((h->lim.read_timeout_ms % 1000) * 1000)};
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    httpd_timer(c, h->lim.idle_timeout_ms);
+    /* A TLS handshake must complete within read_timeout. */
+    httpd_timer(c, c->handshaking ? h->lim.read_timeout_ms : h->lim.idle_timeout_ms);
     if (h->nconns >= h->lim.max_connections) {
         evconnlistener_disable(h->listener);
         h->paused = true;
@@ -617,6 +694,97 @@ struct httpd *httpd_new(struct event_base *base, const char *addr,
     return h;
 }
 
+/* OpenSSL's passphrase callback: encrypted keys are refused rather than
+ * prompted for on the terminal. */
+static int httpd_tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    return 0;
+}
+
+/* The reason of OpenSSL's first queued error, the most specific one
+ * (clearing the error queue). */
+static const char *httpd_tls_reason(char *out, size_t outlen)
+{
+    unsigned long e = ERR_peek_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(out, outlen, "%s", r ? r : "unknown error");
+    ERR_clear_error();
+    return out;
+}
+
+/* A server context for cert (PEM, leaf first, then the chain) and key (PEM).
+ * Returns NULL with a reason naming the file in err. Never puts key
+ * material in err. */
+static SSL_CTX *httpd_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+{
+    char why[160];
+    FILE *fp = fopen(cert, "r");
+    if (fp == NULL) {
+        snprintf(err, errlen, "tls_cert %s: %s", cert, strerror(errno));
+        return NULL;
+    }
+    fclose(fp);
+    fp = fopen(key, "r");
+    if (fp == NULL) {
+        snprintf(err, errlen, "tls_key %s: %s", key, strerror(errno));
+        return NULL;
+    }
+    ERR_clear_error();
+    EVP_PKEY *pkey = PEM_read_PrivateKey(fp, NULL, httpd_tls_no_passphrase, NULL);
+    fclose(fp);
+    if (pkey == NULL) {
+        snprintf(err, errlen, "tls_key %s: cannot load a PEM private key (%s)", key,
+                 httpd_tls_reason(why, sizeof why));
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        httpd_oom();
+    SSL_CTX_set_default_passwd_cb(ctx, httpd_tls_no_passphrase);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_CTX_set_cipher_list(ctx, HTTPD_TLS12_CIPHERS) != 1) {
+        snprintf(err, errlen, "TLS 1.2 cipher list refused (%s)",
+                 httpd_tls_reason(why, sizeof why));
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "tls_cert %s: cannot load a PEM certificate chain (%s)", cert,
+                 httpd_tls_reason(why, sizeof why));
+        goto fail;
+    }
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    if (leaf == NULL || X509_check_private_key(leaf, pkey) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen, "tls_key %s does not match the certificate in tls_cert %s", key,
+                 cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "tls_key %s: unusable private key (%s)", key,
+                 httpd_tls_reason(why, sizeof why));
+        goto fail;
+    }
+    EVP_PKEY_free(pkey);
+    return ctx;
+fail:
+    EVP_PKEY_free(pkey);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int httpd_set_tls(struct httpd *h, const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = httpd_tls_ctx_new(cert, key, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    SSL_CTX_free(h->tls); /* connections still on it hold their own reference */
+    h->tls = ctx;
+    return 0;
+}
+
 int httpd_port(const struct httpd *h)
 {
     return h->port;
@@ -636,6 +804,7 @@ void httpd_free(struct httpd *h)
     while (h->conns)
         httpd_conn_free(h->conns);
     evconnlistener_free(h->listener);
+    SSL_CTX_free(h->tls);
     free(h);
 }
 

@@ -7,6 +7,8 @@
  * keep-alive connection is closed after idle_timeout). Requests that break a
  * limit never reach the handler: the reject callback renders the answer
  * (sesgate's are SES-shaped) and the connection is closed after it.
+ * Optionally TLS (httpd_set_tls): then every connection must complete its
+ * handshake within read_timeout, and a failed handshake closes it.
  */
 #ifndef SESGATE_HTTPD_H
 #define SESGATE_HTTPD_H
@@ -80,6 +82,13 @@ struct httpd_header {
 struct httpd *httpd_new(struct event_base *base, const char *addr,
                         const struct httpd_limits *limits, httpd_handler_fn handler,
                         httpd_reject_fn reject, void *arg, char *err, size_t errlen);
+
+/* Speak TLS (1.2 or 1.3) on connections accepted from now on, with the
+ * certificate chain in cert and the private key in key (PEM files, read now).
+ * Call it again to reload: connections already open keep the context they
+ * started with. Returns 0, or -1 with a reason naming the file in err, in
+ * which case nothing changes (a plain server stays plain). */
+int httpd_set_tls(struct httpd *h, const char *cert, const char *key, char *err, size_t errlen);
 
 /* Stop accepting and close every connection (pending requests are aborted
  * through their abort callbacks); frees the server. */

@@ -309,6 +309,9 @@ static void main_reload_cb(evutil_socket_t sig, short what, void *arg)
     s->retired[s->nretired++] = next;
     if (s->front)
         front_clients_changed(s->front);
+    char tls_err[1024];
+    if (s->front && front_reload_tls(s->front, tls_err, sizeof tls_err) < 0)
+        log_event(LOG_ERROR, "tls_reload_failed", "error", tls_err, NULL);
     char n[24];
     snprintf(n, sizeof n, "%zu", s->cfg->nclients);
     log_event(LOG_INFO, "reload", "clients", n, NULL);
