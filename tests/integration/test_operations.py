@@ -12,14 +12,17 @@ import signal
 import subprocess
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import botocore.auth
+import botocore.exceptions
 import botocore.awsrequest
 import botocore.credentials
 import pytest
 
 import harness
+from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -164,3 +167,82 @@ def test_redis_that_lost_its_data_is_reported_loudly(gw):
     conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
     assert ask(conn, gw.creds("app"), gate.port)[0] == 200
     conn.close()
+
+
+def sent_recipients(fake):
+    """Every To address of a send the fake upstream accepted."""
+    out = []
+    for r in fake.requests():
+        if r.get("action") == "SendEmail" and r.get("status") == 200:
+            out.extend(v for k, v in harness.decoded_body(r).items() if k.startswith("Destination.ToAddresses"))
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
+def test_disk_full_under_data_dir(tmp_path):
+    """data_dir on a 24 MB tmpfs, filled up: Redis can no longer append to its
+    log, so new batches get ServiceUnavailable (nothing is accepted that
+    could not be kept); once space is back, sending works again and every
+    batch that was accepted is delivered, each recipient once."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(tmp_path / "fake", upstream).start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    gate = RunSesgate(mnt, fake.url, upstream,
+                      {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
+                      extra={"send": {"first_recipient": "queue", "rate": "off"}})
+    gate.log_path = tmp_path / "sesgate.log"
+    try:
+        gate.start()
+        gw = types.SimpleNamespace(endpoint=gate.url, region=harness.REGION, creds=lambda name: app)
+        ses = harness.boto3_client(gw, "ses")
+
+        def batch(tag):
+            to = ["%s-%d@example.net" % (tag, i) for i in range(3)]
+            ses.send_email(Source=harness.SENDER, Destination={"ToAddresses": to},
+                           Message={"Subject": {"Data": tag}, "Body": {"Text": {"Data": "x"}}})
+            return to
+
+        accepted = batch("before")
+        with open(mnt / "fill", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        refused = None
+        for k in range(40):
+            try:
+                accepted += batch("full%d" % k)
+            except botocore.exceptions.ClientError as e:
+                refused = e
+                break
+            time.sleep(0.05)
+        assert refused is not None, "batches were still accepted on a full disk"
+        err = refused.response["Error"]
+        print("\ndisk full: %d batches accepted after the disk filled, then %s %r"
+              % (k, err["Code"], err["Message"]))
+        assert (err["Code"], refused.response["ResponseMetadata"]["HTTPStatusCode"]) == ("ServiceUnavailable", 503), err
+        os.unlink(mnt / "fill")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                accepted += batch("after")
+                break
+            except botocore.exceptions.ClientError:
+                assert time.monotonic() < deadline, "sending did not come back after space was freed"
+                time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while sorted(sent_recipients(fake)) != sorted(accepted) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(sent_recipients(fake)) == sorted(accepted)
+        assert gate.proc.poll() is None
+    finally:
+        gate.stop()
+        fake.stop()
+        subprocess.run(["umount", "-l", str(mnt)])
+    log = gate.log_text()
+    assert "AddressSanitizer" not in log and "runtime error" not in log
