@@ -852,8 +852,10 @@ static void front_handle(struct httpd_request *hr, void *arg)
     int rc;
     if (r->api == SESREQ_V1) {
         bool from_body = strcmp(hr->method, "POST") == 0 && hr->body.len > 0;
-        rc = from_body ? sesreq_parse_v1(hr->body.data, hr->body.len, &r->sr, &e)
-                       : sesreq_parse_v1(r->fwd_query.data, r->fwd_query.len, &r->sr, &e);
+        /* room for max_recipients To recipients and everything else */
+        size_t max = (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
+        rc = from_body ? sesreq_parse_v1_max(hr->body.data, hr->body.len, max, &r->sr, &e)
+                       : sesreq_parse_v1_max(r->fwd_query.data, r->fwd_query.len, max, &r->sr, &e);
     } else {
         rc = sesreq_parse_v2(hr->method, hr->path + r->v2_off, hr->path_len - r->v2_off,
                              hr->body.data, hr->body.len, &r->sr, &e);

@@ -11,7 +11,6 @@
 
 /* Parameters accepted in one v1 request: max_recipients (10000) To addresses
  * of a fanned-out send plus everything else it carries. */
-#define SESREQ_MAX_PARAMS 20000
 /* Deepest JSON nesting accepted in a v2 body (checked before parsing). */
 #define SESREQ_MAX_DEPTH 64
 /* Most addresses accepted in the From header of a raw message. */
@@ -575,9 +574,15 @@ static enum seserr_code sesreq_form_error(int rc)
  * out->action stays NULL and out->kind SESREQ_OTHER. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e)
 {
+    return sesreq_parse_v1_max(params, len, SESREQ_MAX_PARAMS, out, e);
+}
+
+int sesreq_parse_v1_max(const char *params, size_t len, size_t max_params, struct sesreq *out,
+                        struct seserr *e)
+{
     char why[256];
     out->api = SESREQ_V1;
-    int rc = form_parse(params, len, SESREQ_MAX_PARAMS, &out->form, why, sizeof why);
+    int rc = form_parse(params, len, max_params, &out->form, why, sizeof why);
     if (rc != FORM_OK) {
         seserr_set(e, sesreq_form_error(rc), "%s", why);
         return -1;

@@ -64,8 +64,16 @@ struct sesreq {
  * SESERR_INVALID_ACTION (Version missing or not 2010-12-01; the message quotes
  * the Action), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED (a raw
  * message that names no sender at all). Returns 0 or -1 with e set; out must
- * be cleaned up either way. */
+ * be cleaned up either way. At most SESREQ_MAX_PARAMS parameters. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e);
+
+/* Parameters a v1 request may carry by default (sesreq_parse_v1). */
+#define SESREQ_MAX_PARAMS 20000
+
+/* sesreq_parse_v1 with at most max_params parameters (a gateway that
+ * accepts max_recipients To recipients allows that many more). */
+int sesreq_parse_v1_max(const char *params, size_t len, size_t max_params, struct sesreq *out,
+                        struct seserr *e);
 
 /* Parse a v2 request: method, path starting at "/v2/email" (raw, still
  * percent-encoded; a query after '?' is ignored) and body. The JSON body is

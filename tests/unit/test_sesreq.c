@@ -711,6 +711,15 @@ static void test_v1_limits(void)
     CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == -1 && e.code == SESERR_INVALID_QUERY_PARAMETER,
           "over 20000 parameters: %s", seserr_name(e.code));
     sesreq_cleanup(&r);
+    /* a larger cap (max_recipients + SESREQ_MAX_PARAMS) takes them, to the one */
+    CHECK(sesreq_parse_v1_max(b.data, b.len, 20001, &r, &e) == 0, "20001 with a cap of 20001: %s",
+          e.message);
+    CHECK(r.form.n == 20001, "all kept: %zu", r.form.n);
+    sesreq_cleanup(&r);
+    CHECK(sesreq_parse_v1_max(b.data, b.len, 20000, &r, &e) == -1 &&
+              e.code == SESERR_INVALID_QUERY_PARAMETER,
+          "20001 with a cap of 20000: %s", seserr_name(e.code));
+    sesreq_cleanup(&r);
     buf_free(&b);
 }
 
