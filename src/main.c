@@ -324,7 +324,9 @@ static void main_raise_nofile(int64_t want)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t need = (rlim_t)want + 256; /* listeners, upstream, Redis, logs */
+    /* listeners, Redis, logs; the upstream's connections, and the
+     * sandbox's side of them */
+    rlim_t need = (rlim_t)want + 256 + 2 * UPSTREAM_MAX_CONNECTIONS;
     if (rl.rlim_cur < need) {
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);

@@ -265,7 +265,10 @@ struct upstream *upstream_new(struct event_base *base, int64_t timeout_ms, size_
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, upstream_timer_set_cb);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 512L);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)UPSTREAM_MAX_CONNECTIONS);
+    /* Calls beyond this many connections wait for one (thousands of
+     * clients at once must not open thousands of connections to SES). */
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)UPSTREAM_MAX_CONNECTIONS);
     return u;
 }
 

@@ -27,6 +27,9 @@ enum upstream_error {
 };
 
 /* The outcome of one call, handed to the completion callback. */
+/* Connections to the upstream at most; further calls wait for one. */
+#define UPSTREAM_MAX_CONNECTIONS 256
+
 struct upstream_response {
     enum upstream_error error;
     char errmsg[256]; /* libcurl's reason when error != UPSTREAM_OK */
