@@ -895,6 +895,10 @@ static void front_reject(struct httpd_request *hr, enum httpd_reject why, void *
         seserr_set(&e, SESERR_INVALID_PARAMETER,
                    "Conflicting or repeated Content-Length and Transfer-Encoding headers.");
         break;
+    case HTTPD_REJECT_CHUNKED:
+        seserr_set(&e, SESERR_INVALID_PARAMETER,
+                   "Transfer-Encoding is not accepted: send the body with Content-Length.");
+        break;
     default:
         seserr_set(&e, SESERR_INVALID_PARAMETER, "Malformed HTTP request.");
         break;

@@ -59,6 +59,8 @@ enum httpd_reject {
     HTTPD_REJECT_TOO_LARGE,   /* body over max_body */
     HTTPD_REJECT_TIMEOUT,     /* the request did not arrive within read_timeout */
     HTTPD_REJECT_SMUGGLING,   /* conflicting Content-Length / Transfer-Encoding */
+    HTTPD_REJECT_CHUNKED,     /* a Transfer-Encoding: bodies must come with Content-Length */
+    HTTPD_REJECT_COUNT
 };
 
 /* The handler: must eventually call httpd_respond(req, ...) exactly once,
