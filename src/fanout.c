@@ -772,7 +772,9 @@ static int fanout_raw_recipients(struct fanout_work *w)
 }
 
 /* Add the n items as recipients of the given kind (formatted sends keep
- * each address as the request gave it). Returns 0, or -1 with e set. */
+ * each address as the request gave it, display name included; a control
+ * character, CR and LF above all, makes it illegal, as SES says). Returns
+ * 0, or -1 with e set. */
 static int fanout_add_items(struct fanout_work *w, enum fanout_kind kind,
                             const struct fanout_item *v, size_t n)
 {
@@ -781,8 +783,9 @@ static int fanout_add_items(struct fanout_work *w, enum fanout_kind kind,
     if (kind != FANOUT_TO && w->cc.n + w->bcc.n + n > FANOUT_MAX_LIST)
         return fanout_too_many_riders(w);
     for (size_t i = 0; i < n; i++) {
-        if (memchr(v[i].s, '\0', v[i].len) != NULL)
-            return fanout_illegal_address(w);
+        for (size_t k = 0; k < v[i].len; k++)
+            if ((unsigned char)v[i].s[k] < 0x20 || v[i].s[k] == 0x7f)
+                return fanout_illegal_address(w);
         if (fanout_add(w, kind, xstrndup(v[i].s, v[i].len)) != 0)
             return -1;
     }
