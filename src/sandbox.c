@@ -83,35 +83,6 @@ static int64_t sandbox_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Append s as XML character data. */
-static void sandbox_xml(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_adds(b, "&lt;");
-            break;
-        case '>':
-            buf_adds(b, "&gt;");
-            break;
-        case '&':
-            buf_adds(b, "&amp;");
-            break;
-        case '"':
-            buf_adds(b, "&quot;");
-            break;
-        case '\r':
-            buf_adds(b, "&#13;");
-            break;
-        default:
-            if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n')
-                buf_adds(b, "\xef\xbf\xbd");
-            else
-                buf_addc(b, *s);
-        }
-    }
-}
-
 /* Send an answer with the request id header and optional extra header;
  * frees the request context. */
 static void sandbox_send_answer(struct sandbox_req *q, int status, const char *ctype,
@@ -158,9 +129,9 @@ static void sandbox_fail_code(struct sandbox_req *q, int v1_status, const char *
     } else {
         buf_adds(&body, "<ErrorResponse xmlns=\"" SANDBOX_XMLNS "\">\n  <Error>\n"
                         "    <Type>Sender</Type>\n    <Code>");
-        sandbox_xml(&body, v1_code);
+        seserr_xml_escape(&body, v1_code);
         buf_adds(&body, "</Code>\n    <Message>");
-        sandbox_xml(&body, message);
+        seserr_xml_escape(&body, message);
         buf_printf(&body, "</Message>\n  </Error>\n  <RequestId>%s</RequestId>\n</ErrorResponse>\n",
                    q->id);
         sandbox_send_answer(q, v1_status, "text/xml", NULL, NULL, &body);
@@ -750,7 +721,7 @@ static void sandbox_xml_elem(struct buf *b, const char *indent, const char *name
     if (text == NULL)
         return;
     buf_printf(b, "%s<%s>", indent, name);
-    sandbox_xml(b, text);
+    seserr_xml_escape(b, text);
     buf_printf(b, "</%s>\n", name);
 }
 

@@ -168,10 +168,7 @@ static size_t seserr_utf8_next(const unsigned char *s, size_t n, unsigned *cp)
     return len;
 }
 
-/* Append s as XML character data: markup characters as entities, and what
- * XML 1.0 cannot carry (invalid UTF-8, control characters, U+FFFE/U+FFFF)
- * as U+FFFD. */
-static void seserr_xml_escape(struct buf *b, const char *s)
+void seserr_xml_escape(struct buf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);

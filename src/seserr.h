@@ -50,6 +50,11 @@ void seserr_set(struct seserr *e, enum seserr_code code, const char *fmt, ...)
 
 /* The HTTP status of code on API v1 or v2 (api is 1 or 2). */
 int seserr_status(enum seserr_code code, int api);
+
+/* Append s as XML character data: markup characters as entities, and what
+ * XML 1.0 cannot carry (invalid UTF-8, control characters but tab, LF and
+ * CR, U+FFFE/U+FFFF) as U+FFFD. */
+void seserr_xml_escape(struct buf *b, const char *s);
 /* The wire code ("SignatureDoesNotMatch", "InvalidSignatureException"...). */
 const char *seserr_wire_code(enum seserr_code code, int api);
 /* The default message of code. */
