@@ -49,13 +49,22 @@ struct sandbox {
     char access_key_id[24];
     char secret[41]; /* a secret: never logged, never written */
     struct sigv4_key_cache key;
-    char domain[96];           /* Message-ID domain */
-    char *outbox;              /* <data_dir>/outbox */
-    char *templates;           /* <data_dir>/sandbox/templates */
-    char *identities;          /* <data_dir>/sandbox/identities */
-    struct sandbox_entry *log; /* accepted sends of the last 24 h, oldest first */
-    size_t head, n, cap;       /* live entries are log[head .. n) */
+    char domain[96];  /* Message-ID domain */
+    char *outbox;     /* <data_dir>/outbox */
+    char *templates;  /* <data_dir>/sandbox/templates */
+    char *identities; /* <data_dir>/sandbox/identities */
+    /* Accepted sends of the last 24 h in minute buckets, oldest first (ms:
+     * the bucket's first send): live entries are log[head .. n). */
+    struct sandbox_entry *log;
+    size_t head, n, cap;
+    int64_t day_quota; /* the sum of the live buckets' quota */
+    /* Accepted sends of the current rate window, one each, oldest first:
+     * live entries are recent[rhead .. rn). */
+    struct sandbox_entry *recent;
+    size_t rhead, rn, rcap;
 };
+
+#define SANDBOX_BUCKET_MS 60000LL
 
 /* One request being answered. */
 struct sandbox_req {
@@ -408,7 +417,7 @@ static void sandbox_list_free(struct sesmail_list *l)
 static void sandbox_log_prune(struct sandbox *sb, int64_t now)
 {
     while (sb->head < sb->n && sb->log[sb->head].ms <= now - SANDBOX_DAY_MS)
-        sb->head++;
+        sb->day_quota -= sb->log[sb->head++].quota;
     if (sb->head > 0 && sb->head * 2 >= sb->n) {
         memmove(sb->log, sb->log + sb->head, (sb->n - sb->head) * sizeof *sb->log);
         sb->n -= sb->head;
@@ -416,22 +425,27 @@ static void sandbox_log_prune(struct sandbox *sb, int64_t now)
     }
 }
 
-/* Recipients counted against the quota in the last 24 h. */
+/* Recipients counted against the quota in the last 24 h (a minute bucket
+ * counts until a day after its first send: at most a minute long). */
 static int64_t sandbox_sent_24h(struct sandbox *sb, int64_t now)
 {
     sandbox_log_prune(sb, now);
-    int64_t sum = 0;
-    for (size_t i = sb->head; i < sb->n; i++)
-        sum += sb->log[i].quota;
-    return sum;
+    return sb->day_quota;
 }
 
-/* Recipients accepted in the window_ms before now. */
-static int64_t sandbox_sent_window(const struct sandbox *sb, int64_t now, int64_t window_ms)
+/* Recipients accepted in the window_ms before now (older sends leave). */
+static int64_t sandbox_sent_window(struct sandbox *sb, int64_t now, int64_t window_ms)
 {
+    while (sb->rhead < sb->rn && sb->recent[sb->rhead].ms <= now - window_ms)
+        sb->rhead++;
+    if (sb->rhead > 0 && sb->rhead * 2 >= sb->rn) {
+        memmove(sb->recent, sb->recent + sb->rhead, (sb->rn - sb->rhead) * sizeof *sb->recent);
+        sb->rn -= sb->rhead;
+        sb->rhead = 0;
+    }
     int64_t sum = 0;
-    for (size_t i = sb->n; i > sb->head && sb->log[i - 1].ms > now - window_ms; i--)
-        sum += sb->log[i - 1].recipients;
+    for (size_t i = sb->rhead; i < sb->rn; i++)
+        sum += sb->recent[i].recipients;
     return sum;
 }
 
@@ -457,9 +471,23 @@ static const char *sandbox_limit(struct sandbox *sb, int64_t now, int64_t n, int
     return NULL;
 }
 
-/* Record an accepted send. */
+/* Record an accepted send: in the rate window, and in its minute bucket. */
 static void sandbox_log_add(struct sandbox *sb, const struct sandbox_entry *e)
 {
+    if (sb->rn == sb->rcap) {
+        sb->rcap = sb->rcap ? sb->rcap * 2 : 64;
+        sb->recent = xrealloc(sb->recent, sb->rcap * sizeof *sb->recent);
+    }
+    sb->recent[sb->rn++] = *e;
+    sb->day_quota += e->quota;
+    struct sandbox_entry *last = sb->n > sb->head ? &sb->log[sb->n - 1] : NULL;
+    if (last && last->ms / SANDBOX_BUCKET_MS == e->ms / SANDBOX_BUCKET_MS) {
+        last->recipients += e->recipients;
+        last->quota += e->quota;
+        last->bounces += e->bounces;
+        last->complaints += e->complaints;
+        return;
+    }
     if (sb->n == sb->cap) {
         sb->cap = sb->cap ? sb->cap * 2 : 64;
         sb->log = xrealloc(sb->log, sb->cap * sizeof *sb->log);
@@ -1422,6 +1450,7 @@ void sandbox_free(struct sandbox *sb)
     free(sb->templates);
     free(sb->identities);
     free(sb->log);
+    free(sb->recent);
     OPENSSL_cleanse(sb->secret, sizeof sb->secret);
     free(sb);
 }
