@@ -512,10 +512,15 @@ static int main_check(const char *path)
 static redisContext *main_redis(const struct config *cfg)
 {
     char err[1024];
+    /* Connecting takes at most 3 s; a command may take longer (the whole
+     * status of a million-recipient batch is a large reply). */
+    const struct timeval slow = {120, 0};
     if (cfg->redis_url[0]) {
         redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
         if (c == NULL)
             fprintf(stderr, "sesgate: %s\n", err);
+        else
+            redisSetTimeout(c, slow);
         return c;
     }
     struct buf sock = BUF_INIT;
@@ -529,6 +534,8 @@ static redisContext *main_redis(const struct config *cfg)
     if (c == NULL)
         fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
                 buf_cstr(&sock));
+    else
+        redisSetTimeout(c, slow);
     buf_free(&sock);
     return c;
 }
@@ -696,6 +703,45 @@ static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, b
     }
     bool tty = isatty(STDOUT_FILENO);
     for (;;) {
+        if (watch) {
+            /* Until the batch is complete only its counters are read: the
+             * whole status of a big batch is large. */
+            struct buf k = BUF_INIT;
+            buf_printf(&k, "%sb:%s", pfx, id);
+            redisReply *h = redisCommand(c, "HMGET %s total sent done dead created", buf_cstr(&k));
+            buf_free(&k);
+            if (h == NULL) {
+                fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
+                return 1;
+            }
+            long long v[5] = {0};
+            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
+                         h->element[0]->type == REDIS_REPLY_STRING;
+            for (size_t i = 0; known && i < 5; i++)
+                if (h->element[i]->type == REDIS_REPLY_STRING)
+                    v[i] = strtoll(h->element[i]->str, NULL, 10);
+            freeReplyObject(h);
+            long long done = v[1] + v[2] + v[3];
+            if (known && done < v[0]) {
+                json_t *b = json_pack("{sIsIsIsI}", "total", (json_int_t)v[0], "sent",
+                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
+                                      "created_ms", (json_int_t)v[4]);
+                double rate, eta;
+                main_batch_pace(b, &rate, &eta);
+                json_decref(b);
+                if (tty) {
+                    fputs("\r\033[K", stdout);
+                    main_print_bar(done, v[3], v[0], rate, eta);
+                    fputs("\033[A", stdout); /* redrawn in place */
+                } else {
+                    printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done, v[0],
+                           v[3], rate, eta);
+                }
+                fflush(stdout);
+                sleep(1);
+                continue;
+            }
+        }
         char *keys[4];
         queue_show_keys(pfx, id, keys);
         redisReply *r = main_eval(c, queue_show_script(), 4, keys, 1, &id);
@@ -709,30 +755,14 @@ static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, b
             fprintf(stderr, "sesgate: batch %s not found\n", id);
             return 1;
         }
-        if (!watch || json_is_true(json_object_get(b, "complete"))) {
-            if (watch && tty)
-                fputs("\r\033[K", stdout);
-            if (json)
-                main_print_json(b);
-            else
-                main_print_batch(b);
-            json_decref(b);
-            return 0;
-        }
-        double rate, eta;
-        main_batch_pace(b, &rate, &eta);
-        long long done = main_jint(b, "sent") + main_jint(b, "dead");
-        if (tty) {
+        if (watch && tty)
             fputs("\r\033[K", stdout);
-            main_print_bar(done, main_jint(b, "dead"), main_jint(b, "total"), rate, eta);
-            fputs("\033[A", stdout); /* redrawn in place */
-        } else {
-            printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done,
-                   main_jint(b, "total"), main_jint(b, "dead"), rate, eta);
-        }
-        fflush(stdout);
+        if (json)
+            main_print_json(b);
+        else
+            main_print_batch(b);
         json_decref(b);
-        sleep(1);
+        return 0;
     }
 }
 

@@ -2052,18 +2052,27 @@ json_t *queue_show_json(const char *id, const redisReply *reply)
     json_t *rs = queue_jok(json_array());
     long long sent = 0, dead = 0, retrying = 0, queued = 0;
     queue_jset(o, "first_recipient", json_string(first ? "sync" : "queue"));
+    /* Outcomes and retries by index, once: a batch may have a million. */
+    const redisReply **by_out = xcalloc((size_t)total + 1, sizeof *by_out);
+    long long *by_retry = xcalloc((size_t)total + 1, sizeof *by_retry);
+    for (long long i = 0; i < total; i++)
+        by_retry[i] = -1;
+    for (size_t k = 0; k + 1 < outs->elements; k += 2) {
+        long long i = queue_rnum(outs->element[k], -1);
+        if (i >= 0 && i < total)
+            by_out[i] = outs->element[k + 1];
+    }
+    for (size_t k = 0; k + 2 < retry->elements; k += 3) {
+        long long i = queue_rnum(retry->element[k], -1);
+        if (i >= 0 && i < total)
+            by_retry[i] = (long long)k;
+    }
     for (long long i = 0; i < total; i++) {
-        char idx[24];
-        snprintf(idx, sizeof idx, "%lld", i);
         json_t *r = queue_jok(json_object());
         queue_jset(r, "index", json_integer(i));
         const redisReply *addr = (size_t)i < list->elements ? list->element[i] : NULL;
         queue_jset(r, "address", queue_jstr(addr));
-        long long rk = -1;
-        for (size_t k = 0; k + 2 < retry->elements; k += 3)
-            if (queue_rnum(retry->element[k], -1) == i)
-                rk = (long long)k;
-        const char *state = queue_show_state(r, queue_rfield(outs, idx), retry, rk);
+        const char *state = queue_show_state(r, by_out[i], retry, by_retry[i]);
         queue_jset(r, "state", json_string(state));
         sent += strcmp(state, "sent") == 0;
         dead += strcmp(state, "dead") == 0;
@@ -2071,6 +2080,8 @@ json_t *queue_show_json(const char *id, const redisReply *reply)
         queued += strcmp(state, "queued") == 0;
         queue_jappend(rs, r);
     }
+    free(by_out);
+    free(by_retry);
     queue_jset(o, "total", json_integer(total));
     queue_jset(o, "sent", json_integer(sent));
     queue_jset(o, "dead", json_integer(dead));
