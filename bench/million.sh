@@ -51,7 +51,7 @@ for _ in $(seq 100); do grep -q "try it from another terminal" run.out 2>/dev/nu
 rss() { awk '/VmHWM/{print $2}' "/proc/$1/status"; }
 redis_pid=$(pgrep -P "$pid" redis-server)
 export AWS_SHARED_CREDENTIALS_FILE=$work/var/credentials AWS_PROFILE=sesgate AWS_DEFAULT_REGION=us-east-1
-seq -f '"r%07g@example.com"' 1 "$N" | paste -sd, | sed 's/.*/{"ToAddresses": [&]}/' > to.json
+seq -f '"r%07.0f@example.com"' 1 "$N" | paste -sd, | sed 's/.*/{"ToAddresses": [&]}/' > to.json
 echo "million: $N recipients, request body $(stat -c %s to.json) bytes of addresses"
 t0=$(date +%s.%N)
 timeout 600 /usr/bin/aws --cli-read-timeout 600 --endpoint-url "http://127.0.0.1:$port" ses send-email \
