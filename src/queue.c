@@ -1049,8 +1049,18 @@ static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct job *j = arg;
+    struct worker *w = j->w;
+    /* concurrency bounds the sends in flight: a reserved time that comes
+     * while every slot is busy waits for one (a slow upstream then does not
+     * pile up sends, nor a crash resends more than concurrency). */
+    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    if (w->inflight - w->waiting >= max) {
+        struct timeval tv = {0, 5000};
+        evtimer_add(j->send_timer, &tv);
+        return;
+    }
     j->waiting = false;
-    j->w->waiting--;
+    w->waiting--;
     worker_send(j);
 }
 
@@ -1199,13 +1209,11 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             worker_pace_unlink(w, j);
             double ms = at;
             at += step * (double)worker_cost(j);
+            j->send_timer = evtimer_new(w->base, worker_send_cb, j);
             if (ms < 1) {
-                j->waiting = false;
-                w->waiting--;
-                worker_send(j);
+                worker_send_cb(-1, 0, j);
                 continue;
             }
-            j->send_timer = evtimer_new(w->base, worker_send_cb, j);
             struct timeval tv = worker_tv(ms);
             evtimer_add(j->send_timer, &tv);
         }
