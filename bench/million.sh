@@ -59,6 +59,7 @@ timeout 600 /usr/bin/aws --cli-read-timeout 600 --endpoint-url "http://127.0.0.1
 t1=$(date +%s.%N)
 mem=$(redis-cli -s var/redis/redis.sock INFO memory | awk -F: '/^used_memory:/{print $2+0}')
 echo "million: answered in $(echo "$t1 - $t0" | bc) s ($(cat send.out | tr -d ' \n')); Redis used_memory $mem bytes after the enqueue"
+echo "million: peak RSS after the enqueue: sesgate $(rss "$pid") kB, redis-server $(rss "$redis_pid") kB"
 timeout "$TIMEOUT" "$root/build/sesgate" batch show last --watch -c sesgate.ini > batch.out
 t2=$(date +%s.%N)
 grep -E "^(total|sent|dead|queued) " batch.out

@@ -33,6 +33,8 @@
 #define QUEUE_DUE_MAX      1000
 #define QUEUE_CACHE        8 /* batches kept in memory */
 #define QUEUE_MAX_INFLIGHT 1024
+#define QUEUE_STAGE_CHUNK  4096    /* a batch with more To addresses is staged in chunks this size */
+#define QUEUE_STAGE_TTL_MS 3600000 /* a staged list left by a process that died goes after this */
 
 enum queue_script {
     QS_ENQUEUE = 0,
@@ -79,6 +81,8 @@ struct queue {
 struct queue_enq {
     queue_done_fn done;
     void *arg;
+    struct redis *rd;
+    char *staged; /* the staged list's key, or NULL */
 };
 
 /* Milliseconds since the epoch. */
@@ -266,6 +270,14 @@ void queue_free(struct queue *q)
     free(q);
 }
 
+/* A staging command answered: enqueue.lua checks what arrived. */
+static void queue_staged(const redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    (void)err;
+    (void)arg;
+}
+
 /* enqueue.lua answered. */
 static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
 {
@@ -274,8 +286,27 @@ static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
         err = "unexpected reply from enqueue";
     if (err)
         log_event(LOG_WARN, "queue_enqueue_failed", "error", err, NULL);
+    if (err && e->staged && strcmp(err, "queue closed") != 0)
+        redis_command(e->rd, queue_staged, NULL, "DEL %s", e->staged);
     e->done(err, e->arg);
+    free(e->staged);
     free(e);
+}
+
+/* Push p's To addresses onto the list at key in chunks: the commands are
+ * pipelined ahead of the enqueue script, which checks that all arrived. */
+static void queue_stage(struct redis *rd, const char *key, const struct fanout_plan *p)
+{
+    const char **argv = xcalloc(QUEUE_STAGE_CHUNK + 2, sizeof *argv);
+    argv[0] = "RPUSH";
+    argv[1] = key;
+    for (size_t s = 0; s < p->nto; s += QUEUE_STAGE_CHUNK) {
+        size_t m = p->nto - s < QUEUE_STAGE_CHUNK ? p->nto - s : QUEUE_STAGE_CHUNK;
+        memcpy(argv + 2, p->to + s, m * sizeof *argv);
+        redis_command_argv(rd, queue_staged, NULL, (int)m + 2, argv, NULL);
+        redis_command(rd, queue_staged, NULL, "PEXPIRE %s %d", key, QUEUE_STAGE_TTL_MS);
+    }
+    free(argv);
 }
 
 /* Public: run limit.lua for the account, and for client when not NULL. */
@@ -330,15 +361,22 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
         queue_eval(q, QS_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
-    size_t n = 8 + 10 + p->nto;
+    bool staged = p->nto > QUEUE_STAGE_CHUNK;
+    size_t n = 9 + 11 + (staged ? 0 : p->nto);
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = queue_key(q, "b:", batch_id), *kr = queue_key(q, "r:", batch_id);
     char *kq = queue_key(q, "q:", client), *krec = queue_key(q, "recent", NULL);
     char *kqs = queue_key(q, "qs", NULL);
     char *ko = queue_key(q, "o:", batch_id), *kt = queue_key(q, "t:", batch_id);
-    char *kseq = queue_key(q, "seq", NULL);
-    char created[24], ttl[24];
+    char *kseq = queue_key(q, "seq", NULL), *ks = queue_key(q, "rs:", batch_id);
+    char created[24], ttl[24], nstaged[24];
+    snprintf(nstaged, sizeof nstaged, "%zu", staged ? p->nto : 0);
+    if (staged) {
+        queue_stage(q->rd, ks, p);
+        e->rd = q->rd;
+        e->staged = xstrdup(ks);
+    }
     snprintf(created, sizeof created, "%" PRId64, queue_now_ms());
     snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
     struct buf riders = BUF_INIT;
@@ -359,23 +397,25 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = kt;
     argv[k++] = kseq;
     argv[k++] = kqs;
+    argv[k++] = ks;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
     argv[k++] = p->api == SESREQ_V2 ? "2" : "1";
     argv[k++] = p->action ? p->action : "";
-    lens[k] = p->template.len;
+    lens[k] = p->template.len; /* index 14 */
     argv[k++] = p->template.data ? p->template.data : "";
     argv[k++] = buf_cstr(&riders);
     argv[k++] = flags;
     argv[k++] = ttl;
     argv[k++] = copy0_id ? copy0_id : "";
-    for (size_t i = 0; i < p->nto; i++)
+    argv[k++] = nstaged;
+    for (size_t i = 0; !staged && i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 13)
+        if (i != 14)
             lens[i] = strlen(argv[i]);
-    queue_eval(q, QS_ENQUEUE, 8, (int)n, argv, lens, queue_enqueued, e);
+    queue_eval(q, QS_ENQUEUE, 9, (int)n, argv, lens, queue_enqueued, e);
     free(ko);
     free(kt);
     free(kseq);
@@ -384,6 +424,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     free(kq);
     free(kqs);
     free(krec);
+    free(ks);
     buf_free(&riders);
     free(argv);
     free(lens);

@@ -10,6 +10,10 @@
 -- KEYS[7]  batch numbers     P:{P}:seq     (counter)
 -- KEYS[8]  queue streams     P:{P}:qs      (set: every client's stream key,
 --                                           what the workers read)
+-- KEYS[9]  staged addresses  P:{P}:rs:<id> (list: the first To addresses,
+--                                           pushed by the caller in chunks
+--                                           before this call; renamed to
+--                                           KEYS[2])
 -- Every key carries the same hash tag {P}, so one call touches one slot;
 -- the batch's number key P:{P}:n:<n> (n is known only once KEYS[7] was
 -- incremented) is KEYS[7]'s prefix plus "n:<n>", in the same slot.
@@ -26,7 +30,12 @@
 -- ARGV[10] copy 0: empty when every To recipient is queued; otherwise the
 --          caller already sent copy 0 (first_recipient = sync) and this is
 --          the MessageId SES gave it
--- ARGV[11..] every To address in order: ARGV[11] has index 0
+-- ARGV[11] how many To addresses the caller staged in KEYS[9] (0: none);
+--          a large batch is staged in chunks so that no single command
+--          carries a million arguments
+-- ARGV[12..] the other To addresses in order, after the staged ones: the
+--          address of index i is the staged list's element i, then
+--          ARGV[12 + i - staged]
 --
 -- Writes: a number n for the batch (INCR of KEYS[7]) and the number key
 -- n:<n> holding the batch id; the batch hash (n, client, api, action,
@@ -45,7 +54,9 @@
 -- Returns the number of stream entries added.
 -- Errors (nothing written): "BATCHEXISTS" when the batch hash, its
 -- recipient list or its outcomes exist; "BADARGS" for a malformed argument
--- or nothing to queue; "WRONGTYPE" when a key holds another type than expected; an OOM error
+-- or nothing to queue; "STAGED" when the staged list does not hold exactly
+-- ARGV[11] addresses (a chunk was refused or lost: the caller deletes it);
+-- "WRONGTYPE" when a key holds another type than expected; an OOM error
 -- when Redis is over maxmemory.
 --
 -- Atomicity: Redis runs a script atomically (nothing else runs in between),
@@ -58,13 +69,14 @@
 -- succeeded the rest always completes. So the batch is stored whole or not
 -- at all, and the caller reports success only after this script returned.
 
-local batch, list, stream, recent, outcome, template, seq, streams =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local batch, list, stream, recent, outcome, template, seq, streams, staged =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id = ARGV[1]
 local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
 local copy0 = ARGV[10]
-local naddr = #ARGV - 10
+local nstaged = tonumber(ARGV[11])
+local naddr = (nstaged or 0) + #ARGV - 11
 local first = 0
 if copy0 ~= nil and copy0 ~= '' then
     first = 1
@@ -72,8 +84,9 @@ end
 local prefix = seq and string.match(seq, '^(.*)seq$')
 
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
-    naddr < first + 1 or prefix == nil or streams == nil then
-    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0 and an address to queue')
+    nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or
+    naddr < first + 1 or prefix == nil or streams == nil or staged == nil then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count and an address to queue')
 end
 
 local function enqueue_type(key, want)
@@ -88,9 +101,13 @@ if redis.call('EXISTS', batch, list, outcome, template) ~= 0 then
     return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
 end
 local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset') or
-    enqueue_type(seq, 'string') or enqueue_type(streams, 'set')
+    enqueue_type(seq, 'string') or enqueue_type(streams, 'set') or enqueue_type(staged, 'list')
 if err then
     return err
+end
+local have = redis.call('LLEN', staged)
+if have ~= nstaged then
+    return redis.error_reply('STAGED the staged list holds ' .. have .. ' of ' .. nstaged .. ' addresses')
 end
 local last = redis.call('GET', seq)
 if last and not string.match(last, '^%d+$') then
@@ -125,9 +142,15 @@ if first == 1 then
     redis.call('HSET', outcome, 0, 's ' .. copy0)
 end
 
--- RPUSH in chunks: Lua's unpack is bounded by its C stack.
+-- The staged addresses come first (RENAME is O(1); the staged list's
+-- expiry, a guard against a caller that died while staging, goes), then
+-- the rest, in chunks: Lua's unpack is bounded by its C stack.
+if nstaged > 0 then
+    redis.call('RENAME', staged, list)
+    redis.call('PERSIST', list)
+end
 local chunk = 1000
-for s = 11, #ARGV, chunk do
+for s = 12, #ARGV, chunk do
     local e = math.min(s + chunk - 1, #ARGV)
     redis.call('RPUSH', list, unpack(ARGV, s, e))
 end

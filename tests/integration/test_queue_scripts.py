@@ -126,12 +126,19 @@ def addresses(n, start=0):
     return [f"u{k:07d}@example.org" for k in range(start, start + n)]
 
 
+def skey(batch):
+    """The key of batch's staged address list."""
+    return PRE + "rs:" + batch
+
+
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n", client="app"):
-    """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already sent)."""
+            riders="c:cc@example.org\n", client="app", staged=0):
+    """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already
+    sent; staged: how many addresses were pushed to skey(batch) before)."""
     b, lst, o = keys_of(batch)
-    return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS],
-                    [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0]
+    return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS,
+                                skey(batch)],
+                    [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged]
                     + addrs)
 
 
@@ -212,6 +219,45 @@ def test_enqueue_with_copy0_sent(r):
     assert enqueue(r, "B3", addresses(2)) == 2
     assert len(r.cmd("XINFO", "GROUPS", Q)) == 1
     assert [f["b"] for _, f in read_group(r)] == ["2", "2"]
+
+
+def test_enqueue_staged_addresses(r):
+    # A large batch arrives in chunks on the staged list, then the script
+    # renames it to the recipient list and appends the rest.
+    addrs = addresses(10)
+    r.cmd("RPUSH", skey("B1"), *addrs[:4])
+    r.cmd("RPUSH", skey("B1"), *addrs[4:7])
+    r.cmd("PEXPIRE", skey("B1"), 3600000)
+    assert enqueue(r, "B1", addrs[7:], staged=7, copy0="mid-0") == 9
+    b, lst, o = keys_of("B1")
+    assert r.cmd("EXISTS", skey("B1")) == 0
+    assert r.cmd("LRANGE", lst, 0, -1) == addrs and r.cmd("PTTL", lst) == -1
+    assert r.cmd("HGET", b, "total") == "10" and r.cmd("HGETALL", o) == {"0": "s mid-0"}
+    assert [f["i"] for _, f in read_group(r)] == [str(k) for k in range(1, 10)]
+    # everything staged, nothing inline
+    r.cmd("RPUSH", skey("B2"), *addresses(3, 50))
+    assert enqueue(r, "B2", [], staged=3) == 3
+    assert r.cmd("LRANGE", keys_of("B2")[1], 0, -1) == addresses(3, 50)
+
+
+def test_enqueue_staged_incomplete_changes_nothing(r):
+    # A chunk that never arrived (refused, connection lost): nothing stored.
+    r.cmd("RPUSH", skey("B1"), *addresses(4))
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="STAGED"):
+        enqueue(r, "B1", addresses(2, 10), staged=5)
+    assert r.snapshot() == before
+    with pytest.raises(RedisError, match="STAGED"):
+        enqueue(r, "B2", addresses(2), staged=1)
+    assert r.snapshot() == before
+    for bad in (-1, 1.5, "x"):
+        with pytest.raises(RedisError, match="BADARGS"):
+            enqueue(r, "B1", addresses(2), staged=bad)
+    assert r.snapshot() == before
+    r.cmd("SET", skey("B3"), "not a list")
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        enqueue(r, "B3", addresses(2))
+    assert r.cmd("EXISTS", keys_of("B3")[0]) == 0
 
 
 def test_memory_per_queued_recipient(r):
