@@ -242,6 +242,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
         free(a);
         return NULL;
     }
+    httpd_set_internal(a->httpd);
     if (rd) {
         a->poll = xcalloc(1, sizeof *a->poll);
         a->poll_timer = event_new(base, -1, EV_PERSIST, admin_poll_cb, a);

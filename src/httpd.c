@@ -48,6 +48,7 @@ struct httpd {
     int port;
     struct httpd_conn *conns; /* every open connection */
     SSL_CTX *tls;             /* NULL: plain HTTP; else new connections speak TLS with it */
+    bool internal;            /* left out of the connection metrics */
 };
 
 /* Offsets of one header in the connection's header buffer. */
@@ -190,7 +191,8 @@ static void httpd_conn_free(struct httpd_conn *c)
     free(c->hoffs);
     free(c);
     h->nconns--;
-    metrics_connections(-1);
+    if (!h->internal)
+        metrics_connections(-1);
     if (h->paused && !h->stopped && h->nconns < h->lim.max_connections) {
         evconnlistener_enable(h->listener);
         h->paused = false;
@@ -471,13 +473,20 @@ void httpd_respond(struct httpd_request *req, int status, const struct httpd_hea
         httpd_conn_process(c);
 }
 
+/* Count a refused or dropped connection of h in the metrics. */
+static void httpd_count_rejected(const struct httpd *h, const char *reason)
+{
+    if (!h->internal)
+        metrics_conn_rejected(reason);
+}
+
 /* Refuse the request being read, then close. */
 static void httpd_reject_request(struct httpd_conn *c, enum httpd_reject why)
 {
     static const char *const names[HTTPD_REJECT_COUNT] = {"bad_request",    "headers_too_large",
                                                           "body_too_large", "read_timeout",
                                                           "smuggling",      "transfer_encoding"};
-    metrics_conn_rejected(names[why]);
+    httpd_count_rejected(c->h, names[why]);
     log_event(LOG_INFO, "http_reject", "peer", c->peer, "reason", names[why], NULL);
     c->rejecting = true;
     c->state = HTTPD_HANDLING;
@@ -546,7 +555,7 @@ static void httpd_tls_failed(struct httpd_conn *c)
     if (e == 0 || ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
         return;
     const char *why = ERR_reason_error_string(e);
-    metrics_conn_rejected("tls_handshake");
+    httpd_count_rejected(c->h, "tls_handshake");
     log_event(LOG_INFO, "tls_handshake_failed", "peer", c->peer, "reason", why ? why : "unknown",
               NULL);
 }
@@ -562,7 +571,7 @@ static void httpd_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT)
-        metrics_conn_rejected("write_timeout");
+        httpd_count_rejected(c->h, "write_timeout");
     else if (c->handshaking)
         httpd_tls_failed(c);
     httpd_conn_free(c);
@@ -578,10 +587,10 @@ static void httpd_timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case HTTPD_IDLE:
         if (c->handshaking) {
-            metrics_conn_rejected("tls_handshake_timeout");
+            httpd_count_rejected(c->h, "tls_handshake_timeout");
             log_event(LOG_INFO, "tls_handshake_failed", "peer", c->peer, "reason", "timeout", NULL);
         } else {
-            metrics_conn_rejected("idle_timeout");
+            httpd_count_rejected(c->h, "idle_timeout");
             httpd_shut_write(c);
         }
         httpd_conn_free(c);
@@ -640,7 +649,8 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
-    metrics_connections(1);
+    if (!h->internal)
+        metrics_connections(1);
     bufferevent_setcb(c->bev, httpd_read_cb, httpd_write_cb, httpd_event_cb, c);
     struct timeval wtv = {(time_t)(h->lim.read_timeout_ms / 1000),
                           (suseconds_t)((h->lim.read_timeout_ms % 1000) * 1000)};
@@ -651,7 +661,7 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
     if (h->nconns >= h->lim.max_connections) {
         evconnlistener_disable(h->listener);
         h->paused = true;
-        metrics_conn_rejected("max_connections");
+        httpd_count_rejected(h, "max_connections");
     }
 }
 
@@ -834,4 +844,10 @@ const char *httpd_header(const struct httpd_request *req, const char *name, size
         }
     }
     return NULL;
+}
+
+/* Public: leave h's connections out of the connection metrics. */
+void httpd_set_internal(struct httpd *h)
+{
+    h->internal = true;
 }

@@ -92,6 +92,11 @@ struct httpd *httpd_new(struct event_base *base, const char *addr,
  * which case nothing changes (a plain server stays plain). */
 int httpd_set_tls(struct httpd *h, const char *cert, const char *key, char *err, size_t errlen);
 
+/* Leave h's connections out of sesgate_connections and
+ * sesgate_connections_rejected_total: a listener of sesgate's own (the
+ * admin endpoints, the sandbox upstream), not one for SES clients. */
+void httpd_set_internal(struct httpd *h);
+
 /* Stop accepting and close every connection (pending requests are aborted
  * through their abort callbacks); frees the server. */
 void httpd_free(struct httpd *h);

@@ -1412,6 +1412,7 @@ struct sandbox *sandbox_start(struct event_base *base, const struct config *cfg,
         sandbox_free(sb);
         return NULL;
     }
+    httpd_set_internal(sb->httpd);
     snprintf(sb->endpoint, sizeof sb->endpoint, "http://127.0.0.1:%d", httpd_port(sb->httpd));
     char rate[32], quota[32];
     snprintf(rate, sizeof rate, "%g", cfg->sandbox_rate);

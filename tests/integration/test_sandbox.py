@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import re
+import socket
 import subprocess
 import time
 import types
@@ -503,3 +504,33 @@ def test_simulator_outcomes_in_the_batch_status(sb):
     assert (st["sent"], st["dead"]) == (3, 2)
     bounce_mid = re.search(r"MessageId (\S+)\)", by["bounce"]["message"]).group(1)
     assert files_of(sb.outbox, bounce_mid, ".bounce.json") and not files_of(sb.outbox, bounce_mid)
+
+
+def test_connection_metrics_count_client_connections_only(tmp_path):
+    """sesgate_connections counts SES client connections: not the sandbox's
+    side of sesgate's upstream connections, not the admin scrape itself."""
+    gw, gate, outbox = start_sandbox(tmp_path / "conns")
+    socks = []
+    try:
+        ses = harness.boto3_client(gw, "ses")
+        to = ["conn%d@example.com" % i for i in range(6)]
+        ses.send_email(Source=SENDER, Destination={"ToAddresses": to},
+                       Message={"Subject": {"Data": "conns"}, "Body": {"Text": {"Data": "x"}}})
+        assert wait_for(lambda: len(list(outbox.glob("*.eml"))) >= len(to)), "not delivered"
+        ses.close()
+        for _ in range(3):
+            socks.append(socket.create_connection(("127.0.0.1", gate.port), timeout=5))
+
+        def conns():
+            _, _, body = harness.http("GET", gate.admin_url + "/metrics")
+            m = re.search(rb"^sesgate_connections (\d+)$", body, re.M)
+            assert m, body[:2000]
+            return int(m.group(1))
+
+        # sesgate keeps its upstream connections to the sandbox open (six
+        # sends went through them), and the scrape is a connection too.
+        assert wait_for(lambda: conns() == 3, timeout=10), conns()
+    finally:
+        for s in socks:
+            s.close()
+        stop_sandbox(gate)
