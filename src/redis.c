@@ -18,6 +18,7 @@
 
 #define REDIS_PING_MS            1000  /* health PING period */
 #define REDIS_READY_MS           5000  /* ready while the last PONG is this recent */
+#define REDIS_STALL_MS           3000  /* a PING unanswered this long: new commands fail at once */
 #define REDIS_DEAD_MS            15000 /* a PING unanswered this long drops the connection */
 #define REDIS_CONNECT_TIMEOUT_MS 3000  /* connect, AUTH and SELECT must be done by then */
 #define REDIS_BACKOFF_MIN_MS     100   /* first reconnect delay */
@@ -50,15 +51,16 @@ struct redis {
     char *where; /* the server without credentials; owned */
     redisAsyncContext *ac;
     enum redis_state state;
-    int handshake_left;   /* AUTH / SELECT replies still awaited */
-    bool closing;         /* redis_free is running */
-    bool ping_inflight;   /* a health PING awaits its answer */
-    bool announced;       /* this connection's first PONG was logged */
-    bool outage;          /* an outage was logged and has not ended */
-    int64_t ping_sent_ms; /* ms, monotonic */
-    int64_t last_pong_ms; /* ms, monotonic; 0: none on this connection */
-    int64_t down_ms;      /* ms, monotonic: when the outage began */
-    int64_t backoff_ms;   /* ms: the next reconnect's delay */
+    int handshake_left;    /* AUTH / SELECT replies still awaited */
+    bool closing;          /* redis_free is running */
+    bool ping_inflight;    /* a health PING awaits its answer */
+    bool announced;        /* this connection's first PONG was logged */
+    bool outage;           /* an outage was logged and has not ended */
+    int64_t ping_sent_ms;  /* ms, monotonic */
+    int64_t last_pong_ms;  /* ms, monotonic; 0: none on this connection */
+    int64_t last_reply_ms; /* ms, monotonic: the last reply of any command */
+    int64_t down_ms;       /* ms, monotonic: when the outage began */
+    int64_t backoff_ms;    /* ms: the next reconnect's delay */
     char drop_reason[160];
     struct event *reconnect_timer;
     struct event *connect_timer;
@@ -321,6 +323,8 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct redis_cmd *c = privdata;
     const redisReply *rep = reply;
     const char *err = NULL;
+    if (rep != NULL)
+        c->r->last_reply_ms = redis_now_ms();
     if (rep == NULL)
         err = c->r->closing ? "redis connection closed" : "redis connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
@@ -379,6 +383,17 @@ static void redis_ping_reply(const redisReply *reply, const char *err, void *arg
     } else {
         log_event(LOG_INFO, "redis_connected", "where", r->where, NULL);
     }
+}
+
+/* True while the health PING has gone unanswered, and no other reply came,
+ * for REDIS_STALL_MS: the server is stopped or stuck. Commands already sent
+ * keep waiting for their replies (dropping them would not unsend them); new
+ * ones fail at once. */
+static bool redis_stalled(const struct redis *r)
+{
+    int64_t now = redis_now_ms();
+    return r->ping_inflight && now - r->ping_sent_ms >= REDIS_STALL_MS &&
+           now - r->last_reply_ms >= REDIS_STALL_MS;
 }
 
 /* Send a health PING unless one is pending. */
@@ -586,7 +601,7 @@ void redis_free(struct redis *r)
 
 bool redis_ready(const struct redis *r)
 {
-    return r->state == REDIS_STATE_UP && r->last_pong_ms > 0 &&
+    return r->state == REDIS_STATE_UP && r->last_pong_ms > 0 && !redis_stalled(r) &&
            redis_now_ms() - r->last_pong_ms <= REDIS_READY_MS;
 }
 
@@ -597,12 +612,12 @@ const char *redis_where(const struct redis *r)
 
 int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
 {
-    if (r->state != REDIS_STATE_UP || r->closing) {
+    if (r->state != REDIS_STATE_UP || r->closing || redis_stalled(r)) {
         struct redis_cmd *c = xcalloc(1, sizeof *c);
         c->r = r;
         c->cb = cb;
         c->arg = arg;
-        redis_defer_fail(r, c, "redis not connected");
+        redis_defer_fail(r, c, redis_stalled(r) ? "redis not answering" : "redis not connected");
         return -1;
     }
     va_list ap;
@@ -621,6 +636,10 @@ int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const 
     c->arg = arg;
     if (r->state != REDIS_STATE_UP || r->closing || r->ac == NULL) {
         redis_defer_fail(r, c, "redis not connected");
+        return -1;
+    }
+    if (redis_stalled(r)) {
+        redis_defer_fail(r, c, "redis not answering");
         return -1;
     }
     if (redisAsyncCommandArgv(r->ac, redis_reply_cb, c, argc, argv, argvlen) != REDIS_OK) {

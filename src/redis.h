@@ -25,8 +25,11 @@ struct redis;
 
 /* The outcome of one command. err is NULL on success; otherwise a short
  * reason: the server's error (reply is that error reply), or "redis not
- * connected", "redis connection lost", "redis connection closed" (reply is
- * NULL). reply is only valid during the callback: copy what you keep. */
+ * connected", "redis not answering" (a health PING and every other command
+ * unanswered for 3 s: the server is stopped or stuck; commands already sent
+ * keep waiting, new ones fail at once), "redis connection lost", "redis
+ * connection closed" (reply is NULL). reply is only valid during the callback: copy what you keep.
+ */
 typedef void (*redis_cb)(const redisReply *reply, const char *err, void *arg);
 
 /* Parse url and start connecting on base. url is one of
@@ -44,8 +47,8 @@ struct redis *redis_new(struct event_base *base, const char *url, char *err, siz
  * this returns. Never call it from inside a redis callback. */
 void redis_free(struct redis *r);
 
-/* True when connected (authenticated, database selected) and a PING was
- * answered within the last 5 s. */
+/* True when connected (authenticated, database selected), a PING was
+ * answered within the last 5 s and Redis is not stalled (see redis_cb). */
 bool redis_ready(const struct redis *r);
 
 /* The server without credentials, for logs: "redis://host:port/db" or

@@ -25,11 +25,15 @@ Control requests are neither signature-checked nor recorded.
 
 Rules: {"mode": "normal" | "status", "status": 503, "code": "...",
 "message": "...", "v2": {"status": 429, "code": "...", "message": "..."},
-"delay_ms": N, "drop": true, "garbage": true, "count": N}. The first rule
-applies to each signed, verified SES request; a rule with "count" applies to
-that many requests and is then removed, a rule without it stays. "v2"
-overrides status/code/message for v2 requests. "drop" closes the connection
-without an answer; "garbage" answers with a non-SES body.
+"delay_ms": N, "drop": true, "garbage": true, "truncate": true, "count": N}.
+The first rule applies to each signed, verified SES request; a rule with
+"count" applies to that many requests and is then removed, a rule without it
+stays. "v2" overrides status/code/message for v2 requests. "drop" closes the
+connection without an answer; "garbage" answers with a non-SES body;
+"truncate" sends the answer the request would otherwise get (its status,
+headers and a Content-Length of the whole body) but closes the connection
+after the first half of the body (a send answered so is carried out and
+counted: the record has its status and "fault": "truncate").
 
 Quota: GetSendQuota (v1) and GetAccount (v2) report MaxSendRate,
 Max24HourSend and SentLast24Hours. SentLast24Hours is the recipients of the
@@ -508,7 +512,7 @@ class State:
                 "sent_last_second": sum(c for _, c in self.second)}
 
 
-RULE_KEYS = {"mode", "status", "code", "message", "v2", "delay_ms", "drop", "garbage", "count"}
+RULE_KEYS = {"mode", "status", "code", "message", "v2", "delay_ms", "drop", "garbage", "truncate", "count"}
 
 
 def check_rule(rule):
@@ -579,8 +583,19 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if not self.truncate:
             self.wfile.write(body)
+            return
+        self.truncate = False
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def send_json(self, status, obj):
         """Send a control-API JSON answer."""
@@ -628,6 +643,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         """Answer one request."""
+        self.truncate = False
         raw_path, _, raw_query = self.path.partition("?")
         body = self.read_body()
         if raw_path in CONTROL_PATHS:
@@ -704,6 +720,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return None
+        self.truncate = bool(rule and rule.get("truncate"))
         if rule and rule.get("garbage"):
             record["fault"] = "garbage"
             record["status"] = int(rule.get("status", 200))
@@ -719,12 +736,14 @@ class Handler(BaseHTTPRequestHandler):
             status = int(spec["status"])
             code = spec.get("code") or ("InternalFailure" if status >= 500 else "BadRequest")
             message = spec.get("message") or code
-            record["fault"] = "status"
+            record["fault"] = "truncate" if self.truncate else "status"
             record["status"] = status
             state.add_record(record)
             return self.send_error_response(api, status, code, message, request_id)
         if rule:
             record["fault"] = "delay" if rule.get("delay_ms") else None
+            if self.truncate:
+                record["fault"] = "truncate"
 
         try:
             if api == "v1":
@@ -733,6 +752,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, out, ctype, info = self.answer_v2(raw_path, params, request_id)
         except SesError as e:
             record["status"] = e.status
+            if self.truncate:
+                record["fault"] = "truncate"
             if isinstance(e, QuotaError):
                 record["throttled"] = e.kind
                 record["recipients"] = e.recipients
