@@ -33,7 +33,7 @@
 #define QUEUE_DUE_MAX      1000
 #define QUEUE_CACHE        8 /* batches kept in memory */
 #define QUEUE_MAX_INFLIGHT 1024
-#define QUEUE_STAGE_CHUNK  4096    /* a batch with more To addresses is staged in chunks this size */
+#define QUEUE_STAGE_CHUNK  4096 /* a batch with more To addresses is staged in chunks this size */
 #define QUEUE_STAGE_TTL_MS 3600000 /* a staged list left by a process that died goes after this */
 
 enum queue_script {
@@ -1749,6 +1749,17 @@ static void worker_due_done(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_WARN, "queue_due_failed", "error", err, NULL);
 }
 
+/* True when ws's worker already has a job for entry id: its own entry, idle
+ * past the lease while it waited (a stalled Redis, the limiter). The claim
+ * only reset its idle time; the job still records its outcome. */
+static bool worker_holds(const struct wstream *ws, const char *id)
+{
+    for (const struct job *j = ws->w->jobs; j; j = j->next)
+        if (j->ws == ws && strcmp(j->entry, id) == 0)
+            return true;
+    return false;
+}
+
 /* XAUTOCLAIM answered: handle the reclaimed entries of one stream. */
 static void worker_claimed(const redisReply *reply, const char *err, void *arg)
 {
@@ -1765,7 +1776,8 @@ static void worker_claimed(const redisReply *reply, const char *err, void *arg)
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
         if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-            e->element[1]->type == REDIS_REPLY_ARRAY) {
+            e->element[1]->type == REDIS_REPLY_ARRAY && e->element[0]->type == REDIS_REPLY_STRING &&
+            !worker_holds(ws, e->element[0]->str)) {
             log_event(LOG_INFO, "queue_reclaimed", "entry", e->element[0]->str, NULL);
             worker_job_start(ws, e, true);
         }

@@ -394,3 +394,21 @@ def test_dropped_connection_not_resent_by_libcurl(rig_factory):
     print("\ndropped sends %d, queue transport retries %d, resent without the queue (drops, retries): %s"
           % (sum(drops.values()), sum(retries.values()), silent))
     assert not silent, "sent again without a queue retry (drop records, logged retries): %s" % silent
+
+
+def test_slow_send_outlasting_the_lease_is_not_sent_twice(rig_factory):
+    """A send the upstream takes longer than the lease to answer stays with
+    the worker that has it: the worker's own reclaim of the idle entry must
+    not start a second send of it."""
+    r = rig_factory("slow", upstream={"timeout": "15s"}).start()
+    to = ["slow%d@example.net" % i for i in range(3)]
+    r.fake.control(mode="normal", delay_ms=(LEASE_S + 3) * 1000, count=3)
+    send(r.gw, to)
+    got = wait_all(r.fake, to, timeout=LEASE_S + 20)
+    time.sleep(LEASE_S + 2)  # a second send would have begun by now
+    got = accepted(r.fake.requests())
+    sends = Counter(rcpt(x) for x in r.fake.requests() if x.get("verified"))
+    print("\nsends outlasting the lease: accepted %s, sends %s" % (dict(got), dict(sends)))
+    assert set(got) == set(to)
+    assert all(n == 1 for n in sends.values()), sends
+    assert wait_drained(r.redis, timeout=10) == (0, 0, 0)
