@@ -153,7 +153,11 @@ static void httpd_timer(struct httpd_conn *c, int64_t ms)
 /* Forget the current request and get ready for the next one. */
 static void httpd_reset_request(struct httpd_conn *c)
 {
-    buf_reset(&c->hbuf);
+    /* An idle connection holds no request memory. */
+    buf_free(&c->hbuf);
+    free(c->hoffs);
+    c->hoffs = NULL;
+    c->hcap = 0;
     c->nhoffs = 0;
     c->in_value = false;
     c->headers_done = false;
