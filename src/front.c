@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "authreq.h"
 #include "httpd.h"
 #include "fanout.h"
 #include "limiter.h"
@@ -331,25 +332,8 @@ static int front_authenticate(struct front_req *r, struct seserr *e)
                    "'Host' must be a 'SignedHeader' in the AWS Authorization.");
         goto fail;
     }
-    char date8[9], region[64], service[16];
-    snprintf(date8, sizeof date8, "%.8s", a.date);
-    snprintf(region, sizeof region, "%.*s", (int)a.region_len, a.region);
-    snprintf(service, sizeof service, "%.*s", (int)a.service_len, a.service);
-    unsigned char key[32];
-    sigv4_key_cache_get(&f->client_keys[r->client_index], r->client->secret_access_key, date8,
-                        region, service, key);
-    struct sigv4_request sreq = {
-        .method = hr->method,
-        .path = hr->path,
-        .path_len = hr->path_len,
-        .query = hr->query,
-        .query_len = hr->query_len,
-        .headers = hr->headers,
-        .nheaders = hr->nheaders,
-        .payload_hash = r->payload_hash,
-        .normalize_path = true,
-    };
-    rc = sigv4_verify(&sreq, &a, amz_date, amz_date_len, key, NULL);
+    rc = authreq_verify(hr, &a, amz_date, amz_date_len, r->payload_hash,
+                        r->client->secret_access_key, &f->client_keys[r->client_index]);
     if (rc == SIGV4_ERR_QUERY) {
         seserr_set(e, SESERR_MALFORMED_QUERY, NULL);
         goto fail;

@@ -475,9 +475,11 @@ struct job {
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
     struct event *record_timer; /* records the outcome again after a Redis outage */
     bool pacing;                /* waiting in the worker's pace queue for the limiter */
-    bool waiting;               /* pacing, or its send timer pending: not a send in flight */
+    bool waiting;               /* pacing, its send timer pending, or ready: not a send in flight */
+    bool ready;                 /* its reserved time came with every slot busy: in the ready list */
     struct event *send_timer;   /* sends at its reserved time */
     struct job *pnext;          /* next in the pace queue */
+    struct job *rprev, *rnext;  /* neighbours in the ready list */
     struct job *prev, *next;
 };
 
@@ -519,6 +521,8 @@ struct worker {
     bool taking;              /* a take is in flight */
     struct event *pace_timer; /* retries a refused take */
     int64_t hold_until_ms;    /* daily quota used up: read nothing before this */
+    /* Jobs whose reserved time came while every slot was busy, oldest first. */
+    struct job *ready_head, *ready_tail;
 };
 
 static void worker_read(struct worker *w);
@@ -623,7 +627,25 @@ static void worker_pace_unlink(struct worker *w, struct job *j)
     w->pacing--;
 }
 
-/* Remove j and release it; the worker may read more. */
+/* Take j out of w's ready list. */
+static void worker_ready_unlink(struct worker *w, struct job *j)
+{
+    if (j->rprev)
+        j->rprev->rnext = j->rnext;
+    else
+        w->ready_head = j->rnext;
+    if (j->rnext)
+        j->rnext->rprev = j->rprev;
+    else
+        w->ready_tail = j->rprev;
+    j->rprev = j->rnext = NULL;
+    j->ready = false;
+}
+
+static void worker_ready_run(struct worker *w);
+
+/* Remove j and release it; a slot it held goes to the ready list first,
+ * then the worker may read more. */
 static void worker_job_end(struct job *j)
 {
     struct worker *w = j->w;
@@ -649,13 +671,17 @@ static void worker_job_end(struct job *j)
         event_free(j->send_timer);
     if (j->pacing)
         worker_pace_unlink(w, j);
+    if (j->ready)
+        worker_ready_unlink(w, j);
     if (j->waiting)
         w->waiting--;
     free(j);
-    if (w->freed)
+    if (w->freed) {
         worker_maybe_free(w);
-    else
-        worker_read(w);
+        return;
+    }
+    worker_ready_run(w);
+    worker_read(w);
 }
 
 /* A field of a stream entry's flat field array, or NULL. */
@@ -1084,25 +1110,39 @@ static void worker_no_batch(struct job *j)
     worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
 }
 
-/* The send timer of j fired: its reserved time has come. */
+/* Send the jobs of the ready list, oldest first, while a slot is free.
+ * concurrency bounds the sends in flight: a reserved time that comes while
+ * every slot is busy waits in the ready list for one (a slow upstream then
+ * does not pile up sends, nor a crash resends more than concurrency). */
+static void worker_ready_run(struct worker *w)
+{
+    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    while (w->ready_head && w->inflight - w->waiting < max) {
+        struct job *j = w->ready_head;
+        worker_ready_unlink(w, j);
+        j->waiting = false;
+        w->waiting--;
+        worker_send(j);
+    }
+}
+
+/* The send timer of j fired: its reserved time has come. It joins the
+ * ready list behind the jobs already waiting for a slot. */
 static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct job *j = arg;
     struct worker *w = j->w;
-    /* concurrency bounds the sends in flight: a reserved time that comes
-     * while every slot is busy waits for one (a slow upstream then does not
-     * pile up sends, nor a crash resends more than concurrency). */
-    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
-    if (w->inflight - w->waiting >= max) {
-        struct timeval tv = {0, 5000};
-        evtimer_add(j->send_timer, &tv);
-        return;
-    }
-    j->waiting = false;
-    w->waiting--;
-    worker_send(j);
+    j->ready = true;
+    j->rprev = w->ready_tail;
+    j->rnext = NULL;
+    if (w->ready_tail)
+        w->ready_tail->rnext = j;
+    else
+        w->ready_head = j;
+    w->ready_tail = j;
+    worker_ready_run(w);
 }
 
 /* Take the first job off the pace queue. */
@@ -1361,6 +1401,7 @@ static void worker_pace(struct job *j)
         w->pace_head = j;
     w->pace_tail = j;
     w->pacing++;
+    worker_ready_run(w); /* j no longer holds a slot */
     worker_pace_run(w);
 }
 
@@ -1866,6 +1907,9 @@ void worker_free(struct worker *w)
     event_free(w->tick_timer);
     event_free(w->pace_timer);
     w->read_timer = w->tick_timer = w->pace_timer = NULL;
+    /* Nothing more is sent: the ready jobs are released with the others. */
+    while (w->ready_head)
+        worker_ready_unlink(w, w->ready_head);
     struct job *j = w->jobs;
     while (j) {
         struct job *next = j->next;

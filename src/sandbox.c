@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "authreq.h"
 #include "buf.h"
 #include "form.h"
 #include "httpd.h"
@@ -1270,24 +1271,7 @@ static int sandbox_authenticate(struct sandbox_req *q, struct seserr *e)
                    "The provided 'x-amz-content-sha256' header does not match what was computed.");
         return -1;
     }
-    char date8[9], reg[64], service[16];
-    snprintf(date8, sizeof date8, "%.8s", a.date);
-    snprintf(reg, sizeof reg, "%.*s", (int)a.region_len, a.region);
-    snprintf(service, sizeof service, "%.*s", (int)a.service_len, a.service);
-    unsigned char key[32];
-    sigv4_key_cache_get(&sb->key, sb->secret, date8, reg, service, key);
-    struct sigv4_request sreq = {
-        .method = hr->method,
-        .path = hr->path,
-        .path_len = hr->path_len,
-        .query = hr->query,
-        .query_len = hr->query_len,
-        .headers = hr->headers,
-        .nheaders = hr->nheaders,
-        .payload_hash = q->payload_hash,
-        .normalize_path = true,
-    };
-    if (sigv4_verify(&sreq, &a, amz_date, dlen, key, NULL) != SIGV4_OK) {
+    if (authreq_verify(hr, &a, amz_date, dlen, q->payload_hash, sb->secret, &sb->key) != SIGV4_OK) {
         seserr_set(e, SESERR_BAD_SIGNATURE, NULL);
         return -1;
     }

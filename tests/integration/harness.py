@@ -99,6 +99,35 @@ def wait_port(port, timeout=10.0):
     return False
 
 
+def raw_exchange(port, data, *, more=(), timeout=5.0, timeout_ends=True):
+    """Send data to 127.0.0.1:port over a plain TCP socket, then each chunk of
+    more until the peer refuses one (broken pipe or reset), and read the answer
+    until the peer closes or resets the connection. When a read waits longer
+    than timeout, the reading ends there if timeout_ends, else socket.timeout
+    is raised. Returns the bytes read."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    ends = (socket.timeout, ConnectionResetError) if timeout_ends else (ConnectionResetError,)
+    out = b""
+    try:
+        s.sendall(data)
+        try:
+            for chunk in more:
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        while True:
+            try:
+                d = s.recv(65536)
+            except ends:
+                break
+            if not d:
+                break
+            out += d
+    finally:
+        s.close()
+    return out
+
+
 def http(method, url, body=None, headers=None, timeout=10.0):
     """A plain HTTP request; returns (status, headers, body bytes)."""
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()

@@ -15,7 +15,6 @@ import email.parser
 import email.policy
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -264,25 +263,8 @@ def test_chunked_body_is_refused_before_it_is_read(gateway):
     Content-Length only), however large its chunks claim to be: here one
     announced near 2^63 bytes, followed by 1.5 MiB nothing buffers."""
     data = front_headers(gateway, True) + b"Transfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\n"
-    s = socket.create_connection(("127.0.0.1", gateway.sesgate.port), timeout=6)
-    out = b""
-    try:
-        s.sendall(data)
-        try:
-            for _ in range(24):  # 1.5 MiB against max_body = 1 MiB
-                s.sendall(b"a" * 65536)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        while True:
-            try:
-                d = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not d:
-                break
-            out += d
-    finally:
-        s.close()
+    # 1.5 MiB against max_body = 1 MiB
+    out = harness.raw_exchange(gateway.sesgate.port, data, more=[b"a" * 65536] * 24, timeout=6)
     r = responses(out)
     assert len(r) == 1, out[:2000]
     assert_ses_error(r[0], 400, "InvalidParameterValue")

@@ -340,20 +340,8 @@ def test_plain_http_gets_no_http_answer(tgw, pki):
     answer, counted as a failed handshake; sesgate keeps serving."""
     before = rejected(tgw, "tls_handshake")
     target, hdrs, body = signed(tgw, "POST", "/", QUOTA_BODY, FORM)
-    s = socket.create_connection(("127.0.0.1", tgw.sesgate.port), timeout=5)
-    try:
-        s.sendall(request_bytes("POST", target, hdrs, body))
-        out = b""
-        while True:
-            try:
-                d = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not d:
-                break
-            out += d
-    finally:
-        s.close()
+    out = harness.raw_exchange(tgw.sesgate.port, request_bytes("POST", target, hdrs, body), timeout=5,
+                               timeout_ends=False)
     assert b"HTTP/" not in out, out
     assert tgw.fake.requests() == []
     assert rejected(tgw, "tls_handshake") == before + 1
