@@ -4,7 +4,8 @@
 Starts `build/sesgate run` with the built-in sandbox upstream and
 [server] max_connections = N + 1000 in a fresh directory, opens N TCP
 connections to its SES port, sends one signed GetSendQuota on every one,
-reads every answer, keeps them all open for HOLD seconds, sends a second
+reads every answer, keeps them all open for HOLD seconds (sesgate returns
+freed memory to the system every 10 s, so hold at least 10 s), sends a second
 request on every one (so each connection is proven alive and kept, not
 reopened), then closes them. Prints the time of each round, sesgate's
 open descriptors and RSS with N connections held, and what /metrics says.
@@ -129,6 +130,7 @@ def main():
         first, ok1 = round_trip(socks, request)
         held = status(proc.pid)
         time.sleep(HOLD)
+        rested = status(proc.pid)
         second, ok2 = round_trip(socks, request)
         after = status(proc.pid)
         metrics = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
@@ -137,9 +139,11 @@ def main():
         print("connections: %d opened in %.2f s; first request on each: %d answered 200 in %.2f s; "
               "held %.0f s; second request on each: %d answered 200 in %.2f s"
               % (N, opened, ok1, first, HOLD, ok2, second))
-        print("connections: sesgate before: %d fds, RSS %d kB; with %d held: %d fds, RSS %d kB "
-              "(%.2f kB per connection); after the second round: %d fds, RSS %d kB, peak %d kB"
-              % (base[0], base[1], N, held[0], held[1], (held[1] - base[1]) / N, after[0], after[1], after[2]))
+        print("connections: sesgate before: %d fds, RSS %d kB; with %d held: %d fds, RSS %d kB just after the "
+              "first round, %d kB after holding %.0f s (%.2f kB per connection); after the second round: %d fds, "
+              "RSS %d kB, peak %d kB"
+              % (base[0], base[1], N, held[0], held[1], rested[1], HOLD, (rested[1] - base[1]) / N, after[0],
+                 after[1], after[2]))
         print("connections: /metrics sesgate_connections %s" % (open_conns.group(1) if open_conns else "?"))
         if ok1 != N or ok2 != N:
             raise SystemExit("connections: not every request was answered 200")

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -42,6 +45,7 @@ extern char **environ;
 struct main_state {
     struct event_base *base;
     struct event *log_timer;
+    struct event *trim_timer;
     struct front *front;
     struct admin *admin;
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
@@ -216,6 +220,20 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
 static void main_log_cb(evutil_socket_t fd, short what, void *arg)
 {
     log_flush();
+}
+
+#define MAIN_TRIM_MS    10000
+#define MAIN_TRIM_BYTES (16u << 20)
+
+/* Every 10 s: give the C library's free memory back to the system once it
+ * holds more than 16 MB unused (after a burst of requests, 10,000 idle
+ * connections kept 160 MB of freed request memory resident). */
+static void main_trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+#ifdef __GLIBC__
+    if (mallinfo2().fordblks > MAIN_TRIM_BYTES)
+        malloc_trim(0);
+#endif
 }
 
 /* Every 100 ms after SIGTERM: stop once nothing is in flight or time is up. */
@@ -453,6 +471,9 @@ static int main_serve(const char *path, const char *mode)
     s.log_timer = event_new(s.base, -1, EV_PERSIST, main_log_cb, NULL);
     struct timeval log_tv = {0, 100000};
     event_add(s.log_timer, &log_tv);
+    s.trim_timer = event_new(s.base, -1, EV_PERSIST, main_trim_cb, NULL);
+    struct timeval trim_tv = {MAIN_TRIM_MS / 1000, 0};
+    event_add(s.trim_timer, &trim_tv);
     log_set_buffered(true);
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
@@ -465,6 +486,7 @@ static int main_serve(const char *path, const char *mode)
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
     event_free(s.log_timer);
+    event_free(s.trim_timer);
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
