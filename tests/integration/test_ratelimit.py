@@ -84,6 +84,15 @@ def rate_between(recs, t0, t1):
     return n / (t1 - t0)
 
 
+def summary(recs):
+    """What the fake saw: (accepted sends in time order, Counter of accepted
+    recipients, throttled sends, most recipients in any 1 s window, seconds
+    from the first accepted send to the last)."""
+    acc = accepted(recs)
+    window = max_in_window([(r["t"], len(r["recipients"])) for r in acc])
+    return acc, rcpt_counter(recs), throttled(recs), window, acc[-1]["t"] - acc[0]["t"]
+
+
 def explain_throttles(recs, label, since=None):
     """Print, for each send the fake refused (from monotonic time since on),
     what it had accepted in the second before (how the sliding window was full)."""
@@ -427,11 +436,7 @@ def test_a_three_processes_share_rate_50(rigs):
     recs = rec.wait_accepted(1500, timeout=60)
     time.sleep(0.5)
     recs = rec.poll()
-    acc = accepted(recs)
-    got = rcpt_counter(recs)
-    thr = throttled(recs)
-    window = max_in_window([(r["t"], len(r["recipients"])) for r in acc])
-    span = acc[-1]["t"] - acc[0]["t"]
+    acc, got, thr, window, span = summary(recs)
     per_worker = [int(metrics(w).get("sesgate_sent_total", 0)) for w in workers]
     front_sent = int(metrics(front).get("sesgate_sent_total", 0))
     print("\na) rate 50, serve + 2 work: %d recipients accepted, max %d in any 1 s window, first to last "

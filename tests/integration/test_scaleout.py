@@ -17,8 +17,8 @@ import pytest
 
 import harness
 from test_queue import PREFIX
-from test_ratelimit import (DLQ, Recorder, accepted, explain_throttles, max_in_window, metrics, rcpt_counter,
-                            rigs, send_email, throttled)  # noqa: F401 (rigs is a fixture)
+from test_ratelimit import (DLQ, Recorder, explain_throttles, metrics, rcpt_counter, rigs, send_email,  # noqa: F401
+                            summary)  # (rigs is a fixture)
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -64,11 +64,7 @@ def test_worker_killed_mid_batch_rate_holds_nothing_lost(rigs):
     ok, recs = rec.wait(lambda rs: set(rcpt_counter(rs)) >= set(all_to), timeout=total / RATE + 60)
     time.sleep(1.0)
     recs = rec.poll()
-    acc = accepted(recs)
-    got = rcpt_counter(recs)
-    thr = throttled(recs)
-    window = max_in_window([(r["t"], len(r["recipients"])) for r in acc])
-    span = acc[-1]["t"] - acc[0]["t"]
+    acc, got, thr, window, span = summary(recs)
     dup = sorted(a for a, n in got.items() if n > 1)
     survivors = [int(metrics(w).get("sesgate_sent_total", 0)) for w in workers[1:] + [joined]]
     ideal = (total + len(dup) - 1) / RATE
