@@ -23,6 +23,7 @@
 struct limiter_take {
     struct limiter *l;     /* NULL once the limiter is gone */
     struct timespec asked; /* when the take went to Redis */
+    int64_t cost;          /* recipients asked for */
     limiter_cb cb;
     void *arg;
     struct event *timer; /* rate = off: answers from the event loop */
@@ -43,22 +44,37 @@ struct limiter {
     struct event *refresh;
     struct upstream_call *quota_call;
     struct buf quota_body;
-    int64_t refreshed_ms; /* when the last refresh started */
+    int64_t refreshed_ms; /* when the last refresh started (monotonic: a step of
+                             the wall clock neither stops nor hurries it) */
     char key_quota[512];
     /* Redis's clock on ours: local monotonic ms - Redis ms, the least seen
      * in this and the previous LIMITER_OFFSET_MS (the least is the answer
      * that waited least on its way back; the window follows drift). */
     double offset[2];
     int64_t offset_since; /* local ms when offset[0] started */
+    /* After Redis's clock went forward (until stepped_until, local
+     * monotonic ms): the end of this process's latest granted reservation,
+     * before which no new one is placed. */
+    double stepped_until, reserved_until;
 };
 
 #define LIMITER_OFFSET_MS 10000
+/* ms: an answer this much older than its take means Redis's clock went back. */
+#define LIMITER_STEP_MS 1000
 
 /* Milliseconds since the epoch. */
 static int64_t limiter_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds on the monotonic clock. */
+static int64_t limiter_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -149,6 +165,16 @@ void limiter_left_at(struct timespec *next, const struct timespec *sent_at, doub
 static double limiter_age(struct limiter *l, double local_ms, double redis_ms)
 {
     double sample = local_ms - redis_ms;
+    if (l->offset_since != 0 &&
+        sample < (l->offset[0] < l->offset[1] ? l->offset[0] : l->offset[1]) - LIMITER_STEP_MS) {
+        /* Redis's clock went forward: tat lies in the past, so the next
+         * takes start at once while the blocks reserved before the step are
+         * still being sent (at most a block and a horizon overlap). */
+        log_event(LOG_WARN, "redis_clock_step", "direction", "forward", "note",
+                  "Redis's clock jumped; pending entries may be reclaimed early", NULL);
+        l->offset_since = 0;
+        l->stepped_until = local_ms + LIMITER_OFFSET_MS;
+    }
     if (l->offset_since == 0 || local_ms - (double)l->offset_since >= LIMITER_OFFSET_MS) {
         l->offset[1] = l->offset_since ? l->offset[0] : sample;
         l->offset[0] = sample;
@@ -182,11 +208,39 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
                       (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
         if (t->l) {
-            /* never older than the take itself (a step of Redis's clock) */
-            double age = limiter_age(t->l, (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6,
-                                     limiter_num(reply->element[5], 0));
-            if (age < late)
+            double local = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
+            double age = limiter_age(t->l, local, limiter_num(reply->element[5], 0));
+            if (age > late + LIMITER_STEP_MS) {
+                /* Far older than the take itself: Redis's clock went back,
+                 * and the offsets seen so far are void. Start them again
+                 * from this answer and count it as fresh: a reservation
+                 * placed a little late costs a few ms of the rate, one
+                 * placed early (by the time the take waited behind other
+                 * commands) can exceed it. (A little older than the take:
+                 * the two clocks drift apart; the take's own time holds.) */
+                log_event(LOG_WARN, "redis_clock_step", "direction", "back", "note",
+                          "Redis's clock went back; the limiter follows it", NULL);
+                t->l->offset_since = 0;
+                limiter_age(t->l, local, limiter_num(reply->element[5], 0));
+                late = 0;
+            } else if (age < late) {
                 late = age > 0 ? age : 0;
+            }
+            /* Redis's clock went forward: tat lay in the past, and this
+             * grant would start before the blocks this process reserved
+             * just before the step are sent. It waits for them instead
+             * (late_ms below zero); other processes do the same. */
+            struct limiter *l = t->l;
+            if (a.granted && a.rate > 0 && local < l->stepped_until) {
+                double start = local + a.wait_ms - late;
+                if (start < l->reserved_until) {
+                    late -= l->reserved_until - start;
+                    start = l->reserved_until;
+                }
+                l->reserved_until = start + (double)t->cost * 1000.0 / a.rate;
+            } else if (a.granted && a.rate > 0) {
+                l->reserved_until = local + a.wait_ms - late + (double)t->cost * 1000.0 / a.rate;
+            }
         }
         a.late_ms = late;
         if (t->l) {
@@ -237,7 +291,8 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
         return;
     }
     char scost[32], shorizon[32], srate[32], squota[32], crate[32] = "", cquota[32] = "";
-    snprintf(scost, sizeof scost, "%" PRId64, cost < 1 ? 1 : cost);
+    t->cost = cost < 1 ? 1 : cost;
+    snprintf(scost, sizeof scost, "%" PRId64, t->cost);
     limiter_fmt(shorizon, sizeof shorizon, horizon_ms < 0 ? 0 : floor(horizon_ms));
     limiter_fmt(srate, sizeof srate, l->rate * LIMITER_PACE);
     snprintf(squota, sizeof squota, "%" PRId64, l->quota);
@@ -381,7 +436,7 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
  * second. */
 static void limiter_refresh(struct limiter *l)
 {
-    int64_t now = limiter_now_ms();
+    int64_t now = limiter_mono_ms();
     if (l->quota_call || now - l->refreshed_ms < LIMITER_MIN_REFRESH_MS)
         return;
     l->refreshed_ms = now;

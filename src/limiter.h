@@ -46,7 +46,9 @@ struct limiter_answer {
      * process's clock (by the least offset seen between the two clocks,
      * never more than since the take was sent): the reservation is
      * wait_ms - late_ms from the arrival, the same instant for every
-     * process sharing the Redis. */
+     * process sharing the Redis. Below zero for a grant that must wait
+     * for this process's earlier reservations (Redis's clock went
+     * forward). */
     double late_ms;
     enum ratelimit_reason reason;
     double rate;  /* recipients/s: the pacing rate (the account's effective

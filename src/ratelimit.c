@@ -44,6 +44,7 @@ int ratelimit_init(struct ratelimit *rl, double rate)
         return RATELIMIT_EINVAL;
     memset(rl, 0, sizeof *rl);
     rl->tat_ms = INT64_MIN;
+    rl->at_ms = INT64_MIN;
     rl->rate = rate;
     return 0;
 }
@@ -77,6 +78,27 @@ double ratelimit_effective(const struct ratelimit *rl, int64_t now_ms)
     return r;
 }
 
+/* Note a write at now: at_ms is the latest now written at. */
+static void ratelimit_written(struct ratelimit *rl, int64_t now_ms)
+{
+    if (now_ms > rl->at_ms)
+        rl->at_ms = now_ms;
+}
+
+/* Move the limiter's times back with a clock that went back. */
+bool ratelimit_rebase(struct ratelimit *rl, int64_t now_ms)
+{
+    if (rl->at_ms == INT64_MIN || now_ms > rl->at_ms - RATELIMIT_STEP_MS)
+        return false;
+    int64_t back = rl->at_ms - now_ms;
+    if (rl->tat_ms != INT64_MIN)
+        rl->tat_ms -= back;
+    if (rl->cut)
+        rl->cut_at -= back;
+    rl->at_ms = now_ms;
+    return true;
+}
+
 /* tat as one double. */
 double ratelimit_tat(const struct ratelimit *rl)
 {
@@ -86,6 +108,7 @@ double ratelimit_tat(const struct ratelimit *rl)
 /* Cut the rate on a Throttling answer. */
 bool ratelimit_throttled(struct ratelimit *rl, int64_t now_ms)
 {
+    ratelimit_rebase(rl, now_ms);
     if (rl->cut && now_ms - rl->cut_at < RATELIMIT_CUT_WINDOW_MS)
         return false;
     double r = ratelimit_effective(rl, now_ms) * RATELIMIT_CUT_FACTOR;
@@ -95,6 +118,7 @@ bool ratelimit_throttled(struct ratelimit *rl, int64_t now_ms)
     rl->cut = true;
     rl->cut_rate = r;
     rl->cut_at = now_ms;
+    ratelimit_written(rl, now_ms);
     return true;
 }
 
@@ -112,9 +136,10 @@ static void ratelimit_start(const struct ratelimit *rl, int64_t now_ms, int64_t 
     }
 }
 
-/* Set tat to start + cost * 1000 / r, carrying the fraction exactly. */
+/* Set tat to start + cost * 1000 / r, carrying the fraction exactly, at
+ * now. */
 static void ratelimit_reserve(struct ratelimit *rl, int64_t start_ms, double start_frac,
-                              int64_t cost, double r)
+                              int64_t cost, double r, int64_t now_ms)
 {
     double d = (double)cost * 1000.0 / r;
     double d_ms = floor(d);
@@ -126,6 +151,7 @@ static void ratelimit_reserve(struct ratelimit *rl, int64_t start_ms, double sta
     }
     rl->tat_ms = start_ms + (int64_t)d_ms + carry;
     rl->tat_frac = frac;
+    ratelimit_written(rl, now_ms);
 }
 
 /* Drop the buckets that left the window at now. */
@@ -241,6 +267,9 @@ int ratelimit_take(struct ratelimit_party *account, struct ratelimit_party *clie
     if (account == NULL || account->rl == NULL || cost < 1 || !(horizon_ms >= 0) ||
         !isfinite(horizon_ms))
         return RATELIMIT_EINVAL;
+    ratelimit_rebase(account->rl, now_ms);
+    if (client != NULL && client->rl != NULL)
+        ratelimit_rebase(client->rl, now_ms);
     struct ratelimit_answer a = {0};
     a.rate = ratelimit_effective(account->rl, now_ms);
 
@@ -269,12 +298,12 @@ int ratelimit_take(struct ratelimit_party *account, struct ratelimit_party *clie
     if (a.reason == RATELIMIT_GRANTED) {
         a.granted = true;
         a.wait_ms = wait;
-        ratelimit_reserve(account->rl, start_ms, start_frac, cost, a.rate);
+        ratelimit_reserve(account->rl, start_ms, start_frac, cost, a.rate, now_ms);
         if (account->day != NULL)
             ratelimit_day_add(account->day, cost, now_ms);
         if (client != NULL && client->rl != NULL)
             ratelimit_reserve(client->rl, start_ms, start_frac, cost,
-                              ratelimit_effective(client->rl, now_ms));
+                              ratelimit_effective(client->rl, now_ms), now_ms);
         if (client != NULL && client->day != NULL)
             ratelimit_day_add(client->day, cost, now_ms);
     }

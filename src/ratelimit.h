@@ -40,6 +40,11 @@
 #define RATELIMIT_CUT_WINDOW_MS 1000
 /* ms: a bulk worker's block and horizon, this much of the rate ahead. */
 #define RATELIMIT_BLOCK_MS 100
+/* ms: a now this much or more before the latest now a limiter was written
+ * at means the clock went back (a wall clock stepped): the limiter's times
+ * move back with it (ratelimit_rebase). Smaller differences are ordinary
+ * disorder between callers and change nothing. */
+#define RATELIMIT_STEP_MS 1000
 /* ms: one bucket of the day window. */
 #define RATELIMIT_MINUTE_MS 60000
 /* ms: the rolling window SES counts its daily quota over. */
@@ -62,6 +67,8 @@ struct ratelimit {
     bool cut;        /* a cut happened (cut_rate and cut_at are meaningful) */
     double cut_rate; /* recipients/s: the effective rate right after the last cut */
     int64_t cut_at;  /* ms since the epoch: time of the last cut */
+    int64_t at_ms;   /* ms since the epoch: the latest now it was written at (tat or a cut);
+                        INT64_MIN: never */
 };
 
 /* Recipients counted per minute over the rolling day. */
@@ -119,13 +126,23 @@ int ratelimit_set_rate(struct ratelimit *rl, double rate);
  * RATELIMIT_FLOOR * R. A now before cut_at counts as cut_at. */
 double ratelimit_effective(const struct ratelimit *rl, int64_t now_ms);
 
+/* A clock that went back: when now is RATELIMIT_STEP_MS or more before
+ * at_ms, tat and cut_at move back by at_ms - now and at_ms becomes now, so
+ * that the reservations stand as far ahead of the new now as they stood of
+ * the latest write (rather than a whole step ahead, which would hold every
+ * take for the length of the step) and the recovery from a cut goes on.
+ * True when it moved them. ratelimit_take and ratelimit_throttled call it
+ * first; a clock that went forward needs nothing (tat is simply past). */
+bool ratelimit_rebase(struct ratelimit *rl, int64_t now_ms);
+
 /* tat as one double in ms (for display and tests; rounds at large times). */
 double ratelimit_tat(const struct ratelimit *rl);
 
 /* A Throttling answer from SES at now: cut_rate = max(floor, r(now) * 0.5),
  * cut_at = now, unless the last cut was less than RATELIMIT_CUT_WINDOW_MS
  * before now (or after now). tat is not moved: reservations already made
- * keep their time, later ones get the lower rate. True when it cut. */
+ * keep their time, later ones get the lower rate. True when it cut.
+ * Rebases first (ratelimit_rebase). */
 bool ratelimit_throttled(struct ratelimit *rl, int64_t now_ms);
 
 /* Reserve cost (>= 1) recipients of account (and of client, NULL for
@@ -136,8 +153,9 @@ bool ratelimit_throttled(struct ratelimit *rl, int64_t now_ms);
  * own pacing: when the client's start is later than the account's the take
  * is refused with RATELIMIT_CLIENT_RATE; retried after wait_ms it passes
  * that check if the account is as far ahead of now then (busy), else the
- * answer is what is left (at most one more retry). When refused, no limiter and no count changes
- * (expired day buckets may be dropped). When granted: tat = start + cost * 1000 / r for the account
+ * answer is what is left (at most one more retry). Both limiters are rebased first
+ * (ratelimit_rebase); beyond that, when refused, no limiter and no count changes (expired day
+ * buckets may be dropped). When granted: tat = start + cost * 1000 / r for the account
  * and the client (both from the account's start), and cost is counted in both day windows at now.
  * account->rl is required. RATELIMIT_EINVAL (nothing changed, *out untouched) for a bad argument.
  */

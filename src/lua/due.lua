@@ -11,7 +11,11 @@
 --          "q:<client>", in the slot of KEYS[1]; which batches a call
 --          touches is only known from the members)
 --
--- ARGV[1]  now, ms since the epoch (members with a score <= now are due)
+-- ARGV[1]  now, ms since the epoch (members with a score <= now are due),
+--          or "" for the server's TIME: due times written on Redis's clock
+--          (one clock for every process) are then immune to a step of any
+--          sesgate host's wall clock, which would otherwise hold the
+--          retries written while it was ahead for the length of the step
 -- ARGV[2]  most members to move in this call (> 0)
 --
 -- Each due member becomes one entry with the fields b <n>, i <index> and
@@ -31,6 +35,13 @@
 
 local delay, streams, prefix = KEYS[1], KEYS[2], KEYS[3]
 local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ARGV[1] == '' then
+    if redis.replicate_commands then
+        redis.replicate_commands()
+    end
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 if now == nil or max == nil or max < 1 or prefix == nil or prefix == '' then
     return redis.error_reply('BADARGS due: keys delay streams prefix, args now max')

@@ -6,7 +6,9 @@
 -- KEYS[1]  account limiter    P:{P}:rl      hash: tat (integer ms), tatf (the
 --                                           fraction of a ms, [0, 1)), R (base
 --                                           rate, recipients/s), cut_rate and
---                                           cut_at (ms) of the last cut
+--                                           cut_at (ms) of the last cut, at (the
+--                                           latest now tat or a cut was written
+--                                           at, ms)
 -- KEYS[2]  account day        P:{P}:day     hash: <minute> -> recipients
 --                                           counted in that minute (ms / 60000),
 --                                           sum (of all minute fields), old and
@@ -39,6 +41,14 @@
 --       Take back cost recipients counted but never sent (SES refused them
 --       with Throttling) from the day window (KEYS[2], and KEYS[4] when a
 --       client's keys are given), newest minute first, never below zero.
+--
+-- A clock that went back (ratelimit_rebase): take and throttled first look
+-- at each limiter they load; when now is STEP ms or more before its at, tat
+-- and cut_at move back by at - now and at becomes now (written at once, even
+-- if the take is then refused), so that reservations stand as far ahead of
+-- the new now as they stood of the latest write instead of a whole step
+-- ahead. Without it, Redis's clock going back an hour would refuse every take
+-- for an hour. A clock that went forward needs nothing: tat is simply past.
 --
 -- Effective rate: r(now) = R when never cut, else min(R, cut_rate + R *
 -- 0.025 * (now - cut_at) / 1000), never below R / 100. Day window at now:
@@ -77,6 +87,7 @@ local RECOVER = 0.025
 local FLOOR = 0.01
 local CUT_FACTOR = 0.5
 local CUT_WINDOW = 1000
+local STEP = 1000
 local MINUTE = 60000
 local DAY = 86400000
 local BUCKETS = 1441
@@ -178,9 +189,9 @@ end
 -- A limiter's state: tat (nil when never reserved), frac, R, cut_rate and
 -- cut_at (nil when never cut).
 local function limit_load(key)
-    local v = redis.call('HMGET', key, 'tat', 'tatf', 'R', 'cut_rate', 'cut_at')
+    local v = redis.call('HMGET', key, 'tat', 'tatf', 'R', 'cut_rate', 'cut_at', 'at')
     local s = { key = key, tat = tonumber(v[1]), frac = tonumber(v[2]) or 0, R = tonumber(v[3]),
-        cut_rate = tonumber(v[4]), cut_at = tonumber(v[5]) }
+        cut_rate = tonumber(v[4]), cut_at = tonumber(v[5]), at = tonumber(v[6]) }
     if s.cut_rate == nil or s.cut_at == nil then
         s.cut_rate, s.cut_at = nil, nil
     end
@@ -194,6 +205,34 @@ local function limit_touch(s)
         ttl = ttl + (s.tat - now)
     end
     redis.call('PEXPIRE', s.key, limit_intfmt(math.ceil(ttl)))
+end
+
+-- ratelimit_written: at is the latest now written at (as a field list).
+local function limit_written(s)
+    if s.at == nil or now > s.at then
+        s.at = now
+    end
+    return 'at', limit_intfmt(s.at)
+end
+
+-- ratelimit_rebase: move tat and cut_at back with a clock that went back.
+local function limit_rebase(s)
+    if s.at == nil or now > s.at - STEP then
+        return
+    end
+    local back = s.at - now
+    local fields = { 'at', limit_intfmt(now) }
+    s.at = now
+    if s.tat ~= nil then
+        s.tat = s.tat - back
+        fields[#fields + 1], fields[#fields + 2] = 'tat', limit_intfmt(s.tat)
+    end
+    if s.cut_at ~= nil then
+        s.cut_at = s.cut_at - back
+        fields[#fields + 1], fields[#fields + 2] = 'cut_at', limit_intfmt(s.cut_at)
+    end
+    redis.call('HSET', s.key, unpack(fields))
+    limit_touch(s)
 end
 
 -- ratelimit_set_rate: store R; a cut_rate above it comes down.
@@ -252,7 +291,8 @@ local function limit_reserve(s, start_ms, start_frac, n, r)
         carry = 1
     end
     s.tat, s.frac = start_ms + d_ms + carry, frac
-    redis.call('HSET', s.key, 'tat', limit_intfmt(s.tat), 'tatf', limit_fmt(frac))
+    local a, at = limit_written(s)
+    redis.call('HSET', s.key, 'tat', limit_intfmt(s.tat), 'tatf', limit_fmt(frac), a, at)
 end
 
 -- ratelimit_day_advance: load a day window at now, dropping the minutes
@@ -396,6 +436,7 @@ if cmd == 'throttled' then
     if s.R == nil then
         return { 0, '' }
     end
+    limit_rebase(s)
     if s.cut_at ~= nil and now - s.cut_at < CUT_WINDOW then
         return { 0, limit_fmt(limit_effective(s)) }
     end
@@ -405,17 +446,20 @@ if cmd == 'throttled' then
         r = floor_rate
     end
     s.cut_rate, s.cut_at = r, now
-    redis.call('HSET', s.key, 'cut_rate', limit_fmt(r), 'cut_at', limit_intfmt(now))
+    local a, at = limit_written(s)
+    redis.call('HSET', s.key, 'cut_rate', limit_fmt(r), 'cut_at', limit_intfmt(now), a, at)
     limit_touch(s)
     return { 1, limit_fmt(limit_effective(s)) }
 end
 
 -- take
 local acct = limit_load(KEYS[1])
+limit_rebase(acct)
 limit_set_rate(acct, rate)
 local client
 if c_rate ~= nil then
     client = limit_load(KEYS[3])
+    limit_rebase(client)
     limit_set_rate(client, c_rate)
 end
 local day = limit_day(KEYS[2])

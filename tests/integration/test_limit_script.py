@@ -38,6 +38,7 @@ RECOVER = 0.025
 FLOOR = 0.01
 CUT_FACTOR = 0.5
 CUT_WINDOW = 1000
+STEP = 1000
 BUCKETS = 1441
 
 
@@ -144,11 +145,28 @@ def take(r, cost, horizon, rate, now, quota=0, client=None, c_rate="", c_quota="
 # -- A Python copy of src/ratelimit.c, operation for operation. ----------------
 
 class Limiter:
-    """struct ratelimit: tat (None: never), frac, R, cut state (None: never)."""
+    """struct ratelimit: tat (None: never), frac, R, cut state (None: never),
+    at (the latest now written at; None: never)."""
 
     def __init__(self, rate):
         self.tat, self.frac, self.R = None, 0.0, rate
         self.cut_rate = self.cut_at = None
+        self.at = None
+
+    def written(self, now):
+        if self.at is None or now > self.at:
+            self.at = now
+
+    def rebase(self, now):
+        if self.at is None or now > self.at - STEP:
+            return False
+        back = self.at - now
+        if self.tat is not None:
+            self.tat -= back
+        if self.cut_at is not None:
+            self.cut_at -= back
+        self.at = now
+        return True
 
     def set_rate(self, rate):
         self.R = rate
@@ -170,6 +188,7 @@ class Limiter:
         return r
 
     def throttled(self, now):
+        self.rebase(now)
         if self.cut_at is not None and now - self.cut_at < CUT_WINDOW:
             return False
         r = self.effective(now) * CUT_FACTOR
@@ -177,6 +196,7 @@ class Limiter:
         if r < floor_rate:
             r = floor_rate
         self.cut_rate, self.cut_at = r, now
+        self.written(now)
         return True
 
     def start(self, now):
@@ -184,7 +204,7 @@ class Limiter:
             return self.tat, self.frac
         return now, 0.0
 
-    def reserve(self, start_ms, start_frac, cost, r):
+    def reserve(self, start_ms, start_frac, cost, r, now):
         d = float(cost) * 1000.0 / r
         d_ms = math.floor(d)
         frac = start_frac + (d - float(d_ms))
@@ -193,6 +213,7 @@ class Limiter:
             frac = frac - 1
             carry = 1
         self.tat, self.frac = start_ms + d_ms + carry, frac
+        self.written(now)
 
 
 class Day:
@@ -254,6 +275,9 @@ def quota_wait(day, quota, cost, now):
 
 def model_take(acct, acct_day, quota, client, c_day, c_quota, cost, now, horizon):
     """ratelimit_take: (granted, wait, reason, rate, used)."""
+    acct.rebase(now)
+    if client is not None:
+        client.rebase(now)
     rate = acct.effective(now)
     start_ms, start_frac = acct.start(now)
     wait = float(start_ms - now) + start_frac
@@ -273,10 +297,10 @@ def model_take(acct, acct_day, quota, client, c_day, c_quota, cost, now, horizon
             reason, answer = "client_rate", float(c_ms - start_ms) + (c_frac - start_frac)
     if reason != "":
         return False, answer, reason, rate, acct_day.used(now)
-    acct.reserve(start_ms, start_frac, cost, rate)
+    acct.reserve(start_ms, start_frac, cost, rate, now)
     acct_day.add(cost, now)
     if client is not None:
-        client.reserve(start_ms, start_frac, cost, client.effective(now))
+        client.reserve(start_ms, start_frac, cost, client.effective(now), now)
     if c_day is not None:
         c_day.add(cost, now)
     return True, wait, "", rate, acct_day.used(now)
@@ -335,7 +359,7 @@ def test_script_starts_with_its_contract():
     # The constants are the C module's.
     hdr = (LUA.parents[1] / "ratelimit.h").read_text()
     for c_name, lua_name in (("RECOVER_PER_S", "RECOVER"), ("FLOOR", "FLOOR"),
-                             ("CUT_FACTOR", "CUT_FACTOR"), ("CUT_WINDOW_MS", "CUT_WINDOW"),
+                             ("CUT_FACTOR", "CUT_FACTOR"), ("CUT_WINDOW_MS", "CUT_WINDOW"), ("STEP_MS", "STEP"),
                              ("MINUTE_MS", "MINUTE"), ("DAY_MS", "DAY"),
                              ("DAY_BUCKETS", "BUCKETS")):
         c_val = hdr.split(f"#define RATELIMIT_{c_name} ")[1].split()[0]
@@ -574,6 +598,8 @@ def test_differential_against_the_c_arithmetic(r, seed):
         roll = rng.random()
         if roll < 0.05:
             now += rng.choice([MIN, 3600000, DAY, DAY + MIN]) + rng.randrange(MIN)
+        elif roll < 0.07:  # a clock that went back, by less or more than STEP
+            now -= rng.choice([1, 999, 1000, 1001, 2500, 600000, 3600000])
         else:
             now += rng.choice([0, 0, 1, 7, 20, 33, 250, 999, 1000, 2500])
         if rng.random() < 0.02:
@@ -601,6 +627,55 @@ def test_differential_against_the_c_arithmetic(r, seed):
             got = take(r, cost, horizon, rate, now, quota=quota, **kw)
             want = m.take(cost, horizon, rate, now, quota=quota, **kw)
             assert got == want, (step, got, want)
+
+
+CLOCK_BACK = [  # (now offset, op, cost, horizon, granted, wait, reason): 50/s
+    (0, "take", 5, 100, True, 0, ""),        # tat +100
+    (0, "take", 5, 100, True, 100, ""),      # tat +200, written at 0
+    (-999, "take", 1, 100, False, 1099, "rate"),  # back less than STEP: a plain refusal
+    (-3600000, "take", 1, 100, False, 100, "rate"),  # back an hour: 200 ahead as at the write
+    (-3600000 + 100, "take", 1, 100, True, 100, ""),
+    (-3600000 + 100, "take", 1, 0, False, 120, "rate"),
+    (-3600000 + 10000, "take", 1, 0, True, 0, ""),
+]
+
+
+@pytest.mark.parametrize("base", [T0, BIG])
+def test_clock_back_keeps_reservations_ahead(r, base):
+    """Redis's clock (or a caller's now) going back an hour: the next takes
+    wait as long as the reservations stood ahead of the latest write, not an
+    hour; a step back of less than STEP changes nothing."""
+    m = Model()
+    for i, (t, op, cost, horizon, granted, wait, why) in enumerate(CLOCK_BACK):
+        got = take(r, cost, horizon, 50.0, base + t)
+        want = m.take(cost, horizon, 50.0, base + t)
+        assert got == want, (i, got, want)
+        assert got[:3] == (granted, float(wait), why), (i, got)
+    assert int(r.cmd("HGET", RL, "at")) == base - 3600000 + 10000
+    # tat moved back with the clock: a day to live from the new now.
+    assert r.cmd("PTTL", RL) <= DAY + 1000
+
+
+def test_clock_back_after_a_cut_recovers(r):
+    """A cut followed by the clock going back an hour: the rate recovers
+    from the cut as before (cut_at moves back with the clock) and a
+    Throttling answer cuts again after CUT_WINDOW, not an hour later."""
+    m = Model()
+    assert take(r, 1, 0, 100.0, T0) == m.take(1, 0, 100.0, T0)
+    assert (r.limit([RL, DAYK], "throttled", T0)[0], 1) == (1, m.throttled(T0)[0])
+    back = T0 + 10000 - 3600000  # 10 s after the cut, the clock an hour back
+    g = take(r, 1, 0, 100.0, back)
+    assert g == m.take(1, 0, 100.0, back)
+    # 10 s of recovery were lost with the step (the limiter cannot know
+    # them): the rate is where the cut left it, and recovers from here.
+    assert g[3] == 50.0, g
+    later = take(r, 1, 5000, 100.0, back + 4000)
+    assert later == m.take(1, 5000, 100.0, back + 4000)
+    assert later[3] == 60.0, later
+    got = r.limit([RL, DAYK], "throttled", back + 4000)
+    assert (got[0], num(got[1])) == m.throttled(back + 4000) == (1, 30.0)
+    st = r.limit([RL, DAYK], "status", back + 4000)
+    assert int(st[3]) == back + 4000
 
 
 def test_server_time_when_now_is_empty(r):

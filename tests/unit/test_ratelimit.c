@@ -649,6 +649,74 @@ static void test_refund(int64_t base)
     CHECK(ratelimit_day_used(&day, base + DAY + MIN) == 0, "then leaves with them");
 }
 
+/* The clock goes back (a wall clock stepped): 50/s, two blocks reserved
+ * 200 ms ahead at 0; a step back of less than RATELIMIT_STEP_MS is ordinary
+ * disorder, an hour back moves the reservations with the clock. */
+static const struct take_case back_cases[] = {
+    {0, 5, 100, true, 0, ""},
+    {0, 5, 100, true, 100, ""},
+    {-999, 1, 100, false, 1099, "rate"},
+    {-3600000, 1, 100, false, 100, "rate"},
+    {-3600000 + 100, 1, 100, true, 100, ""},
+    {-3600000 + 100, 1, 0, false, 120, "rate"},
+    {-3600000 + 10000, 1, 0, true, 0, ""},
+};
+
+/* ratelimit_rebase: tat and cut_at move back with the clock, at_ms follows
+ * the latest write, a client's limiter moves too, and a cut recovers and
+ * cuts again as if the step had not happened. */
+static void test_clock_back(int64_t base)
+{
+    run_cases("back", 50, base, back_cases, sizeof back_cases / sizeof back_cases[0]);
+
+    struct ratelimit rl;
+    ratelimit_init(&rl, 100);
+    CHECK(!ratelimit_rebase(&rl, base), "a fresh limiter has nothing to move");
+    struct ratelimit_day day;
+    struct ratelimit_answer a;
+    ratelimit_day_init(&day);
+    take1(&rl, &day, 10, base, 0, &a);
+    CHECK(rl.at_ms == base && rl.tat_ms == base + 100, "written at %lld",
+          (long long)(rl.at_ms - base));
+    take1(&rl, &day, 1, base - 500, 1000, &a);
+    CHECK(a.granted && a.wait_ms == 600 && rl.at_ms == base, "half a second back: no move");
+    CHECK(ratelimit_throttled(&rl, base), "cut at base");
+    CHECK(!ratelimit_rebase(&rl, base - RATELIMIT_STEP_MS + 1), "less than a step");
+    int64_t back = base + 10000 - 3600000;
+    CHECK(ratelimit_rebase(&rl, back), "an hour back");
+    CHECK(rl.at_ms == back && rl.cut_at == back && rl.tat_ms == back + 110,
+          "moved: at %lld cut_at %lld tat %lld", (long long)(rl.at_ms - back),
+          (long long)(rl.cut_at - back), (long long)(rl.tat_ms - back));
+    CHECK(!ratelimit_rebase(&rl, back), "once");
+    CHECK(ratelimit_effective(&rl, back + 4000) == 60.0, "recovers from the cut: %.17g",
+          ratelimit_effective(&rl, back + 4000));
+    CHECK(!ratelimit_throttled(&rl, back + 500), "within the cut window");
+    CHECK(ratelimit_throttled(&rl, back + 4000), "cuts again after it");
+
+    /* Throttled alone rebases as well. */
+    ratelimit_init(&rl, 100);
+    ratelimit_throttled(&rl, base);
+    CHECK(!ratelimit_throttled(&rl, base - 3600000), "an hour back is within the window");
+    CHECK(rl.cut_at == base - 3600000 && rl.at_ms == base - 3600000, "cut_at moved");
+
+    /* A client's limiter moves with the account's. */
+    struct ratelimit acct, cl;
+    struct ratelimit_day aday, cday;
+    ratelimit_init(&acct, 50);
+    ratelimit_init(&cl, 10);
+    ratelimit_day_init(&aday);
+    ratelimit_day_init(&cday);
+    struct ratelimit_party ap = {&acct, &aday, 0}, cp = {&cl, &cday, 0};
+    ratelimit_take(&ap, &cp, 5, base, 100, &a);
+    CHECK(a.granted && cl.tat_ms == base + 500 && cl.at_ms == base, "client reserved");
+    ratelimit_take(&ap, &cp, 1, base - 3600000, 1000, &a);
+    CHECK(!a.granted && a.reason == RATELIMIT_CLIENT_RATE && a.wait_ms == 400,
+          "client refused for its own pacing, not the hour: %s %.17g",
+          ratelimit_reason_name(a.reason), a.wait_ms);
+    CHECK(cl.tat_ms == base - 3600000 + 500 && acct.tat_ms == base - 3600000 + 100,
+          "both moved back");
+}
+
 int main(void)
 {
     test_refund(T0 - T0 % MIN);
@@ -672,5 +740,7 @@ int main(void)
     test_client();
     test_no_drift(T0);
     test_no_drift(BIG);
+    test_clock_back(T0);
+    test_clock_back(BIG);
     return check_done("test_ratelimit");
 }
