@@ -201,6 +201,21 @@ enum backoff_class backoff_classify(int api, long http_status, const char *error
     return row->cls;
 }
 
+/* True when code and message say the request's signing time was off. */
+bool backoff_clock_skew(const char *error_code, const char *message)
+{
+    size_t len;
+    const char *code = backoff_bare_code(error_code, &len);
+    if (len == sizeof "RequestExpired" - 1 && memcmp(code, "RequestExpired", len) == 0)
+        return true;
+    bool sig = (len == sizeof "SignatureDoesNotMatch" - 1 &&
+                memcmp(code, "SignatureDoesNotMatch", len) == 0) ||
+               (len == sizeof "InvalidSignatureException" - 1 &&
+                memcmp(code, "InvalidSignatureException", len) == 0);
+    return sig && (backoff_contains(message, "signature expired") ||
+                   backoff_contains(message, "signature not yet current"));
+}
+
 /* A short stable name of cls for logs and metrics. */
 const char *backoff_class_name(enum backoff_class cls)
 {

@@ -32,6 +32,13 @@ enum backoff_class {
 enum backoff_class backoff_classify(int api, long http_status, const char *error_code,
                                     const char *message, int transport_error);
 
+/* True when an upstream error says the request's signing time lay outside
+ * the upstream's window: RequestExpired, or SignatureDoesNotMatch /
+ * InvalidSignatureException with "Signature expired" or "Signature not yet
+ * current" (case-insensitive). The signer's clock is off: the request was
+ * not acted on, and the same request signed on a right clock would go. */
+bool backoff_clock_skew(const char *error_code, const char *message);
+
 /* A short stable name of cls for logs and metrics ("retry"), or "unknown". */
 const char *backoff_class_name(enum backoff_class cls);
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "authreq.h"
+#include "backoff.h"
 #include "httpd.h"
 #include "fanout.h"
 #include "limiter.h"
@@ -33,6 +34,7 @@ struct front {
     struct limiter *lim; /* NULL: sends are not paced */
     size_t inflight;
     uint64_t rng[2];           /* request id generator state */
+    int64_t skew_logged_ms;    /* the last upstream_clock_skew warning (monotonic ms) */
     struct timespec pace_next; /* no paced send leaves before (CLOCK_MONOTONIC) */
 };
 
@@ -390,7 +392,28 @@ static int front_authorize(struct front_req *r, struct seserr *e)
     return 0;
 }
 
-/* The upstream answered: relay status, content type, request id and body. */
+/* True when the upstream's error answer refuses our signing time (it is
+ * then counted and logged, at most every 10 s). */
+static bool front_clock_skew(struct front *f, struct upstream_response *res)
+{
+    const char *body = buf_cstr(&res->body);
+    char code[128] = "";
+    if (res->error_type[0]) {
+        snprintf(code, sizeof code, "%s", res->error_type);
+    } else {
+        const char *c = strstr(body, "<Code>"), *e = c ? strstr(c, "</Code>") : NULL;
+        if (e)
+            snprintf(code, sizeof code, "%.*s", (int)(e - c - 6), c + 6);
+    }
+    if (!backoff_clock_skew(code, body))
+        return false;
+    queue_clock_skew(&f->skew_logged_ms, code,
+                     "SES refused the signing time of a pass-through call");
+    return true;
+}
+
+/* The upstream answered: relay status, content type, request id and body
+ * (an answer refusing our signing time becomes ServiceUnavailable). */
 static void front_upstream_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
@@ -405,6 +428,16 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
             seserr_set(&e, SESERR_TIMEOUT, NULL);
         else
             seserr_set(&e, SESERR_UNAVAILABLE, NULL);
+        front_fail(r, &e);
+        return;
+    }
+    if (res->status >= 400 && front_clock_skew(r->f, res)) {
+        /* SES refused our signing time: the client's request was fine and
+         * can be tried again; SES's own answer would tell its SDK that the
+         * client's signature is wrong. */
+        struct seserr e;
+        seserr_set(&e, SESERR_UNAVAILABLE,
+                   "The gateway's clock is off; the request was not sent. Try again later.");
         front_fail(r, &e);
         return;
     }

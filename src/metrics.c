@@ -195,11 +195,16 @@ void metrics_limiter_throttled(void)
     metrics_l_throttled++;
 }
 
-static unsigned long long metrics_data_lost;
+static unsigned long long metrics_data_lost, metrics_clock_skew_n;
 
 void metrics_redis_data_lost(void)
 {
     metrics_data_lost++;
+}
+
+void metrics_clock_skew(void)
+{
+    metrics_clock_skew_n++;
 }
 
 /* The rate limiter's gauges and counters. */
@@ -211,6 +216,10 @@ static void metrics_render_limiter(struct buf *out)
     metrics_render_one(out, "sesgate_redis_data_lost_total", "counter",
                        "Times Redis was found without sesgate's data (restarted empty, flushed).",
                        (double)metrics_data_lost);
+    metrics_render_one(out, "sesgate_upstream_clock_skew_total", "counter",
+                       "Upstream answers refusing sesgate's signature as expired or not yet "
+                       "current: this host's clock is off.",
+                       (double)metrics_clock_skew_n);
     if (!metrics_limiter_known)
         return;
     metrics_render_one(out, "sesgate_rate_base", "gauge",

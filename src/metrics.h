@@ -46,6 +46,8 @@ void metrics_limiter_throttled(void);
 
 /* Redis lost sesgate's data (epoch.lua). */
 void metrics_redis_data_lost(void);
+/* The upstream refused a signature of ours as expired or not yet current. */
+void metrics_clock_skew(void);
 
 void metrics_render(struct buf *out);
 

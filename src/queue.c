@@ -35,6 +35,8 @@
 #define QUEUE_MAX_INFLIGHT 1024
 #define QUEUE_STAGE_CHUNK  4096 /* a batch with more To addresses is staged in chunks this size */
 #define QUEUE_STAGE_TTL_MS 3600000 /* a staged list left by a process that died goes after this */
+#define QUEUE_SKEW_MS      5000    /* a copy refused for our clock goes again after 5-10 s */
+#define QUEUE_SKEW_LOG_MS  10000   /* at most one upstream_clock_skew warning per this */
 
 enum queue_script {
     QS_ENQUEUE = 0,
@@ -91,6 +93,30 @@ static int64_t queue_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds on the monotonic clock: for waits within this process,
+ * which a step of the wall clock must neither stretch nor cut short. */
+static int64_t queue_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Public: the upstream refused our signature's time; warn at most every
+ * QUEUE_SKEW_LOG_MS (the last warning's time in *last_ms) and count it. */
+void queue_clock_skew(int64_t *last_ms, const char *code, const char *message)
+{
+    metrics_clock_skew();
+    int64_t now = queue_mono_ms();
+    if (*last_ms != 0 && now - *last_ms < QUEUE_SKEW_LOG_MS)
+        return;
+    *last_ms = now;
+    log_event(LOG_WARN, "upstream_clock_skew", "code", code, "message", message, "note",
+              "SES refused the signing time: this host's clock is off; run NTP. Queued copies "
+              "wait and go again, nothing is dropped",
+              NULL);
 }
 
 /* A key of q: the prefix plus suffix (and id when not NULL). */
@@ -486,7 +512,7 @@ struct job {
 /* A client whose own rate refused a take: its copies wait until then. */
 struct worker_wait {
     char *client;
-    int64_t until_ms;
+    int64_t until_ms; /* monotonic ms */
 };
 
 struct worker {
@@ -501,7 +527,7 @@ struct worker {
     struct wstream **streams; /* every client stream seen in kqs */
     size_t nstreams;
     uint64_t served;    /* fair-share clock: the least served client's count at the last take */
-    int64_t streams_ms; /* when the stream set was last read */
+    int64_t streams_ms; /* when the stream set was last read (monotonic ms) */
     struct event *read_timer;
     struct event *tick_timer;
     bool stopped, freed, reading;
@@ -520,7 +546,8 @@ struct worker {
     size_t nwaits;
     bool taking;              /* a take is in flight */
     struct event *pace_timer; /* retries a refused take */
-    int64_t hold_until_ms;    /* daily quota used up: read nothing before this */
+    int64_t hold_until_ms;    /* daily quota used up: read nothing before this (monotonic ms) */
+    int64_t skew_logged_ms;   /* the last upstream_clock_skew warning (monotonic ms) */
     /* Jobs whose reserved time came while every slot was busy, oldest first. */
     struct job *ready_head, *ready_tail;
 };
@@ -875,7 +902,7 @@ static void worker_retry(struct job *j, int64_t delay_ms, int next_attempt, cons
                          const char *detail)
 {
     char due[24], att[16], idx[24], delay[24];
-    snprintf(due, sizeof due, "%" PRId64, queue_now_ms() + delay_ms);
+    snprintf(due, sizeof due, "+%" PRId64, delay_ms); /* on Redis's clock */
     snprintf(att, sizeof att, "%d", next_attempt);
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(delay, sizeof delay, "%" PRId64, delay_ms);
@@ -963,6 +990,19 @@ static void worker_sent(struct upstream_response *res, void *arg)
         backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
     char idx[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
+    if (!transport && res->status >= 400 && backoff_clock_skew(code, message)) {
+        /* Our clock is off: SES did not act on it, and the copy goes again
+         * later without counting an attempt (it would otherwise become a
+         * dead letter, for no fault of its own, after max_attempts). */
+        queue_clock_skew(&j->w->skew_logged_ms, code, message);
+        if (j->w->lim)
+            limiter_refund(j->w->lim, limiter_client(j->w->cfg, j->b->client), worker_cost(j));
+        uint64_t rnd = 0;
+        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+        worker_retry(j, QUEUE_SKEW_MS + (int64_t)(rnd % QUEUE_SKEW_MS), j->attempt, "clock_skew",
+                     NULL);
+        return;
+    }
     switch (cls) {
     case BACKOFF_OK:
         if (!queue_message_id(api, data, n, msgid, sizeof msgid) || msgid[0] == '\0')
@@ -1195,7 +1235,7 @@ static void worker_pace_hold(struct worker *w, bool account, const char *client,
 {
     int64_t until = queue_now_ms() + hold_ms;
     if (account)
-        w->hold_until_ms = until;
+        w->hold_until_ms = queue_mono_ms() + hold_ms;
     /* For `sesgate status`: what holds and until when, gone when it ends. */
     char *kh = queue_key(w->q, "hold", NULL), field[300], value[24], ttl[24];
     snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
@@ -1325,7 +1365,8 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
     }
     if (a->reason == RATELIMIT_CLIENT_RATE) {
         /* Only this client waits; the others go on. */
-        worker_wait_set(w, client, queue_now_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
+        worker_wait_set(w, client,
+                        queue_mono_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
         w->ngroup = 0;
         worker_pace_run(w);
         return;
@@ -1344,7 +1385,7 @@ static void worker_pace_run(struct worker *w)
     if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
         return;
     /* Fair share by recipients: the client granted the fewest goes next. */
-    int64_t now = queue_now_ms(), soonest = 0;
+    int64_t now = queue_mono_ms(), soonest = 0;
     struct job *first = NULL;
     for (struct job *j = w->pace_head; j; j = j->pnext) {
         int64_t until = worker_wait_of(w, j->b->client);
@@ -1628,7 +1669,7 @@ static void worker_streams_got(const redisReply *reply, const char *err, void *a
 /* Learn which client streams exist (enqueue.lua adds each to the set). */
 static void worker_streams_refresh(struct worker *w)
 {
-    w->streams_ms = queue_now_ms();
+    w->streams_ms = queue_mono_ms();
     w->redis_pending++;
     redis_command(w->q->rd, worker_streams_got, w, "SMEMBERS %s", w->kqs);
 }
@@ -1718,7 +1759,7 @@ static void worker_read(struct worker *w)
         /* Hold while the daily quota is used up; and read no more than about
          * a second of the rate ahead, so that no entry waits for its turn
          * anywhere near the claim lease. */
-        int64_t now = queue_now_ms();
+        int64_t now = queue_mono_ms();
         if (now < w->hold_until_ms) {
             worker_read_later(w,
                               (int)(w->hold_until_ms - now < QUEUE_TICK_MS ? w->hold_until_ms - now
@@ -1733,7 +1774,7 @@ static void worker_read(struct worker *w)
             n = cap - w->waiting;
     }
     /* A new client's stream is read within QUEUE_STREAMS_MS. */
-    if (queue_now_ms() - w->streams_ms >= QUEUE_STREAMS_MS)
+    if (queue_mono_ms() - w->streams_ms >= QUEUE_STREAMS_MS)
         worker_streams_refresh(w);
     if (w->nstreams == 0) {
         worker_read_later(w, QUEUE_IDLE_MS);
@@ -1831,10 +1872,10 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     if (w->stopped || w->freed || !redis_ready(w->q->rd))
         return;
-    char now[24], max[16];
-    snprintf(now, sizeof now, "%" PRId64, queue_now_ms());
+    char max[16];
     snprintf(max, sizeof max, "%d", QUEUE_DUE_MAX);
-    const char *argv[5] = {w->kd, w->kqs, w->kprefix, now, max};
+    /* now "": due times are on Redis's clock (outcome.lua) */
+    const char *argv[5] = {w->kd, w->kqs, w->kprefix, "", max};
     w->redis_pending++;
     queue_eval(w->q, QS_DUE, 3, 5, argv, NULL, worker_due_done, w);
     size_t n = worker_free_slots(w);

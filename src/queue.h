@@ -54,6 +54,12 @@ void queue_limit(struct queue *q, const char *client, int nargs, const char *con
  * the client's recipients in the rolling 24 hours. cb fires exactly once. */
 void queue_limit_client_status(struct queue *q, const char *client, redis_cb cb, void *arg);
 
+/* The upstream refused a signature of ours as expired or not yet current
+ * (backoff_clock_skew): count it, and log upstream_clock_skew at warn at
+ * most every 10 s per caller (*last_ms: the caller's last warning, in
+ * monotonic ms; 0 at first). */
+void queue_clock_skew(int64_t *last_ms, const char *code, const char *message);
+
 /* True when Redis is connected and answering (an enqueue can succeed). */
 bool queue_ready(const struct queue *q);
 

@@ -17,6 +17,9 @@
 -- ARGV[3]  kind, followed by its arguments, and then status_ttl (ms):
 --   sent  <message id>                   <status_ttl>   the copy was sent
 --   retry <due ms> <attempt>             <status_ttl>   try again at due
+--         (due is ms since the epoch, or "+<ms>": that long after the
+--         server's TIME, so that due times are on Redis's clock, one clock
+--         for every process, whatever a sesgate host's wall clock says)
 --   dead  <code> <message> <attempt>     <status_ttl>   permanent failure
 --   done                                 <status_ttl>   nothing to send
 --
@@ -66,8 +69,21 @@ local ttl = tonumber(ARGV[#ARGV])
 if ttl == nil or ttl <= 0 then
     return redis.error_reply('BADARGS outcome: status_ttl must be a positive number of ms')
 end
-if kind == 'retry' and (tonumber(ARGV[4]) == nil or tonumber(ARGV[5]) == nil) then
-    return redis.error_reply('BADARGS outcome: retry <due ms> <attempt>')
+local due, after
+if kind == 'retry' and string.sub(ARGV[4], 1, 1) == '+' then
+    after = string.match(ARGV[4], '^%+(%d+)$')
+elseif kind == 'retry' then
+    due = tonumber(ARGV[4])
+end
+if kind == 'retry' and ((due == nil and after == nil) or tonumber(ARGV[5]) == nil) then
+    return redis.error_reply('BADARGS outcome: retry <due ms>|+<delay ms> <attempt>')
+end
+if after then
+    if redis.replicate_commands then
+        redis.replicate_commands()
+    end
+    local t = redis.call('TIME')
+    due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(after)
 end
 if kind == 'dead' and tonumber(ARGV[6]) == nil then
     return redis.error_reply('BADARGS outcome: dead <code> <message> <attempt>')
@@ -97,7 +113,7 @@ if kind == 'retry' then
         return 0
     end
     local n = redis.call('HGET', batch, 'n') or id
-    redis.call('ZADD', delay, ARGV[4], n .. ':' .. index .. ':' .. ARGV[5])
+    redis.call('ZADD', delay, string.format('%d', due), n .. ':' .. index .. ':' .. ARGV[5])
     redis.call('HINCRBY', batch, 'failed', 1)
     return 1
 end

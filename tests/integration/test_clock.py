@@ -283,6 +283,50 @@ def test_client_signatures_follow_sesgate_clock(rig_factory, tmp_path):
     }
 
 
+def test_pass_through_refused_for_sesgate_clock_is_service_unavailable(rig_factory, tmp_path):
+    """A pass-through call (and a single send) the upstream refuses because
+    sesgate's own clock is an hour ahead: the client, whose signature was
+    right, gets a retryable ServiceUnavailable naming the gateway's clock,
+    not SES's SignatureDoesNotMatch (its SDK would blame its own key); the
+    refusal is counted and logged at warn."""
+    clock = Clock(tmp_path / "sesgate-clock.rc")
+    r = rig_factory("ptskew", send={"rate": "off"})
+    r.gate.env = dict(clock.env(), PATH=redis_wrapper(r.workdir / "bin"))
+    r.start()
+    ses = harness.boto3_client(r.gw, "ses")
+    assert ses.get_send_quota()["Max24HourSend"] > 0
+    clock.set(HOUR)
+    seen = {}
+    with harness.signing_clock_offset(HOUR):
+        ses = harness.boto3_client(r.gw, "ses")
+        v2 = harness.boto3_client(r.gw, "sesv2")
+        calls = {
+            "GetSendQuota": lambda: ses.get_send_quota(),
+            "GetAccount": lambda: v2.get_account(),
+            "SendEmail": lambda: rl.send_email(r.gw, ["one@example.net"], client=ses),
+        }
+        for name, call in calls.items():
+            with pytest.raises(botocore.exceptions.ClientError) as ei:
+                call()
+            seen[name] = rl.err_of(ei.value)
+    clock.set(0)
+    ses = harness.boto3_client(r.gw, "ses")
+    after = ses.get_send_quota()["Max24HourSend"]
+    skews = rl.metrics(r.gate).get("sesgate_upstream_clock_skew_total")
+    warns = [ln for ln in r.gate.log_text().splitlines() if "event=upstream_clock_skew" in ln]
+    print("\nsesgate +1 h, pass-through answers: %s; sesgate_upstream_clock_skew_total %s; %d warnings"
+          % (seen, skews, len(warns)))
+    for name, (code, status, message) in seen.items():
+        assert (code, status) == ("ServiceUnavailable", 503), (name, code, status, message)
+        assert "clock" in message, (name, message)
+    assert skews == 3, skews
+    assert len(warns) == 1 and "level=warn" in warns[0], warns  # at most one per 10 s
+    assert after > 0
+    # The refused single send was never accepted upstream.
+    assert not [x for x in r.fake.requests() if x.get("verified") and x.get("status") == 200
+                and x.get("action") == "SendEmail"]
+
+
 def test_quota_refresh_survives_sesgate_clock_back(rig_factory, tmp_path):
     """rate = auto: the account's quota is read every quota_refresh, at most
     once a second. That "once a second" must not be measured on the wall
@@ -322,16 +366,6 @@ def all_delivered(to):
     return lambda recs: want <= set(rl.rcpt_counter(recs))
 
 
-SESGATE_STEP_XFAIL = (
-    "src/queue.c: a retry's due time in the delay set is the sending host's wall clock "
-    "(worker_retry: queue_now_ms() + delay) and due.lua compares it with the caller's wall clock, so "
-    "the sends the upstream refused as skewed while sesgate's clock was ahead are due a whole step "
-    "late once it is back (63 of 500 recipients held for an hour, 'queued'); and the upstream's "
-    "SignatureDoesNotMatch 'Signature not yet current' answers are logged at info only "
-    "(queue_retry), nothing at warn")
-
-
-@pytest.mark.xfail(strict=True, reason=SESGATE_STEP_XFAIL)
 @pytest.mark.parametrize("step", [HOUR, 600])
 def test_sesgate_clock_steps_forward_then_back(rig_factory, tmp_path, step):
     clock = Clock(tmp_path / "sesgate-clock.rc")

@@ -352,6 +352,24 @@ def test_outcome_retry(r):
     assert r.cmd("ZCARD", D) == 1 and r.cmd("HGET", b, "failed") == "1"
 
 
+def test_outcome_retry_after_delay_on_redis_clock(r):
+    # "+<ms>": due that long after Redis's TIME, whatever the caller's clock.
+    enqueue(r, "B1", addresses(2))
+    e = read_group(r)
+    sec, usec = r.cmd("TIME")
+    t0 = int(sec) * 1000 + int(usec) // 1000
+    assert outcome(r, "B1", e[0][0], 0, "retry", "+7000", 1) == 1
+    got = r.cmd("ZRANGE", D, 0, -1, "WITHSCORES")
+    member, score = got[0] if isinstance(got[0], list) else got
+    assert member == "1:0:1"
+    assert t0 + 7000 <= float(score) <= t0 + 7000 + 2000, (t0, score)
+    assert float(score) == int(float(score))
+    for bad in ("+", "+-5", "+1.5", "soon", "+ 5"):
+        with pytest.raises(RedisError, match="BADARGS"):
+            outcome(r, "B1", e[1][0], 1, "retry", bad, 1)
+    assert r.cmd("ZCARD", D) == 1
+
+
 def test_outcome_dead(r):
     enqueue(r, "B1", addresses(2))
     e = read_group(r)

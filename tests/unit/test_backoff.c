@@ -459,6 +459,47 @@ static void test_give_up(void)
     }
 }
 
+struct skew_case {
+    const char *code, *message;
+    bool want;
+};
+
+static const struct skew_case skew_cases[] = {
+    {"SignatureDoesNotMatch",
+     "Signature expired: 20181107T003842Z is now earlier than 20181107T005054Z "
+     "(20181107T005554Z - 5 min.)",
+     true},
+    {"SignatureDoesNotMatch",
+     "Signature not yet current: 20181107T013842Z is still later than 20181107T010054Z "
+     "(20181107T005554Z + 5 min.)",
+     true},
+    {"InvalidSignatureException", "Signature expired: 20181107T003842Z is now earlier", true},
+    {"InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+     "signature EXPIRED: x", true},
+    {"  RequestExpired ", "Request has expired.", true},
+    {"RequestExpired", NULL, true},
+    {"SignatureDoesNotMatch",
+     "The request signature we calculated does not match the signature you provided.", false},
+    {"SignatureDoesNotMatch", NULL, false},
+    {"InvalidClientTokenId", "Signature expired: x", false},
+    {"Throttling", "Maximum sending rate exceeded.", false},
+    {NULL, "Signature expired: x", false},
+    {"", "Signature not yet current", false},
+    {"SignatureDoesNotMatchX", "Signature expired: x", false},
+};
+
+#define NSKEW (sizeof skew_cases / sizeof skew_cases[0])
+
+/* backoff_clock_skew against the table. */
+static void test_clock_skew(void)
+{
+    for (size_t i = 0; i < NSKEW; i++) {
+        const struct skew_case *c = &skew_cases[i];
+        CHECK(backoff_clock_skew(c->code, c->message) == c->want, "case %zu: %s / %s", i,
+              c->code ? c->code : "(null)", c->message ? c->message : "(null)");
+    }
+}
+
 /* Run every group. */
 int main(void)
 {
@@ -469,5 +510,6 @@ int main(void)
     test_monotone();
     test_delay();
     test_give_up();
+    test_clock_skew();
     return check_done("backoff");
 }
