@@ -80,6 +80,16 @@ def sesgate_bin():
     return Path(os.environ.get("SESGATE_BIN") or REPO / "build" / "sesgate")
 
 
+def sesgate_json(config_path, workdir, *args, env=None, timeout=60):
+    """Run `sesgate ARGS -c CONFIG --json` (an operator command) in workdir
+    on the real clock; asserts it succeeded and returns its parsed output."""
+    cmd = [str(sesgate_bin())] + list(args) + ["-c", str(config_path), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=clean_env(env),
+                       cwd=str(workdir))
+    assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -33,7 +33,6 @@ Two snags, worked around here:
   offset read from the same kind of file on every call), compiled here.
 """
 
-import json
 import os
 import re
 import shutil
@@ -179,11 +178,7 @@ def redis_wrapper(bindir, clock=None, shim=None):
 
 def cli(rig, *args):
     """`sesgate ARGS -c CONFIG --json` on rig's configuration, on the real clock."""
-    cmd = [str(harness.sesgate_bin())] + list(args) + ["-c", str(rig.gate.config_path), "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=harness.clean_env(),
-                       cwd=str(rig.workdir))
-    assert r.returncode == 0, (cmd, r.stdout, r.stderr)
-    return json.loads(r.stdout)
+    return harness.sesgate_json(rig.gate.config_path, rig.workdir, *args)
 
 
 def batch_state(rig, batch):

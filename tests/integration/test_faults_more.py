@@ -8,7 +8,6 @@ Nothing accepted may be lost; duplicates are bounded by what was in flight or
 by the sends whose answer was lost."""
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,7 +20,7 @@ import pytest
 import harness
 from test_queue import REDIS_CLI
 from test_queue_faults import (
-    DLQ, LEASE_S, REDIS_SERVER, accepted, duplicates, managed_redis_pid, pid_alive, rcpt, rig_factory,
+    DLQ, LEASE_S, REDIS_SERVER, accepted, duplicates, managed_redis_pid, rcpt, rig_factory,
     send, wait_all, wait_count, wait_drained,
 )
 

@@ -26,15 +26,6 @@ N = 10000
 CONCURRENCY = 8
 
 
-def sesgate_json(gate, *args):
-    """`sesgate ARGS --json -c CONFIG` run against gate's configuration; parsed."""
-    out = subprocess.run([str(harness.sesgate_bin())] + list(args) + ["--json", "-c", str(gate.config_path)],
-                         capture_output=True, text=True, timeout=60, env=harness.clean_env(gate.env),
-                         cwd=str(gate.workdir))
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def test_10000_from_aws_cli_survive_worker_crash_and_redis_restart(tmp_path):
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
@@ -108,10 +99,10 @@ def test_10000_from_aws_cli_survive_worker_crash_and_redis_restart(tmp_path):
                 ids[rcpt(x)].add(x["message_id"])
         assert copy0 in ids[to[0]], "the CLI's MessageId is not the upstream's id for the first recipient"
 
-        batches = sesgate_json(r.gate, "status")["recent"]
+        batches = harness.sesgate_json(r.gate.config_path, r.gate.workdir, "status", env=r.gate.env)["recent"]
         assert len(batches) == 1, batches
         batch = batches[0]["batch_id"]
-        st = sesgate_json(r.gate, "batch", "show", batch)
+        st = harness.sesgate_json(r.gate.config_path, r.gate.workdir, "batch", "show", batch, env=r.gate.env)
         assert st["complete"] and st["first_recipient"] == "sync", {k: st[k] for k in st if k != "recipients"}
         assert (st["total"], st["sent"], st["dead"], st["queued"], st["retrying"]) == (N, N, 0, 0, 0)
         assert len(st["recipients"]) == N

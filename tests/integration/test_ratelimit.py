@@ -18,9 +18,7 @@ Times are compared on the fake's clock: every record carries "t", its
 time.monotonic() when the send was admitted to (or refused by) its quota.
 """
 
-import json
 import os
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -227,11 +225,7 @@ class RateRig:
 
     def cli(self, *args):
         """Run `sesgate ARGS -c CONFIG --json` on the front's configuration; parsed output."""
-        cmd = [str(harness.sesgate_bin())] + list(args) + ["-c", str(self.front.config_path), "--json"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=harness.clean_env(),
-                           cwd=str(self.workdir))
-        assert r.returncode == 0, (cmd, r.stdout, r.stderr)
-        return json.loads(r.stdout)
+        return harness.sesgate_json(self.front.config_path, self.workdir, *args)
 
     def status_rate(self):
         """`sesgate status --json`'s "rate" object."""
