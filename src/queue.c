@@ -1872,12 +1872,20 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     if (w->stopped || w->freed || !redis_ready(w->q->rd))
         return;
-    char max[16];
+    char max[16], longest[24];
     snprintf(max, sizeof max, "%d", QUEUE_DUE_MAX);
+    /* The longest delay a retry gets, plus a minute: anything due later
+     * was written before Redis's clock went back. */
+    int64_t most = BACKOFF_CAP_MS;
+    if (w->cfg->quota_refresh_ms > most)
+        most = w->cfg->quota_refresh_ms;
+    if (QUEUE_HOLD_MS > most)
+        most = QUEUE_HOLD_MS;
+    snprintf(longest, sizeof longest, "%" PRId64, most + 60000);
     /* now "": due times are on Redis's clock (outcome.lua) */
-    const char *argv[5] = {w->kd, w->kqs, w->kprefix, "", max};
+    const char *argv[6] = {w->kd, w->kqs, w->kprefix, "", max, longest};
     w->redis_pending++;
-    queue_eval(w->q, QS_DUE, 3, 5, argv, NULL, worker_due_done, w);
+    queue_eval(w->q, QS_DUE, 3, 6, argv, NULL, worker_due_done, w);
     size_t n = worker_free_slots(w);
     if (n > QUEUE_RECLAIM_MAX)
         n = QUEUE_RECLAIM_MAX;

@@ -17,6 +17,10 @@
 --          sesgate host's wall clock, which would otherwise hold the
 --          retries written while it was ahead for the length of the step
 -- ARGV[2]  most members to move in this call (> 0)
+-- ARGV[3]  optional: the longest delay a retry is ever given, ms. A member
+--          due later than now + ARGV[3] was written before Redis's clock
+--          went back (by more than the difference): it is due now, rather
+--          than held for the length of the step
 --
 -- Each due member becomes one entry with the fields b <n>, i <index> and
 -- a <attempt> (the retry number the worker passes to backoff) on the
@@ -43,8 +47,10 @@ if ARGV[1] == '' then
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-if now == nil or max == nil or max < 1 or prefix == nil or prefix == '' then
-    return redis.error_reply('BADARGS due: keys delay streams prefix, args now max')
+local longest = tonumber(ARGV[3] or '')
+if now == nil or max == nil or max < 1 or prefix == nil or prefix == '' or
+    (ARGV[3] ~= nil and (longest == nil or longest < 0)) then
+    return redis.error_reply('BADARGS due: keys delay streams prefix, args now max [longest]')
 end
 
 local function due_type(key, want)
@@ -62,6 +68,13 @@ end
 
 -- Checks first: the stream of every due member (false: drop the member).
 local due = redis.call('ZRANGEBYSCORE', delay, '-inf', now, 'LIMIT', 0, max)
+if longest ~= nil and #due < max then
+    local stepped = redis.call('ZRANGEBYSCORE', delay, '(' .. string.format('%d', now + longest), '+inf',
+        'LIMIT', 0, max - #due)
+    for _, m in ipairs(stepped) do
+        due[#due + 1] = m
+    end
+end
 local plan, fresh = {}, {}
 for k, m in ipairs(due) do
     local b, i, a = string.match(m, '^(.+):(%d+):(%d+)$')

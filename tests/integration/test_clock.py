@@ -446,6 +446,37 @@ def test_redis_clock_steps_back_an_hour(rig_factory, tmp_path, clock_shim):
     assert 1 <= steps <= 3, "redis_clock_step logged %d times" % steps
 
 
+def test_retries_pending_when_redis_clock_steps_back(rig_factory, tmp_path, clock_shim):
+    """Retry due times are on Redis's clock. Retries waiting when that clock
+    goes back an hour would then wait the hour; due.lua takes a retry due
+    later than the longest delay sesgate ever gives as written before the
+    step, so they go within seconds."""
+    clock = Clock(tmp_path / "redis-clock.rc")
+    r = paced_rig(rig_factory, "retryback", redis_clock=clock, shim=clock_shim, send={"rate": "off"})
+    r.fake.set_quota(enforce=False)
+    rec = rl.Recorder(r.fake)
+    r.fake.control({"mode": "status", "status": 503, "code": "ServiceUnavailable",
+                    "message": "Service unavailable.", "count": 30})
+    to = ["rb%03d@example.net" % i for i in range(60)]
+    _, batch = rl.send_email(r.gw, to)
+    deadline = time.monotonic() + 20
+    while int(r.redis("ZCARD", DELAYED) or 0) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiting = int(r.redis("ZCARD", DELAYED) or 0)
+    clock.set(-HOUR)
+    stepped = time.monotonic()
+    done, recs = rec.wait(all_delivered(to), timeout=30)
+    took = time.monotonic() - stepped
+    state = batch_state(r, batch)
+    print("\nRedis clock -1 h with %d retries waiting: all delivered %s, %.1f s after the step; batch %s"
+          % (waiting, done, took, state))
+    assert waiting >= 20, waiting
+    assert done, "retries held after Redis's clock went back; delay set %s" % r.redis(
+        "ZRANGE", DELAYED, 0, -1, "WITHSCORES")
+    assert took < 15, took
+    assert state["complete"] is True and state["sent"] == 60 and state["dead"] == 0, state
+
+
 def test_redis_clock_steps_forward_an_hour(rig_factory, tmp_path, clock_shim):
     clock = Clock(tmp_path / "redis-clock.rc")
     r = paced_rig(rig_factory, "redisfwd", redis_clock=clock, shim=clock_shim)

@@ -443,6 +443,36 @@ def test_due_moves_only_due(r):
     assert [f for _, f in read_group(r)] == [{"b": "1", "i": "2", "a": "4"}]
 
 
+def test_due_takes_retries_from_before_a_clock_step_back(r):
+    # With the longest delay given, a member due further ahead than that was
+    # written before Redis's clock went back: it is due now.
+    enqueue(r, "B1", addresses(4))
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "retry", 1500, 0)       # due
+    outcome(r, "B1", e[1][0], 1, "retry", 5000, 1)       # within the longest delay: waits
+    outcome(r, "B1", e[2][0], 2, "retry", 3601000, 2)    # an hour ahead: from before the step
+    outcome(r, "B1", e[3][0], 3, "retry", 3700000, 3)
+    assert r.script("due", [D, QS, PRE], [2000, 10, 360000]) == 3
+    assert r.cmd("ZRANGE", D, 0, -1) == ["1:1:1"]
+    assert [f["i"] for _, f in read_group(r)] == ["0", "2", "3"]
+    # without the longest delay, only what is due moves
+    assert r.script("due", [D, QS, PRE], [2000, 10]) == 0
+    assert r.script("due", [D, QS, PRE], [5000, 10]) == 1
+    for bad in ("x", -1):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("due", [D, QS, PRE], [2000, 10, bad])
+
+
+def test_due_max_counts_retries_from_before_a_step(r):
+    enqueue(r, "B1", addresses(3))
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "retry", 1000, 0)
+    outcome(r, "B1", e[1][0], 1, "retry", 9000000, 0)
+    outcome(r, "B1", e[2][0], 2, "retry", 9000001, 0)
+    assert r.script("due", [D, QS, PRE], [2000, 2, 360000]) == 2
+    assert r.cmd("ZRANGE", D, 0, -1) == ["1:2:0"]
+
+
 def test_due_respects_max(r):
     enqueue(r, "B1", addresses(5))
     for k, (eid, _) in enumerate(read_group(r)):
