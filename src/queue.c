@@ -1157,6 +1157,8 @@ static void worker_no_batch(struct job *j)
 static void worker_ready_run(struct worker *w)
 {
     size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    if (max > QUEUE_MAX_INFLIGHT)
+        max = QUEUE_MAX_INFLIGHT;
     while (w->ready_head && w->inflight - w->waiting < max) {
         struct job *j = w->ready_head;
         worker_ready_unlink(w, j);

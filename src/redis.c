@@ -16,9 +16,12 @@
 #include "log.h"
 #include "util.h"
 
-#define REDIS_PING_MS            1000  /* health PING period */
-#define REDIS_READY_MS           5000  /* ready while the last PONG is this recent */
-#define REDIS_STALL_MS           3000  /* a PING unanswered this long: new commands fail at once */
+#define REDIS_PING_MS  1000 /* health PING period */
+#define REDIS_READY_MS 5000 /* ready while the last PONG is this recent */
+#define REDIS_STALL_MS                                                                             \
+    6000                               /* a PING unanswered this long: new commands fail at once   \
+                                        * (above Redis's busy-reply threshold of 5 s, so a long    \
+                                        * script gets BUSY answers first, not a stall) */
 #define REDIS_DEAD_MS            15000 /* a PING unanswered this long drops the connection */
 #define REDIS_CONNECT_TIMEOUT_MS 3000  /* connect, AUTH and SELECT must be done by then */
 #define REDIS_BACKOFF_MIN_MS     100   /* first reconnect delay */

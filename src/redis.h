@@ -26,7 +26,7 @@ struct redis;
 /* The outcome of one command. err is NULL on success; otherwise a short
  * reason: the server's error (reply is that error reply), or "redis not
  * connected", "redis not answering" (a health PING and every other command
- * unanswered for 3 s: the server is stopped or stuck; commands already sent
+ * unanswered for 6 s: the server is stopped or stuck; commands already sent
  * keep waiting, new ones fail at once), "redis connection lost", "redis
  * connection closed" (reply is NULL). reply is only valid during the callback: copy what you keep.
  */

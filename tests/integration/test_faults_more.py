@@ -28,7 +28,7 @@ pytestmark = pytest.mark.needs_sesgate
 
 __all__ = ["rig_factory"]  # the fixture, imported for pytest
 
-STALL_S = 8.0  # longer than the 5 s lease and the 5 s readiness window
+STALL_S = 11.0  # longer than the 5 s lease, the 5 s readiness window and the 6 s stall threshold
 
 
 def redis_servers_in(rdir):
@@ -88,15 +88,15 @@ def stall_redis(r, redis_pid, redis_cmd, rdir, tag):
     stopped_at = time.monotonic()
     try:
         # A batch 1 s into the stall (Redis still counts as ready: its last
-        # PONG is recent) and one 6 s in (no PONG for more than 5 s).
-        for name, at in (("early", 1.0), ("late", 6.0)):
+        # PONG is recent) and one 8 s in (a PING unanswered for over 6 s).
+        for name, at in (("early", 1.0), ("late", 8.0)):
             time.sleep(max(0.0, stopped_at + at - time.monotonic()))
             probes[name] = {"to": ["%s-%s%d@example.net" % (tag, name, i) for i in range(2)],
                             "at": time.monotonic() - stopped_at}
             th = threading.Thread(target=probe_send, args=(r.gw, probes[name]["to"], probes[name]), daemon=True)
             th.start()
             threads.append(th)
-        time.sleep(max(0.0, stopped_at + 6.5 - time.monotonic()))
+        time.sleep(max(0.0, stopped_at + 8.5 - time.monotonic()))
         readyz = admin_get(r.gate, "/readyz")
         healthz = admin_get(r.gate, "/healthz")
         servers_during = redis_servers_in(rdir) if rdir else None
@@ -158,7 +158,7 @@ def check_stall(r, res, redis_cmd):
             assert all(got[a] == 1 for a in p["to"]), (name, p, [got[a] for a in p["to"]])
         else:
             assert all(got[a] == 0 for a in p["to"]), ("refused, yet sent", name, p)
-    # A batch arriving once Redis has left a PING unanswered for 3 s gets a
+    # A batch arriving once Redis has left a PING unanswered for 6 s gets a
     # clear, retryable SES error at once, before Redis is back.
     late = res["probes"]["late"]
     assert late.get("result") == (503, "ServiceUnavailable") and late["answered_in_stall"] and late["took"] < 1.0, \
