@@ -394,21 +394,13 @@ static int front_authorize(struct front_req *r, struct seserr *e)
 
 /* True when the upstream's error answer refuses our signing time (it is
  * then counted and logged, at most every 10 s). */
-static bool front_clock_skew(struct front *f, struct upstream_response *res)
+static bool front_clock_skew(struct front_req *r, const struct upstream_response *res)
 {
-    const char *body = buf_cstr(&res->body);
-    char code[128] = "";
-    if (res->error_type[0]) {
-        snprintf(code, sizeof code, "%s", res->error_type);
-    } else {
-        const char *c = strstr(body, "<Code>"), *e = c ? strstr(c, "</Code>") : NULL;
-        if (e)
-            snprintf(code, sizeof code, "%.*s", (int)(e - c - 6), c + 6);
-    }
-    if (!backoff_clock_skew(code, body))
+    char code[128], message[512];
+    queue_error_of(r->api == SESREQ_V2 ? 2 : 1, res, code, sizeof code, message, sizeof message);
+    if (!backoff_clock_skew(code, message))
         return false;
-    queue_clock_skew(&f->skew_logged_ms, code,
-                     "SES refused the signing time of a pass-through call");
+    queue_clock_skew(&r->f->skew_logged_ms, code, message);
     return true;
 }
 
@@ -431,7 +423,7 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
         front_fail(r, &e);
         return;
     }
-    if (res->status >= 400 && front_clock_skew(r->f, res)) {
+    if (res->status >= 400 && front_clock_skew(r, res)) {
         /* SES refused our signing time: the client's request was fine and
          * can be tried again; SES's own answer would tell its SDK that the
          * client's signature is wrong. */

@@ -957,6 +957,24 @@ bool queue_message_id(int api, const char *body, size_t n, char *out, size_t out
     return worker_xml_text(body, n, "<MessageId>", "</MessageId>", out, outlen);
 }
 
+/* Public: the code and message of an SES error answer. */
+void queue_error_of(int api, const struct upstream_response *res, char *code, size_t codelen,
+                    char *message, size_t msglen)
+{
+    const char *data = res->body.data ? res->body.data : "";
+    size_t n = res->body.len;
+    code[0] = message[0] = '\0';
+    if (api == 2) {
+        snprintf(code, codelen, "%s", res->error_type);
+        if (code[0] == '\0')
+            worker_json_text(data, n, "__type", code, codelen);
+        worker_json_text(data, n, "message", message, msglen);
+    } else {
+        worker_xml_text(data, n, "<Code>", "</Code>", code, codelen);
+        worker_xml_text(data, n, "<Message>", "</Message>", message, msglen);
+    }
+}
+
 /* Recipients j's copy counts for: its To recipient, and on copy 0 the
  * Cc and Bcc riders. */
 static int64_t worker_cost(const struct job *j)
@@ -975,17 +993,8 @@ static void worker_sent(struct upstream_response *res, void *arg)
     size_t n = res->body.len;
     char code[128] = "", message[512] = "", msgid[256] = "";
     bool transport = res->error != UPSTREAM_OK;
-    if (!transport && res->status >= 300) {
-        if (api == 2) {
-            snprintf(code, sizeof code, "%s", res->error_type);
-            if (code[0] == '\0')
-                worker_json_text(data, n, "__type", code, sizeof code);
-            worker_json_text(data, n, "message", message, sizeof message);
-        } else {
-            worker_xml_text(data, n, "<Code>", "</Code>", code, sizeof code);
-            worker_xml_text(data, n, "<Message>", "</Message>", message, sizeof message);
-        }
-    }
+    if (!transport && res->status >= 300)
+        queue_error_of(api, res, code, sizeof code, message, sizeof message);
     enum backoff_class cls =
         backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
     char idx[24];

@@ -67,6 +67,11 @@ bool queue_ready(const struct queue *q);
  * out; false when there is none. */
 bool queue_message_id(int api, const char *body, size_t n, char *out, size_t outlen);
 
+/* The error code (v2: x-amzn-ErrorType, else __type; v1: <Code>) and
+ * message of an SES error answer on api (1 or 2); "" when absent. */
+void queue_error_of(int api, const struct upstream_response *res, char *code, size_t codelen,
+                    char *message, size_t msglen);
+
 struct worker;
 struct limiter;
 
