@@ -475,29 +475,43 @@ static void front_abort(struct httpd_request *hr, void *arg)
 static void front_copy0_done(struct upstream_response *res, void *arg);
 
 /* Re-sign the request with the upstream credentials and forward it, with
- * the client's body, or r->send_body when sesgate built one. */
+ * the client's body, or r->send_body when sesgate built one. A v1 body that
+ * sesgate built holds every parameter, query string ones included: it goes
+ * as a POST of a UTF-8 form with no query string. */
 static void front_forward(struct front_req *r)
 {
+    static const char form_type[] = "application/x-www-form-urlencoded; charset=utf-8";
     struct front *f = r->f;
     struct httpd_request *hr = r->hr;
     const char *path = r->api == SESREQ_V2 ? hr->path + r->v2_off : "/";
     size_t path_len = r->api == SESREQ_V2 ? hr->path_len - r->v2_off : 1;
     size_t ctlen = 0;
     const char *ctype = httpd_header(hr, "content-type", &ctlen);
+    const char *method = hr->method;
+    const char *query = r->fwd_query.data;
+    size_t query_len = r->fwd_query.len;
     const struct buf *body = r->send_body.data ? &r->send_body : &hr->body;
-    if (body == &r->send_body)
+    if (body == &r->send_body) {
         util_sha256_hex(body->data, body->len, r->payload_hash);
+        if (r->api == SESREQ_V1) {
+            method = "POST";
+            query = NULL;
+            query_len = 0;
+            ctype = form_type;
+            ctlen = sizeof form_type - 1;
+        }
+    }
     char *url;
     struct curl_slist *hl;
-    if (resign_request(f->resign, hr->method, path, path_len, r->fwd_query.data, r->fwd_query.len,
-                       ctype, ctlen, r->payload_hash, time(NULL), &url, &hl) < 0) {
+    if (resign_request(f->resign, method, path, path_len, query, query_len, ctype, ctlen,
+                       r->payload_hash, time(NULL), &url, &hl) < 0) {
         struct seserr e;
         seserr_set(&e, SESERR_INVALID_PARAMETER, "The request cannot be forwarded.");
         front_fail(r, &e);
         return;
     }
     httpd_set_abort(hr, front_abort, r);
-    r->call = upstream_start(f->up, hr->method, url, hl, body->data, body->len,
+    r->call = upstream_start(f->up, method, url, hl, body->data, body->len,
                              r->copy0 ? front_copy0_done : front_upstream_done, r);
     free(url);
 }
@@ -849,7 +863,8 @@ static void front_handle(struct httpd_request *hr, void *arg)
     util_sha256_hex(hr->body.data ? hr->body.data : "", hr->body.len, r->payload_hash);
 
     struct seserr e;
-    if (r->api == SESREQ_V1 && strcmp(hr->method, "GET") != 0 && strcmp(hr->method, "POST") != 0) {
+    if (r->api == SESREQ_V1 && strcmp(hr->method, "GET") != 0 && strcmp(hr->method, "POST") != 0 &&
+        strcmp(hr->method, "DELETE") != 0) {
         seserr_set(&e, SESERR_METHOD_NOT_ALLOWED, NULL);
         front_fail(r, &e);
         return;
@@ -860,11 +875,10 @@ static void front_handle(struct httpd_request *hr, void *arg)
     }
     int rc;
     if (r->api == SESREQ_V1) {
-        bool from_body = strcmp(hr->method, "POST") == 0 && hr->body.len > 0;
         /* room for max_recipients To recipients and everything else */
         size_t max = (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
-        rc = from_body ? sesreq_parse_v1_max(hr->body.data, hr->body.len, max, &r->sr, &e)
-                       : sesreq_parse_v1_max(r->fwd_query.data, r->fwd_query.len, max, &r->sr, &e);
+        rc = sesreq_parse_v1_request(hr->method, r->fwd_query.data, r->fwd_query.len, hr->body.data,
+                                     hr->body.len, max, &r->sr, &e);
     } else {
         rc = sesreq_parse_v2(hr->method, hr->path + r->v2_off, hr->path_len - r->v2_off,
                              hr->body.data, hr->body.len, &r->sr, &e);

@@ -1304,11 +1304,8 @@ static void sandbox_handle(struct httpd_request *hr, void *arg)
     }
     int rc;
     if (q->api == SESREQ_V1) {
-        if (strcmp(hr->method, "POST") == 0 && hr->body.len > 0)
-            rc = sesreq_parse_v1(hr->body.data, hr->body.len, &q->sr, &e);
-        else
-            rc = sesreq_parse_v1(hr->query ? hr->query : "", hr->query ? hr->query_len : 0, &q->sr,
-                                 &e);
+        rc = sesreq_parse_v1_request(hr->method, hr->query, hr->query ? hr->query_len : 0,
+                                     hr->body.data, hr->body.len, SESREQ_MAX_PARAMS, &q->sr, &e);
     } else {
         rc = sesreq_parse_v2(hr->method, hr->path + q->v2_off, hr->path_len - q->v2_off,
                              hr->body.data, hr->body.len, &q->sr, &e);

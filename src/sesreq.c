@@ -569,7 +569,7 @@ static enum seserr_code sesreq_form_error(int rc)
     }
 }
 
-/* Decode the form, check Action and Version, and collect the senders of a
+/* Decode the form, check Action and Version (optional), and collect the senders of a
  * known action. An Action sesgate does not know is left to SES: no error,
  * out->action stays NULL and out->kind SESREQ_OTHER. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e)
@@ -593,12 +593,14 @@ int sesreq_parse_v1_max(const char *params, size_t len, size_t max_params, struc
         seserr_set(e, SESERR_MISSING_ACTION, NULL);
         return -1;
     }
+    /* SES serves a request without Version as 2010-12-01 (php-aws-ses never
+     * sends one); another Version names an API that does not exist. */
     const char *version = form_get(&out->form, "Version", &vlen);
-    if (version == NULL || vlen != strlen(SESREQ_V1_VERSION) ||
-        memcmp(version, SESREQ_V1_VERSION, vlen) != 0) {
+    if (version != NULL &&
+        (vlen != strlen(SESREQ_V1_VERSION) || memcmp(version, SESREQ_V1_VERSION, vlen) != 0)) {
         seserr_set(e, SESERR_INVALID_ACTION, "Could not find operation %.*s for version %.*s",
-                   sesreq_quote_len(action, alen), action,
-                   version ? sesreq_quote_len(version, vlen) : 0, version ? version : "");
+                   sesreq_quote_len(action, alen), action, sesreq_quote_len(version, vlen),
+                   version);
         return -1;
     }
     const struct sesreq_action *a = sesreq_v1_lookup(action, alen);
@@ -620,6 +622,23 @@ int sesreq_parse_v1_max(const char *params, size_t len, size_t max_params, struc
         break;
     }
     return 0;
+}
+
+int sesreq_parse_v1_request(const char *method, const char *query, size_t query_len,
+                            const char *body, size_t body_len, size_t max_params,
+                            struct sesreq *out, struct seserr *e)
+{
+    if (strcmp(method, "POST") != 0 || body_len == 0)
+        return sesreq_parse_v1_max(query, query_len, max_params, out, e);
+    if (query_len == 0)
+        return sesreq_parse_v1_max(body, body_len, max_params, out, e);
+    struct buf all = BUF_INIT;
+    buf_add(&all, query, query_len);
+    buf_addc(&all, '&');
+    buf_add(&all, body, body_len);
+    int rc = sesreq_parse_v1_max(all.data, all.len, max_params, out, e);
+    buf_free(&all);
+    return rc;
 }
 
 /* Match the sub-path p (after "/v2/email") against template t; *literals gets

@@ -55,17 +55,28 @@ struct sesreq {
 };
 
 /* Parse v1 parameters (the form body of a POST, or the query of a GET).
- * Fills out (zeroed by the caller). Version is checked for every Action,
+ * Fills out (zeroed by the caller). Version may be left out, as SES serves
+ * such a request as 2010-12-01; when present it is checked for every Action,
  * known or not. An Action that is not one of the 71 known names (matched
  * case-sensitively) is not an error: out->action stays NULL, out->kind is
  * SESREQ_OTHER, no sender is extracted and the request is forwarded as is.
  * Errors: SESERR_MALFORMED_QUERY, SESERR_INVALID_QUERY_PARAMETER,
  * SESERR_INVALID_PARAMETER, SESERR_MISSING_ACTION (Action missing or empty),
- * SESERR_INVALID_ACTION (Version missing or not 2010-12-01; the message quotes
+ * SESERR_INVALID_ACTION (Version given and not 2010-12-01; the message quotes
  * the Action), SESERR_MISSING_PARAMETER, SESERR_MESSAGE_REJECTED (a raw
  * message that names no sender at all). Returns 0 or -1 with e set; out must
  * be cleaned up either way. At most SESREQ_MAX_PARAMS parameters. */
 int sesreq_parse_v1(const char *params, size_t len, struct sesreq *out, struct seserr *e);
+
+/* Parse the v1 parameters of a request as SES reads them: the query string of
+ * a GET or DELETE (or of a POST with an empty body), or the form body of a
+ * POST together with any parameters of its query string (a name given in
+ * both is a duplicate). query and body may be NULL when their length is 0.
+ * Media type and charset of the body are not looked at: the form is read as
+ * UTF-8. Otherwise as sesreq_parse_v1_max. */
+int sesreq_parse_v1_request(const char *method, const char *query, size_t query_len,
+                            const char *body, size_t body_len, size_t max_params,
+                            struct sesreq *out, struct seserr *e);
 
 /* Parameters a v1 request may carry by default (sesreq_parse_v1). */
 #define SESREQ_MAX_PARAMS 20000

@@ -1,7 +1,8 @@
 /* fuzz_sesreq: the SES request model on arbitrary input.
  *
  * The first byte picks a mode (modulo 6):
- *   0  v1 parameters (sesreq_parse_v1) from the rest
+ *   0  v1 parameters (sesreq_parse_v1) from the rest, and the rest as a POST
+ *      whose query string ends at the first '\n' (sesreq_parse_v1_request)
  *   1  v2 SendEmail body (POST /v2/email/outbound-emails)
  *   2  v2 SendBulkEmail or SendCustomVerificationEmail body
  *   3  v2 request: a method byte, a path up to '\n', then the body
@@ -104,9 +105,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_sesreq_assert(off <= n);
 
     switch (data[0] % 6) {
-    case 0:
+    case 0: {
         fuzz_sesreq_v1(s, n);
+        const char *nl = memchr(s, '\n', n);
+        size_t qlen = nl ? (size_t)(nl - s) : 0;
+        size_t boff = nl ? qlen + 1 : 0;
+        struct sesreq r;
+        memset(&r, 0, sizeof r);
+        struct seserr e = {SESERR_NONE, ""};
+        int rc =
+            sesreq_parse_v1_request("POST", s, qlen, s + boff, n - boff, SESREQ_MAX_PARAMS, &r, &e);
+        fuzz_sesreq_check(rc, &r, &e);
+        sesreq_cleanup(&r);
         break;
+    }
     case 1:
         fuzz_sesreq_v2("POST", "/v2/email/outbound-emails", s, n);
         break;

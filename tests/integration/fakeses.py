@@ -786,7 +786,11 @@ class Handler(BaseHTTPRequestHandler):
     def describe(self, api, raw_path, raw_query, body):
         """The action name and parsed parameters of an SES request."""
         if api == "v1":
-            text = raw_query if self.command == "GET" else body.decode("utf-8", "replace")
+            # SES reads the query string of a GET or DELETE, and a POST's
+            # form body together with its query string.
+            text = raw_query
+            if self.command == "POST" and body:
+                text = "&".join(p for p in (raw_query, body.decode("utf-8", "replace")) if p)
             pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
             params = {}
             for key, value in pairs:
@@ -804,7 +808,8 @@ class Handler(BaseHTTPRequestHandler):
         """Answer a verified v1 (Query) request."""
         if not action:
             raise SesError("MissingAction", 400, "Action is required.")
-        version = params.get("Version")
+        # SES serves a request without Version as 2010-12-01.
+        version = params.get("Version", "2010-12-01")
         if version != "2010-12-01":
             raise SesError(
                 "InvalidAction", 400, "Could not find operation %s for version %s" % (action, version)

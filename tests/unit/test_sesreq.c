@@ -285,14 +285,33 @@ static const struct v1_case v1_cases[] = {
      SESREQ_OTHER,
      false,
      {NULL}},
-    /* Version is checked for unknown actions too */
-    {"Action=Foo",
-     SESERR_INVALID_ACTION,
-     "Could not find operation Foo for version ",
+    /* Version is optional (SES serves a request without one as 2010-12-01,
+     * as php-aws-ses sends them); a wrong one is refused for every Action */
+    {"Action=Foo", SESERR_NONE, NULL, NULL, SESREQ_OTHER, false, {NULL}},
+    {"Action=GetSendQuota", SESERR_NONE, NULL, "GetSendQuota", SESREQ_OTHER, false, {NULL}},
+    {"Action=ListVerifiedEmailAddresses&",
+     SESERR_NONE,
      NULL,
-     0,
+     "ListVerifiedEmailAddresses",
+     SESREQ_OTHER,
      false,
      {NULL}},
+    {"Action=SendEmail&Destination.CcAddresses.member.1=c%40example.com&Destination.ToAddresses."
+     "member.1=a%40example.com&Message.Body.Text.Data=x+y&Message.Subject.Data=s&Source=%3D%3FUTF-"
+     "8%3FB%3FUw%3D%3D%3F%3D+%3Cs%40example.com%3E",
+     SESERR_NONE,
+     NULL,
+     "SendEmail",
+     SESREQ_SEND,
+     false,
+     {"s@example.com"}},
+    {"Action=SendRawEmail&RawMessage.Data=" BOTO_RAW_FORM,
+     SESERR_NONE,
+     NULL,
+     "SendRawEmail",
+     SESREQ_SEND,
+     true,
+     {"s@example.com"}},
     {"Action=Foo&Version=2009-10-16",
      SESERR_INVALID_ACTION,
      "Could not find operation Foo for version 2009-10-16",
@@ -314,11 +333,11 @@ static const struct v1_case v1_cases[] = {
      0,
      false,
      {NULL}},
-    {"Action=GetSendQuota",
-     SESERR_INVALID_ACTION,
-     "Could not find operation GetSendQuota for version ",
+    {"Action=GetSendQuota&version=2009-10-16",
+     SESERR_NONE,
      NULL,
-     0,
+     "GetSendQuota",
+     SESREQ_OTHER,
      false,
      {NULL}},
     {"Action=GetSendQuota&Version=2009-10-16",
@@ -569,6 +588,60 @@ static void test_v1(void)
     }
 }
 
+/* Where the v1 parameters of a request come from. */
+static const struct {
+    const char *method, *query, *body;
+    enum seserr_code err;
+    const char *action;
+    const char *source; /* the Source parameter parsed, or NULL */
+} v1_request_cases[] = {
+    {"GET", "Action=GetSendQuota", "", SESERR_NONE, "GetSendQuota", NULL},
+    {"DELETE", "Action=DeleteVerifiedEmailAddress&EmailAddress=a%40example.com", "", SESERR_NONE,
+     "DeleteVerifiedEmailAddress", NULL},
+    /* a GET's body is not read */
+    {"GET", "Action=GetSendQuota", "Source=x", SESERR_NONE, "GetSendQuota", NULL},
+    {"POST", "", "Action=SendEmail&Source=s%40e.com&", SESERR_NONE, "SendEmail", "s@e.com"},
+    {"POST", "Action=GetSendQuota", "", SESERR_NONE, "GetSendQuota", NULL},
+    /* a POST's query string adds to its body */
+    {"POST", "Action=SendEmail&Version=2010-12-01", "Source=s%40e.com", SESERR_NONE, "SendEmail",
+     "s@e.com"},
+    {"POST", "Version=2010-12-01", "Action=SendEmail&Source=s%40e.com", SESERR_NONE, "SendEmail",
+     "s@e.com"},
+    {"POST", "Action=SendEmail", "Action=SendEmail&Source=s%40e.com",
+     SESERR_INVALID_QUERY_PARAMETER, NULL, NULL},
+    {"POST", "Source=t%40e.com", "Action=SendEmail&Source=s%40e.com",
+     SESERR_INVALID_QUERY_PARAMETER, NULL, NULL},
+    {"POST", "Action=%zz", "Source=s%40e.com", SESERR_MALFORMED_QUERY, NULL, NULL},
+    {"GET", "", "", SESERR_MISSING_ACTION, NULL, NULL},
+};
+
+static void test_v1_request(void)
+{
+    for (size_t i = 0; i < sizeof v1_request_cases / sizeof v1_request_cases[0]; i++) {
+        const char *method = v1_request_cases[i].method;
+        const char *q = v1_request_cases[i].query, *b = v1_request_cases[i].body;
+        struct sesreq r;
+        memset(&r, 0, sizeof r);
+        struct seserr e = {0};
+        int rc = sesreq_parse_v1_request(method, q[0] ? q : NULL, strlen(q), b[0] ? b : NULL,
+                                         strlen(b), SESREQ_MAX_PARAMS, &r, &e);
+        enum seserr_code want = v1_request_cases[i].err;
+        if (want != SESERR_NONE) {
+            CHECK(rc < 0 && e.code == want, "v1 request %zu: rc %d code %s, want %s", i, rc,
+                  seserr_name(e.code), seserr_name(want));
+        } else {
+            CHECK(rc == 0, "v1 request %zu: rc %d (%s)", i, rc, e.message);
+            CHECK(r.action != NULL && strcmp(r.action, v1_request_cases[i].action) == 0,
+                  "v1 request %zu: action %s", i, r.action ? r.action : "(null)");
+            const char *src = form_get(&r.form, "Source", NULL);
+            const char *want_src = v1_request_cases[i].source;
+            CHECK(want_src ? src != NULL && strcmp(src, want_src) == 0 : src == NULL,
+                  "v1 request %zu: Source %s", i, src ? src : "(none)");
+        }
+        sesreq_cleanup(&r);
+    }
+}
+
 /* The action name points into the static table: equal pointers for equal
  * actions, whatever the input buffer. */
 static void test_v1_static_action(void)
@@ -669,13 +742,16 @@ static void test_v1_quote(void)
         buf_addc(&want, 'b');
     }
     buf_adds(&b, "%C3%A9zzz");
-    buf_adds(&want, " for version ");
+    size_t action_end = b.len;
+    buf_adds(&b, "&Version=1");
+    buf_adds(&want, " for version 1");
     CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == -1 && e.code == SESERR_INVALID_ACTION,
-          "UTF-8 action, no version");
+          "UTF-8 action, wrong version");
     CHECK_STR(e.message, want.data, "UTF-8 sequence not cut");
     sesreq_cleanup(&r);
     buf_free(&want);
 
+    b.len = action_end;
     buf_adds(&b, "&Version=2010-12-01");
     CHECK(sesreq_parse_v1(b.data, b.len, &r, &e) == 0 && r.action == NULL &&
               r.kind == SESREQ_OTHER && r.nfrom == 0,
@@ -1702,6 +1778,7 @@ int main(void)
 {
     test_api_of();
     test_v1();
+    test_v1_request();
     test_v1_static_action();
     test_v1_all_actions();
     test_v1_quote();
