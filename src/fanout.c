@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "form.h"
+#include "addr.h"
 #include "rfc5322.h"
 #include "util.h"
 
@@ -333,11 +334,17 @@ static int fanout_too_many_riders(struct fanout_work *w)
     return -1;
 }
 
+/* Report an address SES would refuse, for reason why (addr.h). Returns -1. */
+static int fanout_bad_address(struct fanout_work *w, const char *why)
+{
+    seserr_set(w->e, fanout_invalid(w->r), "%s", why);
+    return -1;
+}
+
 /* Report an address that does not parse. Returns -1. */
 static int fanout_illegal_address(struct fanout_work *w)
 {
-    seserr_set(w->e, fanout_invalid(w->r), "Illegal address");
-    return -1;
+    return fanout_bad_address(w, "Illegal address");
 }
 
 /* Add a To recipient (owned). Returns 0, or -1 with e set past the limit. */
@@ -530,23 +537,8 @@ static int fanout_raw_message(struct fanout_work *w)
     return 0;
 }
 
-/* True when addr looks like local@domain (both parts non-empty) and can
- * stand alone in a To field: no control character (a quoted local part may
- * hold a tab), no space at either end. */
-static bool fanout_addr_ok(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-    size_t n = strlen(addr);
-    if (at == NULL || at == addr || at[1] == '\0' || addr[0] == ' ' || addr[n - 1] == ' ')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)addr[i] < 0x20 || addr[i] == 0x7f)
-            return false;
-    return true;
-}
-
 /* Parse the address list of header field f (named name) of m, at most max
- * addresses, into l; with check, each must pass fanout_addr_ok(). Returns 0;
+ * addresses, into l; with check, each must pass addr_check_spec(). Returns 0;
  * or -1 with *too_many set when there are more than max, else with e set. */
 static int fanout_field_addrs(struct fanout_work *w, const char *m, const struct fanout_field *f,
                               const char *name, size_t max, bool check, struct rfc5322_addr_list *l,
@@ -566,9 +558,10 @@ static int fanout_field_addrs(struct fanout_work *w, const char *m, const struct
         return -1;
     }
     for (size_t i = 0; check && i < l->n; i++) {
-        if (!fanout_addr_ok(l->v[i].addr)) {
+        const char *bad = addr_check_spec(l->v[i].addr, strlen(l->v[i].addr));
+        if (bad != NULL) {
             rfc5322_addr_list_free(l);
-            return fanout_illegal_address(w);
+            return fanout_bad_address(w, bad);
         }
     }
     return 0;
@@ -667,8 +660,13 @@ static int fanout_raw_classify(struct fanout_work *w, const struct fanout_item *
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct rfc5322_addr_list l = {NULL, 0};
         char why[128];
+        const char *bad = addr_check_mailbox(dest[i].s, dest[i].len);
+        if (bad != NULL) {
+            rc = fanout_bad_address(w, bad);
+            break;
+        }
         if (rfc5322_parse_addresses(dest[i].s, dest[i].len, 1, &l, why, sizeof why) != 0 ||
-            l.n != 1 || !fanout_addr_ok(l.v[0].addr)) {
+            l.n != 1) {
             rfc5322_addr_list_free(&l);
             rc = fanout_illegal_address(w);
             break;
@@ -772,9 +770,9 @@ static int fanout_raw_recipients(struct fanout_work *w)
 }
 
 /* Add the n items as recipients of the given kind (formatted sends keep
- * each address as the request gave it, display name included; a control
- * character, CR and LF above all, makes it illegal, as SES says). Returns
- * 0, or -1 with e set. */
+ * each address as the request gave it, display name included). A control
+ * character, CR and LF above all, makes it illegal, as SES says; otherwise
+ * the address must pass addr_check_mailbox. Returns 0, or -1 with e set. */
 static int fanout_add_items(struct fanout_work *w, enum fanout_kind kind,
                             const struct fanout_item *v, size_t n)
 {
@@ -786,6 +784,9 @@ static int fanout_add_items(struct fanout_work *w, enum fanout_kind kind,
         for (size_t k = 0; k < v[i].len; k++)
             if ((unsigned char)v[i].s[k] < 0x20 || v[i].s[k] == 0x7f)
                 return fanout_illegal_address(w);
+        const char *why = addr_check_mailbox(v[i].s, v[i].len);
+        if (why != NULL)
+            return fanout_bad_address(w, why);
         if (fanout_add(w, kind, xstrndup(v[i].s, v[i].len)) != 0)
             return -1;
     }

@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "addr.h"
 #include "rfc5322.h"
 
 /* Parameters accepted in one v1 request: max_recipients (10000) To addresses
@@ -318,13 +319,6 @@ static int sesreq_quote_len(const char *s, size_t n)
     return (int)k;
 }
 
-/* True when addr looks like local@domain (both parts non-empty). */
-static bool sesreq_addr_ok(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-    return at != NULL && at != addr && at[1] != '\0';
-}
-
 /* The error for an invalid value: InvalidParameterValue on v1, and
  * BadRequestException on v2. */
 static enum seserr_code sesreq_invalid(const struct sesreq *r)
@@ -344,9 +338,10 @@ static int sesreq_add_addresses(struct sesreq *r, const char *s, size_t n, size_
         return -1;
     }
     for (size_t i = 0; i < l.n; i++) {
-        if (!sesreq_addr_ok(l.v[i].addr)) {
+        const char *bad = addr_check_spec(l.v[i].addr, strlen(l.v[i].addr));
+        if (bad != NULL) {
             rfc5322_addr_list_free(&l);
-            seserr_set(e, sesreq_invalid(r), "Illegal address");
+            seserr_set(e, sesreq_invalid(r), "%s", bad);
             return -1;
         }
     }

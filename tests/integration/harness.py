@@ -630,7 +630,7 @@ def run_aws(gw, args, creds, *, fault=None, capture=False, unsigned=False, debug
         except ValueError:
             out = None
     code = message = None
-    found = re.findall(r"An error occurred \(([^)]*)\) when calling the \w+ operation[^:]*: (.*)", proc.stderr)
+    found = re.findall(r"An error occurred \(([^)]*)\) when calling the \w+ operation(?: \([^)]*\))?: (.*)", proc.stderr)
     if found:
         code, message = found[-1][0], found[-1][1].strip()
     statuses = re.findall(r'"(?:GET|POST|PUT|DELETE|PATCH) [^"]*" (\d{3})', proc.stderr)
