@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "addr.h"
 #include "backoff.h"
 #include "buf.h"
 #include "log.h"
@@ -1156,6 +1157,9 @@ static void worker_no_batch(struct job *j)
         worker_ack(j); /* expired or never stored: nothing to record */
         return;
     }
+    /* The batch is known but its template or recipient list is not: data
+     * sesgate stored and still needs is gone. */
+    log_event(LOG_ERROR, "batch_data_missing", "batch", j->batch_id, NULL);
     worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
 }
 
@@ -1468,8 +1472,15 @@ static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
         worker_job_end(j); /* reclaimed after the lease */
         return;
     }
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING || reply->len == 0) {
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         worker_no_batch(j);
+        return;
+    }
+    /* A batch queued before addresses were checked may hold one that SES
+     * refuses: it is a dead letter with SES's reason, not a send. */
+    const char *bad = addr_check_mailbox(reply->str, reply->len);
+    if (bad != NULL) {
+        worker_dead(j, "InvalidParameterValue", bad);
         return;
     }
     j->addr = xstrndup(reply->str, reply->len);
