@@ -47,7 +47,7 @@ enum config_kind {
     CONFIG_INT,          /* int64_t */
     CONFIG_DOUBLE,       /* double */
     CONFIG_BOOL,         /* bool */
-    CONFIG_FIRST,        /* bool: sync (true) | queue (false) */
+    CONFIG_CHOICE,       /* bool: the word yes (true) or the word no (false) */
     CONFIG_RATE,         /* enum config_rate_mode at off, double at off2 */
     CONFIG_LIST_ACTIONS, /* char ** at off, size_t count at off2 */
     CONFIG_LIST_FROM,    /* char ** at off, size_t count at off2 */
@@ -70,6 +70,8 @@ struct config_key {
     int64_t ilo, ihi; /* CONFIG_SIZE, CONFIG_DURATION, CONFIG_INT, CONFIG_OPT_QUOTA */
     double dlo, dhi;  /* CONFIG_DOUBLE, CONFIG_OPT_RATE, CONFIG_RATE */
     bool dlo_open;    /* the lower bound is excluded */
+    const char *yes;  /* CONFIG_CHOICE: the word for true */
+    const char *no;   /* CONFIG_CHOICE: the word for false */
     const char *def;  /* default, in the syntax of the file */
 };
 
@@ -237,9 +239,18 @@ static const struct config_key config_keys[] = {
      .def = "on"},
     {.section = "send",
      .name = "first_recipient",
-     .kind = CONFIG_FIRST,
+     .kind = CONFIG_CHOICE,
      .off = CONFIG_F(first_recipient_sync),
+     .yes = "sync",
+     .no = "queue",
      .def = "sync"},
+    {.section = "send",
+     .name = "invalid_recipients",
+     .kind = CONFIG_CHOICE,
+     .off = CONFIG_F(invalid_skip),
+     .yes = "skip",
+     .no = "refuse",
+     .def = "refuse"},
     {.section = "send",
      .name = "max_recipients",
      .kind = CONFIG_INT,
@@ -800,12 +811,12 @@ static int config_set(const struct config_key *k, void *base, const char *v, str
             *(int *)config_field(base, k->off) = b ? 1 : 0;
         return 0;
     }
-    case CONFIG_FIRST:
-        if (strcasecmp(v, "sync") != 0 && strcasecmp(v, "queue") != 0) {
-            buf_printf(why, "bad value '%.*s' (want sync or queue)", q, v);
+    case CONFIG_CHOICE:
+        if (strcasecmp(v, k->yes) != 0 && strcasecmp(v, k->no) != 0) {
+            buf_printf(why, "bad value '%.*s' (want %s or %s)", q, v, k->yes, k->no);
             return -1;
         }
-        *(bool *)config_field(base, k->off) = strcasecmp(v, "sync") == 0;
+        *(bool *)config_field(base, k->off) = strcasecmp(v, k->yes) == 0;
         return 0;
     case CONFIG_LIST_ACTIONS:
     case CONFIG_LIST_FROM: {
@@ -1578,8 +1589,8 @@ static void config_print_key(struct buf *out, const struct config_key *k, const 
             buf_adds(&v, b ? "on" : "off");
         break;
     }
-    case CONFIG_FIRST:
-        buf_adds(&v, *(const bool *)config_cfield(base, k->off) ? "sync" : "queue");
+    case CONFIG_CHOICE:
+        buf_adds(&v, *(const bool *)config_cfield(base, k->off) ? k->yes : k->no);
         break;
     case CONFIG_LIST_ACTIONS:
     case CONFIG_LIST_FROM: {

@@ -68,6 +68,7 @@ struct config {
     int64_t quota_refresh_ms; /* rate = auto: how often the upstream's quota is read */
     bool fanout;
     bool first_recipient_sync; /* true: sync, false: queue */
+    bool invalid_skip;         /* invalid_recipients: true skip, false refuse */
     int64_t max_recipients;
     int64_t concurrency;
     int64_t max_attempts;

@@ -59,6 +59,8 @@ struct fanout_work {
     struct seserr *e;
     bool off;              /* a tag says sesgate-fanout=off */
     bool possible;         /* fan-out on and not opted out: a batch if two To */
+    bool skip;             /* possible and skip_invalid: bad addresses are left out */
+    size_t invalid_cap;    /* slots allocated in p->invalid */
     size_t to_limit;       /* most To recipients accepted */
     size_t to_cap;         /* slots allocated in p->to */
     struct fanout_list cc; /* Cc riders */
@@ -347,6 +349,22 @@ static int fanout_illegal_address(struct fanout_work *w)
     return fanout_bad_address(w, "Illegal address");
 }
 
+/* An address SES refuses for reason why: in skip mode note it in the plan
+ * and return 0, else report it and return -1. */
+static int fanout_refuse_or_skip(struct fanout_work *w, const char *addr, size_t len,
+                                 const char *why)
+{
+    if (!w->skip)
+        return fanout_bad_address(w, why);
+    struct fanout_plan *p = w->p;
+    if (p->ninvalid == w->invalid_cap) {
+        w->invalid_cap = w->invalid_cap ? w->invalid_cap * 2 : 8;
+        p->invalid = xrealloc(p->invalid, w->invalid_cap * sizeof p->invalid[0]);
+    }
+    p->invalid[p->ninvalid++] = (struct fanout_invalid){xstrndup(addr, len), why};
+    return 0;
+}
+
 /* Add a To recipient (owned). Returns 0, or -1 with e set past the limit. */
 static int fanout_add_to(struct fanout_work *w, char *addr)
 {
@@ -557,13 +575,21 @@ static int fanout_field_addrs(struct fanout_work *w, const char *m, const struct
             fanout_illegal_address(w);
         return -1;
     }
-    for (size_t i = 0; check && i < l->n; i++) {
-        const char *bad = addr_check_spec(l->v[i].addr, strlen(l->v[i].addr));
-        if (bad != NULL) {
+    size_t kept = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const char *bad = check ? addr_check_spec(l->v[i].addr, strlen(l->v[i].addr)) : NULL;
+        if (bad != NULL && fanout_refuse_or_skip(w, l->v[i].addr, strlen(l->v[i].addr), bad) != 0) {
             rfc5322_addr_list_free(l);
-            return fanout_bad_address(w, bad);
+            return -1;
         }
+        if (bad != NULL) {
+            free(l->v[i].display);
+            free(l->v[i].addr);
+            continue;
+        }
+        l->v[kept++] = l->v[i];
     }
+    l->n = kept;
     return 0;
 }
 
@@ -662,8 +688,8 @@ static int fanout_raw_classify(struct fanout_work *w, const struct fanout_item *
         char why[128];
         const char *bad = addr_check_mailbox(dest[i].s, dest[i].len);
         if (bad != NULL) {
-            rc = fanout_bad_address(w, bad);
-            break;
+            rc = fanout_refuse_or_skip(w, dest[i].s, dest[i].len, bad);
+            continue;
         }
         if (rfc5322_parse_addresses(dest[i].s, dest[i].len, 1, &l, why, sizeof why) != 0 ||
             l.n != 1) {
@@ -781,12 +807,17 @@ static int fanout_add_items(struct fanout_work *w, enum fanout_kind kind,
     if (kind != FANOUT_TO && w->cc.n + w->bcc.n + n > FANOUT_MAX_LIST)
         return fanout_too_many_riders(w);
     for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < v[i].len; k++)
+        const char *why = NULL;
+        for (size_t k = 0; k < v[i].len && why == NULL; k++)
             if ((unsigned char)v[i].s[k] < 0x20 || v[i].s[k] == 0x7f)
-                return fanout_illegal_address(w);
-        const char *why = addr_check_mailbox(v[i].s, v[i].len);
-        if (why != NULL)
-            return fanout_bad_address(w, why);
+                why = "Illegal address";
+        if (why == NULL)
+            why = addr_check_mailbox(v[i].s, v[i].len);
+        if (why != NULL) {
+            if (fanout_refuse_or_skip(w, v[i].s, v[i].len, why) != 0)
+                return -1;
+            continue;
+        }
         if (fanout_add(w, kind, xstrndup(v[i].s, v[i].len)) != 0)
             return -1;
     }
@@ -1034,10 +1065,10 @@ static size_t fanout_dedup_list(struct fanout_set *set, char **l, size_t n)
  * addr-spec, ignoring case. Returns false, changing nothing, when fewer
  * than two distinct To recipients remain: the send is then not a batch and
  * goes to SES as it came. */
-static bool fanout_dedup(struct fanout_work *w)
+static bool fanout_dedup(struct fanout_work *w, bool force)
 {
     struct fanout_plan *p = w->p;
-    if (p->nto < 2)
+    if (p->nto < 2 && !force)
         return false;
     size_t total = p->nto + w->cc.n + w->bcc.n, distinct = 0;
     struct fanout_set set = {NULL, 16};
@@ -1046,7 +1077,7 @@ static bool fanout_dedup(struct fanout_work *w)
     set.slot = xcalloc(set.cap, sizeof *set.slot);
     for (size_t i = 0; i < p->nto && distinct < 2; i++)
         distinct += fanout_set_add(&set, p->to[i]);
-    if (distinct < 2) {
+    if (distinct < 2 && !force) {
         free(set.slot);
         return false;
     }
@@ -1059,7 +1090,8 @@ static bool fanout_dedup(struct fanout_work *w)
 }
 
 /* The body of fanout_plan once w is set up. Returns 0, or -1 with e set. */
-static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_recipients)
+static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_recipients,
+                            bool skip_invalid)
 {
     const struct sesreq *r = w->r;
     struct fanout_plan *p = w->p;
@@ -1070,6 +1102,7 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     if (r->raw && fanout_raw_message(w) != 0)
         return -1;
     w->possible = fanout_on && !w->off;
+    w->skip = w->possible && skip_invalid;
     w->to_limit = w->possible ? (max_recipients > 0 ? max_recipients : 1) : FANOUT_MAX_LIST;
     if (r->raw) {
         /* A send that cannot be a batch goes to SES as it came: headers this
@@ -1082,7 +1115,10 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     } else if (fanout_formatted_recipients(w) != 0) {
         return -1;
     }
-    p->batch = w->possible && fanout_dedup(w);
+    if (p->ninvalid > 0 && p->nto == 0)
+        return fanout_bad_address(w, p->invalid[0].reason);
+    /* addresses left out are reported with the batch: one To is enough */
+    p->batch = w->possible && fanout_dedup(w, p->ninvalid > 0);
     fanout_take_riders(w);
     if (p->batch) {
         if (r->api == SESREQ_V1)
@@ -1101,7 +1137,7 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
 }
 
 /* Decide on fan-out for the send r and split it into template and recipients. */
-int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients,
+int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e)
 {
     memset(out, 0, sizeof *out);
@@ -1119,7 +1155,7 @@ int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients,
     w.r = r;
     w.p = out;
     w.e = e;
-    int rc = fanout_plan_work(&w, fanout_on, max_recipients);
+    int rc = fanout_plan_work(&w, fanout_on, max_recipients, skip_invalid);
     fanout_list_free(&w.cc);
     fanout_list_free(&w.bcc);
     free(w.drop);
@@ -1371,6 +1407,9 @@ void fanout_plan_cleanup(struct fanout_plan *p)
     for (size_t i = 0; i < p->nriders; i++)
         free(p->riders[i].addr);
     free(p->riders);
+    for (size_t i = 0; i < p->ninvalid; i++)
+        free(p->invalid[i].addr);
+    free(p->invalid);
     buf_free(&p->template);
     buf_free(&p->forward);
     memset(p, 0, sizeof *p);

@@ -52,6 +52,12 @@ struct fanout_rcpt {
     enum fanout_kind kind;
 };
 
+/* An address left out of a batch because SES would refuse it (skip mode). */
+struct fanout_invalid {
+    char *addr;         /* owned; as the request gave it */
+    const char *reason; /* static: SES's reason (addr.h) */
+};
+
 struct fanout_plan {
     enum sesreq_api api;
     const char *action;      /* static, from the request */
@@ -64,28 +70,33 @@ struct fanout_plan {
     size_t nto;
     struct fanout_rcpt *riders; /* Cc riders then Bcc riders, copy 0 only; owned */
     size_t nriders;
-    struct buf template; /* batch only: the request body without destinations nor
-                            tag (v1 form, v2 compact JSON) */
-    struct buf forward;  /* not a batch but tag_stripped: the body to forward
-                            instead of the original (destinations kept); else empty,
-                            and the original is forwarded as it came */
+    struct buf template;            /* batch only: the request body without destinations nor
+                                       tag (v1 form, v2 compact JSON) */
+    struct buf forward;             /* not a batch but tag_stripped: the body to forward
+                                       instead of the original (destinations kept); else empty,
+                                       and the original is forwarded as it came */
+    struct fanout_invalid *invalid; /* skip mode: addresses left out, in order; owned */
+    size_t ninvalid;
 };
 
 /* Plan the parsed send r (out is overwritten; clean it up in every case).
  * fanout_on is the client's fan-out switch; max_recipients bounds the To
- * recipients of a batch. Requests of another kind than SESREQ_SEND give a
- * plan that is not a batch and strips nothing. The recipients (to, riders)
- * are filled for every send, batch or not; for a raw message that cannot be
- * a batch (fan-out off, or opted out) they are read as far as its headers
- * parse, and a header sesgate cannot parse is left to SES instead of
- * failing. Every To recipient of a raw batch is an addr-spec that
+ * recipients of a batch. Every address is checked with addr.h: one SES would
+ * refuse fails the plan with SES's reason, unless skip_invalid is set and the
+ * send can be fanned out: then it is left out and listed in invalid, and the
+ * send is a batch (even of one To recipient) so that they are reported with
+ * it; a send with no valid To recipient left still fails. Requests of another kind than SESREQ_SEND
+ * give a plan that is not a batch and strips nothing. The recipients (to, riders) are filled for
+ * every send, batch or not; for a raw message that cannot be a batch (fan-out off, or opted out)
+ * they are read as far as its headers parse, and a header sesgate cannot parse is left to SES
+ * instead of failing. Every To recipient of a raw batch is an addr-spec that
  * rfc5322_rewrite_for_copy accepts, so each copy renders.
  * Errors: SESERR_INVALID_PARAMETER (more than max_recipients To recipients
  * in what would be a batch, more than FANOUT_MAX_LIST recipients, an address
  * that does not parse where one is needed, invalid base64 raw data),
  * SESERR_BAD_REQUEST (v2 Destination of the wrong shape), SESERR_INTERNAL
  * (a send without a parsed body). Returns 0, or -1 with e set. */
-int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients,
+int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e);
 
 /* Append to out the request body of copy number copy (0 .. nto-1) of the

@@ -793,7 +793,8 @@ static void front_send(struct front_req *r)
     const struct config *cfg = f->cfg;
     struct seserr e;
     bool fanout_on = r->client->fanout < 0 ? cfg->fanout : r->client->fanout != 0;
-    if (fanout_plan(&r->sr, fanout_on, (size_t)cfg->max_recipients, &r->plan, &e) < 0) {
+    if (fanout_plan(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip, &r->plan,
+                    &e) < 0) {
         front_fail(r, &e);
         return;
     }

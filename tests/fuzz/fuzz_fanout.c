@@ -193,7 +193,7 @@ static void fuzz_fanout_check_plan(int api, const struct sesreq *r, const struct
         struct sesreq f;
         struct fanout_plan fp;
         fuzz_fanout_assert(fuzz_fanout_parse(api, p->forward.data, p->forward.len, &f, &e) == 0);
-        fuzz_fanout_assert(fanout_plan(&f, false, SIZE_MAX, &fp, &e) == 0);
+        fuzz_fanout_assert(fanout_plan(&f, false, SIZE_MAX, false, &fp, &e) == 0);
         fuzz_fanout_assert(!fp.tag_stripped && fp.nto == p->nto && fp.nriders == p->nriders);
         fanout_plan_cleanup(&fp);
         sesreq_cleanup(&f);
@@ -217,7 +217,7 @@ static void fuzz_fanout_run(int api, const char *body, size_t len, bool on, size
     struct seserr e = {SESERR_NONE, ""};
     if (fuzz_fanout_parse(api, body, len, &r, &e) == 0) {
         struct fanout_plan p;
-        if (fanout_plan(&r, on, max, &p, &e) == 0) {
+        if (fanout_plan(&r, on, max, false, &p, &e) == 0) {
             fuzz_fanout_check_plan(api, &r, &p, on, max);
         } else {
             fuzz_fanout_assert(e.code > SESERR_NONE && e.code < SESERR_COUNT && !p.batch);

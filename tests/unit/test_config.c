@@ -156,6 +156,7 @@ static void test_defaults(void)
               "quota_refresh = 1m\n"
               "fanout = on\n"
               "first_recipient = sync\n"
+              "invalid_recipients = refuse\n"
               "max_recipients = 10000\n"
               "concurrency = 64\n"
               "max_attempts = 12\n"
@@ -239,6 +240,8 @@ static void test_every_key(void)
         {"[send]\nfanout = TRUE\n", "fanout = on"},
         {"[send]\nfanout = 1\n", "fanout = on"},
         {"[send]\nfirst_recipient = queue\n", "first_recipient = queue"},
+        {"[send]\ninvalid_recipients = skip\n", "invalid_recipients = skip"},
+        {"[send]\ninvalid_recipients = Refuse\n", "invalid_recipients = refuse"},
         {"[send]\nmax_recipients = 1000000\n", "max_recipients = 1000000"},
         {"[send]\nmax_recipients = 1\n", "max_recipients = 1"},
         {"[send]\nconcurrency = 10000\n", "concurrency = 10000"},
@@ -461,6 +464,9 @@ static void test_errors(void)
         {"[send]\nfirst_recipient = later\n",
          {NULL},
          "@:2: [send] first_recipient: bad value 'later' (want sync or queue)\n"},
+        {"[send]\ninvalid_recipients = drop\n",
+         {NULL},
+         "@:2: [send] invalid_recipients: bad value 'drop' (want skip or refuse)\n"},
         {"[sandbox]\nrate = 0\n", {NULL}, "@:2: [sandbox] rate: '0' is out of range (want > 0)\n"},
         {"[sandbox]\ndaily_quota = -1\n",
          {NULL},

@@ -1498,7 +1498,7 @@ static void run_plan_case(const struct plan_case *c)
     int rc = parse(c->api, body.data, body.len, &r, &e);
     CHECK(rc == 0, "%s: parse: %s", c->name, e.message);
     struct fanout_plan p;
-    rc = fanout_plan(&r, c->on, c->max, &p, &e);
+    rc = fanout_plan(&r, c->on, c->max, false, &p, &e);
     if (c->err != SESERR_NONE) {
         CHECK(rc == -1 && e.code == c->err, "%s: rc %d code %d, want %d", c->name, rc, e.code,
               c->err);
@@ -1564,8 +1564,8 @@ static void run_plan_case(const struct plan_case *c)
         struct fanout_plan fp;
         CHECK(parse(c->api, p.forward.data, p.forward.len, &f, &e) == 0, "%s: forward parses",
               c->name);
-        CHECK(fanout_plan(&f, c->on, 10000, &fp, &e) == 0 && !fp.tag_stripped && fp.nto == p.nto &&
-                  fp.nriders == p.nriders,
+        CHECK(fanout_plan(&f, c->on, 10000, false, &fp, &e) == 0 && !fp.tag_stripped &&
+                  fp.nto == p.nto && fp.nriders == p.nriders,
               "%s: forward replans", c->name);
         fanout_plan_cleanup(&fp);
         sesreq_cleanup(&f);
@@ -1592,7 +1592,7 @@ static void test_boto_copies(void)
     struct seserr e;
     struct fanout_plan p;
     CHECK(parse(1, BOTO_SEND_EMAIL, strlen(BOTO_SEND_EMAIL), &r, &e) == 0, "parse");
-    CHECK(fanout_plan(&r, true, 10000, &p, &e) == 0, "plan");
+    CHECK(fanout_plan(&r, true, 10000, false, &p, &e) == 0, "plan");
     struct buf out = BUF_INIT;
     CHECK(fanout_render(&p, 0, &out, &e) == 0, "copy 0");
     CHECK_STR(buf_cstr(&out),
@@ -1613,14 +1613,14 @@ static void test_boto_copies(void)
     buf_free(&out);
     fanout_plan_cleanup(&p);
     /* not a batch: nothing to render */
-    CHECK(fanout_plan(&r, false, 10000, &p, &e) == 0 && !p.batch, "fan-out off");
+    CHECK(fanout_plan(&r, false, 10000, false, &p, &e) == 0 && !p.batch, "fan-out off");
     CHECK(fanout_render(&p, 0, &out, &e) == -1 && out.len == 0, "no copy when not a batch");
     fanout_plan_cleanup(&p);
     sesreq_cleanup(&r);
 
     /* v2: the Destination member is spliced in last */
     CHECK(parse(2, V2_BOTO_SIMPLE, strlen(V2_BOTO_SIMPLE), &r, &e) == 0, "parse v2");
-    CHECK(fanout_plan(&r, true, 10000, &p, &e) == 0, "plan v2");
+    CHECK(fanout_plan(&r, true, 10000, false, &p, &e) == 0, "plan v2");
     static const char v2_copy0[] =
         "{\"FromEmailAddress\":\"s@example.com\",\"ReplyToAddresses\":[\"r@example.com\"],"
         "\"Content\":{\"Simple\":{\"Subject\":{\"Data\":\"Hi\"},\"Body\":{\"Text\":{\"Data\":\"t\"}"
@@ -1704,7 +1704,7 @@ static void test_big(void)
         char what[64];
         snprintf(what, sizeof what, "120 recipients, kind %d", kind);
         CHECK(parse(api, body.data, body.len, &r, &e) == 0, "%s: parse: %s", what, e.message);
-        CHECK(fanout_plan(&r, true, 10000, &p, &e) == 0, "%s: plan: %s", what, e.message);
+        CHECK(fanout_plan(&r, true, 10000, false, &p, &e) == 0, "%s: plan: %s", what, e.message);
         CHECK(p.batch && p.tag_stripped && p.nto == 120, "%s: batch of %zu", what, p.nto);
         CHECK(p.nriders == (kind == 4 ? 2u : 3u), "%s: %zu riders", what, p.nriders);
         if (api == 1)
@@ -1717,7 +1717,8 @@ static void test_big(void)
               "%s: template has no address", what);
         check_copies(&r, &p, NULL, what);
         fanout_plan_cleanup(&p);
-        CHECK(fanout_plan(&r, true, 119, &p, &e) == -1 && e.code == SESERR_INVALID_PARAMETER &&
+        CHECK(fanout_plan(&r, true, 119, false, &p, &e) == -1 &&
+                  e.code == SESERR_INVALID_PARAMETER &&
                   strstr(e.message, "at most 119 To recipients") != NULL,
               "%s: max_recipients: %s", what, e.message);
         fanout_plan_cleanup(&p);
@@ -1773,8 +1774,171 @@ static void test_render_copy(void)
     buf_free(&out);
 }
 
+/* [send] invalid_recipients = skip: addresses SES refuses are left out of a
+ * batch and listed with their reasons; nothing is left out when the send
+ * cannot be fanned out. */
+static const struct {
+    const char *what;
+    int api;
+    const char *body;
+    bool on;
+    bool skip;
+    enum seserr_code err; /* SESERR_NONE: planned */
+    const char *msg;
+    bool batch;
+    const char *to[4];
+    const char *riders[3];
+    const char *invalid[4]; /* "addr|reason" */
+} skip_cases[] = {
+    {"v1 skip",
+     1,
+     "Action=SendEmail&Source=s%40x.com&Message.Subject.Data=s&Message.Body.Text.Data=b&"
+     "Destination.ToAddresses.member.1=a%40x.com&Destination.ToAddresses.member.2=&"
+     "Destination.ToAddresses.member.3=not-an-email&Destination.ToAddresses.member.4=b%40x.com&"
+     "Destination.CcAddresses.member.1=c..c%40x.com&Destination.CcAddresses.member.2=c%40x.com",
+     true,
+     true,
+     SESERR_NONE,
+     NULL,
+     true,
+     {"a@x.com", "b@x.com"},
+     {"c@x.com"},
+     {"|Illegal address", "not-an-email|Missing final '@domain'",
+      "c..c@x.com|Local address contains dot-dot"}},
+    {"v1 refuse",
+     1,
+     "Action=SendEmail&Source=s%40x.com&Message.Subject.Data=s&Message.Body.Text.Data=b&"
+     "Destination.ToAddresses.member.1=a%40x.com&Destination.ToAddresses.member.2=not-an-email",
+     true,
+     false,
+     SESERR_INVALID_PARAMETER,
+     "Missing final '@domain'",
+     false,
+     {NULL},
+     {NULL},
+     {NULL}},
+    {"v1 skip, fan-out off: refused",
+     1,
+     "Action=SendEmail&Source=s%40x.com&Message.Subject.Data=s&Message.Body.Text.Data=b&"
+     "Destination.ToAddresses.member.1=a%40x.com&Destination.ToAddresses.member.2=not-an-email",
+     false,
+     true,
+     SESERR_INVALID_PARAMETER,
+     "Missing final '@domain'",
+     false,
+     {NULL},
+     {NULL},
+     {NULL}},
+    {"v1 skip, one valid To left: still a batch",
+     1,
+     "Action=SendEmail&Source=s%40x.com&Message.Subject.Data=s&Message.Body.Text.Data=b&"
+     "Destination.ToAddresses.member.1=a%40b%C3%BCcher.example&"
+     "Destination.ToAddresses.member.2=a%40x.com&Destination.BccAddresses.member.1=a%40x.com",
+     true,
+     true,
+     SESERR_NONE,
+     NULL,
+     true,
+     {"a@x.com"},
+     {NULL},
+     {"a@b\xc3\xbc"
+      "cher.example|Domain contains illegal character"}},
+    {"v1 skip, no valid To: refused with the first reason",
+     1,
+     "Action=SendEmail&Source=s%40x.com&Message.Subject.Data=s&Message.Body.Text.Data=b&"
+     "Destination.ToAddresses.member.1=%40x.com&Destination.ToAddresses.member.2=x&"
+     "Destination.CcAddresses.member.1=c%40x.com",
+     true,
+     true,
+     SESERR_INVALID_PARAMETER,
+     "Missing local name",
+     false,
+     {NULL},
+     {NULL},
+     {NULL}},
+    {"v2 skip",
+     2,
+     "{\"FromEmailAddress\":\"s@x.com\",\"Destination\":{\"ToAddresses\":[\"a@x.com\","
+     "\"a b@x.com\",\"b@x.com\"]},\"Content\":{\"Simple\":{\"Subject\":{\"Data\":\"s\"},"
+     "\"Body\":{\"Text\":{\"Data\":\"t\"}}}}}",
+     true,
+     true,
+     SESERR_NONE,
+     NULL,
+     true,
+     {"a@x.com", "b@x.com"},
+     {NULL},
+     {"a b@x.com|Local address contains control or whitespace"}},
+    {"v2 refuse",
+     2,
+     "{\"FromEmailAddress\":\"s@x.com\",\"Destination\":{\"ToAddresses\":[\"a@x.com\","
+     "\"a b@x.com\"]},\"Content\":{\"Simple\":{\"Subject\":{\"Data\":\"s\"},"
+     "\"Body\":{\"Text\":{\"Data\":\"t\"}}}}}",
+     true,
+     false,
+     SESERR_BAD_REQUEST,
+     "Local address contains control or whitespace",
+     false,
+     {NULL},
+     {NULL},
+     {NULL}},
+};
+
+static void test_skip_invalid(void)
+{
+    for (size_t i = 0; i < sizeof skip_cases / sizeof skip_cases[0]; i++) {
+        const char *what = skip_cases[i].what;
+        struct sesreq r;
+        struct seserr e = {0};
+        struct fanout_plan p;
+        const char *body = skip_cases[i].body;
+        CHECK(parse(skip_cases[i].api, body, strlen(body), &r, &e) == 0, "%s: parse: %s", what,
+              e.message);
+        int rc = fanout_plan(&r, skip_cases[i].on, 10000, skip_cases[i].skip, &p, &e);
+        if (skip_cases[i].err != SESERR_NONE) {
+            CHECK(rc == -1 && e.code == skip_cases[i].err, "%s: rc %d code %s", what, rc,
+                  seserr_name(e.code));
+            CHECK_STR(e.message, skip_cases[i].msg, what);
+        } else {
+            CHECK(rc == 0, "%s: rc %d (%s)", what, rc, e.message);
+            CHECK(p.batch == skip_cases[i].batch, "%s: batch %d", what, p.batch);
+            size_t n = 0;
+            while (n < 4 && skip_cases[i].to[n])
+                n++;
+            CHECK(p.nto == n, "%s: %zu To, want %zu", what, p.nto, n);
+            for (size_t k = 0; k < n && k < p.nto; k++)
+                CHECK_STR(p.to[k], skip_cases[i].to[k], what);
+            n = 0;
+            while (n < 3 && skip_cases[i].riders[n])
+                n++;
+            CHECK(p.nriders == n, "%s: %zu riders, want %zu", what, p.nriders, n);
+            for (size_t k = 0; k < n && k < p.nriders; k++)
+                CHECK_STR(p.riders[k].addr, skip_cases[i].riders[k], what);
+            n = 0;
+            while (n < 4 && skip_cases[i].invalid[n])
+                n++;
+            CHECK(p.ninvalid == n, "%s: %zu invalid, want %zu", what, p.ninvalid, n);
+            for (size_t k = 0; k < n && k < p.ninvalid; k++) {
+                char got[512];
+                snprintf(got, sizeof got, "%s|%s", p.invalid[k].addr, p.invalid[k].reason);
+                CHECK_STR(got, skip_cases[i].invalid[k], what);
+            }
+            if (p.batch) {
+                struct buf out = BUF_INIT;
+                CHECK(fanout_render(&p, 0, &out, &e) == 0, "%s: copy 0 renders", what);
+                for (size_t k = 0; k < p.ninvalid; k++)
+                    CHECK(strstr(buf_cstr(&out), "not-an-email") == NULL, "%s: left out", what);
+                buf_free(&out);
+            }
+        }
+        fanout_plan_cleanup(&p);
+        sesreq_cleanup(&r);
+    }
+}
+
 int main(void)
 {
+    test_skip_invalid();
     test_plan_cases();
     test_boto_copies();
     test_big();
