@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 struct buf {
-    char *data; /* NUL-terminated when len > 0 or after buf_cstr(); owned */
+    char *data; /* NULL, or NUL-terminated at len; owned */
     size_t len; /* bytes used, excluding the terminating NUL */
     size_t cap; /* bytes allocated */
 };
