@@ -300,4 +300,4 @@ def test_truncated_answer_to_client_calls(rig_factory):
     assert status == "", status
     # The gateway works normally afterwards.
     assert send(r.gw, ["after@example.net"]).get("MessageId")
-    assert ses.get_send_quota()["Max24HourSend"] >= 0
+    assert ses.get_send_quota()["Max24HourSend"] == r.fake.quota()["quota"]["max_24_hour_send"]
