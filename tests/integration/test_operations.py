@@ -105,6 +105,7 @@ def test_sighup_with_errors_changes_nothing(gw):
 
 
 def test_runs_as_the_configured_user(tmp_path):
+    assert os.geteuid() == 0, "becoming another user needs a root start: run the suite as root, as CI does"
     nobody = pwd.getpwnam("nobody")
     # pytest's own directories are root's alone: the data directory must be
     # somewhere nobody can reach.
@@ -174,6 +175,7 @@ def test_disk_full_under_data_dir(tmp_path):
     log, so new batches get ServiceUnavailable (nothing is accepted that
     could not be kept); once space is back, sending works again and every
     batch that was accepted is delivered, each recipient once."""
+    assert os.geteuid() == 0, "mounting a small file system needs root: run the suite as root, as CI does"
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
