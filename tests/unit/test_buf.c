@@ -244,9 +244,28 @@ static void test_oom(void)
     }
 }
 
+/* Writing into reserved room before extending len, across a second reserve
+ * that grows the allocation, keeps what was written (the encoders do this). */
+static void test_write_past_len(void)
+{
+    struct buf b = BUF_INIT;
+    buf_adds(&b, "ab");
+    buf_reserve(&b, 3);
+    memcpy(b.data + b.len, "cde", 3);
+    buf_reserve(&b, 3 + 1000); /* grows: realloc keeps the bytes past len */
+    memcpy(b.data + b.len + 3, "f", 1);
+    b.len += 4;
+    CHECK_STR(buf_cstr(&b), "abcdef", "bytes written past len survive a growing reserve");
+    size_t n;
+    char *p = buf_detach(&b, &n);
+    CHECK(n == 6 && strcmp(p, "abcdef") == 0, "detach ends the string at len");
+    free(p);
+}
+
 int main(void)
 {
     test_cases();
+    test_write_past_len();
     test_growth();
     test_xhelpers();
     test_oom();
