@@ -107,6 +107,8 @@ const char *buf_cstr(struct buf *b)
 {
     if (b->data == NULL)
         return "";
+    /* reserved room may hold bytes written past len: end the string at len */
+    b->data[b->len] = '\0';
     return b->data;
 }
 
@@ -126,6 +128,8 @@ void buf_free(struct buf *b)
 
 char *buf_detach(struct buf *b, size_t *len)
 {
+    if (b->data)
+        b->data[b->len] = '\0';
     char *p = b->data ? b->data : xstrdup("");
     if (len)
         *len = b->len;

@@ -12,7 +12,9 @@
 #include <stddef.h>
 
 struct buf {
-    char *data; /* NUL-terminated when len > 0 or after buf_cstr(); owned */
+    char *data; /* NULL, or NUL-terminated at len after an append, buf_cstr() or
+                   buf_detach() (buf_reserve() leaves the room past len to the
+                   caller, who may write there before extending len); owned */
     size_t len; /* bytes used, excluding the terminating NUL */
     size_t cap; /* bytes allocated */
 };

@@ -22,3 +22,24 @@ def gateway(gw, request):
         pytest.fail("tests/integration/js/node_modules is missing: run npm ci there (run.sh does)")
     gw.fake.reset()
     return gw
+
+
+@pytest.fixture(autouse=True)
+def fakes_signatures():
+    """After every test, every fake upstream started so far has refused no
+    signature the test did not take (FakeSES.take_refused) and assert on:
+    a retry signed wrongly once and rightly the next time fails here."""
+    yield
+    for fake in harness.FAKES:
+        fake.check_signatures()
+
+
+def pytest_runtest_logreport(report):
+    """With $SESGATE_LOG_DIR set, note every skipped test's node id in
+    skipped.txt there: under CI=true tests/run fails on a skip it was not
+    told to expect."""
+    d = harness.log_dir()
+    if d and report.skipped:
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / "skipped.txt", "a") as f:
+            f.write(report.nodeid + "\n")

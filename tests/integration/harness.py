@@ -109,6 +109,112 @@ def wait_port(port, timeout=10.0):
     return False
 
 
+def wait_for(pred, timeout=10.0, step=0.05):
+    """Poll pred until it returns a true value (returned) or timeout seconds
+    pass (then pred's last value is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(step)
+
+
+def wait_log(gate, pattern, count=1, timeout=10.0):
+    """Wait until the log of gate (anything with log_text()) matches the
+    regular expression pattern count times; returns the log. Raises
+    AssertionError with the log's tail when it does not in time."""
+    text = wait_for(lambda: (lambda t: t if len(re.findall(pattern, t)) >= count else None)(gate.log_text()),
+                    timeout)
+    if text is None:
+        tail = gate.log_text()[-3000:]
+        raise AssertionError("%r not %d time(s) in the log within %s s:\n%s" % (pattern, count, timeout, tail))
+    return text
+
+
+# A report of AddressSanitizer, LeakSanitizer or UBSan.
+SANITIZER_RE = re.compile(r"ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer|runtime error:")
+# The exit status tests/run gives AddressSanitizer (ASAN_OPTIONS exitcode=23).
+ASAN_EXIT = 23
+
+
+def assert_no_sanitizer(text):
+    """No sanitizer report in text."""
+    m = SANITIZER_RE.search(text or "")
+    assert not m, "sanitizer report:\n%s" % text[max(0, m.start() - 200):m.start() + 3000]
+
+
+def assert_exit(proc, code):
+    """proc (a CompletedProcess, or (returncode, output)) exited with exactly
+    code and printed no sanitizer report; returns its output (stdout + stderr).
+    A sanitizer exit (23 under tests/run) is never "failed as expected"."""
+    rc, out = proc if isinstance(proc, tuple) else (proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
+    assert_no_sanitizer(out)
+    assert rc == code, "exit status %s, want %s%s:\n%s" % (
+        rc, code, " (a sanitizer's)" if rc == ASAN_EXIT else "", out[-3000:])
+    return out
+
+
+def wait_records(fake, n, timeout=20.0, pred=lambda r: True, settle=0.0):
+    """The fake's records matching pred once there are at least n of them
+    (or whatever there is after timeout); with settle, wait that much longer
+    and read them again, so that extra records show."""
+    recs = wait_for(lambda: (lambda got: got if len(got) >= n else None)(
+        [r for r in fake.requests() if pred(r)]), timeout, 0.1)
+    if recs and settle:
+        time.sleep(settle)
+        recs = [r for r in fake.requests() if pred(r)]
+    return recs if recs is not None else [r for r in fake.requests() if pred(r)]
+
+
+class RedisClient:
+    """A minimal Redis protocol (RESP2) client on a TCP port or unix socket."""
+
+    class Error(Exception):
+        """An error reply."""
+
+    def __init__(self, port=None, unix=None, timeout=10.0):
+        if unix is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(str(unix))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.rd = self.sock.makefile("rb")
+
+    def close(self):
+        self.rd.close()
+        self.sock.close()
+
+    def _reply(self):
+        line = self.rd.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed mid-reply: %r" % line)
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisClient.Error(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.rd.read(n + 2)[:-2].decode("utf-8", "surrogateescape")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise RuntimeError("bad reply %r" % line)
+
+    def cmd(self, *args):
+        """One command; the reply decoded (an error reply raises RedisClient.Error)."""
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode("utf-8", "surrogateescape")
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(out))
+        return self._reply()
+
+
 def raw_exchange(port, data, *, more=(), timeout=5.0, timeout_ends=True):
     """Send data to 127.0.0.1:port over a plain TCP socket, then each chunk of
     more until the peer refuses one (broken pipe or reset), and read the answer
@@ -150,9 +256,17 @@ def http(method, url, body=None, headers=None, timeout=10.0):
 
 
 def new_access_key(prefix="SG"):
-    """A fresh access key id in AWS's shape ([A-Z0-9], 20 characters)."""
+    """A fresh access key id in AWS's shape ([A-Z0-9], 20 characters). With
+    $SESGATE_LOG_DIR set, a client's key (prefix SG) is also noted in
+    client-keys.txt there: tests/run checks that none reached an upstream."""
     alphabet = string.ascii_uppercase + string.digits
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(20 - len(prefix)))
+    key = prefix + "".join(secrets.choice(alphabet) for _ in range(20 - len(prefix)))
+    d = log_dir()
+    if d and prefix.startswith("SG"):
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / "client-keys.txt", "a") as f:
+            f.write(key + "\n")
+    return key
 
 
 def log_dir():
@@ -195,8 +309,17 @@ def clean_env(extra=None):
     return env
 
 
+# Every FakeSES made in this process: the `fakes_signatures` fixture
+# (conftest.py) checks each one's record after every test.
+FAKES = []
+
+
 class FakeSES:
-    """The fake SES upstream (fakeses.py) as a child process."""
+    """The fake SES upstream (fakeses.py) as a child process.
+
+    Every request it refuses for its signature fails the test that caused it
+    (at teardown, conftest.py), unless the test took the refusal with
+    take_refused() and asserted on it."""
 
     def __init__(self, workdir, creds, region=REGION, port=0, extra_args=()):
         self.workdir = Path(workdir)
@@ -205,8 +328,39 @@ class FakeSES:
         self.port = port
         self.extra_args = list(extra_args)
         self.proc = None
-        self.record_path = self.workdir / "fakeses-requests.jsonl"
+        # With $SESGATE_LOG_DIR the record goes there, where tests/run scans
+        # it for client credentials that must never reach an upstream.
+        d = log_dir()
+        self.record_path = (d / ("fakeses-%d-%d.jsonl" % (os.getpid(), len(FAKES))) if d
+                            else self.workdir / "fakeses-requests.jsonl")
         self.log_path = self.workdir / "fakeses.log"
+        # How far into the record file refusals have been checked or taken.
+        self._checked = 0
+        FAKES.append(self)
+
+    def _new_records(self):
+        """Records appended to the record file since the last check (the
+        file keeps every request, /__reset does not truncate it)."""
+        if not self.record_path.exists():
+            return []
+        with open(self.record_path, "rb") as f:
+            f.seek(self._checked)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next check
+        self._checked += end
+        return [json.loads(x) for x in data[:end].splitlines() if x.strip()]
+
+    def take_refused(self):
+        """The requests the fake refused for their signature since the last
+        check; the caller asserts on them, and they no longer fail the test."""
+        return [r for r in self._new_records() if not r["verified"]]
+
+    def check_signatures(self):
+        """Fail on any request refused for its signature since the last check."""
+        bad = self.take_refused()
+        assert not bad, "the upstream at %s refused %d signature(s) nobody expected; first: %s" % (
+            self.workdir, len(bad), json.dumps({k: bad[0].get(k) for k in ("seq", "method", "path", "action",
+                                                                            "access_key", "verify_error")}))
 
     @property
     def url(self):
@@ -707,8 +861,10 @@ def assert_forwarded(gw, sent, message_id=None, *, compare="bytes", path=None):
     records = [r for r in upstream_records(gw)]
     verified = [r for r in records if r["verified"]]
     if gw.direct:
-        # The fake may have refused earlier attempts (a JS clock correction).
+        # The fake may have refused earlier attempts (a JS clock correction):
+        # a client's own retry, not a signature of sesgate's.
         assert verified, "upstream received no verified request: %s" % _summary(records)
+        gw.fake.take_refused()
         rec = verified[-1]
     else:
         assert len(records) == 1, "upstream expected exactly one request, got %s" % _summary(records)
@@ -759,6 +915,7 @@ def assert_not_forwarded(gw):
     records = upstream_records(gw)
     if gw.direct:
         assert all(not r["verified"] for r in records), "upstream accepted: %s" % _summary(records)
+        gw.fake.take_refused()  # the refusals asserted on just above
     else:
         assert records == [], "a refused request reached the upstream: %s" % _summary(records)
 

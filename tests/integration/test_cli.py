@@ -2,7 +2,6 @@
 secrets masked, file:line errors), and refusal to start without upstream
 credentials."""
 
-import os
 import re
 import subprocess
 
@@ -52,7 +51,7 @@ def test_check_reports_every_error_with_its_line(tmp_path):
                    "[client.a]\naccess_key_id = SGAAAAAAAAAAAAAAAAAA\nsecret_access_key = %s\n"
                    "[client.b]\naccess_key_id = SGAAAAAAAAAAAAAAAAAA\n" % harness.new_secret())
     r = run(["check", "-c", str(ini)])
-    assert r.returncode != 0
+    harness.assert_exit(r, 1)
     err = r.stderr
     assert re.search(r"bad\.ini:2: .*lisen", err), err
     assert re.search(r"bad\.ini:3: .*clock_skew", err), err
@@ -63,7 +62,8 @@ def test_check_reports_every_error_with_its_line(tmp_path):
 
 def test_check_unreadable_file(tmp_path):
     r = run(["check", "-c", str(tmp_path / "missing.ini")])
-    assert r.returncode != 0 and "missing.ini" in r.stderr
+    harness.assert_exit(r, 1)
+    assert "missing.ini" in r.stderr
 
 
 def test_serve_refuses_an_endpoint_without_upstream_credentials(tmp_path):
@@ -72,7 +72,8 @@ def test_serve_refuses_an_endpoint_without_upstream_credentials(tmp_path):
                    "[upstream]\nendpoint = https://email.us-east-1.amazonaws.com\n"
                    "[redis]\ndata_dir = %s\n" % (tmp_path / "var"))
     r = run(["serve", "-c", str(ini)], cwd=str(tmp_path))
-    assert r.returncode != 0 and "upstream credentials" in r.stderr
+    harness.assert_exit(r, 1)
+    assert "upstream credentials" in r.stderr
 
 
 def test_no_endpoint_and_no_credentials_is_the_sandbox(tmp_path):
@@ -88,4 +89,5 @@ def test_no_endpoint_and_no_credentials_is_the_sandbox(tmp_path):
 
 def test_unknown_command():
     r = run(["frobnicate"])
-    assert r.returncode == 2 and "unknown command" in r.stderr
+    harness.assert_exit(r, 2)
+    assert "unknown command" in r.stderr

@@ -97,5 +97,6 @@ def test_refused(gateway, api, case):
         creds = gateway.creds("limited")
         args = [("other@other.example" if a == SENDER else a) for a in args]
     result = run_aws(gateway, args, creds, debug=True, **opts)
-    assert result.rc != 0, "aws succeeded: %s" % result.stdout
+    # the aws command exits 254 when the service answered with an error
+    assert result.rc == 254, "aws exited %d: %s %s" % (result.rc, result.stdout, result.stderr[-2000:])
     check_refusal(gateway, api, case, result.code, result.status, result.message)

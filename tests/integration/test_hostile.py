@@ -3,6 +3,7 @@ clear SES-shaped error or a timely close, never a crash, a hang or a request
 forwarded unauthenticated. Also: upstream failures, and the admin listener."""
 
 import base64
+import http.client
 import json
 import re
 import socket
@@ -207,11 +208,17 @@ def test_slowloris_drip(gateway):
     except (BrokenPipeError, ConnectionResetError):
         closed = True
     if not closed:
+        # sesgate may answer before it closes: read to the end of the stream
+        # (a timeout means the connection is still open).
         s.settimeout(5)
         try:
-            closed = s.recv(65536) is not None
-        except (ConnectionResetError, socket.timeout):
+            while s.recv(65536):
+                pass
             closed = True
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            closed = False
     s.close()
     assert closed and time.monotonic() - t0 < 8
 
@@ -443,10 +450,14 @@ def test_no_crash_after_all_this(gateway):
 def test_connection_cap_and_idle_timeout(tmp_path, gateway):
     """At max_connections sesgate stops accepting (the kernel queues the
     rest) and serves them once others close; idle keep-alive connections are
-    closed after idle_timeout."""
+    closed after idle_timeout. read_timeout (the deadline for a request
+    to arrive) is set far beyond idle_timeout, and the idle connections have
+    each been answered once, so only the after-response idle timer can
+    close them in time."""
     policies = {"app": {"creds": gateway.creds("app"), "allow_actions": ["*"], "allow_from": ["*"]}}
     gate = harness.Sesgate(tmp_path / "cap", gateway.fake.url, gateway.upstream, policies,
-                           extra={"server": {"max_connections": "20", "idle_timeout": "2s"}})
+                           extra={"server": {"max_connections": "20", "idle_timeout": "2s",
+                                             "read_timeout": "30s"}})
     gate.start()
     try:
         view = harness.Gateway(gate.url, gateway.region, False, gateway.fake, gate, gateway.upstream,
@@ -470,12 +481,22 @@ def test_connection_cap_and_idle_timeout(tmp_path, gateway):
             out += d
         late.close()
         assert responses(out)[0][0] == 200
-        # The remaining idle connections are closed by sesgate after idle_timeout.
-        time.sleep(3)
+        # One keep-alive request on each remaining connection, answered.
         for s in held[5:]:
-            s.settimeout(2)
+            target, hdrs, body = signed(view, "POST", "/", SEND_BODY, FORM)
+            s.sendall(request_bytes("POST", target, hdrs, body))
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            resp.read()
+            assert resp.status == 200 and not resp.will_close, (resp.status, resp.getheaders())
+        answered = time.monotonic()
+        # Idle after their answer: closed by sesgate after idle_timeout
+        # (2 s), long before read_timeout (30 s).
+        for s in held[5:]:
+            s.settimeout(max(0.1, answered + 4.0 - time.monotonic()))
             assert s.recv(10) == b""
             s.close()
+        assert time.monotonic() - answered < 4.0
     finally:
         gate.stop()
 

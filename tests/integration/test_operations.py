@@ -46,14 +46,6 @@ def ask(conn, creds, port):
     return r.status, r.read().decode()
 
 
-def wait_log(gate, needle, count=1, timeout=10.0):
-    """Wait until sesgate's log has needle count times."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if gate.log_text().count(needle) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError("no %r in the log:\n%s" % (needle, gate.log_text()[-3000:]))
 
 
 @pytest.fixture
@@ -79,7 +71,7 @@ def test_sighup_reloads_clients_on_open_connections(gw):
     gate.clients["fresh"] = {"creds": new, "allow_actions": ["GetSendQuota"], "allow_from": ["*"]}
     gate.config_path.write_text(gate.config_text())
     gate.proc.send_signal(signal.SIGHUP)
-    wait_log(gate, "event=reload ")
+    harness.wait_log(gate, "event=reload ")
     status, body = ask(conn, old, gate.port)
     assert status == 403 and "InvalidClientTokenId" in body, body
     assert ask(conn, new, gate.port)[0] == 200
@@ -89,7 +81,7 @@ def test_sighup_reloads_clients_on_open_connections(gw):
     gate.clients["fresh"]["allow_actions"] = ["SendEmail"]
     gate.config_path.write_text(gate.config_text())
     gate.proc.send_signal(signal.SIGHUP)
-    wait_log(gate, "event=reload ", 2)
+    harness.wait_log(gate, "event=reload ", 2)
     conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
     status, body = ask(conn, new, gate.port)
     assert status == 403 and "AccessDenied" in body, body
@@ -103,7 +95,7 @@ def test_sighup_with_errors_changes_nothing(gw):
     good = gate.config_path.read_text()
     gate.config_path.write_text(good + "\n[client.broken]\naccess_key_id = lower-case-is-not-a-key\n")
     gate.proc.send_signal(signal.SIGHUP)
-    wait_log(gate, "event=reload_failed")
+    harness.wait_log(gate, "event=reload_failed")
     assert "lower-case-is-not-a-key" in gate.log_text() or "client.broken" in gate.log_text()
     conn = http.client.HTTPConnection("127.0.0.1", gate.port, timeout=10)
     assert ask(conn, app, gate.port)[0] == 200
@@ -112,8 +104,8 @@ def test_sighup_with_errors_changes_nothing(gw):
     assert app.secret not in gate.log_text()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="becoming another user needs a root start")
 def test_runs_as_the_configured_user(tmp_path):
+    assert os.geteuid() == 0, "becoming another user needs a root start: run the suite as root, as CI does"
     nobody = pwd.getpwnam("nobody")
     # pytest's own directories are root's alone: the data directory must be
     # somewhere nobody can reach.
@@ -149,13 +141,13 @@ def test_runs_as_the_configured_user(tmp_path):
 
 def test_redis_that_lost_its_data_is_reported_loudly(gw):
     gate = gw.sesgate
-    wait_log(gate, "event=start ")
+    harness.wait_log(gate, "event=start ")
     time.sleep(1.5)  # the epoch is stored and seen
     assert "redis_data_lost" not in gate.log_text()
     sock = gw.workdir / "var" / "redis" / "redis.sock"
     out = subprocess.run(["redis-cli", "-s", str(sock), "FLUSHALL"], capture_output=True, text=True, timeout=10)
     assert out.stdout.strip() == "OK", out
-    wait_log(gate, "event=redis_data_lost", timeout=5)
+    harness.wait_log(gate, "event=redis_data_lost", timeout=5)
     line = [ln for ln in gate.log_text().splitlines() if "event=redis_data_lost" in ln][0]
     assert "level=error" in line and "must be sent again" in line
     status, _, body = harness.http("GET", gate.admin_url + "/metrics")
@@ -178,12 +170,12 @@ def sent_recipients(fake):
     return out
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
 def test_disk_full_under_data_dir(tmp_path):
     """data_dir on a 24 MB tmpfs, filled up: Redis can no longer append to its
     log, so new batches get ServiceUnavailable (nothing is accepted that
     could not be kept); once space is back, sending works again and every
     batch that was accepted is delivered, each recipient once."""
+    assert os.geteuid() == 0, "mounting a small file system needs root: run the suite as root, as CI does"
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)

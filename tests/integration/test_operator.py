@@ -213,9 +213,11 @@ def test_status_and_metrics(og):
 def test_unknown_and_malformed_batch(og):
     unknown = "00000000-0000-4000-8000-000000000000"
     r = cli(og, "batch", "show", unknown)
-    assert r.returncode == 1 and "batch %s not found" % unknown in r.stderr
+    harness.assert_exit(r, 1)
+    assert "batch %s not found" % unknown in r.stderr
     r = cli(og, "batch", "show", "nope")
-    assert r.returncode == 1 and "not found" in r.stderr
+    harness.assert_exit(r, 1)
+    assert "not found" in r.stderr
     status, body = admin_get(og, "/batches/" + unknown)
     assert status == 404 and json.loads(body) == {"message": "batch not found"}
     status, body = admin_get(og, "/batches/not-a-batch")
@@ -226,5 +228,5 @@ def test_redis_not_running(og, tmp_path):
     cfg = tmp_path / "cfg.ini"
     cfg.write_text("[redis]\ndata_dir = %s\n" % (tmp_path / "var"))
     r = cli(og, "status", config=cfg)
-    assert r.returncode == 1
+    harness.assert_exit(r, 1)
     assert "redis is not running at %s: start sesgate first" % (tmp_path / "var" / "redis" / "redis.sock") in r.stderr

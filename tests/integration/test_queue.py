@@ -119,16 +119,6 @@ def send(gw, to, cc=(), bcc=(), subject="Queued hello"):
     return resp, seen.get("headers", {}).get("x-sesgate-batch-id")
 
 
-def wait_records(gw, n, timeout=20.0, pred=lambda r: True):
-    """Wait until the fake recorded at least n requests matching pred."""
-    deadline = time.monotonic() + timeout
-    recs = []
-    while time.monotonic() < deadline:
-        recs = [r for r in gw.fake.requests() if pred(r)]
-        if len(recs) >= n:
-            return recs
-        time.sleep(0.2)
-    return recs
 
 
 def params(rec):
@@ -147,7 +137,7 @@ def test_fanout_120(q):
     assert resp.get("MessageId"), resp
     # The response (front.c) names the batch in X-Sesgate-Batch-Id.
     assert batch, "the answer carried no X-Sesgate-Batch-Id header"
-    recs = wait_records(q, 120)
+    recs = harness.wait_records(q.fake, 120)
     time.sleep(0.5)
     recs = q.fake.requests()
     assert len(recs) == 120, "upstream received %d requests" % len(recs)
@@ -202,7 +192,7 @@ def test_retryable_errors_delivered(q):
     before = dlq_len(q)
     to = ["retry%d@example.net" % i for i in range(5)]
     send(q, to)
-    recs = wait_records(q, 5, timeout=20, pred=lambda r: r["status"] == 200)
+    recs = harness.wait_records(q.fake, 5, timeout=20, pred=lambda r: r["status"] == 200)
     assert len(recs) == 5, harness._summary(q.fake.requests())
     got = sorted(params(r)["Destination.ToAddresses.member.1"] for r in recs)
     assert got == sorted(to)

@@ -36,16 +36,6 @@ def sgw(tmp_path_factory):
     fake.stop()
 
 
-def wait_for(fake, n, timeout=20):
-    """The fake's recorded requests once there are n of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fake.requests()
-        if len(got) >= n:
-            time.sleep(0.3)
-            return fake.requests()
-        time.sleep(0.1)
-    return fake.requests()
 
 
 def test_v1_sync_batch(sgw):
@@ -58,7 +48,7 @@ def test_v1_sync_batch(sgw):
                             Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "x"}}})
     assert out["MessageId"].startswith("0100018c"), out  # the upstream's own id for copy 0
     assert len(headers.get("X-Sesgate-Batch-Id", headers.get("x-sesgate-batch-id", ""))) == 36
-    got = wait_for(sgw.fake, 6)
+    got = harness.wait_records(sgw.fake, 6, settle=0.3)
     tos = []
     for r in got:
         params = dict(urllib.parse.parse_qsl(base64.b64decode(r["body_b64"]).decode()))
@@ -76,7 +66,7 @@ def test_v2_simple_and_raw_batches(sgw):
     out = v2.send_email(FromEmailAddress="s@example.com", Destination={"ToAddresses": rcpts, "BccAddresses": ["hid@example.com"]},
                         Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}})
     assert out["MessageId"]
-    got = wait_for(sgw.fake, 4)
+    got = harness.wait_records(sgw.fake, 4, settle=0.3)
     bodies = [json.loads(base64.b64decode(r["body_b64"])) for r in got]
     assert sorted(b["Destination"]["ToAddresses"][0] for b in bodies) == sorted(rcpts)
     assert sum("BccAddresses" in b["Destination"] for b in bodies) == 1
@@ -87,7 +77,7 @@ def test_v2_simple_and_raw_batches(sgw):
            "Cc: c@example.com\r\nBcc: secret@example.com\r\nSubject: raw\r\n\r\nbody\r\n").encode()
     out = v2.send_email(Content={"Raw": {"Data": raw}})
     assert out["MessageId"]
-    got = wait_for(sgw.fake, 2)
+    got = harness.wait_records(sgw.fake, 2, settle=0.3)
     assert len(got) == 2
     seen = set()
     for r in got:
@@ -177,7 +167,7 @@ def test_copy0_retryable_failure_then_sdk_retry_sends_each_once(sgw):
     rcpts = ["rt%d@example.com" % i for i in range(8)]
     out, batch = v1_send(sgw, rcpts, retries=3)
     assert isinstance(out, dict) and out["MessageId"], out
-    got = wait_for(sgw.fake, 9)
+    got = harness.wait_records(sgw.fake, 9, settle=0.3)
     time.sleep(0.5)
     got = sgw.fake.requests()
     assert len([r for r in got if r["status"] == 503]) == 1, harness._summary(got)

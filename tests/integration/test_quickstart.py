@@ -13,6 +13,11 @@ files, one per reader, each with its own To; `batch show last --watch`
 prints progress lines and then the complete batch; the simulator bounce is
 dead with code Bounce, listed by `dlq list`, and its notification is in the
 outbox; the key's secret appears in no output.
+
+This checks the user's build: scripts/start builds and runs build/sesgate,
+the optimized binary without sanitizers, exactly as a person's quick start
+does. Memory errors are the business of the tests that run $SESGATE_BIN
+(the sanitizer build under tests/run); none is looked for here.
 """
 
 import json
@@ -91,7 +96,6 @@ def started(tmp_path):
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, text()[-3000:]
-    assert "AddressSanitizer" not in text() and "runtime error" not in text()
 
 
 def run_block(work, port, cmds, timeout=300):

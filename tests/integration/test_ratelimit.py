@@ -71,23 +71,38 @@ def throttled(recs, kind=None):
     return [r for r in recs if is_send(r) and r.get("throttled") and (kind is None or r["throttled"] == kind)]
 
 
+def attempted(recs):
+    """Every send sesgate made, accepted or refused by the fake's quota, in
+    time order: the fake refuses what goes beyond its rate, so only windows
+    over attempts can show sesgate sending too fast."""
+    return sorted((r for r in recs if is_send(r) and (r.get("status") == 200 or r.get("throttled"))),
+                  key=lambda r: r["t"])
+
+
+def attempt_window(recs, window=1.0):
+    """The most recipients sesgate attempted in any sliding window."""
+    return max_in_window([(r["t"], len(r["recipients"])) for r in attempted(recs)], window)
+
+
 def rcpt_counter(recs):
     """Counter of the recipients of accepted sends."""
     return Counter(a for r in accepted(recs) for a in r["recipients"])
 
 
-def rate_between(recs, t0, t1):
-    """Accepted recipients per second in [t0, t1)."""
-    n = sum(len(r["recipients"]) for r in accepted(recs) if t0 <= r["t"] < t1)
+def rate_between(recs, t0, t1, of=accepted):
+    """Recipients per second in [t0, t1) of the sends of(recs) (accepted
+    ones by default; of=attempted counts the refused ones too)."""
+    n = sum(len(r["recipients"]) for r in of(recs) if t0 <= r["t"] < t1)
     return n / (t1 - t0)
 
 
 def summary(recs):
     """What the fake saw: (accepted sends in time order, Counter of accepted
-    recipients, throttled sends, most recipients in any 1 s window, seconds
-    from the first accepted send to the last)."""
+    recipients, throttled sends, most recipients sesgate attempted in any
+    1 s window (refused sends included), seconds from the first accepted
+    send to the last)."""
     acc = accepted(recs)
-    window = max_in_window([(r["t"], len(r["recipients"])) for r in acc])
+    window = attempt_window(recs)
     return acc, rcpt_counter(recs), throttled(recs), window, acc[-1]["t"] - acc[0]["t"]
 
 
@@ -344,29 +359,44 @@ def test_fake_quota_off_by_default(dgw):
 
 
 def test_fake_rate_counts_recipients_v1_v2_raw(dgw):
-    dgw.fake.set_quota(enforce=True, max_send_rate=5)
     ses = harness.boto3_client(dgw, "ses")
     v2 = harness.boto3_client(dgw, "sesv2")
-    t0 = time.monotonic()
-    send_email(dgw, ["a@example.net", "b@example.net"], cc=["c@example.net"], client=ses)  # 3
-    send_v2(v2, ["d@example.net"])  # 4
-    with pytest.raises(botocore.exceptions.ClientError) as ei:
-        send_email(dgw, ["e@example.net", "f@example.net"], client=ses)  # 6 > 5
-    assert err_of(ei.value) == ("Throttling", 400, RATE_MSG)
-    with pytest.raises(botocore.exceptions.ClientError) as ei:
-        send_v2(v2, ["g@example.net", "h@example.net"])
-    assert err_of(ei.value) == ("TooManyRequestsException", 429, RATE_MSG)
     # Raw without Destinations: the To, Cc and Bcc headers count (3 > 1 left).
     raw = harness.raw_message(to="x@example.net, y@example.net").replace(
         b"Subject:", b"Bcc: z@example.net\r\nSubject:")
-    with pytest.raises(botocore.exceptions.ClientError) as ei:
-        ses.send_raw_email(RawMessage={"Data": raw})
-    assert err_of(ei.value) == ("Throttling", 400, RATE_MSG)
-    ses.send_email(Source=harness.SENDER, Destination={"ToAddresses": ["i@example.net"]},
-                   Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})  # 5 = 5
-    took = time.monotonic() - t0
-    assert took < 0.9, "the checks above need to run within one second (took %.2f s)" % took
-    recs = dgw.fake.requests()
+
+    def outcome(call):
+        try:
+            call()
+            return None
+        except botocore.exceptions.ClientError as e:
+            return err_of(e)
+
+    # The six calls must fall within one sliding second. A busy machine may
+    # spread them wider: then the fake's window moved on and the round
+    # proves nothing, so it runs again (at most 5 rounds).
+    for _ in range(5):
+        dgw.fake.reset()
+        dgw.fake.set_quota(enforce=True, max_send_rate=5, sent_last_24_hours=0)
+        harness.wait_for(lambda: not dgw.fake.quota()["sent_last_second"], 3)
+        t0 = time.monotonic()
+        got = [
+            outcome(lambda: send_email(dgw, ["a@example.net", "b@example.net"], cc=["c@example.net"],
+                                       client=ses)),  # 3
+            outcome(lambda: send_v2(v2, ["d@example.net"])),  # 4
+            outcome(lambda: send_email(dgw, ["e@example.net", "f@example.net"], client=ses)),  # 6 > 5
+            outcome(lambda: send_v2(v2, ["g@example.net", "h@example.net"])),
+            outcome(lambda: ses.send_raw_email(RawMessage={"Data": raw})),
+            outcome(lambda: ses.send_email(Source=harness.SENDER, Destination={"ToAddresses": ["i@example.net"]},
+                                           Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}})),
+        ]  # the last: 5 = 5
+        took = time.monotonic() - t0
+        recs = dgw.fake.requests()
+        if len(recs) == 6 and recs[-1]["t"] - recs[0]["t"] < 0.9:
+            break
+    assert recs[-1]["t"] - recs[0]["t"] < 0.9, "no round of six calls fit in a second (last took %.2f s)" % took
+    assert got == [None, None, ("Throttling", 400, RATE_MSG), ("TooManyRequestsException", 429, RATE_MSG),
+                   ("Throttling", 400, RATE_MSG), None], got
     assert [r.get("throttled") for r in recs] == [None, None, "rate", "rate", "rate", None]
     assert recs[4]["recipients"] == ["x@example.net", "y@example.net", "z@example.net"]
     ts = [r["t"] for r in recs]
@@ -419,6 +449,18 @@ def test_a_three_processes_share_rate_50(rigs):
     workers = [rig.work("w1"), rig.work("w2")]
     rec = Recorder(rig.fake)
     ses = harness.boto3_client(rig.gw, "ses")
+    # Warm-up: 100 recipients (ideal 1.98 s) show how much this machine,
+    # busy or not, stretches the pacing; the long run's upper bound follows.
+    warm = ["w-%03d@example.net" % i for i in range(100)]
+    resp, batch = send_email(rig.gw, warm, client=ses)
+    assert batch, resp
+    wrecs = rec.wait_accepted(100, timeout=30)
+    wacc = accepted(wrecs)
+    stretch = max(1.0, (wacc[-1]["t"] - wacc[0]["t"]) / 1.98)
+    time.sleep(1.0)
+    rec = Recorder(rig.fake)
+    warm_sent = [int(metrics(w).get("sesgate_sent_total", 0)) for w in workers]
+    warm_front = int(metrics(front).get("sesgate_sent_total", 0))
     batches = []
     all_to = []
     for b in range(15):
@@ -431,8 +473,8 @@ def test_a_three_processes_share_rate_50(rigs):
     time.sleep(0.5)
     recs = rec.poll()
     acc, got, thr, window, span = summary(recs)
-    per_worker = [int(metrics(w).get("sesgate_sent_total", 0)) for w in workers]
-    front_sent = int(metrics(front).get("sesgate_sent_total", 0))
+    per_worker = [int(metrics(w).get("sesgate_sent_total", 0)) - n for w, n in zip(workers, warm_sent)]
+    front_sent = int(metrics(front).get("sesgate_sent_total", 0)) - warm_front
     print("\na) rate 50, serve + 2 work: %d recipients accepted, max %d in any 1 s window, first to last "
           "%.2f s (ideal 29.98 s), upstream Throttling %d, sent per worker %s (front %d)"
           % (sum(got.values()), window, span, len(thr), per_worker, front_sent))
@@ -444,9 +486,12 @@ def test_a_three_processes_share_rate_50(rigs):
     if window > 50:
         problems.append("a 1 s window held %d recipients" % window)
     # 1,499 gaps of 20 ms; a sender using a full first second at once would
-    # take 29 s; both lie within 5 % of 30 s.
-    if not 30 * 0.95 <= span <= 30 * 1.05:
-        problems.append("first to last accepted send %.2f s, want 30 s +- 5 %%" % span)
+    # take 29 s: never under 28.5 s (too fast shows whatever the load). Too
+    # slow is judged against the warm-up's pacing on this machine: at most
+    # 5 % beyond 30 s stretched as much as the warm-up was.
+    if not 30 * 0.95 <= span <= 30 * 1.05 * stretch:
+        problems.append("first to last accepted send %.2f s, want 28.5 to %.2f s (warm-up stretch %.2f)"
+                        % (span, 30 * 1.05 * stretch, stretch))
     if sum(per_worker) != 1500 or min(per_worker) == 0:
         problems.append("sent per worker %s" % per_worker)
     for batch in batches:
@@ -490,6 +535,14 @@ def test_b_auto_rate_follows_upstream_quota(rigs):
     rate = rig.status_rate()
     base_metric = metrics(rig.front).get("sesgate_rate_base")
     got = rcpt_counter(recs)
+    # What sesgate attempted (the fake refuses beyond its rate, so accepted
+    # sends alone can never show too many): at most 20 in any second before
+    # the raise, at most 40 after it, and nothing throttled.
+    before = [r for r in attempted(recs) if r["t"] < t_change]
+    window_20 = max_in_window([(r["t"], len(r["recipients"])) for r in before])
+    window_all = attempt_window(recs)
+    slow_att = rate_between(recs, t_first + 1.0, t_first + 4.0, of=attempted)
+    fast_att = rate_between(recs, fast_at, acc[-1]["t"], of=attempted) if fast else 0.0
     print("\nb) rate auto: %.1f/s at MaxSendRate 20 (status rate.base %s, metric %s), %s s after the raise "
           "to 40 a second held >= 36, then %.1f/s; status rate.base %s, metric %s; upstream Throttling %d"
           % (slow, rate_20.get("base"), base_metric_20, None if fast_at is None else round(fast_at - t_change, 2),
@@ -497,14 +550,18 @@ def test_b_auto_rate_follows_upstream_quota(rigs):
     explain_throttles(recs, "b)")
     assert set(got) == set(to) and max(got.values()) == 1
     problems = []
-    if not 18 <= slow <= 20.5:
-        problems.append("%.1f/s at MaxSendRate 20" % slow)
+    if throttled(recs):
+        problems.append("the upstream throttled %d sends" % len(throttled(recs)))
+    if window_20 > 20 or window_all > 40:
+        problems.append("attempted %d in a 1 s window before the raise, %d overall" % (window_20, window_all))
+    if not (18 <= slow and slow_att <= 20.5):
+        problems.append("%.1f/s accepted, %.1f/s attempted at MaxSendRate 20" % (slow, slow_att))
     if not (rate_20.get("base") == 20 and base_metric_20 == 20):
         problems.append("at MaxSendRate 20: status %s, sesgate_rate_base %s" % (rate_20, base_metric_20))
     if fast_at is None or fast_at - t_change > 4.0:
         problems.append("no second at >= 36/s within 4 s of the raise to 40")
-    elif not 36 <= fast <= 41:
-        problems.append("%.1f/s after the raise to 40" % fast)
+    elif not (36 <= fast and fast_att <= 41):
+        problems.append("%.1f/s accepted, %.1f/s attempted after the raise to 40" % (fast, fast_att))
     if not (rate.get("base") == 40 and base_metric == 40):
         problems.append("after the raise: status rate.base %s, sesgate_rate_base %s" % (rate.get("base"), base_metric))
     assert not problems, problems
@@ -538,7 +595,11 @@ def test_c_upstream_throttles_below_configured_rate(rigs):
           % (overall, span, len(thr), len(thr_late), cuts, m.get("sesgate_ses_throttled_total"),
              {k: v for k, v in rig.status_rate().items() if k != "upstream"}))
     explain_throttles(recs, "c) second half:", since=half)
-    assert overall <= 20.5, overall
+    # Accepted sends cannot go beyond the fake's 20/s; what sesgate
+    # attempted can. Over the second half, once the rate has settled, it
+    # attempts at most a quarter more than the upstream takes.
+    late_att = rate_between(recs, half, acc[-1]["t"], of=attempted)
+    assert late_att <= 20.5 * 1.25, (late_att, overall)
     assert set(got) == set(to) and max(got.values()) == 1, [a for a, n in got.items() if n > 1]
     assert int(rig.redis("XLEN", DLQ) or 0) == 0 and dead == []
     assert cuts > 0 and m.get("sesgate_ses_throttled_total", 0) > 0

@@ -74,21 +74,8 @@ def redis_up_metric(gate):
     return int(m.group(1))
 
 
-def wait_for(pred, timeout, step=0.05):
-    """Poll pred until it is truthy (returns its value) or timeout passes (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(step)
 
 
-def wait_log(gate, text, timeout=3):
-    """sesgate's log once it contains text (info lines are written every 100 ms)."""
-    return wait_for(lambda: text in gate.log_text() and gate.log_text(), timeout) or gate.log_text()
 
 
 def server_pids(sock):
@@ -173,7 +160,7 @@ class ExternalRedis:
             cmd += ["--requirepass", self.password]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        ok = wait_for(lambda: cli("PING", port=self.port, password=self.password, check=False) == "PONG", 10)
+        ok = harness.wait_for(lambda: cli("PING", port=self.port, password=self.password, check=False) == "PONG", 10)
         assert ok, "external redis-server did not start"
         return self
 
@@ -216,7 +203,7 @@ def test_managed_redis(tmp_path, gateway):
         status, body = readyz(gate)
         assert status == 200, body
         assert redis_up_metric(gate) == 1
-        assert re.search(r"event=redis_started pid=%d " % pids[0], wait_log(gate, "event=redis_started"))
+        assert re.search(r"event=redis_started pid=%d " % pids[0], harness.wait_log(gate, "event=redis_started"))
     finally:
         gate.stop()
     assert_clean_exit(gate)
@@ -234,16 +221,16 @@ def test_managed_redis_restarted_after_kill(tmp_path, gateway):
         (old,) = server_pids(sock)
         os.kill(old, signal.SIGKILL)
         t0 = time.monotonic()
-        got = wait_for(lambda: readyz(gate)[0] == 503 and readyz(gate), 3)
+        got = harness.wait_for(lambda: readyz(gate)[0] == 503 and readyz(gate), 3)
         assert got, "/readyz stayed 200 after Redis died"
         assert "redis unreachable" in got[1] and "upstream" not in got[1]
-        new = wait_for(lambda: [p for p in server_pids(sock) if p != old and alive(p)], 5)
+        new = harness.wait_for(lambda: [p for p in server_pids(sock) if p != old and alive(p)], 5)
         assert new, "no new redis-server within 5 s; log:\n%s" % gate.log_text()[-3000:]
         assert time.monotonic() - t0 < 5
-        assert wait_for(lambda: readyz(gate)[0] == 200, 10), "/readyz did not recover"
+        assert harness.wait_for(lambda: readyz(gate)[0] == 200, 10), "/readyz did not recover"
         assert redis_up_metric(gate) == 1
         assert cli("GET", "sesgate-test-key", sock=sock) == "kept across the crash"
-        log = wait_log(gate, "event=redis_up")
+        log = harness.wait_log(gate, "event=redis_up")
         assert re.search(r"level=error event=redis_exited pid=%d status=\"killed by SIGKILL\"" % old, log), log
         assert log.count("event=redis_down") == 1 and log.count("event=redis_up") == 1, log
     finally:
@@ -261,14 +248,14 @@ def test_external_redis_outage(tmp_path, gateway):
     gate = None
     try:
         gate = start_sesgate(gateway, tmp_path / "x", {"url": url})
-        assert wait_for(lambda: readyz(gate)[0] == 200, 5), readyz(gate)
+        assert harness.wait_for(lambda: readyz(gate)[0] == 200, 5), readyz(gate)
         assert redis_up_metric(gate) == 1
         assert not socket_path(gate).exists(), "a managed redis-server was started despite [redis] url"
         ses = harness.boto3_client(view(gateway, gate, tmp_path), "ses")
         assert ses.get_send_quota()["ResponseMetadata"]["HTTPStatusCode"] == 200
 
         ext.stop()
-        got = wait_for(lambda: readyz(gate)[0] == 503 and readyz(gate), 3)
+        got = harness.wait_for(lambda: readyz(gate)[0] == 503 and readyz(gate), 3)
         assert got and "redis unreachable" in got[1], "/readyz did not turn 503 within 3 s"
         assert redis_up_metric(gate) == 0
         for _ in range(3):  # pass-through needs no Redis
@@ -276,9 +263,9 @@ def test_external_redis_outage(tmp_path, gateway):
             time.sleep(1)  # several reconnect attempts meanwhile
 
         ExternalRedis.start(ext)
-        assert wait_for(lambda: readyz(gate)[0] == 200, 10), "/readyz did not recover"
+        assert harness.wait_for(lambda: readyz(gate)[0] == 200, 10), "/readyz did not recover"
         assert redis_up_metric(gate) == 1
-        log = wait_log(gate, "event=redis_up")
+        log = harness.wait_log(gate, "event=redis_up")
         assert log.count("event=redis_down") == 1, log
         assert log.count("event=redis_up") == 1, log
         assert password not in log and urllib.parse.quote(password, safe="") not in log
@@ -301,7 +288,7 @@ def test_external_redis_wrong_password(tmp_path, gateway):
         time.sleep(2.5)
         status, body = readyz(gate)
         assert status == 503 and "redis unreachable" in body
-        log = wait_log(gate, "event=redis_down")
+        log = harness.wait_log(gate, "event=redis_down")
         assert log.count("event=redis_down") == 1 and "AUTH failed" in log, log
         assert wrong not in log and urllib.parse.quote(wrong, safe="") not in log
     finally:
@@ -368,8 +355,8 @@ def test_adopts_redis_left_by_a_crashed_sesgate(tmp_path, gateway):
         first.proc.wait()
         assert alive(pid)
         second = start_sesgate(gateway, workdir)
-        assert wait_for(lambda: readyz(second)[0] == 200, 5)
-        log = wait_log(second, "event=redis_adopted")
+        assert harness.wait_for(lambda: readyz(second)[0] == 200, 5)
+        log = harness.wait_log(second, "event=redis_adopted")
         assert "event=redis_adopted" in log and "event=redis_started" not in log, log
         assert server_pids(sock) == [pid]
         assert cli("GET", "adopted-key", sock=sock) == "still here"
@@ -384,7 +371,7 @@ def test_adopts_redis_left_by_a_crashed_sesgate(tmp_path, gateway):
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
-            wait_for(lambda: not server_pids(sock), 5)
+            harness.wait_for(lambda: not server_pids(sock), 5)
         subreaper(False)
 
 
@@ -397,9 +384,8 @@ def test_socket_path_too_long(tmp_path, gateway):
     gate.config_path.write_text(gate.config_text())
     r = subprocess.run([str(harness.sesgate_bin()), "serve", "-c", str(gate.config_path)],
                        capture_output=True, text=True, timeout=30, env=harness.clean_env())
-    assert r.returncode != 0
+    harness.assert_exit(r, 1)
     assert "unix socket" in r.stderr and "data_dir" in r.stderr, r.stderr
-    assert "Sanitizer" not in r.stderr, r.stderr
     assert not server_pids(tmp_path / ("d" * 120) / "redis" / "redis.sock")
     # Nothing listens: sesgate never got as far as its ports.
     with socket.socket() as s:

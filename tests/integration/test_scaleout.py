@@ -78,7 +78,7 @@ def test_worker_killed_mid_batch_rate_holds_nothing_lost(rigs):
     missing = sorted(set(all_to) - set(got))
     assert not missing, "%d recipients never delivered, e.g. %s" % (len(missing), missing[:10])
     assert not thr, "the upstream throttled %d sends" % len(thr)
-    assert window <= RATE, "a 1 s window held %d recipients" % window
+    assert window <= RATE, "sesgate attempted %d recipients in a 1 s window" % window
     # Only what the killed worker had handed to the upstream can go twice.
     assert len(dup) <= CONCURRENCY, dup
     assert max(got.values()) <= 2, got.most_common(3)

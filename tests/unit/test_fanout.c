@@ -6,40 +6,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "check.h"
 #include "fanout.h"
 #include "rfc5322.h"
+#include "util.h"
 
 #define MAXR    12
 #define V2_PATH "/v2/email/outbound-emails"
-
-/* Base64 of the n bytes at s appended to out. */
-static void b64(const char *s, size_t n, struct buf *out)
-{
-    buf_reserve(out, (n + 2) / 3 * 4);
-    int k =
-        EVP_EncodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)s, (int)n);
-    out->len += (size_t)k;
-    out->data[out->len] = '\0';
-}
-
-/* Decode base64 s into out; 0 or -1. */
-static int unb64(const char *s, size_t n, struct buf *out)
-{
-    buf_reserve(out, n / 4 * 3 + 3);
-    int k =
-        EVP_DecodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)s, (int)n);
-    if (k < 0)
-        return -1;
-    size_t pad = 0;
-    while (pad < 2 && n > pad && s[n - 1 - pad] == '=')
-        pad++;
-    out->len += (size_t)k - pad;
-    out->data[out->len] = '\0';
-    return 0;
-}
 
 /* body with "{RAW}" replaced by the base64 of mime (form-encoded for v1). */
 static void build_body(int api, const char *body, const char *mime, struct buf *out)
@@ -51,7 +24,7 @@ static void build_body(int api, const char *body, const char *mime, struct buf *
     }
     buf_add(out, body, (size_t)(at - body));
     struct buf enc = BUF_INIT;
-    b64(mime, strlen(mime), &enc);
+    check_b64(mime, strlen(mime), &enc);
     if (api == 1)
         form_encode(enc.data, enc.len, out);
     else
@@ -154,7 +127,8 @@ static void check_v1_copies(const struct sesreq *o, const struct fanout_plan *p,
           "%s: template parses: %s", what, e.message);
     if (p->raw) {
         const char *d = form_get(&t.form, "RawMessage.Data", NULL);
-        CHECK(d != NULL && unb64(d, strlen(d), &tmsg) == 0, "%s: template message", what);
+        CHECK(d != NULL && util_base64_decode(d, strlen(d), &tmsg) == 0, "%s: template message",
+              what);
     }
     for (size_t k = 0; k < p->nto; k++) {
         struct buf out = BUF_INIT, got = BUF_INIT, want = BUF_INIT;
@@ -211,7 +185,8 @@ static void check_v1_copies(const struct sesreq *o, const struct fanout_plan *p,
             CHECK_STR(buf_cstr(&got), buf_cstr(&want), what);
             struct buf msg = BUF_INIT;
             const char *d = form_get(&c.form, "RawMessage.Data", NULL);
-            CHECK(d != NULL && unb64(d, strlen(d), &msg) == 0, "%s: copy message", what);
+            CHECK(d != NULL && util_base64_decode(d, strlen(d), &msg) == 0, "%s: copy message",
+                  what);
             check_raw_copy(p, k, &tmsg, buf_cstr(&msg), msg.len, what);
             if (want_msgs != NULL && k < MAXR && want_msgs[k] != NULL)
                 CHECK_STR(buf_cstr(&msg), want_msgs[k], what);
@@ -261,7 +236,8 @@ static void check_v2_copies(const struct sesreq *o, const struct fanout_plan *p,
     CHECK(json_is_object(t) && json_object_get(t, "Destination") == NULL, "%s: template", what);
     if (p->raw) {
         json_t *d = json_object_get(json_object_get(json_object_get(t, "Content"), "Raw"), "Data");
-        CHECK(json_is_string(d) && unb64(json_string_value(d), json_string_length(d), &tmsg) == 0,
+        CHECK(json_is_string(d) &&
+                  util_base64_decode(json_string_value(d), json_string_length(d), &tmsg) == 0,
               "%s: template message", what);
     }
     json_decref(t);
@@ -322,7 +298,7 @@ static void check_v2_copies(const struct sesreq *o, const struct fanout_plan *p,
             json_t *d = json_object_get(json_object_get(cc, "Raw"), "Data");
             struct buf msg = BUF_INIT;
             CHECK(json_is_string(d) &&
-                      unb64(json_string_value(d), json_string_length(d), &msg) == 0,
+                      util_base64_decode(json_string_value(d), json_string_length(d), &msg) == 0,
                   "%s copy %zu: message", what, k);
             check_raw_copy(p, k, &tmsg, buf_cstr(&msg), msg.len, what);
             if (want_msgs != NULL && k < MAXR && want_msgs[k] != NULL)
@@ -1477,12 +1453,12 @@ static void body_message(int api, const char *b, size_t len, struct buf *msg)
         if (api == 1) {
             const char *d = form_get(&r.form, "RawMessage.Data", NULL);
             if (d != NULL)
-                unb64(d, strlen(d), msg);
+                util_base64_decode(d, strlen(d), msg);
         } else {
             json_t *d =
                 json_object_get(json_object_get(json_object_get(r.json, "Content"), "Raw"), "Data");
             if (json_is_string(d))
-                unb64(json_string_value(d), json_string_length(d), msg);
+                util_base64_decode(json_string_value(d), json_string_length(d), msg);
         }
     }
     sesreq_cleanup(&r);
@@ -1552,7 +1528,7 @@ static void run_plan_case(const struct plan_case *c)
             json_t *d =
                 json_object_get(json_object_get(json_object_get(j, "Content"), "Raw"), "Data");
             if (json_is_string(d))
-                unb64(json_string_value(d), json_string_length(d), &msg);
+                util_base64_decode(json_string_value(d), json_string_length(d), &msg);
             json_decref(j);
         }
         CHECK_STR(buf_cstr(&msg), c->tmpl_mime, c->name);
@@ -1670,7 +1646,7 @@ static void big_v2(size_t n, int kind, struct buf *out)
         for (size_t i = 0; i < n; i++)
             buf_printf(&mime, "%sU %zu <u%zu@x.com>", i ? ",\r\n " : "", i, i);
         buf_adds(&mime, "\r\nCc: c1@x.com\r\nSubject: s\r\n\r\nbody\r\n");
-        b64(mime.data, mime.len, out);
+        check_b64(mime.data, mime.len, out);
         buf_free(&mime);
         buf_adds(out, "\"}}");
     } else {

@@ -3,28 +3,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "check.h"
 #include "sesreq.h"
 
 #define MAXF 4
 
-/* Base64 of the n bytes at s appended to out. */
-static void b64(const char *s, size_t n, struct buf *out)
-{
-    buf_reserve(out, (n + 2) / 3 * 4);
-    int k =
-        EVP_EncodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)s, (int)n);
-    out->len += (size_t)k;
-    out->data[out->len] = '\0';
-}
-
 /* A v1 SendRawEmail body carrying mime; source is added when not NULL. */
 static void raw_body(struct buf *out, const char *source, const char *mime)
 {
     struct buf enc = BUF_INIT;
-    b64(mime, strlen(mime), &enc);
+    check_b64(mime, strlen(mime), &enc);
     buf_adds(out, "Action=SendRawEmail&Version=2010-12-01");
     if (source != NULL) {
         buf_adds(out, "&Source=");
@@ -39,7 +27,7 @@ static void raw_body(struct buf *out, const char *source, const char *mime)
 static void raw_json(struct buf *out, const char *from, const char *mime)
 {
     buf_adds(out, "{\"Content\":{\"Raw\":{\"Data\":\"");
-    b64(mime, strlen(mime), out);
+    check_b64(mime, strlen(mime), out);
     buf_adds(out, "\"}}");
     if (from != NULL)
         buf_printf(out, ",\"FromEmailAddress\":\"%s\"", from);

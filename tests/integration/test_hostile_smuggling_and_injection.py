@@ -1,4 +1,4 @@
-"""More hostile input: request smuggling over a raw socket, header injection
+"""Hostile input beyond malformed requests: request smuggling over a raw socket, header injection
 through CR/LF in addresses and subjects, enormous recipient lists, deeply
 nested v2 JSON, replayed signatures, and batch ids offered to the wrong
 client or on the wrong port.
