@@ -24,7 +24,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
 CORE    := buf util form sigv4 sesreq seserr rfc5322 config backoff fanout ratelimit sesmail
-SHELLM  := log metrics httpd authreq upstream resign redis redisproc queue limiter front admin main sandbox
+SHELLM  := clock log metrics httpd authreq upstream resign redis redisproc queue limiter front admin main sandbox
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "queue.h"
@@ -56,14 +57,6 @@ static void admin_text(struct httpd_request *req, int status, const char *ctype,
 static void admin_json(struct httpd_request *req, int status, const char *body)
 {
     admin_text(req, status, "application/json", body, strlen(body));
-}
-
-/* Milliseconds since the epoch. */
-static int64_t admin_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* httpd: the client of a pending batch view went away. */
@@ -148,7 +141,7 @@ static void admin_poll_reply(const redisReply *reply, const char *err, void *arg
     }
     if (err)
         return;
-    json_t *s = queue_stats_json(reply, admin_now_ms());
+    json_t *s = queue_stats_json(reply, clock_wall_ms());
     if (s == NULL)
         return;
     metrics_queue_gauges((long long)json_integer_value(json_object_get(s, "depth")),
@@ -246,7 +239,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
     if (rd) {
         a->poll = xcalloc(1, sizeof *a->poll);
         a->poll_timer = event_new(base, -1, EV_PERSIST, admin_poll_cb, a);
-        struct timeval tv = {ADMIN_POLL_MS / 1000, (ADMIN_POLL_MS % 1000) * 1000};
+        struct timeval tv = clock_timeval(ADMIN_POLL_MS);
         event_add(a->poll_timer, &tv);
     }
     return a;

@@ -11,6 +11,7 @@
 
 #include "authreq.h"
 #include "backoff.h"
+#include "clock.h"
 #include "httpd.h"
 #include "fanout.h"
 #include "limiter.h"
@@ -524,8 +525,7 @@ static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
 /* Run front_pace_cb after ms. */
 static void front_pace_after(struct front_req *r, double ms)
 {
-    int64_t us = (int64_t)(ms * 1000.0);
-    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    struct timeval tv = clock_timeval_frac(ms);
     r->pace_timer = evtimer_new(r->f->base, front_pace_cb, r);
     evtimer_add(r->pace_timer, &tv);
 }

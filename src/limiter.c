@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -61,22 +62,6 @@ struct limiter {
 #define LIMITER_OFFSET_MS 10000
 /* ms: an answer this much older than its take means Redis's clock went back. */
 #define LIMITER_STEP_MS 1000
-
-/* Milliseconds since the epoch. */
-static int64_t limiter_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds on the monotonic clock. */
-static int64_t limiter_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Unlink t from its limiter's list. */
 static void limiter_take_unlink(struct limiter_take *t)
@@ -425,7 +410,7 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
     limiter_fmt(c, sizeof c, sent);
     limiter_fmt(d, sizeof d, rate);
     snprintf(e, sizeof e, "%" PRId64, quota);
-    snprintf(now, sizeof now, "%" PRId64, limiter_now_ms());
+    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
     redis_command(l->rd, limiter_stored, NULL,
                   "HSET %s max_send_rate %s max_24_hour_send %s sent_last_24_hours %s rate %s "
                   "daily_quota %s updated %s",
@@ -436,7 +421,7 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
  * second. */
 static void limiter_refresh(struct limiter *l)
 {
-    int64_t now = limiter_mono_ms();
+    int64_t now = clock_mono_ms();
     if (l->quota_call || now - l->refreshed_ms < LIMITER_MIN_REFRESH_MS)
         return;
     l->refreshed_ms = now;
@@ -482,8 +467,7 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg, s
         l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
         limiter_refresh(l);
         l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
-        struct timeval tv = {(time_t)(cfg->quota_refresh_ms / 1000),
-                             (suseconds_t)(cfg->quota_refresh_ms % 1000 * 1000)};
+        struct timeval tv = clock_timeval(cfg->quota_refresh_ms);
         event_add(l->refresh, &tv);
     }
     if (limiter_on(l))

@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "front.h"
 #include "log.h"
@@ -592,14 +593,6 @@ static redisReply *main_eval(redisContext *c, const char *script, int nkeys, cha
     return r;
 }
 
-/* Milliseconds since the epoch. */
-static int64_t main_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Print j as indented JSON and a newline. */
 static void main_print_json(const json_t *j)
 {
@@ -629,7 +622,7 @@ static void main_batch_pace(const json_t *b, double *rate, double *eta)
 {
     long long total = main_jint(b, "total");
     long long done = main_jint(b, "sent") + main_jint(b, "dead");
-    double secs = (double)(main_now_ms() - main_jint(b, "created_ms")) / 1000.0;
+    double secs = (double)(clock_wall_ms() - main_jint(b, "created_ms")) / 1000.0;
     *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
     *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
 }
@@ -996,7 +989,7 @@ static json_t *main_rate_json(redisContext *c, const char *pfx)
     json_t *held = json_array();
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         long long until = strtoll(r->element[i + 1]->str ? r->element[i + 1]->str : "0", NULL, 10);
-        if (until <= main_now_ms())
+        if (until <= clock_wall_ms())
             continue;
         json_t *h = json_object();
         json_object_set_new(h, "reason", json_string(r->element[i]->str));
@@ -1020,7 +1013,7 @@ static int main_status_once(redisContext *c, const char *pfx, bool json, bool tt
         free(keys[k]);
     if (r == NULL)
         return 1;
-    json_t *s = queue_stats_json(r, main_now_ms());
+    json_t *s = queue_stats_json(r, clock_wall_ms());
     freeReplyObject(r);
     if (s == NULL) {
         fprintf(stderr, "sesgate: redis: unexpected reply to the status script\n");
@@ -1053,7 +1046,7 @@ static int main_status_once(redisContext *c, const char *pfx, bool json, bool tt
         json_array_foreach(json_object_get(rate, "held"), hi, h)
         {
             printf("held %s for %.0f s\n", main_jstr(h, "reason", "-"),
-                   (double)(main_jint(h, "until_ms") - main_now_ms()) / 1000.0);
+                   (double)(main_jint(h, "until_ms") - clock_wall_ms()) / 1000.0);
         }
         size_t k;
         const json_t *b;

@@ -17,6 +17,7 @@
 
 #include "backoff.h"
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "limiter.h"
 #include "lua_scripts.h"
@@ -87,29 +88,12 @@ struct queue_enq {
     char *staged; /* the staged list's key, or NULL */
 };
 
-/* Milliseconds since the epoch. */
-static int64_t queue_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds on the monotonic clock: for waits within this process,
- * which a step of the wall clock must neither stretch nor cut short. */
-static int64_t queue_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Public: the upstream refused our signature's time; warn at most every
  * QUEUE_SKEW_LOG_MS (the last warning's time in *last_ms) and count it. */
 void queue_clock_skew(int64_t *last_ms, const char *code, const char *message)
 {
     metrics_clock_skew();
-    int64_t now = queue_mono_ms();
+    int64_t now = clock_mono_ms();
     if (*last_ms != 0 && now - *last_ms < QUEUE_SKEW_LOG_MS)
         return;
     *last_ms = now;
@@ -403,7 +387,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
         e->rd = q->rd;
         e->staged = xstrdup(ks);
     }
-    snprintf(created, sizeof created, "%" PRId64, queue_now_ms());
+    snprintf(created, sizeof created, "%" PRId64, clock_wall_ms());
     snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
     struct buf riders = BUF_INIT;
     for (size_t i = 0; i < p->nriders; i++)
@@ -1211,13 +1195,6 @@ static struct job *worker_pace_pop(struct worker *w)
     return j;
 }
 
-/* A timeval of ms milliseconds (ms >= 0). */
-static struct timeval worker_tv(double ms)
-{
-    int64_t us = (int64_t)(ms * 1000.0);
-    return (struct timeval){(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
-}
-
 static void worker_pace_run(struct worker *w);
 
 /* Try the take again after ms (1 ms to a tick). */
@@ -1227,7 +1204,7 @@ static void worker_pace_later(struct worker *w, double ms)
         ms = 1;
     if (ms > QUEUE_TICK_MS)
         ms = QUEUE_TICK_MS;
-    struct timeval tv = worker_tv(ms);
+    struct timeval tv = clock_timeval_frac(ms);
     evtimer_add(w->pace_timer, &tv);
 }
 
@@ -1244,9 +1221,9 @@ static void worker_pace_cb(evutil_socket_t fd, short what, void *arg)
  * counted); with the account's, this worker reads nothing until then. */
 static void worker_pace_hold(struct worker *w, bool account, const char *client, int64_t hold_ms)
 {
-    int64_t until = queue_now_ms() + hold_ms;
+    int64_t until = clock_wall_ms() + hold_ms;
     if (account)
-        w->hold_until_ms = queue_mono_ms() + hold_ms;
+        w->hold_until_ms = clock_mono_ms() + hold_ms;
     /* For `sesgate status`: what holds and until when, gone when it ends. */
     char *kh = queue_key(w->q, "hold", NULL), field[300], value[24], ttl[24];
     snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
@@ -1346,7 +1323,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
                 worker_send_cb(-1, 0, j);
                 continue;
             }
-            struct timeval tv = worker_tv(ms);
+            struct timeval tv = clock_timeval_frac(ms);
             evtimer_add(j->send_timer, &tv);
         }
         w->ngroup = 0;
@@ -1377,7 +1354,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
     if (a->reason == RATELIMIT_CLIENT_RATE) {
         /* Only this client waits; the others go on. */
         worker_wait_set(w, client,
-                        queue_mono_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
+                        clock_mono_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
         w->ngroup = 0;
         worker_pace_run(w);
         return;
@@ -1396,7 +1373,7 @@ static void worker_pace_run(struct worker *w)
     if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
         return;
     /* Fair share by recipients: the client granted the fewest goes next. */
-    int64_t now = queue_mono_ms(), soonest = 0;
+    int64_t now = clock_mono_ms(), soonest = 0;
     struct job *first = NULL;
     for (struct job *j = w->pace_head; j; j = j->pnext) {
         int64_t until = worker_wait_of(w, j->b->client);
@@ -1620,7 +1597,7 @@ static void worker_read_later(struct worker *w, int ms)
 {
     if (w->stopped || w->freed || w->read_timer == NULL)
         return;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = clock_timeval(ms);
     evtimer_add(w->read_timer, &tv);
 }
 
@@ -1680,7 +1657,7 @@ static void worker_streams_got(const redisReply *reply, const char *err, void *a
 /* Learn which client streams exist (enqueue.lua adds each to the set). */
 static void worker_streams_refresh(struct worker *w)
 {
-    w->streams_ms = queue_mono_ms();
+    w->streams_ms = clock_mono_ms();
     w->redis_pending++;
     redis_command(w->q->rd, worker_streams_got, w, "SMEMBERS %s", w->kqs);
 }
@@ -1770,7 +1747,7 @@ static void worker_read(struct worker *w)
         /* Hold while the daily quota is used up; and read no more than about
          * a second of the rate ahead, so that no entry waits for its turn
          * anywhere near the claim lease. */
-        int64_t now = queue_mono_ms();
+        int64_t now = clock_mono_ms();
         if (now < w->hold_until_ms) {
             worker_read_later(w,
                               (int)(w->hold_until_ms - now < QUEUE_TICK_MS ? w->hold_until_ms - now
@@ -1785,7 +1762,7 @@ static void worker_read(struct worker *w)
             n = cap - w->waiting;
     }
     /* A new client's stream is read within QUEUE_STREAMS_MS. */
-    if (queue_mono_ms() - w->streams_ms >= QUEUE_STREAMS_MS)
+    if (clock_mono_ms() - w->streams_ms >= QUEUE_STREAMS_MS)
         worker_streams_refresh(w);
     if (w->nstreams == 0) {
         worker_read_later(w, QUEUE_IDLE_MS);

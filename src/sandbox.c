@@ -17,6 +17,7 @@
 
 #include "authreq.h"
 #include "buf.h"
+#include "clock.h"
 #include "form.h"
 #include "httpd.h"
 #include "log.h"
@@ -83,14 +84,6 @@ static void sandbox_random(unsigned char *p, size_t n)
 {
     if (RAND_bytes(p, (int)n) != 1)
         abort();
-}
-
-/* Wall-clock time in UTC ms. */
-static int64_t sandbox_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Send an answer with the request id header and optional extra header;
@@ -347,7 +340,7 @@ static int sandbox_template_store(struct sandbox *sb, const char *name, const ch
 {
     struct buf file = BUF_INIT;
     buf_printf(&file, "%s.json", name);
-    int64_t created = sandbox_now_ms();
+    int64_t created = clock_wall_ms();
     if (!create) {
         json_t *old = sandbox_template_load(sb, name);
         if (old == NULL) {
@@ -568,7 +561,7 @@ static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail
         unsigned char rnd[16];
         char reply[SESMAIL_MESSAGE_ID_LEN + 1];
         sandbox_random(rnd, sizeof rnd);
-        sesmail_message_id(sandbox_now_ms(), rnd, reply);
+        sesmail_message_id(clock_wall_ms(), rnd, reply);
         buf_reset(&out);
         buf_reset(&name);
         sesmail_ooto_reply(buf_cstr(&spec), sender.data, mid, sb->domain, reply, date, &out);
@@ -616,7 +609,7 @@ static void sandbox_send(struct sandbox_req *q)
             sesmail_simulator(spec.data) == SESMAIL_SIM_NONE)
             nquota++;
     buf_free(&spec);
-    int64_t now = sandbox_now_ms();
+    int64_t now = clock_wall_ms();
     const char *refused = sandbox_limit(sb, now, (int64_t)n, nquota);
     if (refused != NULL) {
         sesmail_cleanup(&m);
@@ -937,7 +930,7 @@ static void sandbox_v1_send_quota(struct sandbox_req *q)
              "    <SentLast24Hours>%.1f</SentLast24Hours>\n"
              "    <Max24HourSend>%.1f</Max24HourSend>\n"
              "    <MaxSendRate>%.1f</MaxSendRate>\n",
-             (double)sandbox_sent_24h(q->sb, sandbox_now_ms()), (double)cfg->sandbox_daily_quota,
+             (double)sandbox_sent_24h(q->sb, clock_wall_ms()), (double)cfg->sandbox_daily_quota,
              cfg->sandbox_rate);
     sandbox_ok_v1(q, result, NULL);
 }
@@ -946,7 +939,7 @@ static void sandbox_v1_send_quota(struct sandbox_req *q)
 static void sandbox_v1_send_statistics(struct sandbox_req *q)
 {
     struct sandbox *sb = q->sb;
-    sandbox_log_prune(sb, sandbox_now_ms());
+    sandbox_log_prune(sb, clock_wall_ms());
     struct buf r = BUF_INIT;
     buf_adds(&r, "    <SendDataPoints>\n");
     for (size_t i = sb->head; i < sb->n;) {
@@ -1161,7 +1154,7 @@ static void sandbox_v2_list_identities(struct sandbox_req *q)
 static void sandbox_v2_account(struct sandbox_req *q)
 {
     const struct config *cfg = q->sb->cfg;
-    double sent = (double)sandbox_sent_24h(q->sb, sandbox_now_ms());
+    double sent = (double)sandbox_sent_24h(q->sb, clock_wall_ms());
     json_t *j = json_pack(
         "{s:b, s:s, s:b, s:{s:f, s:f, s:f}, s:b, s:{s:[]}}", "DedicatedIpAutoWarmupEnabled", 0,
         "EnforcementStatus", "HEALTHY", "ProductionAccessEnabled", 1, "SendQuota", "Max24HourSend",

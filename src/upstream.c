@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define UPSTREAM_POOL_MAX 256 /* idle easy handles kept for reuse */
@@ -245,7 +246,7 @@ static int upstream_timer_set_cb(CURLM *multi, long timeout_ms, void *arg)
         evtimer_del(u->timer);
         return 0;
     }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct timeval tv = clock_timeval(timeout_ms);
     evtimer_add(u->timer, &tv);
     return 0;
 }
