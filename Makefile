@@ -23,8 +23,8 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 sesreq seserr rfc5322 config backoff fanout ratelimit sesmail
-SHELLM  := clock log metrics httpd authreq upstream resign redis redisproc queue limiter front admin main sandbox
+CORE    := buf util form sigv4 sesreq seserr sesans rfc5322 config backoff fanout ratelimit sesmail reply qview
+SHELLM  := clock log metrics httpd authreq upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -60,11 +60,11 @@ $(BUILD)/%.o: src/%.c | $(BUILD)
 $(BUILD):
 	mkdir -p $@
 
-# The queue's Lua scripts, one C string constant each (scripts/embed-lua).
+# The Redis scripts (src/lua), one C string constant each for rscript.c (scripts/embed-lua).
 LUA_SRC := $(sort $(wildcard src/lua/*.lua))
 $(BUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(BUILD)
 	scripts/embed-lua $@ $(LUA_SRC)
-$(BUILD)/queue.o: $(BUILD)/lua_scripts.h
+$(BUILD)/rscript.o: $(BUILD)/lua_scripts.h
 
 # Unit tests: one binary per tests/unit/test_<module>.c, linked with the core
 # only, always built with sanitizers.

@@ -1628,6 +1628,15 @@ const struct config_client *config_client_by_key(const struct config *cfg, const
     return NULL;
 }
 
+/* Linear search of the client table by name. */
+const struct config_client *config_client_by_name(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->nclients; i++)
+        if (strcmp(cfg->clients[i].name, name) == 0)
+            return &cfg->clients[i];
+    return NULL;
+}
+
 /* Free every string, list and client; cfg is left zeroed. */
 void config_free(struct config *cfg)
 {

@@ -20,6 +20,7 @@
 #include "resign.h"
 #include "metrics.h"
 #include "sesreq.h"
+#include "sesans.h"
 #include "seserr.h"
 #include "sigv4.h"
 #include "util.h"
@@ -398,7 +399,8 @@ static int front_authorize(struct front_req *r, struct seserr *e)
 static bool front_clock_skew(struct front_req *r, const struct upstream_response *res)
 {
     char code[128], message[512];
-    queue_error_of(r->api == SESREQ_V2 ? 2 : 1, res, code, sizeof code, message, sizeof message);
+    sesans_error(r->api == SESREQ_V2 ? 2 : 1, res->error_type, res->body.data, res->body.len, code,
+                 sizeof code, message, sizeof message);
     if (!backoff_clock_skew(code, message))
         return false;
     queue_clock_skew(&r->f->skew_logged_ms, code, message);
@@ -729,8 +731,8 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
     res->body = (struct buf)BUF_INIT;
     r->answer = a;
     char mid[256];
-    if (!queue_message_id(r->api == SESREQ_V2 ? 2 : 1, a->body.data ? a->body.data : "",
-                          a->body.len, mid, sizeof mid) ||
+    if (!sesans_message_id(r->api == SESREQ_V2 ? 2 : 1, a->body.data ? a->body.data : "",
+                           a->body.len, mid, sizeof mid) ||
         mid[0] == '\0')
         snprintf(mid, sizeof mid, "-");
     r->enqueuing = true;
@@ -819,7 +821,7 @@ static void front_send(struct front_req *r)
         /* A client over its own daily quota gets SES's answer for it. */
         r->enqueuing = true;
         httpd_set_abort(r->hr, front_abort, r);
-        queue_limit_client_status(f->queue, r->client->name, front_client_day, r);
+        limiter_client_status(f->lim, r->client->name, front_client_day, r);
         return;
     }
     r->enqueuing = true;

@@ -366,3 +366,30 @@ size_t upstream_inflight(const struct upstream *u)
 {
     return u->ncalls;
 }
+
+/* Public: the fate the upstream reported for an accepted copy. */
+enum upstream_fate upstream_fate(const struct upstream_response *res, bool trusted,
+                                 const char *message_id, char *code, size_t codelen, char *text,
+                                 size_t textlen)
+{
+    const char *o = res->sandbox_outcome;
+    code[0] = text[0] = '\0';
+    if (!trusted || o[0] == '\0')
+        return UPSTREAM_FATE_DELIVERED;
+    if (strcmp(o, "bounce") == 0 || strcmp(o, "suppressed") == 0) {
+        /* The sandbox's mailbox simulator: accepted, then bounced. */
+        bool bounce = o[0] == 'b';
+        snprintf(code, codelen, "%s", bounce ? "Bounce" : "Suppressed");
+        snprintf(text, textlen, "%s (mailbox simulator, MessageId %s)",
+                 bounce ? "Permanent bounce: 550 5.1.1 user unknown"
+                        : "The address is on the account's suppression list",
+                 message_id);
+        return UPSTREAM_FATE_FAILED;
+    }
+    if (strcmp(o, "complaint") == 0 || strcmp(o, "ooto") == 0) {
+        /* Delivered, and the simulator's complaint or auto reply noted. */
+        snprintf(text, textlen, "%s", o);
+        return UPSTREAM_FATE_NOTED;
+    }
+    return UPSTREAM_FATE_DELIVERED;
+}
