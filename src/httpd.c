@@ -850,6 +850,23 @@ const char *httpd_header(const struct httpd_request *req, const char *name, size
     return NULL;
 }
 
+/* Public: req as a sigv4_request. */
+void httpd_sigv4_request(const struct httpd_request *req, const char *payload_hash,
+                         struct sigv4_request *out)
+{
+    *out = (struct sigv4_request){
+        .method = req->method,
+        .path = req->path,
+        .path_len = req->path_len,
+        .query = req->query,
+        .query_len = req->query_len,
+        .headers = req->headers,
+        .nheaders = req->nheaders,
+        .payload_hash = payload_hash,
+        .normalize_path = true,
+    };
+}
+
 /* Public: leave h's connections out of the connection metrics. */
 void httpd_set_internal(struct httpd *h)
 {
