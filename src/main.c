@@ -362,6 +362,97 @@ static void main_raise_nofile(int64_t want)
     }
 }
 
+/* Start the daemon's parts for mode on s->base: Redis (managed or not), the
+ * scripts, the queue, the sandbox when configured (cfg then points
+ * upstream at it), the signer, the limiter, the front, the worker, the admin
+ * listener. false (reported) when one cannot start; main_stop_parts frees
+ * what did. */
+static bool main_start_parts(struct main_state *s, struct config *cfg, const char *mode,
+                             bool sandbox, struct upstream *up)
+{
+    char err[1024];
+    if (cfg->redis_url[0] == '\0') {
+        s->redisproc = redisproc_start(s->base, cfg->data_dir, err, sizeof err);
+        if (s->redisproc == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+    }
+    s->redis = redis_new(s->base, s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url,
+                         err, sizeof err);
+    if (s->redis == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        return false;
+    }
+    s->scripts = rscript_new(cfg, s->redis);
+    s->queue = queue_new(s->base, cfg, s->scripts);
+    if (sandbox) {
+        s->sandbox = sandbox_start(s->base, cfg, err, sizeof err);
+        if (s->sandbox == NULL) {
+            fprintf(stderr, "sesgate: sandbox: %s\n", err);
+            return false;
+        }
+        /* Everything upstream now goes to the sandbox, signed with its key. */
+        free(cfg->endpoint);
+        cfg->endpoint = xstrdup(sandbox_endpoint(s->sandbox));
+        free(cfg->access_key_id);
+        cfg->access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
+        free(cfg->secret_access_key);
+        cfg->secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
+        free(cfg->session_token);
+        cfg->session_token = xstrdup("");
+        cfg->sandbox_started = true;
+    }
+    s->resign = resign_new(cfg, err, sizeof err);
+    if (s->resign == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        return false;
+    }
+    s->limiter = limiter_new(s->base, cfg, s->scripts, up, s->resign);
+    if (strcmp(mode, "work") != 0) {
+        s->front = front_new(s->base, cfg, up, err, sizeof err);
+        if (s->front == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+        front_set_queue(s->front, s->queue);
+        front_set_limiter(s->front, s->limiter);
+    }
+    if (strcmp(mode, "serve") != 0) {
+        char host[256] = "sesgate", name[300];
+        if (gethostname(host, sizeof host) < 0)
+            snprintf(host, sizeof host, "sesgate");
+        host[sizeof host - 1] = '\0';
+        snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
+        s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+    }
+    if (cfg->admin_listen[0]) {
+        s->admin = admin_new(s->base, cfg, up, s->scripts, err, sizeof err);
+        if (s->admin == NULL) {
+            fprintf(stderr, "sesgate: admin listener: %s\n", err);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Free what main_start_parts started, in the order that answers every
+ * callback still due before its owner goes. */
+static void main_stop_parts(struct main_state *s)
+{
+    admin_free(s->admin);
+    front_free(s->front);
+    worker_free(s->worker);
+    limiter_free(s->limiter);
+    queue_free(s->queue);
+    rscript_free(s->scripts);
+    redis_free(s->redis);
+    if (s->resign)
+        resign_free(s->resign);
+    redisproc_stop(s->redisproc);
+    sandbox_free(s->sandbox);
+}
+
 /* sesgate serve / run / work: the SES front, the queue workers, or both. */
 static int main_serve(const char *path, const char *mode)
 {
@@ -392,7 +483,6 @@ static int main_serve(const char *path, const char *mode)
     s.base = event_base_new();
     struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
                                        getenv("SESGATE_CA_BUNDLE"));
-    char err[1024];
     int rc = 1;
     /* SIGTERM and SIGINT wait while Redis starts, so that a stop then still
      * stops it; the handlers below take them. */
@@ -402,68 +492,8 @@ static int main_serve(const char *path, const char *mode)
     sigaddset(&stop_sigs, SIGINT);
     sigaddset(&stop_sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &stop_sigs, &old_mask);
-    if (cfg.redis_url[0] == '\0') {
-        s.redisproc = redisproc_start(s.base, cfg.data_dir, err, sizeof err);
-        if (s.redisproc == NULL) {
-            fprintf(stderr, "sesgate: %s\n", err);
-            goto out;
-        }
-    }
-    s.redis = redis_new(s.base, s.redisproc ? redisproc_socket(s.redisproc) : cfg.redis_url, err,
-                        sizeof err);
-    if (s.redis == NULL) {
-        fprintf(stderr, "sesgate: %s\n", err);
+    if (!main_start_parts(&s, &cfg, mode, sandbox, up))
         goto out;
-    }
-    s.scripts = rscript_new(&cfg, s.redis);
-    s.queue = queue_new(s.base, &cfg, s.scripts);
-    if (sandbox) {
-        s.sandbox = sandbox_start(s.base, &cfg, err, sizeof err);
-        if (s.sandbox == NULL) {
-            fprintf(stderr, "sesgate: sandbox: %s\n", err);
-            goto out;
-        }
-        /* Everything upstream now goes to the sandbox, signed with its key. */
-        free(cfg.endpoint);
-        cfg.endpoint = xstrdup(sandbox_endpoint(s.sandbox));
-        free(cfg.access_key_id);
-        cfg.access_key_id = xstrdup(sandbox_access_key_id(s.sandbox));
-        free(cfg.secret_access_key);
-        cfg.secret_access_key = xstrdup(sandbox_secret_access_key(s.sandbox));
-        free(cfg.session_token);
-        cfg.session_token = xstrdup("");
-        cfg.sandbox_started = true;
-    }
-    s.resign = resign_new(&cfg, err, sizeof err);
-    if (s.resign == NULL) {
-        fprintf(stderr, "sesgate: %s\n", err);
-        goto out;
-    }
-    s.limiter = limiter_new(s.base, &cfg, s.scripts, up, s.resign);
-    if (strcmp(mode, "work") != 0) {
-        s.front = front_new(s.base, &cfg, up, err, sizeof err);
-        if (s.front == NULL) {
-            fprintf(stderr, "sesgate: %s\n", err);
-            goto out;
-        }
-        front_set_queue(s.front, s.queue);
-        front_set_limiter(s.front, s.limiter);
-    }
-    if (strcmp(mode, "serve") != 0) {
-        char host[256] = "sesgate", name[300];
-        if (gethostname(host, sizeof host) < 0)
-            snprintf(host, sizeof host, "sesgate");
-        host[sizeof host - 1] = '\0';
-        snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
-        s.worker = worker_start(s.base, &cfg, s.queue, up, s.resign, s.limiter, name);
-    }
-    if (cfg.admin_listen[0]) {
-        s.admin = admin_new(s.base, &cfg, up, s.scripts, err, sizeof err);
-        if (s.admin == NULL) {
-            fprintf(stderr, "sesgate: admin listener: %s\n", err);
-            goto out;
-        }
-    }
     s.cfg = &cfg;
     s.path = path;
     s.default_client = default_client;
@@ -500,17 +530,7 @@ static int main_serve(const char *path, const char *mode)
 out:
     if (s.grace_timer)
         event_free(s.grace_timer);
-    admin_free(s.admin);
-    front_free(s.front);
-    worker_free(s.worker);
-    limiter_free(s.limiter);
-    queue_free(s.queue);
-    rscript_free(s.scripts);
-    redis_free(s.redis);
-    if (s.resign)
-        resign_free(s.resign);
-    redisproc_stop(s.redisproc);
-    sandbox_free(s.sandbox);
+    main_stop_parts(&s);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     upstream_free(up);
     event_base_free(s.base);
