@@ -82,7 +82,12 @@ $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD
 $(UBUILD):
 	mkdir -p $@
 
-unit: $(UNIT_BIN)
+# The rate limiter's oracle (src/ratelimit.c line by line), which
+# tests/integration/test_limit_script.py runs beside src/lua/limit.lua.
+$(UBUILD)/ratelimit_oracle: tests/unit/ratelimit_oracle.c $(UCORE_OBJ) | $(UBUILD)
+	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
+
+unit: $(UNIT_BIN) $(UBUILD)/ratelimit_oracle
 	@set -e; for t in $(UNIT_BIN); do $$t; done
 
 # Fuzzers: tests/fuzz/fuzz_<name>.c, libFuzzer + ASan + UBSan, linked with the core.
