@@ -23,6 +23,12 @@ int64_t clock_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+/* Public: the monotonic clock as a timespec. */
+void clock_mono_ts(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
 /* Public: a timeval of whole ms. */
 struct timeval clock_timeval(int64_t ms)
 {

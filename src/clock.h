@@ -10,12 +10,16 @@
 
 #include <stdint.h>
 #include <sys/time.h>
+#include <time.h>
 
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t clock_wall_ms(void);
 
 /* Milliseconds on the monotonic clock (CLOCK_MONOTONIC). */
 int64_t clock_mono_ms(void);
+
+/* The monotonic clock as a timespec, into *ts. */
+void clock_mono_ts(struct timespec *ts);
 
 /* A timeval of ms milliseconds (ms >= 0), for a libevent timer. */
 struct timeval clock_timeval(int64_t ms);

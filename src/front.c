@@ -105,7 +105,7 @@ static void front_request_id(struct front *f, char out[37])
 static double front_elapsed_ms(const struct front_req *r)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_mono_ts(&now);
     return (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
 }
@@ -697,7 +697,7 @@ static struct front_req *front_req_new(struct front *f, struct httpd_request *hr
     struct front_req *r = xcalloc(1, sizeof *r);
     r->f = f;
     r->hr = hr;
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    clock_mono_ts(&r->start);
     front_request_id(f, r->id);
     f->inflight++;
     metrics_inflight(1);

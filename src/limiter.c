@@ -141,13 +141,13 @@ static enum ratelimit_reason limiter_reason(const redisReply *r)
 double limiter_ms_until(const struct timespec *ts)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_mono_ts(&now);
     return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
 }
 
 void limiter_ms_from_now(struct timespec *ts, double ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
+    clock_mono_ts(ts);
     int64_t ns = ts->tv_nsec + (int64_t)(ms * 1e6);
     ts->tv_sec += (time_t)(ns / 1000000000);
     ts->tv_nsec = (long)(ns % 1000000000);
@@ -211,7 +211,7 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
          * was, so that neither a slow answer nor a take queued behind other
          * commands moves the reservation on this clock. */
         struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
+        clock_mono_ts(&now);
         double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
                       (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
         if (t->l) {
@@ -310,7 +310,7 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
         snprintf(cquota, sizeof cquota, "%" PRId64, c->daily_quota);
     }
     const char *args[8] = {"take", scost, shorizon, srate, squota, crate, cquota, ""};
-    clock_gettime(CLOCK_MONOTONIC, &t->asked);
+    clock_mono_ts(&t->asked);
     limiter_eval(l, own ? c->name : NULL, 8, args, limiter_taken, t);
 }
 

@@ -108,7 +108,7 @@ static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
 {
     struct upstream_call *c = arg;
     if (c->res.sent_at.tv_sec == 0 && c->res.sent_at.tv_nsec == 0)
-        clock_gettime(CLOCK_MONOTONIC, &c->res.sent_at);
+        clock_mono_ts(&c->res.sent_at);
     size_t n = size * nitems, left = c->body_len - c->body_off;
     if (n > left)
         n = left;
