@@ -23,8 +23,8 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 sesreq seserr rfc5322 addr config backoff fanout ratelimit sesmail
-SHELLM  := log metrics httpd authreq upstream resign redis redisproc queue limiter front admin main sandbox
+CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout ratelimit sesmail reply qview
+SHELLM  := clock log metrics httpd upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -60,11 +60,11 @@ $(BUILD)/%.o: src/%.c | $(BUILD)
 $(BUILD):
 	mkdir -p $@
 
-# The queue's Lua scripts, one C string constant each (scripts/embed-lua).
+# The Redis scripts (src/lua), one C string constant each for rscript.c (scripts/embed-lua).
 LUA_SRC := $(sort $(wildcard src/lua/*.lua))
 $(BUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(BUILD)
 	scripts/embed-lua $@ $(LUA_SRC)
-$(BUILD)/queue.o: $(BUILD)/lua_scripts.h
+$(BUILD)/rscript.o: $(BUILD)/lua_scripts.h
 
 # Unit tests: one binary per tests/unit/test_<module>.c, linked with the core
 # only, always built with sanitizers.
@@ -82,7 +82,12 @@ $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD
 $(UBUILD):
 	mkdir -p $@
 
-unit: $(UNIT_BIN)
+# The rate limiter's oracle (src/ratelimit.c line by line), which
+# tests/integration/test_limit_script.py runs beside src/lua/limit.lua.
+$(UBUILD)/ratelimit_oracle: tests/unit/ratelimit_oracle.c $(UCORE_OBJ) | $(UBUILD)
+	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
+
+unit: $(UNIT_BIN) $(UBUILD)/ratelimit_oracle
 	@set -e; for t in $(UNIT_BIN); do $$t; done
 
 # Fuzzers: tests/fuzz/fuzz_<name>.c, libFuzzer + ASan + UBSan, linked with the core.

@@ -40,14 +40,14 @@
 #   MAX_SOCKET_ERRORS (0)
 #   SESGATE_PORT (8094, sync front), SESGATE_QPORT (8095, queue front),
 #   SG_REDIS_PORT (6391)
-#   SEED_PHP (the baseline folder), KEEP_TMP (0), RESULTS_DIR (bench/results)
+#   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0), RESULTS_DIR (bench/results)
 # Output: the Markdown table on stdout; bench/results/{fanout-raw.jsonl,
 # fanout-log.txt, fanout-table.md, fanout-profile.txt}.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
-SEED_PHP="${SEED_PHP:-$(cd "$MAIN/.." && pwd)/shared/baselines/seed-php}"
+SEED_PHP="${SEED_PHP:-}"
 ONLY="${ONLY:-enqueue drain mem}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; export CONNS="${CONNS:-16}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"

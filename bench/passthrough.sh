@@ -22,14 +22,14 @@
 #   MAX_SOCKET_ERRORS (0): socket errors tolerated per wrk run (shown in the
 #     table); non-2xx responses are never tolerated
 #   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
-#   SEED_PHP (the baseline folder), KEEP_TMP (0: remove the temp dir on success),
+#   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0: remove the temp dir on success),
 #   RESULTS_DIR (bench/results)
 # Output: the Markdown table on stdout; bench/results/{raw.jsonl,log.txt,table.md,profile.txt}.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
-SEED_PHP="${SEED_PHP:-$(cd "$MAIN/.." && pwd)/shared/baselines/seed-php}"
+SEED_PHP="${SEED_PHP:-}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
 TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"

@@ -11,9 +11,11 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "httpd.h"
 #include "metrics.h"
-#include "queue.h"
+#include "qview.h"
+#include "rscript.h"
 
 #define ADMIN_POLL_MS 2000 /* queue gauges refresh period */
 
@@ -32,8 +34,9 @@ struct admin_show {
 struct admin {
     struct httpd *httpd;
     const struct upstream *up;
-    struct redis *rd; /* NULL: no Redis to wait for */
-    char *pfx;        /* the queue's key prefix */
+    struct rscript *scripts; /* NULL: no Redis */
+    struct redis *rd;        /* the scripts' connection; NULL: no Redis to wait for */
+    char *pfx;               /* the queue's key prefix */
     struct event *poll_timer;
     struct admin_poll *poll;
 };
@@ -56,14 +59,6 @@ static void admin_text(struct httpd_request *req, int status, const char *ctype,
 static void admin_json(struct httpd_request *req, int status, const char *body)
 {
     admin_text(req, status, "application/json", body, strlen(body));
-}
-
-/* Milliseconds since the epoch. */
-static int64_t admin_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* httpd: the client of a pending batch view went away. */
@@ -92,7 +87,7 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
         free(sh);
         return;
     }
-    json_t *b = queue_show_json(sh->id, reply);
+    json_t *b = qview_show_json(sh->id, reply);
     if (b == NULL) {
         admin_json(req, 404, "{\"message\":\"batch not found\"}");
     } else {
@@ -116,7 +111,7 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
         memcpy(id, p, n);
         id[n] = '\0';
     }
-    if (n >= sizeof id || !queue_batch_id_ok(id)) {
+    if (n >= sizeof id || !qview_batch_id_ok(id)) {
         admin_json(req, 400, "{\"message\":\"malformed batch id\"}");
         return;
     }
@@ -129,10 +124,9 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
     memcpy(sh->id, id, n + 1);
     httpd_set_abort(req, admin_show_abort, sh);
     char *keys[4];
-    queue_show_keys(a->pfx, id, keys);
-    const char *argv[8] = {"EVAL", queue_show_script(), "4", keys[0], keys[1], keys[2], keys[3],
-                           id};
-    redis_command_argv(a->rd, admin_show_reply, sh, 8, argv, NULL);
+    qview_show_keys(a->pfx, id, keys);
+    const char *argv[5] = {keys[0], keys[1], keys[2], keys[3], id};
+    rscript_eval(a->scripts, RSCRIPT_SHOW, 4, 5, argv, NULL, admin_show_reply, sh);
     for (int k = 0; k < 4; k++)
         free(keys[k]);
 }
@@ -148,7 +142,7 @@ static void admin_poll_reply(const redisReply *reply, const char *err, void *arg
     }
     if (err)
         return;
-    json_t *s = queue_stats_json(reply, admin_now_ms());
+    json_t *s = qview_stats_json(reply, clock_wall_ms());
     if (s == NULL)
         return;
     metrics_queue_gauges((long long)json_integer_value(json_object_get(s, "depth")),
@@ -166,11 +160,10 @@ static void admin_poll_cb(evutil_socket_t fd, short what, void *arg)
     if (a->poll->inflight || !redis_ready(a->rd))
         return;
     char *keys[5];
-    queue_stats_keys(a->pfx, keys);
-    const char *argv[9] = {
-        "EVAL", queue_stats_script(), "5", keys[0], keys[1], keys[2], keys[3], keys[4], "0"};
+    qview_stats_keys(a->pfx, keys);
+    const char *argv[6] = {keys[0], keys[1], keys[2], keys[3], keys[4], "0"};
     a->poll->inflight = true;
-    redis_command_argv(a->rd, admin_poll_reply, a->poll, 9, argv, NULL);
+    rscript_eval(a->scripts, RSCRIPT_STATS, 5, 6, argv, NULL, admin_poll_reply, a->poll);
     for (int k = 0; k < 5; k++)
         free(keys[k]);
 }
@@ -222,12 +215,14 @@ static void admin_reject(struct httpd_request *req, enum httpd_reject why, void 
 }
 
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, struct redis *rd, char *err, size_t errlen)
+                        const struct upstream *up, struct rscript *scripts, char *err,
+                        size_t errlen)
 {
     struct admin *a = xcalloc(1, sizeof *a);
     a->up = up;
-    a->rd = rd;
-    a->pfx = queue_key_prefix(cfg);
+    a->scripts = scripts;
+    a->rd = scripts ? rscript_redis(scripts) : NULL;
+    a->pfx = rscript_prefix(cfg);
     struct httpd_limits lim = {
         .max_header_size = 16384,
         .max_headers = 64,
@@ -243,10 +238,10 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
         return NULL;
     }
     httpd_set_internal(a->httpd);
-    if (rd) {
+    if (a->rd) {
         a->poll = xcalloc(1, sizeof *a->poll);
         a->poll_timer = event_new(base, -1, EV_PERSIST, admin_poll_cb, a);
-        struct timeval tv = {ADMIN_POLL_MS / 1000, (ADMIN_POLL_MS % 1000) * 1000};
+        struct timeval tv = clock_timeval(ADMIN_POLL_MS);
         event_add(a->poll_timer, &tv);
     }
     return a;

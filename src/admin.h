@@ -10,18 +10,19 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "redis.h"
+#include "rscript.h"
 #include "upstream.h"
 
 struct admin;
 
 /* Serve cfg->admin_listen on base. /readyz answers 200 only while up is
- * healthy and rd (NULL: no Redis) is ready; /metrics adds sesgate_redis_up
- * and, with rd, the queue gauges (read from Redis every 2 s). cfg, up and
- * rd are borrowed and must outlive the admin. Returns NULL with a reason in
- * err on failure. */
+ * healthy and the Redis of scripts (NULL: no Redis) is ready; /metrics adds
+ * sesgate_redis_up and, with scripts, the queue gauges (stats.lua every
+ * 2 s). cfg, up and scripts are borrowed and must outlive the admin.
+ * Returns NULL with a reason in err on failure. */
 struct admin *admin_new(struct event_base *base, const struct config *cfg,
-                        const struct upstream *up, struct redis *rd, char *err, size_t errlen);
+                        const struct upstream *up, struct rscript *scripts, char *err,
+                        size_t errlen);
 
 /* Close the listener and its connections, and free. */
 void admin_free(struct admin *a);

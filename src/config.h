@@ -103,6 +103,9 @@ void config_print(const struct config *cfg, struct buf *out);
 const struct config_client *config_client_by_key(const struct config *cfg, const char *id,
                                                  size_t len);
 
+/* The client named name (NULL: none), or NULL. */
+const struct config_client *config_client_by_name(const struct config *cfg, const char *name);
+
 /* Add client name with key id and secret and the client defaults (every
  * action and sender allowed, no own limits). */
 void config_add_client(struct config *cfg, const char *name, const char *id, const char *secret);

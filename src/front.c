@@ -9,16 +9,18 @@
 #include <unistd.h>
 #include <time.h>
 
-#include "authreq.h"
 #include "backoff.h"
+#include "clock.h"
 #include "httpd.h"
 #include "fanout.h"
 #include "limiter.h"
 #include "log.h"
 #include "queue.h"
+#include "reqcheck.h"
 #include "resign.h"
 #include "metrics.h"
 #include "sesreq.h"
+#include "sesans.h"
 #include "seserr.h"
 #include "sigv4.h"
 #include "util.h"
@@ -103,7 +105,7 @@ static void front_request_id(struct front *f, char out[37])
 static double front_elapsed_ms(const struct front_req *r)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_mono_ts(&now);
     return (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
 }
@@ -161,24 +163,6 @@ static void front_refuse(struct front_req *r, const struct seserr *e)
     front_fail(r, e);
 }
 
-/* True when the raw query has a parameter whose raw name is name. */
-static bool front_query_has(const char *q, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < len;) {
-        const char *amp = memchr(q + i, '&', len - i);
-        size_t end = amp ? (size_t)(amp - q) : len;
-        size_t klen = end - i;
-        const char *eq = memchr(q + i, '=', klen);
-        if (eq)
-            klen = (size_t)(eq - (q + i));
-        if (klen == n && memcmp(q + i, name, n) == 0)
-            return true;
-        i = end + 1;
-    }
-    return false;
-}
-
 /* Copy the raw query without the presigning parameters (X-Amz-*). */
 static void front_strip_auth_params(const char *q, size_t len, struct buf *out)
 {
@@ -194,165 +178,45 @@ static void front_strip_auth_params(const char *q, size_t len, struct buf *out)
     }
 }
 
-/* Format the skew message SES uses for a stale or future signature. */
-static void front_skew_error(struct seserr *e, time_t t, time_t now, int64_t skew_ms)
-{
-    char ts[17], bound[17], nows[17];
-    long min = (long)(skew_ms / 60000);
-    util_amz_date(t, ts);
-    util_amz_date(now, nows);
-    if (t < now) {
-        util_amz_date(now - (time_t)(skew_ms / 1000), bound);
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Signature expired: %s is now earlier than %s (%s - %ld min.)", ts, bound, nows,
-                   min);
-    } else {
-        util_amz_date(now + (time_t)(skew_ms / 1000), bound);
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Signature not yet current: %s is still later than %s (%s + %ld min.)", ts,
-                   bound, nows, min);
-    }
-}
-
-/* Authenticate the request's SigV4 signature. Returns 0, or -1 with e set. */
+/* Authenticate the request's SigV4 signature (reqcheck, against the
+ * client table, at the wall clock's now). Returns 0, or -1 with e set. */
 static int front_authenticate(struct front_req *r, struct seserr *e)
 {
     struct front *f = r->f;
     struct httpd_request *hr = r->hr;
     const struct config *cfg = f->cfg;
-    size_t alen = 0;
-    const char *authz = httpd_header(hr, "authorization", &alen);
-    struct sigv4_auth a;
+    struct reqcheck_policy p = {
+        .region = cfg->region,
+        .clock_skew_ms = cfg->clock_skew_ms,
+        .clients = cfg->clients,
+        .nclients = cfg->nclients,
+        .presigned = true,
+    };
+    struct sigv4_request sreq;
+    httpd_sigv4_request(hr, r->payload_hash, &sreq);
     struct buf storage = BUF_INIT;
-    char why[160] = "";
-    int rc;
-
-    if (httpd_header(hr, "x-amzn-authorization", NULL) ||
-        (hr->query && front_query_has(hr->query, hr->query_len, "SignatureVersion") &&
-         front_query_has(hr->query, hr->query_len, "Signature"))) {
-        seserr_set(e, SESERR_INVALID_TOKEN,
-                   "Signature Version 2 and 3 requests are not accepted; sign with Signature "
-                   "Version 4.");
+    struct reqcheck_auth ra;
+    time_t now = (time_t)(clock_wall_ms() / 1000);
+    int rc = reqcheck_request(&p, &sreq, now, &storage, &ra, e);
+    if (ra.client < cfg->nclients) {
+        r->client = &cfg->clients[ra.client];
+        r->client_index = ra.client;
+    }
+    if (rc < 0) {
+        buf_free(&storage);
         return -1;
     }
-    if (authz) {
-        rc = sigv4_parse_authorization(authz, alen, &a, why, sizeof why);
-    } else if (hr->query) {
-        rc = sigv4_parse_presigned(hr->query, hr->query_len, &a, &storage, why, sizeof why);
-        if (rc == 1) {
-            seserr_set(e, SESERR_MISSING_AUTH, NULL);
-            buf_free(&storage);
-            return -1;
-        }
-    } else {
-        seserr_set(e, SESERR_MISSING_AUTH, NULL);
+    if (reqcheck_verify(&sreq, &ra, r->client->secret_access_key, &f->client_keys[r->client_index],
+                        e) < 0) {
+        buf_free(&storage);
         return -1;
     }
-    if (rc == SIGV4_ERR_ALGORITHM) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
-                   "Unsupported signing algorithm: only AWS4-HMAC-SHA256 is accepted (SigV4a, "
-                   "used with EndpointId, is not).");
-        goto fail;
-    }
-    if (rc != SIGV4_OK) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE, "%s", why[0] ? why : "Malformed signature.");
-        goto fail;
-    }
-    r->client = config_client_by_key(cfg, a.access_key_id, a.access_key_id_len);
-    if (r->client)
-        r->client_index = (size_t)(r->client - cfg->clients);
-    if (r->client == NULL) {
-        seserr_set(e, SESERR_UNKNOWN_KEY, NULL);
-        goto fail;
-    }
-    if (httpd_header(hr, "x-amz-security-token", NULL) ||
-        (a.presigned && front_query_has(hr->query, hr->query_len, "X-Amz-Security-Token"))) {
-        seserr_set(e, SESERR_INVALID_TOKEN, NULL);
-        goto fail;
-    }
-    if (!util_ieq(a.service, a.service_len, "ses") &&
-        !util_ieq(a.service, a.service_len, "email")) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Credential should be scoped to correct service: 'ses'.");
-        goto fail;
-    }
-    if (a.region_len != strlen(cfg->region) || memcmp(a.region, cfg->region, a.region_len) != 0) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Credential should be scoped to a valid region, not '%.*s'.",
-                   (int)(a.region_len > 64 ? 64 : a.region_len), a.region);
-        goto fail;
-    }
-    const char *amz_date = a.amz_date;
-    size_t amz_date_len = a.amz_date_len;
-    if (!a.presigned)
-        amz_date = httpd_header(hr, "x-amz-date", &amz_date_len);
-    if (amz_date == NULL) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
-                   "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' "
-                   "header.");
-        goto fail;
-    }
-    time_t t;
-    if (util_parse_amz_date(amz_date, amz_date_len, &t) < 0) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
-                   "X-Amz-Date must be in the ISO-8601 basic format YYYYMMDDTHHMMSSZ.");
-        goto fail;
-    }
-    if (a.date_len != 8 || memcmp(a.date, amz_date, 8) != 0) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-                   "from HTTP.");
-        goto fail;
-    }
-    time_t now = time(NULL);
-    int64_t skew_s = cfg->clock_skew_ms / 1000;
-    if (t < now - skew_s || t > now + skew_s) {
-        front_skew_error(e, t, now, cfg->clock_skew_ms);
-        goto fail;
-    }
-    if (a.presigned && a.expires >= 0 && now > t + a.expires) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, "Request has expired.");
-        goto fail;
-    }
-    size_t hlen;
-    const char *hsha = httpd_header(hr, "x-amz-content-sha256", &hlen);
-    if (hsha && (hlen != UTIL_SHA256_HEX_LEN || strncasecmp(hsha, r->payload_hash, hlen) != 0)) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "The provided 'x-amz-content-sha256' header does not match what was computed.");
-        goto fail;
-    }
-    bool host_signed = false;
-    for (size_t i = 0; i < a.signed_headers_len;) {
-        const char *semi = memchr(a.signed_headers + i, ';', a.signed_headers_len - i);
-        size_t end = semi ? (size_t)(semi - a.signed_headers) : a.signed_headers_len;
-        if (util_ieq(a.signed_headers + i, end - i, "host"))
-            host_signed = true;
-        i = end + 1;
-    }
-    if (!host_signed) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
-                   "'Host' must be a 'SignedHeader' in the AWS Authorization.");
-        goto fail;
-    }
-    rc = authreq_verify(hr, &a, amz_date, amz_date_len, r->payload_hash,
-                        r->client->secret_access_key, &f->client_keys[r->client_index]);
-    if (rc == SIGV4_ERR_QUERY) {
-        seserr_set(e, SESERR_MALFORMED_QUERY, NULL);
-        goto fail;
-    }
-    if (rc != SIGV4_OK) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, NULL);
-        goto fail;
-    }
-    if (a.presigned)
+    if (ra.sig.presigned)
         front_strip_auth_params(hr->query, hr->query_len, &r->fwd_query);
     else if (hr->query)
         buf_add(&r->fwd_query, hr->query, hr->query_len);
     buf_free(&storage);
     return 0;
-fail:
-    buf_free(&storage);
-    return -1;
 }
 
 /* True when a policy list holds "*". */
@@ -397,7 +261,8 @@ static int front_authorize(struct front_req *r, struct seserr *e)
 static bool front_clock_skew(struct front_req *r, const struct upstream_response *res)
 {
     char code[128], message[512];
-    queue_error_of(r->api == SESREQ_V2 ? 2 : 1, res, code, sizeof code, message, sizeof message);
+    sesans_error(r->api == SESREQ_V2 ? 2 : 1, res->error_type, res->body.data, res->body.len, code,
+                 sizeof code, message, sizeof message);
     if (!backoff_clock_skew(code, message))
         return false;
     queue_clock_skew(&r->f->skew_logged_ms, code, message);
@@ -538,8 +403,7 @@ static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
 /* Run front_pace_cb after ms. */
 static void front_pace_after(struct front_req *r, double ms)
 {
-    int64_t us = (int64_t)(ms * 1000.0);
-    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    struct timeval tv = clock_timeval_frac(ms);
     r->pace_timer = evtimer_new(r->f->base, front_pace_cb, r);
     evtimer_add(r->pace_timer, &tv);
 }
@@ -743,8 +607,8 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
     res->body = (struct buf)BUF_INIT;
     r->answer = a;
     char mid[256];
-    if (!queue_message_id(r->api == SESREQ_V2 ? 2 : 1, a->body.data ? a->body.data : "",
-                          a->body.len, mid, sizeof mid) ||
+    if (!sesans_message_id(r->api == SESREQ_V2 ? 2 : 1, a->body.data ? a->body.data : "",
+                           a->body.len, mid, sizeof mid) ||
         mid[0] == '\0')
         snprintf(mid, sizeof mid, "-");
     r->enqueuing = true;
@@ -834,7 +698,7 @@ static void front_send(struct front_req *r)
         /* A client over its own daily quota gets SES's answer for it. */
         r->enqueuing = true;
         httpd_set_abort(r->hr, front_abort, r);
-        queue_limit_client_status(f->queue, r->client->name, front_client_day, r);
+        limiter_client_status(f->lim, r->client->name, front_client_day, r);
         return;
     }
     r->enqueuing = true;
@@ -848,7 +712,7 @@ static struct front_req *front_req_new(struct front *f, struct httpd_request *hr
     struct front_req *r = xcalloc(1, sizeof *r);
     r->f = f;
     r->hr = hr;
-    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    clock_mono_ts(&r->start);
     front_request_id(f, r->id);
     f->inflight++;
     metrics_inflight(1);

@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -146,7 +147,7 @@ static void httpd_timer(struct httpd_conn *c, int64_t ms)
         evtimer_del(c->timer);
         return;
     }
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    struct timeval tv = clock_timeval(ms);
     evtimer_add(c->timer, &tv);
 }
 
@@ -656,8 +657,7 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
     if (!h->internal)
         metrics_connections(1);
     bufferevent_setcb(c->bev, httpd_read_cb, httpd_write_cb, httpd_event_cb, c);
-    struct timeval wtv = {(time_t)(h->lim.read_timeout_ms / 1000),
-                          (suseconds_t)((h->lim.read_timeout_ms % 1000) * 1000)};
+    struct timeval wtv = clock_timeval(h->lim.read_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* A TLS handshake must complete within read_timeout. */
@@ -848,6 +848,23 @@ const char *httpd_header(const struct httpd_request *req, const char *name, size
         }
     }
     return NULL;
+}
+
+/* Public: req as a sigv4_request. */
+void httpd_sigv4_request(const struct httpd_request *req, const char *payload_hash,
+                         struct sigv4_request *out)
+{
+    *out = (struct sigv4_request){
+        .method = req->method,
+        .path = req->path,
+        .path_len = req->path_len,
+        .query = req->query,
+        .query_len = req->query_len,
+        .headers = req->headers,
+        .nheaders = req->nheaders,
+        .payload_hash = payload_hash,
+        .normalize_path = true,
+    };
 }
 
 /* Public: leave h's connections out of the connection metrics. */

@@ -118,6 +118,12 @@ void httpd_respond(struct httpd_request *req, int status, const struct httpd_hea
 /* The value of the first header called name (case-insensitive), or NULL. */
 const char *httpd_header(const struct httpd_request *req, const char *name, size_t *len);
 
+/* req as the signature covers it (method, raw path, query, headers as
+ * received, normalized path as SES does) with payload_hash (64 hex chars:
+ * the body's SHA-256), into out; out points into req and payload_hash. */
+void httpd_sigv4_request(const struct httpd_request *req, const char *payload_hash,
+                         struct sigv4_request *out);
+
 /* The standard reason phrase of an HTTP status. */
 const char *httpd_reason(int status);
 

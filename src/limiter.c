@@ -9,8 +9,10 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "reply.h"
 #include "util.h"
 
 /* The first base rate with rate = auto, before the upstream answered: the
@@ -33,8 +35,8 @@ struct limiter_take {
 struct limiter {
     struct event_base *base;
     const struct config *cfg;
-    struct queue *q;
-    struct redis *rd;
+    struct rscript *scripts;
+    struct redis *rd; /* the scripts' connection */
     struct upstream *up;
     struct resign *rs;
     double rate;      /* base rate R */
@@ -61,22 +63,6 @@ struct limiter {
 #define LIMITER_OFFSET_MS 10000
 /* ms: an answer this much older than its take means Redis's clock went back. */
 #define LIMITER_STEP_MS 1000
-
-/* Milliseconds since the epoch. */
-static int64_t limiter_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds on the monotonic clock. */
-static int64_t limiter_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Unlink t from its limiter's list. */
 static void limiter_take_unlink(struct limiter_take *t)
@@ -105,19 +91,40 @@ static void limiter_take_answer(struct limiter_take *t, const struct limiter_ans
         cb(a, arg);
 }
 
-/* A number from a reply element (integer or decimal string); def if neither. */
-static double limiter_num(const redisReply *r, double def)
+/* Run limit.lua for the account, and for client when not NULL; args (at
+ * most 8) are its ARGV. cb fires exactly once, never inline. */
+static void limiter_eval(struct limiter *l, const char *client, int nargs, const char *const *args,
+                         redis_cb cb, void *arg)
 {
-    if (r == NULL)
-        return def;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return (double)r->integer;
-    if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->len > 0) {
-        char *end;
-        double d = strtod(r->str, &end);
-        return end != r->str ? d : def;
+    const char *argv[4 + 8];
+    char *keys[4] = {rscript_key(l->scripts, "rl", NULL), rscript_key(l->scripts, "day", NULL),
+                     NULL, NULL};
+    int nkeys = 2;
+    if (client) {
+        keys[2] = rscript_key(l->scripts, "rl:c:", client);
+        keys[3] = rscript_key(l->scripts, "day:c:", client);
+        nkeys = 4;
     }
-    return def;
+    if (nargs > 8)
+        nargs = 8;
+    for (int i = 0; i < nkeys; i++)
+        argv[i] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[nkeys + i] = args[i];
+    rscript_eval(l->scripts, RSCRIPT_LIMIT, nkeys, nkeys + nargs, argv, NULL, cb, arg);
+    for (int i = 0; i < 4; i++)
+        free(keys[i]);
+}
+
+/* Public: limit.lua status on a client's own keys. */
+void limiter_client_status(struct limiter *l, const char *client, redis_cb cb, void *arg)
+{
+    char *kr = rscript_key(l->scripts, "rl:c:", client);
+    char *kd = rscript_key(l->scripts, "day:c:", client);
+    const char *argv[4] = {kr, kd, "status", ""};
+    rscript_eval(l->scripts, RSCRIPT_LIMIT, 2, 4, argv, NULL, cb, arg);
+    free(kr);
+    free(kd);
 }
 
 /* The reason named s. */
@@ -134,13 +141,13 @@ static enum ratelimit_reason limiter_reason(const redisReply *r)
 double limiter_ms_until(const struct timespec *ts)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_mono_ts(&now);
     return (double)(ts->tv_sec - now.tv_sec) * 1e3 + (double)(ts->tv_nsec - now.tv_nsec) / 1e6;
 }
 
 void limiter_ms_from_now(struct timespec *ts, double ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
+    clock_mono_ts(ts);
     int64_t ns = ts->tv_nsec + (int64_t)(ms * 1e6);
     ts->tv_sec += (time_t)(ns / 1000000000);
     ts->tv_nsec = (long)(ns % 1000000000);
@@ -193,23 +200,23 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
     struct limiter_answer a = {0};
     if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6) {
         a.ok = true;
-        a.granted = limiter_num(reply->element[0], 0) == 1;
-        a.wait_ms = limiter_num(reply->element[1], 0);
+        a.granted = reply_num(reply->element[0], 0) == 1;
+        a.wait_ms = reply_num(reply->element[1], 0);
         a.reason = a.granted ? RATELIMIT_GRANTED : limiter_reason(reply->element[2]);
-        a.rate = limiter_num(reply->element[3], 0);
-        a.used = (int64_t)limiter_num(reply->element[4], 0);
+        a.rate = reply_num(reply->element[3], 0);
+        a.used = (int64_t)reply_num(reply->element[4], 0);
         if (!a.granted && a.reason == RATELIMIT_GRANTED)
             a.reason = RATELIMIT_RATE;
         /* The wait counts from Redis's "now": late_ms is how long ago that
          * was, so that neither a slow answer nor a take queued behind other
          * commands moves the reservation on this clock. */
         struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
+        clock_mono_ts(&now);
         double late = (double)(now.tv_sec - t->asked.tv_sec) * 1e3 +
                       (double)(now.tv_nsec - t->asked.tv_nsec) / 1e6;
         if (t->l) {
             double local = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
-            double age = limiter_age(t->l, local, limiter_num(reply->element[5], 0));
+            double age = limiter_age(t->l, local, reply_num(reply->element[5], 0));
             if (age > late + LIMITER_STEP_MS) {
                 /* Far older than the take itself: Redis's clock went back,
                  * and the offsets seen so far are void. Start them again
@@ -221,7 +228,7 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
                 log_event(LOG_WARN, "redis_clock_step", "direction", "back", "note",
                           "Redis's clock went back; the limiter follows it", NULL);
                 t->l->offset_since = 0;
-                limiter_age(t->l, local, limiter_num(reply->element[5], 0));
+                limiter_age(t->l, local, reply_num(reply->element[5], 0));
                 late = 0;
             } else if (age < late) {
                 late = age > 0 ? age : 0;
@@ -303,8 +310,8 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
         snprintf(cquota, sizeof cquota, "%" PRId64, c->daily_quota);
     }
     const char *args[8] = {"take", scost, shorizon, srate, squota, crate, cquota, ""};
-    clock_gettime(CLOCK_MONOTONIC, &t->asked);
-    queue_limit(l->q, own ? c->name : NULL, 8, args, limiter_taken, t);
+    clock_mono_ts(&t->asked);
+    limiter_eval(l, own ? c->name : NULL, 8, args, limiter_taken, t);
 }
 
 /* limit.lua answered a throttling cut. */
@@ -313,12 +320,12 @@ static void limiter_cut(const redisReply *reply, const char *err, void *arg)
     struct limiter *l = arg;
     if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
         return;
-    if (limiter_num(reply->element[0], 0) == 1) {
+    if (reply_num(reply->element[0], 0) == 1) {
         char rate[32];
-        snprintf(rate, sizeof rate, "%.3g", limiter_num(reply->element[1], 0));
+        snprintf(rate, sizeof rate, "%.3g", reply_num(reply->element[1], 0));
         log_event(LOG_WARN, "rate_cut", "rate", rate, NULL);
         if (l)
-            l->effective = limiter_num(reply->element[1], l->effective) / LIMITER_PACE;
+            l->effective = reply_num(reply->element[1], l->effective) / LIMITER_PACE;
     }
 }
 
@@ -331,7 +338,7 @@ void limiter_throttled(struct limiter *l)
     if (!limiter_on(l))
         return;
     const char *args[2] = {"throttled", ""};
-    queue_limit(l->q, NULL, 2, args, limiter_cut, l); /* answered before l goes: queue_free */
+    limiter_eval(l, NULL, 2, args, limiter_cut, l); /* answered before l goes: rscript_free */
     if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
         limiter_refresh(l); /* the account's quota may have changed */
 }
@@ -354,7 +361,7 @@ void limiter_refund(struct limiter *l, const struct config_client *c, int64_t co
     snprintf(scost, sizeof scost, "%" PRId64, cost);
     const char *args[3] = {"refund", scost, ""};
     bool own = c && (c->rate > 0 || c->daily_quota > 0);
-    queue_limit(l->q, own ? c->name : NULL, 3, args, limiter_refunded, NULL);
+    limiter_eval(l, own ? c->name : NULL, 3, args, limiter_refunded, NULL);
 }
 
 /* The text between <tag> and </tag> in s as a number; -1 when absent. */
@@ -425,7 +432,7 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
     limiter_fmt(c, sizeof c, sent);
     limiter_fmt(d, sizeof d, rate);
     snprintf(e, sizeof e, "%" PRId64, quota);
-    snprintf(now, sizeof now, "%" PRId64, limiter_now_ms());
+    snprintf(now, sizeof now, "%" PRId64, clock_wall_ms());
     redis_command(l->rd, limiter_stored, NULL,
                   "HSET %s max_send_rate %s max_24_hour_send %s sent_last_24_hours %s rate %s "
                   "daily_quota %s updated %s",
@@ -436,7 +443,7 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
  * second. */
 static void limiter_refresh(struct limiter *l)
 {
-    int64_t now = limiter_mono_ms();
+    int64_t now = clock_mono_ms();
     if (l->quota_call || now - l->refreshed_ms < LIMITER_MIN_REFRESH_MS)
         return;
     l->refreshed_ms = now;
@@ -465,14 +472,14 @@ static void limiter_refresh_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Public: the limiter for cfg. */
-struct limiter *limiter_new(struct event_base *base, const struct config *cfg, struct queue *q,
-                            struct redis *rd, struct upstream *up, struct resign *rs)
+struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
+                            struct rscript *scripts, struct upstream *up, struct resign *rs)
 {
     struct limiter *l = xcalloc(1, sizeof *l);
     l->base = base;
     l->cfg = cfg;
-    l->q = q;
-    l->rd = rd;
+    l->scripts = scripts;
+    l->rd = rscript_redis(scripts);
     l->up = up;
     l->rs = rs;
     l->rate = cfg->rate_mode == CONFIG_RATE_FIXED ? cfg->rate : LIMITER_START_RATE;
@@ -482,8 +489,7 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg, s
         l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
         limiter_refresh(l);
         l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
-        struct timeval tv = {(time_t)(cfg->quota_refresh_ms / 1000),
-                             (suseconds_t)(cfg->quota_refresh_ms % 1000 * 1000)};
+        struct timeval tv = clock_timeval(cfg->quota_refresh_ms);
         event_add(l->refresh, &tv);
     }
     if (limiter_on(l))
@@ -491,7 +497,7 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg, s
     if (cfg->rate_mode == CONFIG_RATE_FIXED) {
         char rate[32];
         limiter_fmt(rate, sizeof rate, l->rate);
-        redis_command(rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+        redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
     }
     return l;
 }
@@ -539,12 +545,4 @@ int64_t limiter_daily_quota(const struct limiter *l)
 double limiter_rate(const struct limiter *l)
 {
     return l->effective;
-}
-
-const struct config_client *limiter_client(const struct config *cfg, const char *name)
-{
-    for (size_t i = 0; name && i < cfg->nclients; i++)
-        if (strcmp(cfg->clients[i].name, name) == 0)
-            return &cfg->clients[i];
-    return NULL;
 }

@@ -20,9 +20,9 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "queue.h"
 #include "ratelimit.h"
 #include "redis.h"
+#include "rscript.h"
 #include "resign.h"
 #include "upstream.h"
 
@@ -59,11 +59,16 @@ struct limiter_answer {
 /* Called once per take. */
 typedef void (*limiter_cb)(const struct limiter_answer *a, void *arg);
 
-/* The limiter for cfg, on q's Redis (the quota hash on rd); with rate =
- * auto it reads the quota through up, signed by rs. Everything passed in
- * outlives it. */
-struct limiter *limiter_new(struct event_base *base, const struct config *cfg, struct queue *q,
-                            struct redis *rd, struct upstream *up, struct resign *rs);
+/* The limiter for cfg, running limit.lua through scripts (and the quota
+ * hash on their Redis); with rate = auto it reads the quota through up,
+ * signed by rs. Everything passed in outlives it. */
+struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
+                            struct rscript *scripts, struct upstream *up, struct resign *rs);
+
+/* limit.lua status on client's own limiter keys: element 4 of the reply is
+ * the client's recipients in the rolling 24 hours. cb fires exactly once,
+ * never inline. */
+void limiter_client_status(struct limiter *l, const char *client, redis_cb cb, void *arg);
 
 /* Release l; takes in flight are answered with ok = false first. */
 void limiter_free(struct limiter *l);
@@ -105,8 +110,5 @@ int64_t limiter_daily_quota(const struct limiter *l);
 /* The effective rate of the latest answer (recipients/s), or the base rate
  * before any. */
 double limiter_rate(const struct limiter *l);
-
-/* The config_client named name, or NULL. */
-const struct config_client *limiter_client(const struct config *cfg, const char *name);
 
 #endif

@@ -26,17 +26,21 @@
 
 #include "admin.h"
 #include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops.h"
 #include "queue.h"
+#include "rscript.h"
 #include "redis.h"
 #include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
 #include "sandbox.h"
 #include "upstream.h"
+#include "worker.h"
 
 extern char **environ;
 
@@ -51,6 +55,7 @@ struct main_state {
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
     struct limiter *limiter;
     struct redis *redis;
+    struct rscript *scripts;
     struct queue *queue;
     struct resign *resign;   /* the workers' signer */
     struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
@@ -357,6 +362,97 @@ static void main_raise_nofile(int64_t want)
     }
 }
 
+/* Start the daemon's parts for mode on s->base: Redis (managed or not), the
+ * scripts, the queue, the sandbox when configured (cfg then points
+ * upstream at it), the signer, the limiter, the front, the worker, the admin
+ * listener. false (reported) when one cannot start; main_stop_parts frees
+ * what did. */
+static bool main_start_parts(struct main_state *s, struct config *cfg, const char *mode,
+                             bool sandbox, struct upstream *up)
+{
+    char err[1024];
+    if (cfg->redis_url[0] == '\0') {
+        s->redisproc = redisproc_start(s->base, cfg->data_dir, err, sizeof err);
+        if (s->redisproc == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+    }
+    s->redis = redis_new(s->base, s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url,
+                         err, sizeof err);
+    if (s->redis == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        return false;
+    }
+    s->scripts = rscript_new(cfg, s->redis);
+    s->queue = queue_new(s->base, cfg, s->scripts);
+    if (sandbox) {
+        s->sandbox = sandbox_start(s->base, cfg, err, sizeof err);
+        if (s->sandbox == NULL) {
+            fprintf(stderr, "sesgate: sandbox: %s\n", err);
+            return false;
+        }
+        /* Everything upstream now goes to the sandbox, signed with its key. */
+        free(cfg->endpoint);
+        cfg->endpoint = xstrdup(sandbox_endpoint(s->sandbox));
+        free(cfg->access_key_id);
+        cfg->access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
+        free(cfg->secret_access_key);
+        cfg->secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
+        free(cfg->session_token);
+        cfg->session_token = xstrdup("");
+        cfg->sandbox_started = true;
+    }
+    s->resign = resign_new(cfg, err, sizeof err);
+    if (s->resign == NULL) {
+        fprintf(stderr, "sesgate: %s\n", err);
+        return false;
+    }
+    s->limiter = limiter_new(s->base, cfg, s->scripts, up, s->resign);
+    if (strcmp(mode, "work") != 0) {
+        s->front = front_new(s->base, cfg, up, err, sizeof err);
+        if (s->front == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+        front_set_queue(s->front, s->queue);
+        front_set_limiter(s->front, s->limiter);
+    }
+    if (strcmp(mode, "serve") != 0) {
+        char host[256] = "sesgate", name[300];
+        if (gethostname(host, sizeof host) < 0)
+            snprintf(host, sizeof host, "sesgate");
+        host[sizeof host - 1] = '\0';
+        snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
+        s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+    }
+    if (cfg->admin_listen[0]) {
+        s->admin = admin_new(s->base, cfg, up, s->scripts, err, sizeof err);
+        if (s->admin == NULL) {
+            fprintf(stderr, "sesgate: admin listener: %s\n", err);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Free what main_start_parts started, in the order that answers every
+ * callback still due before its owner goes. */
+static void main_stop_parts(struct main_state *s)
+{
+    admin_free(s->admin);
+    front_free(s->front);
+    worker_free(s->worker);
+    limiter_free(s->limiter);
+    queue_free(s->queue);
+    rscript_free(s->scripts);
+    redis_free(s->redis);
+    if (s->resign)
+        resign_free(s->resign);
+    redisproc_stop(s->redisproc);
+    sandbox_free(s->sandbox);
+}
+
 /* sesgate serve / run / work: the SES front, the queue workers, or both. */
 static int main_serve(const char *path, const char *mode)
 {
@@ -387,7 +483,6 @@ static int main_serve(const char *path, const char *mode)
     s.base = event_base_new();
     struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
                                        getenv("SESGATE_CA_BUNDLE"));
-    char err[1024];
     int rc = 1;
     /* SIGTERM and SIGINT wait while Redis starts, so that a stop then still
      * stops it; the handlers below take them. */
@@ -397,67 +492,8 @@ static int main_serve(const char *path, const char *mode)
     sigaddset(&stop_sigs, SIGINT);
     sigaddset(&stop_sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &stop_sigs, &old_mask);
-    if (cfg.redis_url[0] == '\0') {
-        s.redisproc = redisproc_start(s.base, cfg.data_dir, err, sizeof err);
-        if (s.redisproc == NULL) {
-            fprintf(stderr, "sesgate: %s\n", err);
-            goto out;
-        }
-    }
-    s.redis = redis_new(s.base, s.redisproc ? redisproc_socket(s.redisproc) : cfg.redis_url, err,
-                        sizeof err);
-    if (s.redis == NULL) {
-        fprintf(stderr, "sesgate: %s\n", err);
+    if (!main_start_parts(&s, &cfg, mode, sandbox, up))
         goto out;
-    }
-    s.queue = queue_new(s.base, &cfg, s.redis);
-    if (sandbox) {
-        s.sandbox = sandbox_start(s.base, &cfg, err, sizeof err);
-        if (s.sandbox == NULL) {
-            fprintf(stderr, "sesgate: sandbox: %s\n", err);
-            goto out;
-        }
-        /* Everything upstream now goes to the sandbox, signed with its key. */
-        free(cfg.endpoint);
-        cfg.endpoint = xstrdup(sandbox_endpoint(s.sandbox));
-        free(cfg.access_key_id);
-        cfg.access_key_id = xstrdup(sandbox_access_key_id(s.sandbox));
-        free(cfg.secret_access_key);
-        cfg.secret_access_key = xstrdup(sandbox_secret_access_key(s.sandbox));
-        free(cfg.session_token);
-        cfg.session_token = xstrdup("");
-        cfg.sandbox_started = true;
-    }
-    s.resign = resign_new(&cfg, err, sizeof err);
-    if (s.resign == NULL) {
-        fprintf(stderr, "sesgate: %s\n", err);
-        goto out;
-    }
-    s.limiter = limiter_new(s.base, &cfg, s.queue, s.redis, up, s.resign);
-    if (strcmp(mode, "work") != 0) {
-        s.front = front_new(s.base, &cfg, up, err, sizeof err);
-        if (s.front == NULL) {
-            fprintf(stderr, "sesgate: %s\n", err);
-            goto out;
-        }
-        front_set_queue(s.front, s.queue);
-        front_set_limiter(s.front, s.limiter);
-    }
-    if (strcmp(mode, "serve") != 0) {
-        char host[256] = "sesgate", name[300];
-        if (gethostname(host, sizeof host) < 0)
-            snprintf(host, sizeof host, "sesgate");
-        host[sizeof host - 1] = '\0';
-        snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
-        s.worker = worker_start(s.base, &cfg, s.queue, up, s.resign, s.limiter, name);
-    }
-    if (cfg.admin_listen[0]) {
-        s.admin = admin_new(s.base, &cfg, up, s.redis, err, sizeof err);
-        if (s.admin == NULL) {
-            fprintf(stderr, "sesgate: admin listener: %s\n", err);
-            goto out;
-        }
-    }
     s.cfg = &cfg;
     s.path = path;
     s.default_client = default_client;
@@ -494,16 +530,7 @@ static int main_serve(const char *path, const char *mode)
 out:
     if (s.grace_timer)
         event_free(s.grace_timer);
-    admin_free(s.admin);
-    front_free(s.front);
-    worker_free(s.worker);
-    limiter_free(s.limiter);
-    queue_free(s.queue);
-    redis_free(s.redis);
-    if (s.resign)
-        resign_free(s.resign);
-    redisproc_stop(s.redisproc);
-    sandbox_free(s.sandbox);
+    main_stop_parts(&s);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     upstream_free(up);
     event_base_free(s.base);
@@ -529,583 +556,8 @@ static int main_check(const char *path)
     return 0;
 }
 
-/* Connect to the daemon's Redis: [redis] url, or the managed server's
- * socket under data_dir (never started from here). NULL: reported. */
-static redisContext *main_redis(const struct config *cfg)
-{
-    char err[1024];
-    /* Connecting takes at most 3 s; a command may take longer (the whole
-     * status of a million-recipient batch is a large reply). */
-    const struct timeval slow = {120, 0};
-    if (cfg->redis_url[0]) {
-        redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
-        if (c == NULL)
-            fprintf(stderr, "sesgate: %s\n", err);
-        else
-            redisSetTimeout(c, slow);
-        return c;
-    }
-    struct buf sock = BUF_INIT;
-    if (cfg->data_dir[0] != '/') {
-        char cwd[4096];
-        if (getcwd(cwd, sizeof cwd) != NULL)
-            buf_printf(&sock, "%s/", cwd);
-    }
-    buf_printf(&sock, "%s/redis/redis.sock", cfg->data_dir);
-    redisContext *c = redis_connect_sync(buf_cstr(&sock), 3000, err, sizeof err);
-    if (c == NULL)
-        fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
-                buf_cstr(&sock));
-    else
-        redisSetTimeout(c, slow);
-    buf_free(&sock);
-    return c;
-}
-
-/* EVAL script with nkeys keys and nargs arguments; the reply, or NULL
- * after printing the error. */
-static redisReply *main_eval(redisContext *c, const char *script, int nkeys, char **keys, int nargs,
-                             const char **args)
-{
-    int argc = 3 + nkeys + nargs;
-    const char **argv = xcalloc((size_t)argc, sizeof *argv);
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    for (int k = 0; k < nkeys; k++)
-        argv[3 + k] = keys[k];
-    for (int k = 0; k < nargs; k++)
-        argv[3 + nkeys + k] = args[k];
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    free(argv);
-    if (r == NULL) {
-        fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "sesgate: redis: %s\n", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* Milliseconds since the epoch. */
-static int64_t main_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Print j as indented JSON and a newline. */
-static void main_print_json(const json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII);
-    if (s == NULL)
-        abort();
-    puts(s);
-    free(s);
-}
-
-/* A string member of o, or dflt when absent or not a string. */
-static const char *main_jstr(const json_t *o, const char *key, const char *dflt)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s && s[0] ? s : dflt;
-}
-
-/* An integer member of o (0 when absent). */
-static long long main_jint(const json_t *o, const char *key)
-{
-    return (long long)json_integer_value(json_object_get(o, key));
-}
-
-/* Recipients per second of batch b since it was created, and the seconds
- * left at that rate (-1: unknown). */
-static void main_batch_pace(const json_t *b, double *rate, double *eta)
-{
-    long long total = main_jint(b, "total");
-    long long done = main_jint(b, "sent") + main_jint(b, "dead");
-    double secs = (double)(main_now_ms() - main_jint(b, "created_ms")) / 1000.0;
-    *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
-    *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
-}
-
-/* A progress bar of width cells for done of total, and the counts, rate and
- * time left: "[#######.......]  512/1000  51.2 %  14.0/s  0:35 left". */
-static void main_print_bar(long long done, long long dead, long long total, double rate, double eta)
-{
-    enum { width = 30 };
-    int fill = total > 0 ? (int)((double)done * width / (double)total) : width;
-    char bar[width + 1];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    printf("[%s] %lld/%lld %5.1f %%", bar, done, total,
-           total > 0 ? 100.0 * (double)done / (double)total : 100.0);
-    if (dead > 0)
-        printf("  %lld dead", dead);
-    if (done < total && rate > 0)
-        printf("  %.1f/s  %lld:%02lld left", rate, (long long)eta / 60, (long long)eta % 60);
-    putchar('\n');
-}
-
-/* Print the batch status b as text: one "key value" line per field, then
- * one line per recipient "index address state detail". */
-static void main_print_batch(const json_t *b)
-{
-    printf("batch %s\nclient %s\naction %s\ncreated %s\n", main_jstr(b, "batch_id", "-"),
-           main_jstr(b, "client", "-"), main_jstr(b, "action", "-"), main_jstr(b, "created", "-"));
-    static const char *const counts[] = {"total", "sent", "dead", "retrying", "queued"};
-    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
-        printf("%s %lld\n", counts[k], main_jint(b, counts[k]));
-    printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
-    double rate, eta;
-    main_batch_pace(b, &rate, &eta);
-    if (!json_is_true(json_object_get(b, "complete")) && rate > 0)
-        printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
-    if (isatty(STDOUT_FILENO)) {
-        putchar('\n');
-        main_print_bar(main_jint(b, "sent") + main_jint(b, "dead"), main_jint(b, "dead"),
-                       main_jint(b, "total"), rate, eta);
-        puts("\nindex address state detail");
-    }
-    size_t i;
-    const json_t *r;
-    json_array_foreach(json_object_get(b, "recipients"), i, r)
-    {
-        const char *state = main_jstr(r, "state", "queued");
-        printf("%lld %s %s ", main_jint(r, "index"), main_jstr(r, "address", "-"), state);
-        if (strcmp(state, "sent") == 0)
-            printf("%s%s%s\n", main_jstr(r, "message_id", "-"),
-                   json_object_get(r, "note") ? " " : "", main_jstr(r, "note", ""));
-        else if (strcmp(state, "dead") == 0)
-            printf("%s %s\n", main_jstr(r, "code", "-"), main_jstr(r, "message", ""));
-        else if (strcmp(state, "retry") == 0)
-            printf("attempt %lld due %s\n", main_jint(r, "attempt"), main_jstr(r, "due", "-"));
-        else
-            puts("-");
-    }
-}
-
-/* sesgate batch show ID [--watch]: with --watch, a progress line every
- * second (a bar redrawn in place on a terminal) until the batch is
- * complete, then the whole status. */
-static int main_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json,
-                      bool watch)
-{
-    if (argc != 2 || strcmp(argv[0], "show") != 0) {
-        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID|last [--json] [--watch]\n");
-        return 2;
-    }
-    const char *id = argv[1];
-    char newest[64] = "";
-    if (strcmp(id, "last") == 0) {
-        /* the newest batch */
-        struct buf k = BUF_INIT;
-        buf_printf(&k, "%srecent", pfx);
-        redisReply *r = redisCommand(c, "ZREVRANGE %s 0 0", buf_cstr(&k));
-        buf_free(&k);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-            r->element[0]->type == REDIS_REPLY_STRING)
-            snprintf(newest, sizeof newest, "%s", r->element[0]->str);
-        freeReplyObject(r);
-        if (newest[0] == '\0') {
-            fprintf(stderr, "sesgate: no batch yet\n");
-            return 1;
-        }
-        id = newest;
-    }
-    if (!queue_batch_id_ok(id)) {
-        fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
-        return 1;
-    }
-    bool tty = isatty(STDOUT_FILENO);
-    for (;;) {
-        if (watch) {
-            /* Until the batch is complete only its counters are read: the
-             * whole status of a big batch is large. */
-            struct buf k = BUF_INIT;
-            buf_printf(&k, "%sb:%s", pfx, id);
-            redisReply *h = redisCommand(c, "HMGET %s total sent done dead created", buf_cstr(&k));
-            buf_free(&k);
-            if (h == NULL) {
-                fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
-                return 1;
-            }
-            long long v[5] = {0};
-            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
-                         h->element[0]->type == REDIS_REPLY_STRING;
-            for (size_t i = 0; known && i < 5; i++)
-                if (h->element[i]->type == REDIS_REPLY_STRING)
-                    v[i] = strtoll(h->element[i]->str, NULL, 10);
-            freeReplyObject(h);
-            long long done = v[1] + v[2] + v[3];
-            if (known && done < v[0]) {
-                json_t *b = json_pack("{sIsIsIsI}", "total", (json_int_t)v[0], "sent",
-                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
-                                      "created_ms", (json_int_t)v[4]);
-                double rate, eta;
-                main_batch_pace(b, &rate, &eta);
-                json_decref(b);
-                if (tty) {
-                    fputs("\r\033[K", stdout);
-                    main_print_bar(done, v[3], v[0], rate, eta);
-                    fputs("\033[A", stdout); /* redrawn in place */
-                } else {
-                    printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done, v[0],
-                           v[3], rate, eta);
-                }
-                fflush(stdout);
-                sleep(1);
-                continue;
-            }
-        }
-        char *keys[4];
-        queue_show_keys(pfx, id, keys);
-        redisReply *r = main_eval(c, queue_show_script(), 4, keys, 1, &id);
-        for (int k = 0; k < 4; k++)
-            free(keys[k]);
-        if (r == NULL)
-            return 1;
-        json_t *b = queue_show_json(id, r);
-        freeReplyObject(r);
-        if (b == NULL) {
-            fprintf(stderr, "sesgate: batch %s not found\n", id);
-            return 1;
-        }
-        if (watch && tty)
-            fputs("\r\033[K", stdout);
-        if (json)
-            main_print_json(b);
-        else
-            main_print_batch(b);
-        json_decref(b);
-        return 0;
-    }
-}
-
-/* The string of field name in a flat stream entry field list, or "". */
-static const char *main_entry_field(const redisReply *fields, const char *name)
-{
-    for (size_t k = 0; k + 1 < fields->elements; k += 2)
-        if (fields->element[k]->type == REDIS_REPLY_STRING &&
-            strcmp(fields->element[k]->str, name) == 0 &&
-            fields->element[k + 1]->type == REDIS_REPLY_STRING)
-            return fields->element[k + 1]->str;
-    return "";
-}
-
-/* sesgate dlq list: every dead letter, oldest first. */
-static int main_dlq_list(redisContext *c, const char *pfx, bool json)
-{
-    struct buf kdlq = BUF_INIT;
-    buf_printf(&kdlq, "%sdlq", pfx);
-    json_t *all = json_array();
-    char start[64] = "-";
-    int rc = 0;
-    for (;;) {
-        redisReply *page = redisCommand(c, "XRANGE %s %s + COUNT 500", buf_cstr(&kdlq), start);
-        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
-            fprintf(stderr, "sesgate: redis: %s\n",
-                    page ? (page->str ? page->str : "unexpected reply") : c->errstr);
-            if (page)
-                freeReplyObject(page);
-            rc = 1;
-            break;
-        }
-        size_t n = page->elements;
-        for (size_t k = 0; k < n; k++) {
-            const redisReply *e = page->element[k];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-                e->element[1]->type != REDIS_REPLY_ARRAY)
-                continue;
-            const char *eid = e->element[0]->str, *b = main_entry_field(e->element[1], "b");
-            const char *i = main_entry_field(e->element[1], "i");
-            snprintf(start, sizeof start, "(%s", eid);
-            redisReply *addr = redisCommand(c, "LINDEX %sr:%s %s", pfx, b, i);
-            json_t *o = json_object();
-            json_object_set_new(o, "id", json_string(eid));
-            json_object_set_new(o, "batch_id", json_string(b));
-            json_object_set_new(o, "index", json_integer(strtoll(i, NULL, 10)));
-            json_object_set_new(o, "address",
-                                addr && addr->type == REDIS_REPLY_STRING
-                                    ? json_stringn(addr->str, addr->len)
-                                    : json_null());
-            json_object_set_new(o, "code", json_string(main_entry_field(e->element[1], "code")));
-            json_object_set_new(o, "message",
-                                json_string(main_entry_field(e->element[1], "message")));
-            json_object_set_new(
-                o, "attempts",
-                json_integer(strtoll(main_entry_field(e->element[1], "attempts"), NULL, 10)));
-            if (addr)
-                freeReplyObject(addr);
-            json_array_append_new(all, o);
-        }
-        freeReplyObject(page);
-        if (n < 500)
-            break;
-    }
-    if (rc == 0 && json) {
-        main_print_json(all);
-    } else if (rc == 0) {
-        if (isatty(STDOUT_FILENO))
-            puts("id batch index address code attempts message");
-        size_t k;
-        const json_t *o;
-        json_array_foreach(all, k, o)
-        {
-            printf("%s %s %lld %s %s %lld %s\n", main_jstr(o, "id", "-"),
-                   main_jstr(o, "batch_id", "-"), main_jint(o, "index"),
-                   main_jstr(o, "address", "-"), main_jstr(o, "code", "-"),
-                   main_jint(o, "attempts"), main_jstr(o, "message", ""));
-        }
-    }
-    json_decref(all);
-    buf_free(&kdlq);
-    return rc;
-}
-
-/* sesgate dlq retry [ID...] / purge. */
-static int main_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
-{
-    struct buf kdlq = BUF_INIT, kq = BUF_INIT;
-    buf_printf(&kdlq, "%sdlq", pfx);
-    buf_printf(&kq, "%sqs", pfx);
-    char *keys[3] = {(char *)buf_cstr(&kdlq), (char *)buf_cstr(&kq), (char *)pfx};
-    long long total = 0;
-    int rc = 0;
-    if (purge) {
-        redisReply *r = main_eval(c, queue_dlq_purge_script(), 1, keys, 0, NULL);
-        rc = r ? 0 : 1;
-        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-        if (r)
-            freeReplyObject(r);
-    } else {
-        const char **args = xcalloc((size_t)nids + 1, sizeof *args);
-        args[0] = "1000";
-        for (int k = 0; k < nids; k++)
-            args[k + 1] = ids[k];
-        for (;;) {
-            redisReply *r = main_eval(c, queue_dlq_retry_script(), 3, keys, nids + 1, args);
-            if (r == NULL) {
-                rc = 1;
-                break;
-            }
-            long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-            freeReplyObject(r);
-            total += n;
-            if (nids > 0 || n == 0)
-                break;
-        }
-        free(args);
-    }
-    if (rc == 0)
-        printf(purge ? "%lld dead letters deleted\n" : "%lld dead letters moved to the queue\n",
-               total);
-    buf_free(&kdlq);
-    buf_free(&kq);
-    return rc;
-}
-
-/* sesgate dlq list | retry [ID...] | purge. */
-static int main_dlq(redisContext *c, const char *pfx, int argc, char **argv, bool json)
-{
-    if (argc == 1 && strcmp(argv[0], "list") == 0)
-        return main_dlq_list(c, pfx, json);
-    if (argc >= 1 && strcmp(argv[0], "retry") == 0)
-        return main_dlq_move(c, pfx, false, argc - 1, argv + 1);
-    if (argc == 1 && strcmp(argv[0], "purge") == 0)
-        return main_dlq_move(c, pfx, true, 0, NULL);
-    fprintf(stderr, "usage: sesgate dlq [-c FILE] list [--json] | retry [ID...] | purge\n");
-    return 2;
-}
-
-/* A number of a reply element (integer or decimal string), or JSON null. */
-static json_t *main_rnum(const redisReply *r)
-{
-    if (r && r->type == REDIS_REPLY_INTEGER)
-        return json_integer(r->integer);
-    if (r && r->type == REDIS_REPLY_STRING && r->len > 0) {
-        char *end;
-        double d = strtod(r->str, &end);
-        if (end != r->str && *end == '\0')
-            return d == (double)(long long)d && d < 9e15 && d > -9e15 ? json_integer((long long)d)
-                                                                      : json_real(d);
-    }
-    return json_null();
-}
-
-/* The shared rate limiter as Redis holds it: the effective and base rates,
- * the last throttling cut, recipients sent in the rolling 24 hours, and
- * what the upstream last reported (rate = auto). */
-static json_t *main_rate_json(redisContext *c, const char *pfx)
-{
-    json_t *o = json_object();
-    char *keys[2];
-    struct buf b = BUF_INIT;
-    buf_printf(&b, "%srl", pfx);
-    keys[0] = buf_detach(&b, NULL);
-    buf_printf(&b, "%sday", pfx);
-    keys[1] = buf_detach(&b, NULL);
-    const char *args[2] = {"status", ""};
-    redisReply *r = main_eval(c, queue_limit_script(), 2, keys, 2, args);
-    free(keys[0]);
-    free(keys[1]);
-    static const char *const names[6] = {"effective", "base",          "cut_rate",
-                                         "cut_at_ms", "sent_last_24h", "tat_ms"};
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 6)
-        for (int i = 0; i < 6; i++) {
-            json_t *v = main_rnum(r->element[i]);
-            if (i < 3 && json_is_number(v)) {
-                /* Redis holds the pacing rates (LIMITER_PACE of the rate):
-                 * show them as the account's. */
-                double d = json_number_value(v) / LIMITER_PACE;
-                json_decref(v);
-                v = json_real(round(d * 1e6) / 1e6);
-            }
-            json_object_set_new(o, names[i], v);
-        }
-    freeReplyObject(r);
-    buf_printf(&b, "%squota", pfx);
-    r = redisCommand(c, "HGETALL %s", buf_cstr(&b));
-    buf_free(&b);
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        json_t *u = json_object();
-        for (size_t i = 0; i + 1 < r->elements; i += 2)
-            if (r->element[i]->type == REDIS_REPLY_STRING)
-                json_object_set_new(u, r->element[i]->str, main_rnum(r->element[i + 1]));
-        json_object_set_new(o, "upstream", u);
-    }
-    freeReplyObject(r);
-    const json_t *quota = json_object_get(json_object_get(o, "upstream"), "daily_quota");
-    const json_t *used = json_object_get(o, "sent_last_24h");
-    if (json_is_integer(quota) && json_integer_value(quota) > 0 && json_is_integer(used))
-        json_object_set_new(o, "quota_left",
-                            json_integer(json_integer_value(quota) > json_integer_value(used)
-                                             ? json_integer_value(quota) - json_integer_value(used)
-                                             : 0));
-    /* What holds the queue (the daily quota), and until when. */
-    struct buf hk = BUF_INIT;
-    buf_printf(&hk, "%shold", pfx);
-    r = redisCommand(c, "HGETALL %s", buf_cstr(&hk));
-    buf_free(&hk);
-    json_t *held = json_array();
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        long long until = strtoll(r->element[i + 1]->str ? r->element[i + 1]->str : "0", NULL, 10);
-        if (until <= main_now_ms())
-            continue;
-        json_t *h = json_object();
-        json_object_set_new(h, "reason", json_string(r->element[i]->str));
-        json_object_set_new(h, "until_ms", json_integer(until));
-        json_array_append_new(held, h);
-    }
-    freeReplyObject(r);
-    json_object_set_new(o, "held", held);
-    return o;
-}
-
-/* One status of the queue and the recent batches; *idle tells whether
- * nothing is queued, in flight or waiting for a retry. */
-static int main_status_once(redisContext *c, const char *pfx, bool json, bool tty, bool *idle)
-{
-    char *keys[5];
-    queue_stats_keys(pfx, keys);
-    const char *n = "10";
-    redisReply *r = main_eval(c, queue_stats_script(), 5, keys, 1, &n);
-    for (int k = 0; k < 5; k++)
-        free(keys[k]);
-    if (r == NULL)
-        return 1;
-    json_t *s = queue_stats_json(r, main_now_ms());
-    freeReplyObject(r);
-    if (s == NULL) {
-        fprintf(stderr, "sesgate: redis: unexpected reply to the status script\n");
-        return 1;
-    }
-    json_object_set_new(s, "rate", main_rate_json(c, pfx));
-    *idle = main_jint(s, "depth") == 0 && main_jint(s, "inflight") == 0 &&
-            main_jint(s, "retrying") == 0;
-    if (json) {
-        main_print_json(s);
-    } else {
-        printf("depth %lld\noldest_seconds %.1f\ninflight %lld\nretrying %lld\ndead_letters "
-               "%lld\n",
-               main_jint(s, "depth"), json_real_value(json_object_get(s, "oldest_seconds")),
-               main_jint(s, "inflight"), main_jint(s, "retrying"), main_jint(s, "dead_letters"));
-        const json_t *rate = json_object_get(s, "rate");
-        static const char *const shown[4] = {"effective", "base", "sent_last_24h", "cut_rate"};
-        for (int i = 0; i < 4; i++) {
-            const json_t *v = json_object_get(rate, shown[i]);
-            if (json_is_number(v))
-                printf("rate_%s %g\n", shown[i], json_number_value(v));
-        }
-        const json_t *q = json_object_get(json_object_get(rate, "upstream"), "daily_quota");
-        if (json_is_number(q))
-            printf("daily_quota %g\n", json_number_value(q));
-        if (json_is_integer(json_object_get(rate, "quota_left")))
-            printf("quota_left %lld\n", main_jint(rate, "quota_left"));
-        size_t hi;
-        const json_t *h;
-        json_array_foreach(json_object_get(rate, "held"), hi, h)
-        {
-            printf("held %s for %.0f s\n", main_jstr(h, "reason", "-"),
-                   (double)(main_jint(h, "until_ms") - main_now_ms()) / 1000.0);
-        }
-        size_t k;
-        const json_t *b;
-        json_array_foreach(json_object_get(s, "recent"), k, b)
-        {
-            if (json_is_true(json_object_get(b, "expired")))
-                printf("batch %s expired\n", main_jstr(b, "batch_id", "-"));
-            else
-                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld\n",
-                       main_jstr(b, "batch_id", "-"), main_jstr(b, "created", "-"),
-                       main_jstr(b, "client", "-"), main_jstr(b, "action", "-"),
-                       main_jint(b, "total"), main_jint(b, "sent"), main_jint(b, "dead"),
-                       main_jint(b, "pending"));
-            if (tty && !json_is_true(json_object_get(b, "expired")) &&
-                main_jint(b, "pending") > 0) {
-                double per_s, eta;
-                main_batch_pace(b, &per_s, &eta);
-                fputs("  ", stdout);
-                main_print_bar(main_jint(b, "sent") + main_jint(b, "dead"), main_jint(b, "dead"),
-                               main_jint(b, "total"), per_s, eta);
-            }
-        }
-    }
-    json_decref(s);
-    return 0;
-}
-
-/* sesgate status [--watch]: with --watch, again every second (redrawn on
- * a terminal, a block per second otherwise) until the queue is idle. */
-static int main_status(redisContext *c, const char *pfx, int argc, bool json, bool watch)
-{
-    if (argc != 0) {
-        fprintf(stderr, "usage: sesgate status [-c FILE] [--json] [--watch]\n");
-        return 2;
-    }
-    bool tty = isatty(STDOUT_FILENO);
-    for (;;) {
-        bool idle = true;
-        if (watch && tty)
-            fputs("\033[H\033[2J", stdout);
-        int rc = main_status_once(c, pfx, json, tty, &idle);
-        fflush(stdout);
-        if (rc != 0 || !watch || idle)
-            return rc;
-        if (!tty)
-            putchar('\n');
-        sleep(1);
-    }
-}
-
-/* sesgate status / batch / dlq: parse -c and --json among args, connect,
- * run the command. */
+/* sesgate status / batch / dlq: parse -c, --json and --watch among args,
+ * load the configuration, run the operator command (ops). */
 static int main_ops(const char *cmd, const char *path, int argc, char **argv)
 {
     char **pos = xcalloc((size_t)argc + 1, sizeof *pos);
@@ -1123,19 +575,7 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
     }
     struct config cfg = {0};
     main_load_config(&cfg, path);
-    int rc = 1;
-    redisContext *c = main_redis(&cfg);
-    if (c) {
-        char *pfx = queue_key_prefix(&cfg);
-        if (strcmp(cmd, "batch") == 0)
-            rc = main_batch(c, pfx, npos, pos, json, watch);
-        else if (strcmp(cmd, "dlq") == 0)
-            rc = main_dlq(c, pfx, npos, pos, json);
-        else
-            rc = main_status(c, pfx, npos, json, watch);
-        free(pfx);
-        redisFree(c);
-    }
+    int rc = ops_run(cmd, &cfg, npos, pos, json, watch);
     free(pos);
     config_free(&cfg);
     return rc;

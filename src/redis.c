@@ -13,6 +13,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "util.h"
 
@@ -75,18 +76,10 @@ struct redis {
 
 static void redis_connect(struct redis *r);
 
-/* Milliseconds on the monotonic clock. */
-static int64_t redis_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Arm a timer for ms milliseconds. */
 static void redis_timer_ms(struct event *ev, int64_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = clock_timeval(ms);
     evtimer_add(ev, &tv);
 }
 
@@ -276,7 +269,7 @@ static void redis_failed(struct redis *r, const char *reason)
         return;
     if (!r->outage) {
         r->outage = true;
-        r->down_ms = redis_now_ms();
+        r->down_ms = clock_mono_ms();
         log_event(LOG_ERROR, "redis_down", "where", r->where, "reason", reason, NULL);
     }
     redis_timer_ms(r->reconnect_timer, r->backoff_ms);
@@ -327,7 +320,7 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *rep = reply;
     const char *err = NULL;
     if (rep != NULL)
-        c->r->last_reply_ms = redis_now_ms();
+        c->r->last_reply_ms = clock_mono_ms();
     if (rep == NULL)
         err = c->r->closing ? "redis connection closed" : "redis connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
@@ -373,7 +366,7 @@ static void redis_ping_reply(const redisReply *reply, const char *err, void *arg
         return;
     if (err || reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
         return; /* LOADING, or not Redis: not ready */
-    r->last_pong_ms = redis_now_ms();
+    r->last_pong_ms = clock_mono_ms();
     if (r->announced)
         return;
     r->announced = true;
@@ -394,7 +387,7 @@ static void redis_ping_reply(const redisReply *reply, const char *err, void *arg
  * ones fail at once. */
 static bool redis_stalled(const struct redis *r)
 {
-    int64_t now = redis_now_ms();
+    int64_t now = clock_mono_ms();
     return r->ping_inflight && now - r->ping_sent_ms >= REDIS_STALL_MS &&
            now - r->last_reply_ms >= REDIS_STALL_MS;
 }
@@ -405,7 +398,7 @@ static void redis_ping(struct redis *r)
     if (r->ping_inflight)
         return;
     r->ping_inflight = true;
-    r->ping_sent_ms = redis_now_ms();
+    r->ping_sent_ms = clock_mono_ms();
     if (redis_send(r, redis_ping_reply, "PING") < 0)
         r->ping_inflight = false;
 }
@@ -416,7 +409,7 @@ static void redis_ping_cb(evutil_socket_t fd, short what, void *arg)
     struct redis *r = arg;
     if (r->state != REDIS_STATE_UP)
         return;
-    if (r->ping_inflight && redis_now_ms() - r->ping_sent_ms >= REDIS_DEAD_MS) {
+    if (r->ping_inflight && clock_mono_ms() - r->ping_sent_ms >= REDIS_DEAD_MS) {
         char reason[64];
         snprintf(reason, sizeof reason, "no answer to PING for %d s", REDIS_DEAD_MS / 1000);
         redis_drop(r, reason);
@@ -605,7 +598,7 @@ void redis_free(struct redis *r)
 bool redis_ready(const struct redis *r)
 {
     return r->state == REDIS_STATE_UP && r->last_pong_ms > 0 && !redis_stalled(r) &&
-           redis_now_ms() - r->last_pong_ms <= REDIS_READY_MS;
+           clock_mono_ms() - r->last_pong_ms <= REDIS_READY_MS;
 }
 
 const char *redis_where(const struct redis *r)
@@ -664,7 +657,7 @@ redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, siz
         redis_free_strings(&r);
         return NULL;
     }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct timeval tv = clock_timeval(timeout_ms);
     redisContext *c = r.path ? redisConnectUnixWithTimeout(r.path, tv)
                              : redisConnectWithTimeout(r.host, r.port, tv);
     if (c == NULL || c->err) {

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 
 #define REDISPROC_START_WAIT_MS  10000 /* start-up: until the server answers PING */
@@ -47,14 +48,6 @@ struct redisproc {
     struct event *restart_timer;
     struct event *watch_timer;
 };
-
-/* Milliseconds on the monotonic clock. */
-static int64_t redisproc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleep for ms milliseconds. */
 static void redisproc_sleep_ms(int64_t ms)
@@ -340,7 +333,7 @@ static int redisproc_spawn(struct redisproc *rp, char *err, size_t errlen)
         return -1;
     }
     rp->pid = pid;
-    rp->started_ms = redisproc_now_ms();
+    rp->started_ms = clock_mono_ms();
     char spid[16];
     snprintf(spid, sizeof spid, "%ld", (long)pid);
     log_event(LOG_INFO, "redis_started", "pid", spid, "socket", rp->sock, "binary", rp->binary,
@@ -352,7 +345,7 @@ static int redisproc_spawn(struct redisproc *rp, char *err, size_t errlen)
 static int64_t redisproc_schedule_restart(struct redisproc *rp)
 {
     int64_t delay = rp->backoff_ms;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    struct timeval tv = clock_timeval(delay);
     evtimer_add(rp->restart_timer, &tv);
     rp->backoff_ms = delay * 2 > REDISPROC_BACKOFF_MAX_MS ? REDISPROC_BACKOFF_MAX_MS : delay * 2;
     return delay;
@@ -388,7 +381,7 @@ static void redisproc_sigchld_cb(evutil_socket_t sig, short what, void *arg)
         snprintf(status, sizeof status, "unknown");
     else
         redisproc_status(st, status, sizeof status);
-    if (redisproc_now_ms() - rp->started_ms >= REDISPROC_STABLE_MS)
+    if (clock_mono_ms() - rp->started_ms >= REDISPROC_STABLE_MS)
         rp->backoff_ms = REDISPROC_BACKOFF_MIN_MS;
     rp->pid = 0;
     snprintf(delay, sizeof delay, "%lld", (long long)redisproc_schedule_restart(rp));
@@ -463,7 +456,7 @@ static void redisproc_free(struct redisproc *rp)
 /* Start or adopt a server and wait until it answers PING. */
 static int redisproc_wait_ready(struct redisproc *rp, char *err, size_t errlen)
 {
-    int64_t deadline = redisproc_now_ms() + REDISPROC_START_WAIT_MS;
+    int64_t deadline = clock_mono_ms() + REDISPROC_START_WAIT_MS;
     for (;;) {
         if (redisproc_ping(rp->sock)) {
             if (rp->pid == 0)
@@ -489,7 +482,7 @@ static int redisproc_wait_ready(struct redisproc *rp, char *err, size_t errlen)
                 return -1;
             continue;
         }
-        if (redisproc_now_ms() >= deadline)
+        if (clock_mono_ms() >= deadline)
             break;
         redisproc_sleep_ms(50);
     }
@@ -559,7 +552,7 @@ struct redisproc *redisproc_start(struct event_base *base, const char *data_dir,
     rp->restart_timer = evtimer_new(base, redisproc_restart_cb, rp);
     rp->watch_timer = event_new(base, -1, EV_PERSIST, redisproc_watch_cb, rp);
     evsignal_add(rp->sigchld, NULL);
-    struct timeval tv = {REDISPROC_WATCH_MS / 1000, (REDISPROC_WATCH_MS % 1000) * 1000};
+    struct timeval tv = clock_timeval(REDISPROC_WATCH_MS);
     event_add(rp->watch_timer, &tv);
     /* The server may have exited before SIGCHLD was watched. */
     redisproc_sigchld_cb(SIGCHLD, EV_SIGNAL, rp);

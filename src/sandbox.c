@@ -15,11 +15,12 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
-#include "authreq.h"
 #include "buf.h"
+#include "clock.h"
 #include "form.h"
 #include "httpd.h"
 #include "log.h"
+#include "reqcheck.h"
 #include "sesmail.h"
 #include "sesreq.h"
 #include "seserr.h"
@@ -83,14 +84,6 @@ static void sandbox_random(unsigned char *p, size_t n)
 {
     if (RAND_bytes(p, (int)n) != 1)
         abort();
-}
-
-/* Wall-clock time in UTC ms. */
-static int64_t sandbox_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Send an answer with the request id header and optional extra header;
@@ -347,7 +340,7 @@ static int sandbox_template_store(struct sandbox *sb, const char *name, const ch
 {
     struct buf file = BUF_INIT;
     buf_printf(&file, "%s.json", name);
-    int64_t created = sandbox_now_ms();
+    int64_t created = clock_wall_ms();
     if (!create) {
         json_t *old = sandbox_template_load(sb, name);
         if (old == NULL) {
@@ -568,7 +561,7 @@ static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail
         unsigned char rnd[16];
         char reply[SESMAIL_MESSAGE_ID_LEN + 1];
         sandbox_random(rnd, sizeof rnd);
-        sesmail_message_id(sandbox_now_ms(), rnd, reply);
+        sesmail_message_id(clock_wall_ms(), rnd, reply);
         buf_reset(&out);
         buf_reset(&name);
         sesmail_ooto_reply(buf_cstr(&spec), sender.data, mid, sb->domain, reply, date, &out);
@@ -616,7 +609,7 @@ static void sandbox_send(struct sandbox_req *q)
             sesmail_simulator(spec.data) == SESMAIL_SIM_NONE)
             nquota++;
     buf_free(&spec);
-    int64_t now = sandbox_now_ms();
+    int64_t now = clock_wall_ms();
     const char *refused = sandbox_limit(sb, now, (int64_t)n, nquota);
     if (refused != NULL) {
         sesmail_cleanup(&m);
@@ -937,7 +930,7 @@ static void sandbox_v1_send_quota(struct sandbox_req *q)
              "    <SentLast24Hours>%.1f</SentLast24Hours>\n"
              "    <Max24HourSend>%.1f</Max24HourSend>\n"
              "    <MaxSendRate>%.1f</MaxSendRate>\n",
-             (double)sandbox_sent_24h(q->sb, sandbox_now_ms()), (double)cfg->sandbox_daily_quota,
+             (double)sandbox_sent_24h(q->sb, clock_wall_ms()), (double)cfg->sandbox_daily_quota,
              cfg->sandbox_rate);
     sandbox_ok_v1(q, result, NULL);
 }
@@ -946,7 +939,7 @@ static void sandbox_v1_send_quota(struct sandbox_req *q)
 static void sandbox_v1_send_statistics(struct sandbox_req *q)
 {
     struct sandbox *sb = q->sb;
-    sandbox_log_prune(sb, sandbox_now_ms());
+    sandbox_log_prune(sb, clock_wall_ms());
     struct buf r = BUF_INIT;
     buf_adds(&r, "    <SendDataPoints>\n");
     for (size_t i = sb->head; i < sb->n;) {
@@ -1161,7 +1154,7 @@ static void sandbox_v2_list_identities(struct sandbox_req *q)
 static void sandbox_v2_account(struct sandbox_req *q)
 {
     const struct config *cfg = q->sb->cfg;
-    double sent = (double)sandbox_sent_24h(q->sb, sandbox_now_ms());
+    double sent = (double)sandbox_sent_24h(q->sb, clock_wall_ms());
     json_t *j = json_pack(
         "{s:b, s:s, s:b, s:{s:f, s:f, s:f}, s:b, s:{s:[]}}", "DedicatedIpAutoWarmupEnabled", 0,
         "EnforcementStatus", "HEALTHY", "ProductionAccessEnabled", 1, "SendQuota", "Max24HourSend",
@@ -1214,68 +1207,29 @@ static void sandbox_v2(struct sandbox_req *q)
 }
 
 /* Check the request's SigV4 signature against the sandbox's key, as SES
- * does. Returns 0, or -1 with e set. */
+ * does (reqcheck, at the wall clock's now). Returns 0, or -1 with e set. */
 static int sandbox_authenticate(struct sandbox_req *q, struct seserr *e)
 {
     struct sandbox *sb = q->sb;
-    struct httpd_request *hr = q->hr;
-    size_t alen, dlen, hlen;
-    const char *authz = httpd_header(hr, "authorization", &alen);
-    struct sigv4_auth a;
-    char why[160] = "";
-    if (authz == NULL) {
-        seserr_set(e, SESERR_MISSING_AUTH, NULL);
-        return -1;
-    }
-    if (sigv4_parse_authorization(authz, alen, &a, why, sizeof why) != SIGV4_OK) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE, "%s", why[0] ? why : "Malformed signature.");
-        return -1;
-    }
-    if (a.access_key_id_len != strlen(sb->access_key_id) ||
-        memcmp(a.access_key_id, sb->access_key_id, a.access_key_id_len) != 0) {
-        seserr_set(e, SESERR_UNKNOWN_KEY, NULL);
-        return -1;
-    }
-    if (!util_ieq(a.service, a.service_len, "ses") &&
-        !util_ieq(a.service, a.service_len, "email")) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "Credential should be scoped to correct service: 'ses'.");
-        return -1;
-    }
-    const char *region = sb->cfg->region;
-    if (a.region_len != strlen(region) || memcmp(a.region, region, a.region_len) != 0) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, "Credential should be scoped to a valid region.");
-        return -1;
-    }
-    const char *amz_date = httpd_header(hr, "x-amz-date", &dlen);
-    time_t t;
-    if (amz_date == NULL || util_parse_amz_date(amz_date, dlen, &t) < 0 || a.date_len != 8 ||
-        memcmp(a.date, amz_date, 8) != 0) {
-        seserr_set(e, SESERR_INCOMPLETE_SIGNATURE,
-                   "X-Amz-Date is missing or does not match the "
-                   "credential scope.");
-        return -1;
-    }
-    time_t now = time(NULL);
-    int64_t skew = sb->cfg->clock_skew_ms / 1000;
-    if (t < now - skew || t > now + skew) {
-        char ts[17];
-        util_amz_date(t, ts);
-        seserr_set(e, SESERR_BAD_SIGNATURE, "Signature expired: %s is outside the allowed skew.",
-                   ts);
-        return -1;
-    }
-    const char *hsha = httpd_header(hr, "x-amz-content-sha256", &hlen);
-    if (hsha && (hlen != UTIL_SHA256_HEX_LEN || strncasecmp(hsha, q->payload_hash, hlen) != 0)) {
-        seserr_set(e, SESERR_BAD_SIGNATURE,
-                   "The provided 'x-amz-content-sha256' header does not match what was computed.");
-        return -1;
-    }
-    if (authreq_verify(hr, &a, amz_date, dlen, q->payload_hash, sb->secret, &sb->key) != SIGV4_OK) {
-        seserr_set(e, SESERR_BAD_SIGNATURE, NULL);
-        return -1;
-    }
-    return 0;
+    struct config_client key = {.access_key_id = sb->access_key_id,
+                                .secret_access_key = sb->secret};
+    struct reqcheck_policy p = {
+        .region = sb->cfg->region,
+        .clock_skew_ms = sb->cfg->clock_skew_ms,
+        .clients = &key,
+        .nclients = 1,
+        .presigned = false,
+    };
+    struct sigv4_request sreq;
+    httpd_sigv4_request(q->hr, q->payload_hash, &sreq);
+    struct buf storage = BUF_INIT;
+    struct reqcheck_auth ra;
+    time_t now = (time_t)(clock_wall_ms() / 1000);
+    int rc = reqcheck_request(&p, &sreq, now, &storage, &ra, e);
+    if (rc == 0)
+        rc = reqcheck_verify(&sreq, &ra, sb->secret, &sb->key, e);
+    buf_free(&storage);
+    return rc;
 }
 
 /* A context for a request that just arrived. */

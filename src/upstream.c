@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define UPSTREAM_POOL_MAX 256 /* idle easy handles kept for reuse */
@@ -107,7 +108,7 @@ static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
 {
     struct upstream_call *c = arg;
     if (c->res.sent_at.tv_sec == 0 && c->res.sent_at.tv_nsec == 0)
-        clock_gettime(CLOCK_MONOTONIC, &c->res.sent_at);
+        clock_mono_ts(&c->res.sent_at);
     size_t n = size * nitems, left = c->body_len - c->body_off;
     if (n > left)
         n = left;
@@ -245,7 +246,7 @@ static int upstream_timer_set_cb(CURLM *multi, long timeout_ms, void *arg)
         evtimer_del(u->timer);
         return 0;
     }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct timeval tv = clock_timeval(timeout_ms);
     evtimer_add(u->timer, &tv);
     return 0;
 }
@@ -364,4 +365,31 @@ bool upstream_healthy(const struct upstream *u)
 size_t upstream_inflight(const struct upstream *u)
 {
     return u->ncalls;
+}
+
+/* Public: the fate the upstream reported for an accepted copy. */
+enum upstream_fate upstream_fate(const struct upstream_response *res, bool trusted,
+                                 const char *message_id, char *code, size_t codelen, char *text,
+                                 size_t textlen)
+{
+    const char *o = res->sandbox_outcome;
+    code[0] = text[0] = '\0';
+    if (!trusted || o[0] == '\0')
+        return UPSTREAM_FATE_DELIVERED;
+    if (strcmp(o, "bounce") == 0 || strcmp(o, "suppressed") == 0) {
+        /* The sandbox's mailbox simulator: accepted, then bounced. */
+        bool bounce = o[0] == 'b';
+        snprintf(code, codelen, "%s", bounce ? "Bounce" : "Suppressed");
+        snprintf(text, textlen, "%s (mailbox simulator, MessageId %s)",
+                 bounce ? "Permanent bounce: 550 5.1.1 user unknown"
+                        : "The address is on the account's suppression list",
+                 message_id);
+        return UPSTREAM_FATE_FAILED;
+    }
+    if (strcmp(o, "complaint") == 0 || strcmp(o, "ooto") == 0) {
+        /* Delivered, and the simulator's complaint or auto reply noted. */
+        snprintf(text, textlen, "%s", o);
+        return UPSTREAM_FATE_NOTED;
+    }
+    return UPSTREAM_FATE_DELIVERED;
 }

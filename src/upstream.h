@@ -45,6 +45,24 @@ struct upstream_response {
                                   write it, i.e. when the request left (zero: no body read) */
 };
 
+/* What became of a copy the upstream accepted, beyond its 2xx answer. */
+enum upstream_fate {
+    UPSTREAM_FATE_DELIVERED, /* nothing more reported */
+    UPSTREAM_FATE_NOTED,     /* delivered, with a note to keep beside the MessageId */
+    UPSTREAM_FATE_FAILED     /* accepted, then failed for good (a bounce, a suppression) */
+};
+
+/* The fate of the copy res accepted as message_id, as res reports it: for
+ * UPSTREAM_FATE_NOTED the note goes into text; for UPSTREAM_FATE_FAILED an
+ * SES-style code (Bounce, Suppressed) into code and the reason into text.
+ * trusted: the upstream is the built-in sandbox, whose report (its mailbox
+ * simulator's) is believed; otherwise every accepted copy was delivered.
+ * The single place where an upstream's report after acceptance reaches the
+ * queue's outcomes. */
+enum upstream_fate upstream_fate(const struct upstream_response *res, bool trusted,
+                                 const char *message_id, char *code, size_t codelen, char *text,
+                                 size_t textlen);
+
 /* Called exactly once per call, unless the call was cancelled first. The
  * response is only valid during the callback. */
 typedef void (*upstream_cb)(struct upstream_response *res, void *arg);

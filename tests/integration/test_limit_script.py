@@ -1,8 +1,8 @@
 """The rate limiter's Redis Lua script (src/lua/limit.lua) against a real
 redis-server: pacing, horizon refusals, AIMD, the rolling day window and
-quota, per-client limits, errors, and a differential check against a Python
-copy of src/ratelimit.c (same operations in the same order, so answers are
-bit-equal).
+quota, per-client limits, errors, and a differential check against
+src/ratelimit.c itself (tests/unit/ratelimit_oracle.c runs the same
+operations in the same order, so answers are bit-equal).
 
 Each test gets its own redis-server on a free 127.0.0.1 port without
 persistence. The script is driven over one RESP connection (EVALSHA), since
@@ -33,13 +33,7 @@ BIG = 1 << 41
 MIN = 60000
 DAY = 86400000
 
-# The constants of src/ratelimit.h.
-RECOVER = 0.025
-FLOOR = 0.01
-CUT_FACTOR = 0.5
-CUT_WINDOW = 1000
-STEP = 1000
-BUCKETS = 1441
+BUCKETS = 1441  # RATELIMIT_DAY_BUCKETS
 
 
 class RedisError(Exception):
@@ -142,204 +136,54 @@ def take(r, cost, horizon, rate, now, quota=0, client=None, c_rate="", c_quota="
     return g == 1, float(w), why, float(eff), used
 
 
-# -- A Python copy of src/ratelimit.c, operation for operation. ----------------
+# -- The oracle: src/ratelimit.c, driven by build-unit/ratelimit_oracle. -----
 
-class Limiter:
-    """struct ratelimit: tat (None: never), frac, R, cut state (None: never),
-    at (the latest now written at; None: never)."""
-
-    def __init__(self, rate):
-        self.tat, self.frac, self.R = None, 0.0, rate
-        self.cut_rate = self.cut_at = None
-        self.at = None
-
-    def written(self, now):
-        if self.at is None or now > self.at:
-            self.at = now
-
-    def rebase(self, now):
-        if self.at is None or now > self.at - STEP:
-            return False
-        back = self.at - now
-        if self.tat is not None:
-            self.tat -= back
-        if self.cut_at is not None:
-            self.cut_at -= back
-        self.at = now
-        return True
-
-    def set_rate(self, rate):
-        self.R = rate
-        if self.cut_at is not None and self.cut_rate > rate:
-            self.cut_rate = rate
-
-    def effective(self, now):
-        r = self.R
-        if self.cut_at is not None:
-            elapsed = now - self.cut_at
-            if elapsed < 0:
-                elapsed = 0
-            r = self.cut_rate + self.R * RECOVER * float(elapsed) / 1000.0
-            if r > self.R:
-                r = self.R
-        floor_rate = self.R * FLOOR
-        if r < floor_rate:
-            r = floor_rate
-        return r
-
-    def throttled(self, now):
-        self.rebase(now)
-        if self.cut_at is not None and now - self.cut_at < CUT_WINDOW:
-            return False
-        r = self.effective(now) * CUT_FACTOR
-        floor_rate = self.R * FLOOR
-        if r < floor_rate:
-            r = floor_rate
-        self.cut_rate, self.cut_at = r, now
-        self.written(now)
-        return True
-
-    def start(self, now):
-        if self.tat is not None and self.tat >= now:
-            return self.tat, self.frac
-        return now, 0.0
-
-    def reserve(self, start_ms, start_frac, cost, r, now):
-        d = float(cost) * 1000.0 / r
-        d_ms = math.floor(d)
-        frac = start_frac + (d - float(d_ms))
-        carry = 0
-        if frac >= 1:
-            frac = frac - 1
-            carry = 1
-        self.tat, self.frac = start_ms + d_ms + carry, frac
-        self.written(now)
+ROOT = Path(__file__).resolve().parents[2]
+ORACLE = ROOT / "build-unit" / "ratelimit_oracle"
 
 
-class Day:
-    """struct ratelimit_day: minute -> count, oldest, newest, sum."""
+def _oracle_value(x, kind=float):
+    """One field of an oracle answer ("-": absent, "")."""
+    return "" if x == "-" else kind(x)
+
+
+class Oracle:
+    """src/ratelimit.c holding what limit.lua keeps in Redis: the account
+    and its clients (tests/unit/ratelimit_oracle.c, one line a command)."""
 
     def __init__(self):
-        self.count, self.old, self.new, self.sum = {}, None, None, 0
+        subprocess.run(["make", "-s", "-C", str(ROOT), "build-unit/ratelimit_oracle"],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([str(ORACLE)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
 
-    def advance(self, now):
-        if self.old is None:
-            return
-        lo = now // MIN - (BUCKETS - 1)
-        if lo > self.new:
-            self.__init__()
-            return
-        for m in range(self.old, lo):
-            self.sum -= self.count.pop(m, 0)
-        if lo > self.old:
-            self.old = lo
+    def __del__(self):
+        if getattr(self, "proc", None) and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(10)
 
-    def add(self, n, now):
-        self.advance(now)
-        m = now // MIN
-        if self.old is None:
-            self.old = self.new = m
-        m = max(m, self.old)
-        self.new = max(self.new, m)
-        self.count[m] = self.count.get(m, 0) + n
-        self.sum += n
-
-    def used(self, now):
-        self.advance(now)
-        return self.sum
-
-    def free_at(self, need, now):
-        used = self.used(now)
-        if need <= 0:
-            return now
-        if need > used:
-            return -1
-        acc = 0
-        for m in range(self.old, self.new + 1):
-            acc += self.count.get(m, 0)
-            if acc >= need:
-                return (m + BUCKETS) * MIN
-        return -1
-
-
-def quota_wait(day, quota, cost, now):
-    """ratelimit_quota_fits: None when cost fits, else the wait (-1: never)."""
-    if day is None:
-        return None
-    used = day.used(now)
-    if quota <= 0 or used + cost <= quota:
-        return None
-    at = day.free_at(used + cost - quota, now)
-    return -1.0 if at < 0 else float(at - now)
-
-
-def model_take(acct, acct_day, quota, client, c_day, c_quota, cost, now, horizon):
-    """ratelimit_take: (granted, wait, reason, rate, used)."""
-    acct.rebase(now)
-    if client is not None:
-        client.rebase(now)
-    rate = acct.effective(now)
-    start_ms, start_frac = acct.start(now)
-    wait = float(start_ms - now) + start_frac
-    reason, answer = "", None
-    answer = quota_wait(acct_day, quota, cost, now)
-    if answer is not None:
-        reason = "quota"
-    else:
-        answer = quota_wait(c_day, c_quota, cost, now)
-        if answer is not None:
-            reason = "client_quota"
-    if reason == "" and wait > horizon:
-        reason, answer = "rate", wait - horizon
-    if reason == "" and client is not None:
-        c_ms, c_frac = client.start(now)
-        if c_ms > start_ms or (c_ms == start_ms and c_frac > start_frac):
-            reason, answer = "client_rate", float(c_ms - start_ms) + (c_frac - start_frac)
-    if reason != "":
-        return False, answer, reason, rate, acct_day.used(now)
-    acct.reserve(start_ms, start_frac, cost, rate, now)
-    acct_day.add(cost, now)
-    if client is not None:
-        client.reserve(start_ms, start_frac, cost, client.effective(now), now)
-    if c_day is not None:
-        c_day.add(cost, now)
-    return True, wait, "", rate, acct_day.used(now)
-
-
-class Model:
-    """The account and its clients, as limit.lua keeps them in Redis."""
-
-    def __init__(self):
-        self.acct, self.day, self.clients, self.cdays = None, Day(), {}, {}
+    def _ask(self, *words):
+        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.proc.stdin.flush()
+        out = self.proc.stdout.readline().split()
+        assert out and out[0] != "error", words
+        return out
 
     def take(self, cost, horizon, rate, now, quota=0, client=None, c_rate="", c_quota=""):
-        if self.acct is None:
-            self.acct = Limiter(rate)
-        self.acct.set_rate(rate)
-        cl = cd = None
-        if c_rate != "":
-            cl = self.clients.setdefault(client, Limiter(c_rate))
-            cl.set_rate(c_rate)
-        if c_quota != "":
-            cd = self.cdays.setdefault(client, Day())
-        return model_take(self.acct, self.day, quota, cl, cd,
-                          0 if c_quota == "" else c_quota, cost, now, horizon)
+        g, w, why, eff, used = self._ask(
+            "take", cost, fmt(horizon), fmt(rate), now, quota,
+            "-" if client is None else client,
+            "-" if c_rate == "" else fmt(c_rate), "-" if c_quota == "" else c_quota)
+        return g == "1", float(w), "" if why == "-" else why, float(eff), int(used)
 
     def throttled(self, now):
-        if self.acct is None:
-            return 0, ""
-        if not self.acct.throttled(now):
-            return 0, self.acct.effective(now)
-        return 1, self.acct.effective(now)
+        cut, rate = self._ask("throttled", now)
+        return int(cut), _oracle_value(rate)
 
     def status(self, now):
-        a = self.acct
-        used = self.day.used(now)
-        if a is None:
-            return "", "", "", "", used, ""
-        return (a.effective(now), a.R, "" if a.cut_rate is None else a.cut_rate,
-                "" if a.cut_at is None else a.cut_at, used,
-                "" if a.tat is None else float(a.tat) + a.frac)
+        eff, base, cut_rate, cut_at, used, tat = self._ask("status", now)
+        return (_oracle_value(eff), _oracle_value(base), _oracle_value(cut_rate),
+                _oracle_value(cut_at, lambda x: int(float(x))), int(used), _oracle_value(tat))
 
 
 def num(x):
@@ -391,7 +235,7 @@ def test_pacing_and_horizon(r, base):
 
 
 def test_fractional_rate_exact(r):
-    m = Model()
+    m = Oracle()
     for k in range(300):
         want = m.take(1, 1e9, 3.0, BIG)
         assert take(r, 1, 1e9, 3.0, BIG) == want
@@ -588,10 +432,10 @@ def test_three_processes_share_50_per_second(r):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_differential_against_the_c_arithmetic(r, seed):
-    """A random sequence through the script and through the Python copy of
-    src/ratelimit.c: every answer equal, to the last bit."""
+    """A random sequence through the script and through src/ratelimit.c
+    (the oracle): every answer equal, to the last bit."""
     rng = random.Random(seed)
-    m = Model()
+    m = Oracle()
     now = rng.choice([T0, BIG]) + rng.randrange(MIN)
     rate = 50.0
     for step in range(3000):
@@ -645,7 +489,7 @@ def test_clock_back_keeps_reservations_ahead(r, base):
     """Redis's clock (or a caller's now) going back an hour: the next takes
     wait as long as the reservations stood ahead of the latest write, not an
     hour; a step back of less than STEP changes nothing."""
-    m = Model()
+    m = Oracle()
     for i, (t, op, cost, horizon, granted, wait, why) in enumerate(CLOCK_BACK):
         got = take(r, cost, horizon, 50.0, base + t)
         want = m.take(cost, horizon, 50.0, base + t)
@@ -660,7 +504,7 @@ def test_clock_back_after_a_cut_recovers(r):
     """A cut followed by the clock going back an hour: the rate recovers
     from the cut as before (cut_at moves back with the clock) and a
     Throttling answer cuts again after CUT_WINDOW, not an hour later."""
-    m = Model()
+    m = Oracle()
     assert take(r, 1, 0, 100.0, T0) == m.take(1, 0, 100.0, T0)
     assert (r.limit([RL, DAYK], "throttled", T0)[0], 1) == (1, m.throttled(T0)[0])
     back = T0 + 10000 - 3600000  # 10 s after the cut, the clock an hour back

@@ -1,7 +1,7 @@
 /* test_sigv4: the AWS test suites (read at run time), the SES vectors, and
  * table-driven tests of every sigv4 function.
  *
- * The suites live in ../shared/testdata/sigv4 (relative to the repository
+ * The suites live in tests/unit/testdata/sigv4 (relative to the repository
  * root, where the tests run), or wherever SESGATE_SIGV4_TESTDATA points.
  */
 #include "sigv4.h"
@@ -17,7 +17,7 @@
 #include "check.h"
 #include "util.h"
 
-#define TEST_DEFAULT_DIR  "../shared/testdata/sigv4"
+#define TEST_DEFAULT_DIR  "tests/unit/testdata/sigv4"
 #define TEST_AKID         "AKIDEXAMPLE"
 #define TEST_SECRET       "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 #define TEST_AMZ_DATE     "20150830T123600Z"

@@ -1,0 +1,45 @@
+-- stats.lua: the queue summary over every client stream (sesgate status,
+-- the admin listener's gauges).
+--
+-- KEYS[1] the set of queue streams, KEYS[2] the delay set, KEYS[3] the dead
+-- letters, KEYS[4] the recent set, KEYS[5] the key prefix.
+-- ARGV[1] how many recent batches.
+-- Returns {depth, oldest entry id, entries pending in the group, retries
+-- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
+-- client, action) for the most recent batches}.
+-- Atomicity: read only; one script, so the counts are one moment's view.
+
+local qs, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local n = tonumber(ARGV[1]) or 10
+local function len(key, want, cmd)
+    if redis.call('TYPE', key)['ok'] ~= want then return 0 end
+    return redis.call(cmd, key)
+end
+local function ms(id) return tonumber(string.match(id, '^(%d+)')) or 0 end
+local depth, oldest, pending = 0, '', 0
+local streams = {}
+if redis.call('TYPE', qs)['ok'] == 'set' then streams = redis.call('SMEMBERS', qs) end
+for _, q in ipairs(streams) do
+    local k = len(q, 'stream', 'XLEN')
+    if k > 0 then
+        depth = depth + k
+        local first = redis.call('XRANGE', q, '-', '+', 'COUNT', 1)
+        if #first == 1 and (oldest == '' or ms(first[1][1]) < ms(oldest)) then
+            oldest = first[1][1]
+        end
+        local p = redis.pcall('XPENDING', q, 'w')
+        if type(p) == 'table' and p.err == nil then pending = pending + p[1] end
+    end
+end
+local out = {depth, oldest, pending, len(d, 'zset', 'ZCARD'), len(dlq, 'stream', 'XLEN')}
+local rows = {}
+if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
+    for _, id in ipairs(redis.call('ZREVRANGE', recent, 0, n - 1)) do
+        local c = redis.call('HMGET', prefix .. 'b:' .. id, 'created', 'total', 'sent',
+            'done', 'dead', 'client', 'action')
+        rows[#rows + 1] = id
+        for k = 1, 7 do rows[#rows + 1] = c[k] or '' end
+    end
+end
+out[6] = rows
+return out

@@ -1,0 +1,596 @@
+/* ops: the operator client (sesgate status, batch, dlq). A synchronous
+ * Redis client of the daemon's data: it runs the same scripts (src/lua) and
+ * prints what they answer; it never starts the daemon or its Redis. */
+#include "ops.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "clock.h"
+#include "limiter.h"
+#include "qview.h"
+#include "redis.h"
+#include "reply.h"
+#include "rscript.h"
+
+/* Connect to the daemon's Redis: [redis] url, or the managed server's
+ * socket under data_dir (never started from here). NULL: reported. */
+static redisContext *ops_redis(const struct config *cfg)
+{
+    char err[1024];
+    /* Connecting takes at most 3 s; a command may take longer (the whole
+     * status of a million-recipient batch is a large reply). */
+    const struct timeval slow = {120, 0};
+    if (cfg->redis_url[0]) {
+        redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
+        if (c == NULL)
+            fprintf(stderr, "sesgate: %s\n", err);
+        else
+            redisSetTimeout(c, slow);
+        return c;
+    }
+    struct buf sock = BUF_INIT;
+    if (cfg->data_dir[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd) != NULL)
+            buf_printf(&sock, "%s/", cwd);
+    }
+    buf_printf(&sock, "%s/redis/redis.sock", cfg->data_dir);
+    redisContext *c = redis_connect_sync(buf_cstr(&sock), 3000, err, sizeof err);
+    if (c == NULL)
+        fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
+                buf_cstr(&sock));
+    else
+        redisSetTimeout(c, slow);
+    buf_free(&sock);
+    return c;
+}
+
+/* EVAL script (its source: a synchronous client keeps no SHA cache) with nkeys keys and nargs
+ * arguments; the reply, or NULL after printing the error. */
+static redisReply *ops_eval(redisContext *c, enum rscript_id script, int nkeys, char **keys,
+                            int nargs, const char **args)
+{
+    int argc = 3 + nkeys + nargs;
+    const char **argv = xcalloc((size_t)argc, sizeof *argv);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVAL";
+    argv[1] = rscript_source(script);
+    argv[2] = nk;
+    for (int k = 0; k < nkeys; k++)
+        argv[3 + k] = keys[k];
+    for (int k = 0; k < nargs; k++)
+        argv[3 + nkeys + k] = args[k];
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    free(argv);
+    if (r == NULL) {
+        fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "sesgate: redis: %s\n", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Print j as indented JSON and a newline. */
+static void ops_print_json(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    if (s == NULL)
+        abort();
+    puts(s);
+    free(s);
+}
+
+/* A string member of o, or dflt when absent or not a string. */
+static const char *ops_jstr(const json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && s[0] ? s : dflt;
+}
+
+/* An integer member of o (0 when absent). */
+static long long ops_jint(const json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* Recipients per second of batch b since it was created, and the seconds
+ * left at that rate (-1: unknown). */
+static void ops_batch_pace(const json_t *b, double *rate, double *eta)
+{
+    long long total = ops_jint(b, "total");
+    long long done = ops_jint(b, "sent") + ops_jint(b, "dead");
+    double secs = (double)(clock_wall_ms() - ops_jint(b, "created_ms")) / 1000.0;
+    *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
+    *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
+}
+
+/* A progress bar of width cells for done of total, and the counts, rate and
+ * time left: "[#######.......]  512/1000  51.2 %  14.0/s  0:35 left". */
+static void ops_print_bar(long long done, long long dead, long long total, double rate, double eta)
+{
+    enum { width = 30 };
+    int fill = total > 0 ? (int)((double)done * width / (double)total) : width;
+    char bar[width + 1];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    printf("[%s] %lld/%lld %5.1f %%", bar, done, total,
+           total > 0 ? 100.0 * (double)done / (double)total : 100.0);
+    if (dead > 0)
+        printf("  %lld dead", dead);
+    if (done < total && rate > 0)
+        printf("  %.1f/s  %lld:%02lld left", rate, (long long)eta / 60, (long long)eta % 60);
+    putchar('\n');
+}
+
+/* Print the batch status b as text: one "key value" line per field, then
+ * one line per recipient "index address state detail". */
+static void ops_print_batch(const json_t *b)
+{
+    printf("batch %s\nclient %s\naction %s\ncreated %s\n", ops_jstr(b, "batch_id", "-"),
+           ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jstr(b, "created", "-"));
+    static const char *const counts[] = {"total", "sent", "dead", "retrying", "queued"};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+        printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
+    printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
+    double rate, eta;
+    ops_batch_pace(b, &rate, &eta);
+    if (!json_is_true(json_object_get(b, "complete")) && rate > 0)
+        printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
+    if (isatty(STDOUT_FILENO)) {
+        putchar('\n');
+        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead"), ops_jint(b, "dead"),
+                      ops_jint(b, "total"), rate, eta);
+        puts("\nindex address state detail");
+    }
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(b, "recipients"), i, r)
+    {
+        const char *state = ops_jstr(r, "state", "queued");
+        printf("%lld %s %s ", ops_jint(r, "index"), ops_jstr(r, "address", "-"), state);
+        if (strcmp(state, "sent") == 0)
+            printf("%s%s%s\n", ops_jstr(r, "message_id", "-"),
+                   json_object_get(r, "note") ? " " : "", ops_jstr(r, "note", ""));
+        else if (strcmp(state, "dead") == 0)
+            printf("%s %s\n", ops_jstr(r, "code", "-"), ops_jstr(r, "message", ""));
+        else if (strcmp(state, "retry") == 0)
+            printf("attempt %lld due %s\n", ops_jint(r, "attempt"), ops_jstr(r, "due", "-"));
+        else
+            puts("-");
+    }
+}
+
+/* sesgate batch show ID [--watch]: with --watch, a progress line every
+ * second (a bar redrawn in place on a terminal) until the batch is
+ * complete, then the whole status. */
+static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json, bool watch)
+{
+    if (argc != 2 || strcmp(argv[0], "show") != 0) {
+        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID|last [--json] [--watch]\n");
+        return 2;
+    }
+    const char *id = argv[1];
+    char newest[64] = "";
+    if (strcmp(id, "last") == 0) {
+        /* the newest batch */
+        struct buf k = BUF_INIT;
+        buf_printf(&k, "%srecent", pfx);
+        redisReply *r = redisCommand(c, "ZREVRANGE %s 0 0", buf_cstr(&k));
+        buf_free(&k);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(newest, sizeof newest, "%s", r->element[0]->str);
+        freeReplyObject(r);
+        if (newest[0] == '\0') {
+            fprintf(stderr, "sesgate: no batch yet\n");
+            return 1;
+        }
+        id = newest;
+    }
+    if (!qview_batch_id_ok(id)) {
+        fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
+        return 1;
+    }
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        if (watch) {
+            /* Until the batch is complete only its counters are read: the
+             * whole status of a big batch is large. */
+            struct buf k = BUF_INIT;
+            buf_printf(&k, "%sb:%s", pfx, id);
+            redisReply *h = redisCommand(c, "HMGET %s total sent done dead created", buf_cstr(&k));
+            buf_free(&k);
+            if (h == NULL) {
+                fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
+                return 1;
+            }
+            long long v[5] = {0};
+            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
+                         h->element[0]->type == REDIS_REPLY_STRING;
+            for (size_t i = 0; known && i < 5; i++)
+                if (h->element[i]->type == REDIS_REPLY_STRING)
+                    v[i] = strtoll(h->element[i]->str, NULL, 10);
+            freeReplyObject(h);
+            long long done = v[1] + v[2] + v[3];
+            if (known && done < v[0]) {
+                json_t *b = json_pack("{sIsIsIsI}", "total", (json_int_t)v[0], "sent",
+                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
+                                      "created_ms", (json_int_t)v[4]);
+                double rate, eta;
+                ops_batch_pace(b, &rate, &eta);
+                json_decref(b);
+                if (tty) {
+                    fputs("\r\033[K", stdout);
+                    ops_print_bar(done, v[3], v[0], rate, eta);
+                    fputs("\033[A", stdout); /* redrawn in place */
+                } else {
+                    printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done, v[0],
+                           v[3], rate, eta);
+                }
+                fflush(stdout);
+                sleep(1);
+                continue;
+            }
+        }
+        char *keys[4];
+        qview_show_keys(pfx, id, keys);
+        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 1, &id);
+        for (int k = 0; k < 4; k++)
+            free(keys[k]);
+        if (r == NULL)
+            return 1;
+        json_t *b = qview_show_json(id, r);
+        freeReplyObject(r);
+        if (b == NULL) {
+            fprintf(stderr, "sesgate: batch %s not found\n", id);
+            return 1;
+        }
+        if (watch && tty)
+            fputs("\r\033[K", stdout);
+        if (json)
+            ops_print_json(b);
+        else
+            ops_print_batch(b);
+        json_decref(b);
+        return 0;
+    }
+}
+
+/* The string of field name in a flat stream entry field list, or "". */
+static const char *ops_entry_field(const redisReply *fields, const char *name)
+{
+    const redisReply *v = reply_field(fields, name);
+    return v && v->type == REDIS_REPLY_STRING ? v->str : "";
+}
+
+/* sesgate dlq list: every dead letter, oldest first. */
+static int ops_dlq_list(redisContext *c, const char *pfx, bool json)
+{
+    struct buf kdlq = BUF_INIT;
+    buf_printf(&kdlq, "%sdlq", pfx);
+    json_t *all = json_array();
+    char start[64] = "-";
+    int rc = 0;
+    for (;;) {
+        redisReply *page = redisCommand(c, "XRANGE %s %s + COUNT 500", buf_cstr(&kdlq), start);
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "sesgate: redis: %s\n",
+                    page ? (page->str ? page->str : "unexpected reply") : c->errstr);
+            if (page)
+                freeReplyObject(page);
+            rc = 1;
+            break;
+        }
+        size_t n = page->elements;
+        for (size_t k = 0; k < n; k++) {
+            const redisReply *e = page->element[k];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            const char *eid = e->element[0]->str, *b = ops_entry_field(e->element[1], "b");
+            const char *i = ops_entry_field(e->element[1], "i");
+            snprintf(start, sizeof start, "(%s", eid);
+            redisReply *addr = redisCommand(c, "LINDEX %sr:%s %s", pfx, b, i);
+            json_t *o = json_object();
+            json_object_set_new(o, "id", json_string(eid));
+            json_object_set_new(o, "batch_id", json_string(b));
+            json_object_set_new(o, "index", json_integer(strtoll(i, NULL, 10)));
+            json_object_set_new(o, "address",
+                                addr && addr->type == REDIS_REPLY_STRING
+                                    ? json_stringn(addr->str, addr->len)
+                                    : json_null());
+            json_object_set_new(o, "code", json_string(ops_entry_field(e->element[1], "code")));
+            json_object_set_new(o, "message",
+                                json_string(ops_entry_field(e->element[1], "message")));
+            json_object_set_new(
+                o, "attempts",
+                json_integer(strtoll(ops_entry_field(e->element[1], "attempts"), NULL, 10)));
+            if (addr)
+                freeReplyObject(addr);
+            json_array_append_new(all, o);
+        }
+        freeReplyObject(page);
+        if (n < 500)
+            break;
+    }
+    if (rc == 0 && json) {
+        ops_print_json(all);
+    } else if (rc == 0) {
+        if (isatty(STDOUT_FILENO))
+            puts("id batch index address code attempts message");
+        size_t k;
+        const json_t *o;
+        json_array_foreach(all, k, o)
+        {
+            printf("%s %s %lld %s %s %lld %s\n", ops_jstr(o, "id", "-"),
+                   ops_jstr(o, "batch_id", "-"), ops_jint(o, "index"), ops_jstr(o, "address", "-"),
+                   ops_jstr(o, "code", "-"), ops_jint(o, "attempts"), ops_jstr(o, "message", ""));
+        }
+    }
+    json_decref(all);
+    buf_free(&kdlq);
+    return rc;
+}
+
+/* sesgate dlq retry [ID...] / purge. */
+static int ops_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
+{
+    struct buf kdlq = BUF_INIT, kq = BUF_INIT;
+    buf_printf(&kdlq, "%sdlq", pfx);
+    buf_printf(&kq, "%sqs", pfx);
+    char *keys[3] = {(char *)buf_cstr(&kdlq), (char *)buf_cstr(&kq), (char *)pfx};
+    long long total = 0;
+    int rc = 0;
+    if (purge) {
+        redisReply *r = ops_eval(c, RSCRIPT_DLQ_PURGE, 1, keys, 0, NULL);
+        rc = r ? 0 : 1;
+        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (r)
+            freeReplyObject(r);
+    } else {
+        const char **args = xcalloc((size_t)nids + 1, sizeof *args);
+        args[0] = "1000";
+        for (int k = 0; k < nids; k++)
+            args[k + 1] = ids[k];
+        for (;;) {
+            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids + 1, args);
+            if (r == NULL) {
+                rc = 1;
+                break;
+            }
+            long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+            freeReplyObject(r);
+            total += n;
+            if (nids > 0 || n == 0)
+                break;
+        }
+        free(args);
+    }
+    if (rc == 0)
+        printf(purge ? "%lld dead letters deleted\n" : "%lld dead letters moved to the queue\n",
+               total);
+    buf_free(&kdlq);
+    buf_free(&kq);
+    return rc;
+}
+
+/* sesgate dlq list | retry [ID...] | purge. */
+static int ops_dlq(redisContext *c, const char *pfx, int argc, char **argv, bool json)
+{
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return ops_dlq_list(c, pfx, json);
+    if (argc >= 1 && strcmp(argv[0], "retry") == 0)
+        return ops_dlq_move(c, pfx, false, argc - 1, argv + 1);
+    if (argc == 1 && strcmp(argv[0], "purge") == 0)
+        return ops_dlq_move(c, pfx, true, 0, NULL);
+    fprintf(stderr, "usage: sesgate dlq [-c FILE] list [--json] | retry [ID...] | purge\n");
+    return 2;
+}
+
+/* A number of a reply element (integer or decimal string), or JSON null. */
+static json_t *ops_rnum(const redisReply *r)
+{
+    double d = reply_num(r, NAN);
+    if (isnan(d))
+        return json_null();
+    return d == (double)(long long)d && d < 9e15 && d > -9e15 ? json_integer((long long)d)
+                                                              : json_real(d);
+}
+
+/* The shared rate limiter as Redis holds it: the effective and base rates,
+ * the last throttling cut, recipients sent in the rolling 24 hours, and
+ * what the upstream last reported (rate = auto). */
+static json_t *ops_rate_json(redisContext *c, const char *pfx)
+{
+    json_t *o = json_object();
+    char *keys[2];
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%srl", pfx);
+    keys[0] = buf_detach(&b, NULL);
+    buf_printf(&b, "%sday", pfx);
+    keys[1] = buf_detach(&b, NULL);
+    const char *args[2] = {"status", ""};
+    redisReply *r = ops_eval(c, RSCRIPT_LIMIT, 2, keys, 2, args);
+    free(keys[0]);
+    free(keys[1]);
+    static const char *const names[6] = {"effective", "base",          "cut_rate",
+                                         "cut_at_ms", "sent_last_24h", "tat_ms"};
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 6)
+        for (int i = 0; i < 6; i++) {
+            json_t *v = ops_rnum(r->element[i]);
+            if (i < 3 && json_is_number(v)) {
+                /* Redis holds the pacing rates (LIMITER_PACE of the rate):
+                 * show them as the account's. */
+                double d = json_number_value(v) / LIMITER_PACE;
+                json_decref(v);
+                v = json_real(round(d * 1e6) / 1e6);
+            }
+            json_object_set_new(o, names[i], v);
+        }
+    freeReplyObject(r);
+    buf_printf(&b, "%squota", pfx);
+    r = redisCommand(c, "HGETALL %s", buf_cstr(&b));
+    buf_free(&b);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        json_t *u = json_object();
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                json_object_set_new(u, r->element[i]->str, ops_rnum(r->element[i + 1]));
+        json_object_set_new(o, "upstream", u);
+    }
+    freeReplyObject(r);
+    const json_t *quota = json_object_get(json_object_get(o, "upstream"), "daily_quota");
+    const json_t *used = json_object_get(o, "sent_last_24h");
+    if (json_is_integer(quota) && json_integer_value(quota) > 0 && json_is_integer(used))
+        json_object_set_new(o, "quota_left",
+                            json_integer(json_integer_value(quota) > json_integer_value(used)
+                                             ? json_integer_value(quota) - json_integer_value(used)
+                                             : 0));
+    /* What holds the queue (the daily quota), and until when. */
+    struct buf hk = BUF_INIT;
+    buf_printf(&hk, "%shold", pfx);
+    r = redisCommand(c, "HGETALL %s", buf_cstr(&hk));
+    buf_free(&hk);
+    json_t *held = json_array();
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        long long until = strtoll(r->element[i + 1]->str ? r->element[i + 1]->str : "0", NULL, 10);
+        if (until <= clock_wall_ms())
+            continue;
+        json_t *h = json_object();
+        json_object_set_new(h, "reason", json_string(r->element[i]->str));
+        json_object_set_new(h, "until_ms", json_integer(until));
+        json_array_append_new(held, h);
+    }
+    freeReplyObject(r);
+    json_object_set_new(o, "held", held);
+    return o;
+}
+
+/* One status of the queue and the recent batches; *idle tells whether
+ * nothing is queued, in flight or waiting for a retry. */
+static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty, bool *idle)
+{
+    char *keys[5];
+    qview_stats_keys(pfx, keys);
+    const char *n = "10";
+    redisReply *r = ops_eval(c, RSCRIPT_STATS, 5, keys, 1, &n);
+    for (int k = 0; k < 5; k++)
+        free(keys[k]);
+    if (r == NULL)
+        return 1;
+    json_t *s = qview_stats_json(r, clock_wall_ms());
+    freeReplyObject(r);
+    if (s == NULL) {
+        fprintf(stderr, "sesgate: redis: unexpected reply to the status script\n");
+        return 1;
+    }
+    json_object_set_new(s, "rate", ops_rate_json(c, pfx));
+    *idle =
+        ops_jint(s, "depth") == 0 && ops_jint(s, "inflight") == 0 && ops_jint(s, "retrying") == 0;
+    if (json) {
+        ops_print_json(s);
+    } else {
+        printf("depth %lld\noldest_seconds %.1f\ninflight %lld\nretrying %lld\ndead_letters "
+               "%lld\n",
+               ops_jint(s, "depth"), json_real_value(json_object_get(s, "oldest_seconds")),
+               ops_jint(s, "inflight"), ops_jint(s, "retrying"), ops_jint(s, "dead_letters"));
+        const json_t *rate = json_object_get(s, "rate");
+        static const char *const shown[4] = {"effective", "base", "sent_last_24h", "cut_rate"};
+        for (int i = 0; i < 4; i++) {
+            const json_t *v = json_object_get(rate, shown[i]);
+            if (json_is_number(v))
+                printf("rate_%s %g\n", shown[i], json_number_value(v));
+        }
+        const json_t *q = json_object_get(json_object_get(rate, "upstream"), "daily_quota");
+        if (json_is_number(q))
+            printf("daily_quota %g\n", json_number_value(q));
+        if (json_is_integer(json_object_get(rate, "quota_left")))
+            printf("quota_left %lld\n", ops_jint(rate, "quota_left"));
+        size_t hi;
+        const json_t *h;
+        json_array_foreach(json_object_get(rate, "held"), hi, h)
+        {
+            printf("held %s for %.0f s\n", ops_jstr(h, "reason", "-"),
+                   (double)(ops_jint(h, "until_ms") - clock_wall_ms()) / 1000.0);
+        }
+        size_t k;
+        const json_t *b;
+        json_array_foreach(json_object_get(s, "recent"), k, b)
+        {
+            if (json_is_true(json_object_get(b, "expired")))
+                printf("batch %s expired\n", ops_jstr(b, "batch_id", "-"));
+            else
+                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld\n",
+                       ops_jstr(b, "batch_id", "-"), ops_jstr(b, "created", "-"),
+                       ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
+                       ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "pending"));
+            if (tty && !json_is_true(json_object_get(b, "expired")) && ops_jint(b, "pending") > 0) {
+                double per_s, eta;
+                ops_batch_pace(b, &per_s, &eta);
+                fputs("  ", stdout);
+                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead"), ops_jint(b, "dead"),
+                              ops_jint(b, "total"), per_s, eta);
+            }
+        }
+    }
+    json_decref(s);
+    return 0;
+}
+
+/* sesgate status [--watch]: with --watch, again every second (redrawn on
+ * a terminal, a block per second otherwise) until the queue is idle. */
+static int ops_status(redisContext *c, const char *pfx, int argc, bool json, bool watch)
+{
+    if (argc != 0) {
+        fprintf(stderr, "usage: sesgate status [-c FILE] [--json] [--watch]\n");
+        return 2;
+    }
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        bool idle = true;
+        if (watch && tty)
+            fputs("\033[H\033[2J", stdout);
+        int rc = ops_status_once(c, pfx, json, tty, &idle);
+        fflush(stdout);
+        if (rc != 0 || !watch || idle)
+            return rc;
+        if (!tty)
+            putchar('\n');
+        sleep(1);
+    }
+}
+
+/* Public: run an operator command. */
+int ops_run(const char *cmd, const struct config *cfg, int argc, char **argv, bool json, bool watch)
+{
+    redisContext *c = ops_redis(cfg);
+    if (c == NULL)
+        return 1;
+    char *pfx = rscript_prefix(cfg);
+    int rc;
+    if (strcmp(cmd, "batch") == 0)
+        rc = ops_batch(c, pfx, argc, argv, json, watch);
+    else if (strcmp(cmd, "dlq") == 0)
+        rc = ops_dlq(c, pfx, argc, argv, json);
+    else
+        rc = ops_status(c, pfx, argc, json, watch);
+    free(pfx);
+    redisFree(c);
+    return rc;
+}

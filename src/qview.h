@@ -1,0 +1,36 @@
+/* qview: the operator's views of the queue (core: no I/O, no clock).
+ *
+ * `sesgate batch`, `sesgate status` and the admin listener run show.lua and
+ * stats.lua (src/lua, through rscript) and turn the replies into the JSON
+ * objects they print or serve.
+ */
+#ifndef SESGATE_QVIEW_H
+#define SESGATE_QVIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+/* True when id has the shape of a batch id: 36 of [0-9a-f-]. */
+bool qview_batch_id_ok(const char *id);
+
+/* The four keys of show.lua for batch id under key prefix pfx (batch hash,
+ * outcome hash, recipient list, delay set), into keys[4]; free each. */
+void qview_show_keys(const char *pfx, const char *id, char *keys[4]);
+
+/* The batch status object (the JSON of GET /batches/{id}) built from
+ * show.lua's reply; NULL when the batch does not exist. The caller owns the
+ * reference. */
+json_t *qview_show_json(const char *id, const redisReply *reply);
+
+/* The five keys of stats.lua under key prefix pfx, into keys[5]; free each. */
+void qview_stats_keys(const char *pfx, char *keys[5]);
+
+/* The queue summary object (sesgate status --json) from stats.lua's reply
+ * at now_ms (ms since the epoch); NULL for a malformed reply. The caller
+ * owns the reference. */
+json_t *qview_stats_json(const redisReply *reply, int64_t now_ms);
+
+#endif

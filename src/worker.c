@@ -1,0 +1,1497 @@
+/* worker: drains the queue (docs/QUEUE.md). Reads client streams with a
+ * consumer group, loads each entry's batch, paces the sends through the
+ * shared rate limiter, sends each copy re-signed through the upstream, and
+ * records the outcome and acknowledges in one script.
+ */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "addr.h"
+#include "backoff.h"
+#include "buf.h"
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "reply.h"
+#include "rscript.h"
+#include "sesans.h"
+#include "util.h"
+
+#define WORKER_IDLE_MS      50    /* wait after a read that returned nothing */
+#define WORKER_TICK_MS      1000  /* due retries and reclaims */
+#define WORKER_STREAMS_MS   250   /* how often a reading worker looks for new client streams */
+#define WORKER_HOLD_MS      60000 /* daily quota exceeded: try again after this */
+#define WORKER_RECORD_MS    250   /* an outcome Redis did not take: record it again after this */
+#define WORKER_RECLAIM_MAX  100
+#define WORKER_DUE_MAX      1000
+#define WORKER_CACHE        8 /* batches kept in memory */
+#define WORKER_MAX_INFLIGHT 1024
+#define WORKER_SKEW_MS      5000 /* a copy refused for our clock goes again after 5-10 s */
+
+/* A batch as a worker needs it, shared by the sends of its copies. */
+struct worker_batch {
+    char *n;  /* its number: the b of its stream entries */
+    char *id; /* the batch id */
+    char *client;
+    int refs;
+    uint64_t used; /* LRU stamp */
+    int api;
+    char *action;
+    bool raw, dkim;
+    struct buf template;
+    struct fanout_rcpt *riders;
+    size_t nriders;
+};
+
+/* A client's queue stream, as one worker reads it. Kept for the worker's
+ * life once seen (one per client that ever queued a batch). */
+struct worker_stream {
+    struct worker *w;
+    char *key;             /* P:{P}:q:<client> */
+    char claim_cursor[48]; /* XAUTOCLAIM's */
+    size_t jobs;           /* this worker's jobs read from it */
+    uint64_t served;       /* recipients granted, in the pace queue's fair-share clock */
+};
+
+/* One stream entry being handled. */
+struct worker_job {
+    struct worker *w;
+    struct worker_stream *ws; /* the stream it was read from */
+    char *entry;
+    char *bn;       /* the batch number of the entry */
+    char *batch_id; /* the batch id, once the batch is loaded */
+    long index;
+    int attempt;
+    bool reclaimed;
+    struct worker_batch *b;
+    char *addr;
+    struct buf body;
+    struct upstream_call *call;
+    bool redis_pending;
+    char *outcome[4];           /* kind and arguments, kept until Redis took them */
+    struct event *record_timer; /* records the outcome again after a Redis outage */
+    bool pacing;                /* waiting in the worker's pace queue for the limiter */
+    bool waiting;               /* pacing, its send timer pending, or ready: not a send in flight */
+    bool ready;                 /* its reserved time came with every slot busy: in the ready list */
+    struct event *send_timer;   /* sends at its reserved time */
+    struct worker_job *pnext;   /* next in the pace queue */
+    struct worker_job *rprev, *rnext; /* neighbours in the ready list */
+    struct worker_job *prev, *next;
+};
+
+/* A client whose own rate refused a take: its copies wait until then. */
+struct worker_wait {
+    char *client;
+    int64_t until_ms; /* monotonic ms */
+};
+
+struct worker {
+    struct event_base *base;
+    const struct config *cfg;
+    struct queue *q;
+    struct rscript *scripts; /* q's */
+    struct redis *rd;        /* the scripts' connection */
+    struct upstream *up;
+    struct resign *rs;
+    char *name;
+    char *kqs, *kd, *kdlq;
+    char *kprefix;                  /* P:{P}: */
+    struct worker_stream **streams; /* every client stream seen in kqs */
+    size_t nstreams;
+    uint64_t served;    /* fair-share clock: the least served client's count at the last take */
+    int64_t streams_ms; /* when the stream set was last read (monotonic ms) */
+    struct event *read_timer;
+    struct event *tick_timer;
+    bool stopped, freed, reading;
+    int redis_pending; /* reads, ticks and group creation in flight */
+    size_t inflight;   /* jobs */
+    struct worker_job *jobs;
+    struct worker_batch *cache[WORKER_CACHE];
+    uint64_t stamp;
+    struct limiter *lim;                      /* NULL or off: send at once */
+    struct worker_job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
+    size_t pacing;                            /* jobs in the pace queue */
+    size_t waiting;                           /* jobs pacing or waiting for their reserved time */
+    struct worker_job **group;                /* the jobs the take in flight is for */
+    size_t ngroup, group_cap;
+    struct worker_wait *waits; /* clients refused by their own rate, until when */
+    size_t nwaits;
+    bool taking;              /* a take is in flight */
+    struct event *pace_timer; /* retries a refused take */
+    int64_t hold_until_ms;    /* daily quota used up: read nothing before this (monotonic ms) */
+    int64_t skew_logged_ms;   /* the last upstream_clock_skew warning (monotonic ms) */
+    /* Jobs whose reserved time came while every slot was busy, oldest first. */
+    struct worker_job *ready_head, *ready_tail;
+};
+
+static void worker_read(struct worker *w);
+static void worker_job_step(struct worker_job *j);
+static void worker_outcome(struct worker_job *j, const char *kind, const char *a1, const char *a2,
+                           const char *a3);
+
+/* Release b when its last user lets go. */
+static void worker_batch_unref(struct worker_batch *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    free(b->n);
+    free(b->id);
+    free(b->client);
+    free(b->action);
+    buf_free(&b->template);
+    for (size_t i = 0; i < b->nriders; i++)
+        free(b->riders[i].addr);
+    free(b->riders);
+    free(b);
+}
+
+/* The cached batch of number n, or NULL. */
+static struct worker_batch *worker_cache_get(struct worker *w, const char *n)
+{
+    for (int i = 0; i < WORKER_CACHE; i++)
+        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
+            w->cache[i]->used = ++w->stamp;
+            return w->cache[i];
+        }
+    return NULL;
+}
+
+/* Forget the cached batch of number n. */
+static void worker_cache_drop(struct worker *w, const char *n)
+{
+    for (int i = 0; i < WORKER_CACHE; i++)
+        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
+            worker_batch_unref(w->cache[i]);
+            w->cache[i] = NULL;
+        }
+}
+
+/* Keep b in the cache, evicting the least recently used. */
+static void worker_cache_put(struct worker *w, struct worker_batch *b)
+{
+    int slot = 0;
+    for (int i = 0; i < WORKER_CACHE; i++) {
+        if (w->cache[i] == NULL) {
+            slot = i;
+            break;
+        }
+        if (w->cache[i]->used < w->cache[slot]->used)
+            slot = i;
+    }
+    worker_batch_unref(w->cache[slot]);
+    b->refs++;
+    b->used = ++w->stamp;
+    w->cache[slot] = b;
+}
+
+/* Free w once it was released and nothing refers to it any more. */
+static void worker_maybe_free(struct worker *w)
+{
+    if (!w->freed || w->redis_pending > 0 || w->jobs)
+        return;
+    for (int i = 0; i < WORKER_CACHE; i++)
+        worker_batch_unref(w->cache[i]);
+    for (size_t i = 0; i < w->nwaits; i++)
+        free(w->waits[i].client);
+    free(w->waits);
+    free(w->group);
+    free(w->name);
+    for (size_t i = 0; i < w->nstreams; i++) {
+        free(w->streams[i]->key);
+        free(w->streams[i]);
+    }
+    free(w->streams);
+    free(w->kqs);
+    free(w->kprefix);
+    free(w->kd);
+    free(w->kdlq);
+    free(w);
+}
+
+/* Take j out of w's pace queue. */
+static void worker_pace_unlink(struct worker *w, struct worker_job *j)
+{
+    struct worker_job **pp = &w->pace_head, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->pnext;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = j->pnext;
+    if (w->pace_tail == j)
+        w->pace_tail = prev;
+    j->pnext = NULL;
+    j->pacing = false;
+    w->pacing--;
+}
+
+/* Take j out of w's ready list. */
+static void worker_ready_unlink(struct worker *w, struct worker_job *j)
+{
+    if (j->rprev)
+        j->rprev->rnext = j->rnext;
+    else
+        w->ready_head = j->rnext;
+    if (j->rnext)
+        j->rnext->rprev = j->rprev;
+    else
+        w->ready_tail = j->rprev;
+    j->rprev = j->rnext = NULL;
+    j->ready = false;
+}
+
+static void worker_ready_run(struct worker *w);
+
+/* Remove j and release it; a slot it held goes to the ready list first,
+ * then the worker may read more. */
+static void worker_job_end(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    w->inflight--;
+    j->ws->jobs--;
+    worker_batch_unref(j->b);
+    free(j->entry);
+    free(j->bn);
+    free(j->batch_id);
+    free(j->addr);
+    buf_free(&j->body);
+    for (int i = 0; i < 4; i++)
+        free(j->outcome[i]);
+    if (j->record_timer)
+        event_free(j->record_timer);
+    if (j->send_timer)
+        event_free(j->send_timer);
+    if (j->pacing)
+        worker_pace_unlink(w, j);
+    if (j->ready)
+        worker_ready_unlink(w, j);
+    if (j->waiting)
+        w->waiting--;
+    free(j);
+    if (w->freed) {
+        worker_maybe_free(w);
+        return;
+    }
+    worker_ready_run(w);
+    worker_read(w);
+}
+
+/* Start handling the entry e ([id, [field, value...]]) of stream ws. */
+static void worker_job_start(struct worker_stream *ws, const redisReply *e, bool reclaimed)
+{
+    struct worker *w = ws->w;
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *b = reply_field(e->element[1], "b");
+    const redisReply *i = reply_field(e->element[1], "i");
+    const redisReply *a = reply_field(e->element[1], "a");
+    struct worker_job *j = xcalloc(1, sizeof *j);
+    j->w = w;
+    j->ws = ws;
+    ws->jobs++;
+    j->entry = xstrdup(e->element[0]->str);
+    j->reclaimed = reclaimed;
+    j->index = -1;
+    if (b && b->type == REDIS_REPLY_STRING && i && i->type == REDIS_REPLY_STRING) {
+        j->bn = xstrdup(b->str);
+        j->index = strtol(i->str, NULL, 10);
+    }
+    if (a && a->type == REDIS_REPLY_STRING)
+        j->attempt = (int)strtol(a->str, NULL, 10);
+    j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
+    w->jobs = j;
+    w->inflight++;
+    worker_job_step(j);
+}
+
+/* ---- the steps of one job, each a Redis call or the upstream call ---- */
+
+/* A Redis answer for a job: free it if the worker went away meanwhile. */
+static bool worker_job_orphaned(struct worker_job *j)
+{
+    j->redis_pending = false;
+    if (j->w->freed) {
+        worker_job_end(j);
+        return true;
+    }
+    return false;
+}
+
+/* XACK + XDEL answered. */
+static void worker_acked(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err)
+        log_event(LOG_WARN, "queue_ack_failed", "entry", j->entry, "error", err, NULL);
+    worker_job_end(j);
+}
+
+/* A reply nothing waits for: the XACK before an XDEL (the XDEL's answer
+ * ends the job), the hold note for `sesgate status`. */
+static void worker_reply_ignored(const redisReply *reply, const char *err, void *arg)
+{
+}
+
+/* Acknowledge and delete j's entry (the batch is gone): two commands sent
+ * in order on the one connection. */
+static void worker_ack(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    j->redis_pending = true;
+    redis_command(w->rd, worker_reply_ignored, NULL, "XACK %s w %s", j->ws->key, j->entry);
+    redis_command(w->rd, worker_acked, j, "XDEL %s %s", j->ws->key, j->entry);
+}
+
+static void worker_record(struct worker_job *j);
+
+/* True when Redis did not run a script for a reason that passes: the
+ * connection dropped, or the server is loading, busy, read-only or full. */
+static bool worker_redis_transient(const redisReply *reply, const char *err)
+{
+    static const char *const codes[] = {"OOM",      "LOADING",    "BUSY",
+                                        "READONLY", "MASTERDOWN", "TRYAGAIN"};
+    if (reply == NULL)
+        return true;
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (strncmp(err, codes[i], strlen(codes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The record timer fired: try to record j's outcome again. */
+static void worker_record_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_record(arg);
+}
+
+/* outcome.lua answered. */
+static void worker_outcome_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err && strncmp(err, "NOBATCH", 7) == 0) {
+        worker_ack(j);
+        return;
+    }
+    if (err && worker_redis_transient(reply, err)) {
+        /* The copy went out: keep its outcome and record it once Redis is
+         * back, so the entry is not sent again when it is reclaimed. */
+        if (j->record_timer == NULL) {
+            log_event(LOG_WARN, "queue_outcome_pending", "batch", j->batch_id, "entry", j->entry,
+                      "error", err, NULL);
+            j->record_timer = evtimer_new(j->w->base, worker_record_cb, j);
+        }
+        struct timeval tv = {0, WORKER_RECORD_MS * 1000};
+        evtimer_add(j->record_timer, &tv);
+        return;
+    }
+    if (err) /* the entry stays pending and is reclaimed after the lease */
+        log_event(LOG_WARN, "queue_outcome_failed", "batch", j->batch_id, "entry", j->entry,
+                  "error", err, NULL);
+    else if (j->record_timer)
+        log_event(LOG_INFO, "queue_outcome_recorded", "batch", j->batch_id, "entry", j->entry,
+                  NULL);
+    worker_job_end(j);
+}
+
+/* Run outcome.lua with j's kept outcome. */
+static void worker_record(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    char *kb = rscript_key(w->scripts, "b:", j->batch_id),
+         *ko = rscript_key(w->scripts, "o:", j->batch_id);
+    char *kr = rscript_key(w->scripts, "r:", j->batch_id),
+         *kt = rscript_key(w->scripts, "t:", j->batch_id);
+    char *kn = rscript_key(w->scripts, "n:", j->bn);
+    char idx[24], ttl[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
+    const char *argv[15] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, j->entry, idx};
+    int n = 10;
+    for (int i = 0; i < 4 && j->outcome[i]; i++)
+        argv[n++] = j->outcome[i];
+    argv[n++] = ttl;
+    j->redis_pending = true;
+    rscript_eval(w->scripts, RSCRIPT_OUTCOME, 8, n, argv, NULL, worker_outcome_done, j);
+    free(kb);
+    free(ko);
+    free(kr);
+    free(kt);
+    free(kn);
+}
+
+/* Record j's outcome: kind and up to three arguments (NULL: none). */
+static void worker_outcome(struct worker_job *j, const char *kind, const char *a1, const char *a2,
+                           const char *a3)
+{
+    const char *parts[4] = {kind, a1, a2, a3};
+    for (int i = 0; i < 4 && parts[i]; i++)
+        j->outcome[i] = xstrdup(parts[i]);
+    worker_record(j);
+}
+
+/* Record a permanent failure of j. */
+static void worker_dead(struct worker_job *j, const char *code, const char *message)
+{
+    char att[16];
+    snprintf(att, sizeof att, "%d", j->attempt + 1);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    log_event(LOG_WARN, "queue_dead", "batch", j->batch_id, "index", idx, "code", code, "message",
+              message, "attempts", att, NULL);
+    metrics_queue_dead();
+    worker_outcome(j, "dead", code, message, att);
+}
+
+/* Schedule j again after delay_ms as attempt number next_attempt. */
+static void worker_retry(struct worker_job *j, int64_t delay_ms, int next_attempt, const char *why,
+                         const char *detail)
+{
+    char due[24], att[16], idx[24], delay[24];
+    snprintf(due, sizeof due, "+%" PRId64, delay_ms); /* on Redis's clock */
+    snprintf(att, sizeof att, "%d", next_attempt);
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    snprintf(delay, sizeof delay, "%" PRId64, delay_ms);
+    log_event(LOG_INFO, "queue_retry", "batch", j->batch_id, "index", idx, "reason", why, "attempt",
+              att, "delay_ms", delay, NULL);
+    metrics_queue_retried();
+    worker_outcome(j, "retry", due, att, NULL);
+}
+
+/* Recipients j's copy counts for: its To recipient, and on copy 0 the
+ * Cc and Bcc riders. */
+static int64_t worker_cost(const struct worker_job *j)
+{
+    return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
+}
+
+/* The upstream answered j's send. */
+static void worker_sent(struct upstream_response *res, void *arg)
+{
+    struct worker_job *j = arg;
+    j->call = NULL;
+    buf_free(&j->body);
+    int api = j->b->api;
+    const char *data = res->body.data ? res->body.data : "";
+    size_t n = res->body.len;
+    char code[128] = "", message[512] = "", msgid[256] = "";
+    bool transport = res->error != UPSTREAM_OK;
+    if (!transport && res->status >= 300)
+        sesans_error(api, res->error_type, res->body.data, res->body.len, code, sizeof code,
+                     message, sizeof message);
+    enum backoff_class cls =
+        backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    if (!transport && res->status >= 400 && backoff_clock_skew(code, message)) {
+        /* Our clock is off: SES did not act on it, and the copy goes again
+         * later without counting an attempt (it would otherwise become a
+         * dead letter, for no fault of its own, after max_attempts). */
+        queue_clock_skew(&j->w->skew_logged_ms, code, message);
+        if (j->w->lim)
+            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
+                           worker_cost(j));
+        uint64_t rnd = 0;
+        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+        worker_retry(j, WORKER_SKEW_MS + (int64_t)(rnd % WORKER_SKEW_MS), j->attempt, "clock_skew",
+                     NULL);
+        return;
+    }
+    switch (cls) {
+    case BACKOFF_OK:
+        if (!sesans_message_id(api, data, n, msgid, sizeof msgid) || msgid[0] == '\0')
+            snprintf(msgid, sizeof msgid, "-");
+        char fcode[32], ftext[400];
+        enum upstream_fate fate = upstream_fate(res, j->w->cfg->sandbox_started, msgid, fcode,
+                                                sizeof fcode, ftext, sizeof ftext);
+        if (fate == UPSTREAM_FATE_FAILED) {
+            worker_dead(j, fcode, ftext);
+            return;
+        }
+        if (fate == UPSTREAM_FATE_NOTED) {
+            size_t l = strlen(msgid), m = strlen(ftext);
+            if (l + 1 + m < sizeof msgid) {
+                msgid[l] = ' ';
+                memcpy(msgid + l + 1, ftext, m + 1);
+            }
+        }
+        log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
+                  NULL);
+        metrics_queue_sent();
+        worker_outcome(j, "sent", msgid, NULL, NULL);
+        return;
+    case BACKOFF_QUOTA:
+        if (j->w->lim) /* not sent: SES does not count it either */
+            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
+                           worker_cost(j));
+        worker_retry(j, WORKER_HOLD_MS, j->attempt, "quota", NULL);
+        return;
+    case BACKOFF_THROTTLED: {
+        /* Sent faster than SES allows: cut the shared rate; the copy goes
+         * again later and this never counts against max_attempts. */
+        if (j->w->lim) {
+            limiter_throttled(j->w->lim);
+            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
+                           worker_cost(j));
+        }
+        uint64_t rnd = 0;
+        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+        worker_retry(j, backoff_delay_ms(1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd), j->attempt,
+                     "Throttling", NULL);
+        return;
+    }
+    case BACKOFF_RETRY:
+        if (backoff_give_up(j->attempt, (int)j->w->cfg->max_attempts)) {
+            char c[160];
+            if (transport)
+                snprintf(c, sizeof c, "Transport");
+            else
+                snprintf(c, sizeof c, "%s", code[0] ? code : "HTTP");
+            char m[600];
+            if (transport)
+                snprintf(m, sizeof m, "%s", res->errmsg);
+            else
+                snprintf(m, sizeof m, "%s%sHTTP %ld", message, message[0] ? "; " : "", res->status);
+            worker_dead(j, c, m);
+            return;
+        }
+        {
+            uint64_t rnd = 0;
+            RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+            int64_t delay = backoff_delay_ms(j->attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd);
+            worker_retry(j, delay, j->attempt + 1,
+                         transport ? "transport" : (code[0] ? code : backoff_class_name(cls)),
+                         transport ? res->errmsg : NULL);
+        }
+        return;
+    default:
+        worker_dead(j, code[0] ? code : "Rejected", message[0] ? message : "rejected upstream");
+        return;
+    }
+}
+
+/* Render, sign and send j's copy. */
+static void worker_send(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    struct worker_batch *b = j->b;
+    struct fanout_copy c = {
+        .api = b->api == 2 ? SESREQ_V2 : SESREQ_V1,
+        .raw = b->raw,
+        .dkim_envelope_only = b->dkim,
+        .template = b->template.data ? b->template.data : "",
+        .template_len = b->template.len,
+        .to = j->addr,
+        .first = j->index == 0,
+        .riders = j->index == 0 ? b->riders : NULL,
+        .nriders = j->index == 0 ? b->nriders : 0,
+    };
+    struct seserr e = {0};
+    buf_reset(&j->body);
+    if (fanout_render_copy(&c, &j->body, &e) < 0) {
+        worker_dead(j, seserr_name(e.code),
+                    e.message[0] ? e.message : seserr_default_message(e.code));
+        return;
+    }
+    const char *path = b->api == 2 ? "/v2/email/outbound-emails" : "/";
+    const char *ctype =
+        b->api == 2 ? "application/json" : "application/x-www-form-urlencoded; charset=utf-8";
+    char hash[UTIL_SHA256_HEX_LEN + 1];
+    util_sha256_hex(j->body.data ? j->body.data : "", j->body.len, hash);
+    char *url = NULL;
+    struct curl_slist *headers = NULL;
+    if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype), hash,
+                       time(NULL), &url, &headers) < 0) {
+        worker_dead(j, "internal", "the request could not be signed");
+        return;
+    }
+    j->call = upstream_start(w->up, "POST", url, headers, j->body.data ? j->body.data : "",
+                             j->body.len, worker_sent, j);
+    free(url);
+}
+
+/* Parse the riders lines of a batch into b. */
+static void worker_parse_riders(struct worker_batch *b, const char *s, size_t n)
+{
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += s[i] == '\n';
+    b->riders = xcalloc(lines + 1, sizeof *b->riders);
+    const char *p = s, *end = s + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        if (e - p > 2 && p[1] == ':') {
+            struct fanout_rcpt *r = &b->riders[b->nriders++];
+            r->kind = p[0] == 'b' ? FANOUT_BCC : FANOUT_CC;
+            r->addr = xstrndup(p + 2, (size_t)(e - p - 2));
+        }
+        p = nl ? nl + 1 : end;
+    }
+}
+
+/* The batch is gone or complete: record nothing to send (outcome.lua acks a
+ * replay, and NOBATCH acks here). */
+static void worker_no_batch(struct worker_job *j)
+{
+    worker_cache_drop(j->w, j->bn);
+    if (j->batch_id == NULL) {
+        worker_ack(j); /* expired or never stored: nothing to record */
+        return;
+    }
+    /* The batch is known but its template or recipient list is not: data
+     * sesgate stored and still needs is gone. */
+    log_event(LOG_ERROR, "batch_data_missing", "batch", j->batch_id, NULL);
+    worker_dead(j, "BatchMissing", "the batch template or recipient is gone");
+}
+
+/* Send the jobs of the ready list, oldest first, while a slot is free.
+ * concurrency bounds the sends in flight: a reserved time that comes while
+ * every slot is busy waits in the ready list for one (a slow upstream then
+ * does not pile up sends, nor a crash resends more than concurrency). */
+static void worker_ready_run(struct worker *w)
+{
+    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    if (max > WORKER_MAX_INFLIGHT)
+        max = WORKER_MAX_INFLIGHT;
+    while (w->ready_head && w->inflight - w->waiting < max) {
+        struct worker_job *j = w->ready_head;
+        worker_ready_unlink(w, j);
+        j->waiting = false;
+        w->waiting--;
+        worker_send(j);
+    }
+}
+
+/* The send timer of j fired: its reserved time has come. It joins the
+ * ready list behind the jobs already waiting for a slot. */
+static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker_job *j = arg;
+    struct worker *w = j->w;
+    j->ready = true;
+    j->rprev = w->ready_tail;
+    j->rnext = NULL;
+    if (w->ready_tail)
+        w->ready_tail->rnext = j;
+    else
+        w->ready_head = j;
+    w->ready_tail = j;
+    worker_ready_run(w);
+}
+
+/* Take the first job off the pace queue. */
+static struct worker_job *worker_pace_pop(struct worker *w)
+{
+    struct worker_job *j = w->pace_head;
+    if (j == NULL)
+        return NULL;
+    w->pace_head = j->pnext;
+    if (w->pace_head == NULL)
+        w->pace_tail = NULL;
+    j->pnext = NULL;
+    j->pacing = false;
+    w->pacing--;
+    return j;
+}
+
+static void worker_pace_run(struct worker *w);
+
+/* Try the take again after ms (1 ms to a tick). */
+static void worker_pace_later(struct worker *w, double ms)
+{
+    if (ms < 1)
+        ms = 1;
+    if (ms > WORKER_TICK_MS)
+        ms = WORKER_TICK_MS;
+    struct timeval tv = clock_timeval_frac(ms);
+    evtimer_add(w->pace_timer, &tv);
+}
+
+/* The pace timer fired. */
+static void worker_pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_pace_run(arg);
+}
+
+/* The daily quota (the account's, or client's only) is used up: the copies
+ * waiting for it go back to the delay set for hold_ms (no attempt is
+ * counted); with the account's, this worker reads nothing until then. */
+static void worker_pace_hold(struct worker *w, bool account, const char *client, int64_t hold_ms)
+{
+    int64_t until = clock_wall_ms() + hold_ms;
+    if (account)
+        w->hold_until_ms = clock_mono_ms() + hold_ms;
+    /* For `sesgate status`: what holds and until when, gone when it ends. */
+    char *kh = rscript_key(w->scripts, "hold", NULL), field[300], value[24], ttl[24];
+    snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
+    snprintf(value, sizeof value, "%" PRId64, until);
+    snprintf(ttl, sizeof ttl, "%" PRId64, hold_ms);
+    redis_command(w->rd, worker_reply_ignored, NULL, "HSET %s %s %s", kh, field, value);
+    redis_command(w->rd, worker_reply_ignored, NULL, "PEXPIRE %s %s", kh, ttl);
+    free(kh);
+    struct worker_job *keep = NULL, *keep_tail = NULL, *j;
+    while ((j = worker_pace_pop(w)) != NULL) {
+        if (account || strcmp(j->b->client, client) == 0) {
+            worker_retry(j, hold_ms, j->attempt, account ? "quota" : "client_quota", NULL);
+            continue;
+        }
+        if (keep_tail)
+            keep_tail->pnext = j;
+        else
+            keep = j;
+        keep_tail = j;
+        j->pacing = true;
+        w->pacing++;
+    }
+    w->pace_head = keep;
+    w->pace_tail = keep_tail;
+}
+
+/* The until time of client's wait in w (0: none). */
+static int64_t worker_wait_of(const struct worker *w, const char *client)
+{
+    for (size_t i = 0; i < w->nwaits; i++)
+        if (strcmp(w->waits[i].client, client) == 0)
+            return w->waits[i].until_ms;
+    return 0;
+}
+
+/* client's copies wait until until_ms. */
+static void worker_wait_set(struct worker *w, const char *client, int64_t until_ms)
+{
+    for (size_t i = 0; i < w->nwaits; i++)
+        if (strcmp(w->waits[i].client, client) == 0) {
+            w->waits[i].until_ms = until_ms;
+            return;
+        }
+    w->waits = xrealloc(w->waits, (w->nwaits + 1) * sizeof *w->waits);
+    w->waits[w->nwaits++] = (struct worker_wait){xstrdup(client), until_ms};
+}
+
+/* The pacing rate for client's copies: the account's, or the client's own
+ * rate when lower (recipients/s). */
+static double worker_client_rate(const struct worker *w, const char *client, double account)
+{
+    const struct config_client *c = config_client_by_name(w->cfg, client);
+    if (c && c->rate > 0 && c->rate * LIMITER_PACE < account)
+        return c->rate * LIMITER_PACE;
+    return account;
+}
+
+/* The limiter answered the take for the jobs in w->group. */
+static void worker_paced(const struct limiter_answer *a, void *arg)
+{
+    struct worker *w = arg;
+    w->taking = false;
+    w->redis_pending--;
+    if (w->freed) {
+        worker_maybe_free(w);
+        return;
+    }
+    if (!a->ok) {
+        worker_pace_later(w, 500); /* Redis is away: the jobs wait */
+        return;
+    }
+    const char *client = w->ngroup ? w->group[0]->b->client : "";
+    if (a->granted) {
+        /* Fair share: the client's count grows by what it got, from no
+         * less than the clock (a client back from idle starts level with
+         * the others, not ahead by what it did not send); a refused take
+         * keeps it first in line. */
+        if (w->ngroup) {
+            struct worker_stream *ws = w->group[0]->ws;
+            int64_t cost = 0;
+            for (size_t k = 0; k < w->ngroup; k++)
+                cost += worker_cost(w->group[k]);
+            ws->served = (ws->served > w->served ? ws->served : w->served) + (uint64_t)cost;
+        }
+        /* The group's recipients go one every 1000 / rate ms from the start. */
+        double rate = worker_client_rate(w, client, a->rate > 0 ? a->rate : 1.0);
+        double step = 1000.0 / rate, at = a->wait_ms - a->late_ms;
+        for (size_t k = 0; k < w->ngroup; k++) {
+            struct worker_job *j = w->group[k];
+            if (!j->pacing)
+                continue;
+            worker_pace_unlink(w, j);
+            double ms = at;
+            at += step * (double)worker_cost(j);
+            j->send_timer = evtimer_new(w->base, worker_send_cb, j);
+            if (ms < 1) {
+                worker_send_cb(-1, 0, j);
+                continue;
+            }
+            struct timeval tv = clock_timeval_frac(ms);
+            evtimer_add(j->send_timer, &tv);
+        }
+        w->ngroup = 0;
+        worker_pace_run(w);
+        return;
+    }
+    if (a->reason == RATELIMIT_QUOTA || a->reason == RATELIMIT_CLIENT_QUOTA) {
+        /* Until the window frees enough, but no longer than until the quota
+         * is read again (SES may have raised it). */
+        int64_t hold = a->wait_ms < 0 ? WORKER_HOLD_MS : (int64_t)ceil(a->wait_ms);
+        int64_t most =
+            w->cfg->rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms : WORKER_HOLD_MS;
+        if (hold > most)
+            hold = most;
+        if (hold < WORKER_TICK_MS)
+            hold = WORKER_TICK_MS;
+        char *held = xstrdup(client);
+        char hs[24];
+        snprintf(hs, sizeof hs, "%" PRId64, hold);
+        log_event(LOG_WARN, "queue_hold", "reason", ratelimit_reason_name(a->reason), "client",
+                  a->reason == RATELIMIT_CLIENT_QUOTA ? held : NULL, "hold_ms", hs, NULL);
+        w->ngroup = 0;
+        worker_pace_hold(w, a->reason == RATELIMIT_QUOTA, held, hold);
+        free(held);
+        worker_pace_run(w);
+        return;
+    }
+    if (a->reason == RATELIMIT_CLIENT_RATE) {
+        /* Only this client waits; the others go on. */
+        worker_wait_set(w, client,
+                        clock_mono_ms() + (int64_t)ceil(a->wait_ms < 1 ? 1 : a->wait_ms));
+        w->ngroup = 0;
+        worker_pace_run(w);
+        return;
+    }
+    w->ngroup = 0;
+    worker_pace_later(w, a->wait_ms);
+}
+
+/* Ask the limiter for the next jobs of the pace queue: the first job of
+ * the client granted the fewest recipients that is not waiting for its
+ * own rate (start-time fair queueing over the clients' streams), and
+ * the following jobs of that client, up to a block (RATELIMIT_BLOCK_MS) of
+ * its rate. */
+static void worker_pace_run(struct worker *w)
+{
+    if (w->taking || w->pace_head == NULL || w->freed || evtimer_pending(w->pace_timer, NULL))
+        return;
+    /* Fair share by recipients: the client granted the fewest goes next. */
+    int64_t now = clock_mono_ms(), soonest = 0;
+    struct worker_job *first = NULL;
+    for (struct worker_job *j = w->pace_head; j; j = j->pnext) {
+        int64_t until = worker_wait_of(w, j->b->client);
+        if (until > now) {
+            if (soonest == 0 || until < soonest)
+                soonest = until;
+        } else if (first == NULL || j->ws->served < first->ws->served) {
+            first = j;
+        }
+    }
+    if (first == NULL) {
+        worker_pace_later(w, (double)(soonest - now));
+        return;
+    }
+    if (first->ws->served > w->served)
+        w->served = first->ws->served;
+    const char *client = first->b->client;
+    double rate = worker_client_rate(w, client, limiter_rate(w->lim));
+    int64_t block = ratelimit_block(rate, 0), cost = 0;
+    w->ngroup = 0;
+    for (struct worker_job *j = first; j; j = j->pnext) {
+        if (strcmp(j->b->client, client) != 0)
+            continue;
+        if (w->ngroup > 0 && cost + worker_cost(j) > block)
+            break;
+        if (w->ngroup == w->group_cap) {
+            w->group_cap = w->group_cap ? 2 * w->group_cap : 16;
+            w->group = xrealloc(w->group, w->group_cap * sizeof *w->group);
+        }
+        w->group[w->ngroup++] = j;
+        cost += worker_cost(j);
+    }
+    w->taking = true;
+    w->redis_pending++;
+    limiter_take(w->lim, config_client_by_name(w->cfg, client), cost, RATELIMIT_BLOCK_MS,
+                 worker_paced, w);
+}
+
+/* j is ready to go: send it at once without a limiter, else wait for its
+ * reservation of the shared rate. */
+static void worker_pace(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    if (!limiter_on(w->lim)) {
+        worker_send(j);
+        return;
+    }
+    j->pacing = true;
+    j->waiting = true;
+    w->waiting++;
+    j->pnext = NULL;
+    if (w->pace_tail)
+        w->pace_tail->pnext = j;
+    else
+        w->pace_head = j;
+    w->pace_tail = j;
+    w->pacing++;
+    worker_ready_run(w); /* j no longer holds a slot */
+    worker_pace_run(w);
+}
+
+/* LINDEX answered: the address of j. */
+static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err) {
+        log_event(LOG_WARN, "queue_read_failed", "batch", j->batch_id, "error", err, NULL);
+        worker_job_end(j); /* reclaimed after the lease */
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        worker_no_batch(j);
+        return;
+    }
+    /* A batch queued before addresses were checked may hold one that SES
+     * refuses: it is a dead letter with SES's reason, not a send. */
+    const char *bad = addr_check_mailbox(reply->str, reply->len);
+    if (bad != NULL) {
+        worker_dead(j, "InvalidParameterValue", bad);
+        return;
+    }
+    j->addr = xstrndup(reply->str, reply->len);
+    worker_pace(j);
+}
+
+/* Read j's address. */
+static void worker_load_addr(struct worker_job *j)
+{
+    char *kr = rscript_key(j->w->scripts, "r:", j->batch_id);
+    char idx[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    j->redis_pending = true;
+    redis_command(j->w->rd, worker_got_addr, j, "LINDEX %s %s", kr, idx);
+    free(kr);
+}
+
+static void worker_checked(const redisReply *reply, const char *err, void *arg);
+
+/* Use b for j, then check (a reclaimed entry) or read the address. */
+static void worker_use_batch(struct worker_job *j, struct worker_batch *b)
+{
+    struct worker *w = j->w;
+    b->refs++;
+    j->b = b;
+    if (j->batch_id == NULL)
+        j->batch_id = xstrdup(b->id);
+    if (j->reclaimed) {
+        char *ko = rscript_key(w->scripts, "o:", j->batch_id);
+        char idx[24];
+        snprintf(idx, sizeof idx, "%ld", j->index);
+        const char *argv[4] = {ko, j->ws->key, j->entry, idx};
+        j->redis_pending = true;
+        rscript_eval(w->scripts, RSCRIPT_CHECK, 2, 4, argv, NULL, worker_checked, j);
+        free(ko);
+        return;
+    }
+    worker_load_addr(j);
+}
+
+/* A string element of a reply, or NULL. */
+static const redisReply *worker_str(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? r : NULL;
+}
+
+/* load.lua answered: the batch of j. */
+static void worker_got_batch(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err) {
+        log_event(LOG_WARN, "queue_read_failed", "batch", j->bn, "error", err, NULL);
+        worker_job_end(j);
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7 ||
+        !worker_str(reply->element[0]) || !worker_str(reply->element[1])) {
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
+            worker_str(reply->element[0]))
+            j->batch_id = xstrndup(reply->element[0]->str, reply->element[0]->len);
+        worker_no_batch(j);
+        return;
+    }
+    struct worker_batch *b = worker_cache_get(j->w, j->bn);
+    if (b == NULL) {
+        const redisReply *r = worker_str(reply->element[2]), *api = worker_str(reply->element[3]);
+        const redisReply *flags = worker_str(reply->element[4]);
+        const redisReply *action = worker_str(reply->element[5]);
+        const redisReply *client = worker_str(reply->element[6]);
+        b = xcalloc(1, sizeof *b);
+        b->n = xstrdup(j->bn);
+        b->id = xstrndup(reply->element[0]->str, reply->element[0]->len);
+        buf_add(&b->template, reply->element[1]->str, reply->element[1]->len);
+        if (r)
+            worker_parse_riders(b, r->str, r->len);
+        b->api = api && strcmp(api->str, "2") == 0 ? 2 : 1;
+        if (flags) {
+            b->raw = strstr(flags->str, "raw") != NULL;
+            b->dkim = strstr(flags->str, "dkim") != NULL;
+        }
+        b->action = xstrdup(action ? action->str : "");
+        b->client = xstrdup(client ? client->str : "");
+        worker_cache_put(j->w, b);
+    }
+    worker_use_batch(j, b);
+}
+
+/* check.lua answered for a reclaimed entry. */
+static void worker_checked(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_job *j = arg;
+    if (worker_job_orphaned(j))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        if (err)
+            log_event(LOG_WARN, "queue_check_failed", "entry", j->entry, "error", err, NULL);
+        worker_job_end(j);
+        return;
+    }
+    if (reply->integer == 1) {
+        worker_job_end(j);
+        return;
+    }
+    j->reclaimed = false;
+    worker_load_addr(j);
+}
+
+/* Advance j: load its batch (cached per batch number), check a reclaimed
+ * entry, read its address, send. */
+static void worker_job_step(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    if (j->bn == NULL || j->index < 0) {
+        log_event(LOG_WARN, "queue_bad_entry", "entry", j->entry, NULL);
+        worker_ack(j);
+        return;
+    }
+    struct worker_batch *b = worker_cache_get(w, j->bn);
+    if (b) {
+        worker_use_batch(j, b);
+        return;
+    }
+    char *kn = rscript_key(w->scripts, "n:", j->bn);
+    const char *argv[1] = {kn};
+    j->redis_pending = true;
+    rscript_eval(w->scripts, RSCRIPT_LOAD, 1, 1, argv, NULL, worker_got_batch, j);
+    free(kn);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Free slots for new sends. */
+static size_t worker_free_slots(const struct worker *w)
+{
+    /* concurrency bounds the sends in flight; jobs waiting for their turn
+     * of the rate are bounded by the read cap (worker_read) instead */
+    size_t max = w->cfg->concurrency > 0 ? (size_t)w->cfg->concurrency : 1;
+    if (max > WORKER_MAX_INFLIGHT)
+        max = WORKER_MAX_INFLIGHT;
+    size_t active = w->inflight - w->waiting;
+    return active >= max ? 0 : max - active;
+}
+
+/* Read again after ms. */
+static void worker_read_later(struct worker *w, int ms)
+{
+    if (w->stopped || w->freed || w->read_timer == NULL)
+        return;
+    struct timeval tv = clock_timeval(ms);
+    evtimer_add(w->read_timer, &tv);
+}
+
+/* A Redis answer for the worker itself: false when it went away. */
+static bool worker_redis_back(struct worker *w)
+{
+    w->redis_pending--;
+    if (w->freed) {
+        worker_maybe_free(w);
+        return false;
+    }
+    return true;
+}
+
+/* The stream of key, or NULL when w has not seen it. */
+static struct worker_stream *worker_stream_find(const struct worker *w, const char *key, size_t len)
+{
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (strlen(w->streams[i]->key) == len && memcmp(w->streams[i]->key, key, len) == 0)
+            return w->streams[i];
+    return NULL;
+}
+
+/* The client whose stream ws is. */
+static const char *worker_stream_client(const struct worker *w, const struct worker_stream *ws)
+{
+    return ws->key + strlen(w->kprefix) + 2; /* past "q:" */
+}
+
+/* SMEMBERS of the stream set answered: read the streams not seen yet too. */
+static void worker_streams_got(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    size_t plen = strlen(w->kprefix), added = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *m = reply->element[i];
+        if (m->type != REDIS_REPLY_STRING || m->len <= plen + 2 ||
+            memcmp(m->str, w->kprefix, plen) != 0 || memcmp(m->str + plen, "q:", 2) != 0 ||
+            memchr(m->str, '\0', m->len) || worker_stream_find(w, m->str, m->len))
+            continue;
+        struct worker_stream *ws = xcalloc(1, sizeof *ws);
+        ws->w = w;
+        ws->key = xstrndup(m->str, m->len);
+        snprintf(ws->claim_cursor, sizeof ws->claim_cursor, "0-0");
+        w->streams = xrealloc(w->streams, (w->nstreams + 1) * sizeof *w->streams);
+        w->streams[w->nstreams++] = ws;
+        added++;
+    }
+    if (added)
+        worker_read_later(w, 0);
+}
+
+/* Learn which client streams exist (enqueue.lua adds each to the set). */
+static void worker_streams_refresh(struct worker *w)
+{
+    w->streams_ms = clock_mono_ms();
+    w->redis_pending++;
+    redis_command(w->rd, worker_streams_got, w, "SMEMBERS %s", w->kqs);
+}
+
+/* XGROUP CREATE answered (BUSYGROUP is fine). */
+static void worker_group_made(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    worker_read_later(w, WORKER_IDLE_MS);
+}
+
+/* XREADGROUP answered: [[stream, [entry...]]...] for the streams with new
+ * entries. */
+static void worker_read_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    w->reading = false;
+    if (!worker_redis_back(w))
+        return;
+    if (err) {
+        if (strncmp(err, "NOGROUP", 7) == 0) {
+            /* A stream or its group was deleted: make them again. */
+            for (size_t i = 0; i < w->nstreams; i++) {
+                w->redis_pending++;
+                redis_command(w->rd, worker_group_made, w, "XGROUP CREATE %s w 0 MKSTREAM",
+                              w->streams[i]->key);
+            }
+            return;
+        }
+        worker_read_later(w, WORKER_TICK_MS);
+        return;
+    }
+    size_t got = 0;
+    for (size_t k = 0; reply && reply->type == REDIS_REPLY_ARRAY && k < reply->elements; k++) {
+        const redisReply *s = reply->element[k];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        struct worker_stream *ws = worker_stream_find(w, s->element[0]->str, s->element[0]->len);
+        if (ws == NULL)
+            continue;
+        const redisReply *entries = s->element[1];
+        for (size_t i = 0; i < entries->elements; i++, got++)
+            worker_job_start(ws, entries->element[i], false);
+    }
+    if (got == 0) {
+        worker_read_later(w, WORKER_IDLE_MS);
+    } else {
+        worker_read(w);
+    }
+}
+
+/* The most of ws's entries w holds at once with a limiter: an equal share
+ * of the read-ahead (cap) among the streams w holds entries of, and no
+ * more than a second of the client's own rate, so that neither a big batch
+ * read before another client's nor a client held by its own rate fills the
+ * read-ahead. */
+static size_t worker_stream_cap(const struct worker *w, const struct worker_stream *ws, size_t cap,
+                                size_t busy)
+{
+    size_t share = (cap + busy - 1) / (busy ? busy : 1);
+    double r = worker_client_rate(w, worker_stream_client(w, ws), limiter_rate(w->lim));
+    size_t own = r >= 1 ? (size_t)ceil(r) : 1;
+    return share < own ? share : own;
+}
+
+/* Read new entries for the free slots (nothing when none is free: a
+ * finishing send reads again). Every client stream gets an equal share of
+ * a read, so the clients with queued batches share the rate: a later
+ * batch of one client does not wait behind another client's big batch. */
+static void worker_read(struct worker *w)
+{
+    if (w->stopped || w->freed || w->reading)
+        return;
+    size_t n = worker_free_slots(w), active = w->inflight - w->waiting;
+    /* Read in bunches: one XREADGROUP per quarter of the slots, not per
+     * finished send (the sends in flight keep the upstream busy meanwhile). */
+    if (n == 0 || (active > 0 && n < (n + active + 3) / 4))
+        return;
+    if (evtimer_pending(w->read_timer, NULL))
+        return;
+    bool paced = limiter_on(w->lim);
+    size_t cap = 0;
+    if (paced) {
+        /* Hold while the daily quota is used up; and read no more than about
+         * a second of the rate ahead, so that no entry waits for its turn
+         * anywhere near the claim lease. */
+        int64_t now = clock_mono_ms();
+        if (now < w->hold_until_ms) {
+            worker_read_later(w,
+                              (int)(w->hold_until_ms - now < WORKER_TICK_MS ? w->hold_until_ms - now
+                                                                            : WORKER_TICK_MS));
+            return;
+        }
+        double r = limiter_rate(w->lim);
+        cap = r >= 1 ? (size_t)ceil(r) : 1;
+        if (w->waiting >= cap || (w->waiting > 0 && cap - w->waiting < (cap + 3) / 4))
+            return;
+        if (n > cap - w->waiting)
+            n = cap - w->waiting;
+    }
+    /* A new client's stream is read within WORKER_STREAMS_MS. */
+    if (clock_mono_ms() - w->streams_ms >= WORKER_STREAMS_MS)
+        worker_streams_refresh(w);
+    if (w->nstreams == 0) {
+        worker_read_later(w, WORKER_IDLE_MS);
+        return;
+    }
+    /* A stream counts as busy while w holds entries of it; one more is
+     * counted for a stream not read yet, so its first read has room. */
+    size_t busy = 0, idle = 0;
+    for (size_t i = 0; i < w->nstreams; i++) {
+        if (w->streams[i]->jobs > 0)
+            busy++;
+        else
+            idle = 1;
+    }
+    const char **argv = xcalloc(7 + 2 * w->nstreams, sizeof *argv);
+    size_t nk = 0;
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (!paced || w->streams[i]->jobs < worker_stream_cap(w, w->streams[i], cap, busy + idle))
+            argv[7 + nk++] = w->streams[i]->key;
+    if (nk == 0) {
+        free(argv); /* every client has its second read: a finishing send reads again */
+        return;
+    }
+    for (size_t i = 0; i < nk; i++)
+        argv[7 + nk + i] = ">";
+    char count[24];
+    snprintf(count, sizeof count, "%zu", (n + nk - 1) / nk);
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = "w";
+    argv[3] = w->name;
+    argv[4] = "COUNT";
+    argv[5] = count;
+    argv[6] = "STREAMS";
+    w->reading = true;
+    w->redis_pending++;
+    redis_command_argv(w->rd, worker_read_done, w, (int)(7 + 2 * nk), argv, NULL);
+    free(argv);
+}
+
+/* The read timer fired. */
+static void worker_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker_read(arg);
+}
+
+/* due.lua answered. */
+static void worker_due_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker *w = arg;
+    if (!worker_redis_back(w))
+        return;
+    if (err && strncmp(err, RSCRIPT_CLOSED, strlen(RSCRIPT_CLOSED)) != 0)
+        log_event(LOG_WARN, "queue_due_failed", "error", err, NULL);
+}
+
+/* True when ws's worker already has a job for entry id: its own entry, idle
+ * past the lease while it waited (a stalled Redis, the limiter). The claim
+ * only reset its idle time; the job still records its outcome. */
+static bool worker_holds(const struct worker_stream *ws, const char *id)
+{
+    for (const struct worker_job *j = ws->w->jobs; j; j = j->next)
+        if (j->ws == ws && strcmp(j->entry, id) == 0)
+            return true;
+    return false;
+}
+
+/* XAUTOCLAIM answered: handle the reclaimed entries of one stream. */
+static void worker_claimed(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_stream *ws = arg;
+    if (!worker_redis_back(ws->w))
+        return;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return;
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(ws->claim_cursor, sizeof ws->claim_cursor, "%s", reply->element[0]->str);
+    const redisReply *entries = reply->element[1];
+    if (entries->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+            e->element[1]->type == REDIS_REPLY_ARRAY && e->element[0]->type == REDIS_REPLY_STRING &&
+            !worker_holds(ws, e->element[0]->str)) {
+            log_event(LOG_INFO, "queue_reclaimed", "entry", e->element[0]->str, NULL);
+            worker_job_start(ws, e, true);
+        }
+    }
+}
+
+/* Every second: move due retries back and reclaim abandoned entries. */
+static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopped || w->freed || !redis_ready(w->rd))
+        return;
+    char max[16], longest[24];
+    snprintf(max, sizeof max, "%d", WORKER_DUE_MAX);
+    /* The longest delay a retry gets, plus a minute: anything due later
+     * was written before Redis's clock went back. */
+    int64_t most = BACKOFF_CAP_MS;
+    if (w->cfg->quota_refresh_ms > most)
+        most = w->cfg->quota_refresh_ms;
+    if (WORKER_HOLD_MS > most)
+        most = WORKER_HOLD_MS;
+    snprintf(longest, sizeof longest, "%" PRId64, most + 60000);
+    /* now "": due times are on Redis's clock (outcome.lua) */
+    const char *argv[6] = {w->kd, w->kqs, w->kprefix, "", max, longest};
+    w->redis_pending++;
+    rscript_eval(w->scripts, RSCRIPT_DUE, 3, 6, argv, NULL, worker_due_done, w);
+    size_t n = worker_free_slots(w);
+    if (n > WORKER_RECLAIM_MAX)
+        n = WORKER_RECLAIM_MAX;
+    for (size_t i = 0; n > 0 && i < w->nstreams; i++) {
+        struct worker_stream *ws = w->streams[i];
+        char count[24], lease[24];
+        snprintf(count, sizeof count, "%zu", n);
+        snprintf(lease, sizeof lease, "%" PRId64, w->cfg->lease_ms);
+        const char *cv[] = {"XAUTOCLAIM", ws->key,          "w",     w->name,
+                            lease,        ws->claim_cursor, "COUNT", count};
+        w->redis_pending++;
+        redis_command_argv(w->rd, worker_claimed, ws, 8, cv, NULL);
+    }
+    worker_read(w);
+}
+
+/* Public: start draining q. */
+struct worker *worker_start(struct event_base *base, const struct config *cfg, struct queue *q,
+                            struct upstream *up, struct resign *rs, struct limiter *lim,
+                            const char *name)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->base = base;
+    w->cfg = cfg;
+    w->q = q;
+    w->scripts = queue_scripts(q);
+    w->rd = rscript_redis(w->scripts);
+    w->up = up;
+    w->rs = rs;
+    w->name = xstrdup(name);
+    w->kqs = rscript_key(w->scripts, "qs", NULL);
+    w->kprefix = rscript_key(w->scripts, "", NULL);
+    w->kd = rscript_key(w->scripts, "d", NULL);
+    w->kdlq = rscript_key(w->scripts, "dlq", NULL);
+    w->lim = lim;
+    w->pace_timer = evtimer_new(base, worker_pace_cb, w);
+    w->read_timer = evtimer_new(base, worker_read_cb, w);
+    w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
+    struct timeval tick = {WORKER_TICK_MS / 1000, 0};
+    event_add(w->tick_timer, &tick);
+    worker_read_later(w, 0);
+    log_event(LOG_INFO, "worker_start", "name", name, NULL);
+    return w;
+}
+
+/* Public: stop reading new entries. */
+void worker_stop(struct worker *w)
+{
+    if (w == NULL || w->stopped)
+        return;
+    w->stopped = true;
+    evtimer_del(w->read_timer);
+    event_del(w->tick_timer);
+}
+
+/* Public: sends in flight. */
+size_t worker_inflight(const struct worker *w)
+{
+    return w ? w->inflight : 0;
+}
+
+/* Public: release w; sends still in flight are cancelled (their entries are
+ * reclaimed after the lease). */
+void worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    worker_stop(w);
+    event_free(w->read_timer);
+    event_free(w->tick_timer);
+    event_free(w->pace_timer);
+    w->read_timer = w->tick_timer = w->pace_timer = NULL;
+    /* Nothing more is sent: the ready jobs are released with the others. */
+    while (w->ready_head)
+        worker_ready_unlink(w, w->ready_head);
+    struct worker_job *j = w->jobs;
+    while (j) {
+        struct worker_job *next = j->next;
+        if (!j->redis_pending) {
+            if (j->call)
+                upstream_cancel(j->call);
+            j->call = NULL;
+            worker_job_end(j); /* stopped: reads nothing more */
+        }
+        j = next;
+    }
+    w->freed = true;
+    worker_maybe_free(w);
+}
