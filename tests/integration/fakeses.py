@@ -49,8 +49,8 @@ of n recipients at monotonic time t:
   - daily: SentLast24Hours + n > Max24HourSend (unless Max24HourSend < 0,
     unlimited) -> v1 400 Throttling "Daily message quota exceeded.", v2 400
     LimitExceededException "Daily message quota exceeded." (the v2 spelling
-    a third-party fixture uses; AWS does not document one, see
-    shared/docs/ses-api.md 2.4);
+    a third-party fixture uses; AWS does not document one: docs/ERRORS.md
+    treats any throttling code with a daily-quota message as the quota);
   - rate: the recipients of the sends accepted in (t - 1 s, t], plus n, would
     exceed MaxSendRate -> v1 400 Throttling "Maximum sending rate exceeded.",
     v2 429 TooManyRequestsException "Maximum sending rate exceeded.".
