@@ -139,7 +139,8 @@ static void ops_print_bar(long long done, long long dead, long long total, doubl
 }
 
 /* Print the batch status b as text: one "key value" line per field, then
- * one line per recipient "index address state detail". */
+ * one line per recipient "index address state detail", then one
+ * "- address invalid reason" line per address left out as invalid. */
 static void ops_print_batch(const json_t *b)
 {
     printf("batch %s\nclient %s\naction %s\ncreated %s\n", ops_jstr(b, "batch_id", "-"),
@@ -173,6 +174,11 @@ static void ops_print_batch(const json_t *b)
             printf("attempt %lld due %s\n", ops_jint(r, "attempt"), ops_jstr(r, "due", "-"));
         else
             puts("-");
+    }
+    const json_t *bad;
+    json_array_foreach(json_object_get(b, "invalid"), i, bad)
+    {
+        printf("- %s invalid %s\n", ops_jstr(bad, "address", "-"), ops_jstr(bad, "reason", "-"));
     }
 }
 

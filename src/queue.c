@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "buf.h"
@@ -171,6 +172,32 @@ bool queue_ready(const struct queue *q)
     return redis_ready(q->rd);
 }
 
+/* The addresses p left out (skip mode) as JSON text for enqueue.lua, or
+ * NULL when there are none. A raw message's address that is not UTF-8 is
+ * kept with '?' for its non-ASCII bytes. */
+static char *queue_invalid_json(const struct fanout_plan *p)
+{
+    if (p->ninvalid == 0)
+        return NULL;
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < p->ninvalid; i++) {
+        char *addr = xstrdup(p->invalid[i].addr);
+        if (!util_utf8_valid(addr, strlen(addr)))
+            for (char *c = addr; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                    *c = '?';
+        json_t *o = json_pack("{s:s,s:s}", "address", addr, "reason", p->invalid[i].reason);
+        free(addr);
+        if (o == NULL || json_array_append_new(a, o) != 0)
+            abort();
+    }
+    char *text = a ? json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(a);
+    if (text == NULL)
+        abort(); /* out of memory: the OOM policy (buf.h) */
+    return text;
+}
+
 /* Public: store a batch and queue its copies (1.. when copy 0 was sent). */
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
                    const struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg)
@@ -179,13 +206,13 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     e->done = done;
     e->arg = arg;
     size_t first = copy0_id ? 1 : 0;
-    if (first >= p->nto) {
+    if (first >= p->nto && p->ninvalid == 0) {
         /* redis_command on a closed connection answers later: do the same */
         rscript_eval(q->scripts, RSCRIPT_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
     bool staged = p->nto > QUEUE_STAGE_CHUNK;
-    size_t n = 9 + 11 + (staged ? 0 : p->nto);
+    size_t n = 9 + 12 + (staged ? 0 : p->nto);
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = rscript_key(q->scripts, "b:", batch_id),
@@ -237,6 +264,8 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = ttl;
     argv[k++] = copy0_id ? copy0_id : "";
     argv[k++] = nstaged;
+    char *invalid = queue_invalid_json(p);
+    argv[k++] = invalid ? invalid : "";
     for (size_t i = 0; !staged && i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
@@ -253,6 +282,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     free(krec);
     free(ks);
     buf_free(&riders);
+    free(invalid);
     free(argv);
     free(lens);
 }

@@ -106,6 +106,21 @@ static const char *qview_show_state(json_t *r, const redisReply *outcome, const 
     return "queued";
 }
 
+/* The addresses a batch left out because SES would refuse them (the hash's
+ * "invalid" field, JSON written by the enqueue): [{address, reason}], an
+ * empty array when there are none or the field cannot be read. */
+static json_t *qview_invalid(const redisReply *field)
+{
+    json_t *a = NULL;
+    if (field != NULL && field->type == REDIS_REPLY_STRING)
+        a = json_loadb(field->str, field->len, 0, NULL);
+    if (!json_is_array(a)) {
+        json_decref(a);
+        a = qview_jok(json_array());
+    }
+    return a;
+}
+
 /* Public: the batch status object. */
 json_t *qview_show_json(const char *id, const redisReply *reply)
 {
@@ -175,6 +190,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
     qview_jset(o, "complete", json_boolean(sent + dead == total));
     qview_jset(o, "recipients", rs);
+    qview_jset(o, "invalid", qview_invalid(reply_field(h, "invalid")));
     return o;
 }
 

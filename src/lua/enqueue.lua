@@ -33,14 +33,18 @@
 -- ARGV[11] how many To addresses the caller staged in KEYS[9] (0: none);
 --          a large batch is staged in chunks so that no single command
 --          carries a million arguments
--- ARGV[12..] the other To addresses in order, after the staged ones: the
+-- ARGV[12] the addresses left out because SES would refuse them
+--          ([send] invalid_recipients = skip), as JSON text
+--          [{"address": ..., "reason": ...}, ...]; empty when none. Kept in
+--          the batch hash as "invalid" for the batch view; never sent.
+-- ARGV[13..] the other To addresses in order, after the staged ones: the
 --          address of index i is the staged list's element i, then
---          ARGV[12 + i - staged]
+--          ARGV[13 + i - staged]
 --
 -- Writes: a number n for the batch (INCR of KEYS[7]) and the number key
 -- n:<n> holding the batch id; the batch hash (n, client, api, action,
--- created, total, first, riders, flags, ttl, and the counters sent, done,
--- failed, dead); the template as a string of its own (so the hash stays a
+-- created, total, first, riders, flags, ttl, the counters sent, done,
+-- failed, dead, and invalid when ARGV[12] is not empty); the template as a string of its own (so the hash stays a
 -- compact listpack); the recipient list, where the address of index i is
 -- at position i; one stream entry per queued recipient with exactly the
 -- fields b <n> and i <index> (the address is read from the list and the
@@ -76,7 +80,8 @@ local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
 local copy0 = ARGV[10]
 local nstaged = tonumber(ARGV[11])
-local naddr = (nstaged or 0) + #ARGV - 11
+local invalid = ARGV[12]
+local naddr = (nstaged or 0) + #ARGV - 12
 local first = 0
 if copy0 ~= nil and copy0 ~= '' then
     first = 1
@@ -84,9 +89,10 @@ end
 local prefix = seq and string.match(seq, '^(.*)seq$')
 
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
-    nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or
-    naddr < first + 1 or prefix == nil or streams == nil or staged == nil then
-    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count and an address to queue')
+    nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or invalid == nil or
+    naddr < 1 or (naddr < first + 1 and invalid == '') or prefix == nil or streams == nil or
+    staged == nil then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count, invalid and an address to queue')
 end
 
 local function enqueue_type(key, want)
@@ -137,6 +143,9 @@ redis.call('SET', prefix .. 'n:' .. n, id)
 redis.call('HSET', batch, 'n', n, 'client', ARGV[3], 'api', ARGV[4], 'action', ARGV[5],
     'created', ARGV[2], 'total', naddr, 'first', first, 'riders', ARGV[7], 'flags', ARGV[8],
     'ttl', ARGV[9], 'sent', first, 'done', 0, 'failed', 0, 'dead', 0)
+if invalid ~= '' then
+    redis.call('HSET', batch, 'invalid', invalid)
+end
 redis.call('SET', template, ARGV[6])
 if first == 1 then
     redis.call('HSET', outcome, 0, 's ' .. copy0)
@@ -150,7 +159,7 @@ if nstaged > 0 then
     redis.call('PERSIST', list)
 end
 local chunk = 1000
-for s = 12, #ARGV, chunk do
+for s = 13, #ARGV, chunk do
     local e = math.min(s + chunk - 1, #ARGV)
     redis.call('RPUSH', list, unpack(ARGV, s, e))
 end

@@ -156,3 +156,105 @@ def wait_requests(gw, n, timeout=30.0):
     recs = gw.fake.requests()
     assert len(recs) == n, "upstream received %d requests, want %d" % (len(recs), n)
     return recs
+
+
+# ---------------------------------------------------------------- skip mode
+
+
+@pytest.fixture(scope="module")
+def sgw(tmp_path_factory):
+    """`sesgate run` with [send] invalid_recipients = skip."""
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    workdir = tmp_path_factory.mktemp("addresses-skip")
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(workdir, upstream).start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
+    gate = RunSesgate(workdir, fake.url, upstream, policies,
+                      extra={"send": {"rate": "1000", "concurrency": "4", "invalid_recipients": "skip"}})
+    try:
+        gate.start()
+    except Exception:
+        fake.stop()
+        raise
+    yield harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    gate.stop()
+    fake.stop()
+    log = gate.log_text()
+    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+
+
+def batch_view(gw, batch, timeout=30.0):
+    """GET /batches/{id} once the batch is complete."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = harness.http("GET", gw.sesgate.admin_url + "/batches/" + batch)
+        assert status == 200, body
+        st = json.loads(body)
+        if st["complete"] or time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_skip_leaves_invalid_addresses_out(sgw, api):
+    sgw.fake.reset()
+    bad = [("", "Illegal address"), ("not-an-email", "Missing final '@domain'"),
+           ("a@b\u00fccher.example", "Domain contains illegal character")]
+    valid = ["skip%s%02d@x.example" % (api, i) for i in range(47)]
+    to = valid[:10] + [bad[0][0]] + valid[10:30] + [bad[1][0]] + valid[30:] + [bad[2][0]]
+    cc = ["cc..bad@x.example", "cc.%s@x.example" % api]
+    headers = {}
+    if api == "v1":
+        c = harness.boto3_client(sgw, "ses")
+        c.meta.events.register("after-call", lambda http_response, **kw: headers.update(
+            {k.lower(): v for k, v in http_response.headers.items()}))
+        resp = c.send_email(Source=SENDER, Destination={"ToAddresses": to, "CcAddresses": cc},
+                            Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}})
+    else:
+        c = harness.boto3_client(sgw, "sesv2")
+        c.meta.events.register("after-call", lambda http_response, **kw: headers.update(
+            {k.lower(): v for k, v in http_response.headers.items()}))
+        resp = c.send_email(FromEmailAddress=SENDER, Destination={"ToAddresses": to, "CcAddresses": cc},
+                            Content={"Simple": {"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}}})
+    assert resp["MessageId"]
+    st = batch_view(sgw, headers["x-sesgate-batch-id"])
+    assert (st["total"], st["sent"], st["dead"]) == (len(valid), len(valid), 0), st
+    assert [r["address"] for r in st["recipients"]] == valid
+    want = [{"address": a, "reason": r} for a, r in bad[:2]] + [
+        {"address": bad[2][0], "reason": bad[2][1]}, {"address": cc[0], "reason": "Local address contains dot-dot"}]
+    assert sorted(st["invalid"], key=json.dumps) == sorted(want, key=json.dumps)
+    recs = wait_requests(sgw, len(valid))
+    sent_to = sorted(parse_copy(r).to[0] for r in recs)
+    assert sent_to == sorted(valid)
+    riders = [a for r in recs for a in parse_copy(r).cc]
+    assert riders == [cc[1]], riders
+
+
+def test_skip_with_one_valid_address_left(sgw, tmp_path):
+    sgw.fake.reset()
+    ok, code, status, message = send(sgw, "boto3-v1", ["only@x.example", "not-an-email"], tmp_path)
+    assert ok and status == 200, (code, message)
+    recs = wait_requests(sgw, 1)
+    assert parse_copy(recs[0]).to == ["only@x.example"]
+
+
+def test_skip_with_no_valid_address_refuses(sgw, tmp_path):
+    sgw.fake.reset()
+    ok, code, status, message = send(sgw, "boto3-v1", ["@x.example", "not-an-email"], tmp_path)
+    assert (ok, code, status, message) == (False, "InvalidParameterValue", 400, "Missing local name")
+    assert sgw.fake.requests() == []
+
+
+def test_skip_does_not_apply_when_not_fanned_out(sgw):
+    """A send opted out of fan-out (sesgate-fanout=off) goes to SES whole, so
+    an invalid address refuses it, as SES would."""
+    sgw.fake.reset()
+    c = harness.boto3_client(sgw, "ses")
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        c.send_email(Source=SENDER, Destination={"ToAddresses": ["a@x.example", "not-an-email"]},
+                     Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}},
+                     Tags=[{"Name": "sesgate-fanout", "Value": "off"}])
+    assert harness.client_error(exc) == ("InvalidParameterValue", 400, "Missing final '@domain'")
+    assert sgw.fake.requests() == []

@@ -132,14 +132,14 @@ def skey(batch):
 
 
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n", client="app", staged=0):
+            riders="c:cc@example.org\n", client="app", staged=0, invalid=""):
     """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already
     sent; staged: how many addresses were pushed to skey(batch) before)."""
     b, lst, o = keys_of(batch)
     return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS,
                                 skey(batch)],
-                    [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged]
-                    + addrs)
+                    [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged,
+                     invalid] + addrs)
 
 
 def read_group(r, count=100000, stream=Q):
