@@ -37,6 +37,7 @@ PYTHON = "/usr/bin/python3"
 AWS = "/usr/bin/aws"
 NODE = shutil.which("node") or "/usr/bin/node"
 REGION = "us-east-1"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 JS_DIR = HERE / "js"
 AWSCLI_PLUGIN_DIR = HERE / "awscli_plugin"
 
@@ -446,6 +447,10 @@ class FakeSES:
 class Sesgate:
     """sesgate serve, with a generated configuration, as a child process."""
 
+    command = "serve"  # the sesgate command this process runs
+    writes_config = True  # start() writes the configuration (False: it is there)
+    serves = True  # the SES listener comes up (False: workers only)
+
     def __init__(self, workdir, upstream_url, upstream, clients, region=REGION, extra=None, env=None):
         self.workdir = Path(workdir)
         self.upstream_url = upstream_url
@@ -511,17 +516,19 @@ class Sesgate:
             out.append("")
         return "\n".join(out)
 
-    def start(self, timeout=20.0):
-        """Write the configuration, start sesgate and wait until it is healthy."""
-        binary = sesgate_bin()
+    def start(self, timeout=20.0, binary=None):
+        """Write the configuration, start sesgate (binary, or the one under
+        test) and wait until it is healthy."""
+        binary = Path(binary) if binary else sesgate_bin()
         if not binary.exists():
             raise RuntimeError("%s does not exist (build it with make, or set SESGATE_DIRECT=1)" % binary)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.config_text())
-        os.chmod(self.config_path, 0o600)
+        if self.writes_config:
+            self.config_path.write_text(self.config_text())
+            os.chmod(self.config_path, 0o600)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(binary), "serve", "-c", str(self.config_path)],
+            [str(binary), self.command, "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_env(self.env), cwd=str(self.workdir),
         )
         log.close()
@@ -533,7 +540,7 @@ class Sesgate:
                 )
             try:
                 status, _, _ = http("GET", self.admin_url + "/healthz", timeout=1.0)
-                if status == 200 and wait_port(self.port, 1.0):
+                if status == 200 and (not self.serves or wait_port(self.port, 1.0)):
                     return self
             except OSError:
                 pass
@@ -551,9 +558,22 @@ class Sesgate:
                 self.proc.kill()
                 self.proc.wait()
 
+    def redis(self, *args):
+        """redis-cli on the managed Redis; the reply as text."""
+        sock = self.workdir / "var" / "redis" / "redis.sock"
+        out = subprocess.run([REDIS_CLI, "-s", str(sock)] + [str(a) for a in args],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+
     def log_text(self):
         """Everything sesgate wrote on stdout and stderr so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RunSesgate(Sesgate):
+    """Sesgate started as `sesgate run` (the front plus workers)."""
+
+    command = "run"
 
 
 @dataclasses.dataclass
@@ -614,6 +634,32 @@ def start_gateway(workdir, direct=None):
     clients = {n: p["creds"] for n, p in policies.items()}
     clients["unknown"] = unknown
     return Gateway(gate.url, REGION, False, fake, gate, upstream, clients, workdir)
+
+
+def run_gateway(workdir, extra=None, clients=("app",)):
+    """The fake upstream and `sesgate run` in front of it, with one client
+    per name allowed every action and sender; returns a Gateway. Stop it
+    with stop_run_gateway."""
+    workdir = Path(workdir)
+    upstream = Creds("upstream", new_access_key("AKIA"), new_secret())
+    fake = FakeSES(workdir, upstream).start()
+    creds = {n: Creds(n, new_access_key("SG" + n.upper()[:5]), new_secret()) for n in clients}
+    policies = {n: {"creds": c, "allow_actions": ["*"], "allow_from": ["*"]} for n, c in creds.items()}
+    gate = RunSesgate(workdir, fake.url, upstream, policies, extra=extra)
+    try:
+        gate.start()
+    except Exception:
+        fake.stop()
+        raise
+    return Gateway(gate.url, REGION, False, fake, gate, upstream, creds, workdir)
+
+
+def stop_run_gateway(gw):
+    """Stop sesgate and the fake; fail on a sanitizer report in sesgate's log."""
+    gw.sesgate.stop()
+    gw.fake.stop()
+    log = gw.sesgate.log_text()
+    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
 
 
 def stop_gateway(gw):

@@ -14,7 +14,6 @@ import pytest
 
 import harness
 from test_fanout_clients import parse_copy
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -53,24 +52,11 @@ def agw(tmp_path_factory):
     """`sesgate run` (front and workers) in front of the fake upstream."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("addresses")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"rate": "1000", "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    yield harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
-    assert "BatchMissing" not in log
+    gw = harness.run_gateway(tmp_path_factory.mktemp("addresses"),
+                             extra={"send": {"rate": "1000", "concurrency": "4"}})
+    yield gw
+    harness.stop_run_gateway(gw)
+    assert "BatchMissing" not in gw.sesgate.log_text()
 
 
 def send(gw, client, to, tmp_path):
@@ -166,23 +152,10 @@ def sgw(tmp_path_factory):
     """`sesgate run` with [send] invalid_recipients = skip."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("addresses-skip")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"rate": "1000", "concurrency": "4", "invalid_recipients": "skip"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    yield harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    gw = harness.run_gateway(tmp_path_factory.mktemp("addresses-skip"),
+                             extra={"send": {"rate": "1000", "concurrency": "4", "invalid_recipients": "skip"}})
+    yield gw
+    harness.stop_run_gateway(gw)
 
 
 def batch_view(gw, batch, timeout=30.0):

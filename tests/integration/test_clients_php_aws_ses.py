@@ -28,7 +28,6 @@ import pytest
 
 import harness
 from test_fanout_clients import Raw, attachment_bytes, check_batch, check_copies, field, mime_body, parse_copy, settle
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -125,26 +124,12 @@ def php(tmp_path_factory):
          "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=" + SERVER_NAME,
          "-addext", "subjectAltName=DNS:" + SERVER_NAME], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(work, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(work, fake.url, upstream, policies,
-                      extra={"server": {"tls_cert": str(cert), "tls_key": str(key)},
-                             "send": {"rate": "1000", "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    gw = harness.Gateway("https://%s:%d" % (SERVER_NAME, gate.port), harness.REGION, False, fake, gate,
-                         upstream, {"app": app}, work)
-    client = PhpAwsSes("%s:%d" % (SERVER_NAME, gate.port), app, cert, gate.port)
+    gw = harness.run_gateway(work, extra={"server": {"tls_cert": str(cert), "tls_key": str(key)},
+                                          "send": {"rate": "1000", "concurrency": "4"}})
+    gw.endpoint = "https://%s:%d" % (SERVER_NAME, gw.sesgate.port)
+    client = PhpAwsSes("%s:%d" % (SERVER_NAME, gw.sesgate.port), gw.creds("app"), cert, gw.sesgate.port)
     yield gw, client
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    harness.stop_run_gateway(gw)
 
 
 @pytest.fixture

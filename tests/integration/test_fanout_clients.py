@@ -39,7 +39,6 @@ import urllib.parse
 import pytest
 
 import harness
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -61,21 +60,10 @@ def rcpts(tag, n=N):
 
 def _start(tmp_path_factory, name, first_recipient):
     """The fake upstream and `sesgate run` with the given first_recipient."""
-    workdir = tmp_path_factory.mktemp(name)
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"first_recipient": first_recipient, "rate": "1000",
-                                       # the fake's listen backlog is 5
-                                       "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    return harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    return harness.run_gateway(tmp_path_factory.mktemp(name),
+                               extra={"send": {"first_recipient": first_recipient, "rate": "1000",
+                                               # the fake's listen backlog is 5
+                                               "concurrency": "4"}})
 
 
 @pytest.fixture(scope="module")

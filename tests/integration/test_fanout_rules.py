@@ -14,7 +14,6 @@ import botocore.exceptions
 import pytest
 
 import harness
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -26,28 +25,11 @@ def fgw(tmp_path_factory):
     """`sesgate run` with two clients: app (fan-out on) and whole (fanout = off)."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("fanout-rules")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    whole = harness.Creds("whole", harness.new_access_key("SGWHL"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]},
-                "whole": {"creds": whole, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"rate": "1000", "concurrency": "4", "max_recipients": str(MAX)},
-                             "client.whole": {"fanout": "off"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream,
-                         {"app": app, "whole": whole}, workdir)
+    gw = harness.run_gateway(tmp_path_factory.mktemp("fanout-rules"), clients=("app", "whole"),
+                             extra={"send": {"rate": "1000", "concurrency": "4", "max_recipients": str(MAX)},
+                                    "client.whole": {"fanout": "off"}})
     yield gw
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    harness.stop_run_gateway(gw)
 
 
 def client(gw, service, name="app"):

@@ -24,7 +24,6 @@ import pytest
 
 import harness
 from test_hostile import FORM, SEND_BODY, assert_ses_error, raw, request_bytes, responses, signed
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -137,29 +136,13 @@ def bg(tmp_path_factory):
     = sync) with two unrestricted clients, alice and bob, and max_body = 8m."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("hostile-more")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    alice = harness.Creds("alice", harness.new_access_key("SGALI"), harness.new_secret())
-    bob = harness.Creds("bob", harness.new_access_key("SGBOB"), harness.new_secret())
-    policies = {n: {"creds": c, "allow_actions": ["*"], "allow_from": ["*"]}
-                for n, c in (("alice", alice), ("bob", bob))}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"server": {"max_body": "8m"},
-                             # the fake's listen backlog is 5
-                             "send": {"rate": "1000", "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream,
-                         {"alice": alice, "bob": bob, "app": alice}, workdir)
+    gw = harness.run_gateway(tmp_path_factory.mktemp("hostile-more"), clients=("alice", "bob"),
+                             extra={"server": {"max_body": "8m"},
+                                    # the fake's listen backlog is 5
+                                    "send": {"rate": "1000", "concurrency": "4"}})
+    gw.clients["app"] = gw.clients["alice"]
     yield gw
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    harness.stop_run_gateway(gw)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import botocore.credentials
 import pytest
 
 import harness
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -182,7 +181,7 @@ def test_disk_full_under_data_dir(tmp_path):
     upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
     fake = harness.FakeSES(tmp_path / "fake", upstream).start()
     app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    gate = RunSesgate(mnt, fake.url, upstream,
+    gate = harness.RunSesgate(mnt, fake.url, upstream,
                       {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
                       extra={"send": {"first_recipient": "queue", "rate": "off"}})
     gate.log_path = tmp_path / "sesgate.log"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import harness
-from test_queue import RunSesgate, params, send
+from test_queue import params, send
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -24,26 +24,12 @@ def og(tmp_path_factory):
     """The fake upstream and `sesgate run` with first_recipient = queue."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("operator")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"first_recipient": "queue", "max_attempts": "5", "rate": "1000",
-                                       "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    gw = harness.run_gateway(tmp_path_factory.mktemp("operator"), extra={"send": {
+        "first_recipient": "queue", "max_attempts": "5", "rate": "1000",
+        "concurrency": "4"}})
     gw.state = {}
     yield gw
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    harness.stop_run_gateway(gw)
 
 
 def cli(gw, *args, config=None):

@@ -6,10 +6,6 @@ copy 0); permanent upstream errors become dead letters, retryable ones are
 sent again."""
 
 import base64
-import os
-import shutil
-import signal
-import subprocess
 import time
 import urllib.parse
 
@@ -17,51 +13,10 @@ import pytest
 
 import harness
 
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 PREFIX = "sesgate-it"
 DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
 
 pytestmark = pytest.mark.needs_sesgate
-
-
-class RunSesgate(harness.Sesgate):
-    """harness.Sesgate started as `sesgate run` (the front plus workers)."""
-
-    def start(self, timeout=20.0):
-        """Write the configuration, start `sesgate run`, wait until healthy."""
-        binary = harness.sesgate_bin()
-        if not binary.exists():
-            raise RuntimeError("%s does not exist (build it with make)" % binary)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.config_text())
-        os.chmod(self.config_path, 0o600)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(binary), "run", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=harness.clean_env(self.env),
-            cwd=str(self.workdir),
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("sesgate exited with %s; log:\n%s" % (self.proc.returncode, self.log_text()[-4000:]))
-            try:
-                status, _, _ = harness.http("GET", self.admin_url + "/healthz", timeout=1.0)
-                if status == 200 and harness.wait_port(self.port, 1.0):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("sesgate did not become healthy; log:\n%s" % self.log_text()[-4000:])
-
-    def redis(self, *args):
-        """redis-cli on the managed Redis; the reply as text."""
-        sock = self.workdir / "var" / "redis" / "redis.sock"
-        out = subprocess.run([REDIS_CLI, "-s", str(sock)] + [str(a) for a in args],
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +24,11 @@ def qgw(tmp_path_factory):
     """The fake upstream and `sesgate run` with first_recipient = queue."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("queue")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"first_recipient": "queue", "max_attempts": "5", "rate": "1000",
-                                       # the fake's listen backlog is 5
-                                       "concurrency": "4"}})
-    try:
-        gate.start()
-    except Exception:
-        fake.stop()
-        raise
-    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    gw = harness.run_gateway(tmp_path_factory.mktemp("queue"), extra={"send": {
+        "first_recipient": "queue", "max_attempts": "5", "rate": "1000",
+        "concurrency": "4"}})  # the fake's listen backlog is 5
     yield gw
-    gate.stop()
-    fake.stop()
-    log = gate.log_text()
-    assert "ERROR: AddressSanitizer" not in log and "runtime error" not in log, log[-4000:]
+    harness.stop_run_gateway(gw)
 
 
 @pytest.fixture

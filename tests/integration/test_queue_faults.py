@@ -19,7 +19,7 @@ from collections import Counter
 import pytest
 
 import harness
-from test_queue import PREFIX, RunSesgate
+from test_queue import PREFIX
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -30,32 +30,12 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LEASE_S = 5
 
 
-class WorkSesgate(RunSesgate):
+class WorkSesgate(harness.Sesgate):
     """`sesgate work` (workers only) on a configuration already written."""
 
-    def start(self, timeout=20.0):
-        """Start `sesgate work` on the existing configuration; wait for /healthz."""
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(harness.sesgate_bin()), "work", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=harness.clean_env(self.env),
-            cwd=str(self.workdir),
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("sesgate work exited with %s; log:\n%s"
-                                   % (self.proc.returncode, self.log_text()[-4000:]))
-            try:
-                status, _, _ = harness.http("GET", self.admin_url + "/healthz", timeout=1.0)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("sesgate work did not become healthy; log:\n%s" % self.log_text()[-4000:])
+    command = "work"
+    writes_config = False
+    serves = False
 
 
 def children(pid):
@@ -104,7 +84,7 @@ class Rig:
             extra["upstream"] = upstream
         if redis:
             extra["redis"] = redis
-        self.gate = RunSesgate(workdir, self.fake.url, self.upstream, policies, extra=extra)
+        self.gate = harness.RunSesgate(workdir, self.fake.url, self.upstream, policies, extra=extra)
         self.gw = harness.Gateway(self.gate.url, harness.REGION, False, self.fake, self.gate,
                                   self.upstream, {"app": self.app}, workdir)
         self.others = []   # further sesgate processes (sesgate work)

@@ -18,7 +18,6 @@ import botocore.exceptions
 import pytest
 
 import harness
-from test_queue import REDIS_CLI
 from test_queue_faults import (
     DLQ, LEASE_S, REDIS_SERVER, accepted, duplicates, managed_redis_pid, rcpt, rig_factory,
     send, wait_all, wait_count, wait_drained,
@@ -198,7 +197,7 @@ def test_external_redis_stopped_mid_batch(rig_factory, tmp_path):
         assert harness.wait_port(port, 10), "redis-server did not start"
 
         def redis_cmd(*args):
-            out = subprocess.run([REDIS_CLI, "-p", str(port)] + [str(a) for a in args],
+            out = subprocess.run([harness.REDIS_CLI, "-p", str(port)] + [str(a) for a in args],
                                  capture_output=True, text=True, timeout=10, check=True)
             return out.stdout.strip()
 

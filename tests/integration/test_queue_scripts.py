@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import harness
 from harness import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 LUA = Path(__file__).resolve().parents[2] / "src" / "lua"
 
 P = "sgt"
@@ -76,7 +76,7 @@ class Redis:
         self.proc.wait(10)
 
     def _run(self, args):
-        out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--json"] + args,
+        out = subprocess.run([harness.REDIS_CLI, "-p", str(self.port), "--json"] + args,
                              capture_output=True, check=False, timeout=60)
         # --json passes bytes that are not UTF-8 through (DUMP payloads)
         text = out.stdout.decode("utf-8", "surrogateescape").strip()
@@ -98,7 +98,7 @@ class Redis:
 
     def used_memory(self):
         """INFO memory used_memory."""
-        info = subprocess.run([REDIS_CLI, "-p", str(self.port), "INFO", "memory"],
+        info = subprocess.run([harness.REDIS_CLI, "-p", str(self.port), "INFO", "memory"],
                               capture_output=True, text=True, check=True).stdout
         for line in info.splitlines():
             if line.startswith("used_memory:"):

@@ -12,7 +12,6 @@ import urllib.parse
 import pytest
 
 import harness
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -22,18 +21,10 @@ def sgw(tmp_path_factory):
     """The fake upstream and `sesgate run` with the default first_recipient."""
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
-    workdir = tmp_path_factory.mktemp("queue-sync")
-    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    fake = harness.FakeSES(workdir, upstream).start()
-    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
-    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
-    gate = RunSesgate(workdir, fake.url, upstream, policies,
-                      extra={"send": {"rate": "1000", "concurrency": "4"}})
-    gate.start()
-    gw = harness.Gateway(gate.url, harness.REGION, False, fake, gate, upstream, {"app": app}, workdir)
+    gw = harness.run_gateway(tmp_path_factory.mktemp("queue-sync"),
+                             extra={"send": {"rate": "1000", "concurrency": "4"}})
     yield gw
-    gate.stop()
-    fake.stop()
+    harness.stop_run_gateway(gw)
 
 
 

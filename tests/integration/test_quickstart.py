@@ -28,7 +28,6 @@ import subprocess
 import time
 from email import message_from_bytes
 from email.policy import default as email_policy
-from pathlib import Path
 
 import pytest
 

@@ -28,7 +28,7 @@ import botocore.exceptions
 import pytest
 
 import harness
-from test_queue import PREFIX, RunSesgate
+from test_queue import PREFIX
 from test_queue_faults import WorkSesgate
 
 pytestmark = pytest.mark.needs_sesgate
@@ -210,7 +210,7 @@ class RateRig:
 
     def run(self):
         """Start `sesgate run` (front and workers) as the front."""
-        return self._front(RunSesgate, "run")
+        return self._front(harness.RunSesgate, "run")
 
     def serve(self):
         """Start `sesgate serve` (the front only)."""
@@ -236,7 +236,7 @@ class RateRig:
 
     def redis(self, *args):
         """redis-cli on the managed Redis (through the front's work directory)."""
-        return RunSesgate.redis(self.front, *args)
+        return harness.RunSesgate.redis(self.front, *args)
 
     def cli(self, *args):
         """Run `sesgate ARGS -c CONFIG --json` on the front's configuration; parsed output."""

@@ -20,7 +20,6 @@ import harness
 pytestmark = pytest.mark.needs_sesgate
 
 REDIS_SERVER = "/usr/bin/redis-server"
-REDIS_CLI = "/usr/bin/redis-cli"
 
 
 def policies(gw):
@@ -49,7 +48,7 @@ def socket_path(gate):
 
 def cli(*args, sock=None, port=None, password=None, check=True):
     """redis-cli against a socket or a local TCP port; returns stdout stripped."""
-    cmd = [REDIS_CLI]
+    cmd = [harness.REDIS_CLI]
     cmd += ["-s", str(sock)] if sock else ["-h", "127.0.0.1", "-p", str(port)]
     env = dict(os.environ)
     if password:

@@ -3,7 +3,6 @@
 sesgate, and the files the sandbox writes under <data_dir>/outbox/.
 """
 
-import base64
 import email
 import email.policy
 import json
@@ -18,7 +17,6 @@ import botocore.exceptions
 import pytest
 
 import harness
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -38,7 +36,7 @@ def start_sandbox(workdir, sandbox=None, send=None):
     extra = {"sandbox": sandbox or {"rate": "100", "daily_quota": "1000"}}
     if send:
         extra["send"] = send
-    gate = RunSesgate(workdir, "sandbox", placeholder,
+    gate = harness.RunSesgate(workdir, "sandbox", placeholder,
                       {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}, extra=extra)
     gate.start()
     gw = types.SimpleNamespace(endpoint=gate.url, region=harness.REGION, creds=lambda name: app)

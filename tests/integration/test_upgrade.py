@@ -9,7 +9,6 @@ empty one, one without '@'): those become dead letters with SES's code and
 reason, never "BatchMissing", and every other recipient is sent once."""
 
 import json
-import os
 import subprocess
 import tarfile
 import time
@@ -18,7 +17,6 @@ import pytest
 
 import harness
 from test_fanout_clients import parse_copy
-from test_queue import RunSesgate
 
 pytestmark = pytest.mark.needs_sesgate
 
@@ -59,7 +57,7 @@ def test_batch_queued_by_0_1_0_drains(old_bin, tmp_path):
     try:
         old = harness.Sesgate(tmp_path, fake.url, upstream, policies, extra=extra)
         gw = harness.Gateway(old.url, harness.REGION, False, fake, old, upstream, {"app": app}, tmp_path)
-        start_with(old, old_bin)
+        old.start(binary=old_bin)
         try:
             c = harness.boto3_client(gw, "ses")
             seen = {}
@@ -73,7 +71,7 @@ def test_batch_queued_by_0_1_0_drains(old_bin, tmp_path):
         finally:
             old.stop()
         assert fake.requests() == [], "0.1.0's serve sent copies itself"
-        new = RunSesgate(tmp_path, fake.url, upstream, policies, extra=extra)
+        new = harness.RunSesgate(tmp_path, fake.url, upstream, policies, extra=extra)
         new.start()
         try:
             deadline = time.monotonic() + 60
@@ -99,16 +97,3 @@ def test_batch_queued_by_0_1_0_drains(old_bin, tmp_path):
         assert "BatchMissing" not in log and "ERROR: AddressSanitizer" not in log, log[-3000:]
     finally:
         fake.stop()
-
-
-def start_with(gate, binary):
-    """Start a harness.Sesgate with another binary than the one under test."""
-    saved = os.environ.get("SESGATE_BIN")
-    os.environ["SESGATE_BIN"] = str(binary)
-    try:
-        gate.start()
-    finally:
-        if saved is None:
-            os.environ.pop("SESGATE_BIN", None)
-        else:
-            os.environ["SESGATE_BIN"] = saved

@@ -5,11 +5,14 @@
 #include "addr.h"
 #include "check.h"
 
-/* want: NULL when accepted, else the exact reason */
-static const struct {
+/* An address and what the check says: NULL when accepted, else the exact
+ * reason. */
+struct addr_case {
     const char *addr;
     const char *want;
-} spec_cases[] = {
+};
+
+static const struct addr_case spec_cases[] = {
     /* accepted */
     {"a@x.example", NULL},
     {"first.last@example.com", NULL},
@@ -57,10 +60,7 @@ static const struct {
 };
 
 /* Destinations as clients name them. */
-static const struct {
-    const char *dest;
-    const char *want;
-} mailbox_cases[] = {
+static const struct addr_case mailbox_cases[] = {
     {"a@x.example", NULL},
     {"  a@x.example\t", NULL},
     {"John Doe <john@x.example>", NULL},
@@ -81,24 +81,15 @@ static const struct {
      "Domain contains illegal character"},
 };
 
-static void test_spec(void)
+/* Run the n cases through check (addr_check_spec or addr_check_mailbox). */
+static void test_table(const char *what, const char *(*check)(const char *, size_t),
+                       const struct addr_case *cases, size_t n)
 {
-    for (size_t i = 0; i < sizeof spec_cases / sizeof spec_cases[0]; i++) {
-        const char *got = addr_check_spec(spec_cases[i].addr, strlen(spec_cases[i].addr));
-        const char *want = spec_cases[i].want;
+    for (size_t i = 0; i < n; i++) {
+        const char *got = check(cases[i].addr, strlen(cases[i].addr));
+        const char *want = cases[i].want;
         CHECK(want ? got != NULL && strcmp(got, want) == 0 : got == NULL,
-              "spec %zu %s: got %s, want %s", i, spec_cases[i].addr, got ? got : "ok",
-              want ? want : "ok");
-    }
-}
-
-static void test_mailbox(void)
-{
-    for (size_t i = 0; i < sizeof mailbox_cases / sizeof mailbox_cases[0]; i++) {
-        const char *got = addr_check_mailbox(mailbox_cases[i].dest, strlen(mailbox_cases[i].dest));
-        const char *want = mailbox_cases[i].want;
-        CHECK(want ? got != NULL && strcmp(got, want) == 0 : got == NULL,
-              "mailbox %zu %s: got %s, want %s", i, mailbox_cases[i].dest, got ? got : "ok",
+              "%s %zu %s: got %s, want %s", what, i, cases[i].addr, got ? got : "ok",
               want ? want : "ok");
     }
 }
@@ -144,8 +135,9 @@ static void test_lengths(void)
 
 int main(void)
 {
-    test_spec();
-    test_mailbox();
+    test_table("spec", addr_check_spec, spec_cases, sizeof spec_cases / sizeof spec_cases[0]);
+    test_table("mailbox", addr_check_mailbox, mailbox_cases,
+               sizeof mailbox_cases / sizeof mailbox_cases[0]);
     test_lengths();
     return check_done("test_addr");
 }
