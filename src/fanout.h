@@ -16,6 +16,8 @@
  * and recipient i alone, so storing a batch costs one template plus one
  * address per recipient.
  *
+ * The copies themselves are rendered by copybody (copybody.h).
+ *
  * Raw messages: when the request names destinations (v1 Destinations, v2
  * Destination), they are the envelope; one that the message's To header
  * names (addr-spec, ignoring case) is a To recipient, one in its Cc header
@@ -98,32 +100,6 @@ struct fanout_plan {
  * (a send without a parsed body). Returns 0, or -1 with e set. */
 int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e);
-
-/* Append to out the request body of copy number copy (0 .. nto-1) of the
- * batch p: the template plus the copy's destination (To = to[copy]; on copy
- * 0 the riders too), and for raw messages the message rewritten for it.
- * Returns 0, or -1 with e set and out unchanged (not a batch, copy out of
- * range, a recipient the rewrite refuses). */
-int fanout_render(const struct fanout_plan *p, size_t copy, struct buf *out, struct seserr *e);
-
-/* What rendering one copy needs, for a caller that keeps only the template
- * and the addresses (a queue worker). */
-struct fanout_copy {
-    enum sesreq_api api;
-    bool raw;
-    bool dkim_envelope_only; /* raw: keep the message as sent */
-    const char *template;    /* fanout_plan's template */
-    size_t template_len;
-    const char *to;                   /* the copy's one To recipient */
-    bool first;                       /* copy 0: a raw message keeps its Cc fields */
-    const struct fanout_rcpt *riders; /* copy 0 only, else NULL */
-    size_t nriders;
-};
-
-/* Append to out the request body of the copy c describes (as fanout_render).
- * Returns 0, or -1 with e set and out unchanged (a template that is not one,
- * undecodable raw data, a recipient the rewrite refuses). */
-int fanout_render_copy(const struct fanout_copy *c, struct buf *out, struct seserr *e);
 
 /* Release what p owns; it is zeroed afterwards. */
 void fanout_plan_cleanup(struct fanout_plan *p);

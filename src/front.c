@@ -12,6 +12,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "httpd.h"
+#include "copybody.h"
 #include "fanout.h"
 #include "limiter.h"
 #include "log.h"
@@ -685,7 +686,7 @@ static void front_send(struct front_req *r)
             return;
         }
         buf_reset(&r->send_body);
-        if (fanout_render(&r->plan, 0, &r->send_body, &e) < 0) {
+        if (copybody_render_plan(&r->plan, 0, &r->send_body, &e) < 0) {
             r->batch_id[0] = '\0';
             front_fail(r, &e);
             return;

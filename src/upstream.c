@@ -36,6 +36,7 @@ struct upstream_call {
     bool too_large;
     const char *body; /* borrowed from the caller */
     size_t body_len, body_off;
+    struct upstream_body src; /* src.read set: the body is produced, not body */
     struct upstream_call *prev, *next;
 };
 
@@ -112,7 +113,10 @@ static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
     size_t n = size * nitems, left = c->body_len - c->body_off;
     if (n > left)
         n = left;
-    memcpy(p, c->body + c->body_off, n);
+    if (c->src.read != NULL)
+        n = c->src.read(c->src.arg, p, n);
+    else
+        memcpy(p, c->body + c->body_off, n);
     c->body_off += n;
     return n;
 }
@@ -125,8 +129,11 @@ static size_t upstream_read_cb(char *p, size_t size, size_t nitems, void *arg)
 static int upstream_seek_cb(void *arg, curl_off_t offset, int origin)
 {
     struct upstream_call *c = arg;
-    if (offset == 0 && origin == SEEK_SET && c->body_off == 0)
+    if (offset == 0 && origin == SEEK_SET && c->body_off == 0) {
+        if (c->src.rewind != NULL)
+            c->src.rewind(c->src.arg);
         return CURL_SEEKFUNC_OK;
+    }
     return CURL_SEEKFUNC_CANTSEEK;
 }
 
@@ -289,11 +296,15 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
-struct upstream_call *upstream_start(struct upstream *u, const char *method, const char *url,
-                                     struct curl_slist *headers, const char *body, size_t len,
-                                     upstream_cb cb, void *arg)
+/* Set up a call and hand it to libcurl's multi handle. */
+static struct upstream_call *upstream_start_call(struct upstream *u, const char *method,
+                                                 const char *url, struct curl_slist *headers,
+                                                 const char *body, const struct upstream_body *src,
+                                                 size_t len, upstream_cb cb, void *arg)
 {
     struct upstream_call *c = xcalloc(1, sizeof *c);
+    if (src != NULL)
+        c->src = *src;
     c->u = u;
     c->easy = u->npool > 0 ? u->pool[--u->npool] : curl_easy_init();
     if (c->easy == NULL) {
@@ -349,6 +360,21 @@ struct upstream_call *upstream_start(struct upstream *u, const char *method, con
     u->ncalls++;
     curl_multi_add_handle(u->multi, e);
     return c;
+}
+
+struct upstream_call *upstream_start_body(struct upstream *u, const char *method, const char *url,
+                                          struct curl_slist *headers,
+                                          const struct upstream_body *src, size_t len,
+                                          upstream_cb cb, void *arg)
+{
+    return upstream_start_call(u, method, url, headers, "", src, len, cb, arg);
+}
+
+struct upstream_call *upstream_start(struct upstream *u, const char *method, const char *url,
+                                     struct curl_slist *headers, const char *body, size_t len,
+                                     upstream_cb cb, void *arg)
+{
+    return upstream_start_call(u, method, url, headers, body, NULL, len, cb, arg);
 }
 
 void upstream_cancel(struct upstream_call *c)

@@ -82,6 +82,23 @@ struct upstream_call *upstream_start(struct upstream *u, const char *method, con
                                      struct curl_slist *headers, const char *body, size_t len,
                                      upstream_cb cb, void *arg);
 
+/* Where a streamed body comes from: read copies up to n next bytes to out
+ * and returns how many; rewind starts again from the first byte (asked only
+ * before any byte went out). */
+struct upstream_body {
+    size_t (*read)(void *arg, char *out, size_t n);
+    void (*rewind)(void *arg);
+    void *arg;
+};
+
+/* Start a call whose body (len bytes) is produced as libcurl sends it, by
+ * src (borrowed: it must stay valid until the callback fires or the call is
+ * cancelled). Otherwise as upstream_start. */
+struct upstream_call *upstream_start_body(struct upstream *u, const char *method, const char *url,
+                                          struct curl_slist *headers,
+                                          const struct upstream_body *src, size_t len,
+                                          upstream_cb cb, void *arg);
+
 /* Cancel a pending call: its callback will not fire. */
 void upstream_cancel(struct upstream_call *call);
 

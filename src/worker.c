@@ -23,6 +23,7 @@
 #include "rscript.h"
 #include "sesans.h"
 #include "util.h"
+#include "wbatch.h"
 
 #define WORKER_IDLE_MS      50    /* wait after a read that returned nothing */
 #define WORKER_TICK_MS      1000  /* due retries and reclaims */
@@ -31,25 +32,10 @@
 #define WORKER_RECORD_MS    250   /* an outcome Redis did not take: record it again after this */
 #define WORKER_RECLAIM_MAX  100
 #define WORKER_DUE_MAX      1000
-#define WORKER_CACHE        8 /* batches kept in memory */
 #define WORKER_MAX_INFLIGHT 1024
 #define WORKER_SKEW_MS      5000 /* a copy refused for our clock goes again after 5-10 s */
 
 /* A batch as a worker needs it, shared by the sends of its copies. */
-struct worker_batch {
-    char *n;  /* its number: the b of its stream entries */
-    char *id; /* the batch id */
-    char *client;
-    int refs;
-    uint64_t used; /* LRU stamp */
-    int api;
-    char *action;
-    bool raw, dkim;
-    struct buf template;
-    struct fanout_rcpt *riders;
-    size_t nriders;
-};
-
 /* A client's queue stream, as one worker reads it. Kept for the worker's
  * life once seen (one per client that ever queued a batch). */
 struct worker_stream {
@@ -70,9 +56,9 @@ struct worker_job {
     long index;
     int attempt;
     bool reclaimed;
-    struct worker_batch *b;
+    struct wbatch *b;
     char *addr;
-    struct buf body;
+    struct copybody body; /* the copy's own part, produced as it is sent */
     struct upstream_call *call;
     bool redis_pending;
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
@@ -113,8 +99,7 @@ struct worker {
     int redis_pending; /* reads, ticks and group creation in flight */
     size_t inflight;   /* jobs */
     struct worker_job *jobs;
-    struct worker_batch *cache[WORKER_CACHE];
-    uint64_t stamp;
+    struct wbatch_cache cache;
     struct limiter *lim;                      /* NULL or off: send at once */
     struct worker_job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
     size_t pacing;                            /* jobs in the pace queue */
@@ -136,68 +121,12 @@ static void worker_job_step(struct worker_job *j);
 static void worker_outcome(struct worker_job *j, const char *kind, const char *a1, const char *a2,
                            const char *a3);
 
-/* Release b when its last user lets go. */
-static void worker_batch_unref(struct worker_batch *b)
-{
-    if (b == NULL || --b->refs > 0)
-        return;
-    free(b->n);
-    free(b->id);
-    free(b->client);
-    free(b->action);
-    buf_free(&b->template);
-    for (size_t i = 0; i < b->nriders; i++)
-        free(b->riders[i].addr);
-    free(b->riders);
-    free(b);
-}
-
-/* The cached batch of number n, or NULL. */
-static struct worker_batch *worker_cache_get(struct worker *w, const char *n)
-{
-    for (int i = 0; i < WORKER_CACHE; i++)
-        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
-            w->cache[i]->used = ++w->stamp;
-            return w->cache[i];
-        }
-    return NULL;
-}
-
-/* Forget the cached batch of number n. */
-static void worker_cache_drop(struct worker *w, const char *n)
-{
-    for (int i = 0; i < WORKER_CACHE; i++)
-        if (w->cache[i] && strcmp(w->cache[i]->n, n) == 0) {
-            worker_batch_unref(w->cache[i]);
-            w->cache[i] = NULL;
-        }
-}
-
-/* Keep b in the cache, evicting the least recently used. */
-static void worker_cache_put(struct worker *w, struct worker_batch *b)
-{
-    int slot = 0;
-    for (int i = 0; i < WORKER_CACHE; i++) {
-        if (w->cache[i] == NULL) {
-            slot = i;
-            break;
-        }
-        if (w->cache[i]->used < w->cache[slot]->used)
-            slot = i;
-    }
-    worker_batch_unref(w->cache[slot]);
-    b->refs++;
-    b->used = ++w->stamp;
-    w->cache[slot] = b;
-}
-
 /* Free w once it was released and nothing refers to it any more. */
 static void worker_maybe_free(struct worker *w)
 {
     if (!w->freed || w->redis_pending > 0 || w->jobs)
         return;
-    for (int i = 0; i < WORKER_CACHE; i++)
-        worker_batch_unref(w->cache[i]);
+    wbatch_cache_clear(&w->cache);
     for (size_t i = 0; i < w->nwaits; i++)
         free(w->waits[i].client);
     free(w->waits);
@@ -263,12 +192,12 @@ static void worker_job_end(struct worker_job *j)
         j->next->prev = j->prev;
     w->inflight--;
     j->ws->jobs--;
-    worker_batch_unref(j->b);
+    wbatch_unref(j->b);
     free(j->entry);
     free(j->bn);
     free(j->batch_id);
     free(j->addr);
-    buf_free(&j->body);
+    copybody_cleanup(&j->body);
     for (int i = 0; i < 4; i++)
         free(j->outcome[i]);
     if (j->record_timer)
@@ -492,7 +421,7 @@ static void worker_sent(struct upstream_response *res, void *arg)
 {
     struct worker_job *j = arg;
     j->call = NULL;
-    buf_free(&j->body);
+    copybody_cleanup(&j->body);
     int api = j->b->api;
     const char *data = res->body.data ? res->body.data : "";
     size_t n = res->body.len;
@@ -592,25 +521,32 @@ static void worker_sent(struct upstream_response *res, void *arg)
     }
 }
 
-/* Render, sign and send j's copy. */
+/* upstream: the next bytes of j's body. */
+static size_t worker_body_read(void *arg, char *out, size_t n)
+{
+    struct worker_job *j = arg;
+    return copybody_read(&j->body, out, n);
+}
+
+/* upstream: j's body from its first byte again. */
+static void worker_body_rewind(void *arg)
+{
+    struct worker_job *j = arg;
+    copybody_rewind(&j->body);
+}
+
+/* Sign and send j's copy; its body is produced as libcurl sends it. */
 static void worker_send(struct worker_job *j)
 {
     struct worker *w = j->w;
-    struct worker_batch *b = j->b;
-    struct fanout_copy c = {
-        .api = b->api == 2 ? SESREQ_V2 : SESREQ_V1,
-        .raw = b->raw,
-        .dkim_envelope_only = b->dkim,
-        .template = b->template.data ? b->template.data : "",
-        .template_len = b->template.len,
-        .to = j->addr,
-        .first = j->index == 0,
-        .riders = j->index == 0 ? b->riders : NULL,
-        .nriders = j->index == 0 ? b->nriders : 0,
-    };
-    struct seserr e = {0};
-    buf_reset(&j->body);
-    if (fanout_render_copy(&c, &j->body, &e) < 0) {
+    struct wbatch *b = j->b;
+    struct seserr e = b->body_err;
+    copybody_cleanup(&j->body);
+    if (e.code == SESERR_NONE &&
+        copybody_init(&j->body, &b->body, j->addr, j->index == 0, j->index == 0 ? b->riders : NULL,
+                      j->index == 0 ? b->nriders : 0, &e) < 0)
+        j->body.b = NULL;
+    if (e.code != SESERR_NONE) {
         worker_dead(j, seserr_name(e.code),
                     e.message[0] ? e.message : seserr_default_message(e.code));
         return;
@@ -618,45 +554,23 @@ static void worker_send(struct worker_job *j)
     const char *path = b->api == 2 ? "/v2/email/outbound-emails" : "/";
     const char *ctype =
         b->api == 2 ? "application/json" : "application/x-www-form-urlencoded; charset=utf-8";
-    char hash[UTIL_SHA256_HEX_LEN + 1];
-    util_sha256_hex(j->body.data ? j->body.data : "", j->body.len, hash);
     char *url = NULL;
     struct curl_slist *headers = NULL;
-    if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype), hash,
-                       time(NULL), &url, &headers) < 0) {
+    if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype),
+                       j->body.sha256, time(NULL), &url, &headers) < 0) {
         worker_dead(j, "internal", "the request could not be signed");
         return;
     }
-    j->call = upstream_start(w->up, "POST", url, headers, j->body.data ? j->body.data : "",
-                             j->body.len, worker_sent, j);
+    struct upstream_body src = {worker_body_read, worker_body_rewind, j};
+    j->call = upstream_start_body(w->up, "POST", url, headers, &src, j->body.len, worker_sent, j);
     free(url);
-}
-
-/* Parse the riders lines of a batch into b. */
-static void worker_parse_riders(struct worker_batch *b, const char *s, size_t n)
-{
-    size_t lines = 0;
-    for (size_t i = 0; i < n; i++)
-        lines += s[i] == '\n';
-    b->riders = xcalloc(lines + 1, sizeof *b->riders);
-    const char *p = s, *end = s + n;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        if (e - p > 2 && p[1] == ':') {
-            struct fanout_rcpt *r = &b->riders[b->nriders++];
-            r->kind = p[0] == 'b' ? FANOUT_BCC : FANOUT_CC;
-            r->addr = xstrndup(p + 2, (size_t)(e - p - 2));
-        }
-        p = nl ? nl + 1 : end;
-    }
 }
 
 /* The batch is gone or complete: record nothing to send (outcome.lua acks a
  * replay, and NOBATCH acks here). */
 static void worker_no_batch(struct worker_job *j)
 {
-    worker_cache_drop(j->w, j->bn);
+    wbatch_cache_drop(&j->w->cache, j->bn);
     if (j->batch_id == NULL) {
         worker_ack(j); /* expired or never stored: nothing to record */
         return;
@@ -999,7 +913,7 @@ static void worker_load_addr(struct worker_job *j)
 static void worker_checked(const redisReply *reply, const char *err, void *arg);
 
 /* Use b for j, then check (a reclaimed entry) or read the address. */
-static void worker_use_batch(struct worker_job *j, struct worker_batch *b)
+static void worker_use_batch(struct worker_job *j, struct wbatch *b)
 {
     struct worker *w = j->w;
     b->refs++;
@@ -1019,12 +933,6 @@ static void worker_use_batch(struct worker_job *j, struct worker_batch *b)
     worker_load_addr(j);
 }
 
-/* A string element of a reply, or NULL. */
-static const redisReply *worker_str(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_STRING ? r : NULL;
-}
-
 /* load.lua answered: the batch of j. */
 static void worker_got_batch(const redisReply *reply, const char *err, void *arg)
 {
@@ -1036,34 +944,18 @@ static void worker_got_batch(const redisReply *reply, const char *err, void *arg
         worker_job_end(j);
         return;
     }
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 7 ||
-        !worker_str(reply->element[0]) || !worker_str(reply->element[1])) {
-        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
-            worker_str(reply->element[0]))
-            j->batch_id = xstrndup(reply->element[0]->str, reply->element[0]->len);
+    if (!wbatch_reply_ok(reply)) {
+        const char *id = wbatch_reply_id(reply);
+        if (id != NULL)
+            j->batch_id = xstrdup(id);
         worker_no_batch(j);
         return;
     }
-    struct worker_batch *b = worker_cache_get(j->w, j->bn);
+    struct wbatch *b = wbatch_cache_get(&j->w->cache, j->bn);
     if (b == NULL) {
-        const redisReply *r = worker_str(reply->element[2]), *api = worker_str(reply->element[3]);
-        const redisReply *flags = worker_str(reply->element[4]);
-        const redisReply *action = worker_str(reply->element[5]);
-        const redisReply *client = worker_str(reply->element[6]);
-        b = xcalloc(1, sizeof *b);
-        b->n = xstrdup(j->bn);
-        b->id = xstrndup(reply->element[0]->str, reply->element[0]->len);
-        buf_add(&b->template, reply->element[1]->str, reply->element[1]->len);
-        if (r)
-            worker_parse_riders(b, r->str, r->len);
-        b->api = api && strcmp(api->str, "2") == 0 ? 2 : 1;
-        if (flags) {
-            b->raw = strstr(flags->str, "raw") != NULL;
-            b->dkim = strstr(flags->str, "dkim") != NULL;
-        }
-        b->action = xstrdup(action ? action->str : "");
-        b->client = xstrdup(client ? client->str : "");
-        worker_cache_put(j->w, b);
+        b = wbatch_new(j->bn, reply);
+        wbatch_cache_put(&j->w->cache, b);
+        wbatch_unref(b); /* the cache's reference keeps it */
     }
     worker_use_batch(j, b);
 }
@@ -1098,7 +990,7 @@ static void worker_job_step(struct worker_job *j)
         worker_ack(j);
         return;
     }
-    struct worker_batch *b = worker_cache_get(w, j->bn);
+    struct wbatch *b = wbatch_cache_get(&w->cache, j->bn);
     if (b) {
         worker_use_batch(j, b);
         return;

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "buf.h"
+#include "copybody.h"
 #include "fanout.h"
 #include "form.h"
 #include "rfc5322.h"
@@ -201,7 +202,7 @@ static void fuzz_fanout_check_plan(int api, const struct sesreq *r, const struct
     for (size_t k = 0; p->batch && k < p->nto && k < FUZZ_FANOUT_MAX_COPIES; k++) {
         struct buf out = BUF_INIT;
         struct sesreq c;
-        fuzz_fanout_assert(fanout_render(p, k, &out, &e) == 0);
+        fuzz_fanout_assert(copybody_render_plan(p, k, &out, &e) == 0);
         fuzz_fanout_assert(fuzz_fanout_parse(api, buf_cstr(&out), out.len, &c, &e) == 0);
         fuzz_fanout_assert(c.kind == SESREQ_SEND && c.raw == p->raw);
         fuzz_fanout_check_copy(p, k, &c);

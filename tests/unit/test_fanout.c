@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "check.h"
+#include "copybody.h"
 #include "fanout.h"
 #include "rfc5322.h"
 #include "util.h"
@@ -133,7 +134,7 @@ static void check_v1_copies(const struct sesreq *o, const struct fanout_plan *p,
     for (size_t k = 0; k < p->nto; k++) {
         struct buf out = BUF_INIT, got = BUF_INIT, want = BUF_INIT;
         struct sesreq c;
-        CHECK(fanout_render(p, k, &out, &e) == 0, "%s copy %zu: %s", what, k, e.message);
+        CHECK(copybody_render_plan(p, k, &out, &e) == 0, "%s copy %zu: %s", what, k, e.message);
         int rc = parse(1, buf_cstr(&out), out.len, &c, &e);
         CHECK(rc == 0, "%s copy %zu parses: %s", what, k, e.message);
         if (rc != 0) {
@@ -245,7 +246,7 @@ static void check_v2_copies(const struct sesreq *o, const struct fanout_plan *p,
         struct buf out = BUF_INIT, got = BUF_INIT, want = BUF_INIT;
         struct sesreq c;
         struct seserr e = {SESERR_NONE, ""};
-        CHECK(fanout_render(p, k, &out, &e) == 0, "%s copy %zu: %s", what, k, e.message);
+        CHECK(copybody_render_plan(p, k, &out, &e) == 0, "%s copy %zu: %s", what, k, e.message);
         int rc = parse(2, buf_cstr(&out), out.len, &c, &e);
         CHECK(rc == 0 && c.kind == SESREQ_SEND, "%s copy %zu parses: %s", what, k, e.message);
         if (rc != 0) {
@@ -1570,19 +1571,19 @@ static void test_boto_copies(void)
     CHECK(parse(1, BOTO_SEND_EMAIL, strlen(BOTO_SEND_EMAIL), &r, &e) == 0, "parse");
     CHECK(fanout_plan(&r, true, 10000, false, &p, &e) == 0, "plan");
     struct buf out = BUF_INIT;
-    CHECK(fanout_render(&p, 0, &out, &e) == 0, "copy 0");
+    CHECK(copybody_render_plan(&p, 0, &out, &e) == 0, "copy 0");
     CHECK_STR(buf_cstr(&out),
               BOTO_SEND_EMAIL_TEMPLATE "&Destination.ToAddresses.member.1=a%40example.com&"
                                        "Destination.CcAddresses.member.1=c%40example.com&"
                                        "Destination.BccAddresses.member.1=d%40example.com",
               "boto copy 0");
     buf_reset(&out);
-    CHECK(fanout_render(&p, 1, &out, &e) == 0, "copy 1");
+    CHECK(copybody_render_plan(&p, 1, &out, &e) == 0, "copy 1");
     CHECK_STR(buf_cstr(&out),
               BOTO_SEND_EMAIL_TEMPLATE "&Destination.ToAddresses.member.1=b%40example.com",
               "boto copy 1");
     /* out of range and errors leave out as it was */
-    CHECK(fanout_render(&p, 2, &out, &e) == -1 && e.code == SESERR_INTERNAL, "copy 2");
+    CHECK(copybody_render_plan(&p, 2, &out, &e) == -1 && e.code == SESERR_INTERNAL, "copy 2");
     CHECK_STR(buf_cstr(&out),
               BOTO_SEND_EMAIL_TEMPLATE "&Destination.ToAddresses.member.1=b%40example.com",
               "out unchanged");
@@ -1590,7 +1591,7 @@ static void test_boto_copies(void)
     fanout_plan_cleanup(&p);
     /* not a batch: nothing to render */
     CHECK(fanout_plan(&r, false, 10000, false, &p, &e) == 0 && !p.batch, "fan-out off");
-    CHECK(fanout_render(&p, 0, &out, &e) == -1 && out.len == 0, "no copy when not a batch");
+    CHECK(copybody_render_plan(&p, 0, &out, &e) == -1 && out.len == 0, "no copy when not a batch");
     fanout_plan_cleanup(&p);
     sesreq_cleanup(&r);
 
@@ -1605,7 +1606,7 @@ static void test_boto_copies(void)
         "\"ConfigurationSetName\":\"cs1\",\"ListManagementOptions\":{\"ContactListName\":\"cl\","
         "\"TopicName\":\"tp\"},\"Destination\":{\"ToAddresses\":[\"a@example.com\"],"
         "\"CcAddresses\":[\"c@example.com\"]}}";
-    CHECK(fanout_render(&p, 0, &out, &e) == 0, "v2 copy 0");
+    CHECK(copybody_render_plan(&p, 0, &out, &e) == 0, "v2 copy 0");
     CHECK_STR(buf_cstr(&out), v2_copy0, "v2 copy 0");
     fanout_plan_cleanup(&p);
     sesreq_cleanup(&r);
@@ -1703,15 +1704,15 @@ static void test_big(void)
     }
 }
 
-/* fanout_render_copy from a template alone (a queue worker's view). */
+/* copybody_render from a template alone (a queue worker's view). */
 static void test_render_copy(void)
 {
     struct buf out = BUF_INIT;
     struct seserr e;
     struct fanout_rcpt riders[] = {{(char *)"c@x.com", FANOUT_CC}, {(char *)"d@x.com", FANOUT_BCC}};
-    struct fanout_copy c = {SESREQ_V1, false,  false, "Action=SendEmail", 16, "a@x.com",
-                            true,      riders, 2};
-    CHECK(fanout_render_copy(&c, &out, &e) == 0, "v1 formatted");
+    struct copybody_spec c = {SESREQ_V1, false,  false, "Action=SendEmail", 16, "a@x.com",
+                              true,      riders, 2};
+    CHECK(copybody_render(&c, &out, &e) == 0, "v1 formatted");
     CHECK_STR(buf_cstr(&out),
               "Action=SendEmail&Destination.ToAddresses.member.1=a%40x.com&Destination.CcAddresses."
               "member.1=c%40x.com&Destination.BccAddresses.member.1=d%40x.com",
@@ -1721,32 +1722,31 @@ static void test_render_copy(void)
     c.template = "{}";
     c.template_len = 2;
     c.nriders = 0;
-    CHECK(fanout_render_copy(&c, &out, &e) == 0, "v2 empty object");
+    CHECK(copybody_render(&c, &out, &e) == 0, "v2 empty object");
     CHECK_STR(buf_cstr(&out), "{\"Destination\":{\"ToAddresses\":[\"a@x.com\"]}}", "v2 {}");
     buf_reset(&out);
     buf_adds(&out, "keep");
     c.template = "[]";
-    CHECK(fanout_render_copy(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v2 not an object");
+    CHECK(copybody_render(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v2 not an object");
     CHECK_STR(buf_cstr(&out), "keep", "out restored");
     c.raw = true;
     c.template = "{\"Content\":{\"Raw\":{\"Data\":\"!!\"}}}";
     c.template_len = strlen(c.template);
-    CHECK(fanout_render_copy(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v2 bad base64");
+    CHECK(copybody_render(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v2 bad base64");
     c.template = "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQo=\"}}}";
     c.template_len = strlen(c.template);
     c.to = "not an address";
-    CHECK(fanout_render_copy(&c, &out, &e) == -1 && e.code == SESERR_BAD_REQUEST,
-          "rewrite refuses");
+    CHECK(copybody_render(&c, &out, &e) == -1 && e.code == SESERR_BAD_REQUEST, "rewrite refuses");
     c.to = "\xff@x.com";
-    CHECK(fanout_render_copy(&c, &out, &e) == -1 && e.code == SESERR_BAD_REQUEST, "not UTF-8");
+    CHECK(copybody_render(&c, &out, &e) == -1 && e.code == SESERR_BAD_REQUEST, "not UTF-8");
     c.api = SESREQ_V1;
     c.template = "Action=SendRawEmail&RawMessage.Data=%ZZ";
     c.template_len = strlen(c.template);
     c.to = "a@x.com";
-    CHECK(fanout_render_copy(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v1 bad encoding");
+    CHECK(copybody_render(&c, &out, &e) == -1 && e.code == SESERR_INTERNAL, "v1 bad encoding");
     CHECK_STR(buf_cstr(&out), "keep", "out restored");
     c.template = NULL;
-    CHECK(fanout_render_copy(&c, &out, &e) == -1, "no template");
+    CHECK(copybody_render(&c, &out, &e) == -1, "no template");
     buf_free(&out);
 }
 
@@ -1901,7 +1901,7 @@ static void test_skip_invalid(void)
             }
             if (p.batch) {
                 struct buf out = BUF_INIT;
-                CHECK(fanout_render(&p, 0, &out, &e) == 0, "%s: copy 0 renders", what);
+                CHECK(copybody_render_plan(&p, 0, &out, &e) == 0, "%s: copy 0 renders", what);
                 for (size_t k = 0; k < p.ninvalid; k++)
                     CHECK(strstr(buf_cstr(&out), "not-an-email") == NULL, "%s: left out", what);
                 buf_free(&out);
