@@ -71,6 +71,7 @@ struct config {
     bool invalid_skip;         /* invalid_recipients: true skip, false refuse */
     int64_t max_recipients;
     int64_t concurrency;
+    uint64_t max_inflight_bytes; /* upstream request bodies in flight per process */
     int64_t max_attempts;
     int64_t lease_ms; /* a queued send held this long by a silent worker is reclaimed */
     int64_t status_ttl_ms;

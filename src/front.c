@@ -12,6 +12,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "httpd.h"
+#include "inflight.h"
 #include "copybody.h"
 #include "fanout.h"
 #include "limiter.h"
@@ -56,6 +57,7 @@ struct front_req {
     struct upstream_call *call;
     struct timespec start;
     struct buf send_body; /* a body sesgate built (a fanned-out copy, a stripped tag) */
+    size_t held;          /* bytes of the forwarded body counted in flight */
     struct fanout_plan plan;
     char batch_id[37];           /* "" unless the request became a batch */
     bool copy0;                  /* a sync batch: copy 0 goes upstream before the rest is queued */
@@ -126,6 +128,8 @@ static void front_finish(struct front_req *r, int status, const char *error_code
               ms, NULL);
     r->f->inflight--;
     metrics_inflight(-1);
+    if (r->held > 0)
+        inflight_release(r->held);
     sesreq_cleanup(&r->sr);
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
@@ -377,6 +381,12 @@ static void front_forward(struct front_req *r)
         return;
     }
     httpd_set_abort(hr, front_abort, r);
+    /* counted under max_inflight_bytes while forwarded, not waited for: it
+     * is held already */
+    if (r->held > 0)
+        inflight_release(r->held);
+    r->held = body->len;
+    inflight_add(r->held);
     r->call = upstream_start(f->up, method, url, hl, body->data, body->len,
                              r->copy0 ? front_copy0_done : front_upstream_done, r);
     free(url);

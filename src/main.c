@@ -27,6 +27,7 @@
 #include "admin.h"
 #include "buf.h"
 #include "clock.h"
+#include "inflight.h"
 #include "config.h"
 #include "front.h"
 #include "log.h"
@@ -409,6 +410,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         return false;
     }
     s->limiter = limiter_new(s->base, cfg, s->scripts, up, s->resign);
+    inflight_set_cap(cfg->max_inflight_bytes);
     if (strcmp(mode, "work") != 0) {
         s->front = front_new(s->base, cfg, up, err, sizeof err);
         if (s->front == NULL) {

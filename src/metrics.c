@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inflight.h"
+
 /* A counter with up to two labels, kept in a small open list. */
 struct metrics_counter {
     char *a;
@@ -207,9 +209,26 @@ void metrics_clock_skew(void)
     metrics_clock_skew_n++;
 }
 
+/* The bytes of upstream request bodies in flight (inflight.h). */
+static void metrics_render_inflight(struct buf *out)
+{
+    metrics_render_one(out, "sesgate_upstream_inflight_bytes", "gauge",
+                       "Bytes of upstream request bodies in flight in this process.",
+                       (double)inflight_bytes());
+    metrics_render_one(out, "sesgate_upstream_inflight_bytes_max", "gauge",
+                       "[send] max_inflight_bytes.", (double)inflight_cap());
+    metrics_render_one(out, "sesgate_upstream_inflight_waits_total", "counter",
+                       "Queued copies that waited for room under max_inflight_bytes.",
+                       (double)inflight_waits());
+    metrics_render_one(out, "sesgate_upstream_inflight_wait_seconds_total", "counter",
+                       "Seconds queued copies spent waiting for room under max_inflight_bytes.",
+                       inflight_wait_seconds());
+}
+
 /* The rate limiter's gauges and counters. */
 static void metrics_render_limiter(struct buf *out)
 {
+    metrics_render_inflight(out);
     metrics_render_one(out, "sesgate_ses_throttled_total", "counter",
                        "Sends SES answered with Maximum sending rate exceeded.",
                        (double)metrics_l_throttled);

@@ -17,6 +17,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "clock.h"
+#include "inflight.h"
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
@@ -58,7 +59,9 @@ struct worker_job {
     bool reclaimed;
     struct wbatch *b;
     char *addr;
-    struct copybody body; /* the copy's own part, produced as it is sent */
+    struct copybody body;      /* the copy's own part, produced as it is sent */
+    struct inflight_wait room; /* queued while its bytes wait for room */
+    size_t held;               /* bytes it holds under max_inflight_bytes */
     struct upstream_call *call;
     bool redis_pending;
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
@@ -179,6 +182,15 @@ static void worker_ready_unlink(struct worker *w, struct worker_job *j)
 
 static void worker_ready_run(struct worker *w);
 
+/* Give back the bytes j's send held under max_inflight_bytes. */
+static void worker_release(struct worker_job *j)
+{
+    size_t n = j->held;
+    j->held = 0;
+    if (n > 0)
+        inflight_release(n);
+}
+
 /* Remove j and release it; a slot it held goes to the ready list first,
  * then the worker may read more. */
 static void worker_job_end(struct worker_job *j)
@@ -197,6 +209,8 @@ static void worker_job_end(struct worker_job *j)
     free(j->bn);
     free(j->batch_id);
     free(j->addr);
+    inflight_cancel(&j->room);
+    worker_release(j);
     copybody_cleanup(&j->body);
     for (int i = 0; i < 4; i++)
         free(j->outcome[i]);
@@ -422,6 +436,7 @@ static void worker_sent(struct upstream_response *res, void *arg)
     struct worker_job *j = arg;
     j->call = NULL;
     copybody_cleanup(&j->body);
+    worker_release(j);
     int api = j->b->api;
     const char *data = res->body.data ? res->body.data : "";
     size_t n = res->body.len;
@@ -535,22 +550,37 @@ static void worker_body_rewind(void *arg)
     copybody_rewind(&j->body);
 }
 
-/* Sign and send j's copy; its body is produced as libcurl sends it. */
+static void worker_send_go(void *arg);
+
+/* Measure j's copy and send it once its bytes have room; its body is
+ * produced as libcurl sends it. */
 static void worker_send(struct worker_job *j)
 {
-    struct worker *w = j->w;
     struct wbatch *b = j->b;
     struct seserr e = b->body_err;
     copybody_cleanup(&j->body);
-    if (e.code == SESERR_NONE &&
+    if (e.code == SESERR_NONE)
         copybody_init(&j->body, &b->body, j->addr, j->index == 0, j->index == 0 ? b->riders : NULL,
-                      j->index == 0 ? b->nriders : 0, &e) < 0)
-        j->body.b = NULL;
+                      j->index == 0 ? b->nriders : 0, &e);
     if (e.code != SESERR_NONE) {
         worker_dead(j, seserr_name(e.code),
                     e.message[0] ? e.message : seserr_default_message(e.code));
         return;
     }
+    if (!inflight_take(j->body.len)) {
+        inflight_wait(&j->room, j->body.len, worker_send_go, j);
+        return;
+    }
+    worker_send_go(j);
+}
+
+/* inflight: j's body has room: sign and send it. */
+static void worker_send_go(void *arg)
+{
+    struct worker_job *j = arg;
+    struct worker *w = j->w;
+    struct wbatch *b = j->b;
+    j->held = j->body.len;
     const char *path = b->api == 2 ? "/v2/email/outbound-emails" : "/";
     const char *ctype =
         b->api == 2 ? "application/json" : "application/x-www-form-urlencoded; charset=utf-8";
@@ -558,6 +588,7 @@ static void worker_send(struct worker_job *j)
     struct curl_slist *headers = NULL;
     if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype),
                        j->body.sha256, time(NULL), &url, &headers) < 0) {
+        worker_release(j);
         worker_dead(j, "internal", "the request could not be signed");
         return;
     }
