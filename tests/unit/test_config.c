@@ -159,6 +159,7 @@ static void test_defaults(void)
               "invalid_recipients = refuse\n"
               "max_recipients = 10000\n"
               "concurrency = 64\n"
+              "max_inflight_bytes = 256m\n"
               "max_attempts = 12\n"
               "lease = 1m\n"
               "status_ttl = 7d\n"
