@@ -592,6 +592,7 @@ static void front_enqueued(const char *err, void *arg)
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
+    buf_free(&r->send_body); /* copy 0 went: the queue's copies come from the template */
     limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
     if (!sent) {
@@ -624,6 +625,7 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
         snprintf(mid, sizeof mid, "-");
     r->enqueuing = true;
     queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, mid, front_enqueued, r);
+    buf_free(&r->plan.template); /* the script call holds its own copy now */
 }
 
 /* The client's recipients of the rolling day are known: queue the batch,
@@ -657,6 +659,7 @@ static void front_client_day(const redisReply *reply, const char *err, void *arg
         return;
     }
     queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    buf_free(&r->plan.template); /* the script call holds its own copy now */
 }
 
 /* The send path: every send action comes here. A send to two or more To
@@ -673,7 +676,12 @@ static void front_send(struct front_req *r)
         front_fail(r, &e);
         return;
     }
-    if (!r->plan.batch) {
+    if (r->plan.batch) {
+        /* the plan holds what the copies need: the request as it came, and
+         * its parsed parameters, are not sent again */
+        sesreq_drop_params(&r->sr);
+        httpd_drop_body(r->hr);
+    } else {
         if (r->plan.forward.len) {
             /* Not a batch, but the sesgate-fanout tag must not reach SES. */
             buf_add(&r->send_body, r->plan.forward.data, r->plan.forward.len);
@@ -715,6 +723,7 @@ static void front_send(struct front_req *r)
     r->enqueuing = true;
     httpd_set_abort(r->hr, front_abort, r);
     queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    buf_free(&r->plan.template); /* the script call holds its own copy now */
 }
 
 /* A context for a request that just arrived (freed by front_finish). */

@@ -832,6 +832,11 @@ void httpd_free(struct httpd *h)
     free(h);
 }
 
+void httpd_drop_body(struct httpd_request *req)
+{
+    buf_free(&req->body);
+}
+
 void httpd_set_abort(struct httpd_request *req, httpd_abort_fn fn, void *arg)
 {
     req->conn->abort_fn = fn;

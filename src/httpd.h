@@ -107,6 +107,10 @@ void httpd_stop_accepting(struct httpd *h);
 /* The port actually bound (useful when listening on port 0). */
 int httpd_port(const struct httpd *h);
 
+/* The handler is done with req's body: release it now rather than when the
+ * answer is written (a large body that was turned into something else). */
+void httpd_drop_body(struct httpd_request *req);
+
 /* Set the abort callback of req. */
 void httpd_set_abort(struct httpd_request *req, httpd_abort_fn fn, void *arg);
 

@@ -816,6 +816,13 @@ int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const
 }
 
 /* Free the senders, the form and the JSON body. */
+void sesreq_drop_params(struct sesreq *r)
+{
+    form_free(&r->form);
+    json_decref(r->json);
+    r->json = NULL;
+}
+
 void sesreq_cleanup(struct sesreq *r)
 {
     for (size_t i = 0; i < r->nfrom; i++)

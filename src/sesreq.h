@@ -99,6 +99,10 @@ int sesreq_parse_v1_max(const char *params, size_t len, size_t max_params, struc
 int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const char *body,
                     size_t body_len, struct sesreq *out, struct seserr *e);
 
+/* Release the parsed parameters (v1 form, v2 JSON) once nothing needs them
+ * (a send planned as a batch); api, action, kind, raw and the senders stay. */
+void sesreq_drop_params(struct sesreq *r);
+
 /* Release what out owns; it is zeroed afterwards. */
 void sesreq_cleanup(struct sesreq *r);
 

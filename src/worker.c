@@ -75,6 +75,17 @@ struct worker_job {
     struct worker_job *prev, *next;
 };
 
+/* A batch being loaded (load.lua), and the jobs waiting for it: one load
+ * per batch however many of its copies were read at once (a large message
+ * is fetched once, not once per copy). */
+struct worker_load {
+    struct worker *w;
+    char *n;
+    struct worker_job **jobs;
+    size_t njobs, cap;
+    struct worker_load *next;
+};
+
 /* A client whose own rate refused a take: its copies wait until then. */
 struct worker_wait {
     char *client;
@@ -103,6 +114,7 @@ struct worker {
     size_t inflight;   /* jobs */
     struct worker_job *jobs;
     struct wbatch_cache cache;
+    struct worker_load *loads;                /* batches being loaded */
     struct limiter *lim;                      /* NULL or off: send at once */
     struct worker_job *pace_head, *pace_tail; /* jobs waiting for a reservation, in order */
     size_t pacing;                            /* jobs in the pace queue */
@@ -121,6 +133,7 @@ struct worker {
 
 static void worker_read(struct worker *w);
 static void worker_job_step(struct worker_job *j);
+static void worker_got_load(const redisReply *reply, const char *err, void *arg);
 static void worker_outcome(struct worker_job *j, const char *kind, const char *a1, const char *a2,
                            const char *a3);
 
@@ -991,6 +1004,21 @@ static void worker_got_batch(const redisReply *reply, const char *err, void *arg
     worker_use_batch(j, b);
 }
 
+/* load.lua answered: every job waiting for that batch goes on. */
+static void worker_got_load(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_load *l = arg;
+    struct worker_load **p = &l->w->loads;
+    while (*p != l)
+        p = &(*p)->next;
+    *p = l->next;
+    for (size_t i = 0; i < l->njobs; i++)
+        worker_got_batch(reply, err, l->jobs[i]);
+    free(l->n);
+    free(l->jobs);
+    free(l);
+}
+
 /* check.lua answered for a reclaimed entry. */
 static void worker_checked(const redisReply *reply, const char *err, void *arg)
 {
@@ -1026,11 +1054,26 @@ static void worker_job_step(struct worker_job *j)
         worker_use_batch(j, b);
         return;
     }
-    char *kn = rscript_key(w->scripts, "n:", j->bn);
-    const char *argv[1] = {kn};
     j->redis_pending = true;
-    rscript_eval(w->scripts, RSCRIPT_LOAD, 1, 1, argv, NULL, worker_got_batch, j);
-    free(kn);
+    struct worker_load *l = w->loads;
+    while (l != NULL && strcmp(l->n, j->bn) != 0)
+        l = l->next;
+    if (l == NULL) {
+        l = xcalloc(1, sizeof *l);
+        l->w = w;
+        l->n = xstrdup(j->bn);
+        l->next = w->loads;
+        w->loads = l;
+        char *kn = rscript_key(w->scripts, "n:", j->bn);
+        const char *argv[1] = {kn};
+        rscript_eval(w->scripts, RSCRIPT_LOAD, 1, 1, argv, NULL, worker_got_load, l);
+        free(kn);
+    }
+    if (l->njobs == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 4;
+        l->jobs = xrealloc(l->jobs, l->cap * sizeof *l->jobs);
+    }
+    l->jobs[l->njobs++] = j;
 }
 
 /* ------------------------------------------------------------ reading */
