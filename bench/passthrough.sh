@@ -23,6 +23,8 @@
 #     table); non-2xx responses are never tolerated
 #   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
 #   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0: remove the temp dir on success),
+#   SESGATE_BIN (build/sesgate: another build to measure), SG_RATE (off: [send] rate; a number
+#     runs every send through the shared limiter at a rate it never reaches),
 #   RESULTS_DIR (bench/results)
 # Output: the Markdown table on stdout; bench/results/{raw.jsonl,log.txt,table.md,profile.txt}.
 set -euo pipefail
@@ -30,6 +32,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-}"
+SESGATE_BIN="${SESGATE_BIN:-$MAIN/build/sesgate}"; SG_RATE="${SG_RATE:-off}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
 TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
@@ -96,7 +99,7 @@ machine() {  # the machine and software versions, as Markdown list items
          "libcurl $(curl-config --version 2>/dev/null | cut -d' ' -f2 || dpkg-query -W -f '${Version}' libcurl4),"\
          "libevent $(pkg-config --modversion libevent 2>/dev/null || echo '?'),"\
          "$(openssl version | cut -d' ' -f1-2), python3-botocore $(/usr/bin/python3 -c 'import botocore; print(botocore.__version__)')"
-    echo "- $("$MAIN/build/sesgate" version)"
+    echo "- $("$SESGATE_BIN" version)"
 }
 
 # sign HOSTPORT FILE: a freshly signed request (the signature holds for the clock-skew window)
@@ -174,7 +177,7 @@ wait_idle() {
 # start_sesgate: start sesgate serve in a clean environment (no AWS_* or
 # SESGATE_* variable of the caller changes the configuration)
 start_sesgate() {
-    env -i PATH="$PATH" HOME="$TMP" "$MAIN/build/sesgate" serve -c "$TMP/sesgate.ini" 2>> "$TMP/sesgate.log" &
+    env -i PATH="$PATH" HOME="$TMP" "$SESGATE_BIN" serve -c "$TMP/sesgate.ini" 2>> "$TMP/sesgate.log" &
     SG_PID=$!
     wait_port "$SESGATE_PORT"
 }
@@ -267,6 +270,9 @@ secret_access_key = bench-upstream-secret-never-checked
 
 [redis]
 data_dir = $TMP/sesgate-var
+
+[send]
+rate = $SG_RATE
 
 [client.bench]
 access_key_id = $CLIENT_KEY
