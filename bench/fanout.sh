@@ -41,6 +41,7 @@
 #   SESGATE_PORT (8094, sync front), SESGATE_QPORT (8095, queue front),
 #   SG_REDIS_PORT (6391)
 #   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0), RESULTS_DIR (bench/results)
+#   SESGATE_BIN (build/sesgate: another build to measure)
 # Output: the Markdown table on stdout; bench/results/{fanout-raw.jsonl,
 # fanout-log.txt, fanout-table.md, fanout-profile.txt}.
 set -euo pipefail
@@ -455,7 +456,7 @@ chmod 755 "$TMP"   # php-fpm and nginx workers (www-data) reach their socket und
 # a copy of the binary: the same one for every run and for perf's symbols,
 # even when the tree is rebuilt meanwhile
 SG_BIN="$TMP/sesgate"
-cp "$MAIN/build/sesgate" "$SG_BIN"
+cp "${SESGATE_BIN:-$MAIN/build/sesgate}" "$SG_BIN"
 log "=== fanout.sh $(date -u +%FT%TZ): ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_WORKERS=$SG_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
 machine | tee -a "$LOG" >&2
 

@@ -23,6 +23,8 @@
 #     table); non-2xx responses are never tolerated
 #   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
 #   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0: remove the temp dir on success),
+#   BASE_BIN (none): another build, measured as target "base" (add it to TARGETS) with the
+#     same configuration on BASE_PORT (8096, admin 8097), for a before/after in one run
 #   SESGATE_BIN (build/sesgate: another build to measure), SG_RATE (off: [send] rate; a number
 #     runs every send through the shared limiter at a rate it never reaches),
 #   RESULTS_DIR (bench/results)
@@ -33,6 +35,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-}"
 SESGATE_BIN="${SESGATE_BIN:-$MAIN/build/sesgate}"; SG_RATE="${SG_RATE:-off}"
+BASE_BIN="${BASE_BIN:-}"; BASE_PORT="${BASE_PORT:-8096}"; BASE_ADMIN_PORT="${BASE_ADMIN_PORT:-8097}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
 TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
@@ -45,7 +48,7 @@ CLIENT_SECRET=bench-client-secret-0123456789
 OUT="${RESULTS_DIR:-$HERE/results}"
 RAW="$OUT/raw.jsonl"; LOG="$OUT/log.txt"
 
-TMP=""; SG_PID=""; WRK_PID=""; PERF_PID=""; PHP_STARTED=0
+TMP=""; SG_PID=""; BASE_PID=""; WRK_PID=""; PERF_PID=""; PHP_STARTED=0
 
 log() { echo "[$(date +%T)] $*" >> "$LOG"; echo "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -68,6 +71,7 @@ cleanup() {
     [ -n "$PERF_PID" ] && stop_pid "$PERF_PID" perf
     [ -n "$WRK_PID" ] && stop_pid "$WRK_PID" wrk
     [ -n "$SG_PID" ] && { stop_pid "$SG_PID" sesgate; wait "$SG_PID" 2>/dev/null || true; }
+    [ -n "$BASE_PID" ] && { stop_pid "$BASE_PID" sesgate; wait "$BASE_PID" 2>/dev/null || true; }
     if [ -n "$TMP" ] && [ -f "$TMP/nginx-proxy.pid" ]; then
         stop_pid "$(cat "$TMP/nginx-proxy.pid")" "nginx: master"
     fi
@@ -132,6 +136,8 @@ prepare() {
     php) WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$FRONT_PORT/" -- 1) ;;
     nginx) sign "127.0.0.1:$PROXY_PORT" "$TMP/req-nginx.txt"
         WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$PROXY_PORT/" -- "$TMP/req-nginx.txt") ;;
+    base) sign "127.0.0.1:$BASE_PORT" "$TMP/req-base.txt"
+        WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$BASE_PORT/" -- "$TMP/req-base.txt") ;;
     sesgate) sign "127.0.0.1:$SESGATE_PORT" "$TMP/req-sesgate.txt"
         WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$SESGATE_PORT/" -- "$TMP/req-sesgate.txt") ;;
     esac
@@ -154,6 +160,7 @@ snap() {  # snap OUTFILE: CPU of every process group
         "redis=$(cat "$TMP/php/redis.pid")") ;;
     nginx) groups+=("proxy_nginx=$(cat "$TMP/nginx-proxy.pid")+") ;;
     sesgate) groups+=("sesgate=$SG_PID") ;;
+    base) groups+=("sesgate=$BASE_PID") ;;
     esac
     /usr/bin/python3 "$HERE/pt_stats.py" snap "$2" "${groups[@]}"
 }
@@ -182,6 +189,13 @@ start_sesgate() {
     wait_port "$SESGATE_PORT"
 }
 
+# start_base: the same for BASE_BIN (another build), on BASE_PORT
+start_base() {
+    env -i PATH="$PATH" HOME="$TMP" "$BASE_BIN" serve -c "$TMP/base.ini" 2>> "$TMP/base.log" &
+    BASE_PID=$!
+    wait_port "$BASE_PORT"
+}
+
 # alive TARGET: the processes TARGET needs are still running; a sesgate that
 # something outside this script stopped is started again (and logged)
 alive() {
@@ -190,6 +204,12 @@ alive() {
         [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the seed-php process of $f was stopped from outside this script"
     done
     [ -d "/proc/$(cat "$TMP/nginx-proxy.pid")" ] || die "the nginx proxy was stopped from outside this script"
+    if [ "$1" = base ] && ! [ -d "/proc/$BASE_PID" ]; then
+        wait "$BASE_PID" 2>/dev/null || true
+        log "WARNING: the base sesgate (pid $BASE_PID) was stopped from outside this script; starting it again"
+        start_base
+        return 1
+    fi
     if [ "$1" = sesgate ] && ! [ -d "/proc/$SG_PID" ]; then
         wait "$SG_PID" 2>/dev/null || true
         log "WARNING: sesgate (pid $SG_PID) was stopped from outside this script: $(tail -2 "$TMP/sesgate.log" | tr '\n' ' '); starting it again"
@@ -279,6 +299,12 @@ access_key_id = $CLIENT_KEY
 secret_access_key = $CLIENT_SECRET
 EOF
 start_sesgate
+if [ -n "$BASE_BIN" ]; then
+    sed -e "s/127.0.0.1:$SESGATE_PORT/127.0.0.1:$BASE_PORT/" -e "s/127.0.0.1:$SESGATE_ADMIN_PORT/127.0.0.1:$BASE_ADMIN_PORT/" \
+        -e "s|$TMP/sesgate-var|$TMP/base-var|" "$TMP/sesgate.ini" > "$TMP/base.ini"
+    chmod 600 "$TMP/base.ini"
+    start_base
+fi
 
 # --- correctness checks before measuring ----------------------------------
 curl -s -o "$TMP/upstream.xml" --max-time 5 --data-binary x "http://127.0.0.1:$UPSTREAM_PORT/"

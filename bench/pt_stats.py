@@ -34,7 +34,7 @@ import time
 TCK = os.sysconf("SC_CLK_TCK")
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 LABEL = {"upstream": "fake SES upstream alone (reference)", "php": "PHP front (nginx + php-fpm)", "nginx": "nginx proxy_pass (keepalive)",
-         "sesgate": "sesgate serve"}
+         "sesgate": "sesgate serve", "base": "sesgate serve, BASE_BIN (another build)"}
 
 
 def stat_fields(pid):
@@ -252,6 +252,10 @@ def table(raw, rss_path=None):
         if s and n:
             print(f"| sesgate / nginx proxy_pass req/s | {c} | **{s[0] / n[0]:.2f}** "
                   f"({rounds('sesgate', 'nginx', c, 'rps')}) | about 0.5 |")
+        b = summary.get(("base", c))
+        if s and b:
+            print(f"| sesgate / BASE_BIN req/s | {c} | **{s[0] / b[0]:.2f}** "
+                  f"({rounds('sesgate', 'base', c, 'rps')}) | >= 1 (nothing slowed) |")
     if any(r.get("disturbed") for r in rows):
         print()
         print("\\* run disturbed: other processes on the machine used more than OTHER_MAX cores.")

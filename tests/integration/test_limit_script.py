@@ -12,13 +12,13 @@ argument)."""
 import math
 import random
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+import harness
 from harness import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -36,11 +36,10 @@ DAY = 86400000
 BUCKETS = 1441  # RATELIMIT_DAY_BUCKETS
 
 
-class RedisError(Exception):
-    """An error reply."""
+RedisError = harness.RedisClient.Error
 
 
-class Redis:
+class Redis(harness.RedisClient):
     """A throwaway redis-server and one RESP2 connection to it."""
 
     def __init__(self, workdir):
@@ -52,49 +51,19 @@ class Redis:
         deadline = time.time() + 10
         while True:
             try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+                super().__init__(port=self.port, timeout=30)
                 break
             except OSError:
                 if time.time() > deadline:
                     raise RuntimeError("redis-server did not start")
                 time.sleep(0.05)
-        self.rd = self.sock.makefile("rb")
         assert self.cmd("PING") == "PONG"
         self.sha = self.cmd("SCRIPT", "LOAD", LUA.read_text())
 
     def stop(self):
-        self.sock.close()
+        self.close()
         self.proc.terminate()
         self.proc.wait(10)
-
-    def _reply(self):
-        line = self.rd.readline()
-        kind, rest = line[:1], line[1:-2].decode()
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            raise RedisError(rest)
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.rd.read(n + 2)[:-2]
-            return data.decode("utf-8", "surrogateescape")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise RuntimeError(f"bad reply {line!r}")
-
-    def cmd(self, *args):
-        """One command; the reply decoded (errors raise RedisError)."""
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            b = str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.sock.sendall(b"".join(out))
-        return self._reply()
 
     def limit(self, keys, *args):
         """Run limit.lua with keys and args."""
