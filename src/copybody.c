@@ -263,12 +263,13 @@ static size_t copybody_group(const struct copybody_batch *b, const unsigned char
         memcpy(out, q, 4);
         return 4;
     }
+    /* form_encode's output for the three base64 characters it escapes */
     size_t k = 0;
     for (int i = 0; i < 4; i++) {
-        if (q[i] == '+' || q[i] == '/' || q[i] == '=') {
-            out[k++] = '%';
-            out[k++] = q[i] == '+' ? '2' : q[i] == '/' ? '2' : '3';
-            out[k++] = q[i] == '+' ? 'B' : q[i] == '/' ? 'F' : 'D';
+        const char *pe = q[i] == '+' ? "%2B" : q[i] == '/' ? "%2F" : q[i] == '=' ? "%3D" : NULL;
+        if (pe != NULL) {
+            memcpy(out + k, pe, 3);
+            k += 3;
         } else {
             out[k++] = q[i];
         }
