@@ -197,7 +197,7 @@ void metrics_limiter_throttled(void)
     metrics_l_throttled++;
 }
 
-static unsigned long long metrics_data_lost, metrics_clock_skew_n;
+static unsigned long long metrics_data_lost, metrics_clock_skew_n, metrics_pace_late_n;
 
 void metrics_redis_data_lost(void)
 {
@@ -207,6 +207,11 @@ void metrics_redis_data_lost(void)
 void metrics_clock_skew(void)
 {
     metrics_clock_skew_n++;
+}
+
+void metrics_pace_late(void)
+{
+    metrics_pace_late_n++;
 }
 
 /* The bytes of upstream request bodies in flight (inflight.h). */
@@ -239,6 +244,10 @@ static void metrics_render_limiter(struct buf *out)
                        "Upstream answers refusing sesgate's signature as expired or not yet "
                        "current: this host's clock is off.",
                        (double)metrics_clock_skew_n);
+    metrics_render_one(out, "sesgate_pace_late_total", "counter",
+                       "Queued copies whose reserved time passed while sesgate was busy, "
+                       "reserved again rather than sent late.",
+                       (double)metrics_pace_late_n);
     if (!metrics_limiter_known)
         return;
     metrics_render_one(out, "sesgate_rate_base", "gauge",

@@ -49,6 +49,9 @@ void metrics_redis_data_lost(void);
 /* The upstream refused a signature of ours as expired or not yet current. */
 void metrics_clock_skew(void);
 
+/* A copy whose send timer fired too late took a new reservation. */
+void metrics_pace_late(void);
+
 void metrics_render(struct buf *out);
 
 /* Release the label tables (for leak-free shutdown). */

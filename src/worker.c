@@ -34,7 +34,11 @@
 #define WORKER_RECLAIM_MAX  100
 #define WORKER_DUE_MAX      1000
 #define WORKER_MAX_INFLIGHT 1024
-#define WORKER_SKEW_MS      5000 /* a copy refused for our clock goes again after 5-10 s */
+/* ms: a send timer firing this much past its reserved time gives the time
+ * up and reserves again: within LIMITER_PACE's margin (3 % of a second), a
+ * late copy cannot push a one-second window past the rate. */
+#define WORKER_LATE_MS 20
+#define WORKER_SKEW_MS 5000 /* a copy refused for our clock goes again after 5-10 s */
 
 /* A batch as a worker needs it, shared by the sends of its copies. */
 /* A client's queue stream, as one worker reads it. Kept for the worker's
@@ -70,6 +74,8 @@ struct worker_job {
     bool waiting;               /* pacing, its send timer pending, or ready: not a send in flight */
     bool ready;                 /* its reserved time came with every slot busy: in the ready list */
     struct event *send_timer;   /* sends at its reserved time */
+    struct timespec due;        /* the reserved time its send timer was set for */
+    bool retaken;               /* its timer fired too late once and it took a new reservation */
     struct worker_job *pnext;   /* next in the pace queue */
     struct worker_job *rprev, *rnext; /* neighbours in the ready list */
     struct worker_job *prev, *next;
@@ -194,6 +200,7 @@ static void worker_ready_unlink(struct worker *w, struct worker_job *j)
 }
 
 static void worker_ready_run(struct worker *w);
+static void worker_pace_run(struct worker *w);
 
 /* Give back the bytes j's send held under max_inflight_bytes. */
 static void worker_release(struct worker_job *j)
@@ -648,9 +655,26 @@ static void worker_ready_run(struct worker *w)
 static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
     struct worker_job *j = arg;
     struct worker *w = j->w;
+    if ((what & EV_TIMEOUT) && !j->retaken && limiter_ms_until(&j->due) < -WORKER_LATE_MS) {
+        /* The loop was busy past the reserved time: sent now, the copy
+         * would bunch with those reserved after it and a one-second window
+         * could pass the rate. Its reservation is given up (its recipients
+         * leave the day window again) and it takes a new one, first in
+         * line; once only, so that a loop that stays busy still sends. */
+        j->retaken = true;
+        limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
+        metrics_pace_late();
+        j->pacing = true;
+        j->pnext = w->pace_head;
+        w->pace_head = j;
+        if (w->pace_tail == NULL)
+            w->pace_tail = j;
+        w->pacing++;
+        worker_pace_run(w);
+        return;
+    }
     j->ready = true;
     j->rprev = w->ready_tail;
     j->rnext = NULL;
@@ -676,8 +700,6 @@ static struct worker_job *worker_pace_pop(struct worker *w)
     w->pacing--;
     return j;
 }
-
-static void worker_pace_run(struct worker *w);
 
 /* Try the take again after ms (1 ms to a tick). */
 static void worker_pace_later(struct worker *w, double ms)
@@ -806,6 +828,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
                 continue;
             }
             struct timeval tv = clock_timeval_frac(ms);
+            limiter_ms_from_now(&j->due, ms);
             evtimer_add(j->send_timer, &tv);
         }
         w->ngroup = 0;

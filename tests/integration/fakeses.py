@@ -57,8 +57,8 @@ of n recipients at monotonic time t:
 A refused send is recorded with "throttled": "daily" | "rate", its status and
 its recipients, and is not counted. Every record has "t", the fake's
 time.monotonic() (CLOCK_MONOTONIC, comparable across processes on one
-machine): for a send that passed the signature check, the instant it was
-admitted to (or refused by) the quota; for anything else, when it arrived.
+machine) when its request line was read: the instant SES would count it at,
+and the one the quota above is checked at.
 
 Usage: fakeses.py --port 0 --access-key AKID --secret SECRET
        [--region us-east-1] [--session-token T] [--record FILE]
@@ -74,6 +74,7 @@ import datetime
 import email.parser
 import email.policy
 import email.utils
+import gc
 import hashlib
 import hmac
 import json
@@ -455,25 +456,31 @@ class State:
                 self.record_file.flush()
 
     def _expire(self, now):
-        """Drop accepted sends that left the 1 s and the 24 h windows (lock held)."""
-        while self.second and self.second[0][0] <= now - 1.0:
+        """Drop accepted sends that left the 1 s and the 24 h windows (lock held).
+        Sends are admitted about, not exactly, in the order they arrived: the
+        last 1.25 s are kept and admit() counts the last second of them."""
+        while self.second and self.second[0][0] <= now - 1.25:
             self.second.popleft()
         while self.day and self.day[0][0] <= now - DAY_S:
             self.day_sum -= self.day.popleft()[1]
         self.quota["sent_last_24_hours"] = self.sent_base + self.day_sum
 
-    def admit(self, api, n, hold=True):
-        """Admit a send of n recipients now, or (hold, and the quota
-        enforced) raise QuotaError when the send would pass it. Returns the
-        monotonic time of the decision; an admitted send is counted then."""
+    def admit(self, api, n, hold=True, at=None):
+        """Admit a send of n recipients that arrived at monotonic time at
+        (None: now), or (hold, and the quota enforced) raise QuotaError when
+        the send would pass it. Returns at; an admitted send is counted then.
+        SES counts a request when it reaches it: the time the request line
+        was read, not the time this process got round to it after checking
+        the signature (requests on other connections may have been checked
+        first, so the one-second window counts every send after at - 1 s)."""
         with self.lock:
-            now = time.monotonic()
+            now = time.monotonic() if at is None else at
             self._expire(now)
             if self.enforce and hold:
                 day_max = self.quota["max_24_hour_send"]
                 if day_max >= 0 and self.quota["sent_last_24_hours"] + n > day_max:
                     raise QuotaError(api, "daily").at(now)
-                last_second = sum(c for _, c in self.second)
+                last_second = sum(c for t, c in self.second if t > now - 1.0)
                 if last_second + n > self.quota["max_send_rate"]:
                     raise QuotaError(api, "rate").at(now)
             self.second.append((now, n))
@@ -543,6 +550,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         if self.server.verbose:
             sys.stderr.write("fakeses: %s\n" % (fmt % args))
+
+    def parse_request(self):
+        # The request line has just been read: the time SES would count it at.
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def do_GET(self):
         self.handle_any()
@@ -662,7 +674,7 @@ class Handler(BaseHTTPRequestHandler):
         now = datetime.datetime.utcnow().replace(microsecond=0)
         record = {
             "time": time.time(),
-            "t": time.monotonic(),
+            "t": self.arrived,
             "time_iso": now.isoformat() + "Z",
             "method": self.command,
             "path": raw_path,
@@ -765,7 +777,7 @@ class Handler(BaseHTTPRequestHandler):
         record.update(info)
         record["status"] = status
         if record.get("recipients") and not record.get("counted"):
-            state.admit(api, len(record["recipients"]), hold=False)  # bulk sends: counted, never held
+            state.admit(api, len(record["recipients"]), hold=False, at=self.arrived)  # bulk sends: counted, never held
         record.pop("counted", None)
         state.add_record(record)
         return self.send(status, out, ctype, request_id=request_id)
@@ -892,7 +904,7 @@ class Handler(BaseHTTPRequestHandler):
             if "@" not in addr:
                 raise SesError("InvalidParameterValue", 400, "Missing final '@domain'")
         try:
-            t = self.server.state.admit(api, len(recipients))
+            t = self.server.state.admit(api, len(recipients), at=self.arrived)
         except QuotaError as e:
             e.recipients = list(recipients)
             raise
@@ -998,6 +1010,10 @@ def main(argv=None):
         args.secret = os.environ.get("FAKESES_SECRET", "")
         if not args.secret:
             p.error("give --secret or set FAKESES_SECRET")
+    # The arrival times are the measurement: a pause of the cyclic collector
+    # (tens of ms with many records) would stamp requests late and bunch
+    # them. The records hold no cycles; reference counting frees the rest.
+    gc.disable()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.state = State(args)

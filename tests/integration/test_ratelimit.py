@@ -19,6 +19,7 @@ time.monotonic() when the send was admitted to (or refused by) its quota.
 """
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -500,6 +501,38 @@ def test_a_three_processes_share_rate_50(rigs):
             problems.append("batch %s: %s" % (batch, {
                 k: st.get(k) for k in ("total", "sent", "dead", "retrying", "queued", "complete")}))
     assert not problems, problems
+
+
+def test_a_stalled_worker_does_not_bunch_its_late_sends(rigs):
+    """A worker stopped (SIGSTOP) for 150 ms at a time while it drains at the
+    full rate: the copies whose reserved time passed during the stall are
+    reserved again, not sent together when it resumes, so no second holds
+    more than the rate."""
+    rig = rigs("stall", send={"rate": "50", "concurrency": "4"},
+               quota={"enforce": True, "max_send_rate": 50, "max_24_hour_send": 100000})
+    rig.serve()
+    w = rig.work("w1")
+    rec = Recorder(rig.fake)
+    to = ["st-%03d@example.net" % i for i in range(400)]
+    _, batch = send_email(rig.gw, to)
+    assert batch
+    rec.wait_accepted(50, timeout=30)
+    for _ in range(6):
+        w.proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.15)
+        w.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.8)
+    ok, recs = rec.wait(lambda rs: set(rcpt_counter(rs)) >= set(to), timeout=60)
+    time.sleep(0.5)
+    recs = rec.poll()
+    acc, got, thr, window, span = summary(recs)
+    late = int(metrics(w).get("sesgate_pace_late_total", 0))
+    print("\na) six 150 ms stalls at rate 50: %d recipients, max %d in any 1 s window, Throttling %d, "
+          "%d copies reserved again, first to last %.2f s" % (sum(got.values()), window, len(thr), late, span))
+    explain_throttles(recs, "a) stalls")
+    assert ok and set(got) == set(to) and max(got.values()) == 1, sorted(set(to) - set(got))[:5]
+    assert late >= 6, "the stalls left no copy late: %d" % late
+    assert not thr and window <= 50, (len(thr), window)
 
 
 # ---------------------------------------------------------------- b) rate = auto follows the upstream
