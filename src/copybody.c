@@ -97,10 +97,70 @@ static int copybody_split_v1(struct copybody_batch *b, const char *t, size_t n, 
     return 0;
 }
 
-/* v2 raw: the template as jansson writes it, split around Content.Raw.Data
- * (the closing brace left out: the Destination goes before it). */
+/* Set b's parts from root, whose Content.Raw.Data is COPYBODY_MARK (or,
+ * with DKIM, the whole message): root as jansson writes it, split around the
+ * mark, the closing brace left out (the Destination goes before it). */
+static void copybody_split_dump(struct copybody_batch *b, const json_t *root)
+{
+    struct buf text = BUF_INIT;
+    copybody_json_dump(root, &text);
+    const char *s = buf_cstr(&text);
+    const char *m = b->dkim ? NULL : strstr(s, COPYBODY_MARK_JSON);
+    size_t ml = sizeof COPYBODY_MARK_JSON - 1;
+    if (m == NULL) {
+        copybody_set_pre(b, s, text.len - 1);
+    } else {
+        copybody_set_pre(b, s, (size_t)(m - s));
+        b->post_len = text.len - 1 - (size_t)(m - s) - ml;
+        b->post = xstrndup(m + ml, b->post_len);
+    }
+    buf_free(&text);
+}
+
+/* v2 raw without DKIM, read without copying the message: the template as
+ * sesgate stored it holds Content.Raw.Data as "Raw":{"Data":"<base64>"},
+ * plain base64 with no escape. The JSON around it, with the mark in place of
+ * the data, is parsed to confirm that the string found is that member.
+ * Returns 0 or -1 (e set) as copybody_split_v2, or 1 when the template is
+ * not in that form (then the whole template is parsed). */
+static int copybody_split_v2_direct(struct copybody_batch *b, const char *t, size_t n,
+                                    struct seserr *e)
+{
+    static const char key[] = "\"Raw\":{\"Data\":\"";
+    const char *k = memmem(t, n, key, sizeof key - 1);
+    if (k == NULL)
+        return 1;
+    const char *d = k + sizeof key - 1;
+    const char *q = memchr(d, '"', (size_t)(t + n - d));
+    if (q == NULL || memchr(d, '\\', (size_t)(q - d)) != NULL)
+        return 1;
+    struct buf outer = BUF_INIT;
+    buf_add(&outer, t, (size_t)(d - t));
+    buf_add(&outer, COPYBODY_MARK_JSON, sizeof COPYBODY_MARK_JSON - 1);
+    buf_add(&outer, q, (size_t)(t + n - q));
+    json_t *root = json_loadb(outer.data, outer.len, 0, NULL);
+    buf_free(&outer);
+    json_t *data =
+        json_object_get(json_object_get(json_object_get(root, "Content"), "Raw"), "Data");
+    if (!json_is_string(data) || strcmp(json_string_value(data), COPYBODY_MARK) != 0) {
+        json_decref(root);
+        return 1;
+    }
+    int rc = copybody_take_msg(b, d, (size_t)(q - d), e);
+    if (rc == 0)
+        copybody_split_dump(b, root);
+    json_decref(root);
+    return rc;
+}
+
+/* v2 raw: the template as jansson writes it, split around Content.Raw.Data. */
 static int copybody_split_v2(struct copybody_batch *b, const char *t, size_t n, struct seserr *e)
 {
+    if (!b->dkim) {
+        int rc = copybody_split_v2_direct(b, t, n, e);
+        if (rc != 1)
+            return rc;
+    }
     json_t *root = json_loadb(t, n, 0, NULL);
     json_t *raw = json_object_get(json_object_get(root, "Content"), "Raw");
     json_t *data = json_object_get(raw, "Data");
@@ -110,25 +170,12 @@ static int copybody_split_v2(struct copybody_batch *b, const char *t, size_t n, 
         return -1;
     }
     int rc = 0;
-    struct buf text = BUF_INIT;
     if (!b->dkim) {
         rc = copybody_take_msg(b, json_string_value(data), json_string_length(data), e);
         json_object_set_new(raw, "Data", copybody_must(json_string(COPYBODY_MARK)));
     }
-    if (rc == 0) {
-        copybody_json_dump(root, &text);
-        const char *s = buf_cstr(&text);
-        const char *m = b->dkim ? NULL : strstr(s, COPYBODY_MARK_JSON);
-        size_t ml = sizeof COPYBODY_MARK_JSON - 1;
-        if (m == NULL) {
-            copybody_set_pre(b, s, text.len - 1);
-        } else {
-            copybody_set_pre(b, s, (size_t)(m - s));
-            b->post_len = text.len - 1 - (size_t)(m - s) - ml;
-            b->post = xstrndup(m + ml, b->post_len);
-        }
-    }
-    buf_free(&text);
+    if (rc == 0)
+        copybody_split_dump(b, root);
     json_decref(root);
     return rc;
 }

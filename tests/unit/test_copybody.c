@@ -143,6 +143,48 @@ static void test_errors(void)
     copybody_batch_cleanup(&b);
 }
 
+/* v2 raw templates: the message is read straight out of the template when
+ * it is "Raw":{"Data":"<base64>"} as sesgate stores it, else through a whole
+ * parse; both give the template split around it exactly as jansson writes
+ * it. */
+static void test_v2_split(void)
+{
+    static const struct {
+        const char *what, *template, *pre, *post;
+    } cases[] = {
+        {"as stored", "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogcw==\"}},\"EmailTags\":[]}",
+         "{\"Content\":{\"Raw\":{\"Data\":\"", "\"}},\"EmailTags\":[]"},
+        {"the key in another member's string",
+         "{\"FromEmailAddress\":\"\\\"Raw\\\":{\\\"Data\\\":\\\"x@y.example\",\"Content\":{"
+         "\"Raw\":{\"Data\":\"RnJvbTogcw==\"}}}",
+         "{\"FromEmailAddress\":\"\\\"Raw\\\":{\\\"Data\\\":\\\"x@y.example\",\"Content\":{"
+         "\"Raw\":{\"Data\":\"",
+         "\"}}"},
+        {"an escape in the data", "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogcw\\u003d\\u003d\"}}}",
+         "{\"Content\":{\"Raw\":{\"Data\":\"", "\"}}"},
+        {"Raw.Data of another member first",
+         "{\"Other\":{\"Raw\":{\"Data\":\"QUJD\"}},\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogcw==\"}"
+         "}}",
+         "{\"Other\":{\"Raw\":{\"Data\":\"QUJD\"}},\"Content\":{\"Raw\":{\"Data\":\"", "\"}}"},
+        {"spaces", "{ \"Content\": {\"Raw\": {\"Data\": \"RnJvbTogcw==\"} } }",
+         "{\"Content\":{\"Raw\":{\"Data\":\"", "\"}}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct copybody_batch b;
+        struct seserr e = {0};
+        const char *t = cases[i].template;
+        CHECK(copybody_batch_init(&b, SESREQ_V2, true, false, t, strlen(t), &e) == 0, "%s: %s",
+              cases[i].what, e.message);
+        CHECK(b.has_msg && b.msg.len == 7 && memcmp(b.msg.data, "From: s", 7) == 0,
+              "%s: the message", cases[i].what);
+        CHECK(b.pre_len == strlen(cases[i].pre) && memcmp(b.pre, cases[i].pre, b.pre_len) == 0,
+              "%s: before the message: %.*s", cases[i].what, (int)b.pre_len, b.pre);
+        CHECK(b.post_len == strlen(cases[i].post) && memcmp(b.post, cases[i].post, b.post_len) == 0,
+              "%s: after the message: %.*s", cases[i].what, (int)b.post_len, b.post);
+        copybody_batch_cleanup(&b);
+    }
+}
+
 int main(void)
 {
     static const size_t sizes[] = {0, 1, 2, 3, 100, 200001};
@@ -153,5 +195,6 @@ int main(void)
                 check_case(api, raw, "\n", sizes[s]);
             }
     test_errors();
+    test_v2_split();
     return check_done("test_copybody");
 }
