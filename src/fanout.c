@@ -52,6 +52,9 @@ struct fanout_field {
     size_t name_len; /* length of its name; 0 for a line without a colon */
 };
 
+/* Bytes of a raw message a plan decodes when they hold its header block. */
+#define FANOUT_HEAD_MAX 65536
+
 /* The state of one fanout_plan call. */
 struct fanout_work {
     const struct sesreq *r;
@@ -65,9 +68,12 @@ struct fanout_work {
     size_t to_cap;         /* slots allocated in p->to */
     struct fanout_list cc; /* Cc riders */
     struct fanout_list bcc;
-    bool *drop;       /* v1: per parameter, removed with the tag (NULL: none) */
-    size_t *renum;    /* v1: per parameter, its new tag index (0: name kept) */
-    struct buf msg;   /* raw: the decoded message, tag field edited */
+    bool *drop;     /* v1: per parameter, removed with the tag (NULL: none) */
+    size_t *renum;  /* v1: per parameter, its new tag index (0: name kept) */
+    struct buf msg; /* raw: the decoded message (its start: fanout_raw_decode), tag field edited */
+    bool msg_whole; /* raw: msg is the whole message */
+    void (*on_batch)(void *arg); /* fanout_plan_hooked's hook, and its argument */
+    void *on_batch_arg;
     bool msg_changed; /* raw: msg differs from the message as sent */
     struct buf b64;   /* raw, msg_changed: the base64 of msg */
 };
@@ -530,8 +536,27 @@ static const char *fanout_raw_data(const struct sesreq *r, size_t *len)
     return json_string_value(data);
 }
 
-/* Decode the raw message into w->msg and strip the opt-out tag from its
- * X-SES-MESSAGE-TAGS fields. Returns 0, or -1 with e set. */
+/* Decode the start of the raw message into w->msg: at least its header
+ * block, which is all a plan reads of it (the whole message when its header
+ * block is longer than FANOUT_HEAD_MAX, or when whole). All of the base64 is
+ * checked. Returns 0, or -1 with e set. */
+static int fanout_raw_decode(struct fanout_work *w, const char *data, size_t len, bool whole)
+{
+    buf_reset(&w->msg);
+    size_t max = whole ? SIZE_MAX : FANOUT_HEAD_MAX;
+    if (util_base64_decode_max(data, len, max, &w->msg) != 0) {
+        seserr_set(w->e, fanout_invalid(w->r), "Invalid base64 in the raw message data.");
+        return -1;
+    }
+    w->msg_whole = w->msg.len < max;
+    if (!w->msg_whole && rfc5322_header_end(buf_cstr(&w->msg), w->msg.len) == w->msg.len)
+        return fanout_raw_decode(w, data, len, true); /* no end of the header block in it */
+    return 0;
+}
+
+/* Decode the raw message (fanout_raw_decode) and strip the opt-out tag from
+ * its X-SES-MESSAGE-TAGS fields: then the whole message is decoded, since
+ * the copies carry the edited message. Returns 0, or -1 with e set. */
 static int fanout_raw_message(struct fanout_work *w)
 {
     size_t len = 0;
@@ -540,11 +565,15 @@ static int fanout_raw_message(struct fanout_work *w)
         seserr_set(w->e, fanout_invalid(w->r), "The raw message data is missing.");
         return -1;
     }
-    if (util_base64_decode(data, len, &w->msg) != 0) {
-        seserr_set(w->e, fanout_invalid(w->r), "Invalid base64 in the raw message data.");
+    if (fanout_raw_decode(w, data, len, false) != 0)
         return -1;
-    }
     struct buf stripped = BUF_INIT;
+    bool off = false;
+    if (!w->msg_whole && fanout_raw_strip_tags(buf_cstr(&w->msg), w->msg.len, &stripped, &off)) {
+        buf_free(&stripped);
+        if (fanout_raw_decode(w, data, len, true) != 0)
+            return -1;
+    }
     if (fanout_raw_strip_tags(buf_cstr(&w->msg), w->msg.len, &stripped, &w->off)) {
         buf_free(&w->msg);
         w->msg = stripped;
@@ -1121,11 +1150,14 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     p->batch = w->possible && fanout_dedup(w, p->ninvalid > 0);
     fanout_take_riders(w);
     if (p->batch) {
+        if (r->raw && fanout_dkim_check(w) != 0)
+            return -1;
+        buf_free(&w->msg); /* the template carries the message (w->b64 when edited) */
+        if (w->on_batch)
+            w->on_batch(w->on_batch_arg);
         if (r->api == SESREQ_V1)
             fanout_v1_body(w, false, &p->template);
         else if (fanout_v2_body(w, false, &p->template) != 0)
-            return -1;
-        if (r->raw && fanout_dkim_check(w) != 0)
             return -1;
     } else if (p->tag_stripped) {
         if (r->api == SESREQ_V1)
@@ -1139,6 +1171,13 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
 /* Decide on fan-out for the send r and split it into template and recipients. */
 int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e)
+{
+    return fanout_plan_hooked(r, fanout_on, max_recipients, skip_invalid, NULL, NULL, out, e);
+}
+
+int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipients,
+                       bool skip_invalid, void (*on_batch)(void *arg), void *arg,
+                       struct fanout_plan *out, struct seserr *e)
 {
     memset(out, 0, sizeof *out);
     out->api = r->api;
@@ -1155,6 +1194,8 @@ int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, b
     w.r = r;
     w.p = out;
     w.e = e;
+    w.on_batch = on_batch;
+    w.on_batch_arg = arg;
     int rc = fanout_plan_work(&w, fanout_on, max_recipients, skip_invalid);
     fanout_list_free(&w.cc);
     fanout_list_free(&w.bcc);

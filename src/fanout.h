@@ -101,6 +101,14 @@ struct fanout_plan {
 int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e);
 
+/* fanout_plan, calling on_batch(arg) once when the send is known to be a
+ * batch, before its template is written: the template comes from r's parsed
+ * parameters alone, so the caller may let go of the request's body there
+ * (a large message is then not held three times over). */
+int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipients,
+                       bool skip_invalid, void (*on_batch)(void *arg), void *arg,
+                       struct fanout_plan *out, struct seserr *e);
+
 /* Release what p owns; it is zeroed afterwards. */
 void fanout_plan_cleanup(struct fanout_plan *p);
 

@@ -625,7 +625,6 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
         snprintf(mid, sizeof mid, "-");
     r->enqueuing = true;
     queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, mid, front_enqueued, r);
-    buf_free(&r->plan.template); /* the script call holds its own copy now */
 }
 
 /* The client's recipients of the rolling day are known: queue the batch,
@@ -659,7 +658,15 @@ static void front_client_day(const redisReply *reply, const char *err, void *arg
         return;
     }
     queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
-    buf_free(&r->plan.template); /* the script call holds its own copy now */
+}
+
+/* fanout_plan_hooked: the send is a batch, its template is about to be
+ * written from the parsed parameters; the request as it came is not sent
+ * again. */
+static void front_batch_decided(void *arg)
+{
+    struct front_req *r = arg;
+    httpd_drop_body(r->hr);
 }
 
 /* The send path: every send action comes here. A send to two or more To
@@ -671,16 +678,15 @@ static void front_send(struct front_req *r)
     const struct config *cfg = f->cfg;
     struct seserr e;
     bool fanout_on = r->client->fanout < 0 ? cfg->fanout : r->client->fanout != 0;
-    if (fanout_plan(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip, &r->plan,
-                    &e) < 0) {
+    if (fanout_plan_hooked(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip,
+                           front_batch_decided, r, &r->plan, &e) < 0) {
         front_fail(r, &e);
         return;
     }
     if (r->plan.batch) {
-        /* the plan holds what the copies need: the request as it came, and
-         * its parsed parameters, are not sent again */
+        /* the plan holds what the copies need: the parsed parameters are
+         * not needed again either */
         sesreq_drop_params(&r->sr);
-        httpd_drop_body(r->hr);
     } else {
         if (r->plan.forward.len) {
             /* Not a batch, but the sesgate-fanout tag must not reach SES. */
@@ -723,7 +729,6 @@ static void front_send(struct front_req *r)
     r->enqueuing = true;
     httpd_set_abort(r->hr, front_abort, r);
     queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
-    buf_free(&r->plan.template); /* the script call holds its own copy now */
 }
 
 /* A context for a request that just arrived (freed by front_finish). */

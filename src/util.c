@@ -40,10 +40,16 @@ static int util_base64_value(unsigned char c)
 
 int util_base64_decode(const char *s, size_t n, struct buf *out)
 {
-    size_t digits = 0, eq = 0;
+    return util_base64_decode_max(s, n, SIZE_MAX, out);
+}
+
+int util_base64_decode_max(const char *s, size_t n, size_t max, struct buf *out)
+{
+    size_t digits = 0, eq = 0, kept = 0;
     uint32_t acc = 0;
     int bits = 0;
-    buf_reserve(out, n / 4 * 3 + 3);
+    size_t room = n / 4 * 3 + 3;
+    buf_reserve(out, room < max ? room : max);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
@@ -60,7 +66,10 @@ int util_base64_decode(const char *s, size_t n, struct buf *out)
         digits++;
         if (bits >= 8) {
             bits -= 8;
-            out->data[out->len++] = (char)(acc >> bits & 0xff);
+            if (kept < max) {
+                out->data[out->len++] = (char)(acc >> bits & 0xff);
+                kept++;
+            }
         }
     }
     if (out->data != NULL)

@@ -51,6 +51,10 @@ int util_parse_size(const char *s, uint64_t *out);
  * or -1 when s is not base64 (out may then hold a partial result). */
 int util_base64_decode(const char *s, size_t n, struct buf *out);
 
+/* util_base64_decode, checking all of s but appending only its first max
+ * bytes: the start of a large message without holding all of it. */
+int util_base64_decode_max(const char *s, size_t n, size_t max, struct buf *out);
+
 /* Extract the addr-spec from "Display Name <addr>" or a bare "addr": sets
  * start and len within s. Returns 0, or -1 if no plausible address is there. */
 int util_addr_spec(const char *s, size_t n, size_t *start, size_t *len);

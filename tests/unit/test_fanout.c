@@ -1912,8 +1912,110 @@ static void test_skip_invalid(void)
     }
 }
 
+/* A plan decodes only the start of a large raw message: the header block
+ * when it ends within FANOUT_HEAD_MAX (64 KiB) bytes, else all of it; all of
+ * the base64 is checked, and a tag entry to remove makes it decode the whole
+ * message, which the copies then carry. */
+static void test_large_raw_head(void)
+{
+    static const struct {
+        const char *what;
+        size_t filler; /* bytes of an X-Filler field before To */
+        bool tags;     /* an X-SES-MESSAGE-TAGS field with a sesgate-fanout entry */
+        size_t body;   /* body bytes */
+        bool bad_b64;  /* a character outside base64 near the end */
+    } cases[] = {
+        {"short head, long body", 0, false, 200000, false},
+        {"head past 64 KiB", 70000, false, 100000, false},
+        {"head of 64 KiB less the rest", 65400, false, 100000, false},
+        {"tag entry removed, long body", 0, true, 200000, false},
+        {"tag entry removed, head past 64 KiB", 70000, true, 1000, false},
+        {"bad base64 after 64 KiB", 0, false, 200000, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int api = 1; api <= 2; api++) {
+            char what[128];
+            snprintf(what, sizeof what, "v%d %s", api, cases[i].what);
+            struct buf mime = BUF_INIT, want = BUF_INIT;
+            buf_adds(&mime, "From: s@x.com\r\n");
+            if (cases[i].filler) {
+                buf_adds(&mime, "X-Filler: f");
+                for (size_t k = 1; k < cases[i].filler; k++)
+                    buf_adds(&mime, k % 70 == 0 ? "\r\n f" : "f");
+                buf_adds(&mime, "\r\n");
+            }
+            buf_adds(&want, buf_cstr(&mime));
+            buf_adds(&mime, "To: a@x.com, b@x.com\r\n");
+            buf_adds(&want, "To: a@x.com, b@x.com\r\n");
+            if (cases[i].tags) {
+                buf_adds(&mime, "X-SES-MESSAGE-TAGS: k=v, sesgate-fanout=on\r\n");
+                buf_adds(&want, "X-SES-MESSAGE-TAGS: k=v\r\n");
+            }
+            buf_adds(&mime, "Subject: s\r\n\r\n");
+            buf_adds(&want, "Subject: s\r\n\r\n");
+            for (size_t k = 0; k < cases[i].body; k++) {
+                char c = (char)('a' + k % 26);
+                buf_addc(&mime, c);
+                buf_addc(&want, c);
+            }
+            struct buf enc = BUF_INIT, body = BUF_INIT;
+            check_b64(mime.data, mime.len, &enc);
+            if (cases[i].bad_b64)
+                enc.data[enc.len - 10] = '!';
+            if (api == 1) {
+                buf_adds(&body, "Action=SendRawEmail&Version=2010-12-01&RawMessage.Data=");
+                form_encode(enc.data, enc.len, &body);
+            } else {
+                buf_adds(&body, "{\"Content\":{\"Raw\":{\"Data\":\"");
+                buf_add(&body, enc.data, enc.len);
+                buf_adds(&body, "\"}}}");
+            }
+            struct sesreq r;
+            struct seserr e = {SESERR_NONE, ""};
+            int rc = parse(api, body.data, body.len, &r, &e);
+            struct fanout_plan p;
+            memset(&p, 0, sizeof p);
+            if (rc == 0)
+                rc = fanout_plan(&r, true, 100, false, &p, &e);
+            if (cases[i].bad_b64) {
+                /* refused whole, by the parser (which keeps the header block only) or the plan */
+                CHECK(rc == -1 && strstr(e.message, "Invalid base64") != NULL, "%s: rc %d %s", what,
+                      rc, e.message);
+            } else {
+                CHECK(rc == 0 && p.batch && p.nto == 2 && strcmp(p.to[0], "a@x.com") == 0 &&
+                          strcmp(p.to[1], "b@x.com") == 0,
+                      "%s: rc %d, %zu To: %s", what, rc, p.nto, e.message);
+                CHECK(p.tag_stripped == cases[i].tags, "%s: tag_stripped", what);
+                struct buf msg = BUF_INIT;
+                if (api == 1) {
+                    body_message(1, p.template.data, p.template.len, &msg);
+                } else {
+                    json_t *j = json_loadb(p.template.data, p.template.len, 0, NULL);
+                    json_t *d = json_object_get(
+                        json_object_get(json_object_get(j, "Content"), "Raw"), "Data");
+                    if (json_is_string(d))
+                        util_base64_decode(json_string_value(d), json_string_length(d), &msg);
+                    json_decref(j);
+                }
+                CHECK(msg.len == want.len && memcmp(msg.data, want.data, want.len) == 0,
+                      "%s: the template's message (%zu bytes, want %zu)", what, msg.len, want.len);
+                buf_free(&msg);
+                if (rc == 0 && p.batch)
+                    check_copies(&r, &p, NULL, what);
+            }
+            fanout_plan_cleanup(&p);
+            sesreq_cleanup(&r);
+            buf_free(&enc);
+            buf_free(&body);
+            buf_free(&mime);
+            buf_free(&want);
+        }
+    }
+}
+
 int main(void)
 {
+    test_large_raw_head();
     test_skip_invalid();
     test_plan_cases();
     test_boto_copies();

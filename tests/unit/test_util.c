@@ -42,6 +42,18 @@ static void test_base64(void)
             CHECK(out.len == strlen(c->out) && memcmp(buf_cstr(&out), c->out, out.len) == 0,
                   "base64 \"%s\": got %zu bytes", c->in, out.len);
         buf_free(&out);
+        /* with a bound: every byte checked, the first max kept */
+        for (size_t max = 0; max <= 7; max++) {
+            struct buf head = BUF_INIT;
+            rc = util_base64_decode_max(c->in, strlen(c->in), max, &head);
+            CHECK(rc == c->rc, "base64 \"%s\" max %zu: rc %d, want %d", c->in, max, rc, c->rc);
+            if (rc == 0 && c->rc == 0) {
+                size_t want = strlen(c->out) < max ? strlen(c->out) : max;
+                CHECK(head.len == want && memcmp(buf_cstr(&head), c->out, want) == 0,
+                      "base64 \"%s\" max %zu: got %zu bytes", c->in, max, head.len);
+            }
+            buf_free(&head);
+        }
     }
 }
 
