@@ -199,8 +199,8 @@ static char *queue_invalid_json(const struct fanout_plan *p)
 }
 
 /* Public: store a batch and queue its copies (1.. when copy 0 was sent). */
-void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
-                   const struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg)
+void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
+                   const char *copy0_id, queue_done_fn done, void *arg)
 {
     struct queue_enq *e = xcalloc(1, sizeof *e);
     e->done = done;
@@ -257,8 +257,10 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     argv[k++] = client;
     argv[k++] = p->api == SESREQ_V2 ? "2" : "1";
     argv[k++] = p->action ? p->action : "";
+    /* the template, the one large argument, is handed to the call */
     lens[k] = p->template.len; /* index 14 */
-    argv[k++] = p->template.data ? p->template.data : "";
+    char *template = p->template.data ? buf_detach(&p->template, NULL) : xstrdup("");
+    argv[k++] = template;
     argv[k++] = buf_cstr(&riders);
     argv[k++] = flags;
     argv[k++] = ttl;
@@ -271,7 +273,8 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
     for (size_t i = 0; i < n; i++)
         if (i != 14)
             lens[i] = strlen(argv[i]);
-    rscript_eval(q->scripts, RSCRIPT_ENQUEUE, 9, (int)n, argv, lens, queue_enqueued, e);
+    rscript_eval_give(q->scripts, RSCRIPT_ENQUEUE, 9, (int)n, argv, lens, 14, template,
+                      queue_enqueued, e);
     free(ko);
     free(kt);
     free(kseq);

@@ -39,10 +39,10 @@ struct rscript *queue_scripts(const struct queue *q);
  * per To recipient. copy0_id is NULL when every copy is queued; otherwise
  * the caller already sent copy 0 (first_recipient = sync) and copy0_id is
  * its SES MessageId, recorded as its outcome, and copies 1.. are queued.
- * done fires exactly once. */
-void queue_enqueue(struct queue *q, const char *batch_id, const char *client,
-                   const struct fanout_plan *p, const char *copy0_id, queue_done_fn done,
-                   void *arg);
+ * The template is taken, not copied (p->template is empty after); the rest
+ * of p is the caller's. done fires exactly once. */
+void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
+                   const char *copy0_id, queue_done_fn done, void *arg);
 
 /* The upstream refused a signature of ours as expired or not yet current
  * (backoff_clock_skew): count it, and log upstream_clock_skew at warn at

@@ -103,6 +103,14 @@ static void rscript_call_reply(const redisReply *reply, const char *err, void *a
 void rscript_eval(struct rscript *s, enum rscript_id script, int nkeys, int n,
                   const char *const *argv, const size_t *lens, redis_cb cb, void *arg)
 {
+    rscript_eval_give(s, script, nkeys, n, argv, lens, -1, NULL, cb, arg);
+}
+
+/* Public: rscript_eval, argument give handed over rather than copied. */
+void rscript_eval_give(struct rscript *s, enum rscript_id script, int nkeys, int n,
+                       const char *const *argv, const size_t *lens, int give, char *given,
+                       redis_cb cb, void *arg)
+{
     struct rscript_call *c = xcalloc(1, sizeof *c);
     c->s = s;
     c->script = script;
@@ -114,8 +122,8 @@ void rscript_eval(struct rscript *s, enum rscript_id script, int nkeys, int n,
     c->argv[2] = xstrdup(nk);
     c->lens[2] = strlen(nk);
     for (int i = 0; i < n; i++) {
-        size_t len = lens ? lens[i] : strlen(argv[i]);
-        c->argv[3 + i] = xstrndup(argv[i], len);
+        size_t len = lens ? lens[i] : strlen(i == give ? given : argv[i]);
+        c->argv[3 + i] = i == give ? given : xstrndup(argv[i], len);
         c->lens[3 + i] = len;
     }
     c->cb = cb;

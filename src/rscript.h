@@ -50,6 +50,15 @@ void rscript_free(struct rscript *s);
 void rscript_eval(struct rscript *s, enum rscript_id id, int nkeys, int n, const char *const *argv,
                   const size_t *lens, redis_cb cb, void *arg);
 
+/* rscript_eval, but argument give (0 <= give < n) is given, a malloc'ed
+ * string of lens[give] bytes (NUL-terminated) that the call owns from now
+ * on instead of a copy of argv[give]: a large value is then held once, not
+ * twice, while the script is sent (and kept for a NOSCRIPT retry). give -1:
+ * rscript_eval. */
+void rscript_eval_give(struct rscript *s, enum rscript_id id, int nkeys, int n,
+                       const char *const *argv, const size_t *lens, int give, char *given,
+                       redis_cb cb, void *arg);
+
 /* The Lua source of script id (static storage). */
 const char *rscript_source(enum rscript_id id);
 
