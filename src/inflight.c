@@ -3,7 +3,7 @@
 
 #include "clock.h"
 
-static uint64_t inflight_max, inflight_used;
+static uint64_t inflight_max, inflight_used, inflight_peak;
 static struct inflight_wait *inflight_head, *inflight_tail;
 static unsigned long long inflight_nwaits;
 static double inflight_waited_s;
@@ -25,6 +25,8 @@ static void inflight_grant(void)
         w->queued = false;
         w->next = NULL;
         inflight_used += w->n;
+        if (inflight_used > inflight_peak)
+            inflight_peak = inflight_used;
         inflight_waited_s += (double)(clock_mono_ms() - w->since_ms) / 1000.0;
         w->go(w->arg);
     }
@@ -41,6 +43,8 @@ bool inflight_take(size_t n)
     if (inflight_head != NULL || !inflight_fits(n))
         return false;
     inflight_used += n;
+    if (inflight_used > inflight_peak)
+        inflight_peak = inflight_used;
     return true;
 }
 
@@ -82,6 +86,8 @@ void inflight_cancel(struct inflight_wait *w)
 void inflight_add(size_t n)
 {
     inflight_used += n;
+    if (inflight_used > inflight_peak)
+        inflight_peak = inflight_used;
 }
 
 void inflight_release(size_t n)
@@ -98,6 +104,11 @@ uint64_t inflight_bytes(void)
 uint64_t inflight_cap(void)
 {
     return inflight_max;
+}
+
+uint64_t inflight_peak_bytes(void)
+{
+    return inflight_peak;
 }
 
 unsigned long long inflight_waits(void)

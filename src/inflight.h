@@ -44,8 +44,10 @@ void inflight_add(size_t n);
 /* Give n bytes back; waiters that now fit go, in order. */
 void inflight_release(size_t n);
 
-/* Bytes in flight, and for /metrics: waits and their seconds. */
+/* Bytes in flight, and for /metrics: the most at once, waits and their
+ * seconds. */
 uint64_t inflight_bytes(void);
+uint64_t inflight_peak_bytes(void);
 uint64_t inflight_cap(void);
 unsigned long long inflight_waits(void);
 double inflight_wait_seconds(void);

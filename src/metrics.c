@@ -220,6 +220,9 @@ static void metrics_render_inflight(struct buf *out)
     metrics_render_one(out, "sesgate_upstream_inflight_bytes", "gauge",
                        "Bytes of upstream request bodies in flight in this process.",
                        (double)inflight_bytes());
+    metrics_render_one(out, "sesgate_upstream_inflight_bytes_peak", "gauge",
+                       "The most bytes of upstream request bodies in flight at once since start.",
+                       (double)inflight_peak_bytes());
     metrics_render_one(out, "sesgate_upstream_inflight_bytes_max", "gauge",
                        "[send] max_inflight_bytes.", (double)inflight_cap());
     metrics_render_one(out, "sesgate_upstream_inflight_waits_total", "counter",

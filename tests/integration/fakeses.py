@@ -21,7 +21,10 @@ small control API on the same port:
     GET  /__quota     the quota, "enforce" and the recipients accepted in
                       the last second ("sent_last_second")
 
-Control requests are neither signature-checked nor recorded.
+Control requests are neither signature-checked nor recorded. With
+--digest-above N, a record keeps a body larger than N bytes only by its
+digest (body_b64 null; see digest_of): large messages to many recipients
+would otherwise fill memory and the record file.
 
 Rules: {"mode": "normal" | "status", "status": 503, "code": "...",
 "message": "...", "v2": {"status": 429, "code": "...", "message": "..."},
@@ -352,6 +355,31 @@ def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, 
 def new_message_id():
     """A fresh MessageId in SES's us-east-1 format."""
     return "0100018c%s-%s-000000" % (secrets.token_hex(4), uuid.uuid4())
+
+
+def digest_of(api, body):
+    """What a record keeps of a body above --digest-above instead of the body:
+    its length and SHA-256 and, for a raw send (v1 SendRawEmail, v2 SendEmail
+    with Content.Raw), the message's header block (up to and including the
+    empty line) and the length and SHA-256 of the rest."""
+    out = {"body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
+    data = None
+    try:
+        if api == "v1":
+            for k, v in urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True):
+                if k == "RawMessage.Data":
+                    data = v
+        else:
+            data = ((json.loads(body).get("Content") or {}).get("Raw") or {}).get("Data")
+        msg = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+    except (ValueError, AttributeError):
+        msg = None
+    if msg is not None:
+        ends = [i + len(eol) for eol in (b"\r\n\r\n", b"\n\n") for i in [msg.find(eol)] if i >= 0]
+        end = min(ends) if ends else len(msg)
+        out.update(raw_head_b64=base64.b64encode(msg[:end]).decode(), raw_rest_len=len(msg) - end,
+                   raw_rest_sha256=hashlib.sha256(msg[end:]).hexdigest())
+    return out
 
 
 def xml_escape(text):
@@ -691,6 +719,9 @@ class Handler(BaseHTTPRequestHandler):
             "recipients": None,
             "fault": None,
         }
+        if self.server.digest_above and len(body) > self.server.digest_above:
+            record.update(digest_of(api, body))
+            record["body_b64"] = None
         request_id = str(uuid.uuid4())
         record["request_id"] = request_id
         try:
@@ -1005,6 +1036,8 @@ def main(argv=None):
     p.add_argument("--enforce-quota", action="store_true",
                    help="hold sends to MaxSendRate and Max24HourSend (see Quota)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--digest-above", type=int, default=0,
+                   help="record a body larger than this many bytes by its digest (see digest_of)")
     args = p.parse_args(argv)
     if args.secret is None:
         args.secret = os.environ.get("FAKESES_SECRET", "")
@@ -1018,6 +1051,7 @@ def main(argv=None):
     server.daemon_threads = True
     server.state = State(args)
     server.verbose = args.verbose
+    server.digest_above = args.digest_above
     sys.stdout.write("listening %d\n" % server.server_address[1])
     sys.stdout.flush()
     try:

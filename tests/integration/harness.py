@@ -636,13 +636,13 @@ def start_gateway(workdir, direct=None):
     return Gateway(gate.url, REGION, False, fake, gate, upstream, clients, workdir)
 
 
-def run_gateway(workdir, extra=None, clients=("app",)):
-    """The fake upstream and `sesgate run` in front of it, with one client
-    per name allowed every action and sender; returns a Gateway. Stop it
-    with stop_run_gateway."""
+def run_gateway(workdir, extra=None, clients=("app",), fake_args=()):
+    """The fake upstream (started with fake_args) and `sesgate run` in front
+    of it, with one client per name allowed every action and sender; returns
+    a Gateway. Stop it with stop_run_gateway."""
     workdir = Path(workdir)
     upstream = Creds("upstream", new_access_key("AKIA"), new_secret())
-    fake = FakeSES(workdir, upstream).start()
+    fake = FakeSES(workdir, upstream, extra_args=fake_args).start()
     creds = {n: Creds(n, new_access_key("SG" + n.upper()[:5]), new_secret()) for n in clients}
     policies = {n: {"creds": c, "allow_actions": ["*"], "allow_from": ["*"]} for n, c in creds.items()}
     gate = RunSesgate(workdir, fake.url, upstream, policies, extra=extra)

@@ -71,10 +71,10 @@ def managed_redis_pid(gate):
 class Rig:
     """A fake upstream and `sesgate run` in one fresh work directory."""
 
-    def __init__(self, workdir, send=None, upstream=None, redis=None):
+    def __init__(self, workdir, send=None, upstream=None, redis=None, server=None, fake_args=()):
         self.workdir = workdir
         self.upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-        self.fake = harness.FakeSES(workdir, self.upstream).start()
+        self.fake = harness.FakeSES(workdir, self.upstream, extra_args=fake_args).start()
         self.app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
         policies = {"app": {"creds": self.app, "allow_actions": ["*"], "allow_from": ["*"]}}
         extra = {"send": {"first_recipient": "queue", "max_attempts": "12", "rate": "1000",
@@ -84,6 +84,8 @@ class Rig:
             extra["upstream"] = upstream
         if redis:
             extra["redis"] = redis
+        if server:
+            extra["server"] = server
         self.gate = harness.RunSesgate(workdir, self.fake.url, self.upstream, policies, extra=extra)
         self.gw = harness.Gateway(self.gate.url, harness.REGION, False, self.fake, self.gate,
                                   self.upstream, {"app": self.app}, workdir)
