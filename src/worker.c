@@ -822,6 +822,8 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             worker_pace_unlink(w, j);
             double ms = at;
             at += step * (double)worker_cost(j);
+            if (j->send_timer) /* a copy reserving again (WORKER_LATE_MS) */
+                event_free(j->send_timer);
             j->send_timer = evtimer_new(w->base, worker_send_cb, j);
             if (ms < 1) {
                 worker_send_cb(-1, 0, j);

@@ -289,7 +289,7 @@ def rigs(tmp_path):
     yield make
     for r in made:
         logs = r.close()
-        assert "ERROR: AddressSanitizer" not in logs and "runtime error" not in logs, logs[-4000:]
+        assert not harness.SANITIZER_RE.search(logs), logs[-4000:]
 
 
 def send_email(gw, to, creds=None, cc=(), subject="Rate test", max_attempts=1, client=None):
@@ -797,7 +797,7 @@ def crig(tmp_path_factory):
         raise
     yield rig
     logs = rig.close()
-    assert "ERROR: AddressSanitizer" not in logs and "runtime error" not in logs, logs[-4000:]
+    assert not harness.SANITIZER_RE.search(logs), logs[-4000:]
 
 
 def client_share_run(crig):
