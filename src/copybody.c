@@ -15,10 +15,8 @@
 /* A v1 raw message's parameter, as the template spells it. */
 #define COPYBODY_DATA_NAME "RawMessage.Data="
 
-/* Stands for the message in a v2 template while it is split (jansson
- * writes it as \u0001sesgate\u0002, which no base64 can hold). */
-#define COPYBODY_MARK      "\x01sesgate\x02"
-#define COPYBODY_MARK_JSON "\\u0001sesgate\\u0002"
+/* A v2 template is split around SESREQ_DATA_MARK (sesreq.h), which stands
+ * for its message while its JSON is read and written. */
 
 /* Bytes produced per step while measuring a copy. */
 #define COPYBODY_CHUNK 65536
@@ -97,7 +95,7 @@ static int copybody_split_v1(struct copybody_batch *b, const char *t, size_t n, 
     return 0;
 }
 
-/* Set b's parts from root, whose Content.Raw.Data is COPYBODY_MARK (or,
+/* Set b's parts from root, whose Content.Raw.Data is SESREQ_DATA_MARK (or,
  * with DKIM, the whole message): root as jansson writes it, split around the
  * mark, the closing brace left out (the Destination goes before it). */
 static void copybody_split_dump(struct copybody_batch *b, const json_t *root)
@@ -105,8 +103,8 @@ static void copybody_split_dump(struct copybody_batch *b, const json_t *root)
     struct buf text = BUF_INIT;
     copybody_json_dump(root, &text);
     const char *s = buf_cstr(&text);
-    const char *m = b->dkim ? NULL : strstr(s, COPYBODY_MARK_JSON);
-    size_t ml = sizeof COPYBODY_MARK_JSON - 1;
+    const char *m = b->dkim ? NULL : strstr(s, SESREQ_DATA_MARK_JSON);
+    size_t ml = sizeof SESREQ_DATA_MARK_JSON - 1;
     if (m == NULL) {
         copybody_set_pre(b, s, text.len - 1);
     } else {
@@ -117,36 +115,18 @@ static void copybody_split_dump(struct copybody_batch *b, const json_t *root)
     buf_free(&text);
 }
 
-/* v2 raw without DKIM, read without copying the message: the template as
- * sesgate stored it holds Content.Raw.Data as "Raw":{"Data":"<base64>"},
- * plain base64 with no escape. The JSON around it, with the mark in place of
- * the data, is parsed to confirm that the string found is that member.
- * Returns 0 or -1 (e set) as copybody_split_v2, or 1 when the template is
- * not in that form (then the whole template is parsed). */
+/* v2 raw without DKIM, read without copying the message (as sesgate stores
+ * it, sesreq_json_borrow_raw reads it in place). Returns 0 or -1 (e set) as
+ * copybody_split_v2, or 1 when the template is not in that form. */
 static int copybody_split_v2_direct(struct copybody_batch *b, const char *t, size_t n,
                                     struct seserr *e)
 {
-    static const char key[] = "\"Raw\":{\"Data\":\"";
-    const char *k = memmem(t, n, key, sizeof key - 1);
-    if (k == NULL)
+    const char *d = NULL;
+    size_t dl = 0;
+    json_t *root = sesreq_json_borrow_raw(t, n, 0, &d, &dl);
+    if (root == NULL)
         return 1;
-    const char *d = k + sizeof key - 1;
-    const char *q = memchr(d, '"', (size_t)(t + n - d));
-    if (q == NULL || memchr(d, '\\', (size_t)(q - d)) != NULL)
-        return 1;
-    struct buf outer = BUF_INIT;
-    buf_add(&outer, t, (size_t)(d - t));
-    buf_add(&outer, COPYBODY_MARK_JSON, sizeof COPYBODY_MARK_JSON - 1);
-    buf_add(&outer, q, (size_t)(t + n - q));
-    json_t *root = json_loadb(outer.data, outer.len, 0, NULL);
-    buf_free(&outer);
-    json_t *data =
-        json_object_get(json_object_get(json_object_get(root, "Content"), "Raw"), "Data");
-    if (!json_is_string(data) || strcmp(json_string_value(data), COPYBODY_MARK) != 0) {
-        json_decref(root);
-        return 1;
-    }
-    int rc = copybody_take_msg(b, d, (size_t)(q - d), e);
+    int rc = copybody_take_msg(b, d, dl, e);
     if (rc == 0)
         copybody_split_dump(b, root);
     json_decref(root);
@@ -172,7 +152,7 @@ static int copybody_split_v2(struct copybody_batch *b, const char *t, size_t n, 
     int rc = 0;
     if (!b->dkim) {
         rc = copybody_take_msg(b, json_string_value(data), json_string_length(data), e);
-        json_object_set_new(raw, "Data", copybody_must(json_string(COPYBODY_MARK)));
+        json_object_set_new(raw, "Data", copybody_must(json_string(SESREQ_DATA_MARK)));
     }
     if (rc == 0)
         copybody_split_dump(b, root);

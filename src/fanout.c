@@ -522,20 +522,6 @@ static void fanout_v2_tags(struct fanout_work *w)
     }
 }
 
-/* The base64 raw message data of the request (v1 RawMessage.Data, v2
- * Content.Raw.Data), or NULL. */
-static const char *fanout_raw_data(const struct sesreq *r, size_t *len)
-{
-    if (r->api == SESREQ_V1)
-        return form_get(&r->form, "RawMessage.Data", len);
-    json_t *content = json_object_get(r->json, "Content");
-    json_t *data = json_object_get(json_object_get(content, "Raw"), "Data");
-    if (!json_is_string(data))
-        return NULL;
-    *len = json_string_length(data);
-    return json_string_value(data);
-}
-
 /* Decode the start of the raw message into w->msg: at least its header
  * block, which is all a plan reads of it (the whole message when its header
  * block is longer than FANOUT_HEAD_MAX, or when whole). All of the base64 is
@@ -560,7 +546,7 @@ static int fanout_raw_decode(struct fanout_work *w, const char *data, size_t len
 static int fanout_raw_message(struct fanout_work *w)
 {
     size_t len = 0;
-    const char *data = fanout_raw_data(w->r, &len);
+    const char *data = sesreq_raw_data(w->r, &len);
     if (data == NULL) {
         seserr_set(w->e, fanout_invalid(w->r), "The raw message data is missing.");
         return -1;
@@ -964,7 +950,25 @@ static int fanout_v2_body(struct fanout_work *w, bool keep_dest, struct buf *out
         json_object_set_new(content, "Raw", raw);
         json_object_set_new(root, "Content", content);
     }
-    int rc = fanout_json_dump(root, out);
+    int rc;
+    if (w->r->raw_data != NULL && !w->msg_changed) {
+        /* the message was read in place: the JSON holds the mark for it */
+        struct buf text = BUF_INIT;
+        rc = fanout_json_dump(root, &text);
+        const char *t = buf_cstr(&text);
+        const char *m = rc == 0 ? strstr(t, SESREQ_DATA_MARK_JSON) : NULL;
+        if (m == NULL) {
+            rc = -1;
+        } else {
+            size_t ml = sizeof SESREQ_DATA_MARK_JSON - 1;
+            buf_add(out, t, (size_t)(m - t));
+            buf_add(out, w->r->raw_data, w->r->raw_len);
+            buf_add(out, m + ml, text.len - (size_t)(m - t) - ml);
+        }
+        buf_free(&text);
+    } else {
+        rc = fanout_json_dump(root, out);
+    }
     json_decref(root);
     if (rc != 0) {
         seserr_set(w->e, SESERR_INTERNAL, "The request could not be serialized.");
@@ -1153,12 +1157,17 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
         if (r->raw && fanout_dkim_check(w) != 0)
             return -1;
         buf_free(&w->msg); /* the template carries the message (w->b64 when edited) */
-        if (w->on_batch)
+        /* the request's body may go before the template is written, unless
+         * the message is read from it in place */
+        bool borrowed = r->raw_data != NULL && !w->msg_changed;
+        if (w->on_batch && !borrowed)
             w->on_batch(w->on_batch_arg);
         if (r->api == SESREQ_V1)
             fanout_v1_body(w, false, &p->template);
         else if (fanout_v2_body(w, false, &p->template) != 0)
             return -1;
+        if (w->on_batch && borrowed)
+            w->on_batch(w->on_batch_arg);
     } else if (p->tag_stripped) {
         if (r->api == SESREQ_V1)
             fanout_v1_body(w, true, &p->forward);

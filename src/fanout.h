@@ -101,10 +101,11 @@ struct fanout_plan {
 int fanout_plan(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
                 struct fanout_plan *out, struct seserr *e);
 
-/* fanout_plan, calling on_batch(arg) once when the send is known to be a
- * batch, before its template is written: the template comes from r's parsed
- * parameters alone, so the caller may let go of the request's body there
- * (a large message is then not held three times over). */
+/* fanout_plan, calling on_batch(arg) once when the send is a batch and the
+ * request's body is no longer needed: before the template is written when
+ * it comes from r's parsed parameters alone, after it when r reads the
+ * message in place (r->raw_data). The caller may let go of the body there;
+ * a large message is then not held three times over. */
 int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipients,
                        bool skip_invalid, void (*on_batch)(void *arg), void *arg,
                        struct fanout_plan *out, struct seserr *e);

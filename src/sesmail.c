@@ -420,10 +420,9 @@ static int sesmail_from_v2(const struct sesreq *r, struct sesmail_msg *m, struct
         return -1;
     if (raw != NULL) {
         m->kind = SESMAIL_RAW;
-        json_t *data = json_object_get(raw, "Data");
-        if (!json_is_string(data) ||
-            util_base64_decode(json_string_value(data), json_string_length(data), &m->raw) < 0 ||
-            m->raw.len == 0) {
+        size_t len = 0;
+        const char *data = sesreq_raw_data(r, &len);
+        if (data == NULL || util_base64_decode(data, len, &m->raw) < 0 || m->raw.len == 0) {
             seserr_set(e, SESERR_BAD_REQUEST, "Content.Raw.Data is not valid base64.");
             return -1;
         }

@@ -764,7 +764,54 @@ static int sesreq_v2_send_email(struct sesreq *r, struct seserr *e)
         seserr_set(e, SESERR_BAD_REQUEST, "Content.Raw.Data is required");
         return -1;
     }
-    return sesreq_add_raw_from(r, json_string_value(data), json_string_length(data), has_from, e);
+    size_t len = 0;
+    const char *s = sesreq_raw_data(r, &len);
+    return sesreq_add_raw_from(r, s, len, has_from, e);
+}
+
+json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char **data,
+                               size_t *len)
+{
+    static const char key[] = "\"Raw\":{\"Data\":\"";
+    const size_t kl = sizeof key - 1, ml = sizeof SESREQ_DATA_MARK_JSON - 1;
+    const char *k = t ? memmem(t, n, key, kl) : NULL;
+    if (k == NULL || memmem(k + kl, (size_t)(t + n - k - kl), key, kl) != NULL ||
+        memmem(t, n, SESREQ_DATA_MARK_JSON, ml) != NULL)
+        return NULL;
+    const char *d = k + kl;
+    const char *q = memchr(d, '"', (size_t)(t + n - d));
+    if (q == NULL || memchr(d, '\\', (size_t)(q - d)) != NULL)
+        return NULL;
+    struct buf outer = BUF_INIT;
+    buf_add(&outer, t, (size_t)(d - t));
+    buf_add(&outer, SESREQ_DATA_MARK_JSON, ml);
+    buf_add(&outer, q, (size_t)(t + n - q));
+    json_t *root = json_loadb(outer.data, outer.len, flags, NULL);
+    buf_free(&outer);
+    json_t *v = json_object_get(json_object_get(json_object_get(root, "Content"), "Raw"), "Data");
+    if (!json_is_string(v) || strcmp(json_string_value(v), SESREQ_DATA_MARK) != 0) {
+        json_decref(root);
+        return NULL;
+    }
+    *data = d;
+    *len = (size_t)(q - d);
+    return root;
+}
+
+const char *sesreq_raw_data(const struct sesreq *r, size_t *len)
+{
+    if (r->api == SESREQ_V1)
+        return form_get(&r->form, "RawMessage.Data", len);
+    if (r->raw_data != NULL) {
+        *len = r->raw_len;
+        return r->raw_data;
+    }
+    json_t *content = json_object_get(r->json, "Content");
+    json_t *data = json_object_get(json_object_get(content, "Raw"), "Data");
+    if (!json_is_string(data))
+        return NULL;
+    *len = json_string_length(data);
+    return json_string_value(data);
 }
 
 /* Route method + path to an operation, and parse and check the send bodies.
@@ -801,8 +848,16 @@ int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const
         return 0;
 
     json_error_t jerr;
-    if (body == NULL || !sesreq_json_depth_ok(body, body_len, SESREQ_MAX_DEPTH) ||
-        (out->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
+    if (body == NULL || !sesreq_json_depth_ok(body, body_len, SESREQ_MAX_DEPTH)) {
+        seserr_set(e, SESERR_BAD_REQUEST, NULL);
+        return -1;
+    }
+    /* a raw message is not copied out of the body (it may be 40 MB) */
+    if (send)
+        out->json = sesreq_json_borrow_raw(body, body_len, JSON_REJECT_DUPLICATES, &out->raw_data,
+                                           &out->raw_len);
+    if ((out->json == NULL &&
+         (out->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) ||
         !json_is_object(out->json)) {
         seserr_set(e, SESERR_BAD_REQUEST, NULL);
         return -1;
@@ -821,6 +876,8 @@ void sesreq_drop_params(struct sesreq *r)
     form_free(&r->form);
     json_decref(r->json);
     r->json = NULL;
+    r->raw_data = NULL;
+    r->raw_len = 0;
 }
 
 void sesreq_cleanup(struct sesreq *r)

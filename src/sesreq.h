@@ -52,7 +52,30 @@ struct sesreq {
     size_t nfrom;
     struct form form; /* v1 parameters (empty for v2) */
     json_t *json;     /* v2 request body when parsed (sends), else NULL; owned */
+    /* v2 raw SendEmail read with sesreq_json_borrow_raw: Content.Raw.Data
+     * within the body parsed (which must outlive the use of it; the JSON
+     * holds SESREQ_DATA_MARK in its place); else NULL. */
+    const char *raw_data;
+    size_t raw_len;
 };
+
+/* What stands for a v2 message borrowed from the text it was read from, and
+ * how jansson writes it. */
+#define SESREQ_DATA_MARK      "\x01sesgate\x02"
+#define SESREQ_DATA_MARK_JSON "\\u0001sesgate\\u0002"
+
+/* Parse the JSON text t[0..n) (json_loadb's flags) without copying its
+ * Content.Raw.Data when t writes it "Raw":{"Data":"<base64>"} with no escape,
+ * once, and SESREQ_DATA_MARK_JSON appears nowhere in t (as every SDK and
+ * sesgate itself write a raw send): returns the object with SESREQ_DATA_MARK
+ * in its place and points *data, *len at the string within t. NULL when t is
+ * not in that form, or not JSON (parse it whole then). */
+json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char **data,
+                               size_t *len);
+
+/* The base64 raw message of a raw send (v1 RawMessage.Data, v2
+ * Content.Raw.Data, borrowed or in the JSON), or NULL. */
+const char *sesreq_raw_data(const struct sesreq *r, size_t *len);
 
 /* Parse v1 parameters (the form body of a POST, or the query of a GET).
  * Fills out (zeroed by the caller). Version may be left out, as SES serves

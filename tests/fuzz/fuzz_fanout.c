@@ -154,10 +154,10 @@ static void fuzz_fanout_check_copy(const struct fanout_plan *p, size_t k, const 
             fuzz_fanout_v2_list(json_object_get(dest, "ToAddresses"), all, nr + 1);
             fuzz_fanout_v2_list(json_object_get(dest, "CcAddresses"), NULL, 0);
             fuzz_fanout_v2_list(json_object_get(dest, "BccAddresses"), NULL, 0);
-            json_t *d = json_object_get(json_object_get(json_object_get(c->json, "Content"), "Raw"),
-                                        "Data");
-            fuzz_fanout_assert(json_is_string(d));
-            fuzz_fanout_raw_copy(p, k, json_string_value(d), json_string_length(d));
+            size_t dl = 0;
+            const char *d = sesreq_raw_data(c, &dl);
+            fuzz_fanout_assert(d != NULL);
+            fuzz_fanout_raw_copy(p, k, d, dl);
         } else {
             fuzz_fanout_v2_list(json_object_get(dest, "ToAddresses"), to, 1);
             fuzz_fanout_v2_list(json_object_get(dest, "CcAddresses"), cc, ncc);

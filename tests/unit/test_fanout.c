@@ -296,11 +296,13 @@ static void check_v2_copies(const struct sesreq *o, const struct fanout_plan *p,
             CHECK(json_object_size(oc) == 1 && json_object_size(cc) == 1 &&
                       json_object_size(json_object_get(cc, "Raw")) == 1,
                   "%s copy %zu: Content.Raw only", what, k);
-            json_t *d = json_object_get(json_object_get(cc, "Raw"), "Data");
+            CHECK(json_is_string(json_object_get(json_object_get(cc, "Raw"), "Data")),
+                  "%s copy %zu: Content.Raw.Data", what, k);
+            size_t dl = 0;
+            const char *d = sesreq_raw_data(&c, &dl);
             struct buf msg = BUF_INIT;
-            CHECK(json_is_string(d) &&
-                      util_base64_decode(json_string_value(d), json_string_length(d), &msg) == 0,
-                  "%s copy %zu: message", what, k);
+            CHECK(d != NULL && util_base64_decode(d, dl, &msg) == 0, "%s copy %zu: message", what,
+                  k);
             check_raw_copy(p, k, &tmsg, buf_cstr(&msg), msg.len, what);
             if (want_msgs != NULL && k < MAXR && want_msgs[k] != NULL)
                 CHECK_STR(buf_cstr(&msg), want_msgs[k], what);
@@ -1456,10 +1458,10 @@ static void body_message(int api, const char *b, size_t len, struct buf *msg)
             if (d != NULL)
                 util_base64_decode(d, strlen(d), msg);
         } else {
-            json_t *d =
-                json_object_get(json_object_get(json_object_get(r.json, "Content"), "Raw"), "Data");
-            if (json_is_string(d))
-                util_base64_decode(json_string_value(d), json_string_length(d), msg);
+            size_t dl = 0;
+            const char *d = sesreq_raw_data(&r, &dl);
+            if (d != NULL)
+                util_base64_decode(d, dl, msg);
         }
     }
     sesreq_cleanup(&r);

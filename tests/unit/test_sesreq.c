@@ -1762,8 +1762,79 @@ static void test_cleanup(void)
 }
 
 /* Run every sesreq test. */
+/* sesreq_json_borrow_raw reads Content.Raw.Data in place only from the one
+ * form it is sure of, and the tree it gives equals a whole parse with the
+ * mark for the data; sesreq_parse_v2 and sesreq_raw_data agree either way. */
+static void test_borrow_raw(void)
+{
+    static const struct {
+        const char *what, *body;
+        bool borrowed;
+    } cases[] = {
+        {"compact",
+         "{\"FromEmailAddress\":\"s@x.com\",\"Content\":{\"Raw\":{\"Data\":"
+         "\"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}",
+         true},
+        {"spaces", "{\"Content\": {\"Raw\": {\"Data\": \"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}", false},
+        {"an escape in the data",
+         "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQp\\u0069\"}}}", false},
+        {"the key twice",
+         "{\"X\":{\"Raw\":{\"Data\":\"QQ==\"}},\"Content\":{\"Raw\":{\"Data\":"
+         "\"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}",
+         false},
+        {"the mark elsewhere",
+         "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQpi\"}},"
+         "\"EmailTags\":[{\"Name\":\"n\",\"Value\":\"\\u0001sesgate\\u0002\"}]}",
+         false},
+        {"the key in a string",
+         "{\"FromEmailAddress\":\"s@x.com\",\"ReplyToAddresses\":[\"\\\"Raw\\\":"
+         "{\\\"Data\\\":\\\"x@y.com\"],\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQpi\"}"
+         "}}",
+         true},
+        {"Raw.Data of another member",
+         "{\"Other\":{\"Raw\":{\"Data\":\"QQ==\"}},\"Content\":{\"Raw\":{"
+         "\"Data\": \"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}",
+         false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *b = cases[i].body, *what = cases[i].what;
+        const char *d = NULL;
+        size_t dl = 0;
+        json_t *t = sesreq_json_borrow_raw(b, strlen(b), 0, &d, &dl);
+        CHECK((t != NULL) == cases[i].borrowed, "%s: borrowed %d", what, t != NULL);
+        json_t *whole = json_loads(b, 0, NULL);
+        if (t != NULL) {
+            CHECK(dl == 24 && memcmp(d, "RnJvbTogc0B4LmNvbQ0KDQpi", dl) == 0, "%s: the data", what);
+            json_t *raw = json_object_get(json_object_get(whole, "Content"), "Raw");
+            json_object_set_new(raw, "Data", json_string(SESREQ_DATA_MARK));
+            CHECK(json_equal(t, whole), "%s: the tree", what);
+        }
+        json_decref(t);
+        json_decref(whole);
+        struct sesreq r;
+        memset(&r, 0, sizeof r);
+        struct seserr e = {0};
+        static const char path[] = "/v2/email/outbound-emails";
+        CHECK(sesreq_parse_v2("POST", path, strlen(path), b, strlen(b), &r, &e) == 0,
+              "%s: parse: %s", what, e.message);
+        CHECK((r.raw_data != NULL) == cases[i].borrowed, "%s: parsed in place", what);
+        const char *got = sesreq_raw_data(&r, &dl);
+        CHECK(got != NULL && dl == 24 && memcmp(got, "RnJvbTogc0B4LmNvbQ0KDQpi", dl) == 0,
+              "%s: sesreq_raw_data", what);
+        /* the raw message's From was read from it (the FromEmailAddress too, when given) */
+        bool from_ok = r.nfrom >= 1;
+        for (size_t k = 0; k < r.nfrom; k++)
+            from_ok = from_ok && strcmp(r.from[k], "s@x.com") == 0;
+        CHECK(from_ok, "%s: the senders (%zu)", what, r.nfrom);
+        sesreq_drop_params(&r);
+        CHECK(r.raw_data == NULL && sesreq_raw_data(&r, &dl) == NULL, "%s: dropped", what);
+        sesreq_cleanup(&r);
+    }
+}
+
 int main(void)
 {
+    test_borrow_raw();
     test_api_of();
     test_v1();
     test_v1_request();
