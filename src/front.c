@@ -56,8 +56,12 @@ struct front_req {
     struct buf fwd_query; /* the query forwarded upstream (auth parameters removed) */
     struct upstream_call *call;
     struct timespec start;
-    struct buf send_body; /* a body sesgate built (a fanned-out copy, a stripped tag) */
-    size_t held;          /* bytes of the forwarded body counted in flight */
+    struct buf send_body; /* a body sesgate built (a stripped tag) */
+    /* copy 0 of a sync batch, produced as libcurl sends it (c0_on) */
+    struct copybody_batch c0_batch;
+    struct copybody c0;
+    bool c0_on;
+    size_t held; /* bytes of the forwarded body counted in flight */
     struct fanout_plan plan;
     char batch_id[37];           /* "" unless the request became a batch */
     bool copy0;                  /* a sync batch: copy 0 goes upstream before the rest is queued */
@@ -113,6 +117,30 @@ static double front_elapsed_ms(const struct front_req *r)
            (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
 }
 
+/* Let go of copy 0's body and the message it was made from. */
+static void front_copy0_release(struct front_req *r)
+{
+    if (!r->c0_on)
+        return;
+    copybody_cleanup(&r->c0);
+    copybody_batch_cleanup(&r->c0_batch);
+    r->c0_on = false;
+}
+
+/* upstream: the next bytes of copy 0's body. */
+static size_t front_copy0_read(void *arg, char *out, size_t n)
+{
+    struct front_req *r = arg;
+    return copybody_read(&r->c0, out, n);
+}
+
+/* upstream: copy 0's body from its first byte again. */
+static void front_copy0_rewind(void *arg)
+{
+    struct front_req *r = arg;
+    copybody_rewind(&r->c0);
+}
+
 /* Log the answered request, count it, and free the context. */
 static void front_finish(struct front_req *r, int status, const char *error_code)
 {
@@ -134,6 +162,7 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
     buf_free(&r->send_body);
+    front_copy0_release(r);
     if (r->pace_timer)
         event_free(r->pace_timer);
     if (r->answer)
@@ -361,8 +390,12 @@ static void front_forward(struct front_req *r)
     const char *query = r->fwd_query.data;
     size_t query_len = r->fwd_query.len;
     const struct buf *body = r->send_body.data ? &r->send_body : &hr->body;
-    if (body == &r->send_body) {
-        util_sha256_hex(body->data, body->len, r->payload_hash);
+    size_t len = r->c0_on ? r->c0.len : body->len;
+    if (r->c0_on || body == &r->send_body) {
+        if (r->c0_on)
+            memcpy(r->payload_hash, r->c0.sha256, sizeof r->payload_hash);
+        else
+            util_sha256_hex(body->data, body->len, r->payload_hash);
         if (r->api == SESREQ_V1) {
             method = "POST";
             query = NULL;
@@ -385,10 +418,15 @@ static void front_forward(struct front_req *r)
      * is held already */
     if (r->held > 0)
         inflight_release(r->held);
-    r->held = body->len;
+    r->held = len;
     inflight_add(r->held);
-    r->call = upstream_start(f->up, method, url, hl, body->data, body->len,
-                             r->copy0 ? front_copy0_done : front_upstream_done, r);
+    if (r->c0_on) {
+        struct upstream_body src = {front_copy0_read, front_copy0_rewind, r};
+        r->call = upstream_start_body(f->up, method, url, hl, &src, len, front_copy0_done, r);
+    } else {
+        r->call = upstream_start(f->up, method, url, hl, body->data, body->len,
+                                 r->copy0 ? front_copy0_done : front_upstream_done, r);
+    }
     free(url);
 }
 
@@ -592,7 +630,7 @@ static void front_enqueued(const char *err, void *arg)
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
-    buf_free(&r->send_body); /* copy 0 went: the queue's copies come from the template */
+    front_copy0_release(r); /* copy 0 went: the queue's copies come from the template */
     limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
     if (!sent) {
@@ -709,12 +747,21 @@ static void front_send(struct front_req *r)
             front_fail(r, &e);
             return;
         }
-        buf_reset(&r->send_body);
-        if (copybody_render_plan(&r->plan, 0, &r->send_body, &e) < 0) {
+        const struct fanout_plan *p = &r->plan;
+        if (copybody_batch_init(&r->c0_batch, p->api, p->raw, p->dkim_envelope_only,
+                                p->template.data ? p->template.data : "", p->template.len,
+                                &e) < 0) {
             r->batch_id[0] = '\0';
             front_fail(r, &e);
             return;
         }
+        if (copybody_init(&r->c0, &r->c0_batch, p->to[0], true, p->riders, p->nriders, &e) < 0) {
+            copybody_batch_cleanup(&r->c0_batch);
+            r->batch_id[0] = '\0';
+            front_fail(r, &e);
+            return;
+        }
+        r->c0_on = true;
         r->copy0 = true;
         front_pace(r, 1 + (int64_t)r->plan.nriders);
         return;

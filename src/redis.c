@@ -623,8 +623,9 @@ int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
     return rc;
 }
 
-int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
-                       const size_t *argvlen)
+/* A command context for cb, or NULL (cb told later) when nothing can be
+ * sent now. */
+static struct redis_cmd *redis_cmd_new(struct redis *r, redis_cb cb, void *arg)
 {
     struct redis_cmd *c = xcalloc(1, sizeof *c);
     c->r = r;
@@ -632,13 +633,34 @@ int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const 
     c->arg = arg;
     if (r->state != REDIS_STATE_UP || r->closing || r->ac == NULL) {
         redis_defer_fail(r, c, "redis not connected");
-        return -1;
+        return NULL;
     }
     if (redis_stalled(r)) {
         redis_defer_fail(r, c, "redis not answering");
+        return NULL;
+    }
+    return c;
+}
+
+int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+                       const size_t *argvlen)
+{
+    struct redis_cmd *c = redis_cmd_new(r, cb, arg);
+    if (c == NULL)
+        return -1;
+    if (redisAsyncCommandArgv(r->ac, redis_reply_cb, c, argc, argv, argvlen) != REDIS_OK) {
+        redis_defer_fail(r, c, "redis command not sent");
         return -1;
     }
-    if (redisAsyncCommandArgv(r->ac, redis_reply_cb, c, argc, argv, argvlen) != REDIS_OK) {
+    return 0;
+}
+
+int redis_command_formatted(struct redis *r, redis_cb cb, void *arg, const char *cmd, size_t len)
+{
+    struct redis_cmd *c = redis_cmd_new(r, cb, arg);
+    if (c == NULL)
+        return -1;
+    if (redisAsyncFormattedCommand(r->ac, redis_reply_cb, c, cmd, len) != REDIS_OK) {
         redis_defer_fail(r, c, "redis command not sent");
         return -1;
     }

@@ -66,6 +66,11 @@ int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
 int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
                        const size_t *argvlen);
 
+/* redis_command with a command already in the protocol's form (cmd[0..len),
+ * as redisFormatCommandArgv writes it): hiredis copies it once, into its
+ * output buffer, and the caller may free it on return. */
+int redis_command_formatted(struct redis *r, redis_cb cb, void *arg, const char *cmd, size_t len);
+
 /* The hiredis context while connected and ready for commands, else NULL;
  * valid until the next return to the event loop. Prefer redis_command. */
 redisAsyncContext *redis_ctx(struct redis *r);

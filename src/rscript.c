@@ -132,7 +132,27 @@ void rscript_eval_give(struct rscript *s, enum rscript_id script, int nkeys, int
     if (s->calls)
         s->calls->prev = c;
     s->calls = c;
-    rscript_call_send(c);
+    if (give < 0) {
+        rscript_call_send(c);
+        return;
+    }
+    /* A large argument: EVAL with the source (no NOSCRIPT, so nothing is
+     * sent again), formatted here so that the argument can go before hiredis
+     * copies the command into its output buffer. */
+    c->fell_back = true;
+    c->argv[0] = xstrdup("EVAL");
+    c->argv[1] = xstrdup(rscript_sources[c->script]);
+    c->lens[0] = 4;
+    c->lens[1] = strlen(c->argv[1]);
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, c->argc, (const char **)c->argv, c->lens);
+    free(c->argv[3 + give]);
+    c->argv[3 + give] = NULL;
+    c->lens[3 + give] = 0;
+    if (len < 0 || cmd == NULL)
+        abort(); /* out of memory: the OOM policy (buf.h) */
+    redis_command_formatted(s->rd, rscript_call_reply, c, cmd, (size_t)len);
+    redisFreeCommand(cmd);
 }
 
 /* Public: a runner on rd. */

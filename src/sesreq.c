@@ -769,23 +769,56 @@ static int sesreq_v2_send_email(struct sesreq *r, struct seserr *e)
     return sesreq_add_raw_from(r, s, len, has_from, e);
 }
 
+/* Skip JSON whitespace from p (before end). */
+static const char *sesreq_json_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* If "Raw" at k starts "Raw" : { "Data" : " (JSON whitespace anywhere
+ * between), where the string's first character is; else NULL. */
+static const char *sesreq_raw_data_at(const char *k, const char *end)
+{
+    static const char data[] = "\"Data\"";
+    const char *p = sesreq_json_ws(k + 5, end);
+    if (p >= end || *p != ':')
+        return NULL;
+    p = sesreq_json_ws(p + 1, end);
+    if (p >= end || *p != '{')
+        return NULL;
+    p = sesreq_json_ws(p + 1, end);
+    if ((size_t)(end - p) < sizeof data - 1 || memcmp(p, data, sizeof data - 1) != 0)
+        return NULL;
+    p = sesreq_json_ws(p + sizeof data - 1, end);
+    if (p >= end || *p != ':')
+        return NULL;
+    p = sesreq_json_ws(p + 1, end);
+    return p < end && *p == '"' ? p + 1 : NULL;
+}
+
 json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char **data,
                                size_t *len)
 {
-    static const char key[] = "\"Raw\":{\"Data\":\"";
-    const size_t kl = sizeof key - 1, ml = sizeof SESREQ_DATA_MARK_JSON - 1;
-    const char *k = t ? memmem(t, n, key, kl) : NULL;
-    if (k == NULL || memmem(k + kl, (size_t)(t + n - k - kl), key, kl) != NULL ||
-        memmem(t, n, SESREQ_DATA_MARK_JSON, ml) != NULL)
+    const size_t ml = sizeof SESREQ_DATA_MARK_JSON - 1;
+    if (t == NULL || memmem(t, n, SESREQ_DATA_MARK_JSON, ml) != NULL)
         return NULL;
-    const char *d = k + kl;
-    const char *q = memchr(d, '"', (size_t)(t + n - d));
+    const char *end = t + n, *d = NULL;
+    for (const char *k = t; (k = memmem(k, (size_t)(end - k), "\"Raw\"", 5)) != NULL; k += 5) {
+        const char *at = sesreq_raw_data_at(k, end);
+        if (at != NULL && d != NULL)
+            return NULL; /* twice: parse it whole */
+        if (at != NULL)
+            d = at;
+    }
+    const char *q = d ? memchr(d, '"', (size_t)(end - d)) : NULL;
     if (q == NULL || memchr(d, '\\', (size_t)(q - d)) != NULL)
         return NULL;
     struct buf outer = BUF_INIT;
     buf_add(&outer, t, (size_t)(d - t));
     buf_add(&outer, SESREQ_DATA_MARK_JSON, ml);
-    buf_add(&outer, q, (size_t)(t + n - q));
+    buf_add(&outer, q, (size_t)(end - q));
     json_t *root = json_loadb(outer.data, outer.len, flags, NULL);
     buf_free(&outer);
     json_t *v = json_object_get(json_object_get(json_object_get(root, "Content"), "Raw"), "Data");

@@ -65,11 +65,12 @@ struct sesreq {
 #define SESREQ_DATA_MARK_JSON "\\u0001sesgate\\u0002"
 
 /* Parse the JSON text t[0..n) (json_loadb's flags) without copying its
- * Content.Raw.Data when t writes it "Raw":{"Data":"<base64>"} with no escape,
- * once, and SESREQ_DATA_MARK_JSON appears nowhere in t (as every SDK and
- * sesgate itself write a raw send): returns the object with SESREQ_DATA_MARK
- * in its place and points *data, *len at the string within t. NULL when t is
- * not in that form, or not JSON (parse it whole then). */
+ * Content.Raw.Data when t writes it "Raw" : { "Data" : "<base64>" (any JSON
+ * whitespace between) once only, with no escape in the string, and
+ * SESREQ_DATA_MARK_JSON appears nowhere in t (as every SDK and sesgate
+ * itself write a raw send): returns the object with SESREQ_DATA_MARK in its
+ * place and points *data, *len at the string within t. NULL when t is not in
+ * that form, or not JSON (parse it whole then). */
 json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char **data,
                                size_t *len);
 

@@ -1775,7 +1775,10 @@ static void test_borrow_raw(void)
          "{\"FromEmailAddress\":\"s@x.com\",\"Content\":{\"Raw\":{\"Data\":"
          "\"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}",
          true},
-        {"spaces", "{\"Content\": {\"Raw\": {\"Data\": \"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}", false},
+        {"spaces, as botocore writes it",
+         "{\"Content\": {\"Raw\": {\"Data\": \"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}", true},
+        {"newlines and tabs",
+         "{\"Content\":\n{\"Raw\"\t:\r\n{ \"Data\"\n:\"RnJvbTogc0B4LmNvbQ0KDQpi\"}}}", true},
         {"an escape in the data",
          "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQp\\u0069\"}}}", false},
         {"the key twice",
