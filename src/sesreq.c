@@ -798,6 +798,30 @@ static const char *sesreq_raw_data_at(const char *k, const char *end)
     return p < end && *p == '"' ? p + 1 : NULL;
 }
 
+/* json_dump_callback() sink appending to a struct buf. */
+static int sesreq_json_sink(const char *s, size_t n, void *data)
+{
+    buf_add(data, s, n);
+    return 0;
+}
+
+/* True when root, written out, holds the mark once: a string spelling it
+ * with other escapes elsewhere would make it ambiguous where the message
+ * goes back. */
+static bool sesreq_json_one_mark(const json_t *root)
+{
+    struct buf text = BUF_INIT;
+    bool one = false;
+    if (json_dump_callback(root, sesreq_json_sink, &text, JSON_COMPACT | JSON_PRESERVE_ORDER) ==
+        0) {
+        const char *t = buf_cstr(&text);
+        const char *m = strstr(t, SESREQ_DATA_MARK_JSON);
+        one = m != NULL && strstr(m + 1, SESREQ_DATA_MARK_JSON) == NULL;
+    }
+    buf_free(&text);
+    return one;
+}
+
 json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char **data,
                                size_t *len)
 {
@@ -822,7 +846,8 @@ json_t *sesreq_json_borrow_raw(const char *t, size_t n, size_t flags, const char
     json_t *root = json_loadb(outer.data, outer.len, flags, NULL);
     buf_free(&outer);
     json_t *v = json_object_get(json_object_get(json_object_get(root, "Content"), "Raw"), "Data");
-    if (!json_is_string(v) || strcmp(json_string_value(v), SESREQ_DATA_MARK) != 0) {
+    if (!json_is_string(v) || strcmp(json_string_value(v), SESREQ_DATA_MARK) != 0 ||
+        !sesreq_json_one_mark(root)) {
         json_decref(root);
         return NULL;
     }

@@ -1789,6 +1789,10 @@ static void test_borrow_raw(void)
          "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQpi\"}},"
          "\"EmailTags\":[{\"Name\":\"n\",\"Value\":\"\\u0001sesgate\\u0002\"}]}",
          false},
+        {"the mark spelt otherwise elsewhere",
+         "{\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQpi\"}},\"EmailTags\":[{\"Name\":"
+         "\"n\",\"Value\":\"\\u0001s\\u0065sgate\\u0002\"}]}",
+         false},
         {"the key in a string",
          "{\"FromEmailAddress\":\"s@x.com\",\"ReplyToAddresses\":[\"\\\"Raw\\\":"
          "{\\\"Data\\\":\\\"x@y.com\"],\"Content\":{\"Raw\":{\"Data\":\"RnJvbTogc0B4LmNvbQ0KDQpi\"}"
