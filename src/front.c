@@ -830,6 +830,8 @@ static void front_handle(struct httpd_request *hr, void *arg)
     }
     if (r->sr.kind == SESREQ_SEND)
         front_send(r);
+    else if (r->sr.kind == SESREQ_SEND_OTHER)
+        front_pace(r, (int64_t)sesreq_other_recipients(&r->sr)); /* the rate and quotas */
     else
         front_forward(r);
 }

@@ -928,6 +928,52 @@ int sesreq_parse_v2(const char *method, const char *path, size_t path_len, const
     return 0;
 }
 
+/* True when name is Destinations.member.<n>.Destination.<To|Cc|Bcc>Addresses.member.<m>. */
+static bool sesreq_bulk_dest_param(const char *name)
+{
+    static const char pre[] = "Destinations.member.", mid[] = ".Destination.",
+                      tail[] = "Addresses.member.";
+    if (strncmp(name, pre, sizeof pre - 1) != 0)
+        return false;
+    const char *p = name + sizeof pre - 1;
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || strncmp(p + digits, mid, sizeof mid - 1) != 0)
+        return false;
+    p += digits + sizeof mid - 1;
+    if (strncmp(p, "To", 2) == 0)
+        p += 2;
+    else if (strncmp(p, "Cc", 2) == 0 || strncmp(p, "Bcc", 3) == 0)
+        p += p[0] == 'B' ? 3 : 2;
+    else
+        return false;
+    if (strncmp(p, tail, sizeof tail - 1) != 0)
+        return false;
+    p += sizeof tail - 1;
+    digits = strspn(p, "0123456789");
+    return digits > 0 && p[digits] == '\0';
+}
+
+size_t sesreq_other_recipients(const struct sesreq *r)
+{
+    size_t n = 0;
+    if (r->action != NULL && strcmp(r->action, "SendBulkTemplatedEmail") == 0) {
+        for (size_t i = 0; i < r->form.n; i++)
+            if (sesreq_bulk_dest_param(r->form.params[i].name) && r->form.params[i].value_len > 0)
+                n++;
+    } else if (r->action != NULL && strcmp(r->action, "SendBulkEmail") == 0) {
+        static const char *const keys[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+        json_t *entries = json_object_get(r->json, "BulkEmailEntries"), *e;
+        size_t i;
+        json_array_foreach(entries, i, e)
+        {
+            json_t *dest = json_object_get(e, "Destination");
+            for (size_t k = 0; k < 3; k++)
+                n += json_array_size(json_object_get(dest, keys[k]));
+        }
+    }
+    return n > 0 ? n : 1;
+}
+
 /* Free the senders, the form and the JSON body. */
 void sesreq_drop_params(struct sesreq *r)
 {

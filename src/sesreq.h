@@ -130,6 +130,14 @@ void sesreq_drop_params(struct sesreq *r);
 /* Release what out owns; it is zeroed afterwards. */
 void sesreq_cleanup(struct sesreq *r);
 
+/* The recipients a send other than a fan-out candidate (SESREQ_SEND_OTHER)
+ * counts for against the rate and the daily quota: every To, Cc and Bcc
+ * address of every destination of SendBulkTemplatedEmail (v1
+ * Destinations.member.N.Destination.*Addresses.member.M) and SendBulkEmail
+ * (v2 BulkEmailEntries[].Destination); 1 for SendBounce (one bounce message
+ * to the original sender) and SendCustomVerificationEmail; at least 1. */
+size_t sesreq_other_recipients(const struct sesreq *r);
+
 /* True when action (a v1 action or v2 operation name, compared ignoring
  * case) is allowed by the list; an entry "*" allows everything. A NULL
  * action (one sesgate does not know) is allowed only when the list holds

@@ -786,10 +786,12 @@ def test_e_single_send_goes_ahead_of_bulk(rigs):
 
 @pytest.fixture(scope="module")
 def crig(tmp_path_factory):
-    """`sesgate run` at rate 30 with a client "slow" (rate 5), a client
-    "capped" (daily_quota 10) and an unrestricted "app"."""
+    """`sesgate run` at rate 30 with a client "slow" (rate 5), clients
+    "capped" (daily_quota 10) and "bulkcap" (daily_quota 12), and an
+    unrestricted "app"."""
     rig = RateRig(tmp_path_factory.mktemp("clients"), send={"rate": "30"},
-                  clients={"slow": {"rate": "5"}, "capped": {"daily_quota": "10"}})
+                  clients={"slow": {"rate": "5"}, "capped": {"daily_quota": "10"},
+                           "bulkcap": {"daily_quota": "12"}})
     try:
         rig.run()
     except Exception:
@@ -891,6 +893,61 @@ def test_f_later_batch_of_another_client_is_not_stuck(rigs):
     assert 0.4 <= share <= 0.6, "the later batch got %.0f %% of the rate" % (100 * share)
     assert other[-1]["t"] - p1 >= 2, "the later batch finished with the big one: it did not share"
     assert both <= 31
+
+
+def test_f_other_sends_count_against_the_client_quota(crig):
+    """SES's own bulk call, SendBounce and SendCustomVerificationEmail go
+    through the limiter like any send: each recipient of every destination
+    counts against the client's daily_quota, and a call that would pass it
+    gets SES's daily-quota answer and never reaches the upstream."""
+    rig = crig
+    rig.fake.reset()
+    ses = harness.boto3_client(rig.gw, "ses", creds=rig.creds["bulkcap"], max_attempts=1)
+
+    def bulk(n_dest):
+        return ses.send_bulk_templated_email(
+            Source="sender@example.com", Template="t", DefaultTemplateData="{}",
+            Destinations=[{"Destination": {"ToAddresses": ["bt%d-%d@example.net" % (d, i) for i in range(3)],
+                                           "CcAddresses": ["bc%d@example.net" % d],
+                                           "BccAddresses": ["bb%d@example.net" % d]}} for d in range(n_dest)])
+
+    def bounce():
+        return ses.send_bounce(OriginalMessageId="m-1", BounceSender="bounce@example.com",
+                               BouncedRecipientInfoList=[{"Recipient": "r@example.net", "BounceType": "DoesNotExist"}])
+
+    def refused(call):
+        with pytest.raises(botocore.exceptions.ClientError) as ei:
+            call()
+        return err_of(ei.value)
+
+    bulk(2)  # 2 destinations of 5 recipients: 10 of 12
+    bounce()  # 11
+    got = refused(lambda: bulk(1))  # 5 more: 16 > 12
+    ses.send_custom_verification_email(EmailAddress="new@example.net", TemplateName="t")  # 12
+    got2 = refused(bounce)  # 13 > 12
+    actions = [r.get("action") for r in rig.fake.requests() if r.get("verified")]
+    print("\nf) bulkcap (daily_quota 12): upstream saw %s; refused: %s, %s" % (actions, got, got2))
+    assert got == got2 == ("Throttling", 400, DAILY_MSG), (got, got2)
+    assert actions == ["SendBulkTemplatedEmail", "SendBounce", "SendCustomVerificationEmail"], actions
+
+
+def test_f_client_rate_holds_for_sesv2_bulk_email(crig):
+    """A rate-5 client's v2 SendBulkEmail calls of 5 recipients each are
+    spaced by the client's rate, as its SendEmail calls are."""
+    rig = crig
+    rig.fake.reset()
+    v2 = harness.boto3_client(rig.gw, "sesv2", creds=rig.creds["slow"], max_attempts=1)
+    for k in range(3):
+        v2.send_bulk_email(
+            FromEmailAddress="sender@example.com",
+            DefaultContent={"Template": {"TemplateName": "t", "TemplateData": "{}"}},
+            BulkEmailEntries=[{"Destination": {"ToAddresses": ["sb%d-%d@example.net" % (k, i)]}} for i in range(5)])
+    recs = [r for r in rig.fake.requests() if r.get("verified") and r.get("status") == 200]
+    ts = sorted(r["t"] for r in recs)
+    print("\nf) slow (rate 5): three v2 SendBulkEmail calls of 5 at +%s s" % [round(t - ts[0], 2) for t in ts])
+    assert len(ts) == 3 and sum(len(r["recipients"]) for r in recs) == 15, recs
+    # 5 recipients at 5/s (paced at 97 %) take 1.03 s each
+    assert ts[2] - ts[0] >= 1.9, [t - ts[0] for t in ts]
 
 
 def test_f_client_daily_quota_pass_through(crig):

@@ -1839,8 +1839,65 @@ static void test_borrow_raw(void)
     }
 }
 
+/* The recipients of the sends that are not fanned out. */
+static void test_other_recipients(void)
+{
+    static const struct {
+        int api;
+        const char *path, *body;
+        size_t want;
+    } cases[] = {
+        {1, NULL,
+         "Action=SendBulkTemplatedEmail&Source=s%40x.com&Template=t&DefaultTemplateData=%7B%7D&"
+         "Destinations.member.1.Destination.ToAddresses.member.1=a%40x.com&"
+         "Destinations.member.1.Destination.ToAddresses.member.2=b%40x.com&"
+         "Destinations.member.1.Destination.CcAddresses.member.1=c%40x.com&"
+         "Destinations.member.1.Destination.BccAddresses.member.1=d%40x.com&"
+         "Destinations.member.1.ReplacementTemplateData=%7B%7D&"
+         "Destinations.member.2.Destination.ToAddresses.member.1=e%40x.com",
+         5},
+        {1, NULL,
+         "Action=SendBulkTemplatedEmail&Source=s%40x.com&Template=t&DefaultTemplateData=%7B%7D&"
+         "Destinations.member.1.Destination.ToAddresses.member.=a%40x.com&"
+         "Destinations.member.x.Destination.ToAddresses.member.1=b%40x.com&"
+         "Destinations.member.1.Destination.ToAddresses.member.1x=c%40x.com&"
+         "Destinations.member.1.Destination.FooAddresses.member.1=d%40x.com&"
+         "Destinations.member.1.Destination.ToAddresses.member.2=",
+         1},
+        {1, NULL,
+         "Action=SendBounce&OriginalMessageId=m&BounceSender=b%40x.com&"
+         "BouncedRecipientInfoList.member.1.Recipient=r%40x.com&"
+         "BouncedRecipientInfoList.member.2.Recipient=q%40x.com",
+         1},
+        {1, NULL, "Action=SendCustomVerificationEmail&EmailAddress=a%40x.com&TemplateName=t", 1},
+        {2, "/v2/email/outbound-bulk-emails",
+         "{\"FromEmailAddress\":\"s@x.com\",\"DefaultContent\":{\"Template\":{\"TemplateName\":"
+         "\"t\"}},"
+         "\"BulkEmailEntries\":[{\"Destination\":{\"ToAddresses\":[\"a@x.com\",\"b@x.com\"],"
+         "\"BccAddresses\":[\"c@x.com\"]}},{\"Destination\":{\"ToAddresses\":[\"d@x.com\"],"
+         "\"CcAddresses\":[\"e@x.com\",\"f@x.com\"]}}]}",
+         6},
+        {2, "/v2/email/outbound-custom-verification-emails",
+         "{\"EmailAddress\":\"a@x.com\",\"TemplateName\":\"t\"}", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sesreq r;
+        memset(&r, 0, sizeof r);
+        struct seserr e = {0};
+        const char *b = cases[i].body;
+        int rc = cases[i].api == 1 ? sesreq_parse_v1(b, strlen(b), &r, &e)
+                                   : sesreq_parse_v2("POST", cases[i].path, strlen(cases[i].path),
+                                                     b, strlen(b), &r, &e);
+        CHECK(rc == 0 && r.kind == SESREQ_SEND_OTHER, "case %zu: parse: %s", i, e.message);
+        CHECK(sesreq_other_recipients(&r) == cases[i].want, "case %zu: %zu recipients, want %zu", i,
+              sesreq_other_recipients(&r), cases[i].want);
+        sesreq_cleanup(&r);
+    }
+}
+
 int main(void)
 {
+    test_other_recipients();
     test_borrow_raw();
     test_api_of();
     test_v1();
