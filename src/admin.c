@@ -28,7 +28,8 @@ struct admin_poll {
 /* A GET /batches/{id} waiting for Redis. */
 struct admin_show {
     struct httpd_request *req; /* NULL once the client went away */
-    char id[40];
+    char id[37];
+    long long index; /* one copy of the batch, or -1 */
 };
 
 struct admin {
@@ -91,6 +92,8 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
     if (b == NULL) {
         admin_json(req, 404, "{\"message\":\"batch not found\"}");
     } else {
+        if (sh->index >= 0)
+            qview_show_only(b, sh->index);
         char *body = json_dumps(b, JSON_COMPACT | JSON_ENSURE_ASCII);
         if (body == NULL)
             abort();
@@ -106,12 +109,9 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
 {
     size_t n = req->path_len - strlen("/batches/");
     const char *p = req->path + strlen("/batches/");
-    char id[40] = "";
-    if (n < sizeof id) {
-        memcpy(id, p, n);
-        id[n] = '\0';
-    }
-    if (n >= sizeof id || !qview_batch_id_ok(id)) {
+    char id[37] = "";
+    long long index = -1;
+    if (!qview_batch_ref(p, n, id, &index)) {
         admin_json(req, 400, "{\"message\":\"malformed batch id\"}");
         return;
     }
@@ -121,7 +121,8 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
     }
     struct admin_show *sh = xcalloc(1, sizeof *sh);
     sh->req = req;
-    memcpy(sh->id, id, n + 1);
+    sh->index = index;
+    memcpy(sh->id, id, sizeof id);
     httpd_set_abort(req, admin_show_abort, sh);
     char *keys[4];
     qview_show_keys(a->pfx, id, keys);

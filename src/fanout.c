@@ -1229,6 +1229,8 @@ void fanout_plan_cleanup(struct fanout_plan *p)
     for (size_t i = 0; i < p->ninvalid; i++)
         free(p->invalid[i].addr);
     free(p->invalid);
+    free(p->cost);
+    free(p->invalid_pos);
     buf_free(&p->template);
     buf_free(&p->forward);
     memset(p, 0, sizeof *p);

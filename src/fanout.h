@@ -79,6 +79,11 @@ struct fanout_plan {
                                        and the original is forwarded as it came */
     struct fanout_invalid *invalid; /* skip mode: addresses left out, in order; owned */
     size_t ninvalid;
+    /* A bulk call (bulk.h): to holds its units, not addresses. */
+    bool bulk;
+    size_t *cost;        /* bulk: the recipients of each unit; owned */
+    size_t ndest;        /* bulk: destinations in the call, units and left out */
+    size_t *invalid_pos; /* bulk: the destination each invalid address was in; owned */
 };
 
 /* Plan the parsed send r (out is overwritten; clean it up in every case).

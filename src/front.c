@@ -17,6 +17,7 @@
 #include "fanout.h"
 #include "limiter.h"
 #include "log.h"
+#include "bulk.h"
 #include "queue.h"
 #include "reqcheck.h"
 #include "resign.h"
@@ -73,6 +74,10 @@ struct front_req {
     double span_ms;              /* the account's time the send's recipients take */
     struct timespec pace_deadline; /* a client rate refusal is retried until then */
     bool abandoned;                /* the client left while copy 0 or the enqueue was pending */
+    /* a bulk call: SES's results for its first bulk_sync units (sent before
+     * the answer), the others queued */
+    struct bulk_result *bulk_res;
+    size_t bulk_sync;
 };
 
 /* The SES answer to copy 0 of a sync batch. */
@@ -168,6 +173,7 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     if (r->answer)
         buf_free(&r->answer->body);
     free(r->answer);
+    free(r->bulk_res);
     free(r);
 }
 
@@ -573,6 +579,8 @@ static void front_batch_accepted(struct front_req *r)
     buf_free(&body);
 }
 
+static void front_bulk_answer(struct front_req *r);
+
 /* The queue answered: the batch is stored (or not). */
 static void front_enqueued(const char *err, void *arg)
 {
@@ -594,10 +602,16 @@ static void front_enqueued(const char *err, void *arg)
     if (err != NULL) {
         struct seserr e;
         seserr_set(&e, SESERR_UNAVAILABLE,
-                   r->copy0 ? "The queue is unavailable; only the first recipient was sent."
-                            : "The queue is unavailable; nothing was sent.");
+                   !r->copy0 ? "The queue is unavailable; nothing was sent."
+                   : r->plan.bulk
+                       ? "The queue is unavailable; only the first destinations were sent."
+                       : "The queue is unavailable; only the first recipient was sent.");
         r->batch_id[0] = '\0';
         front_fail(r, &e);
+        return;
+    }
+    if (r->plan.bulk) {
+        front_bulk_answer(r);
         return;
     }
     if (r->answer == NULL) {
@@ -627,9 +641,15 @@ static void front_enqueued(const char *err, void *arg)
  * copy 0's MessageId, and relay its answer once they are stored. Not sent:
  * relay SES's answer and queue nothing, so a retry by the client sends no
  * copy twice. */
+static void front_bulk_first_done(struct upstream_response *res, struct front_req *r);
+
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
+    if (r->plan.bulk) {
+        front_bulk_first_done(res, r);
+        return;
+    }
     front_copy0_release(r); /* copy 0 went: the queue's copies come from the template */
     limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
@@ -707,6 +727,202 @@ static void front_batch_decided(void *arg)
     httpd_drop_body(r->hr);
 }
 
+/* Queue every copy of r's batch (first_recipient = queue): a client
+ * already at its own daily quota is refused first. */
+static void front_queue(struct front_req *r)
+{
+    struct front *f = r->f;
+    r->enqueuing = true;
+    httpd_set_abort(r->hr, front_abort, r);
+    if (limiter_on(f->lim) && r->client->daily_quota > 0) {
+        /* A client over its own daily quota gets SES's answer for it. */
+        limiter_client_status(f->lim, r->client->name, front_client_day, r);
+        return;
+    }
+    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+}
+
+/* The answer to a bulk batch, one entry per destination of the call in
+ * order: SES's own result for each unit sent before the answer, SES's
+ * status for a destination left out for a bad address, and for each unit
+ * queued "accepted" with an id the batch views resolve:
+ * sesgate-<batch>-<index in the batch>. */
+static void front_bulk_answer(struct front_req *r)
+{
+    const struct fanout_plan *p = &r->plan;
+    int api = r->api == SESREQ_V2 ? 2 : 1;
+    struct bulk_result *e = xcalloc(p->ndest + 1, sizeof *e);
+    size_t u = 0, inv = 0;
+    for (size_t d = 0; d < p->ndest; d++) {
+        if (inv < p->ninvalid && p->invalid_pos[inv] == d) {
+            snprintf(e[d].status, sizeof e[d].status, "%s", bulk_status_invalid(api));
+            snprintf(e[d].error, sizeof e[d].error, "%s", p->invalid[inv].reason);
+            while (inv < p->ninvalid && p->invalid_pos[inv] == d)
+                inv++;
+            continue;
+        }
+        if (u < r->bulk_sync) {
+            e[d] = r->bulk_res[u];
+        } else {
+            snprintf(e[d].status, sizeof e[d].status, "%s", api == 2 ? "SUCCESS" : "Success");
+            snprintf(e[d].message_id, sizeof e[d].message_id, "sesgate-%s-%zu", r->batch_id,
+                     u - r->bulk_sync);
+        }
+        u++;
+    }
+    char id[sizeof r->id], batch[sizeof r->batch_id], rid[128];
+    memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
+    memcpy(batch, r->batch_id, sizeof batch);
+    snprintf(rid, sizeof rid, "%s",
+             r->answer && r->answer->request_id[0] ? r->answer->request_id : id);
+    struct buf body = BUF_INIT;
+    bulk_answer_render(api, e, p->ndest, rid, &body);
+    free(e);
+    struct httpd_header h[3];
+    size_t nh = 0;
+    h[nh++] = (struct httpd_header){"Content-Type", api == 2 ? "application/json" : "text/xml"};
+    h[nh++] = (struct httpd_header){"x-amzn-RequestId", rid};
+    if (batch[0])
+        h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", batch};
+    struct httpd_request *hr = r->hr;
+    front_finish(r, 200, NULL);
+    httpd_respond(hr, 200, h, nh, body.data, body.len);
+    buf_free(&body);
+}
+
+/* SES answered the first units of a bulk batch (first_recipient = sync).
+ * A refused call (an error answer) is relayed and nothing is queued, as for
+ * copy 0 of a send; an accepted one gives each of those units SES's own
+ * result, and the other units are queued. */
+static void front_bulk_first_done(struct upstream_response *res, struct front_req *r)
+{
+    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
+    bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
+    if (!sent) {
+        char status[16];
+        snprintf(status, sizeof status, "%ld", res->status);
+        log_event(LOG_INFO, "batch_copy0_failed", "id", r->id, "batch", r->batch_id, "status",
+                  status, "error", res->error == UPSTREAM_OK ? NULL : res->errmsg, NULL);
+        r->batch_id[0] = '\0';
+        if (r->abandoned) {
+            r->call = NULL;
+            front_finish(r, 499, "client_closed");
+            return;
+        }
+        front_upstream_done(res, r);
+        return;
+    }
+    r->call = NULL;
+    metrics_upstream(res->seconds, "ok");
+    int api = r->api == SESREQ_V2 ? 2 : 1;
+    int n = bulk_answer_parse(api, res->body.data, res->body.len, r->bulk_res, r->bulk_sync);
+    if (n < (int)r->bulk_sync) {
+        /* Sent, but SES's answer does not say how each fared: never
+         * invented, never sent again. */
+        log_event(LOG_ERROR, "bulk_answer_short", "id", r->id, "batch", r->batch_id, NULL);
+        for (size_t i = n < 0 ? 0 : (size_t)n; i < r->bulk_sync; i++) {
+            snprintf(r->bulk_res[i].status, sizeof r->bulk_res[i].status, "%s",
+                     api == 2 ? "FAILED" : "Failed");
+            snprintf(r->bulk_res[i].error, sizeof r->bulk_res[i].error,
+                     "The upstream's answer named no result for this destination.");
+        }
+    }
+    r->answer = xcalloc(1, sizeof *r->answer);
+    snprintf(r->answer->request_id, sizeof r->answer->request_id, "%s", res->request_id);
+    /* the units sent are not part of the batch */
+    struct fanout_plan *p = &r->plan;
+    for (size_t i = 0; i < r->bulk_sync; i++)
+        free(p->to[i]);
+    memmove(p->to, p->to + r->bulk_sync, (p->nto - r->bulk_sync) * sizeof *p->to);
+    memmove(p->cost, p->cost + r->bulk_sync, (p->nto - r->bulk_sync) * sizeof *p->cost);
+    p->nto -= r->bulk_sync;
+    if (p->nto == 0) {
+        r->batch_id[0] = '\0';
+        if (r->abandoned)
+            front_finish(r, 499, "client_closed");
+        else
+            front_bulk_answer(r);
+        return;
+    }
+    r->enqueuing = true;
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+}
+
+/* How many units of a bulk batch go to SES before the answer: those whose
+ * turns of the rate lie within LIMITER_BUNDLE_MS of the first (at least
+ * one, at most SES's 50), so one call holds no more than the rate allows
+ * in that time. */
+static size_t front_bulk_first(const struct front_req *r)
+{
+    const struct fanout_plan *p = &r->plan;
+    size_t max = p->nto < BULK_MAX_DESTINATIONS ? p->nto : BULK_MAX_DESTINATIONS;
+    if (!limiter_on(r->f->lim))
+        return max;
+    double rate = limiter_rate(r->f->lim);
+    if (r->client->rate > 0 && r->client->rate < rate)
+        rate = r->client->rate;
+    double budget = rate * LIMITER_PACE * LIMITER_BUNDLE_MS / 1000.0, before = (double)p->cost[0];
+    size_t k = 1;
+    while (k < max && before <= budget)
+        before += (double)p->cost[k++];
+    return k;
+}
+
+/* SES's bulk calls (v1 SendBulkTemplatedEmail, v2 SendBulkEmail): with
+ * fan-out on, a batch of one unit per destination, sent by the workers in
+ * bulk calls; otherwise the call goes to SES as it is, paced. */
+static void front_bulk(struct front_req *r)
+{
+    struct front *f = r->f;
+    const struct config *cfg = f->cfg;
+    struct seserr e;
+    bool fanout_on = r->client->fanout < 0 ? cfg->fanout : r->client->fanout != 0;
+    if (bulk_plan(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip, &r->plan, &e) <
+        0) {
+        front_fail(r, &e);
+        return;
+    }
+    if (!r->plan.batch) {
+        if (r->plan.forward.len) /* the sesgate-fanout tag must not reach SES */
+            buf_add(&r->send_body, r->plan.forward.data, r->plan.forward.len);
+        front_pace(r, (int64_t)sesreq_other_recipients(&r->sr));
+        return;
+    }
+    httpd_drop_body(r->hr);
+    sesreq_drop_params(&r->sr);
+    if (f->queue == NULL) {
+        seserr_set(&e, SESERR_UNAVAILABLE, "Bulk sends need the queue, which is not configured.");
+        front_fail(r, &e);
+        return;
+    }
+    front_request_id(f, r->batch_id);
+    if (!cfg->first_recipient_sync) {
+        front_queue(r);
+        return;
+    }
+    if (!queue_ready(f->queue)) {
+        seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    const struct fanout_plan *p = &r->plan;
+    size_t k = front_bulk_first(r), *lens = xcalloc(k, sizeof *lens);
+    int64_t cost = 0;
+    for (size_t i = 0; i < k; i++) {
+        lens[i] = strlen(p->to[i]);
+        cost += (int64_t)p->cost[i];
+    }
+    size_t plen = p->template.len - (r->api == SESREQ_V2 && p->template.len > 0 ? 1 : 0);
+    bulk_body(r->api, p->template.data ? p->template.data : "", plen, (const char *const *)p->to,
+              lens, k, &r->send_body);
+    free(lens);
+    r->bulk_sync = k;
+    r->bulk_res = xcalloc(k, sizeof *r->bulk_res);
+    r->copy0 = true;
+    front_pace(r, cost);
+}
+
 /* The send path: every send action comes here. A send to two or more To
  * recipients becomes a batch: stored in the queue (all or nothing) and sent
  * one copy per recipient by the workers. */
@@ -766,16 +982,7 @@ static void front_send(struct front_req *r)
         front_pace(r, 1 + (int64_t)r->plan.nriders);
         return;
     }
-    if (limiter_on(f->lim) && r->client->daily_quota > 0) {
-        /* A client over its own daily quota gets SES's answer for it. */
-        r->enqueuing = true;
-        httpd_set_abort(r->hr, front_abort, r);
-        limiter_client_status(f->lim, r->client->name, front_client_day, r);
-        return;
-    }
-    r->enqueuing = true;
-    httpd_set_abort(r->hr, front_abort, r);
-    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    front_queue(r);
 }
 
 /* A context for a request that just arrived (freed by front_finish). */
@@ -812,8 +1019,9 @@ static void front_handle(struct httpd_request *hr, void *arg)
     }
     int rc;
     if (r->api == SESREQ_V1) {
-        /* room for max_recipients To recipients and everything else */
-        size_t max = (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
+        /* room for max_recipients To recipients, or destinations of a bulk
+         * call (a few parameters each), and everything else */
+        size_t max = 4 * (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
         rc = sesreq_parse_v1_request(hr->method, r->fwd_query.data, r->fwd_query.len, hr->body.data,
                                      hr->body.len, max, &r->sr, &e);
     } else {
@@ -830,6 +1038,8 @@ static void front_handle(struct httpd_request *hr, void *arg)
     }
     if (r->sr.kind == SESREQ_SEND)
         front_send(r);
+    else if (r->sr.kind == SESREQ_SEND_OTHER && bulk_action(r->sr.action))
+        front_bulk(r);
     else if (r->sr.kind == SESREQ_SEND_OTHER)
         front_pace(r, (int64_t)sesreq_other_recipients(&r->sr)); /* the rate and quotas */
     else

@@ -33,6 +33,12 @@ struct limiter;
  * exactly the rate, as SES may, then never throttles). */
 #define LIMITER_PACE 0.97
 
+/* ms: sends whose reserved times lie this close may leave together, as one
+ * bulk call of several destinations, and a send's timer may fire this late:
+ * within LIMITER_PACE's margin (3 % of a second), moving a recipient by no
+ * more than this cannot push a one-second window past the rate. */
+#define LIMITER_BUNDLE_MS 20
+
 /* The answer to a take. */
 struct limiter_answer {
     bool ok;      /* limit.lua answered; false: Redis unreachable (nothing taken) */

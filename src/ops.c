@@ -209,10 +209,15 @@ static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bo
         }
         id = newest;
     }
-    if (!qview_batch_id_ok(id)) {
+    /* a batch id, or the sesgate-... MessageId of a queued send or
+     * destination */
+    char ref_id[37];
+    long long only = -1;
+    if (!qview_batch_ref(id, strlen(id), ref_id, &only)) {
         fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
         return 1;
     }
+    id = ref_id;
     bool tty = isatty(STDOUT_FILENO);
     for (;;) {
         if (watch) {
@@ -267,6 +272,8 @@ static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bo
             fprintf(stderr, "sesgate: batch %s not found\n", id);
             return 1;
         }
+        if (only >= 0)
+            qview_show_only(b, only);
         if (watch && tty)
             fputs("\r\033[K", stdout);
         if (json)

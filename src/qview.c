@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "bulk.h"
 #include "reply.h"
 
 /* Abort on a failed jansson constructor (the out-of-memory policy). */
@@ -122,6 +123,43 @@ static json_t *qview_invalid(const redisReply *field)
 }
 
 /* Public: the batch status object. */
+bool qview_batch_ref(const char *ref, size_t n, char id[37], long long *index)
+{
+    static const char pre[] = "sesgate-";
+    *index = -1;
+    if (n > sizeof pre - 1 && memcmp(ref, pre, sizeof pre - 1) == 0) {
+        ref += sizeof pre - 1;
+        n -= sizeof pre - 1;
+        if (n > 37 && ref[36] == '-' && n - 37 <= 9) {
+            long long i = 0;
+            for (size_t k = 37; k < n; k++) {
+                if (ref[k] < '0' || ref[k] > '9')
+                    return false;
+                i = i * 10 + (ref[k] - '0');
+            }
+            *index = i;
+            n = 36;
+        }
+    }
+    if (n != 36)
+        return false;
+    memcpy(id, ref, 36);
+    id[36] = '\0';
+    return qview_batch_id_ok(id);
+}
+
+void qview_show_only(json_t *b, long long index)
+{
+    json_t *rs = json_object_get(b, "recipients"), *keep = qview_jok(json_array()), *r;
+    size_t i;
+    json_array_foreach(rs, i, r)
+    {
+        if (json_integer_value(json_object_get(r, "index")) == index)
+            json_array_append(keep, r);
+    }
+    qview_jset(b, "recipients", keep);
+}
+
 json_t *qview_show_json(const char *id, const redisReply *reply)
 {
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
@@ -136,6 +174,10 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     int64_t created = (long long)reply_num(reply_field(h, "created"), 0);
     if (total < 0 || total > 10000000 || first < 0 || first > 1)
         return NULL;
+    const redisReply *act = reply_field(h, "action");
+    bool bulk = act && act->type == REDIS_REPLY_STRING && bulk_action(act->str);
+    const redisReply *apir = reply_field(h, "api");
+    int api = apir && apir->type == REDIS_REPLY_STRING && strcmp(apir->str, "2") == 0 ? 2 : 1;
     json_t *o = qview_jok(json_object());
     qview_jset(o, "batch_id", json_string(id));
     qview_jset(o, "client", qview_jstr(reply_field(h, "client")));
@@ -168,7 +210,17 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
         json_t *r = qview_jok(json_object());
         qview_jset(r, "index", json_integer(i));
         const redisReply *addr = (size_t)i < list->elements ? list->element[i] : NULL;
-        qview_jset(r, "address", qview_jstr(addr));
+        json_t *dest = bulk && addr && addr->type == REDIS_REPLY_STRING
+                           ? bulk_unit_view(api, addr->str, addr->len)
+                           : NULL;
+        if (dest != NULL) {
+            /* a bulk call's destination: named by its first recipient */
+            json_t *to0 = json_array_get(json_object_get(dest, "to"), 0);
+            qview_jset(r, "address", json_string(to0 ? json_string_value(to0) : ""));
+            qview_jset(r, "destination", dest);
+        } else {
+            qview_jset(r, "address", qview_jstr(addr));
+        }
         const char *state = qview_show_state(r, by_out[i], retry, by_retry[i]);
         qview_jset(r, "state", json_string(state));
         sent += strcmp(state, "sent") == 0;

@@ -16,6 +16,16 @@
 /* True when id has the shape of a batch id: 36 of [0-9a-f-]. */
 bool qview_batch_id_ok(const char *id);
 
+/* A reference to a batch, or to one of its copies, as a client or operator
+ * has it: the batch id, "sesgate-<id>" (the MessageId of a send queued
+ * whole) or "sesgate-<id>-<index>" (a queued destination of a bulk call).
+ * ref is n bytes; fills id and *index (-1: the whole batch). False when
+ * ref is none of these. */
+bool qview_batch_ref(const char *ref, size_t n, char id[37], long long *index);
+
+/* Keep only the copy of index in the status object b (qview_show_json's). */
+void qview_show_only(json_t *b, long long index);
+
 /* The four keys of show.lua for batch id under key prefix pfx (batch hash,
  * outcome hash, recipient list, delay set), into keys[4]; free each. */
 void qview_show_keys(const char *pfx, const char *id, char *keys[4]);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "bulk.h"
 
 /* A string element of a reply, or NULL. */
 static const redisReply *wbatch_str(const redisReply *r)
@@ -68,6 +69,7 @@ struct wbatch *wbatch_new(const char *n, const redisReply *reply)
         b->body_err.code == SESERR_NONE)
         seserr_set(&b->body_err, SESERR_INTERNAL, "The template could not be read.");
     b->action = xstrdup(action ? action->str : "");
+    b->bulk = bulk_action(b->action);
     b->client = xstrdup(client ? client->str : "");
     return b;
 }

@@ -31,6 +31,7 @@ struct wbatch {
     int api;       /* 1 or 2 */
     char *action;
     bool raw, dkim;
+    bool bulk;                  /* SES's bulk call: a copy is one destination (bulk.h) */
     struct copybody_batch body; /* what every copy shares: its message held once */
     struct seserr body_err;     /* body_err.code set: the template is not one */
     struct fanout_rcpt *riders;

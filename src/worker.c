@@ -16,6 +16,7 @@
 #include "addr.h"
 #include "backoff.h"
 #include "buf.h"
+#include "bulk.h"
 #include "clock.h"
 #include "inflight.h"
 #include "log.h"
@@ -37,7 +38,7 @@
 /* ms: a send timer firing this much past its reserved time gives the time
  * up and reserves again: within LIMITER_PACE's margin (3 % of a second), a
  * late copy cannot push a one-second window past the rate. */
-#define WORKER_LATE_MS 20
+#define WORKER_LATE_MS LIMITER_BUNDLE_MS
 #define WORKER_SKEW_MS 5000 /* a copy refused for our clock goes again after 5-10 s */
 
 /* A batch as a worker needs it, shared by the sends of its copies. */
@@ -79,6 +80,13 @@ struct worker_job {
     struct worker_job *pnext;   /* next in the pace queue */
     struct worker_job *rprev, *rnext; /* neighbours in the ready list */
     struct worker_job *prev, *next;
+    /* A destination of a bulk batch (wbatch.bulk): addr holds its unit. */
+    int64_t ucost;               /* its recipients */
+    struct worker_job *lead;     /* goes in lead's bulk call */
+    struct worker_job **members; /* a lead: the units that go with it, in order */
+    size_t nmembers, cap_members;
+    struct buf call_body; /* a lead: its bulk call's body */
+    size_t call_off;      /* what of it went out */
 };
 
 /* A batch being loaded (load.lua), and the jobs waiting for it: one load
@@ -202,6 +210,28 @@ static void worker_ready_unlink(struct worker *w, struct worker_job *j)
 static void worker_ready_run(struct worker *w);
 static void worker_pace_run(struct worker *w);
 
+/* Take j out of the bulk call it was to go in, as lead or member: a lead's
+ * members go their own way again (each is then settled or sent alone). */
+static void worker_bundle_leave(struct worker_job *j)
+{
+    if (j->lead) {
+        struct worker_job *l = j->lead;
+        for (size_t i = 0; i < l->nmembers; i++)
+            if (l->members[i] == j) {
+                memmove(l->members + i, l->members + i + 1,
+                        (l->nmembers - i - 1) * sizeof *l->members);
+                l->nmembers--;
+                break;
+            }
+        j->lead = NULL;
+    }
+    for (size_t i = 0; i < j->nmembers; i++)
+        j->members[i]->lead = NULL;
+    free(j->members);
+    j->members = NULL;
+    j->nmembers = j->cap_members = 0;
+}
+
 /* Give back the bytes j's send held under max_inflight_bytes. */
 static void worker_release(struct worker_job *j)
 {
@@ -224,6 +254,8 @@ static void worker_job_end(struct worker_job *j)
         j->next->prev = j->prev;
     w->inflight--;
     j->ws->jobs--;
+    worker_bundle_leave(j);
+    buf_free(&j->call_body);
     wbatch_unref(j->b);
     free(j->entry);
     free(j->bn);
@@ -447,48 +479,36 @@ static void worker_retry(struct worker_job *j, int64_t delay_ms, int next_attemp
  * Cc and Bcc riders. */
 static int64_t worker_cost(const struct worker_job *j)
 {
+    if (j->b && j->b->bulk)
+        return j->ucost;
     return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
 }
 
-/* The upstream answered j's send. */
-static void worker_sent(struct upstream_response *res, void *arg)
+/* Settle j with the class of its upstream answer: cls, SES's code and
+ * message ("" when none), and for a sent copy its MessageId (NULL: read
+ * from res). entry: the answer is one destination's in a bulk answer
+ * (code is its status), not the call's. */
+static void worker_settle(struct worker_job *j, const struct upstream_response *res,
+                          enum backoff_class cls, const char *code, const char *message,
+                          const char *message_id, bool entry)
 {
-    struct worker_job *j = arg;
-    j->call = NULL;
-    copybody_cleanup(&j->body);
-    worker_release(j);
+    struct worker *w = j->w;
     int api = j->b->api;
-    const char *data = res->body.data ? res->body.data : "";
-    size_t n = res->body.len;
-    char code[128] = "", message[512] = "", msgid[256] = "";
-    bool transport = res->error != UPSTREAM_OK;
-    if (!transport && res->status >= 300)
-        sesans_error(api, res->error_type, res->body.data, res->body.len, code, sizeof code,
-                     message, sizeof message);
-    enum backoff_class cls =
-        backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
+    bool transport = !entry && res->error != UPSTREAM_OK;
     char idx[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
-    if (!transport && res->status >= 400 && backoff_clock_skew(code, message)) {
-        /* Our clock is off: SES did not act on it, and the copy goes again
-         * later without counting an attempt (it would otherwise become a
-         * dead letter, for no fault of its own, after max_attempts). */
-        queue_clock_skew(&j->w->skew_logged_ms, code, message);
-        if (j->w->lim)
-            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
-                           worker_cost(j));
-        uint64_t rnd = 0;
-        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
-        worker_retry(j, WORKER_SKEW_MS + (int64_t)(rnd % WORKER_SKEW_MS), j->attempt, "clock_skew",
-                     NULL);
-        return;
-    }
     switch (cls) {
-    case BACKOFF_OK:
-        if (!sesans_message_id(api, data, n, msgid, sizeof msgid) || msgid[0] == '\0')
+    case BACKOFF_OK: {
+        char msgid[256] = "";
+        if (message_id != NULL)
+            snprintf(msgid, sizeof msgid, "%s", message_id);
+        else if (!sesans_message_id(api, res->body.data ? res->body.data : "", res->body.len, msgid,
+                                    sizeof msgid))
+            msgid[0] = '\0';
+        if (msgid[0] == '\0')
             snprintf(msgid, sizeof msgid, "-");
         char fcode[32], ftext[400];
-        enum upstream_fate fate = upstream_fate(res, j->w->cfg->sandbox_started, msgid, fcode,
+        enum upstream_fate fate = upstream_fate(res, w->cfg->sandbox_started, msgid, fcode,
                                                 sizeof fcode, ftext, sizeof ftext);
         if (fate == UPSTREAM_FATE_FAILED) {
             worker_dead(j, fcode, ftext);
@@ -506,36 +526,31 @@ static void worker_sent(struct upstream_response *res, void *arg)
         metrics_queue_sent();
         worker_outcome(j, "sent", msgid, NULL, NULL);
         return;
+    }
     case BACKOFF_QUOTA:
-        if (j->w->lim) /* not sent: SES does not count it either */
-            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
-                           worker_cost(j));
+        if (w->lim) /* not sent: SES does not count it either */
+            limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
         worker_retry(j, WORKER_HOLD_MS, j->attempt, "quota", NULL);
         return;
     case BACKOFF_THROTTLED: {
-        /* Sent faster than SES allows: cut the shared rate; the copy goes
-         * again later and this never counts against max_attempts. */
-        if (j->w->lim) {
-            limiter_throttled(j->w->lim);
-            limiter_refund(j->w->lim, config_client_by_name(j->w->cfg, j->b->client),
-                           worker_cost(j));
-        }
+        /* Sent faster than SES allows (the caller cut the shared rate): the
+         * copy goes again later and this never counts against max_attempts. */
+        if (w->lim)
+            limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
         uint64_t rnd = 0;
         RAND_bytes((unsigned char *)&rnd, sizeof rnd);
         worker_retry(j, backoff_delay_ms(1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, rnd), j->attempt,
-                     "Throttling", NULL);
+                     code[0] ? code : "Throttling", NULL);
         return;
     }
     case BACKOFF_RETRY:
-        if (backoff_give_up(j->attempt, (int)j->w->cfg->max_attempts)) {
-            char c[160];
-            if (transport)
-                snprintf(c, sizeof c, "Transport");
-            else
-                snprintf(c, sizeof c, "%s", code[0] ? code : "HTTP");
-            char m[600];
+        if (backoff_give_up(j->attempt, (int)w->cfg->max_attempts)) {
+            char c[160], m[600];
+            snprintf(c, sizeof c, "%s", transport ? "Transport" : code[0] ? code : "HTTP");
             if (transport)
                 snprintf(m, sizeof m, "%s", res->errmsg);
+            else if (entry)
+                snprintf(m, sizeof m, "%s", message);
             else
                 snprintf(m, sizeof m, "%s%sHTTP %ld", message, message[0] ? "; " : "", res->status);
             worker_dead(j, c, m);
@@ -556,6 +571,86 @@ static void worker_sent(struct upstream_response *res, void *arg)
     }
 }
 
+/* SES accepted the bulk call of the n destinations in all: each is settled
+ * by its own entry of the answer, so a throttled or transient one is tried
+ * again alone and its sent neighbours are not sent twice. */
+static void worker_bulk_sent(struct worker_job **all, size_t n, const struct upstream_response *res)
+{
+    struct worker *w = all[0]->w;
+    struct bulk_result *rs = xcalloc(n, sizeof *rs);
+    int got = bulk_answer_parse(all[0]->b->api, res->body.data, res->body.len, rs, n);
+    for (int k = 0; k < got; k++)
+        if (bulk_status_class(rs[k].status) == BACKOFF_THROTTLED && w->lim) {
+            limiter_throttled(w->lim);
+            break;
+        }
+    for (size_t k = 0; k < n; k++) {
+        if ((int)k >= got) {
+            /* Accepted, but SES's answer does not say how it fared: sending
+             * it again could deliver it twice. */
+            worker_dead(all[k], "UnknownResult",
+                        "the upstream's answer to the bulk call named no result for it");
+            continue;
+        }
+        worker_settle(all[k], res, bulk_status_class(rs[k].status), rs[k].status, rs[k].error,
+                      rs[k].message_id, true);
+    }
+    free(rs);
+}
+
+/* The upstream answered j's send: for j alone, or for every destination of
+ * its bulk call. */
+static void worker_sent(struct upstream_response *res, void *arg)
+{
+    struct worker_job *j = arg;
+    struct worker *w = j->w;
+    j->call = NULL;
+    copybody_cleanup(&j->body);
+    buf_free(&j->call_body);
+    worker_release(j);
+    size_t n = 1 + j->nmembers;
+    struct worker_job **all = xcalloc(n, sizeof *all);
+    all[0] = j;
+    if (j->nmembers)
+        memcpy(all + 1, j->members, j->nmembers * sizeof *all);
+    worker_bundle_leave(j);
+    int api = j->b->api;
+    char code[128] = "", message[512] = "";
+    bool transport = res->error != UPSTREAM_OK;
+    if (!transport && res->status >= 300)
+        sesans_error(api, res->error_type, res->body.data, res->body.len, code, sizeof code,
+                     message, sizeof message);
+    enum backoff_class cls =
+        backoff_classify(api, res->status, code[0] ? code : NULL, message, transport);
+    if (!transport && res->status >= 400 && backoff_clock_skew(code, message)) {
+        /* Our clock is off: SES did not act on it, and the copy goes again
+         * later without counting an attempt (it would otherwise become a
+         * dead letter, for no fault of its own, after max_attempts). */
+        queue_clock_skew(&w->skew_logged_ms, code, message);
+        for (size_t k = 0; k < n; k++) {
+            if (w->lim)
+                limiter_refund(w->lim, config_client_by_name(w->cfg, all[k]->b->client),
+                               worker_cost(all[k]));
+            uint64_t rnd = 0;
+            RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+            worker_retry(all[k], WORKER_SKEW_MS + (int64_t)(rnd % WORKER_SKEW_MS), all[k]->attempt,
+                         "clock_skew", NULL);
+        }
+        free(all);
+        return;
+    }
+    if (j->b->bulk && cls == BACKOFF_OK) {
+        worker_bulk_sent(all, n, res);
+        free(all);
+        return;
+    }
+    if (cls == BACKOFF_THROTTLED && w->lim)
+        limiter_throttled(w->lim);
+    for (size_t k = 0; k < n; k++)
+        worker_settle(all[k], res, cls, code, message, NULL, false);
+    free(all);
+}
+
 /* upstream: the next bytes of j's body. */
 static size_t worker_body_read(void *arg, char *out, size_t n)
 {
@@ -571,6 +666,62 @@ static void worker_body_rewind(void *arg)
 }
 
 static void worker_send_go(void *arg);
+static void worker_bulk_send(struct worker_job *j);
+
+/* upstream: the next bytes of j's bulk call. */
+static size_t worker_call_read(void *arg, char *out, size_t n)
+{
+    struct worker_job *j = arg;
+    size_t left = j->call_body.len - j->call_off;
+    if (n > left)
+        n = left;
+    memcpy(out, j->call_body.data + j->call_off, n);
+    j->call_off += n;
+    return n;
+}
+
+/* upstream: j's bulk call from its first byte again. */
+static void worker_call_rewind(void *arg)
+{
+    struct worker_job *j = arg;
+    j->call_off = 0;
+}
+
+/* Send lead j's bulk call: its destination and its members', in order,
+ * once its bytes have room. */
+static void worker_bulk_send(struct worker_job *j)
+{
+    struct wbatch *b = j->b;
+    if (b->body_err.code != SESERR_NONE) {
+        struct seserr e = b->body_err;
+        while (j->nmembers) {
+            struct worker_job *m = j->members[0];
+            worker_bundle_leave(m);
+            worker_dead(m, seserr_name(e.code),
+                        e.message[0] ? e.message : seserr_default_message(e.code));
+        }
+        worker_dead(j, seserr_name(e.code),
+                    e.message[0] ? e.message : seserr_default_message(e.code));
+        return;
+    }
+    size_t n = 1 + j->nmembers;
+    const char **units = xcalloc(n, sizeof *units);
+    size_t *lens = xcalloc(n, sizeof *lens);
+    for (size_t k = 0; k < n; k++) {
+        units[k] = k == 0 ? j->addr : j->members[k - 1]->addr;
+        lens[k] = strlen(units[k]);
+    }
+    buf_reset(&j->call_body);
+    j->call_off = 0;
+    bulk_body(b->api, b->body.pre, b->body.pre_len, units, lens, n, &j->call_body);
+    free(units);
+    free(lens);
+    if (!inflight_take(j->call_body.len)) {
+        inflight_wait(&j->room, j->call_body.len, worker_send_go, j);
+        return;
+    }
+    worker_send_go(j);
+}
 
 /* Measure j's copy and send it once its bytes have room; its body is
  * produced as libcurl sends it. */
@@ -578,6 +729,10 @@ static void worker_send(struct worker_job *j)
 {
     struct wbatch *b = j->b;
     struct seserr e = b->body_err;
+    if (b->bulk) {
+        worker_bulk_send(j);
+        return;
+    }
     copybody_cleanup(&j->body);
     if (e.code == SESERR_NONE)
         copybody_init(&j->body, &b->body, j->addr, j->index == 0, j->index == 0 ? b->riders : NULL,
@@ -600,20 +755,33 @@ static void worker_send_go(void *arg)
     struct worker_job *j = arg;
     struct worker *w = j->w;
     struct wbatch *b = j->b;
-    j->held = j->body.len;
-    const char *path = b->api == 2 ? "/v2/email/outbound-emails" : "/";
+    size_t len = b->bulk ? j->call_body.len : j->body.len;
+    j->held = len;
+    const char *path =
+        b->api == 2 ? (b->bulk ? "/v2/email/outbound-bulk-emails" : "/v2/email/outbound-emails")
+                    : "/";
     const char *ctype =
         b->api == 2 ? "application/json" : "application/x-www-form-urlencoded; charset=utf-8";
+    char sha[UTIL_SHA256_HEX_LEN + 1];
+    if (b->bulk)
+        util_sha256_hex(j->call_body.data ? j->call_body.data : "", len, sha);
     char *url = NULL;
     struct curl_slist *headers = NULL;
     if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype),
-                       j->body.sha256, time(NULL), &url, &headers) < 0) {
+                       b->bulk ? sha : j->body.sha256, time(NULL), &url, &headers) < 0) {
         worker_release(j);
+        while (j->nmembers) {
+            struct worker_job *m = j->members[0];
+            worker_bundle_leave(m);
+            worker_dead(m, "internal", "the request could not be signed");
+        }
         worker_dead(j, "internal", "the request could not be signed");
         return;
     }
     struct upstream_body src = {worker_body_read, worker_body_rewind, j};
-    j->call = upstream_start_body(w->up, "POST", url, headers, &src, j->body.len, worker_sent, j);
+    if (b->bulk)
+        src = (struct upstream_body){worker_call_read, worker_call_rewind, j};
+    j->call = upstream_start_body(w->up, "POST", url, headers, &src, len, worker_sent, j);
     free(url);
 }
 
@@ -650,6 +818,20 @@ static void worker_ready_run(struct worker *w)
     }
 }
 
+/* j gives its reservation up and takes a new one, first in line. */
+static void worker_retake(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    j->retaken = true;
+    limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
+    j->pacing = true;
+    j->pnext = w->pace_head;
+    w->pace_head = j;
+    if (w->pace_tail == NULL)
+        w->pace_tail = j;
+    w->pacing++;
+}
+
 /* The send timer of j fired: its reserved time has come. It joins the
  * ready list behind the jobs already waiting for a slot. */
 static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
@@ -663,15 +845,14 @@ static void worker_send_cb(evutil_socket_t fd, short what, void *arg)
          * could pass the rate. Its reservation is given up (its recipients
          * leave the day window again) and it takes a new one, first in
          * line; once only, so that a loop that stays busy still sends. */
-        j->retaken = true;
-        limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
         metrics_pace_late();
-        j->pacing = true;
-        j->pnext = w->pace_head;
-        w->pace_head = j;
-        if (w->pace_tail == NULL)
-            w->pace_tail = j;
-        w->pacing++;
+        /* a bulk call's destinations all go back, in their order */
+        while (j->nmembers) {
+            struct worker_job *m = j->members[j->nmembers - 1];
+            worker_bundle_leave(m);
+            worker_retake(m);
+        }
+        worker_retake(j);
         worker_pace_run(w);
         return;
     }
@@ -785,6 +966,22 @@ static double worker_client_rate(const struct worker *w, const char *client, dou
     return account;
 }
 
+/* j's reserved time is ms from now: send it then. */
+static void worker_arm(struct worker_job *j, double ms)
+{
+    struct worker *w = j->w;
+    if (j->send_timer) /* a copy reserving again (WORKER_LATE_MS) */
+        event_free(j->send_timer);
+    j->send_timer = evtimer_new(w->base, worker_send_cb, j);
+    if (ms < 1) {
+        worker_send_cb(-1, 0, j);
+        return;
+    }
+    struct timeval tv = clock_timeval_frac(ms);
+    limiter_ms_from_now(&j->due, ms);
+    evtimer_add(j->send_timer, &tv);
+}
+
 /* The limiter answered the take for the jobs in w->group. */
 static void worker_paced(const struct limiter_answer *a, void *arg)
 {
@@ -815,6 +1012,11 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
         /* The group's recipients go one every 1000 / rate ms from the start. */
         double rate = worker_client_rate(w, client, a->rate > 0 ? a->rate : 1.0);
         double step = 1000.0 / rate, at = a->wait_ms - a->late_ms;
+        /* Destinations of one bulk batch whose times lie within
+         * LIMITER_BUNDLE_MS of the first go as one bulk call at the last
+         * one's time: none goes early, none more than that late. */
+        struct worker_job *lead = NULL;
+        double lead_ms = 0, last_ms = 0;
         for (size_t k = 0; k < w->ngroup; k++) {
             struct worker_job *j = w->group[k];
             if (!j->pacing)
@@ -822,17 +1024,34 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             worker_pace_unlink(w, j);
             double ms = at;
             at += step * (double)worker_cost(j);
-            if (j->send_timer) /* a copy reserving again (WORKER_LATE_MS) */
-                event_free(j->send_timer);
-            j->send_timer = evtimer_new(w->base, worker_send_cb, j);
-            if (ms < 1) {
-                worker_send_cb(-1, 0, j);
+            if (lead && j->b == lead->b && ms - lead_ms <= LIMITER_BUNDLE_MS &&
+                lead->nmembers + 1 < BULK_MAX_DESTINATIONS) {
+                if (lead->nmembers == lead->cap_members) {
+                    lead->cap_members = lead->cap_members ? 2 * lead->cap_members : 8;
+                    lead->members =
+                        xrealloc(lead->members, lead->cap_members * sizeof *lead->members);
+                }
+                lead->members[lead->nmembers++] = j;
+                j->lead = lead;
+                if (j->send_timer) {
+                    event_free(j->send_timer);
+                    j->send_timer = NULL;
+                }
+                last_ms = ms;
                 continue;
             }
-            struct timeval tv = clock_timeval_frac(ms);
-            limiter_ms_from_now(&j->due, ms);
-            evtimer_add(j->send_timer, &tv);
+            if (lead)
+                worker_arm(lead, last_ms);
+            lead = NULL;
+            if (j->b->bulk) {
+                lead = j;
+                lead_ms = last_ms = ms;
+                continue;
+            }
+            worker_arm(j, ms);
         }
+        if (lead)
+            worker_arm(lead, last_ms);
         w->ngroup = 0;
         worker_pace_run(w);
         return;
@@ -955,6 +1174,16 @@ static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
     }
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         worker_no_batch(j);
+        return;
+    }
+    if (j->b->bulk) {
+        j->ucost = bulk_unit_cost(j->b->api, reply->str, reply->len);
+        if (j->ucost < 1) {
+            worker_dead(j, "InvalidParameterValue", "the destination stored is not one");
+            return;
+        }
+        j->addr = xstrndup(reply->str, reply->len);
+        worker_pace(j);
         return;
     }
     /* A batch queued before addresses were checked may hold one that SES

@@ -442,6 +442,7 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.records = []
+        self.bulk_seen = set()  # addresses whose one-time bulk failure was given
         self.seq = 0
         self.rules = []
         self.keys = {args.access_key: (args.secret, args.session_token or None)}
@@ -826,6 +827,39 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps({"message": message}).encode()
         return self.send(status, body, "application/json", {"x-amzn-ErrorType": code}, request_id=request_id)
 
+    def bulk_entries(self, dests, api):
+        """One result per destination of a bulk call, as SES gives them. The
+        first To address picks a destination's fate: bulk-reject-* is
+        MessageRejected, bulk-throttle-* AccountThrottled and bulk-transient-*
+        TransientFailure the first time that address is seen (Success after),
+        anything else Success."""
+        state = self.server.state
+        out = []
+        for d in dests:
+            first = (d["To"] or d["Cc"] or d["Bcc"] or [""])[0].lower()
+            entry = dict(d)
+            status = None
+            if first.startswith("bulk-reject-"):
+                status = ("MessageRejected", "MESSAGE_REJECTED", "Email address is not verified.")
+            for prefix, v1, v2, msg in (("bulk-throttle-", "AccountThrottled", "ACCOUNT_THROTTLED",
+                                         "Maximum sending rate exceeded."),
+                                        ("bulk-transient-", "TransientFailure", "TRANSIENT_FAILURE",
+                                         "Temporary failure.")):
+                if first.startswith(prefix):
+                    with state.lock:
+                        seen = first in state.bulk_seen
+                        state.bulk_seen.add(first)
+                    if not seen:
+                        status = (v1, v2, msg)
+            if status:
+                entry["status"] = status[0] if api == "v1" else status[1]
+                entry["error"] = status[2]
+            else:
+                entry["status"] = "Success" if api == "v1" else "SUCCESS"
+                entry["message_id"] = new_message_id()
+            out.append(entry)
+        return out
+
     def describe(self, api, raw_path, raw_query, body):
         """The action name and parsed parameters of an SES request."""
         if api == "v1":
@@ -886,19 +920,32 @@ class Handler(BaseHTTPRequestHandler):
             info["raw_from"] = raw_from(raw)
             result = "<MessageId>%s</MessageId>" % info["message_id"]
         elif action == "SendBulkTemplatedEmail":
-            entries = sorted(
+            numbers = sorted(
                 {int(m.group(1)) for k in params for m in [re.match(r"^Destinations\.member\.(\d+)\.", k)] if m}
             )
+            if len(numbers) > 50:
+                raise SesError("InvalidParameterValue", 400, "Too many destinations: at most 50.")
+            dests = []
+            for n in numbers:
+                pre = "Destinations.member.%d." % n
+                dest = {k: [v for kk, v in sorted(params.items(), key=lambda kv: kv[0])
+                            if re.match(r"^%sDestination\.%sAddresses\.member\.\d+$" % (re.escape(pre), k), kk)]
+                        for k in ("To", "Cc", "Bcc")}
+                dest["data"] = params.get(pre + "ReplacementTemplateData")
+                dest["tags"] = {params[k]: params.get(k[: -len("Name")] + "Value")
+                                for k in params if re.match(r"^%sReplacementTags\.member\.\d+\.Name$" % re.escape(pre), k)}
+                dests.append(dest)
+            entries = self.bulk_entries(dests, "v1")
             members = []
-            ids = []
-            for n in entries:
-                mid = new_message_id()
-                ids.append(mid)
-                members.append("<member><Status>Success</Status><MessageId>%s</MessageId></member>" % mid)
-            info = {"message_id": ids[0] if ids else None, "message_ids": ids, "recipients": [
-                v for k, v in params.items()
-                if re.match(r"^Destinations\.member\.\d+\.Destination\.(To|Cc|Bcc)Addresses\.member\.\d+$", k)
-            ]}
+            for e in entries:
+                members.append("<member><Status>%s</Status>%s%s</member>" % (
+                    e["status"],
+                    "<Error>%s</Error>" % xml_escape(e["error"]) if e.get("error") else "",
+                    "<MessageId>%s</MessageId>" % e["message_id"] if e.get("message_id") else ""))
+            ids = [e.get("message_id") for e in entries]
+            info = {"message_id": ids[0] if ids else None, "message_ids": ids, "entries": entries,
+                    "recipients": [a for d in dests for k in ("To", "Cc", "Bcc") for a in d[k]],
+                    "defaults": {k: v for k, v in params.items() if not k.startswith("Destinations.member.")}}
             result = "<Status>%s</Status>" % "".join(members)
         elif action == "GetSendQuota":
             q = self.server.state.quota_now()
@@ -977,15 +1024,34 @@ class Handler(BaseHTTPRequestHandler):
                 raise SesError("BadRequestException", 400, e.message)
             return 200, json.dumps({"MessageId": info["message_id"]}).encode(), ctype, info
         if method == "POST" and raw_path == "/v2/email/outbound-bulk-emails":
-            entries = (params or {}).get("BulkEmailEntries") or []
-            ids = [new_message_id() for _ in entries]
-            out = {"BulkEmailEntryResults": [{"Status": "SUCCESS", "MessageId": i} for i in ids]}
-            recipients = [
-                a for e in entries for key in ("ToAddresses", "CcAddresses", "BccAddresses")
-                for a in ((e.get("Destination") or {}).get(key) or [])
-            ]
-            info = {"message_id": ids[0] if ids else None, "message_ids": ids, "recipients": recipients}
-            return 200, json.dumps(out).encode(), ctype, info
+            given = (params or {}).get("BulkEmailEntries") or []
+            if len(given) > 50:
+                raise SesError("BadRequestException", 400, "Too many destinations: at most 50.")
+            dests = []
+            for e in given:
+                d = e.get("Destination") or {}
+                dests.append({
+                    "To": d.get("ToAddresses") or [], "Cc": d.get("CcAddresses") or [],
+                    "Bcc": d.get("BccAddresses") or [],
+                    "data": ((e.get("ReplacementEmailContent") or {}).get("ReplacementTemplate") or {}).get(
+                        "ReplacementTemplateData"),
+                    "tags": {t.get("Name"): t.get("Value") for t in e.get("ReplacementTags") or []},
+                })
+            entries = self.bulk_entries(dests, "v2")
+            results = []
+            for e in entries:
+                r = {"Status": e["status"]}
+                if e.get("error"):
+                    r["Error"] = e["error"]
+                if e.get("message_id"):
+                    r["MessageId"] = e["message_id"]
+                results.append(r)
+            ids = [e.get("message_id") for e in entries]
+            recipients = [a for d in dests for k in ("To", "Cc", "Bcc") for a in d[k]]
+            info = {"message_id": ids[0] if ids else None, "message_ids": ids, "entries": entries,
+                    "recipients": recipients,
+                    "defaults": {k: v for k, v in (params or {}).items() if k != "BulkEmailEntries"}}
+            return 200, json.dumps({"BulkEmailEntryResults": results}).encode(), ctype, info
         if method == "GET" and raw_path == "/v2/email/account":
             q = self.server.state.quota_now()
             out = {

@@ -1,0 +1,637 @@
+/* bulk: SES's bulk calls as batches: units, bulk call bodies, per-entry
+ * answers (bulk.h). */
+#include "bulk.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "addr.h"
+#include "form.h"
+#include "util.h"
+
+#define BULK_V1_DEST     "Destinations.member."
+#define BULK_V1_TAGS     "DefaultTags.member."
+#define BULK_V1_RESULT   "<SendBulkTemplatedEmailResult>"
+#define BULK_V1_RESPONSE "SendBulkTemplatedEmailResponse"
+
+bool bulk_action(const char *action)
+{
+    return action != NULL &&
+           (strcmp(action, "SendBulkTemplatedEmail") == 0 || strcmp(action, "SendBulkEmail") == 0);
+}
+
+/* The list index N at the start of s ("N." follows), its length in *k. 0
+ * when there is none. */
+static size_t bulk_index(const char *s, size_t *k)
+{
+    size_t n = 0, i = 0;
+    while (s[i] >= '0' && s[i] <= '9' && i < 9)
+        n = n * 10 + (size_t)(s[i++] - '0');
+    if (i == 0 || s[i] != '.' || n == 0)
+        return 0;
+    *k = i + 1;
+    return n;
+}
+
+/* A v1 parameter of a destination: its member index, and the name after
+ * "Destinations.member.N." in *rest. */
+static size_t bulk_v1_dest(const char *name, const char **rest)
+{
+    size_t k;
+    if (strncmp(name, BULK_V1_DEST, strlen(BULK_V1_DEST)) != 0)
+        return 0;
+    size_t n = bulk_index(name + strlen(BULK_V1_DEST), &k);
+    if (n == 0 || name[strlen(BULK_V1_DEST) + k] == '\0')
+        return 0;
+    *rest = name + strlen(BULK_V1_DEST) + k;
+    return n;
+}
+
+/* True when rest (a destination's parameter) is one of its addresses. */
+static bool bulk_v1_is_addr(const char *rest)
+{
+    static const char *const kinds[] = {"Destination.ToAddresses.member.",
+                                        "Destination.CcAddresses.member.",
+                                        "Destination.BccAddresses.member."};
+    for (size_t i = 0; i < 3; i++)
+        if (strncmp(rest, kinds[i], strlen(kinds[i])) == 0)
+            return true;
+    return false;
+}
+
+/* One destination of a call being planned. */
+struct bulk_dest {
+    size_t n;     /* v1: its member index */
+    size_t order; /* v1: where its first parameter stood */
+    struct buf text;
+    size_t cost;
+    const char *bad; /* SES's reason for its first refused address */
+    char *bad_addr;
+};
+
+static int bulk_dest_cmp(const void *a, const void *b)
+{
+    const struct bulk_dest *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n < y->n ? -1 : 1;
+    return 0;
+}
+
+/* Check one address of d. */
+static void bulk_dest_addr(struct bulk_dest *d, const char *a, size_t len)
+{
+    d->cost++;
+    const char *why = addr_check_mailbox(a, len);
+    if (why != NULL && d->bad == NULL) {
+        d->bad = why;
+        d->bad_addr = xstrndup(a, len);
+    }
+}
+
+/* The v1 destinations of r (sorted by member index) and the template. */
+static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t *nout,
+                         struct fanout_plan *p, bool *off)
+{
+    const struct form *f = &r->form;
+    struct bulk_dest *d = NULL;
+    size_t nd = 0, cap = 0;
+    /* the sesgate-fanout default tags: dropped, the others renumbered
+     * 1..k in their order */
+    bool *present = xcalloc(f->n + 1, sizeof *present), *drop_tag = xcalloc(f->n + 1, 1);
+    size_t *num = xcalloc(f->n + 1, sizeof *num);
+    for (size_t i = 0; i < f->n; i++) {
+        const struct form_param *fp = &f->params[i];
+        size_t k, t;
+        if (strncmp(fp->name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) != 0 ||
+            (t = bulk_index(fp->name + strlen(BULK_V1_TAGS), &k)) == 0 || t > f->n)
+            continue;
+        present[t] = true;
+        if (strcmp(fp->name + strlen(BULK_V1_TAGS) + k, "Name") != 0 ||
+            !util_ieq(fp->value, fp->value_len, FANOUT_TAG_NAME))
+            continue;
+        drop_tag[t] = true;
+        p->tag_stripped = true;
+        char name[64];
+        snprintf(name, sizeof name, BULK_V1_TAGS "%zu.Value", t);
+        size_t vlen;
+        const char *v = form_get(f, name, &vlen);
+        if (v != NULL && util_ieq(v, vlen, "off"))
+            *off = true;
+    }
+    for (size_t t = 1, kept = 0; t <= f->n; t++) {
+        kept += present[t] && !drop_tag[t];
+        num[t] = kept;
+    }
+    bool first = true;
+    for (size_t i = 0; i < f->n; i++) {
+        const struct form_param *fp = &f->params[i];
+        const char *rest;
+        size_t n = bulk_v1_dest(fp->name, &rest), k, t = 0;
+        if (n == 0) {
+            const char *name = fp->name;
+            char renamed[96];
+            if (strncmp(name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) == 0 &&
+                (t = bulk_index(name + strlen(BULK_V1_TAGS), &k)) != 0 && t <= f->n) {
+                if (drop_tag[t])
+                    continue;
+                snprintf(renamed, sizeof renamed, BULK_V1_TAGS "%zu.%s", num[t],
+                         name + strlen(BULK_V1_TAGS) + k);
+                name = renamed;
+            }
+            if (!first)
+                buf_addc(&p->template, '&');
+            first = false;
+            form_encode(name, strlen(name), &p->template);
+            buf_addc(&p->template, '=');
+            form_encode(fp->value, fp->value_len, &p->template);
+            continue;
+        }
+        struct bulk_dest *cur = NULL;
+        for (size_t j = nd; j > 0; j--)
+            if (d[j - 1].n == n) {
+                cur = &d[j - 1];
+                break;
+            }
+        if (cur == NULL) {
+            if (nd == cap) {
+                cap = cap ? 2 * cap : 64;
+                d = xrealloc(d, cap * sizeof *d);
+            }
+            cur = &d[nd++];
+            memset(cur, 0, sizeof *cur);
+            cur->n = n;
+            cur->order = i;
+        }
+        if (cur->text.len)
+            buf_addc(&cur->text, '&');
+        form_encode(rest, strlen(rest), &cur->text);
+        buf_addc(&cur->text, '=');
+        form_encode(fp->value, fp->value_len, &cur->text);
+        if (bulk_v1_is_addr(rest) && fp->value_len > 0)
+            bulk_dest_addr(cur, fp->value, fp->value_len);
+    }
+    free(present);
+    free(drop_tag);
+    free(num);
+    if (nd > 1)
+        qsort(d, nd, sizeof *d, bulk_dest_cmp);
+    *out = d;
+    *nout = nd;
+    return 0;
+}
+
+/* The v2 destinations of r and the template. */
+static int bulk_v2_split(const struct sesreq *r, struct bulk_dest **out, size_t *nout,
+                         struct fanout_plan *p, bool *off, struct seserr *e)
+{
+    static const char *const kinds[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+    json_t *entries = json_object_get(r->json, "BulkEmailEntries");
+    if (entries != NULL && !json_is_array(entries)) {
+        seserr_set(e, SESERR_BAD_REQUEST, "BulkEmailEntries must be a list.");
+        return -1;
+    }
+    size_t nd = json_array_size(entries);
+    struct bulk_dest *d = nd ? xcalloc(nd, sizeof *d) : NULL;
+    *out = d;
+    *nout = nd;
+    for (size_t i = 0; i < nd; i++) {
+        json_t *entry = json_array_get(entries, i);
+        json_t *dest = json_object_get(entry, "Destination");
+        if (!json_is_object(entry) || (dest != NULL && !json_is_object(dest))) {
+            seserr_set(e, SESERR_BAD_REQUEST, "Each BulkEmailEntry must be an object.");
+            return -1;
+        }
+        for (size_t k = 0; k < 3; k++) {
+            json_t *list = json_object_get(dest, kinds[k]), *a;
+            size_t j;
+            if (list != NULL && !json_is_array(list)) {
+                seserr_set(e, SESERR_BAD_REQUEST, "Destination.%s must be a list.", kinds[k]);
+                return -1;
+            }
+            json_array_foreach(list, j, a)
+            {
+                if (!json_is_string(a)) {
+                    seserr_set(e, SESERR_BAD_REQUEST, "Addresses must be strings.");
+                    return -1;
+                }
+                bulk_dest_addr(&d[i], json_string_value(a), json_string_length(a));
+            }
+        }
+        char *s = json_dumps(entry, JSON_COMPACT);
+        if (s == NULL)
+            abort();
+        buf_adds(&d[i].text, s);
+        free(s);
+    }
+    json_t *t = json_deep_copy(r->json);
+    if (t == NULL)
+        abort();
+    json_object_del(t, "BulkEmailEntries");
+    json_t *tags = json_object_get(t, "DefaultEmailTags");
+    for (size_t i = json_array_size(tags); i > 0; i--) {
+        json_t *tag = json_array_get(tags, i - 1);
+        json_t *name = json_object_get(tag, "Name"), *value = json_object_get(tag, "Value");
+        if (!json_is_string(name) ||
+            !util_ieq(json_string_value(name), json_string_length(name), FANOUT_TAG_NAME))
+            continue;
+        p->tag_stripped = true;
+        if (json_is_string(value) &&
+            util_ieq(json_string_value(value), json_string_length(value), "off"))
+            *off = true;
+        json_array_remove(tags, i - 1);
+    }
+    char *s = json_dumps(t, JSON_COMPACT);
+    json_decref(t);
+    if (s == NULL)
+        abort();
+    buf_adds(&p->template, s);
+    free(s);
+    return 0;
+}
+
+int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool skip_invalid,
+              struct fanout_plan *out, struct seserr *e)
+{
+    memset(out, 0, sizeof *out);
+    out->api = r->api;
+    out->action = r->action;
+    out->bulk = true;
+    struct bulk_dest *d = NULL;
+    size_t nd = 0;
+    bool off = false;
+    int rc = r->api == SESREQ_V2 ? bulk_v2_split(r, &d, &nd, out, &off, e)
+                                 : bulk_v1_split(r, &d, &nd, out, &off);
+    out->ndest = nd;
+    out->batch = rc == 0 && fanout_on && !off && nd > 0;
+    if (rc == 0 && out->batch && nd > max_units) {
+        seserr_set(e, SESERR_INVALID_PARAMETER,
+                   "The call names %zu destinations; this gateway takes at most %zu.", nd,
+                   max_units);
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < nd; i++) {
+        if (d[i].cost == 0 && out->batch) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "Destination %zu has no recipient.", i + 1);
+            rc = -1;
+        } else if (d[i].cost > BULK_MAX_RECIPIENTS) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "Recipient count exceeds %d.",
+                       BULK_MAX_RECIPIENTS);
+            rc = -1;
+        } else if (d[i].bad != NULL && !(skip_invalid && out->batch)) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", d[i].bad);
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        out->to = xcalloc(nd + 1, sizeof *out->to);
+        out->cost = xcalloc(nd + 1, sizeof *out->cost);
+        for (size_t i = 0; i < nd; i++) {
+            if (d[i].bad != NULL) {
+                size_t k = out->ninvalid++;
+                out->invalid = xrealloc(out->invalid, out->ninvalid * sizeof *out->invalid);
+                out->invalid_pos =
+                    xrealloc(out->invalid_pos, out->ninvalid * sizeof *out->invalid_pos);
+                out->invalid[k] = (struct fanout_invalid){d[i].bad_addr, d[i].bad};
+                out->invalid_pos[k] = i;
+                d[i].bad_addr = NULL;
+                continue;
+            }
+            out->cost[out->nto] = d[i].cost;
+            out->to[out->nto++] = buf_detach(&d[i].text, NULL);
+        }
+        if (out->batch && out->nto == 0) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", out->invalid[0].reason);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && !out->batch && out->tag_stripped) {
+        const char *pre = out->template.data ? out->template.data : "";
+        size_t plen = out->template.len;
+        if (r->api == SESREQ_V2 && plen > 0)
+            plen--;
+        size_t *lens = xcalloc(out->nto + 1, sizeof *lens);
+        for (size_t i = 0; i < out->nto; i++)
+            lens[i] = strlen(out->to[i]);
+        bulk_body(r->api, pre, plen, (const char *const *)out->to, lens, out->nto, &out->forward);
+        free(lens);
+    }
+    for (size_t i = 0; i < nd; i++) {
+        buf_free(&d[i].text);
+        free(d[i].bad_addr);
+    }
+    free(d);
+    return rc;
+}
+
+int64_t bulk_unit_cost(int api, const char *unit, size_t len)
+{
+    int64_t n = 0;
+    if (api == 2) {
+        static const char *const kinds[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+        json_t *entry = json_loadb(unit, len, 0, NULL);
+        if (!json_is_object(entry)) {
+            json_decref(entry);
+            return -1;
+        }
+        json_t *dest = json_object_get(entry, "Destination");
+        for (size_t k = 0; k < 3; k++)
+            n += (int64_t)json_array_size(json_object_get(dest, kinds[k]));
+        json_decref(entry);
+        return n;
+    }
+    struct form f = {0};
+    if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK)
+        return -1;
+    for (size_t i = 0; i < f.n; i++)
+        if (bulk_v1_is_addr(f.params[i].name) && f.params[i].value_len > 0)
+            n++;
+    form_free(&f);
+    return n;
+}
+
+json_t *bulk_unit_view(int api, const char *unit, size_t len)
+{
+    static const char *const keys[] = {"to", "cc", "bcc"};
+    json_t *o = json_object(), *lists[3];
+    for (size_t k = 0; k < 3; k++) {
+        lists[k] = json_array();
+        json_object_set_new(o, keys[k], lists[k]);
+    }
+    if (api == 2) {
+        static const char *const kinds[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+        json_t *entry = json_loadb(unit, len, 0, NULL);
+        json_t *dest = json_object_get(entry, "Destination");
+        if (!json_is_object(entry)) {
+            json_decref(entry);
+            json_decref(o);
+            return NULL;
+        }
+        for (size_t k = 0; k < 3; k++) {
+            json_t *a, *list = json_object_get(dest, kinds[k]);
+            size_t i;
+            json_array_foreach(list, i, a)
+            {
+                if (json_is_string(a))
+                    json_array_append(lists[k], a);
+            }
+        }
+        json_decref(entry);
+        return o;
+    }
+    static const char *const kinds[] = {"Destination.ToAddresses.member.",
+                                        "Destination.CcAddresses.member.",
+                                        "Destination.BccAddresses.member."};
+    struct form f = {0};
+    if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK) {
+        json_decref(o);
+        return NULL;
+    }
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < f.n; i++)
+            if (strncmp(f.params[i].name, kinds[k], strlen(kinds[k])) == 0)
+                json_array_append_new(lists[k],
+                                      json_stringn(f.params[i].value, f.params[i].value_len));
+    form_free(&f);
+    return o;
+}
+
+void bulk_body(int api, const char *pre, size_t pre_len, const char *const *units,
+               const size_t *lens, size_t n, struct buf *out)
+{
+    buf_add(out, pre, pre_len);
+    if (api == 2) {
+        if (pre_len > 1)
+            buf_addc(out, ',');
+        buf_adds(out, "\"BulkEmailEntries\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                buf_addc(out, ',');
+            buf_add(out, units[i], lens[i]);
+        }
+        buf_adds(out, "]}");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* each parameter of the unit, its name prefixed with its number */
+        const char *s = units[i], *end = units[i] + lens[i];
+        while (s < end) {
+            const char *amp = memchr(s, '&', (size_t)(end - s));
+            const char *e = amp ? amp : end;
+            if (out->len)
+                buf_addc(out, '&');
+            buf_printf(out, BULK_V1_DEST "%zu.", i + 1);
+            buf_add(out, s, (size_t)(e - s));
+            s = amp ? amp + 1 : end;
+        }
+    }
+}
+
+/* The text between open and close in [s, end), XML entities decoded, into
+ * out; false when absent. */
+static bool bulk_xml_text(const char *s, const char *end, const char *open, const char *close,
+                          char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const char *p = memmem(s, (size_t)(end - s), open, strlen(open));
+    if (p == NULL)
+        return false;
+    p += strlen(open);
+    const char *q = memmem(p, (size_t)(end - p), close, strlen(close));
+    if (q == NULL)
+        return false;
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    size_t o = 0;
+    while (p < q && o + 1 < outlen) {
+        char c = *p++;
+        if (c == '&') {
+            for (size_t k = 0; k < sizeof ents / sizeof *ents; k++) {
+                size_t l = strlen(ents[k].ent);
+                if ((size_t)(q - p + 1) >= l && memcmp(p - 1, ents[k].ent, l) == 0) {
+                    c = ents[k].c;
+                    p += l - 1;
+                    break;
+                }
+            }
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* A string member of a JSON object into out ("" when absent). */
+static void bulk_json_text(json_t *o, const char *key, char *out, size_t outlen)
+{
+    json_t *v = json_object_get(o, key);
+    snprintf(out, outlen, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+int bulk_answer_parse(int api, const char *body, size_t n, struct bulk_result *out, size_t max)
+{
+    if (body == NULL)
+        return -1;
+    if (api == 2) {
+        json_t *root = json_loadb(body, n, 0, NULL);
+        json_t *list = json_object_get(root, "BulkEmailEntryResults"), *e;
+        if (!json_is_array(list)) {
+            json_decref(root);
+            return -1;
+        }
+        size_t i, k = 0;
+        json_array_foreach(list, i, e)
+        {
+            if (k == max)
+                break;
+            bulk_json_text(e, "Status", out[k].status, sizeof out[k].status);
+            bulk_json_text(e, "MessageId", out[k].message_id, sizeof out[k].message_id);
+            bulk_json_text(e, "Error", out[k].error, sizeof out[k].error);
+            k++;
+        }
+        json_decref(root);
+        return (int)k;
+    }
+    const char *end = body + n;
+    const char *p = memmem(body, n, BULK_V1_RESULT, strlen(BULK_V1_RESULT));
+    if (p == NULL)
+        return -1;
+    p += strlen(BULK_V1_RESULT);
+    const char *rend = memmem(p, (size_t)(end - p), "</SendBulkTemplatedEmailResult>",
+                              strlen("</SendBulkTemplatedEmailResult>"));
+    if (rend == NULL)
+        return -1;
+    size_t k = 0;
+    while (k < max) {
+        const char *m = memmem(p, (size_t)(rend - p), "<member>", 8);
+        if (m == NULL)
+            break;
+        const char *me = memmem(m, (size_t)(rend - m), "</member>", 9);
+        if (me == NULL)
+            return -1;
+        bulk_xml_text(m, me, "<Status>", "</Status>", out[k].status, sizeof out[k].status);
+        bulk_xml_text(m, me, "<MessageId>", "</MessageId>", out[k].message_id,
+                      sizeof out[k].message_id);
+        bulk_xml_text(m, me, "<Error>", "</Error>", out[k].error, sizeof out[k].error);
+        k++;
+        p = me + 9;
+    }
+    return (int)k;
+}
+
+bool bulk_status_ok(const char *status)
+{
+    return strcmp(status, "Success") == 0 || strcmp(status, "SUCCESS") == 0;
+}
+
+/* SES's statuses on both APIs (v1 name, v2 name) and what they mean. */
+static const struct {
+    const char *v1, *v2;
+    enum backoff_class cls;
+} bulk_statuses[] = {
+    {"Success", "SUCCESS", BACKOFF_OK},
+    {"AccountThrottled", "ACCOUNT_THROTTLED", BACKOFF_THROTTLED},
+    {"AccountDailyQuotaExceeded", "ACCOUNT_DAILY_QUOTA_EXCEEDED", BACKOFF_QUOTA},
+    {"TransientFailure", "TRANSIENT_FAILURE", BACKOFF_RETRY},
+    {"Failed", "FAILED", BACKOFF_RETRY},
+    {"AccountSendingPaused", "ACCOUNT_SENDING_PAUSED", BACKOFF_RETRY},
+    {"ConfigurationSetSendingPaused", "CONFIGURATION_SET_SENDING_PAUSED", BACKOFF_RETRY},
+    {"MessageRejected", "MESSAGE_REJECTED", BACKOFF_PERMANENT},
+    {"MailFromDomainNotVerified", "MAIL_FROM_DOMAIN_NOT_VERIFIED", BACKOFF_PERMANENT},
+    {"ConfigurationSetDoesNotExist", "CONFIGURATION_SET_NOT_FOUND", BACKOFF_PERMANENT},
+    {"ConfigurationSetDoesNotExist", "CONFIGURATION_SET_DOES_NOT_EXIST", BACKOFF_PERMANENT},
+    {"TemplateDoesNotExist", "TEMPLATE_NOT_FOUND", BACKOFF_PERMANENT},
+    {"TemplateDoesNotExist", "TEMPLATE_DOES_NOT_EXIST", BACKOFF_PERMANENT},
+    {"AccountSuspended", "ACCOUNT_SUSPENDED", BACKOFF_PERMANENT},
+    {"InvalidSendingPoolName", "INVALID_SENDING_POOL_NAME", BACKOFF_PERMANENT},
+    {"InvalidParameterValue", "INVALID_PARAMETER", BACKOFF_PERMANENT},
+    {"InvalidParameterValue", "INVALID_PARAMETER_VALUE", BACKOFF_PERMANENT},
+};
+
+enum backoff_class bulk_status_class(const char *status)
+{
+    for (size_t i = 0; i < sizeof bulk_statuses / sizeof *bulk_statuses; i++)
+        if (strcmp(status, bulk_statuses[i].v1) == 0 || strcmp(status, bulk_statuses[i].v2) == 0)
+            return bulk_statuses[i].cls;
+    return BACKOFF_RETRY;
+}
+
+const char *bulk_status_invalid(int api)
+{
+    return api == 2 ? "INVALID_PARAMETER" : "InvalidParameterValue";
+}
+
+/* s XML-escaped into out. */
+static void bulk_xml_escape(const char *s, struct buf *out)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&':
+            buf_adds(out, "&amp;");
+            break;
+        case '<':
+            buf_adds(out, "&lt;");
+            break;
+        case '>':
+            buf_adds(out, "&gt;");
+            break;
+        case '"':
+            buf_adds(out, "&quot;");
+            break;
+        default:
+            buf_addc(out, *s);
+        }
+    }
+}
+
+void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,
+                        const char *request_id, struct buf *out)
+{
+    if (api == 2) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "Status", json_string(entries[i].status));
+            if (entries[i].error[0])
+                json_object_set_new(o, "Error", json_string(entries[i].error));
+            if (entries[i].message_id[0])
+                json_object_set_new(o, "MessageId", json_string(entries[i].message_id));
+            json_array_append_new(list, o);
+        }
+        json_t *root = json_object();
+        json_object_set_new(root, "BulkEmailEntryResults", list);
+        char *s = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        if (s == NULL)
+            abort();
+        buf_adds(out, s);
+        free(s);
+        return;
+    }
+    buf_adds(out, "<" BULK_V1_RESPONSE " xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">"
+                  "<SendBulkTemplatedEmailResult><Status>");
+    for (size_t i = 0; i < n; i++) {
+        buf_adds(out, "<member><Status>");
+        bulk_xml_escape(entries[i].status, out);
+        buf_adds(out, "</Status>");
+        if (entries[i].error[0]) {
+            buf_adds(out, "<Error>");
+            bulk_xml_escape(entries[i].error, out);
+            buf_adds(out, "</Error>");
+        }
+        if (entries[i].message_id[0]) {
+            buf_adds(out, "<MessageId>");
+            bulk_xml_escape(entries[i].message_id, out);
+            buf_adds(out, "</MessageId>");
+        }
+        buf_adds(out, "</member>");
+    }
+    buf_adds(out, "</Status></SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>");
+    bulk_xml_escape(request_id, out);
+    buf_adds(out, "</RequestId></ResponseMetadata></" BULK_V1_RESPONSE ">");
+}
