@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "bulk.h"
 #include "clock.h"
 #include "limiter.h"
 #include "qview.h"
@@ -324,10 +325,28 @@ static int ops_dlq_list(redisContext *c, const char *pfx, bool json)
             json_object_set_new(o, "id", json_string(eid));
             json_object_set_new(o, "batch_id", json_string(b));
             json_object_set_new(o, "index", json_integer(strtoll(i, NULL, 10)));
+            redisReply *kind = redisCommand(c, "HMGET %sb:%s action api", pfx, b);
+            json_t *dest = NULL;
+            if (addr && addr->type == REDIS_REPLY_STRING && kind &&
+                kind->type == REDIS_REPLY_ARRAY && kind->elements == 2 &&
+                kind->element[0]->type == REDIS_REPLY_STRING && bulk_action(kind->element[0]->str))
+                /* a bulk call's destination: named by its first recipient */
+                dest = bulk_unit_view(kind->element[1]->type == REDIS_REPLY_STRING &&
+                                              strcmp(kind->element[1]->str, "2") == 0
+                                          ? 2
+                                          : 1,
+                                      addr->str, addr->len);
+            if (kind)
+                freeReplyObject(kind);
+            json_t *to0 = dest ? json_array_get(json_object_get(dest, "to"), 0) : NULL;
             json_object_set_new(o, "address",
-                                addr && addr->type == REDIS_REPLY_STRING
+                                to0    ? json_copy(to0)
+                                : dest ? json_string("")
+                                : addr && addr->type == REDIS_REPLY_STRING
                                     ? json_stringn(addr->str, addr->len)
                                     : json_null());
+            if (dest)
+                json_object_set_new(o, "destination", dest);
             json_object_set_new(o, "code", json_string(ops_entry_field(e->element[1], "code")));
             json_object_set_new(o, "message",
                                 json_string(ops_entry_field(e->element[1], "message")));

@@ -20,6 +20,8 @@ accepted.
 """
 
 import collections
+import re
+import subprocess
 import json
 import time
 
@@ -180,6 +182,15 @@ def check_answer(gw, batch, results, dests, seen, mode, ok="Success"):
     return st
 
 
+def sesgate_json(gw, *args):
+    """`sesgate ARGS --json -c CONFIG`, parsed (the command must succeed)."""
+    cmd = [str(harness.sesgate_bin())] + list(args) + ["--json", "-c", str(gw.sesgate.config_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                       env=harness.clean_env(gw.sesgate.env), cwd=str(gw.workdir))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def boto3_call(gw, service, method, **kwargs):
     """Call method with the app's key; returns (response, X-Sesgate-Batch-Id)."""
     client = harness.boto3_client(gw, service)
@@ -211,3 +222,152 @@ def test_boto3_v1_send_bulk_templated_email(gateways, mode):
                                  "DefaultTags.member.1.Value": "c1"}, c["defaults"]
     assert all(len(v) == 1 for v in seen.values()), "a destination was sent twice"
     check_answer(gw, batch, results, dests, seen, mode)
+
+
+def v2_template_content():
+    """SendBulkEmail's DefaultContent: a stored template and its default data."""
+    return {"Template": {"TemplateName": "welcome", "TemplateData": '{"n": 0, "who": "you"}'}}
+
+
+def v2_defaults_ok(c):
+    """The call's defaults at the upstream are the client's."""
+    assert c["defaults"]["FromEmailAddress"] == SENDER, c["defaults"]
+    assert c["defaults"]["DefaultContent"] == v2_template_content(), c["defaults"]
+    assert c["defaults"]["DefaultEmailTags"] == [{"Name": "campaign", "Value": "c2"}], c["defaults"]
+
+
+def v2_results(entries):
+    """BulkEmailEntryResults as (Status, MessageId) dicts."""
+    return [{"Status": r["Status"], **({"MessageId": r["MessageId"]} if r.get("MessageId") else {})}
+            for r in entries]
+
+
+@pytest.mark.parametrize("mode", ["sync", "queue"])
+def test_boto3_v2_send_bulk_email(gateways, mode):
+    gw = gateways[mode]
+    gw.fake.reset()
+    dests = destinations("v2" + mode)
+    resp, batch = boto3_call(
+        gw, "sesv2", "send_bulk_email", FromEmailAddress=SENDER, DefaultContent=v2_template_content(),
+        DefaultEmailTags=[{"Name": "campaign", "Value": "c2"}], BulkEmailEntries=v2_entries(dests))
+    assert batch, "no X-Sesgate-Batch-Id"
+    st, calls = settle(gw, batch)
+    seen = check_calls(calls, dests)
+    for c in calls:
+        v2_defaults_ok(c)
+    assert all(len(v) == 1 for v in seen.values()), "a destination was sent twice"
+    check_answer(gw, batch, v2_results(resp["BulkEmailEntryResults"]), dests, seen, mode, ok="SUCCESS")
+
+
+def test_aws_cli_send_bulk_templated_email(gateways):
+    gw = gateways["sync"]
+    gw.fake.reset()
+    dests = destinations("cli")
+    spec = gw.workdir / "bulk-cli.json"
+    spec.write_text(json.dumps({"Source": SENDER, "Template": "welcome", "DefaultTemplateData": '{"n": 0}',
+                                "DefaultTags": [{"Name": "campaign", "Value": "c1"}],
+                                "Destinations": v1_destinations(dests)}))
+    res = harness.run_aws(gw, ["ses", "send-bulk-templated-email", "--cli-input-json", "file://%s" % spec],
+                          gw.creds("app"), debug=True)
+    assert res.rc == 0, res.stderr[-3000:]
+    m = re.findall(r"""['"]x-sesgate-batch-id['"]:\s*['"]([^'"]*)['"]""", res.stderr, re.I)
+    assert m, "no X-Sesgate-Batch-Id in the CLI's debug log"
+    batch = m[-1]
+    st, calls = settle(gw, batch)
+    seen = check_calls(calls, dests)
+    assert all(len(v) == 1 for v in seen.values()), "a destination was sent twice"
+    results = [{"Status": r["Status"], **({"MessageId": r["MessageId"]} if "MessageId" in r else {})}
+               for r in res.json["Status"]]
+    check_answer(gw, batch, results, dests, seen, "sync")
+
+
+def test_js_sdk_send_bulk_email_command(gateways):
+    if not harness.js_ready():
+        pytest.fail("tests/integration/js/node_modules is missing: run npm ci there (run.sh does)")
+    gw = gateways["queue"]
+    gw.fake.reset()
+    dests = destinations("js")
+    r = harness.run_node(gw, "fanout_send.mjs", {
+        "client": "sesv2", "op": "SendBulkEmail",
+        "input": {"FromEmailAddress": SENDER, "DefaultContent": v2_template_content(),
+                  "DefaultEmailTags": [{"Name": "campaign", "Value": "c2"}],
+                  "BulkEmailEntries": v2_entries(dests)}}, gw.creds("app"))
+    assert r["ok"], r
+    batch = r["responses"][0]["headers"].get("x-sesgate-batch-id")
+    assert batch, r["responses"]
+    st, calls = settle(gw, batch)
+    seen = check_calls(calls, dests)
+    for c in calls:
+        v2_defaults_ok(c)
+    check_answer(gw, batch, v2_results(r["output"]["BulkEmailEntryResults"]), dests, seen, "queue",
+                 ok="SUCCESS")
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_mixed_entry_results(gateways, api):
+    """One upstream call answers rejected, throttled, transient and accepted
+    destinations: the rejected one is a dead letter with SES's status, the
+    throttled and transient ones go again alone, the accepted ones never
+    again."""
+    gw = gateways["queue"]
+    gw.fake.reset()
+    fates = {2: "bulk-reject-", 3: "bulk-throttle-", 4: "bulk-transient-"}
+    dests = destinations("mix" + api, n=8, fates=fates)
+    if api == "v1":
+        resp, batch = boto3_call(gw, "ses", "send_bulk_templated_email", Source=SENDER, Template="welcome",
+                                 DefaultTemplateData="{}", Destinations=v1_destinations(dests))
+        assert len(resp["Status"]) == 8
+    else:
+        resp, batch = boto3_call(gw, "sesv2", "send_bulk_email", FromEmailAddress=SENDER,
+                                 DefaultContent=v2_template_content(), BulkEmailEntries=v2_entries(dests))
+        assert len(resp["BulkEmailEntryResults"]) == 8
+    st, calls = settle(gw, batch)
+    assert max(len(c["entries"]) for c in calls) > 1, "the worker sent no destinations together"
+    first = [c for c in calls if any(e["To"][0] == dests[2]["to"][0] for e in c["entries"])]
+    assert len(first) == 1, "the rejected destination was sent again"
+    assert {e["status"] for e in first[0]["entries"]} >= {"Success" if api == "v1" else "SUCCESS"}
+    seen = collections.defaultdict(list)
+    for c in calls:
+        for e in c["entries"]:
+            seen[e["To"][0]].append(e)
+    for i, d in enumerate(dests):
+        got = seen[d["to"][0]]
+        if i in (3, 4):
+            assert len(got) == 2 and "message_id" not in got[0] and got[1].get("message_id"), got
+            # the second try went alone or with other retries, never with a sent neighbour
+            again = [c for c in calls if any(e is got[1] for e in c["entries"])][0]
+            assert all(e["To"][0] in (dests[3]["to"][0], dests[4]["to"][0]) for e in again["entries"])
+        else:
+            assert len(got) == 1, (i, got)
+    rows = {r["index"]: r for r in st["recipients"]}
+    rejected = rows[2]
+    assert rejected["state"] == "dead", rejected
+    assert rejected["code"] == ("MessageRejected" if api == "v1" else "MESSAGE_REJECTED"), rejected
+    for i in (0, 1, 3, 4, 5, 6, 7):
+        assert rows[i]["state"] == "sent" and rows[i]["message_id"] == [
+            e for e in seen[dests[i]["to"][0]] if e.get("message_id")][0]["message_id"], rows[i]
+    assert (st["sent"], st["dead"]) == (7, 1)
+    # the dead letter names the destination's index and SES's status
+    letters = [d for d in sesgate_json(gw, "dlq", "list") if d["batch_id"] == batch]
+    assert [(d["index"], d["code"], d["address"]) for d in letters] == [
+        (2, rejected["code"], dests[2]["to"][0])], letters
+    # `sesgate batch show` resolves a queued destination's id to its MessageId
+    one = sesgate_json(gw, "batch", "show", "sesgate-%s-1" % batch)
+    assert [(r["index"], r["message_id"]) for r in one["recipients"]] == [(1, rows[1]["message_id"])]
+
+
+def test_fanout_off_passes_a_bulk_call_through(gateways):
+    """sesgate-fanout=off (stripped before SES): a call of at most 50
+    destinations goes to SES as it is, and SES's answer comes back."""
+    gw = gateways["sync"]
+    gw.fake.reset()
+    dests = destinations("off", n=5)
+    tags = [{"Name": "sesgate-fanout", "Value": "off"}, {"Name": "campaign", "Value": "c1"}]
+    resp, batch = boto3_call(gw, "ses", "send_bulk_templated_email", Source=SENDER, Template="welcome",
+                             DefaultTemplateData="{}", DefaultTags=tags, Destinations=v1_destinations(dests))
+    assert batch is None
+    calls = [r for r in gw.fake.requests() if r.get("entries") is not None]
+    assert len(calls) == 1 and len(calls[0]["entries"]) == 5
+    assert calls[0]["defaults"]["DefaultTags.member.1.Name"] == "campaign"
+    assert "DefaultTags.member.2.Name" not in calls[0]["defaults"], "the opt-out tag reached SES"
+    assert [r["MessageId"] for r in resp["Status"]] == [e["message_id"] for e in calls[0]["entries"]]
