@@ -955,6 +955,15 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif action == "GetAccountSendingEnabled":
             result = "<Enabled>true</Enabled>"
+        elif action == "SendBounce":
+            # one bounce message, to the original message's sender
+            mid = new_message_id()
+            info = {"message_id": mid, "recipients": ["bounce-of:%s" % params.get("OriginalMessageId", "")]}
+            result = "<MessageId>%s</MessageId>" % mid
+        elif action == "SendCustomVerificationEmail":
+            mid = new_message_id()
+            info = {"message_id": mid, "recipients": [params.get("EmailAddress", "")]}
+            result = "<MessageId>%s</MessageId>" % mid
         elif action in ("ListIdentities", "ListVerifiedEmailAddresses"):
             names = IDENTITIES if action == "ListIdentities" else [i for i in IDENTITIES if "@" in i]
             tag = "Identities" if action == "ListIdentities" else "VerifiedEmailAddresses"

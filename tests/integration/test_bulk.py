@@ -25,6 +25,7 @@ import subprocess
 import json
 import time
 
+import botocore.exceptions
 import pytest
 
 import harness
@@ -371,3 +372,28 @@ def test_fanout_off_passes_a_bulk_call_through(gateways):
     assert calls[0]["defaults"]["DefaultTags.member.1.Name"] == "campaign"
     assert "DefaultTags.member.2.Name" not in calls[0]["defaults"], "the opt-out tag reached SES"
     assert [r["MessageId"] for r in resp["Status"]] == [e["message_id"] for e in calls[0]["entries"]]
+
+
+@pytest.mark.parametrize("case", ["51 recipients", "bad address", "no recipient"])
+def test_a_bad_destination_refuses_the_call(gateways, case):
+    """A destination SES would refuse refuses the whole call before anything
+    is sent or queued, with SES's error (invalid_recipients = refuse)."""
+    gw = gateways["sync"]
+    gw.fake.reset()
+    dests = v1_destinations(destinations("bad", n=60))
+    if case == "51 recipients":
+        dests[55]["Destination"]["CcAddresses"] = ["c%02d@example.org" % i for i in range(50)]
+    elif case == "bad address":
+        dests[55]["Destination"]["ToAddresses"] = ["not-an-address"]
+    else:
+        dests[55]["Destination"] = {}
+    client = harness.boto3_client(gw, "ses")
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        client.send_bulk_templated_email(Source=SENDER, Template="welcome", DefaultTemplateData="{}",
+                                         Destinations=dests)
+    err = ei.value.response["Error"]
+    assert err["Code"] == "InvalidParameterValue", err
+    if case == "51 recipients":
+        assert err["Message"] == "Recipient count exceeds 50."
+    time.sleep(0.2)
+    assert [r for r in gw.fake.requests() if r.get("entries") is not None] == []

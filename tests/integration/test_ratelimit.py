@@ -787,11 +787,13 @@ def test_e_single_send_goes_ahead_of_bulk(rigs):
 @pytest.fixture(scope="module")
 def crig(tmp_path_factory):
     """`sesgate run` at rate 30 with a client "slow" (rate 5), clients
-    "capped" (daily_quota 10) and "bulkcap" (daily_quota 12), and an
-    unrestricted "app"."""
+    "capped" (daily_quota 10), "bulkcap" (daily_quota 12, fan-out off: its
+    bulk calls go to SES as they are) and "slowbulk" (rate 5, fan-out off),
+    and an unrestricted "app"."""
     rig = RateRig(tmp_path_factory.mktemp("clients"), send={"rate": "30"},
                   clients={"slow": {"rate": "5"}, "capped": {"daily_quota": "10"},
-                           "bulkcap": {"daily_quota": "12"}})
+                           "bulkcap": {"daily_quota": "12", "fanout": "off"},
+                           "slowbulk": {"rate": "5", "fanout": "off"}})
     try:
         rig.run()
     except Exception:
@@ -896,10 +898,11 @@ def test_f_later_batch_of_another_client_is_not_stuck(rigs):
 
 
 def test_f_other_sends_count_against_the_client_quota(crig):
-    """SES's own bulk call, SendBounce and SendCustomVerificationEmail go
-    through the limiter like any send: each recipient of every destination
-    counts against the client's daily_quota, and a call that would pass it
-    gets SES's daily-quota answer and never reaches the upstream."""
+    """SES's own bulk call passed through (fan-out off), SendBounce and
+    SendCustomVerificationEmail go through the limiter like any send: each
+    recipient of every destination counts against the client's daily_quota,
+    and a call that would pass it gets SES's daily-quota answer and never
+    reaches the upstream."""
     rig = crig
     rig.fake.reset()
     ses = harness.boto3_client(rig.gw, "ses", creds=rig.creds["bulkcap"], max_attempts=1)
@@ -932,11 +935,12 @@ def test_f_other_sends_count_against_the_client_quota(crig):
 
 
 def test_f_client_rate_holds_for_sesv2_bulk_email(crig):
-    """A rate-5 client's v2 SendBulkEmail calls of 5 recipients each are
-    spaced by the client's rate, as its SendEmail calls are."""
+    """A rate-5 client's v2 SendBulkEmail calls of 5 recipients each, passed
+    through as they are (fan-out off), are spaced by the client's rate, as
+    its SendEmail calls are."""
     rig = crig
     rig.fake.reset()
-    v2 = harness.boto3_client(rig.gw, "sesv2", creds=rig.creds["slow"], max_attempts=1)
+    v2 = harness.boto3_client(rig.gw, "sesv2", creds=rig.creds["slowbulk"], max_attempts=1)
     for k in range(3):
         v2.send_bulk_email(
             FromEmailAddress="sender@example.com",
