@@ -43,6 +43,10 @@ struct front {
     struct timespec pace_next; /* no paced send leaves before (CLOCK_MONOTONIC) */
 };
 
+/* A v1 bulk call may carry this many times the parameters of another
+ * request: each destination has its addresses, replacement data and tags. */
+#define FRONT_BULK_PARAMS 4
+
 /* One SES request, from arrival to answer. */
 struct front_req {
     struct front *f;
@@ -1019,11 +1023,16 @@ static void front_handle(struct httpd_request *hr, void *arg)
     }
     int rc;
     if (r->api == SESREQ_V1) {
-        /* room for max_recipients To recipients, or destinations of a bulk
-         * call (a few parameters each), and everything else */
-        size_t max = 4 * (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
+        /* room for max_recipients To recipients and everything else; a
+         * bulk call's destinations take a few parameters each */
+        size_t max = (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
         rc = sesreq_parse_v1_request(hr->method, r->fwd_query.data, r->fwd_query.len, hr->body.data,
-                                     hr->body.len, max, &r->sr, &e);
+                                     hr->body.len, FRONT_BULK_PARAMS * max, &r->sr, &e);
+        if (rc == 0 && !bulk_action(r->sr.action) && r->sr.form.n > max) {
+            seserr_set(&e, SESERR_INVALID_QUERY_PARAMETER, "Too many parameters (more than %zu)",
+                       max);
+            rc = -1;
+        }
     } else {
         rc = sesreq_parse_v2(hr->method, hr->path + r->v2_off, hr->path_len - r->v2_off,
                              hr->body.data, hr->body.len, &r->sr, &e);
