@@ -138,6 +138,41 @@ def test_v2_bulk_destinations_with_cc_bcc_and_replacement_data(sb):
     assert body_text(next(msg.iter_parts())) == "Dear friend, code 7, shop Lyon 75001, n=."
 
 
+def test_v2_inline_template_and_headers_merged_by_name(sb):
+    """Inline TemplateContent, Headers and ReplacementHeaders (newer than
+    this boto3's model: put into the request body before it is signed)."""
+    sesv2 = harness.boto3_client(sb.gw, "sesv2")
+
+    def rewrite(request, **kwargs):
+        body = json.loads(request.body)
+        body["DefaultContent"]["Template"] = {
+            "TemplateContent": {"Subject": "Inline {{name}}", "Text": "x {{a.b}} {{a.c}}"},
+            "TemplateData": json.dumps({"name": "D", "a": {"b": 1, "c": 2}}),
+            "Headers": [{"Name": "List-Unsubscribe", "Value": "<https://d.example/u>"},
+                        {"Name": "X-Campaign", "Value": "c1"}]}
+        body["BulkEmailEntries"][0]["ReplacementHeaders"] = [
+            {"Name": "list-unsubscribe", "Value": "<https://r.example/u>"}, {"Name": "X-Extra", "Value": "e"}]
+        request.data = json.dumps(body).encode()
+
+    sesv2.meta.events.register("before-sign.sesv2.SendBulkEmail", rewrite)
+    r = sesv2.send_bulk_email(
+        FromEmailAddress=SENDER, DefaultContent={"Template": {"TemplateName": "replaced"}},
+        BulkEmailEntries=[{"Destination": {"ToAddresses": ["h1@example.com"]},
+                           "ReplacementEmailContent": {"ReplacementTemplate": {
+                               "ReplacementTemplateData": json.dumps({"a": {"c": 9}})}}},
+                          {"Destination": {"ToAddresses": ["h2@example.com"]}}])
+    res = r["BulkEmailEntryResults"]
+    assert [e["Status"] for e in res] == ["SUCCESS", "SUCCESS"]
+    (m1,) = check_files(sb.outbox, res[0]["MessageId"], ["h1@example.com"])
+    (m2,) = check_files(sb.outbox, res[1]["MessageId"], ["h2@example.com"])
+    assert m1["Subject"] == "Inline D" and body_text(m1) == "x 1 9"
+    assert m2["Subject"] == "Inline D" and body_text(m2) == "x 1 2"
+    assert m1.get_all("List-Unsubscribe") == ["<https://r.example/u>"]
+    assert m1["X-Campaign"] == "c1" and m1["X-Extra"] == "e"
+    assert m2.get_all("List-Unsubscribe") == ["<https://d.example/u>"]
+    assert m2["X-Campaign"] == "c1" and m2["X-Extra"] is None
+
+
 def test_tags_merge_and_simulator_per_destination(sb):
     ses = harness.boto3_client(sb.gw, "ses")
     r = ses.send_bulk_templated_email(
