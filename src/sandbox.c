@@ -21,6 +21,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "reqcheck.h"
+#include "sesbulk.h"
 #include "sesmail.h"
 #include "sesreq.h"
 #include "seserr.h"
@@ -576,6 +577,46 @@ static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail
     return sim;
 }
 
+/* Recipients of m counted against the daily quota (not the simulator's). */
+static int64_t sandbox_quota_count(const struct sesmail_msg *m)
+{
+    int64_t nquota = 0;
+    struct buf spec = BUF_INIT;
+    for (size_t i = 0; i < sesmail_recipient_count(m); i++)
+        if (sesmail_addr_spec(sesmail_recipient(m, i), &spec) == 0 &&
+            sesmail_simulator(spec.data) == SESMAIL_SIM_NONE)
+            nquota++;
+    buf_free(&spec);
+    return nquota;
+}
+
+/* Deliver the accepted message m (accepted at now, nquota of its
+ * recipients counted against the quota) as mid: the files of every
+ * recipient, and the send counted in the limits and statistics. *outcome
+ * gets the first simulator outcome that is not a plain delivery (when it is
+ * still NULL); *failed is set on an I/O error. */
+static void sandbox_deliver_all(struct sandbox *sb, const struct sesmail_msg *m, int64_t now,
+                                int64_t nquota, const char *mid, const char **outcome, bool *failed)
+{
+    char date[64], iso[64];
+    sesmail_date((time_t)(now / 1000), date);
+    sesmail_iso_time(now, iso);
+    size_t n = sesmail_recipient_count(m);
+    struct sandbox_entry entry = {.ms = now, .recipients = (int64_t)n, .quota = nquota};
+    for (size_t i = 0; i < n; i++) {
+        enum sesmail_sim sim =
+            sandbox_deliver(sb, m, mid, i + 1, sesmail_recipient(m, i), date, iso, failed);
+        if (sim == SESMAIL_SIM_BOUNCE || sim == SESMAIL_SIM_SUPPRESSED)
+            entry.bounces++;
+        if (sim == SESMAIL_SIM_COMPLAINT)
+            entry.complaints++;
+        if (*outcome == NULL)
+            *outcome = sesmail_sim_name(sim);
+    }
+    if (!*failed)
+        sandbox_log_add(sb, &entry);
+}
+
 /* A send: check it, hold it to the limits, write one file per recipient,
  * and answer with its MessageId. */
 static void sandbox_send(struct sandbox_req *q)
@@ -602,13 +643,7 @@ static void sandbox_send(struct sandbox_req *q)
         }
     }
     size_t n = sesmail_recipient_count(&m);
-    int64_t nquota = 0;
-    struct buf spec = BUF_INIT;
-    for (size_t i = 0; i < n; i++)
-        if (sesmail_addr_spec(sesmail_recipient(&m, i), &spec) == 0 &&
-            sesmail_simulator(spec.data) == SESMAIL_SIM_NONE)
-            nquota++;
-    buf_free(&spec);
+    int64_t nquota = sandbox_quota_count(&m);
     int64_t now = clock_wall_ms();
     const char *refused = sandbox_limit(sb, now, (int64_t)n, nquota);
     if (refused != NULL) {
@@ -617,24 +652,12 @@ static void sandbox_send(struct sandbox_req *q)
         return;
     }
     unsigned char rnd[16];
-    char mid[SESMAIL_MESSAGE_ID_LEN + 1], date[64], iso[64];
+    char mid[SESMAIL_MESSAGE_ID_LEN + 1];
     sandbox_random(rnd, sizeof rnd);
     sesmail_message_id(now, rnd, mid);
-    sesmail_date((time_t)(now / 1000), date);
-    sesmail_iso_time(now, iso);
-    struct sandbox_entry entry = {.ms = now, .recipients = (int64_t)n, .quota = nquota};
     const char *outcome = NULL;
     bool failed = false;
-    for (size_t i = 0; i < n; i++) {
-        enum sesmail_sim sim =
-            sandbox_deliver(sb, &m, mid, i + 1, sesmail_recipient(&m, i), date, iso, &failed);
-        if (sim == SESMAIL_SIM_BOUNCE || sim == SESMAIL_SIM_SUPPRESSED)
-            entry.bounces++;
-        if (sim == SESMAIL_SIM_COMPLAINT)
-            entry.complaints++;
-        if (outcome == NULL)
-            outcome = sesmail_sim_name(sim);
-    }
+    sandbox_deliver_all(sb, &m, now, nquota, mid, &outcome, &failed);
     sesmail_cleanup(&m);
     char nrc[24];
     snprintf(nrc, sizeof nrc, "%zu", n);
@@ -645,7 +668,6 @@ static void sandbox_send(struct sandbox_req *q)
         sandbox_fail(q, &e);
         return;
     }
-    sandbox_log_add(sb, &entry);
     log_event(LOG_INFO, "sandbox_send", "id", q->id, "message_id", mid, "action", q->sr.action,
               "api", q->api == SESREQ_V2 ? "v2" : "v1", "recipients", nrc, "outcome", outcome,
               NULL);
@@ -656,6 +678,109 @@ static void sandbox_send(struct sandbox_req *q)
         snprintf(result, sizeof result, "    <MessageId>%s</MessageId>\n", mid);
         sandbox_ok_v1(q, result, outcome);
     }
+}
+
+/* One destination of a bulk call: render it, hold it to the limits and
+ * deliver it under its own MessageId; r gets its status. */
+static void sandbox_bulk_entry(struct sandbox_req *q, const struct sesbulk *b, size_t i,
+                               const char *subject, const char *text, const char *html,
+                               struct sesbulk_result *r, const char **outcome)
+{
+    struct sandbox *sb = q->sb;
+    struct sesmail_msg m = {0};
+    struct seserr e;
+    if (sesbulk_entry_message(b, i, subject, text, html, &m, &e) < 0) {
+        r->status = SESBULK_INVALID_PARAMETER;
+        snprintf(r->error, sizeof r->error, "%s", e.message);
+        sesmail_cleanup(&m);
+        return;
+    }
+    int64_t now = clock_wall_ms();
+    int64_t nquota = sandbox_quota_count(&m);
+    const char *refused = sandbox_limit(sb, now, (int64_t)sesmail_recipient_count(&m), nquota);
+    if (refused != NULL) {
+        r->status = refused[0] == 'D' ? SESBULK_DAILY_QUOTA_EXCEEDED : SESBULK_ACCOUNT_THROTTLED;
+        snprintf(r->error, sizeof r->error, "%s", refused);
+        sesmail_cleanup(&m);
+        return;
+    }
+    unsigned char rnd[16];
+    sandbox_random(rnd, sizeof rnd);
+    sesmail_message_id(now, rnd, r->message_id);
+    bool failed = false;
+    sandbox_deliver_all(sb, &m, now, nquota, r->message_id, outcome, &failed);
+    sesmail_cleanup(&m);
+    if (failed) {
+        log_event(LOG_ERROR, "sandbox_write_failed", "id", q->id, "message_id", r->message_id,
+                  "dir", sb->outbox, "error", strerror(errno), NULL);
+        r->status = SESBULK_FAILED;
+        r->message_id[0] = '\0';
+        snprintf(r->error, sizeof r->error, "%s", seserr_default_message(SESERR_INTERNAL));
+        return;
+    }
+    r->status = SESBULK_SUCCESS;
+}
+
+/* SES's bulk calls (v1 SendBulkTemplatedEmail, v2 SendBulkEmail). The call
+ * is checked whole first (sesbulk: parameters, destinations, addresses,
+ * tags, the default data) and the template must exist, else the call fails
+ * with SES's error; then each destination, in order, is rendered, held to
+ * the rate and quota, and delivered on its own, and the answer holds one
+ * status per destination. */
+static void sandbox_bulk(struct sandbox_req *q)
+{
+    struct sandbox *sb = q->sb;
+    struct sesbulk b = {0};
+    struct seserr e;
+    if (sesbulk_from_request(&q->sr, &b, &e) < 0) {
+        sesbulk_cleanup(&b);
+        sandbox_fail(q, &e);
+        return;
+    }
+    json_t *tpl = NULL;
+    const char *subject = b.subject, *text = b.text, *html = b.html;
+    if (b.template_name != NULL) {
+        tpl = sandbox_template_load(sb, b.template_name);
+        if (tpl == NULL) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "Template %.320s does not exist.", b.template_name);
+            sesbulk_cleanup(&b);
+            sandbox_fail_code(q, 400, "TemplateDoesNotExist", 404, "NotFoundException", msg);
+            return;
+        }
+        subject = sandbox_tstr(tpl, "SubjectPart");
+        text = sandbox_tstr(tpl, "TextPart");
+        html = sandbox_tstr(tpl, "HtmlPart");
+    }
+    struct sesbulk_result *res = xcalloc(b.n, sizeof *res);
+    const char *outcome = NULL;
+    size_t recipients = 0, sent = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        sandbox_bulk_entry(q, &b, i, subject, text, html, &res[i], &outcome);
+        if (res[i].status == SESBULK_SUCCESS) {
+            const struct sesbulk_entry *d = &b.entries[i];
+            sent++;
+            recipients += d->to.n + d->cc.n + d->bcc.n;
+        }
+    }
+    json_decref(tpl);
+    char nd[24], ns[24], nrc[24];
+    snprintf(nd, sizeof nd, "%zu", b.n);
+    snprintf(ns, sizeof ns, "%zu", sent);
+    snprintf(nrc, sizeof nrc, "%zu", recipients);
+    log_event(LOG_INFO, "sandbox_send", "id", q->id, "action", q->sr.action, "api",
+              q->api == SESREQ_V2 ? "v2" : "v1", "destinations", nd, "sent", ns, "recipients", nrc,
+              "outcome", outcome, NULL);
+    struct buf body = BUF_INIT;
+    sesbulk_render(q->api, res, b.n, &body);
+    free(res);
+    sesbulk_cleanup(&b);
+    if (q->api == SESREQ_V2) {
+        sandbox_send_answer(q, 200, "application/json", NULL, outcome, &body);
+    } else {
+        sandbox_ok_v1(q, body.data, outcome);
+    }
+    buf_free(&body);
 }
 
 /* The v1 parameter name as a C string, or NULL. */
@@ -984,6 +1109,8 @@ static void sandbox_v1(struct sandbox_req *q)
     } else if (strcmp(a, "SendEmail") == 0 || strcmp(a, "SendRawEmail") == 0 ||
                strcmp(a, "SendTemplatedEmail") == 0) {
         sandbox_send(q);
+    } else if (strcmp(a, "SendBulkTemplatedEmail") == 0) {
+        sandbox_bulk(q);
     } else if (strcmp(a, "CreateTemplate") == 0 || strcmp(a, "UpdateTemplate") == 0) {
         const char *name = sandbox_param(q, "Template.TemplateName");
         if (name == NULL) {
@@ -1174,6 +1301,8 @@ static void sandbox_v2(struct sandbox_req *q)
         sandbox_fail(q, &e);
     } else if (strcmp(a, "SendEmail") == 0) {
         sandbox_send(q);
+    } else if (strcmp(a, "SendBulkEmail") == 0) {
+        sandbox_bulk(q);
     } else if (strcmp(a, "CreateEmailTemplate") == 0) {
         sandbox_v2_template_put(q, true);
     } else if (strcmp(a, "UpdateEmailTemplate") == 0) {

@@ -5,7 +5,8 @@
  * upstream client talks to it over HTTP like to SES, signed with a key the
  * sandbox makes at start (never written anywhere); the sandbox checks that
  * signature as SES would. It answers the v1 (Query) and v2 (REST-JSON)
- * sends sesgate forwards exactly as SES does, and writes each delivered
+ * sends sesgate forwards exactly as SES does, SES's bulk calls included
+ * (read and rendered per destination by sesbulk), and writes each delivered
  * message as an RFC 5322 file under <data_dir>/outbox/, one per recipient.
  * Its per-second rate and rolling 24-hour quota ([sandbox] rate,
  * daily_quota) are enforced with SES's own throttling errors. The SES

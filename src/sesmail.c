@@ -22,18 +22,20 @@
 #define SESMAIL_MAX_HEADER_ADDRS 1000
 /* Longest v1 member list read (Destination.*.member.N). */
 #define SESMAIL_MAX_MEMBERS 10000
+/* Longest tag name or value (SES: 256 characters). */
+#define SESMAIL_MAX_TAG 256
 
 static const char sesmail_sim_domain[] = "simulator.amazonses.com";
 
 /* Append a copy of s (n bytes) to the list. */
-static void sesmail_list_add(struct sesmail_list *l, const char *s, size_t n)
+void sesmail_list_add(struct sesmail_list *l, const char *s, size_t n)
 {
     l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
     l->v[l->n++] = xstrndup(s, n);
 }
 
 /* Free the list's strings and array. */
-static void sesmail_list_free(struct sesmail_list *l)
+void sesmail_list_free(struct sesmail_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
@@ -51,6 +53,7 @@ void sesmail_cleanup(struct sesmail_msg *m)
     sesmail_list_free(&m->bcc);
     sesmail_list_free(&m->reply_to);
     sesmail_list_free(&m->headers);
+    sesmail_list_free(&m->tags);
     free(m->subject);
     free(m->text);
     free(m->html);
@@ -105,7 +108,7 @@ static bool sesmail_printable(const char *s, size_t n)
 
 /* Check an address as SES does (printable ASCII, an addr-spec with a
  * domain). Returns 0, or -1 with e set. */
-static int sesmail_check_addr(const char *s, struct seserr *e)
+int sesmail_check_addr(const char *s, struct seserr *e)
 {
     struct buf spec = BUF_INIT;
     int rc = 0;
@@ -121,7 +124,7 @@ static int sesmail_check_addr(const char *s, struct seserr *e)
 }
 
 /* Check every address of l. Returns 0, or -1 with e set. */
-static int sesmail_check_list(const struct sesmail_list *l, struct seserr *e)
+int sesmail_check_list(const struct sesmail_list *l, struct seserr *e)
 {
     for (size_t i = 0; i < l->n; i++)
         if (sesmail_check_addr(l->v[i], e) < 0)
@@ -130,7 +133,7 @@ static int sesmail_check_list(const struct sesmail_list *l, struct seserr *e)
 }
 
 /* Append the non-empty values of the v1 list prefix.member.1, .2, ... */
-static void sesmail_v1_list(const struct form *f, const char *prefix, struct sesmail_list *l)
+void sesmail_v1_list(const struct form *f, const char *prefix, struct sesmail_list *l)
 {
     char name[128];
     for (size_t i = 1; i <= SESMAIL_MAX_MEMBERS; i++) {
@@ -153,7 +156,7 @@ static char *sesmail_v1_dup(const struct form *f, const char *name)
 }
 
 /* Read a v2 string array member of o into l. Returns 0, or -1 with e set. */
-static int sesmail_v2_list(json_t *o, const char *key, struct sesmail_list *l, struct seserr *e)
+int sesmail_v2_list(json_t *o, const char *key, struct sesmail_list *l, struct seserr *e)
 {
     json_t *a = json_object_get(o, key);
     if (a == NULL || json_is_null(a))
@@ -221,15 +224,15 @@ static bool sesmail_reserved_header(const char *name)
     return false;
 }
 
-/* Read v2 Headers ([{Name, Value}]) of content c; fields SES writes itself
+/* Read the v2 headers ([{Name, Value}]) at c.key; fields SES writes itself
  * are refused. Returns 0, or -1 with e set. */
-static int sesmail_v2_headers(json_t *c, struct sesmail_list *l, struct seserr *e)
+int sesmail_v2_headers(json_t *c, const char *key, struct sesmail_list *l, struct seserr *e)
 {
-    json_t *a = json_object_get(c, "Headers");
+    json_t *a = json_object_get(c, key);
     if (a == NULL || json_is_null(a))
         return 0;
     if (!json_is_array(a)) {
-        seserr_set(e, SESERR_BAD_REQUEST, "Headers must be a list");
+        seserr_set(e, SESERR_BAD_REQUEST, "%s must be a list", key);
         return -1;
     }
     size_t i;
@@ -254,6 +257,89 @@ static int sesmail_v2_headers(json_t *c, struct sesmail_list *l, struct seserr *
         buf_printf(&line, "%s: %s", ns, vs);
         sesmail_list_add(l, line.data, line.len);
         buf_free(&line);
+    }
+    return 0;
+}
+
+/* True when the n bytes at s are a tag name or value as SES takes them: at
+ * most 256 ASCII letters, digits, '_' and '-' (a name at least one). */
+static bool sesmail_tag_ok(const char *s, size_t n, bool name)
+{
+    if (n > SESMAIL_MAX_TAG || (name && n == 0))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Check a tag and add it to l as "Name=Value". Returns 0, or -1 with e set. */
+static int sesmail_tag_add(struct sesmail_list *l, const char *name, size_t nl, const char *value,
+                           size_t vl, struct seserr *e)
+{
+    if (!sesmail_tag_ok(name, nl, true) || !sesmail_tag_ok(value, vl, false)) {
+        seserr_set(e, SESERR_INVALID_PARAMETER,
+                   "Invalid tag: a tag name (1 to 256) and value (0 to 256) are ASCII letters, "
+                   "digits, '_' and '-'.");
+        return -1;
+    }
+    struct buf t = BUF_INIT;
+    buf_add(&t, name, nl);
+    buf_addc(&t, '=');
+    buf_add(&t, value, vl);
+    sesmail_list_add(l, t.data, t.len);
+    buf_free(&t);
+    return 0;
+}
+
+int sesmail_v1_tags(const struct form *f, const char *prefix, struct sesmail_list *l,
+                    struct seserr *e)
+{
+    char name[160];
+    for (size_t i = 1; i <= SESMAIL_MAX_MEMBERS; i++) {
+        size_t nl = 0, vl = 0;
+        snprintf(name, sizeof name, "%s.member.%zu.Name", prefix, i);
+        const char *n = form_get(f, name, &nl);
+        snprintf(name, sizeof name, "%s.member.%zu.Value", prefix, i);
+        const char *v = form_get(f, name, &vl);
+        if (n == NULL && v == NULL)
+            return 0;
+        if (n == NULL || v == NULL) {
+            seserr_set(e, SESERR_MISSING_PARAMETER,
+                       "The request must contain the parameter %s.member.%zu.%s.", prefix, i,
+                       n == NULL ? "Name" : "Value");
+            return -1;
+        }
+        if (sesmail_tag_add(l, n, nl, v, vl, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int sesmail_v2_tags(json_t *o, const char *key, struct sesmail_list *l, struct seserr *e)
+{
+    json_t *a = json_is_object(o) ? json_object_get(o, key) : NULL;
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a)) {
+        seserr_set(e, SESERR_BAD_REQUEST, "%s must be a list", key);
+        return -1;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(a, i, t)
+    {
+        json_t *n = json_object_get(t, "Name"), *v = json_object_get(t, "Value");
+        if (!json_is_string(n) || !json_is_string(v)) {
+            seserr_set(e, SESERR_BAD_REQUEST, "A tag needs a Name and a Value");
+            return -1;
+        }
+        if (sesmail_tag_add(l, json_string_value(n), json_string_length(n), json_string_value(v),
+                            json_string_length(v), e) < 0)
+            return -1;
     }
     return 0;
 }
@@ -289,6 +375,8 @@ static int sesmail_raw_recipients(struct sesmail_msg *m, struct seserr *e)
 static int sesmail_from_v1(const struct sesreq *r, struct sesmail_msg *m, struct seserr *e)
 {
     const struct form *f = &r->form;
+    if (sesmail_v1_tags(f, "Tags", &m->tags, e) < 0)
+        return -1;
     if (r->raw) {
         m->kind = SESMAIL_RAW;
         size_t len;
@@ -352,7 +440,7 @@ static int sesmail_v2_simple(json_t *s, struct sesmail_msg *m, struct seserr *e)
         seserr_set(e, SESERR_BAD_REQUEST, "Content.Simple.Subject.Data is required");
         return -1;
     }
-    return sesmail_v2_headers(s, &m->headers, e);
+    return sesmail_v2_headers(s, "Headers", &m->headers, e);
 }
 
 /* Read v2 Template content t. Returns 0, or -1 with e set. */
@@ -383,7 +471,7 @@ static int sesmail_v2_template(json_t *t, struct sesmail_msg *m, struct seserr *
     }
     if (m->template_data == NULL)
         m->template_data = xstrdup("{}");
-    return sesmail_v2_headers(t, &m->headers, e);
+    return sesmail_v2_headers(t, "Headers", &m->headers, e);
 }
 
 /* Read a v2 SendEmail body. Returns 0, or -1 with e set. */
@@ -416,7 +504,8 @@ static int sesmail_from_v2(const struct sesreq *r, struct sesmail_msg *m, struct
             sesmail_v2_list(dest, "BccAddresses", bcc, e) < 0)
             return -1;
     }
-    if (sesmail_v2_list(body, "ReplyToAddresses", &m->reply_to, e) < 0)
+    if (sesmail_v2_list(body, "ReplyToAddresses", &m->reply_to, e) < 0 ||
+        sesmail_v2_tags(body, "EmailTags", &m->tags, e) < 0)
         return -1;
     if (raw != NULL) {
         m->kind = SESMAIL_RAW;
@@ -1044,6 +1133,22 @@ void sesmail_notification(enum sesmail_sim s, const char *message_id, const char
     buf_free(&spec);
     json_t *mail = json_pack("{s:s, s:s*, s:s, s:o}", "timestamp", iso, "source", source,
                              "messageId", message_id, "destination", dest);
+    if (m->tags.n > 0) {
+        /* as SES's event records carry them: every name with its values */
+        json_t *tags = json_object();
+        for (size_t i = 0; i < m->tags.n; i++) {
+            const char *eq = strchr(m->tags.v[i], '=');
+            char *name = xstrndup(m->tags.v[i], (size_t)(eq - m->tags.v[i]));
+            json_t *vals = json_object_get(tags, name);
+            if (vals == NULL) {
+                vals = json_array();
+                json_object_set_new(tags, name, vals);
+            }
+            json_array_append_new(vals, json_string(eq + 1));
+            free(name);
+        }
+        json_object_set_new(mail, "tags", tags);
+    }
     json_t *root;
     if (s == SESMAIL_SIM_COMPLAINT) {
         root = json_pack("{s:s, s:{s:s, s:[{s:s}], s:s, s:s, s:s, s:s}, s:o}", "notificationType",

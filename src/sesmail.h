@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "form.h"
 #include "seserr.h"
 #include "sesreq.h"
 
@@ -49,6 +50,7 @@ struct sesmail_msg {
     struct sesmail_list bcc; /* formatted only */
     struct sesmail_list reply_to;
     struct sesmail_list headers; /* v2 Simple/Template Headers, "Name: Value" */
+    struct sesmail_list tags;    /* message tags, "Name=Value" (names have no '=') */
     char *subject;               /* formatted: UTF-8; NULL when absent */
     char *text;                  /* formatted: UTF-8 text part; NULL when absent */
     char *html;                  /* formatted: UTF-8 HTML part; NULL when absent */
@@ -65,6 +67,45 @@ struct sesmail_msg {
  * SESERR_MISSING_PARAMETER, SESERR_INVALID_PARAMETER, SESERR_BAD_REQUEST.
  * Returns 0, or -1 with e set; out must be cleaned up either way. */
 int sesmail_from_request(const struct sesreq *r, struct sesmail_msg *out, struct seserr *e);
+
+/* Append a copy of the n bytes at s to l. */
+void sesmail_list_add(struct sesmail_list *l, const char *s, size_t n);
+
+/* Free l's strings and array; l is empty afterwards. */
+void sesmail_list_free(struct sesmail_list *l);
+
+/* Check an address as SES does: printable ASCII, an addr-spec with a domain.
+ * Returns 0, or -1 with e set (SESERR_INVALID_PARAMETER and SES's reason). */
+int sesmail_check_addr(const char *s, struct seserr *e);
+
+/* sesmail_check_addr for every address of l. */
+int sesmail_check_list(const struct sesmail_list *l, struct seserr *e);
+
+/* Append the non-empty values of the v1 list prefix.member.1, .2, ... of f
+ * (up to the first one missing). */
+void sesmail_v1_list(const struct form *f, const char *prefix, struct sesmail_list *l);
+
+/* Append the non-empty strings of the v2 array o.key (absent or null: none).
+ * Errors: SESERR_BAD_REQUEST when it is not an array of strings. Returns 0
+ * or -1 with e set. */
+int sesmail_v2_list(json_t *o, const char *key, struct sesmail_list *l, struct seserr *e);
+
+/* Append the v2 headers at c.key ([{Name, Value}]) as "Name: Value"; a
+ * header SES writes itself (From, To, Subject...) or a malformed one is
+ * refused with SESERR_BAD_REQUEST. Returns 0 or -1 with e set. */
+int sesmail_v2_headers(json_t *c, const char *key, struct sesmail_list *l, struct seserr *e);
+
+/* Append the v1 tags prefix.member.N.Name/.Value (N from 1 to the first
+ * missing) as "Name=Value". SES's rule is checked: a name of 1 to 256 and
+ * a value of 0 to 256 ASCII letters, digits, '_' and '-'
+ * (SESERR_INVALID_PARAMETER); a Name without its Value or the reverse is
+ * SESERR_MISSING_PARAMETER. Returns 0 or -1 with e set. */
+int sesmail_v1_tags(const struct form *f, const char *prefix, struct sesmail_list *l,
+                    struct seserr *e);
+
+/* The same for the v2 array o.key ([{Name, Value}]); a wrong shape is
+ * SESERR_BAD_REQUEST. */
+int sesmail_v2_tags(json_t *o, const char *key, struct sesmail_list *l, struct seserr *e);
 
 /* Release what m owns; it is zeroed afterwards. */
 void sesmail_cleanup(struct sesmail_msg *m);
@@ -138,7 +179,8 @@ const char *sesmail_sim_name(enum sesmail_sim s);
  * SIM_SUPPRESSED) or complaint (SIM_COMPLAINT) of recipient (an addr-spec)
  * of the message message_id from source, at time iso (sesmail_iso_time),
  * with feedback_id naming the notification. destinations lists every
- * recipient of the message. */
+ * recipient of the message; the message's tags, when it has any, are in
+ * mail.tags as SES's event records hold them ({"name": ["value"]}). */
 void sesmail_notification(enum sesmail_sim s, const char *message_id, const char *source,
                           const char *recipient, const struct sesmail_msg *m, const char *iso,
                           const char *feedback_id, struct buf *out);

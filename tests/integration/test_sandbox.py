@@ -24,9 +24,10 @@ SENDER = "sender@example.com"
 MESSAGE_ID_RE = re.compile(r"^0100[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-000000$")
 
 
-def start_sandbox(workdir, sandbox=None, send=None):
-    """sesgate run with the sandbox upstream and one client key ("app");
-    returns (gateway-like object for harness.boto3_client, process, outbox)."""
+def start_sandbox(workdir, sandbox=None, send=None, client=None):
+    """sesgate run with the sandbox upstream and one client key ("app"),
+    client: more keys of its [client.app] section; returns (gateway-like
+    object for harness.boto3_client, process, outbox)."""
     workdir = Path(workdir)
     if harness.direct_mode():
         pytest.skip("needs sesgate")
@@ -36,6 +37,8 @@ def start_sandbox(workdir, sandbox=None, send=None):
     extra = {"sandbox": sandbox or {"rate": "100", "daily_quota": "1000"}}
     if send:
         extra["send"] = send
+    if client:
+        extra["client.app"] = client
     gate = harness.RunSesgate(workdir, "sandbox", placeholder,
                       {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}, extra=extra)
     gate.start()

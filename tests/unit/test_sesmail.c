@@ -476,6 +476,83 @@ static void test_notifications(void)
     sesmail_cleanup(&m);
 }
 
+struct tags_case {
+    const char *body; /* v1 when it starts with "Action", else v2 JSON */
+    int rc;
+    enum seserr_code code;
+    const char *tags; /* the tags joined with '|' (rc 0) */
+};
+
+static const struct tags_case tags_cases[] = {
+    {"Action=SendEmail&Version=2010-12-01&Source=s%40x.com&Destination.ToAddresses.member.1=a%40x."
+     "com&Message.Subject.Data=S&Tags.member.1.Name=k-1&Tags.member.1.Value=v_1&Tags.member.2.Name="
+     "e&Tags.member.2.Value=",
+     0, SESERR_NONE, "k-1=v_1|e="},
+    {"Action=SendEmail&Version=2010-12-01&Source=s%40x.com&Destination.ToAddresses.member.1=a%40x."
+     "com&Message.Subject.Data=S&Tags.member.1.Name=k&Tags.member.1.Value=a+b",
+     -1, SESERR_INVALID_PARAMETER, NULL},
+    {"Action=SendEmail&Version=2010-12-01&Source=s%40x.com&Destination.ToAddresses.member.1=a%40x."
+     "com&Message.Subject.Data=S&Tags.member.1.Name=&Tags.member.1.Value=v",
+     -1, SESERR_INVALID_PARAMETER, NULL},
+    {"Action=SendEmail&Version=2010-12-01&Source=s%40x.com&Destination.ToAddresses.member.1=a%40x."
+     "com&Message.Subject.Data=S&Tags.member.1.Value=v",
+     -1, SESERR_MISSING_PARAMETER, NULL},
+    {"{\"FromEmailAddress\":\"s@x.com\",\"Destination\":{\"ToAddresses\":[\"a@x.com\"]},"
+     "\"EmailTags\":[{\"Name\":\"n\",\"Value\":\"v\"}],\"Content\":{\"Simple\":{\"Subject\":{"
+     "\"Data\":\"S\"},\"Body\":{}}}}",
+     0, SESERR_NONE, "n=v"},
+    {"{\"FromEmailAddress\":\"s@x.com\",\"Destination\":{\"ToAddresses\":[\"a@x.com\"]},"
+     "\"EmailTags\":[{\"Name\":\"n=\",\"Value\":\"v\"}],\"Content\":{\"Simple\":{\"Subject\":{"
+     "\"Data\":\"S\"},\"Body\":{}}}}",
+     -1, SESERR_INVALID_PARAMETER, NULL},
+    {"{\"FromEmailAddress\":\"s@x.com\",\"Destination\":{\"ToAddresses\":[\"a@x.com\"]},"
+     "\"EmailTags\":{\"Name\":\"n\"},\"Content\":{\"Simple\":{\"Subject\":{\"Data\":\"S\"},"
+     "\"Body\":{}}}}",
+     -1, SESERR_BAD_REQUEST, NULL},
+};
+
+/* Message tags: read and checked as SES checks them, and shown in a
+ * simulator notification's mail.tags. */
+static void test_tags(void)
+{
+    for (size_t i = 0; i < sizeof tags_cases / sizeof tags_cases[0]; i++) {
+        const struct tags_case *c = &tags_cases[i];
+        struct sesreq r;
+        struct sesmail_msg m;
+        struct seserr e = {SESERR_NONE, ""};
+        int rc = strncmp(c->body, "Action", 6) == 0 ? test_v1(c->body, &r, &m, &e)
+                                                    : test_v2(c->body, &r, &m, &e);
+        CHECK(rc == c->rc, "tags case %zu: rc %d (%s)", i, rc, e.message);
+        if (rc == 0 && c->rc == 0) {
+            struct buf j = BUF_INIT;
+            for (size_t k = 0; k < m.tags.n; k++)
+                buf_printf(&j, "%s%s", k ? "|" : "", m.tags.v[k]);
+            CHECK_STR(buf_cstr(&j), c->tags, "tags");
+            buf_free(&j);
+        } else if (rc == -1) {
+            CHECK(e.code == c->code, "tags case %zu: code %d", i, (int)e.code);
+        }
+        sesmail_cleanup(&m);
+        sesreq_cleanup(&r);
+    }
+    struct sesmail_msg m = {0};
+    sesmail_list_add(&m.to, "complaint@simulator.amazonses.com", 33);
+    sesmail_list_add(&m.tags, "k=1", 3);
+    sesmail_list_add(&m.tags, "j=", 2);
+    sesmail_list_add(&m.tags, "k=2", 3);
+    struct buf out = BUF_INIT;
+    json_error_t jerr;
+    sesmail_notification(SESMAIL_SIM_COMPLAINT, "MID", "s@x.com", m.to.v[0], &m, "t", "FB", &out);
+    json_t *j = json_loads(buf_cstr(&out), 0, &jerr);
+    json_t *want = json_loads("{\"k\":[\"1\",\"2\"],\"j\":[\"\"]}", 0, &jerr);
+    CHECK(json_equal(json_object_get(json_object_get(j, "mail"), "tags"), want), "mail.tags: %s",
+          buf_cstr(&out));
+    json_decref(j);
+    json_decref(want);
+    buf_free(&out);
+    sesmail_cleanup(&m);
+}
+
 /* Addr-specs out of display-name forms. */
 static void test_addr_spec(void)
 {
@@ -502,5 +579,6 @@ int main(void)
     test_simulator();
     test_notifications();
     test_addr_spec();
+    test_tags();
     return check_done("sesmail");
 }
