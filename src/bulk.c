@@ -566,31 +566,7 @@ const char *bulk_status_invalid(int api)
     return api == 2 ? "INVALID_PARAMETER" : "InvalidParameterValue";
 }
 
-/* s XML-escaped into out. */
-static void bulk_xml_escape(const char *s, struct buf *out)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            buf_adds(out, "&amp;");
-            break;
-        case '<':
-            buf_adds(out, "&lt;");
-            break;
-        case '>':
-            buf_adds(out, "&gt;");
-            break;
-        case '"':
-            buf_adds(out, "&quot;");
-            break;
-        default:
-            buf_addc(out, *s);
-        }
-    }
-}
-
-void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,
-                        const char *request_id, struct buf *out)
+void bulk_answer_result(int api, const struct bulk_result *entries, size_t n, struct buf *out)
 {
     if (api == 2) {
         json_t *list = json_array();
@@ -605,7 +581,7 @@ void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,
         }
         json_t *root = json_object();
         json_object_set_new(root, "BulkEmailEntryResults", list);
-        char *s = json_dumps(root, JSON_COMPACT);
+        char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(root);
         if (s == NULL)
             abort();
@@ -613,25 +589,37 @@ void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,
         free(s);
         return;
     }
-    buf_adds(out, "<" BULK_V1_RESPONSE " xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">"
-                  "<SendBulkTemplatedEmailResult><Status>");
+    buf_adds(out, "<Status>");
     for (size_t i = 0; i < n; i++) {
         buf_adds(out, "<member><Status>");
-        bulk_xml_escape(entries[i].status, out);
+        seserr_xml_escape(out, entries[i].status);
         buf_adds(out, "</Status>");
         if (entries[i].error[0]) {
             buf_adds(out, "<Error>");
-            bulk_xml_escape(entries[i].error, out);
+            seserr_xml_escape(out, entries[i].error);
             buf_adds(out, "</Error>");
         }
         if (entries[i].message_id[0]) {
             buf_adds(out, "<MessageId>");
-            bulk_xml_escape(entries[i].message_id, out);
+            seserr_xml_escape(out, entries[i].message_id);
             buf_adds(out, "</MessageId>");
         }
         buf_adds(out, "</member>");
     }
-    buf_adds(out, "</Status></SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>");
-    bulk_xml_escape(request_id, out);
+    buf_adds(out, "</Status>");
+}
+
+void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,
+                        const char *request_id, struct buf *out)
+{
+    if (api == 2) {
+        bulk_answer_result(api, entries, n, out);
+        return;
+    }
+    buf_adds(out, "<" BULK_V1_RESPONSE " xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">"
+                  "<SendBulkTemplatedEmailResult>");
+    bulk_answer_result(api, entries, n, out);
+    buf_adds(out, "</SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>");
+    seserr_xml_escape(out, request_id);
     buf_adds(out, "</RequestId></ResponseMetadata></" BULK_V1_RESPONSE ">");
 }

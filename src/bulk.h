@@ -101,6 +101,12 @@ enum backoff_class bulk_status_class(const char *status);
  * address ("InvalidParameterValue", "INVALID_PARAMETER"). */
 const char *bulk_status_invalid(int api);
 
+/* The result part of an answer to a bulk call, one entry per destination in
+ * order, as SES writes it: v1 the content of <SendBulkTemplatedEmailResult>
+ * (<Status><member>...</member>...</Status>), v2 the whole JSON body.
+ * Appended to out. */
+void bulk_answer_result(int api, const struct bulk_result *entries, size_t n, struct buf *out);
+
 /* The answer to a bulk call: one entry per destination, in order, written as
  * SES writes it (v1 XML with request_id, v2 JSON). Appended to out. */
 void bulk_answer_render(int api, const struct bulk_result *entries, size_t n,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bulk.h"
 #include "form.h"
 #include "util.h"
 
@@ -420,37 +421,14 @@ const char *sesbulk_status_name(enum sesbulk_status s, enum sesreq_api api)
 void sesbulk_render(enum sesreq_api api, const struct sesbulk_result *res, size_t n,
                     struct buf *out)
 {
-    if (api == SESREQ_V2) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) {
-            json_t *o = json_pack("{s:s}", "Status", sesbulk_status_name(res[i].status, api));
-            if (res[i].status == SESBULK_SUCCESS)
-                json_object_set_new(o, "MessageId", json_string(res[i].message_id));
-            else
-                json_object_set_new(o, "Error", json_string(res[i].error));
-            json_array_append_new(arr, o);
-        }
-        json_t *j = json_pack("{s:o}", "BulkEmailEntryResults", arr);
-        char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(j);
-        if (s == NULL)
-            abort();
-        buf_adds(out, s);
-        free(s);
-        return;
-    }
-    buf_adds(out, "    <Status>\n");
+    struct bulk_result *e = xcalloc(n + 1, sizeof *e);
     for (size_t i = 0; i < n; i++) {
-        buf_printf(out, "      <member>\n        <Status>%s</Status>\n",
-                   sesbulk_status_name(res[i].status, api));
-        if (res[i].status == SESBULK_SUCCESS) {
-            buf_printf(out, "        <MessageId>%s</MessageId>\n", res[i].message_id);
-        } else {
-            buf_adds(out, "        <Error>");
-            seserr_xml_escape(out, res[i].error);
-            buf_adds(out, "</Error>\n");
-        }
-        buf_adds(out, "      </member>\n");
+        snprintf(e[i].status, sizeof e[i].status, "%s", sesbulk_status_name(res[i].status, api));
+        if (res[i].status == SESBULK_SUCCESS)
+            snprintf(e[i].message_id, sizeof e[i].message_id, "%s", res[i].message_id);
+        else
+            snprintf(e[i].error, sizeof e[i].error, "%s", res[i].error);
     }
-    buf_adds(out, "    </Status>\n");
+    bulk_answer_result(api, e, n, out);
+    free(e);
 }

@@ -117,10 +117,9 @@ struct sesbulk_result {
  * "FAILED" (the model's enum). */
 const char *sesbulk_status_name(enum sesbulk_status s, enum sesreq_api api);
 
-/* Append the answer's result: v1 the content of
- * <SendBulkTemplatedEmailResult> (<Status><member>...</member></Status>),
- * v2 the whole JSON body {"BulkEmailEntryResults":[...]}, one entry per
- * result in order. */
+/* Append the answer's result (bulk_answer_result, the gateway's one writer
+ * of bulk answers): v1 the content of <SendBulkTemplatedEmailResult>, v2
+ * the whole JSON body, one entry per result in order. */
 void sesbulk_render(enum sesreq_api api, const struct sesbulk_result *res, size_t n,
                     struct buf *out);
 

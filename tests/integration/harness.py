@@ -91,6 +91,12 @@ def sesgate_json(config_path, workdir, *args, env=None, timeout=60):
     return json.loads(r.stdout)
 
 
+def outbox(directory, pattern="*.eml"):
+    """The files of the sandbox's outbox matching pattern, without the
+    temporary ones (".tmp-...") a file is written to before its rename."""
+    return sorted(p for p in Path(directory).glob(pattern) if not p.name.startswith("."))
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -157,7 +157,7 @@ def test_readme_quick_start(started):
     count = find(cmds, outs, r"grep -c").strip()
     assert count == "1001"
     readers = {}
-    for f in (work / "var" / "outbox").glob("*.eml"):
+    for f in harness.outbox(work / "var" / "outbox"):
         m = message_from_bytes(f.read_bytes(), policy=email_policy)
         if m["Subject"] == "Our news":
             readers[str(m["To"])] = readers.get(str(m["To"]), 0) + 1
@@ -171,7 +171,7 @@ def test_readme_quick_start(started):
     assert len(dead) == 1 and "bounce@simulator.amazonses.com dead Bounce" in dead[0], dead
     dlq = [ln for ln in find(cmds, outs, r"dlq list").splitlines() if ln.strip()]
     assert len(dlq) == 1 and "bounce@simulator.amazonses.com" in dlq[0] and " Bounce " in dlq[0], dlq
-    bounces = list((work / "var" / "outbox").glob("*.bounce.json"))
+    bounces = list(harness.outbox(work / "var" / "outbox", "*.bounce.json"))
     assert len(bounces) == 1
     note = json.loads(bounces[0].read_text())
     assert note["notificationType"] == "Bounce"

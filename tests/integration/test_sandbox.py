@@ -269,7 +269,7 @@ def test_multi_recipient_send_is_fanned_out_one_file_each(sb):
 
     def delivered():
         got = {}
-        for p in sb.outbox.glob("*.eml"):
+        for p in harness.outbox(sb.outbox):
             rcpt, msg = parse(p)
             if msg["Subject"] == "fan-out":
                 got.setdefault(rcpt, []).append(msg)
@@ -394,7 +394,7 @@ def test_sandbox_rate_throttles_a_burst(tmp_path):
         # rate 2: a burst of at most 2, then 2 more per second the loop took
         assert 1 <= ok <= 2 + int(2 * elapsed) and throttled, (ok, elapsed)
         assert set(throttled) == {("Throttling", "Maximum sending rate exceeded.")}
-        assert len(list(outbox.glob("*.eml"))) == ok
+        assert len(list(harness.outbox(outbox))) == ok
         sesv2 = harness.boto3_client(gw, "sesv2")
         time.sleep(1.2)
         codes = []
@@ -427,7 +427,7 @@ def test_sandbox_daily_quota(tmp_path):
         # Simulator addresses do not count against the daily quota.
         ses.send_email(Source=SENDER, Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
                        Message={"Subject": {"Data": "d"}, "Body": {"Text": {"Data": "x"}}})
-        assert len(list(outbox.glob("*.eml"))) == 4
+        assert len(list(harness.outbox(outbox))) == 4
     finally:
         stop_sandbox(gate)
 
@@ -512,7 +512,7 @@ def test_connection_metrics_count_client_connections_only(tmp_path):
         to = ["conn%d@example.com" % i for i in range(6)]
         ses.send_email(Source=SENDER, Destination={"ToAddresses": to},
                        Message={"Subject": {"Data": "conns"}, "Body": {"Text": {"Data": "x"}}})
-        assert harness.wait_for(lambda: len(list(outbox.glob("*.eml"))) >= len(to), 15.0), "not delivered"
+        assert harness.wait_for(lambda: len(list(harness.outbox(outbox))) >= len(to), 15.0), "not delivered"
         ses.close()
         for _ in range(3):
             socks.append(socket.create_connection(("127.0.0.1", gate.port), timeout=5))

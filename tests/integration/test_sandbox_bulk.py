@@ -300,7 +300,7 @@ def test_bad_replacement_data_fails_its_destination_only(sb):
     assert st[1]["Error"] == "ReplacementTemplateData is not a JSON object." and "MessageId" not in st[1]
     check_files(sb.outbox, st[0]["MessageId"], ["good1@example.com"])
     assert check_files(sb.outbox, st[2]["MessageId"], ["good2@example.com"])[0]["Subject"] == "Hi G from Lyon"
-    assert not any("bad@example.com" in p.read_text(errors="replace") for p in sb.outbox.glob("*.eml"))
+    assert not any("bad@example.com" in p.read_text(errors="replace") for p in harness.outbox(sb.outbox))
 
     sesv2 = harness.boto3_client(sb.gw, "sesv2")
     r = sesv2.send_bulk_email(
@@ -345,8 +345,45 @@ def test_rate_and_quota_are_counted_per_recipient_and_reported_per_destination(t
         assert res[2]["Error"] == "Daily message quota exceeded."
         assert len(files_of(outbox, res[0]["MessageId"])) == 2
         assert sesv2.get_account()["SendQuota"]["SentLast24Hours"] == 6.0
-        delivered = sorted(parse(p)[0] for p in outbox.glob("*.eml"))
+        delivered = sorted(parse(p)[0] for p in harness.outbox(outbox))
         assert delivered == ["a2@example.com", "a@example.com", "b@example.com", "c@example.com",
                              "e@example.com", "f@example.com", "success@" + SIM]
+    finally:
+        stop_sandbox(gate)
+
+
+def test_a_bulk_batch_of_120_destinations_through_the_queue(tmp_path_factory):
+    """Fan-out on (the default): 120 destinations become a batch the workers
+    send to the sandbox in bulk calls; every recipient gets one file rendered
+    with its own destination's data merged over the defaults, and the answer
+    has one entry per destination."""
+    gw, gate, outbox = start_sandbox(tmp_path_factory.mktemp("sandbox-bulk-queue"),
+                                     sandbox={"rate": "1000", "daily_quota": "100000"},
+                                     send={"rate": "1000"})
+    try:
+        ses = harness.boto3_client(gw, "ses")
+        ses.create_template(Template={"TemplateName": "q", "SubjectPart": "Hi {{name}} in {{shop.city}}",
+                                      "TextPart": "n={{n}}"})
+        dests = [{"Destination": {"ToAddresses": ["q%03d@example.com" % i],
+                                  **({"CcAddresses": ["qc%03d@example.com" % i]} if i % 10 == 0 else {})},
+                  "ReplacementTemplateData": json.dumps({"name": "N%d" % i, "n": i})} for i in range(120)]
+        r = ses.send_bulk_templated_email(Source=SENDER, Template="q", DefaultTemplateData=json.dumps(DEFAULTS),
+                                          Destinations=dests)
+        assert len(r["Status"]) == 120 and all(s["Status"] == "Success" for s in r["Status"]), r["Status"][:3]
+        want = 120 + 12
+        assert harness.wait_for(lambda: len(harness.outbox(outbox)) >= want, 30.0), len(harness.outbox(outbox))
+        time.sleep(0.3)
+        files = harness.outbox(outbox)
+        assert len(files) == want
+        seen = {}
+        for f in files:
+            rcpt, msg = parse(f)
+            assert rcpt not in seen, "%s got two files" % rcpt
+            seen[rcpt] = msg
+        for i in range(120):
+            for rcpt in ["q%03d@example.com" % i] + (["qc%03d@example.com" % i] if i % 10 == 0 else []):
+                msg = seen[rcpt]
+                assert msg["Subject"] == "Hi N%d in Lyon" % i, (rcpt, msg["Subject"])
+                assert body_text(msg).strip() == "n=%d" % i
     finally:
         stop_sandbox(gate)

@@ -344,12 +344,9 @@ static void test_render(void)
     strcpy(res[1].error, "a < b");
     sesbulk_render(SESREQ_V1, res, 2, &out);
     CHECK_STR(buf_cstr(&out),
-              "    <Status>\n"
-              "      <member>\n        <Status>Success</Status>\n"
-              "        <MessageId>0100-m1</MessageId>\n      </member>\n"
-              "      <member>\n        <Status>InvalidParameterValue</Status>\n"
-              "        <Error>a &lt; b</Error>\n      </member>\n"
-              "    </Status>\n",
+              "<Status><member><Status>Success</Status><MessageId>0100-m1</MessageId></member>"
+              "<member><Status>InvalidParameterValue</Status><Error>a &lt; b</Error></member>"
+              "</Status>",
               "v1 answer");
     buf_free(&out);
     static const struct {
