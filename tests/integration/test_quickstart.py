@@ -176,3 +176,18 @@ def test_readme_quick_start(started):
     note = json.loads(bounces[0].read_text())
     assert note["notificationType"] == "Bounce"
     assert "bounce@simulator.amazonses.com" in json.dumps(note["bounce"])
+
+    # SES's bulk call: 120 destinations, one answer entry each, every reader
+    # one file rendered with its own data.
+    answer = json.loads(find(cmds, outs, r"send-bulk-templated-email"))["Status"]
+    assert len(answer) == 120 and all(a["Status"] == "Success" and a["MessageId"] for a in answer), answer[:3]
+    queued = [a["MessageId"] for a in answer if a["MessageId"].startswith("sesgate-")]
+    assert 0 < len(queued) < 120, "the first destinations go before the answer, the rest is queued"
+    shown = find(cmds, outs, r"batch show last --watch", 2).splitlines()
+    assert "total %d" % len(queued) in shown and "sent %d" % len(queued) in shown, shown[:20]
+    fans = {}
+    for f in harness.outbox(work / "var" / "outbox"):
+        m = message_from_bytes(f.read_bytes(), policy=email_policy)
+        if str(m["To"]).startswith("fan"):
+            fans[str(m["To"])] = m["Subject"]
+    assert fans == {"fan%03d@example.com" % i: "Hello reader %d" % i for i in range(1, 121)}
