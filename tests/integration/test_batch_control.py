@@ -206,3 +206,22 @@ def test_admin_pause_resume_and_refusals(rig_factory):
     assert admin(r, "POST", "/batches/%s" % batch)[0] == 405
     res = cli(r, "batch", "pause")
     harness.assert_exit(res, 2)
+
+
+def test_cancelled_batch_drains_without_taking_the_rate(rig_factory):
+    r = rig_factory("norate", send={"rate": "2", "concurrency": "2"}).start()
+    to = ["n%03d@example.net" % i for i in range(60)]
+    _, batch = send(r.gw, to)
+    wait_sends(r, to, 2)
+    ans = cli_json(r, "batch", "cancel", batch)
+    assert ans["state"] == "cancelled", ans
+    cancelled_at = time.monotonic()
+    # at 2 recipients a second the rest would take half a minute
+    st = wait_show(r, batch, lambda s: s["complete"], timeout=30)
+    took = time.monotonic() - cancelled_at
+    assert st["complete"] and took < 8, (took, st)
+    sent = len(sends(r, to))
+    assert st["sent"] == sent and st["cancelled"] == len(to) - sent, st
+    # the reservations of the copies cancelled at the gate went back
+    used = cli_json(r, "status")["rate"]["sent_last_24h"]
+    assert used == sent, (used, sent)
