@@ -1,5 +1,5 @@
-/* admin: /healthz, /readyz, /metrics and /batches/{id} on the operator's
- * listener. */
+/* admin: /healthz, /readyz, /metrics, /batches/{id} and POST
+ * /batches/{id}/pause|resume|cancel on the operator's listener. */
 #include "admin.h"
 
 #include <stdbool.h>
@@ -17,7 +17,8 @@
 #include "qview.h"
 #include "rscript.h"
 
-#define ADMIN_POLL_MS 2000 /* queue gauges refresh period */
+#define ADMIN_POLL_MS      2000 /* queue gauges refresh period */
+#define ADMIN_CONTROL_STEP 5000 /* held units one control.lua call moves or cancels */
 
 /* The queue gauges' Redis poll; outlives the admin while a reply is due. */
 struct admin_poll {
@@ -32,8 +33,22 @@ struct admin_show {
     long long index; /* one copy of the batch, or -1 */
 };
 
+/* A POST /batches/{id}/CMD in progress: control.lua, called again while
+ * held units are left (resume, cancel). Runs to its end even when the
+ * client goes away. */
+struct admin_ctl {
+    struct httpd_request *req; /* NULL once the client went away */
+    struct rscript *scripts;
+    char id[40];
+    char cmd[8];
+    char *keys[2];
+    char ttl[24];
+    long long in_flight; /* from the call that set the state; -1 before */
+};
+
 struct admin {
     struct httpd *httpd;
+    int64_t status_ttl_ms;
     const struct upstream *up;
     struct rscript *scripts; /* NULL: no Redis */
     struct redis *rd;        /* the scripts' connection; NULL: no Redis to wait for */
@@ -132,6 +147,134 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
         free(keys[k]);
 }
 
+/* httpd: the client of a pending control call went away. */
+static void admin_ctl_abort(struct httpd_request *req, void *arg)
+{
+    struct admin_ctl *c = arg;
+    c->req = NULL;
+}
+
+/* Answer c's client (if still there) with status and a {"message"} body. */
+static void admin_ctl_error(struct admin_ctl *c, int status, const char *message)
+{
+    if (c->req == NULL)
+        return;
+    json_t *e = json_pack("{s:s}", "message", message);
+    char *body = e ? json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (body == NULL)
+        abort();
+    httpd_set_abort(c->req, NULL, NULL);
+    admin_json(c->req, status, body);
+    free(body);
+    json_decref(e);
+}
+
+/* Release c. */
+static void admin_ctl_free(struct admin_ctl *c)
+{
+    free(c->keys[0]);
+    free(c->keys[1]);
+    free(c);
+}
+
+static void admin_ctl_call(struct admin_ctl *c, bool more);
+
+/* control.lua answered. */
+static void admin_ctl_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct admin_ctl *c = arg;
+    if (err) {
+        /* "CODE text": the text of a refusal says what the batch is */
+        const char *sp = strchr(err, ' ');
+        int status = qview_control_status(err);
+        admin_ctl_error(c, status,
+                        status == 404   ? "batch not found"
+                        : status == 409 ? (sp ? sp + 1 : err)
+                                        : "redis unavailable");
+        admin_ctl_free(c);
+        return;
+    }
+    json_t *o = qview_control_json(c->id, reply, c->in_flight);
+    if (o == NULL) {
+        admin_ctl_error(c, 503, "unexpected reply from redis");
+        admin_ctl_free(c);
+        return;
+    }
+    if (c->in_flight < 0)
+        c->in_flight = (long long)json_integer_value(json_object_get(o, "in_flight"));
+    const char *state = json_string_value(json_object_get(o, "state"));
+    const char *want = strcmp(c->cmd, "resume") == 0 ? "running" : "cancelled";
+    if (strcmp(c->cmd, "pause") != 0 && json_integer_value(json_object_get(o, "held")) > 0 &&
+        state && strcmp(state, want) == 0) {
+        json_decref(o);
+        admin_ctl_call(c, true);
+        return;
+    }
+    if (c->req) {
+        char *body = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (body == NULL)
+            abort();
+        httpd_set_abort(c->req, NULL, NULL);
+        admin_json(c->req, 200, body);
+        free(body);
+    }
+    json_decref(o);
+    admin_ctl_free(c);
+}
+
+/* Run one step of c's command (more: a later step). */
+static void admin_ctl_call(struct admin_ctl *c, bool more)
+{
+    char step[24];
+    snprintf(step, sizeof step, "%d", ADMIN_CONTROL_STEP);
+    const char *argv[6] = {c->keys[0], c->keys[1], c->cmd, c->ttl, step, "more"};
+    rscript_eval(c->scripts, RSCRIPT_CONTROL, 2, more ? 6 : 5, argv, NULL, admin_ctl_reply, c);
+}
+
+/* POST /batches/{id}/pause|resume|cancel: the batch's state, then its
+ * answer {"batch", "state", "in_flight", "held"}; 404 for an unknown
+ * batch, 409 when the batch is cancelled or complete. */
+static void admin_batch_control(struct admin *a, struct httpd_request *req)
+{
+    const char *p = req->path + strlen("/batches/");
+    size_t n = req->path_len - strlen("/batches/");
+    const char *slash = memchr(p, '/', n);
+    size_t idlen = slash ? (size_t)(slash - p) : n;
+    const char *cmd = slash ? slash + 1 : "";
+    size_t cmdlen = slash ? n - idlen - 1 : 0;
+    bool known = (cmdlen == 5 && memcmp(cmd, "pause", 5) == 0) ||
+                 (cmdlen == 6 && memcmp(cmd, "resume", 6) == 0) ||
+                 (cmdlen == 6 && memcmp(cmd, "cancel", 6) == 0);
+    if (!known) {
+        admin_text(req, 404, "text/plain", "not found\n", 10);
+        return;
+    }
+    char id[40] = "";
+    if (idlen < sizeof id) {
+        memcpy(id, p, idlen);
+        id[idlen] = '\0';
+    }
+    if (idlen >= sizeof id || !qview_batch_id_ok(id)) {
+        admin_json(req, 400, "{\"message\":\"malformed batch id\"}");
+        return;
+    }
+    if (a->rd == NULL) {
+        admin_json(req, 404, "{\"message\":\"batch not found\"}");
+        return;
+    }
+    struct admin_ctl *c = xcalloc(1, sizeof *c);
+    c->req = req;
+    c->scripts = a->scripts;
+    memcpy(c->id, id, idlen + 1);
+    memcpy(c->cmd, cmd, cmdlen);
+    c->cmd[cmdlen] = '\0';
+    qview_control_keys(a->pfx, id, c->keys);
+    snprintf(c->ttl, sizeof c->ttl, "%lld", (long long)a->status_ttl_ms);
+    c->in_flight = -1;
+    httpd_set_abort(req, admin_ctl_abort, c);
+    admin_ctl_call(c, false);
+}
+
 /* Redis answered the queue stats: update the gauges. */
 static void admin_poll_reply(const redisReply *reply, const char *err, void *arg)
 {
@@ -174,6 +317,17 @@ static void admin_handle(struct httpd_request *req, void *arg)
 {
     struct admin *a = arg;
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    bool under_batches = req->path_len > strlen("/batches/") &&
+                         memcmp(req->path, "/batches/", strlen("/batches/")) == 0;
+    bool control = under_batches && memchr(req->path + strlen("/batches/"), '/',
+                                           req->path_len - strlen("/batches/")) != NULL;
+    if (control) {
+        if (strcmp(req->method, "POST") != 0)
+            admin_text(req, 405, "text/plain", "method not allowed\n", 19);
+        else
+            admin_batch_control(a, req);
+        return;
+    }
     if (!get) {
         admin_text(req, 405, "text/plain", "method not allowed\n", 19);
         return;
@@ -201,8 +355,7 @@ static void admin_handle(struct httpd_request *req, void *arg)
                        redis_ready(a->rd) ? 1 : 0);
         admin_text(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
-    } else if (req->path_len > strlen("/batches/") &&
-               memcmp(req->path, "/batches/", strlen("/batches/")) == 0) {
+    } else if (under_batches) {
         admin_batch(a, req);
     } else {
         admin_text(req, 404, "text/plain", "not found\n", 10);
@@ -221,6 +374,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
 {
     struct admin *a = xcalloc(1, sizeof *a);
     a->up = up;
+    a->status_ttl_ms = cfg->status_ttl_ms;
     a->scripts = scripts;
     a->rd = scripts ? rscript_redis(scripts) : NULL;
     a->pfx = rscript_prefix(cfg);

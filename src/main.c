@@ -81,6 +81,7 @@ static void main_usage(FILE *f)
           "  check  [-c FILE]   validate the configuration, print it, exit\n"
           "  status [-c FILE] [--watch]    queue depth, rate, quota, recent batches\n"
           "  batch  [-c FILE] show ID|last [--watch]\n"
+          "  batch  [-c FILE] pause|resume|cancel ID\n"
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
           "  (status, batch and dlq print JSON with --json; --watch refreshes every\n"
           "  second until the queue is idle or the batch complete)\n"

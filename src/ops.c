@@ -23,6 +23,10 @@
 #include "reply.h"
 #include "rscript.h"
 
+/* The most held units one control.lua call moves or cancels: a step of a
+ * million-recipient resume or cancel stays near 50 ms of Redis's time. */
+#define OPS_CONTROL_STEP 5000
+
 /* Connect to the daemon's Redis: [redis] url, or the managed server's
  * socket under data_dir (never started from here). NULL: reported. */
 static redisContext *ops_redis(const struct config *cfg)
@@ -57,9 +61,10 @@ static redisContext *ops_redis(const struct config *cfg)
 }
 
 /* EVAL script (its source: a synchronous client keeps no SHA cache) with nkeys keys and nargs
- * arguments; the reply, or NULL after printing the error. */
-static redisReply *ops_eval(redisContext *c, enum rscript_id script, int nkeys, char **keys,
-                            int nargs, const char **args)
+ * arguments; the reply, an error reply included, or NULL after printing the
+ * connection's error. */
+static redisReply *ops_eval_any(redisContext *c, enum rscript_id script, int nkeys, char **keys,
+                                int nargs, const char **args)
 {
     int argc = 3 + nkeys + nargs;
     const char **argv = xcalloc((size_t)argc, sizeof *argv);
@@ -74,11 +79,17 @@ static redisReply *ops_eval(redisContext *c, enum rscript_id script, int nkeys, 
         argv[3 + nkeys + k] = args[k];
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     free(argv);
-    if (r == NULL) {
+    if (r == NULL)
         fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
+    return r;
+}
+
+/* ops_eval_any; an error reply is printed and gives NULL too. */
+static redisReply *ops_eval(redisContext *c, enum rscript_id script, int nkeys, char **keys,
+                            int nargs, const char **args)
+{
+    redisReply *r = ops_eval_any(c, script, nkeys, keys, nargs, args);
+    if (r && r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "sesgate: redis: %s\n", r->str);
         freeReplyObject(r);
         return NULL;
@@ -114,7 +125,7 @@ static long long ops_jint(const json_t *o, const char *key)
 static void ops_batch_pace(const json_t *b, double *rate, double *eta)
 {
     long long total = ops_jint(b, "total");
-    long long done = ops_jint(b, "sent") + ops_jint(b, "dead");
+    long long done = ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled");
     double secs = (double)(clock_wall_ms() - ops_jint(b, "created_ms")) / 1000.0;
     *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
     *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
@@ -144,9 +155,11 @@ static void ops_print_bar(long long done, long long dead, long long total, doubl
  * "- address invalid reason" line per address left out as invalid. */
 static void ops_print_batch(const json_t *b)
 {
-    printf("batch %s\nclient %s\naction %s\ncreated %s\n", ops_jstr(b, "batch_id", "-"),
-           ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jstr(b, "created", "-"));
-    static const char *const counts[] = {"total", "sent", "dead", "retrying", "queued"};
+    printf("batch %s\nclient %s\naction %s\ncreated %s\nstate %s\n", ops_jstr(b, "batch_id", "-"),
+           ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jstr(b, "created", "-"),
+           ops_jstr(b, "state", "running"));
+    static const char *const counts[] = {"total",     "sent",     "dead",
+                                         "cancelled", "retrying", "queued"};
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
@@ -156,8 +169,8 @@ static void ops_print_batch(const json_t *b)
         printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
     if (isatty(STDOUT_FILENO)) {
         putchar('\n');
-        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead"), ops_jint(b, "dead"),
-                      ops_jint(b, "total"), rate, eta);
+        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+                      ops_jint(b, "dead"), ops_jint(b, "total"), rate, eta);
         puts("\nindex address state detail");
     }
     size_t i;
@@ -183,13 +196,81 @@ static void ops_print_batch(const json_t *b)
     }
 }
 
+/* sesgate batch pause|resume|cancel ID: control.lua, again in steps of
+ * OPS_CONTROL_STEP held units while some are left; prints the answer of
+ * POST /batches/{id}/CMD (JSON), or one line "batch ID STATE in_flight N
+ * held N". A refusal (unknown, cancelled or complete batch) exits 1. */
+static int ops_batch_control(redisContext *c, const struct config *cfg, const char *pfx,
+                             const char *cmd, const char *id, bool json)
+{
+    if (!qview_batch_id_ok(id)) {
+        fprintf(stderr, "sesgate: batch %s not found (a batch id is 36 of 0-9, a-f and -)\n", id);
+        return 1;
+    }
+    char *keys[2];
+    qview_control_keys(pfx, id, keys);
+    char ttl[24], step[24];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)cfg->status_ttl_ms);
+    snprintf(step, sizeof step, "%d", OPS_CONTROL_STEP);
+    const char *args[4] = {cmd, ttl, step, "more"};
+    long long in_flight = -1;
+    json_t *answer = NULL;
+    for (int call = 0;; call++) {
+        redisReply *r = ops_eval_any(c, RSCRIPT_CONTROL, 2, keys, call == 0 ? 3 : 4, args);
+        if (r == NULL)
+            break;
+        if (r->type == REDIS_REPLY_ERROR) {
+            /* "CODE text": the refusals say what the batch is */
+            const char *sp = strchr(r->str, ' ');
+            if (strncmp(r->str, "NOBATCH", 7) == 0)
+                fprintf(stderr, "sesgate: batch %s not found\n", id);
+            else if (strncmp(r->str, "CANCELLED", 9) == 0 || strncmp(r->str, "COMPLETE", 8) == 0)
+                fprintf(stderr, "sesgate: cannot %s: %s\n", cmd, sp ? sp + 1 : r->str);
+            else
+                fprintf(stderr, "sesgate: redis: %s\n", r->str);
+            freeReplyObject(r);
+            break;
+        }
+        json_decref(answer);
+        answer = qview_control_json(id, r, in_flight);
+        freeReplyObject(r);
+        if (answer == NULL) {
+            fprintf(stderr, "sesgate: redis: unexpected reply to the control script\n");
+            break;
+        }
+        if (in_flight < 0)
+            in_flight = ops_jint(answer, "in_flight");
+        if (strcmp(cmd, "pause") == 0 || ops_jint(answer, "held") == 0 ||
+            strcmp(ops_jstr(answer, "state", ""),
+                   strcmp(cmd, "resume") == 0 ? "running" : "cancelled") != 0)
+            break;
+    }
+    free(keys[0]);
+    free(keys[1]);
+    if (answer == NULL)
+        return 1;
+    if (json)
+        ops_print_json(answer);
+    else
+        printf("batch %s %s in_flight %lld held %lld\n", id, ops_jstr(answer, "state", "-"),
+               ops_jint(answer, "in_flight"), ops_jint(answer, "held"));
+    json_decref(answer);
+    return 0;
+}
+
 /* sesgate batch show ID [--watch]: with --watch, a progress line every
  * second (a bar redrawn in place on a terminal) until the batch is
  * complete, then the whole status. */
-static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bool json, bool watch)
+static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx, int argc,
+                     char **argv, bool json, bool watch)
 {
+    if (argc == 2 && !watch &&
+        (strcmp(argv[0], "pause") == 0 || strcmp(argv[0], "resume") == 0 ||
+         strcmp(argv[0], "cancel") == 0))
+        return ops_batch_control(c, cfg, pfx, argv[0], argv[1], json);
     if (argc != 2 || strcmp(argv[0], "show") != 0) {
-        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID|last [--json] [--watch]\n");
+        fprintf(stderr, "usage: sesgate batch [-c FILE] show ID|last [--json] [--watch]\n"
+                        "       sesgate batch [-c FILE] pause|resume|cancel ID [--json]\n");
         return 2;
     }
     const char *id = argv[1];
@@ -226,24 +307,27 @@ static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bo
              * whole status of a big batch is large. */
             struct buf k = BUF_INIT;
             buf_printf(&k, "%sb:%s", pfx, id);
-            redisReply *h = redisCommand(c, "HMGET %s total sent done dead created", buf_cstr(&k));
+            redisReply *h =
+                redisCommand(c, "HMGET %s total sent done dead created cancelled", buf_cstr(&k));
             buf_free(&k);
             if (h == NULL) {
                 fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
                 return 1;
             }
-            long long v[5] = {0};
-            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 5 &&
+            long long v[6] = {0};
+            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 6 &&
                          h->element[0]->type == REDIS_REPLY_STRING;
-            for (size_t i = 0; known && i < 5; i++)
+            for (size_t i = 0; known && i < 6; i++)
                 if (h->element[i]->type == REDIS_REPLY_STRING)
                     v[i] = strtoll(h->element[i]->str, NULL, 10);
             freeReplyObject(h);
-            long long done = v[1] + v[2] + v[3];
+            /* complete: sent + done + dead + cancelled == total */
+            long long done = v[1] + v[2] + v[3] + v[5];
             if (known && done < v[0]) {
-                json_t *b = json_pack("{sIsIsIsI}", "total", (json_int_t)v[0], "sent",
-                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
-                                      "created_ms", (json_int_t)v[4]);
+                json_t *b =
+                    json_pack("{sIsIsIsIsI}", "total", (json_int_t)v[0], "sent",
+                              (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3], "cancelled",
+                              (json_int_t)v[5], "created_ms", (json_int_t)v[4]);
                 double rate, eta;
                 ops_batch_pace(b, &rate, &eta);
                 json_decref(b);
@@ -252,8 +336,9 @@ static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bo
                     ops_print_bar(done, v[3], v[0], rate, eta);
                     fputs("\033[A", stdout); /* redrawn in place */
                 } else {
-                    printf("progress %lld/%lld dead %lld rate %.1f eta_seconds %.0f\n", done, v[0],
-                           v[3], rate, eta);
+                    printf("progress %lld/%lld dead %lld cancelled %lld rate %.1f eta_seconds "
+                           "%.0f\n",
+                           done, v[0], v[3], v[5], rate, eta);
                 }
                 fflush(stdout);
                 sleep(1);
@@ -568,16 +653,18 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
             if (json_is_true(json_object_get(b, "expired")))
                 printf("batch %s expired\n", ops_jstr(b, "batch_id", "-"));
             else
-                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld\n",
+                printf("batch %s %s %s %s total %lld sent %lld dead %lld cancelled %lld pending "
+                       "%lld %s\n",
                        ops_jstr(b, "batch_id", "-"), ops_jstr(b, "created", "-"),
                        ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
-                       ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "pending"));
+                       ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "cancelled"),
+                       ops_jint(b, "pending"), ops_jstr(b, "state", "running"));
             if (tty && !json_is_true(json_object_get(b, "expired")) && ops_jint(b, "pending") > 0) {
                 double per_s, eta;
                 ops_batch_pace(b, &per_s, &eta);
                 fputs("  ", stdout);
-                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead"), ops_jint(b, "dead"),
-                              ops_jint(b, "total"), per_s, eta);
+                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+                              ops_jint(b, "dead"), ops_jint(b, "total"), per_s, eta);
             }
         }
     }
@@ -617,7 +704,7 @@ int ops_run(const char *cmd, const struct config *cfg, int argc, char **argv, bo
     char *pfx = rscript_prefix(cfg);
     int rc;
     if (strcmp(cmd, "batch") == 0)
-        rc = ops_batch(c, pfx, argc, argv, json, watch);
+        rc = ops_batch(c, cfg, pfx, argc, argv, json, watch);
     else if (strcmp(cmd, "dlq") == 0)
         rc = ops_dlq(c, pfx, argc, argv, json);
     else

@@ -49,6 +49,15 @@ static void qview_iso_time(int64_t ms, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A batch's state from its hash's state field: "running" when absent (a
+ * batch stored by sesgate 0.1.0) or empty. */
+static json_t *qview_state(const redisReply *field)
+{
+    if (field == NULL || field->type != REDIS_REPLY_STRING || field->len == 0)
+        return json_string("running");
+    return qview_jstr(field);
+}
+
 /* Public: a batch id's shape. */
 bool qview_batch_id_ok(const char *id)
 {
@@ -87,6 +96,8 @@ static const char *qview_show_state(json_t *r, const redisReply *outcome, const 
         }
         if (s[0] == 'd')
             return "sent";
+        if (s[0] == 'c')
+            return "cancelled";
         if (s[0] == 'f' && n >= 2) {
             const char *code = s + 2, *sp = memchr(code, ' ', n - 2);
             size_t clen = sp ? (size_t)(sp - code) : n - 2;
@@ -188,8 +199,9 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "created_ms", json_integer(created));
     const redisReply *flags = reply_field(h, "flags");
     qview_jset(o, "flags", flags ? qview_jstr(flags) : json_string(""));
+    qview_jset(o, "state", qview_state(reply_field(h, "state")));
     json_t *rs = qview_jok(json_array());
-    long long sent = 0, dead = 0, retrying = 0, queued = 0;
+    long long sent = 0, dead = 0, retrying = 0, queued = 0, cancelled = 0;
     qview_jset(o, "first_recipient", json_string(first ? "sync" : "queue"));
     /* Outcomes and retries by index, once: a batch may have a million. */
     const redisReply **by_out = xcalloc((size_t)total + 1, sizeof *by_out);
@@ -227,6 +239,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
         dead += strcmp(state, "dead") == 0;
         retrying += strcmp(state, "retry") == 0;
         queued += strcmp(state, "queued") == 0;
+        cancelled += strcmp(state, "cancelled") == 0;
         qview_jappend(rs, r);
     }
     free(by_out);
@@ -236,11 +249,13 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "dead", json_integer(dead));
     qview_jset(o, "retrying", json_integer(retrying));
     qview_jset(o, "queued", json_integer(queued));
+    qview_jset(o, "cancelled", json_integer(cancelled));
     qview_jset(o, "failed_attempts",
                json_integer((long long)reply_num(reply_field(h, "failed"), 0)));
-    double pct = total ? 100.0 * (double)(sent + dead) / (double)total : 100.0;
+    long long over = sent + dead + cancelled;
+    double pct = total ? 100.0 * (double)over / (double)total : 100.0;
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
-    qview_jset(o, "complete", json_boolean(sent + dead == total));
+    qview_jset(o, "complete", json_boolean(over == total));
     qview_jset(o, "recipients", rs);
     qview_jset(o, "invalid", qview_invalid(reply_field(h, "invalid")));
     return o;
@@ -278,7 +293,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
     qview_jset(o, "dead_letters", json_integer((long long)reply_num(reply->element[4], 0)));
     json_t *rows = qview_jok(json_array());
     const redisReply *flat = reply->element[5];
-    for (size_t k = 0; k + 7 < flat->elements; k += 8) {
+    for (size_t k = 0; k + 9 < flat->elements; k += 10) {
         json_t *r = qview_jok(json_object());
         qview_jset(r, "batch_id", qview_jstr(flat->element[k]));
         const redisReply *cr = flat->element[k + 1];
@@ -293,15 +308,55 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             long long sent = (long long)reply_num(flat->element[k + 3], 0) +
                              (long long)reply_num(flat->element[k + 4], 0);
             long long dead = (long long)reply_num(flat->element[k + 5], 0);
+            long long cancelled = (long long)reply_num(flat->element[k + 8], 0);
             qview_jset(r, "client", qview_jstr(flat->element[k + 6]));
             qview_jset(r, "action", qview_jstr(flat->element[k + 7]));
             qview_jset(r, "total", json_integer(total));
             qview_jset(r, "sent", json_integer(sent));
             qview_jset(r, "dead", json_integer(dead));
-            qview_jset(r, "pending", json_integer(total - sent - dead));
+            qview_jset(r, "cancelled", json_integer(cancelled));
+            qview_jset(r, "pending", json_integer(total - sent - dead - cancelled));
+            qview_jset(r, "state", qview_state(flat->element[k + 9]));
         }
         qview_jappend(rows, r);
     }
     qview_jset(o, "recent", rows);
     return o;
+}
+
+/* Public: control.lua's keys. */
+void qview_control_keys(const char *pfx, const char *id, char *keys[2])
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%sb:%s", pfx, id);
+    keys[0] = buf_detach(&b, NULL);
+    keys[1] = xstrdup(pfx);
+}
+
+/* Public: the answer of a pause, resume or cancel. */
+json_t *qview_control_json(const char *id, const redisReply *reply, long long in_flight)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return NULL;
+    if (in_flight < 0)
+        in_flight = (long long)reply_num(reply->element[1], 0);
+    json_t *o = qview_jok(json_object());
+    qview_jset(o, "batch", json_string(id));
+    qview_jset(o, "state", qview_jstr(reply->element[0]));
+    qview_jset(o, "in_flight", json_integer(in_flight));
+    qview_jset(o, "held", json_integer((long long)reply_num(reply->element[2], 0)));
+    return o;
+}
+
+/* Public: the admin status of a control.lua error. */
+int qview_control_status(const char *err)
+{
+    if (strncmp(err, "NOBATCH", 7) == 0)
+        return 404;
+    if (strncmp(err, "CANCELLED", 9) == 0 || strncmp(err, "COMPLETE", 8) == 0)
+        return 409;
+    if (strncmp(err, "BADARGS", 7) == 0)
+        return 400;
+    return 503;
 }

@@ -35,6 +35,21 @@ void qview_show_keys(const char *pfx, const char *id, char *keys[4]);
  * reference. */
 json_t *qview_show_json(const char *id, const redisReply *reply);
 
+/* The keys of control.lua for batch id under key prefix pfx (batch hash,
+ * the prefix itself), into keys[2]; free each. */
+void qview_control_keys(const char *pfx, const char *id, char *keys[2]);
+
+/* The answer of a pause, resume or cancel (sesgate batch, POST
+ * /batches/{id}/...): {"batch", "state", "in_flight", "held"} from
+ * control.lua's reply {state, in_flight, held}, with in_flight taken from
+ * the call that set the state (in_flight < 0: the reply's own). NULL for a
+ * malformed reply. The caller owns the reference. */
+json_t *qview_control_json(const char *id, const redisReply *reply, long long in_flight);
+
+/* The status a control.lua error maps to on the admin listener: 404 for
+ * NOBATCH, 409 for CANCELLED and COMPLETE, 400 for BADARGS, else 503. */
+int qview_control_status(const char *err);
+
 /* The five keys of stats.lua under key prefix pfx, into keys[5]; free each. */
 void qview_stats_keys(const char *pfx, char *keys[5]);
 

@@ -28,6 +28,8 @@ enum rscript_id {
     RSCRIPT_STATS,
     RSCRIPT_DLQ_RETRY,
     RSCRIPT_DLQ_PURGE,
+    RSCRIPT_GATE,
+    RSCRIPT_CONTROL,
     RSCRIPT_COUNT
 };
 

@@ -15,13 +15,13 @@ static const redisReply *wbatch_str(const redisReply *r)
 
 bool wbatch_reply_ok(const redisReply *reply)
 {
-    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
+    return reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 8 &&
            wbatch_str(reply->element[0]) && wbatch_str(reply->element[1]);
 }
 
 const char *wbatch_reply_id(const redisReply *reply)
 {
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 8 &&
         wbatch_str(reply->element[0]))
         return reply->element[0]->str;
     return NULL;
@@ -68,10 +68,21 @@ struct wbatch *wbatch_new(const char *n, const redisReply *reply)
                             reply->element[1]->str, reply->element[1]->len, &b->body_err) < 0 &&
         b->body_err.code == SESERR_NONE)
         seserr_set(&b->body_err, SESERR_INTERNAL, "The template could not be read.");
+    const redisReply *state = wbatch_str(reply->element[7]);
+    b->state = state ? wbatch_state_of(state->str, state->len) : WBATCH_RUNNING;
     b->action = xstrdup(action ? action->str : "");
     b->bulk = bulk_action(b->action);
     b->client = xstrdup(client ? client->str : "");
     return b;
+}
+
+enum wbatch_state wbatch_state_of(const char *s, size_t len)
+{
+    if (len == 6 && memcmp(s, "paused", 6) == 0)
+        return WBATCH_PAUSED;
+    if (len == 9 && memcmp(s, "cancelled", 9) == 0)
+        return WBATCH_CANCELLED;
+    return WBATCH_RUNNING;
 }
 
 void wbatch_unref(struct wbatch *b)

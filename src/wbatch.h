@@ -22,6 +22,13 @@
 #define WBATCH_CACHE       8           /* batches kept */
 #define WBATCH_CACHE_BYTES (32u << 20) /* and their bytes, beyond those in use */
 
+/* A batch's state as the worker last learnt it (load.lua, gate.lua). */
+enum wbatch_state {
+    WBATCH_RUNNING = 0,
+    WBATCH_PAUSED,
+    WBATCH_CANCELLED,
+};
+
 struct wbatch {
     char *n;  /* its number: the b of its stream entries */
     char *id; /* the batch id */
@@ -31,7 +38,10 @@ struct wbatch {
     int api;       /* 1 or 2 */
     char *action;
     bool raw, dkim;
-    bool bulk;                  /* SES's bulk call: a copy is one destination (bulk.h) */
+    bool bulk; /* SES's bulk call: a copy is one destination (bulk.h) */
+    /* Paused or cancelled: its copies go to gate.lua at once, without a
+     * reservation of the rate (gate.lua decides; this only saves the rate). */
+    enum wbatch_state state;
     struct copybody_batch body; /* what every copy shares: its message held once */
     struct seserr body_err;     /* body_err.code set: the template is not one */
     struct fanout_rcpt *riders;
@@ -44,7 +54,7 @@ struct wbatch_cache {
 };
 
 /* True when reply is load.lua's answer for a batch that exists:
- * {id, template, riders, api, flags, action, client}. */
+ * {id, template, riders, api, flags, action, client, state}. */
 bool wbatch_reply_ok(const redisReply *reply);
 
 /* The batch id of a load.lua answer whose template is gone (the batch is
@@ -66,6 +76,10 @@ void wbatch_cache_put(struct wbatch_cache *c, struct wbatch *b);
 
 /* Forget the cached batch of number n. */
 void wbatch_cache_drop(struct wbatch_cache *c, const char *n);
+
+/* The state named s ("running", "paused", "cancelled"; anything else:
+ * running). */
+enum wbatch_state wbatch_state_of(const char *s, size_t len);
 
 /* Forget every cached batch. */
 void wbatch_cache_clear(struct wbatch_cache *c);

@@ -77,6 +77,7 @@ struct worker_job {
     struct event *send_timer;   /* sends at its reserved time */
     struct timespec due;        /* the reserved time its send timer was set for */
     bool retaken;               /* its timer fired too late once and it took a new reservation */
+    bool reserved;              /* it holds a reservation of the rate (limiter_take) */
     struct worker_job *pnext;   /* next in the pace queue */
     struct worker_job *rprev, *rnext; /* neighbours in the ready list */
     struct worker_job *prev, *next;
@@ -420,16 +421,20 @@ static void worker_record(struct worker_job *j)
     char *kr = rscript_key(w->scripts, "r:", j->batch_id),
          *kt = rscript_key(w->scripts, "t:", j->batch_id);
     char *kn = rscript_key(w->scripts, "n:", j->bn);
+    char *kf = rscript_key(w->scripts, "f:", j->batch_id),
+         *kh = rscript_key(w->scripts, "h:", j->batch_id);
     char idx[24], ttl[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    const char *argv[15] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, j->entry, idx};
-    int n = 10;
+    const char *argv[17] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, kf, kh, j->entry, idx};
+    int n = 12;
     for (int i = 0; i < 4 && j->outcome[i]; i++)
         argv[n++] = j->outcome[i];
     argv[n++] = ttl;
     j->redis_pending = true;
-    rscript_eval(w->scripts, RSCRIPT_OUTCOME, 8, n, argv, NULL, worker_outcome_done, j);
+    rscript_eval(w->scripts, RSCRIPT_OUTCOME, 10, n, argv, NULL, worker_outcome_done, j);
+    free(kf);
+    free(kh);
     free(kb);
     free(ko);
     free(kr);
@@ -725,7 +730,7 @@ static void worker_bulk_send(struct worker_job *j)
 
 /* Measure j's copy and send it once its bytes have room; its body is
  * produced as libcurl sends it. */
-static void worker_send(struct worker_job *j)
+static void worker_send_copy(struct worker_job *j)
 {
     struct wbatch *b = j->b;
     struct seserr e = b->body_err;
@@ -785,6 +790,168 @@ static void worker_send_go(void *arg)
     free(url);
 }
 
+static void worker_pace(struct worker_job *j);
+static void worker_load_addr(struct worker_job *j);
+
+/* A gate.lua call in flight: the jobs it is for, all of one batch. */
+struct worker_gate {
+    size_t n;
+    struct worker_job *jobs[];
+};
+
+/* j will not be sent: the reservation of the rate it holds goes back. */
+static void worker_unreserve(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    if (!j->reserved)
+        return;
+    j->reserved = false;
+    if (w->lim)
+        limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
+}
+
+/* gate.lua answered: each job is sent, paced first (its batch was resumed
+ * while it skipped the limiter), or let go without a send. */
+static void worker_gate_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_gate *g = arg;
+    struct worker *w = g->jobs[0]->w;
+    bool answered =
+        err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == g->n;
+    bool gone = err != NULL && strncmp(err, "NOBATCH", 7) == 0;
+    if (err && !gone && strncmp(err, RSCRIPT_CLOSED, strlen(RSCRIPT_CLOSED)) != 0)
+        log_event(LOG_WARN, "queue_gate_failed", "batch", g->jobs[0]->batch_id, "error", err, NULL);
+    bool freed = w->freed;
+    for (size_t k = 0; k < g->n; k++) /* every job's Redis call answered */
+        if (worker_job_orphaned(g->jobs[k]))
+            g->jobs[k] = NULL;
+    if (freed) {
+        free(g);
+        return;
+    }
+    /* A bulk call goes with the destinations the gate let go, led by the
+     * first of them; the others leave it. */
+    bool *member = xcalloc(g->n, sizeof *member);
+    if (g->n > 1) {
+        struct worker_job *lead = NULL;
+        for (size_t k = 0; k < g->n; k++)
+            worker_bundle_leave(g->jobs[k]);
+        for (size_t k = 0; answered && k < g->n; k++) {
+            struct worker_job *j = g->jobs[k];
+            const redisReply *code = reply->element[k];
+            if (code->type != REDIS_REPLY_STRING || strcmp(code->str, "go") != 0)
+                continue;
+            if (lead == NULL) {
+                lead = j;
+                continue;
+            }
+            if (lead->nmembers == lead->cap_members) {
+                lead->cap_members = lead->cap_members ? 2 * lead->cap_members : 8;
+                lead->members = xrealloc(lead->members, lead->cap_members * sizeof *lead->members);
+            }
+            lead->members[lead->nmembers++] = j;
+            j->lead = lead;
+            member[k] = true;
+        }
+    }
+    for (size_t k = 0; k < g->n; k++) {
+        struct worker_job *j = g->jobs[k];
+        if (member[k]) /* sent, or settled, with its lead */
+            continue;
+        const redisReply *code = answered ? reply->element[k] : NULL;
+        if (gone) {
+            /* expired since it was loaded: nothing to record */
+            worker_unreserve(j);
+            wbatch_cache_drop(&w->cache, j->bn);
+            worker_ack(j);
+            continue;
+        }
+        if (code == NULL || code->type != REDIS_REPLY_STRING) {
+            /* not sent; the entry is reclaimed after the lease */
+            worker_unreserve(j);
+            worker_job_end(j);
+            continue;
+        }
+        if (strcmp(code->str, "go") == 0) {
+            j->b->state = WBATCH_RUNNING;
+            if (j->addr == NULL)
+                worker_load_addr(j); /* its batch was known paused or cancelled */
+            else if (!j->reserved && limiter_on(w->lim))
+                worker_pace(j);
+            else
+                worker_send_copy(j);
+            continue;
+        }
+        if (strcmp(code->str, "paused") == 0)
+            j->b->state = WBATCH_PAUSED;
+        else if (strcmp(code->str, "cancelled") == 0)
+            j->b->state = WBATCH_CANCELLED;
+        char idx[24];
+        snprintf(idx, sizeof idx, "%ld", j->index);
+        log_event(LOG_DEBUG, "queue_gated", "batch", j->batch_id, "index", idx, "gate", code->str,
+                  NULL);
+        worker_unreserve(j);
+        worker_job_end(j);
+    }
+    free(member);
+    free(g);
+}
+
+/* Ask gate.lua, right before they go upstream, whether the n jobs (all of
+ * one batch and one stream) may be sent; each goes on in worker_gate_done. */
+static void worker_gate(struct worker *w, struct worker_job **jobs, size_t n)
+{
+    struct worker_job *j0 = jobs[0];
+    struct worker_gate *g = xcalloc(1, sizeof *g + n * sizeof *g->jobs);
+    g->n = n;
+    char *keys[8] = {rscript_key(w->scripts, "b:", j0->batch_id),
+                     rscript_key(w->scripts, "o:", j0->batch_id),
+                     NULL,
+                     rscript_key(w->scripts, "h:", j0->batch_id),
+                     rscript_key(w->scripts, "f:", j0->batch_id),
+                     rscript_key(w->scripts, "r:", j0->batch_id),
+                     rscript_key(w->scripts, "t:", j0->batch_id),
+                     rscript_key(w->scripts, "n:", j0->bn)};
+    const char **argv = xcalloc(9 + 3 * n, sizeof *argv);
+    char(*nums)[2][24] = xcalloc(n, sizeof *nums);
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
+    for (int k = 0; k < 8; k++)
+        argv[k] = k == 2 ? j0->ws->key : keys[k];
+    argv[8] = ttl;
+    for (size_t k = 0; k < n; k++) {
+        struct worker_job *j = jobs[k];
+        g->jobs[k] = j;
+        j->redis_pending = true;
+        snprintf(nums[k][0], sizeof nums[k][0], "%ld", j->index);
+        snprintf(nums[k][1], sizeof nums[k][1], "%d", j->attempt);
+        argv[9 + 3 * k] = j->entry;
+        argv[10 + 3 * k] = nums[k][0];
+        argv[11 + 3 * k] = nums[k][1];
+    }
+    rscript_eval(w->scripts, RSCRIPT_GATE, 8, (int)(9 + 3 * n), argv, NULL, worker_gate_done, g);
+    for (int k = 0; k < 8; k++)
+        free(keys[k]);
+    free(nums);
+    free(argv);
+}
+
+/* j's time to go upstream came: gate.lua says whether it is sent, and for
+ * a bulk call's lead whether each of its destinations is. */
+static void worker_send(struct worker_job *j)
+{
+    if (j->nmembers == 0) {
+        worker_gate(j->w, &j, 1);
+        return;
+    }
+    size_t n = 1 + j->nmembers;
+    struct worker_job **all = xcalloc(n, sizeof *all);
+    all[0] = j;
+    memcpy(all + 1, j->members, j->nmembers * sizeof *all);
+    worker_gate(j->w, all, n);
+    free(all);
+}
+
 /* The batch is gone or complete: record nothing to send (outcome.lua acks a
  * replay, and NOBATCH acks here). */
 static void worker_no_batch(struct worker_job *j)
@@ -823,7 +990,7 @@ static void worker_retake(struct worker_job *j)
 {
     struct worker *w = j->w;
     j->retaken = true;
-    limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
+    worker_unreserve(j);
     j->pacing = true;
     j->pnext = w->pace_head;
     w->pace_head = j;
@@ -1022,6 +1189,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
             if (!j->pacing)
                 continue;
             worker_pace_unlink(w, j);
+            j->reserved = true;
             double ms = at;
             at += step * (double)worker_cost(j);
             if (lead && j->b == lead->b && ms - lead_ms <= LIMITER_BUNDLE_MS &&
@@ -1139,11 +1307,12 @@ static void worker_pace_run(struct worker *w)
 }
 
 /* j is ready to go: send it at once without a limiter, else wait for its
- * reservation of the shared rate. */
+ * reservation of the shared rate. A copy of a batch known paused or
+ * cancelled goes to the gate at once and takes no rate. */
 static void worker_pace(struct worker_job *j)
 {
     struct worker *w = j->w;
-    if (!limiter_on(w->lim)) {
+    if (!limiter_on(w->lim) || j->b->state != WBATCH_RUNNING) {
         worker_send(j);
         return;
     }
@@ -1218,6 +1387,11 @@ static void worker_use_batch(struct worker_job *j, struct wbatch *b)
     j->b = b;
     if (j->batch_id == NULL)
         j->batch_id = xstrdup(b->id);
+    if (b->state != WBATCH_RUNNING && !j->reclaimed) {
+        /* paused or cancelled: the gate first (the address only if it says go) */
+        worker_send(j);
+        return;
+    }
     if (j->reclaimed) {
         char *ko = rscript_key(w->scripts, "o:", j->batch_id);
         char idx[24];

@@ -9,8 +9,10 @@
 --
 -- Returns nil when the number key or the batch hash is gone (the batch
 -- expired or never existed: the worker acknowledges the entry), else
--- {id, template, riders, api, flags, action, client}, each a string or nil
--- when absent (the template is gone once every recipient was sent).
+-- {id, template, riders, api, flags, action, client, state}, each a string
+-- or nil when absent (the template is gone once every recipient was sent;
+-- state is "running", "paused" or "cancelled", "running" when the hash has
+-- no state field, as a batch stored by sesgate 0.1.0).
 -- Errors: "BADARGS" when KEYS[1] is not shaped P:{P}:n:<n>.
 --
 -- Atomicity: reads only.
@@ -24,9 +26,10 @@ local id = redis.call('GET', number)
 if not id then
     return nil
 end
-local h = redis.call('HMGET', prefix .. 'b:' .. id, 'riders', 'api', 'flags', 'action', 'client')
+local h = redis.call('HMGET', prefix .. 'b:' .. id, 'riders', 'api', 'flags', 'action', 'client',
+    'state')
 if not h[2] then
     return nil
 end
 local t = redis.call('GET', prefix .. 't:' .. id)
-return { id, t, h[1], h[2], h[3], h[4], h[5] }
+return { id, t, h[1], h[2], h[3], h[4], h[5], h[6] or 'running' }

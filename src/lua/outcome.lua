@@ -10,6 +10,11 @@
 -- KEYS[7]  template          P:{P}:t:<id>
 -- KEYS[8]  number key        P:{P}:n:<n>  (n: the batch's number, the b of
 --                                           its stream entries)
+-- KEYS[9]  in-flight set     P:{P}:f:<id>  (optional: the index leaves it,
+--                                           whatever the kind; gate.lua
+--                                           added it)
+-- KEYS[10] held list         P:{P}:h:<id>  (optional: gets status_ttl at
+--                                           completion)
 -- Every key carries the same hash tag {P}, so one call touches one slot.
 --
 -- ARGV[1]  stream entry id (the entry being acknowledged)
@@ -40,9 +45,11 @@
 -- dropped the same way. A worker calls check.lua before sending a reclaimed
 -- entry, so an entry with an outcome is never sent twice.
 --
--- Completion: when sent + done + dead == total, the batch hash, the outcome
--- hash, the recipient list (the batch status: who got which MessageId or
--- error) and the number key get status_ttl as their time to live. When no
+-- Completion: when sent + done + dead + cancelled == total (cancelled:
+-- units gate.lua or control.lua recorded as "c"), the batch hash, the
+-- outcome hash, the recipient list (the batch status: who got which
+-- MessageId or error), the number key, the in-flight set and the held list
+-- get status_ttl as their time to live. When no
 -- recipient is dead the template and the riders are removed at once; while
 -- dead letters remain they are kept (until status_ttl) so dlq_retry.lua can
 -- send them again.
@@ -58,6 +65,7 @@
 
 local batch, outcome, stream, delay, dlq, list, template, number =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local inflight, held = KEYS[9], KEYS[10]
 local entry, index, kind = ARGV[1], ARGV[2], ARGV[3]
 local nargs = { sent = 5, retry = 6, dead = 7, done = 4 }
 
@@ -100,12 +108,15 @@ local function outcome_ack()
     return n
 end
 
+if redis.call('HEXISTS', outcome, index) == 0 and redis.call('EXISTS', batch) == 0 then
+    return redis.error_reply('NOBATCH the batch hash ' .. batch .. ' does not exist')
+end
+if inflight then
+    redis.call('SREM', inflight, index)
+end
 if redis.call('HEXISTS', outcome, index) == 1 then
     outcome_ack()
     return 0
-end
-if redis.call('EXISTS', batch) == 0 then
-    return redis.error_reply('NOBATCH the batch hash ' .. batch .. ' does not exist')
 end
 
 if kind == 'retry' then
@@ -132,10 +143,11 @@ else
 end
 outcome_ack()
 
-local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead')
-local total, sent, done, dead =
-    tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
-if sent + done + dead >= total then
+local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead', 'cancelled')
+local total, sent, done, dead, cancelled =
+    tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0,
+    tonumber(c[5]) or 0
+if sent + done + dead + cancelled >= total then
     if dead == 0 then
         redis.call('DEL', template)
         redis.call('HDEL', batch, 'riders')
@@ -148,5 +160,11 @@ if sent + done + dead >= total then
     redis.call('PEXPIRE', list, ttl)
     redis.call('PEXPIRE', batch, ttl)
     redis.call('PEXPIRE', outcome, ttl)
+    if inflight then
+        redis.call('PEXPIRE', inflight, ttl)
+    end
+    if held then
+        redis.call('PEXPIRE', held, ttl)
+    end
 end
 return 1

@@ -5,6 +5,10 @@
 -- ARGV[1] the batch id.
 -- Returns {batch hash, outcomes, recipients, retries waiting as flat
 -- (index, attempt, due ms) triples}, or {} when the batch does not exist.
+-- The hash holds the counters (sent, done, dead, cancelled: the batch is
+-- complete when they add up to total) and the state (absent: running);
+-- an outcome is "s <MessageId>", "d", "f <code> <message>" or "c"
+-- (cancelled).
 -- Atomicity: one script, so the four parts are one moment's view.
 
 local b, o, r, d = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
