@@ -24,17 +24,26 @@ bool bulk_action(const char *action)
            (strcmp(action, "SendBulkTemplatedEmail") == 0 || strcmp(action, "SendBulkEmail") == 0);
 }
 
-/* The list index N at the start of s ("N." follows), its length in *k. 0
- * when there is none. */
+/* The list index N at the start of s ("N." follows; N written as SES
+ * numbers lists, without a leading zero, at most 9 digits), its length with
+ * the dot in *k. 0 when there is none. */
 static size_t bulk_index(const char *s, size_t *k)
 {
     size_t n = 0, i = 0;
+    if (s[0] < '1' || s[0] > '9')
+        return 0;
     while (s[i] >= '0' && s[i] <= '9' && i < 9)
         n = n * 10 + (size_t)(s[i++] - '0');
-    if (i == 0 || s[i] != '.' || n == 0)
+    if (s[i] != '.')
         return 0;
     *k = i + 1;
     return n;
+}
+
+static int bulk_cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
 }
 
 /* A v1 parameter of a destination: its member index, and the name after
@@ -99,21 +108,22 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
     const struct form *f = &r->form;
     struct bulk_dest *d = NULL;
     size_t nd = 0, cap = 0;
-    /* the sesgate-fanout default tags: dropped, the others renumbered
-     * 1..k in their order */
-    bool *present = xcalloc(f->n + 1, sizeof *present), *drop_tag = xcalloc(f->n + 1, 1);
-    size_t *num = xcalloc(f->n + 1, sizeof *num);
+    /* the sesgate-fanout default tags are dropped, the others renumbered
+     * 1..k in the order of their indices (which may have gaps) */
+    size_t *drop = xcalloc(f->n + 1, sizeof *drop), ndrop = 0;
+    size_t *kept = xcalloc(f->n + 1, sizeof *kept), nkept = 0;
     for (size_t i = 0; i < f->n; i++) {
         const struct form_param *fp = &f->params[i];
         size_t k, t;
         if (strncmp(fp->name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) != 0 ||
-            (t = bulk_index(fp->name + strlen(BULK_V1_TAGS), &k)) == 0 || t > f->n)
+            (t = bulk_index(fp->name + strlen(BULK_V1_TAGS), &k)) == 0)
             continue;
-        present[t] = true;
         if (strcmp(fp->name + strlen(BULK_V1_TAGS) + k, "Name") != 0 ||
-            !util_ieq(fp->value, fp->value_len, FANOUT_TAG_NAME))
+            !util_ieq(fp->value, fp->value_len, FANOUT_TAG_NAME)) {
+            kept[nkept++] = t;
             continue;
-        drop_tag[t] = true;
+        }
+        drop[ndrop++] = t;
         p->tag_stripped = true;
         char name[64];
         snprintf(name, sizeof name, BULK_V1_TAGS "%zu.Value", t);
@@ -122,10 +132,14 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         if (v != NULL && util_ieq(v, vlen, "off"))
             *off = true;
     }
-    for (size_t t = 1, kept = 0; t <= f->n; t++) {
-        kept += present[t] && !drop_tag[t];
-        num[t] = kept;
-    }
+    qsort(drop, ndrop, sizeof *drop, bulk_cmp_size);
+    qsort(kept, nkept, sizeof *kept, bulk_cmp_size);
+    size_t nuniq = 0;
+    for (size_t i = 0; i < nkept; i++)
+        if ((nuniq == 0 || kept[nuniq - 1] != kept[i]) &&
+            bsearch(&kept[i], drop, ndrop, sizeof *drop, bulk_cmp_size) == NULL)
+            kept[nuniq++] = kept[i];
+    struct buf renamed = BUF_INIT;
     bool first = true;
     for (size_t i = 0; i < f->n; i++) {
         const struct form_param *fp = &f->params[i];
@@ -133,19 +147,22 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         size_t n = bulk_v1_dest(fp->name, &rest), k, t = 0;
         if (n == 0) {
             const char *name = fp->name;
-            char renamed[96];
+            size_t name_len = fp->name_len;
             if (strncmp(name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) == 0 &&
-                (t = bulk_index(name + strlen(BULK_V1_TAGS), &k)) != 0 && t <= f->n) {
-                if (drop_tag[t])
+                (t = bulk_index(name + strlen(BULK_V1_TAGS), &k)) != 0) {
+                const size_t *at = bsearch(&t, kept, nuniq, sizeof *kept, bulk_cmp_size);
+                if (at == NULL) /* a sesgate-fanout tag */
                     continue;
-                snprintf(renamed, sizeof renamed, BULK_V1_TAGS "%zu.%s", num[t],
-                         name + strlen(BULK_V1_TAGS) + k);
-                name = renamed;
+                buf_reset(&renamed);
+                buf_printf(&renamed, BULK_V1_TAGS "%zu.", (size_t)(at - kept) + 1);
+                buf_adds(&renamed, name + strlen(BULK_V1_TAGS) + k);
+                name = renamed.data;
+                name_len = renamed.len;
             }
             if (!first)
                 buf_addc(&p->template, '&');
             first = false;
-            form_encode(name, strlen(name), &p->template);
+            form_encode(name, name_len, &p->template);
             buf_addc(&p->template, '=');
             form_encode(fp->value, fp->value_len, &p->template);
             continue;
@@ -174,9 +191,9 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         if (bulk_v1_is_addr(rest) && fp->value_len > 0)
             bulk_dest_addr(cur, fp->value, fp->value_len);
     }
-    free(present);
-    free(drop_tag);
-    free(num);
+    free(drop);
+    free(kept);
+    buf_free(&renamed);
     if (nd > 1)
         qsort(d, nd, sizeof *d, bulk_dest_cmp);
     *out = d;
