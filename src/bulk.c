@@ -78,8 +78,8 @@ struct bulk_dest {
     size_t order; /* v1: where its first parameter stood */
     struct buf text;
     size_t cost;
-    const char *bad; /* SES's reason for its first refused address */
-    char *bad_addr;
+    struct fanout_invalid *bad; /* the addresses SES would refuse, in order */
+    size_t nbad;
 };
 
 static int bulk_dest_cmp(const void *a, const void *b)
@@ -95,9 +95,9 @@ static void bulk_dest_addr(struct bulk_dest *d, const char *a, size_t len)
 {
     d->cost++;
     const char *why = addr_check_mailbox(a, len);
-    if (why != NULL && d->bad == NULL) {
-        d->bad = why;
-        d->bad_addr = xstrndup(a, len);
+    if (why != NULL) {
+        d->bad = xrealloc(d->bad, (d->nbad + 1) * sizeof *d->bad);
+        d->bad[d->nbad++] = (struct fanout_invalid){xstrndup(a, len), why};
     }
 }
 
@@ -298,8 +298,8 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
             seserr_set(e, SESERR_INVALID_PARAMETER, "Recipient count exceeds %d.",
                        BULK_MAX_RECIPIENTS);
             rc = -1;
-        } else if (d[i].bad != NULL && !(skip_invalid && out->batch)) {
-            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", d[i].bad);
+        } else if (d[i].nbad > 0 && !(skip_invalid && out->batch)) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", d[i].bad[0].reason);
             rc = -1;
         }
     }
@@ -307,14 +307,17 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
         out->to = xcalloc(nd + 1, sizeof *out->to);
         out->cost = xcalloc(nd + 1, sizeof *out->cost);
         for (size_t i = 0; i < nd; i++) {
-            if (d[i].bad != NULL) {
-                size_t k = out->ninvalid++;
+            if (d[i].nbad > 0) {
+                size_t k = out->ninvalid;
+                out->ninvalid += d[i].nbad;
                 out->invalid = xrealloc(out->invalid, out->ninvalid * sizeof *out->invalid);
                 out->invalid_pos =
                     xrealloc(out->invalid_pos, out->ninvalid * sizeof *out->invalid_pos);
-                out->invalid[k] = (struct fanout_invalid){d[i].bad_addr, d[i].bad};
-                out->invalid_pos[k] = i;
-                d[i].bad_addr = NULL;
+                for (size_t j = 0; j < d[i].nbad; j++) {
+                    out->invalid[k + j] = d[i].bad[j];
+                    out->invalid_pos[k + j] = i;
+                }
+                d[i].nbad = 0;
                 continue;
             }
             out->cost[out->nto] = d[i].cost;
@@ -338,7 +341,9 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
     }
     for (size_t i = 0; i < nd; i++) {
         buf_free(&d[i].text);
-        free(d[i].bad_addr);
+        for (size_t j = 0; j < d[i].nbad; j++)
+            free(d[i].bad[j].addr);
+        free(d[i].bad);
     }
     free(d);
     return rc;

@@ -53,9 +53,9 @@ bool bulk_action(const char *action);
  * Every address of every destination is checked with addr.h. One SES would
  * refuse fails the plan with SES's reason, unless skip_invalid is set and
  * the call is a batch: then its destination is left out (one message, as
- * SES would refuse it whole), its addresses are listed in out->invalid with
- * the destination's position in out->invalid_pos, and out->ndest counts
- * every destination of the call.
+ * SES would refuse it whole), every address of it SES would refuse is listed
+ * in out->invalid, in order, each with the destination's position in
+ * out->invalid_pos, and out->ndest counts every destination of the call.
  * Errors: SESERR_INVALID_PARAMETER (more than max_units destinations, a
  * destination with no recipient or more than BULK_MAX_RECIPIENTS, an address
  * SES refuses), SESERR_BAD_REQUEST (v2 entries of the wrong shape).
