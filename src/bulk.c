@@ -452,8 +452,64 @@ void bulk_body(int api, const char *pre, size_t pre_len, const char *const *unit
     }
 }
 
-/* The text between open and close in [s, end), XML entities decoded, into
- * out; false when absent. */
+/* s[0..n) into out (outlen bytes with the NUL). What does not fit is cut
+ * before a character that would be split, so that UTF-8 stays UTF-8 and
+ * can be written again (v2 JSON refuses a split character). */
+static void bulk_copy_text(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n >= outlen) {
+        n = outlen - 1;
+        for (int k = 0; k < 3 && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; k++)
+            n--;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* The character reference at s ("&#N;" or "&#xH;", before end) as UTF-8
+ * into out: its length in s, or 0 when s is not one (or names no
+ * character). */
+static size_t bulk_xml_charref(const char *s, const char *end, struct buf *out)
+{
+    size_t i = 2, digits = 0;
+    unsigned long c = 0;
+    bool hex = end - s > 2 && s[2] == 'x';
+    if (end - s < 4 || s[1] != '#')
+        return 0;
+    i += hex;
+    for (; s + i < end && digits < 7; i++, digits++) {
+        char ch = s[i];
+        unsigned v = ch >= '0' && ch <= '9'          ? (unsigned)(ch - '0')
+                     : hex && ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                     : hex && ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
+                                                     : 16;
+        if (v >= (hex ? 16u : 10u))
+            break;
+        c = c * (hex ? 16 : 10) + v;
+    }
+    if (digits == 0 || s + i >= end || s[i] != ';' || c == 0 || c > 0x10FFFF ||
+        (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    if (c < 0x80) {
+        buf_addc(out, (char)c);
+    } else if (c < 0x800) {
+        buf_addc(out, (char)(0xC0 | (c >> 6)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+        buf_addc(out, (char)(0xE0 | (c >> 12)));
+        buf_addc(out, (char)(0x80 | ((c >> 6) & 0x3F)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    } else {
+        buf_addc(out, (char)(0xF0 | (c >> 18)));
+        buf_addc(out, (char)(0x80 | ((c >> 12) & 0x3F)));
+        buf_addc(out, (char)(0x80 | ((c >> 6) & 0x3F)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    }
+    return i + 1;
+}
+
+/* The text between open and close in [s, end), XML entities and character
+ * references decoded, into out; false when absent. */
 static bool bulk_xml_text(const char *s, const char *end, const char *open, const char *close,
                           char *out, size_t outlen)
 {
@@ -469,22 +525,28 @@ static bool bulk_xml_text(const char *s, const char *end, const char *open, cons
         const char *ent;
         char c;
     } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    size_t o = 0;
-    while (p < q && o + 1 < outlen) {
-        char c = *p++;
-        if (c == '&') {
-            for (size_t k = 0; k < sizeof ents / sizeof *ents; k++) {
+    struct buf t = BUF_INIT;
+    while (p < q && t.len < outlen) {
+        size_t used = 0;
+        if (*p == '&') {
+            for (size_t k = 0; used == 0 && k < sizeof ents / sizeof *ents; k++) {
                 size_t l = strlen(ents[k].ent);
-                if ((size_t)(q - p + 1) >= l && memcmp(p - 1, ents[k].ent, l) == 0) {
-                    c = ents[k].c;
-                    p += l - 1;
-                    break;
+                if ((size_t)(q - p) >= l && memcmp(p, ents[k].ent, l) == 0) {
+                    buf_addc(&t, ents[k].c);
+                    used = l;
                 }
             }
+            if (used == 0)
+                used = bulk_xml_charref(p, q, &t);
         }
-        out[o++] = c;
+        if (used == 0) {
+            buf_addc(&t, *p);
+            used = 1;
+        }
+        p += used;
     }
-    out[o] = '\0';
+    bulk_copy_text(out, outlen, t.data ? t.data : "", t.len);
+    buf_free(&t);
     return true;
 }
 
@@ -492,7 +554,10 @@ static bool bulk_xml_text(const char *s, const char *end, const char *open, cons
 static void bulk_json_text(json_t *o, const char *key, char *out, size_t outlen)
 {
     json_t *v = json_object_get(o, key);
-    snprintf(out, outlen, "%s", json_is_string(v) ? json_string_value(v) : "");
+    if (json_is_string(v))
+        bulk_copy_text(out, outlen, json_string_value(v), json_string_length(v));
+    else
+        out[0] = '\0';
 }
 
 int bulk_answer_parse(int api, const char *body, size_t n, struct bulk_result *out, size_t max)

@@ -85,8 +85,10 @@ struct bulk_result {
 };
 
 /* Read SES's answer to a bulk call (v1 XML, v2 JSON) into out (at most max
- * entries, in order). Returns the number of entries, or -1 when the body is
- * not a bulk answer. */
+ * entries, in order). v1 text has its entities and character references
+ * decoded; text longer than its field is cut before a character it would
+ * split. Returns the number of entries, or -1 when the body is not a bulk
+ * answer. */
 int bulk_answer_parse(int api, const char *body, size_t n, struct bulk_result *out, size_t max);
 
 /* True when status is SES's success ("Success", "SUCCESS"). */
