@@ -103,7 +103,7 @@ static void bulk_dest_addr(struct bulk_dest *d, const char *a, size_t len)
 
 /* The v1 destinations of r (sorted by member index) and the template. */
 static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t *nout,
-                         struct fanout_plan *p, bool *off)
+                         struct fanout_plan *p, bool *off, struct seserr *e)
 {
     const struct form *f = &r->form;
     struct bulk_dest *d = NULL;
@@ -141,10 +141,17 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
             kept[nuniq++] = kept[i];
     struct buf renamed = BUF_INIT;
     bool first = true;
+    int rc = 0;
     for (size_t i = 0; i < f->n; i++) {
         const struct form_param *fp = &f->params[i];
         const char *rest;
         size_t n = bulk_v1_dest(fp->name, &rest), k, t = 0;
+        if (n == 0 && strncmp(fp->name, "Destinations.", 13) == 0) {
+            /* not one destination's: it would go into every bulk call */
+            seserr_set(e, SESERR_INVALID_PARAMETER, "Invalid destination parameter %s.", fp->name);
+            rc = -1;
+            break;
+        }
         if (n == 0) {
             const char *name = fp->name;
             size_t name_len = fp->name_len;
@@ -198,7 +205,7 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         qsort(d, nd, sizeof *d, bulk_dest_cmp);
     *out = d;
     *nout = nd;
-    return 0;
+    return rc;
 }
 
 /* The v2 destinations of r and the template. */
@@ -281,7 +288,7 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
     size_t nd = 0;
     bool off = false;
     int rc = r->api == SESREQ_V2 ? bulk_v2_split(r, &d, &nd, out, &off, e)
-                                 : bulk_v1_split(r, &d, &nd, out, &off);
+                                 : bulk_v1_split(r, &d, &nd, out, &off, e);
     out->ndest = nd;
     out->batch = rc == 0 && fanout_on && !off && nd > 0;
     if (rc == 0 && out->batch && nd > max_units) {

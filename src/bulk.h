@@ -58,7 +58,9 @@ bool bulk_action(const char *action);
  * out->invalid_pos, and out->ndest counts every destination of the call.
  * Errors: SESERR_INVALID_PARAMETER (more than max_units destinations, a
  * destination with no recipient or more than BULK_MAX_RECIPIENTS, an address
- * SES refuses), SESERR_BAD_REQUEST (v2 entries of the wrong shape).
+ * SES refuses, a v1 parameter under "Destinations." that is not
+ * "Destinations.member.N.<field>" with N written without a leading zero),
+ * SESERR_BAD_REQUEST (v2 entries of the wrong shape).
  * Returns 0, or -1 with e set. */
 int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool skip_invalid,
               struct fanout_plan *out, struct seserr *e);
