@@ -195,7 +195,7 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         form_encode(rest, strlen(rest), &cur->text);
         buf_addc(&cur->text, '=');
         form_encode(fp->value, fp->value_len, &cur->text);
-        if (bulk_v1_is_addr(rest) && fp->value_len > 0)
+        if (bulk_v1_is_addr(rest))
             bulk_dest_addr(cur, fp->value, fp->value_len);
     }
     free(drop);
@@ -376,7 +376,7 @@ int64_t bulk_unit_cost(int api, const char *unit, size_t len)
     if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK)
         return -1;
     for (size_t i = 0; i < f.n; i++)
-        if (bulk_v1_is_addr(f.params[i].name) && f.params[i].value_len > 0)
+        if (bulk_v1_is_addr(f.params[i].name))
             n++;
     form_free(&f);
     return n;
