@@ -60,16 +60,27 @@ static size_t bulk_v1_dest(const char *name, const char **rest)
     return n;
 }
 
-/* True when rest (a destination's parameter) is one of its addresses. */
-static bool bulk_v1_is_addr(const char *rest)
+/* Which list a destination's parameter rest names an address of: 0 To, 1
+ * Cc, 2 Bcc ("Destination.ToAddresses.member.M", M digits, as
+ * sesreq_other_recipients counts them), or -1. */
+static int bulk_v1_addr_kind(const char *rest)
 {
     static const char *const kinds[] = {"Destination.ToAddresses.member.",
                                         "Destination.CcAddresses.member.",
                                         "Destination.BccAddresses.member."};
-    for (size_t i = 0; i < 3; i++)
-        if (strncmp(rest, kinds[i], strlen(kinds[i])) == 0)
-            return true;
-    return false;
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(kinds[i]), d;
+        if (strncmp(rest, kinds[i], l) == 0 && (d = strspn(rest + l, "0123456789")) > 0 &&
+            rest[l + d] == '\0')
+            return i;
+    }
+    return -1;
+}
+
+/* True when rest (a destination's parameter) is one of its addresses. */
+static bool bulk_v1_is_addr(const char *rest)
+{
+    return bulk_v1_addr_kind(rest) >= 0;
 }
 
 /* One destination of a call being planned. */
@@ -411,17 +422,14 @@ json_t *bulk_unit_view(int api, const char *unit, size_t len)
         json_decref(entry);
         return o;
     }
-    static const char *const kinds[] = {"Destination.ToAddresses.member.",
-                                        "Destination.CcAddresses.member.",
-                                        "Destination.BccAddresses.member."};
     struct form f = {0};
     if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK) {
         json_decref(o);
         return NULL;
     }
-    for (size_t k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < f.n; i++)
-            if (strncmp(f.params[i].name, kinds[k], strlen(kinds[k])) == 0)
+            if (bulk_v1_addr_kind(f.params[i].name) == k)
                 json_array_append_new(lists[k],
                                       json_stringn(f.params[i].value, f.params[i].value_len));
     form_free(&f);
