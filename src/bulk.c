@@ -24,17 +24,26 @@ bool bulk_action(const char *action)
            (strcmp(action, "SendBulkTemplatedEmail") == 0 || strcmp(action, "SendBulkEmail") == 0);
 }
 
-/* The list index N at the start of s ("N." follows), its length in *k. 0
- * when there is none. */
+/* The list index N at the start of s ("N." follows; N written as SES
+ * numbers lists, without a leading zero, at most 9 digits), its length with
+ * the dot in *k. 0 when there is none. */
 static size_t bulk_index(const char *s, size_t *k)
 {
     size_t n = 0, i = 0;
+    if (s[0] < '1' || s[0] > '9')
+        return 0;
     while (s[i] >= '0' && s[i] <= '9' && i < 9)
         n = n * 10 + (size_t)(s[i++] - '0');
-    if (i == 0 || s[i] != '.' || n == 0)
+    if (s[i] != '.')
         return 0;
     *k = i + 1;
     return n;
+}
+
+static int bulk_cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
 }
 
 /* A v1 parameter of a destination: its member index, and the name after
@@ -51,16 +60,27 @@ static size_t bulk_v1_dest(const char *name, const char **rest)
     return n;
 }
 
-/* True when rest (a destination's parameter) is one of its addresses. */
-static bool bulk_v1_is_addr(const char *rest)
+/* Which list a destination's parameter rest names an address of: 0 To, 1
+ * Cc, 2 Bcc ("Destination.ToAddresses.member.M", M digits, as
+ * sesreq_other_recipients counts them), or -1. */
+static int bulk_v1_addr_kind(const char *rest)
 {
     static const char *const kinds[] = {"Destination.ToAddresses.member.",
                                         "Destination.CcAddresses.member.",
                                         "Destination.BccAddresses.member."};
-    for (size_t i = 0; i < 3; i++)
-        if (strncmp(rest, kinds[i], strlen(kinds[i])) == 0)
-            return true;
-    return false;
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(kinds[i]), d;
+        if (strncmp(rest, kinds[i], l) == 0 && (d = strspn(rest + l, "0123456789")) > 0 &&
+            rest[l + d] == '\0')
+            return i;
+    }
+    return -1;
+}
+
+/* True when rest (a destination's parameter) is one of its addresses. */
+static bool bulk_v1_is_addr(const char *rest)
+{
+    return bulk_v1_addr_kind(rest) >= 0;
 }
 
 /* One destination of a call being planned. */
@@ -69,8 +89,8 @@ struct bulk_dest {
     size_t order; /* v1: where its first parameter stood */
     struct buf text;
     size_t cost;
-    const char *bad; /* SES's reason for its first refused address */
-    char *bad_addr;
+    struct fanout_invalid *bad; /* the addresses SES would refuse, in order */
+    size_t nbad;
 };
 
 static int bulk_dest_cmp(const void *a, const void *b)
@@ -86,34 +106,35 @@ static void bulk_dest_addr(struct bulk_dest *d, const char *a, size_t len)
 {
     d->cost++;
     const char *why = addr_check_mailbox(a, len);
-    if (why != NULL && d->bad == NULL) {
-        d->bad = why;
-        d->bad_addr = xstrndup(a, len);
+    if (why != NULL) {
+        d->bad = xrealloc(d->bad, (d->nbad + 1) * sizeof *d->bad);
+        d->bad[d->nbad++] = (struct fanout_invalid){xstrndup(a, len), why};
     }
 }
 
 /* The v1 destinations of r (sorted by member index) and the template. */
 static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t *nout,
-                         struct fanout_plan *p, bool *off)
+                         struct fanout_plan *p, bool *off, struct seserr *e)
 {
     const struct form *f = &r->form;
     struct bulk_dest *d = NULL;
     size_t nd = 0, cap = 0;
-    /* the sesgate-fanout default tags: dropped, the others renumbered
-     * 1..k in their order */
-    bool *present = xcalloc(f->n + 1, sizeof *present), *drop_tag = xcalloc(f->n + 1, 1);
-    size_t *num = xcalloc(f->n + 1, sizeof *num);
+    /* the sesgate-fanout default tags are dropped, the others renumbered
+     * 1..k in the order of their indices (which may have gaps) */
+    size_t *drop = xcalloc(f->n + 1, sizeof *drop), ndrop = 0;
+    size_t *kept = xcalloc(f->n + 1, sizeof *kept), nkept = 0;
     for (size_t i = 0; i < f->n; i++) {
         const struct form_param *fp = &f->params[i];
         size_t k, t;
         if (strncmp(fp->name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) != 0 ||
-            (t = bulk_index(fp->name + strlen(BULK_V1_TAGS), &k)) == 0 || t > f->n)
+            (t = bulk_index(fp->name + strlen(BULK_V1_TAGS), &k)) == 0)
             continue;
-        present[t] = true;
         if (strcmp(fp->name + strlen(BULK_V1_TAGS) + k, "Name") != 0 ||
-            !util_ieq(fp->value, fp->value_len, FANOUT_TAG_NAME))
+            !util_ieq(fp->value, fp->value_len, FANOUT_TAG_NAME)) {
+            kept[nkept++] = t;
             continue;
-        drop_tag[t] = true;
+        }
+        drop[ndrop++] = t;
         p->tag_stripped = true;
         char name[64];
         snprintf(name, sizeof name, BULK_V1_TAGS "%zu.Value", t);
@@ -122,30 +143,44 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         if (v != NULL && util_ieq(v, vlen, "off"))
             *off = true;
     }
-    for (size_t t = 1, kept = 0; t <= f->n; t++) {
-        kept += present[t] && !drop_tag[t];
-        num[t] = kept;
-    }
+    qsort(drop, ndrop, sizeof *drop, bulk_cmp_size);
+    qsort(kept, nkept, sizeof *kept, bulk_cmp_size);
+    size_t nuniq = 0;
+    for (size_t i = 0; i < nkept; i++)
+        if ((nuniq == 0 || kept[nuniq - 1] != kept[i]) &&
+            bsearch(&kept[i], drop, ndrop, sizeof *drop, bulk_cmp_size) == NULL)
+            kept[nuniq++] = kept[i];
+    struct buf renamed = BUF_INIT;
     bool first = true;
+    int rc = 0;
     for (size_t i = 0; i < f->n; i++) {
         const struct form_param *fp = &f->params[i];
         const char *rest;
         size_t n = bulk_v1_dest(fp->name, &rest), k, t = 0;
+        if (n == 0 && strncmp(fp->name, "Destinations.", 13) == 0) {
+            /* not one destination's: it would go into every bulk call */
+            seserr_set(e, SESERR_INVALID_PARAMETER, "Invalid destination parameter %s.", fp->name);
+            rc = -1;
+            break;
+        }
         if (n == 0) {
             const char *name = fp->name;
-            char renamed[96];
+            size_t name_len = fp->name_len;
             if (strncmp(name, BULK_V1_TAGS, strlen(BULK_V1_TAGS)) == 0 &&
-                (t = bulk_index(name + strlen(BULK_V1_TAGS), &k)) != 0 && t <= f->n) {
-                if (drop_tag[t])
+                (t = bulk_index(name + strlen(BULK_V1_TAGS), &k)) != 0) {
+                const size_t *at = bsearch(&t, kept, nuniq, sizeof *kept, bulk_cmp_size);
+                if (at == NULL) /* a sesgate-fanout tag */
                     continue;
-                snprintf(renamed, sizeof renamed, BULK_V1_TAGS "%zu.%s", num[t],
-                         name + strlen(BULK_V1_TAGS) + k);
-                name = renamed;
+                buf_reset(&renamed);
+                buf_printf(&renamed, BULK_V1_TAGS "%zu.", (size_t)(at - kept) + 1);
+                buf_adds(&renamed, name + strlen(BULK_V1_TAGS) + k);
+                name = renamed.data;
+                name_len = renamed.len;
             }
             if (!first)
                 buf_addc(&p->template, '&');
             first = false;
-            form_encode(name, strlen(name), &p->template);
+            form_encode(name, name_len, &p->template);
             buf_addc(&p->template, '=');
             form_encode(fp->value, fp->value_len, &p->template);
             continue;
@@ -171,17 +206,17 @@ static int bulk_v1_split(const struct sesreq *r, struct bulk_dest **out, size_t 
         form_encode(rest, strlen(rest), &cur->text);
         buf_addc(&cur->text, '=');
         form_encode(fp->value, fp->value_len, &cur->text);
-        if (bulk_v1_is_addr(rest) && fp->value_len > 0)
+        if (bulk_v1_is_addr(rest))
             bulk_dest_addr(cur, fp->value, fp->value_len);
     }
-    free(present);
-    free(drop_tag);
-    free(num);
+    free(drop);
+    free(kept);
+    buf_free(&renamed);
     if (nd > 1)
         qsort(d, nd, sizeof *d, bulk_dest_cmp);
     *out = d;
     *nout = nd;
-    return 0;
+    return rc;
 }
 
 /* The v2 destinations of r and the template. */
@@ -264,7 +299,7 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
     size_t nd = 0;
     bool off = false;
     int rc = r->api == SESREQ_V2 ? bulk_v2_split(r, &d, &nd, out, &off, e)
-                                 : bulk_v1_split(r, &d, &nd, out, &off);
+                                 : bulk_v1_split(r, &d, &nd, out, &off, e);
     out->ndest = nd;
     out->batch = rc == 0 && fanout_on && !off && nd > 0;
     if (rc == 0 && out->batch && nd > max_units) {
@@ -281,8 +316,8 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
             seserr_set(e, SESERR_INVALID_PARAMETER, "Recipient count exceeds %d.",
                        BULK_MAX_RECIPIENTS);
             rc = -1;
-        } else if (d[i].bad != NULL && !(skip_invalid && out->batch)) {
-            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", d[i].bad);
+        } else if (d[i].nbad > 0 && !(skip_invalid && out->batch)) {
+            seserr_set(e, SESERR_INVALID_PARAMETER, "%s", d[i].bad[0].reason);
             rc = -1;
         }
     }
@@ -290,14 +325,17 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
         out->to = xcalloc(nd + 1, sizeof *out->to);
         out->cost = xcalloc(nd + 1, sizeof *out->cost);
         for (size_t i = 0; i < nd; i++) {
-            if (d[i].bad != NULL) {
-                size_t k = out->ninvalid++;
+            if (d[i].nbad > 0) {
+                size_t k = out->ninvalid;
+                out->ninvalid += d[i].nbad;
                 out->invalid = xrealloc(out->invalid, out->ninvalid * sizeof *out->invalid);
                 out->invalid_pos =
                     xrealloc(out->invalid_pos, out->ninvalid * sizeof *out->invalid_pos);
-                out->invalid[k] = (struct fanout_invalid){d[i].bad_addr, d[i].bad};
-                out->invalid_pos[k] = i;
-                d[i].bad_addr = NULL;
+                for (size_t j = 0; j < d[i].nbad; j++) {
+                    out->invalid[k + j] = d[i].bad[j];
+                    out->invalid_pos[k + j] = i;
+                }
+                d[i].nbad = 0;
                 continue;
             }
             out->cost[out->nto] = d[i].cost;
@@ -321,7 +359,9 @@ int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool ski
     }
     for (size_t i = 0; i < nd; i++) {
         buf_free(&d[i].text);
-        free(d[i].bad_addr);
+        for (size_t j = 0; j < d[i].nbad; j++)
+            free(d[i].bad[j].addr);
+        free(d[i].bad);
     }
     free(d);
     return rc;
@@ -347,7 +387,7 @@ int64_t bulk_unit_cost(int api, const char *unit, size_t len)
     if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK)
         return -1;
     for (size_t i = 0; i < f.n; i++)
-        if (bulk_v1_is_addr(f.params[i].name) && f.params[i].value_len > 0)
+        if (bulk_v1_is_addr(f.params[i].name))
             n++;
     form_free(&f);
     return n;
@@ -382,17 +422,14 @@ json_t *bulk_unit_view(int api, const char *unit, size_t len)
         json_decref(entry);
         return o;
     }
-    static const char *const kinds[] = {"Destination.ToAddresses.member.",
-                                        "Destination.CcAddresses.member.",
-                                        "Destination.BccAddresses.member."};
     struct form f = {0};
     if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK) {
         json_decref(o);
         return NULL;
     }
-    for (size_t k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < f.n; i++)
-            if (strncmp(f.params[i].name, kinds[k], strlen(kinds[k])) == 0)
+            if (bulk_v1_addr_kind(f.params[i].name) == k)
                 json_array_append_new(lists[k],
                                       json_stringn(f.params[i].value, f.params[i].value_len));
     form_free(&f);
@@ -430,8 +467,64 @@ void bulk_body(int api, const char *pre, size_t pre_len, const char *const *unit
     }
 }
 
-/* The text between open and close in [s, end), XML entities decoded, into
- * out; false when absent. */
+/* s[0..n) into out (outlen bytes with the NUL). What does not fit is cut
+ * before a character that would be split, so that UTF-8 stays UTF-8 and
+ * can be written again (v2 JSON refuses a split character). */
+static void bulk_copy_text(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n >= outlen) {
+        n = outlen - 1;
+        for (int k = 0; k < 3 && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; k++)
+            n--;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* The character reference at s ("&#N;" or "&#xH;", before end) as UTF-8
+ * into out: its length in s, or 0 when s is not one (or names no
+ * character). */
+static size_t bulk_xml_charref(const char *s, const char *end, struct buf *out)
+{
+    size_t i = 2, digits = 0;
+    unsigned long c = 0;
+    bool hex = end - s > 2 && s[2] == 'x';
+    if (end - s < 4 || s[1] != '#')
+        return 0;
+    i += hex;
+    for (; s + i < end && digits < 7; i++, digits++) {
+        char ch = s[i];
+        unsigned v = ch >= '0' && ch <= '9'          ? (unsigned)(ch - '0')
+                     : hex && ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                     : hex && ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
+                                                     : 16;
+        if (v >= (hex ? 16u : 10u))
+            break;
+        c = c * (hex ? 16 : 10) + v;
+    }
+    if (digits == 0 || s + i >= end || s[i] != ';' || c == 0 || c > 0x10FFFF ||
+        (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    if (c < 0x80) {
+        buf_addc(out, (char)c);
+    } else if (c < 0x800) {
+        buf_addc(out, (char)(0xC0 | (c >> 6)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    } else if (c < 0x10000) {
+        buf_addc(out, (char)(0xE0 | (c >> 12)));
+        buf_addc(out, (char)(0x80 | ((c >> 6) & 0x3F)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    } else {
+        buf_addc(out, (char)(0xF0 | (c >> 18)));
+        buf_addc(out, (char)(0x80 | ((c >> 12) & 0x3F)));
+        buf_addc(out, (char)(0x80 | ((c >> 6) & 0x3F)));
+        buf_addc(out, (char)(0x80 | (c & 0x3F)));
+    }
+    return i + 1;
+}
+
+/* The text between open and close in [s, end), XML entities and character
+ * references decoded, into out; false when absent. */
 static bool bulk_xml_text(const char *s, const char *end, const char *open, const char *close,
                           char *out, size_t outlen)
 {
@@ -447,22 +540,28 @@ static bool bulk_xml_text(const char *s, const char *end, const char *open, cons
         const char *ent;
         char c;
     } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    size_t o = 0;
-    while (p < q && o + 1 < outlen) {
-        char c = *p++;
-        if (c == '&') {
-            for (size_t k = 0; k < sizeof ents / sizeof *ents; k++) {
+    struct buf t = BUF_INIT;
+    while (p < q && t.len < outlen) {
+        size_t used = 0;
+        if (*p == '&') {
+            for (size_t k = 0; used == 0 && k < sizeof ents / sizeof *ents; k++) {
                 size_t l = strlen(ents[k].ent);
-                if ((size_t)(q - p + 1) >= l && memcmp(p - 1, ents[k].ent, l) == 0) {
-                    c = ents[k].c;
-                    p += l - 1;
-                    break;
+                if ((size_t)(q - p) >= l && memcmp(p, ents[k].ent, l) == 0) {
+                    buf_addc(&t, ents[k].c);
+                    used = l;
                 }
             }
+            if (used == 0)
+                used = bulk_xml_charref(p, q, &t);
         }
-        out[o++] = c;
+        if (used == 0) {
+            buf_addc(&t, *p);
+            used = 1;
+        }
+        p += used;
     }
-    out[o] = '\0';
+    bulk_copy_text(out, outlen, t.data ? t.data : "", t.len);
+    buf_free(&t);
     return true;
 }
 
@@ -470,7 +569,10 @@ static bool bulk_xml_text(const char *s, const char *end, const char *open, cons
 static void bulk_json_text(json_t *o, const char *key, char *out, size_t outlen)
 {
     json_t *v = json_object_get(o, key);
-    snprintf(out, outlen, "%s", json_is_string(v) ? json_string_value(v) : "");
+    if (json_is_string(v))
+        bulk_copy_text(out, outlen, json_string_value(v), json_string_length(v));
+    else
+        out[0] = '\0';
 }
 
 int bulk_answer_parse(int api, const char *body, size_t n, struct bulk_result *out, size_t max)

@@ -53,12 +53,14 @@ bool bulk_action(const char *action);
  * Every address of every destination is checked with addr.h. One SES would
  * refuse fails the plan with SES's reason, unless skip_invalid is set and
  * the call is a batch: then its destination is left out (one message, as
- * SES would refuse it whole), its addresses are listed in out->invalid with
- * the destination's position in out->invalid_pos, and out->ndest counts
- * every destination of the call.
+ * SES would refuse it whole), every address of it SES would refuse is listed
+ * in out->invalid, in order, each with the destination's position in
+ * out->invalid_pos, and out->ndest counts every destination of the call.
  * Errors: SESERR_INVALID_PARAMETER (more than max_units destinations, a
  * destination with no recipient or more than BULK_MAX_RECIPIENTS, an address
- * SES refuses), SESERR_BAD_REQUEST (v2 entries of the wrong shape).
+ * SES refuses, a v1 parameter under "Destinations." that is not
+ * "Destinations.member.N.<field>" with N written without a leading zero),
+ * SESERR_BAD_REQUEST (v2 entries of the wrong shape).
  * Returns 0, or -1 with e set. */
 int bulk_plan(const struct sesreq *r, bool fanout_on, size_t max_units, bool skip_invalid,
               struct fanout_plan *out, struct seserr *e);
@@ -85,8 +87,10 @@ struct bulk_result {
 };
 
 /* Read SES's answer to a bulk call (v1 XML, v2 JSON) into out (at most max
- * entries, in order). Returns the number of entries, or -1 when the body is
- * not a bulk answer. */
+ * entries, in order). v1 text has its entities and character references
+ * decoded; text longer than its field is cut before a character it would
+ * split. Returns the number of entries, or -1 when the body is not a bulk
+ * answer. */
 int bulk_answer_parse(int api, const char *body, size_t n, struct bulk_result *out, size_t max);
 
 /* True when status is SES's success ("Success", "SUCCESS"). */
