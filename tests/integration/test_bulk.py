@@ -397,3 +397,33 @@ def test_a_bad_destination_refuses_the_call(gateways, case):
         assert err["Message"] == "Recipient count exceeds 50."
     time.sleep(0.2)
     assert [r for r in gw.fake.requests() if r.get("entries") is not None] == []
+
+
+def test_cancel_a_bulk_batch_mid_drain(gateways):
+    """`sesgate batch cancel` on a bulk batch whose calls carry several
+    destinations: no destination goes upstream in a call that started after
+    the command returned, beyond the in_flight it reported; the batch ends
+    with every destination sent or cancelled."""
+    gw = gateways["queue"]
+    gw.fake.reset()
+    gw.fake.control(mode="normal", delay_ms=300, count=1000000)  # calls stay in flight a while
+    try:
+        dests = destinations("cx", n=400)
+        _, batch = boto3_call(gw, "sesv2", "send_bulk_email", FromEmailAddress=SENDER,
+                              DefaultContent=v2_template_content(), BulkEmailEntries=v2_entries(dests))
+        assert harness.wait_for(lambda: [r for r in gw.fake.requests() if r.get("entries")], 10.0)
+        ans = sesgate_json(gw, "batch", "cancel", batch)
+        returned = time.monotonic()
+        assert ans["state"] == "cancelled", ans
+        st = settle(gw, batch)[0]
+        calls = [r for r in gw.fake.requests() if r.get("entries") is not None]
+        late = [e for c in calls if c["t"] > returned for e in c["entries"]]
+        sent = [e for c in calls for e in c["entries"]]
+        print("\nbulk cancel: %d destinations in %d calls before, in_flight %d, %d after"
+              % (len(sent) - len(late), len(calls), ans["in_flight"], len(late)))
+        assert len(late) <= ans["in_flight"], (len(late), ans)
+        assert max(len(c["entries"]) for c in calls) > 1, "no call carried several destinations"
+        assert st["state"] == "cancelled" and st["cancelled"] > 0, st
+        assert st["sent"] == len(sent) and st["sent"] + st["cancelled"] == st["total"] == 400, st
+    finally:
+        gw.fake.reset()
