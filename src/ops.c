@@ -149,6 +149,8 @@ static void ops_print_batch(const json_t *b)
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
+    if (json_is_true(json_object_get(b, "filling")))
+        printf("filling %lld/%lld\n", ops_jint(b, "filled"), ops_jint(b, "total"));
     double rate, eta;
     ops_batch_pace(b, &rate, &eta);
     if (!json_is_true(json_object_get(b, "complete")) && rate > 0)
@@ -541,11 +543,15 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
         {
             if (json_is_true(json_object_get(b, "expired")))
                 printf("batch %s expired\n", ops_jstr(b, "batch_id", "-"));
-            else
-                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld\n",
+            else {
+                printf("batch %s %s %s %s total %lld sent %lld dead %lld pending %lld",
                        ops_jstr(b, "batch_id", "-"), ops_jstr(b, "created", "-"),
                        ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
                        ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "pending"));
+                if (json_is_true(json_object_get(b, "filling")))
+                    printf(" filling %lld/%lld", ops_jint(b, "filled"), ops_jint(b, "total"));
+                putchar('\n');
+            }
             if (tty && !json_is_true(json_object_get(b, "expired")) && ops_jint(b, "pending") > 0) {
                 double per_s, eta;
                 ops_batch_pace(b, &per_s, &eta);

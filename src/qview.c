@@ -121,6 +121,18 @@ static json_t *qview_invalid(const redisReply *field)
     return a;
 }
 
+/* A batch still being filled (its hash's "filling", the next index to
+ * queue): "filling": true and "filled", how many of its recipients are
+ * queued so far; "filling": false once it is whole (and for a batch an
+ * earlier release stored, which has no such field). */
+static void qview_filling(json_t *o, const redisReply *field)
+{
+    bool filling = field && field->type == REDIS_REPLY_STRING && field->len > 0;
+    qview_jset(o, "filling", json_boolean(filling));
+    if (filling)
+        qview_jset(o, "filled", json_integer((long long)reply_num(field, 0)));
+}
+
 /* Public: the batch status object. */
 json_t *qview_show_json(const char *id, const redisReply *reply)
 {
@@ -189,6 +201,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     double pct = total ? 100.0 * (double)(sent + dead) / (double)total : 100.0;
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
     qview_jset(o, "complete", json_boolean(sent + dead == total));
+    qview_filling(o, reply_field(h, "filling"));
     qview_jset(o, "recipients", rs);
     qview_jset(o, "invalid", qview_invalid(reply_field(h, "invalid")));
     return o;
@@ -226,7 +239,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
     qview_jset(o, "dead_letters", json_integer((long long)reply_num(reply->element[4], 0)));
     json_t *rows = qview_jok(json_array());
     const redisReply *flat = reply->element[5];
-    for (size_t k = 0; k + 7 < flat->elements; k += 8) {
+    for (size_t k = 0; k + 8 < flat->elements; k += 9) {
         json_t *r = qview_jok(json_object());
         qview_jset(r, "batch_id", qview_jstr(flat->element[k]));
         const redisReply *cr = flat->element[k + 1];
@@ -247,6 +260,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             qview_jset(r, "sent", json_integer(sent));
             qview_jset(r, "dead", json_integer(dead));
             qview_jset(r, "pending", json_integer(total - sent - dead));
+            qview_filling(r, flat->element[k + 8]);
         }
         qview_jappend(rows, r);
     }

@@ -28,6 +28,7 @@ enum rscript_id {
     RSCRIPT_STATS,
     RSCRIPT_DLQ_RETRY,
     RSCRIPT_DLQ_PURGE,
+    RSCRIPT_FILL,
     RSCRIPT_COUNT
 };
 

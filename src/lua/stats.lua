@@ -6,7 +6,8 @@
 -- ARGV[1] how many recent batches.
 -- Returns {depth, oldest entry id, entries pending in the group, retries
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
--- client, action) for the most recent batches}.
+-- client, action, filling) for the most recent batches}; filling is the
+-- next index to queue of a batch still being filled, "" once it is whole.
 -- Atomicity: read only; one script, so the counts are one moment's view.
 
 local qs, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -36,9 +37,9 @@ local rows = {}
 if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
     for _, id in ipairs(redis.call('ZREVRANGE', recent, 0, n - 1)) do
         local c = redis.call('HMGET', prefix .. 'b:' .. id, 'created', 'total', 'sent',
-            'done', 'dead', 'client', 'action')
+            'done', 'dead', 'client', 'action', 'filling')
         rows[#rows + 1] = id
-        for k = 1, 7 do rows[#rows + 1] = c[k] or '' end
+        for k = 1, 8 do rows[#rows + 1] = c[k] or '' end
     end
 end
 out[6] = rows
