@@ -129,7 +129,7 @@ struct queue *queue_new(struct event_base *base, const struct config *cfg, struc
     q->fill_step = QUEUE_FILL_STEP;
     /* Test hook (tests/integration): smaller steps, so that a test can
      * stop a process in the middle of a fill. */
-    const char *hook = getenv("SESGATE_TEST_FILL_STEP");
+    const char *hook = getenv("TEST_SESGATE_FILL_STEP");
     if (hook && atol(hook) > 0)
         q->fill_step = atol(hook);
     q->kfilling = rscript_key(scripts, "filling", NULL);
