@@ -184,6 +184,49 @@ static void ops_print_batch(const json_t *b)
     }
 }
 
+/* The status of batch id (*out NULL when there is none), read with
+ * show.lua a page at a time; 0, or 1 after printing a Redis error. */
+static int ops_show(redisContext *c, const char *pfx, const char *id, json_t **out)
+{
+    char *keys[4];
+    qview_show_keys(pfx, id, keys);
+    redisReply **pages = NULL;
+    size_t npages = 0;
+    long long next = 0, total = -1;
+    char cursor[32] = "0", first[24], count[24];
+    int rc = 0;
+    for (;;) {
+        snprintf(first, sizeof first, "%lld", next);
+        snprintf(count, sizeof count, "%d", total < 0 || next < total ? QVIEW_SHOW_PAGE : 0);
+        const char *args[5] = {id, first, count, cursor, QVIEW_SHOW_SCAN};
+        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 5, args);
+        if (r == NULL) {
+            rc = 1;
+            break;
+        }
+        pages = xrealloc(pages, (npages + 1) * sizeof *pages);
+        pages[npages++] = r;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+            r->element[4]->type != REDIS_REPLY_STRING)
+            break; /* no such batch */
+        if (total < 0)
+            total = (long long)reply_num(reply_field(r->element[0], "total"), 0);
+        next += QVIEW_SHOW_PAGE;
+        if (strcmp(cursor, "-") != 0)
+            snprintf(cursor, sizeof cursor, "%s",
+                     strcmp(r->element[4]->str, "0") == 0 ? "-" : r->element[4]->str);
+        if (next >= total && strcmp(cursor, "-") == 0)
+            break;
+    }
+    *out = rc == 0 ? qview_show_pages(id, pages, npages) : NULL;
+    for (size_t p = 0; p < npages; p++)
+        freeReplyObject(pages[p]);
+    free(pages);
+    for (int k = 0; k < 4; k++)
+        free(keys[k]);
+    return rc;
+}
+
 /* sesgate batch show ID [--watch]: with --watch, a progress line every
  * second (a bar redrawn in place on a terminal) until the batch is
  * complete, then the whole status. */
@@ -256,15 +299,9 @@ static int ops_batch(redisContext *c, const char *pfx, int argc, char **argv, bo
                 continue;
             }
         }
-        char *keys[4];
-        qview_show_keys(pfx, id, keys);
-        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 1, &id);
-        for (int k = 0; k < 4; k++)
-            free(keys[k]);
-        if (r == NULL)
+        json_t *b = NULL;
+        if (ops_show(c, pfx, id, &b) != 0)
             return 1;
-        json_t *b = qview_show_json(id, r);
-        freeReplyObject(r);
         if (b == NULL) {
             fprintf(stderr, "sesgate: batch %s not found\n", id);
             return 1;

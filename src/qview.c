@@ -136,7 +136,7 @@ static void qview_filling(json_t *o, const redisReply *field)
 /* Public: the batch status object. */
 json_t *qview_show_json(const char *id, const redisReply *reply)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4)
         return NULL;
     const redisReply *h = reply->element[0], *outs = reply->element[1];
     const redisReply *list = reply->element[2], *retry = reply->element[3];
@@ -204,6 +204,45 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_filling(o, reply_field(h, "filling"));
     qview_jset(o, "recipients", rs);
     qview_jset(o, "invalid", qview_invalid(reply_field(h, "invalid")));
+    return o;
+}
+
+/* Public: the batch status object from show.lua's pages, in order. */
+json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages)
+{
+    if (npages == 0 || pages[0] == NULL || pages[0]->type != REDIS_REPLY_ARRAY ||
+        pages[0]->elements < 4)
+        return NULL;
+    /* One reply whose parts borrow the pages' elements: outcomes, addresses
+     * and retries one after the other; the batch hash of the first page. */
+    redisReply parts[3] = {
+        {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}};
+    for (size_t p = 0; p < npages; p++) {
+        if (pages[p] == NULL || pages[p]->type != REDIS_REPLY_ARRAY || pages[p]->elements < 4)
+            return NULL;
+        for (int k = 0; k < 3; k++) {
+            const redisReply *part = pages[p]->element[k + 1];
+            if (part->type != REDIS_REPLY_ARRAY)
+                return NULL;
+            parts[k].elements += part->elements;
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        parts[k].element = xcalloc(parts[k].elements + 1, sizeof *parts[k].element);
+        size_t at = 0;
+        for (size_t p = 0; p < npages; p++) {
+            const redisReply *part = pages[p]->element[k + 1];
+            if (part->elements > 0)
+                memcpy(parts[k].element + at, part->element,
+                       part->elements * sizeof *part->element);
+            at += part->elements;
+        }
+    }
+    redisReply *el[4] = {pages[0]->element[0], &parts[0], &parts[1], &parts[2]};
+    redisReply whole = {.type = REDIS_REPLY_ARRAY, .elements = 4, .element = el};
+    json_t *o = qview_show_json(id, &whole);
+    for (int k = 0; k < 3; k++)
+        free(parts[k].element);
     return o;
 }
 

@@ -727,3 +727,46 @@ def test_fill_bad_args_write_nothing(r):
     with pytest.raises(RedisError, match="WRONGTYPE"):
         fill(r, "B1", 10)
     assert r.snapshot() == before
+
+
+def test_show_pages_and_retries(r):
+    # show.lua a page at a time: outcomes and addresses of the page's
+    # indexes only, and the delay set scanned a step per call; a retry is
+    # found by the batch's number, as outcome.lua writes it.
+    addrs = addresses(25)
+    b, lst, o = keys_of("ab2")
+    enqueue(r, "ab2", addrs)
+    e = read_group(r)
+    outcome(r, "ab2", e[0][0], 0, "sent", "m0")
+    outcome(r, "ab2", e[12][0], 12, "dead", "MessageRejected", "no", 1)
+    outcome(r, "ab2", e[21][0], 21, "retry", 5000, 2)
+    enqueue(r, "B9", addresses(3, 100))  # another batch's retry in the same delay set
+    (e9, _), = read_group(r)[:1]
+    outcome(r, "B9", e9, 0, "retry", 6000, 1)
+    for k in range(40):  # members of no batch, to scan past
+        r.cmd("ZADD", D, 9000 + k, "77:%d:1" % k)
+    outs, got, retry = {}, [], []
+    cursor, first = "0", 0
+    while True:
+        page = r.script("show", [b, o, lst, D], ["ab2", first, 10 if first < 25 else 0, cursor, 5])
+        h, po, pl, pr, nxt = page
+        assert dict(zip(h[::2], h[1::2]))["total"] == "25"
+        assert all(first <= int(i) < first + 10 for i in po[::2])
+        outs.update(zip(po[::2], po[1::2]))
+        got += pl
+        retry += pr
+        first += 10
+        if cursor != "-":
+            cursor = "-" if nxt == "0" else nxt
+        if first >= 25 and cursor == "-":
+            break
+    assert got == addrs
+    assert outs == {"0": "s m0", "12": "f MessageRejected no"}
+    assert retry == ["21", "2", "5000"]
+    # one call, every index and the whole scan
+    whole = r.script("show", [b, o, lst, D], ["ab2"])
+    assert whole[2] == addrs and whole[3] == ["21", "2", "5000"] and whole[4] == "0"
+    assert r.script("show", [PRE + "b:ffff", o, lst, D], ["ffff", 0, 10, "0"]) == []
+    for bad in (["ab2", -1, 10], ["ab2", 0, "x"], ["ab2", 0, 10, "abc"], ["ab2", 0, 10, "0", 0]):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("show", [b, o, lst, D], bad)
