@@ -21,9 +21,11 @@
 #define QUEUE_STAGE_CHUNK  4096 /* a batch with more To addresses is staged in chunks this size */
 #define QUEUE_STAGE_TTL_MS 3600000 /* a staged list left by a process that died goes after this */
 #define QUEUE_SKEW_LOG_MS  10000   /* at most one upstream_clock_skew warning per this */
-/* Stream entries per enqueue or fill step: an XADD costs 1.5 to 3 us in a
- * script on a loaded 2-core machine, so a step holds Redis 12 to 25 ms. */
-#define QUEUE_FILL_STEP      8000
+/* Stream entries per enqueue or fill step: an XADD in a script costs
+ * 3.5 us with the append-only file on an idle 2-core machine, and up to 16
+ * us while the front and the workers compete for the cores, so a step
+ * holds Redis 7 to 33 ms. */
+#define QUEUE_FILL_STEP      2000
 #define QUEUE_FILL_RETRY_MS  250   /* a step that failed transiently goes again after this */
 #define QUEUE_FILL_GIVEUP_MS 60000 /* ... for this long, then the caller hears the error */
 #define QUEUE_FILL_STALE_MS  5000  /* a batch whose last step is older is resumed */
