@@ -27,7 +27,7 @@ INTERVAL_MS=${INTERVAL_MS:-10}
 TIMEOUT=${TIMEOUT:-600}
 bin=$(readlink -f "${SESGATE_BIN:-build/sesgate}")
 [ -x "$bin" ] || { echo "enqueue_stall: no $bin (make, or set SESGATE_BIN)" >&2; exit 1; }
-work=$(mktemp -d /tmp/sesgate-stall.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/sesgate-stall.XXXXXX")
 port=$((20000 + RANDOM % 20000))
 admin=$((port + 1))
 cleanup() {
@@ -57,9 +57,10 @@ cd "$work"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u SESGATE_BIN -u TEST_SESGATE_FILL_STEP \
     "$bin" run -c sesgate.ini > run.out 2> run.err &
 pid=$!
-for _ in $(seq 200); do
+for _ in $(seq 600); do
     [ -S var/redis/redis.sock ] && [ -s var/credentials ] &&
         curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { echo "enqueue_stall: sesgate exited:" >&2; cat run.err >&2; exit 1; }
     sleep 0.1
 done
 rcli() { redis-cli -s var/redis/redis.sock "$@"; }
@@ -68,7 +69,7 @@ rcli CONFIG SET slowlog-max-len 100000 > /dev/null
 rcli CONFIG SET latency-monitor-threshold 5 > /dev/null
 rcli SLOWLOG RESET > /dev/null
 rcli LATENCY RESET > /dev/null
-echo "enqueue_stall: $("$bin" version), N $N, a single send every $INTERVAL_MS ms"
+echo "enqueue_stall: $("$bin" version), N $N, a single send every $INTERVAL_MS ms, load $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 timeout "$TIMEOUT" /usr/bin/python3 "$root/bench/enqueue_stall.py" "127.0.0.1:$port" var/credentials "$N" \
     probes.json "$INTERVAL_MS" || rc=$?
@@ -86,5 +87,6 @@ for e in log[:5]:
 PY
 echo "enqueue_stall: LATENCY LATEST (event, time, latest ms, max ms):"
 rcli LATENCY LATEST | paste -d' ' - - - - | sed 's/^/  /'
-grep -q . run.err && grep -E "level=(error|fatal)|ERROR|AddressSanitizer" run.err | head -5 || true
+echo "enqueue_stall: redis-server peak RSS $(awk '/VmHWM/{print $2}' "/proc/$(pgrep -P "$pid" redis-server)/status" 2>/dev/null) kB"
+grep -E "level=(error|fatal)|AddressSanitizer" run.err | head -5 || true
 exit "$rc"

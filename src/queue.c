@@ -233,8 +233,9 @@ static void queue_fill_failed(struct queue_enq *e, const char *err)
     if (e->failing_ms == 0)
         e->failing_ms = now;
     if (permanent || now - e->failing_ms >= QUEUE_FILL_GIVEUP_MS) {
-        log_event(LOG_ERROR, "queue_fill_failed", "batch", e->batch_id, "error", err, "note",
-                  permanent ? NULL : "a worker finishes the batch when Redis is back", NULL);
+        if (strcmp(err, RSCRIPT_CLOSED) != 0) /* not this process stopping */
+            log_event(LOG_ERROR, "queue_fill_failed", "batch", e->batch_id, "error", err, "note",
+                      permanent ? NULL : "a worker finishes the batch when Redis is back", NULL);
         char why[256];
         snprintf(why, sizeof why, "%s: %s", QUEUE_UNFINISHED, err);
         queue_enq_end(e, permanent ? err : why);
