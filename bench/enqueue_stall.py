@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""enqueue_stall.py HOST:PORT CREDENTIALS N OUT.json [INTERVAL_MS]
+"""enqueue_stall.py HOST:PORT CREDENTIALS N OUT.json [INTERVAL_MS [PROBE_HOST:PORT]]
 
 While one SES v1 SendEmail to N To recipients is sent to sesgate at
 HOST:PORT, send one-recipient SendEmails every INTERVAL_MS (10) from other
 connections, and record how long each took. CREDENTIALS is an AWS shared
 credentials file with a [sesgate] profile (sesgate run writes one under
-data_dir).
+data_dir). The single sends go to PROBE_HOST:PORT (default HOST:PORT).
 
 Order: the big request is built and signed first (botocore SigV4Auth,
 service "email"); the probe starts and runs alone for 1 s; the big request
@@ -75,10 +75,11 @@ def stall_line(name, lat):
 
 
 def main():
-    if len(sys.argv) not in (5, 6):
+    if len(sys.argv) not in (5, 6, 7):
         sys.exit(__doc__)
     hostport, credfile, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    interval = (float(sys.argv[5]) if len(sys.argv) == 6 else 10.0) / 1000.0
+    interval = (float(sys.argv[5]) if len(sys.argv) >= 6 else 10.0) / 1000.0
+    probe_at = sys.argv[6] if len(sys.argv) == 7 else hostport
     cp = configparser.ConfigParser()
     cp.read(credfile)
     creds = Credentials(cp["sesgate"]["aws_access_key_id"], cp["sesgate"]["aws_secret_access_key"])
@@ -98,7 +99,7 @@ def main():
     def probe(k):
         body = SMALL.format(k=k).encode()
         start = time.monotonic() - t_zero
-        status, secs = stall_post(hostport, stall_signed(hostport, creds, body), body, 60)
+        status, secs = stall_post(probe_at, stall_signed(probe_at, creds, body), body, 60)
         with lock:
             probes.append([start, secs, status])
 

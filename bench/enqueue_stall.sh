@@ -12,7 +12,10 @@
 #
 # Settings (environment): SESGATE_BIN (build/sesgate; another build, e.g.
 # release 0.1.0's, to compare), N (1000000), INTERVAL_MS (10), KEEP (0:
-# delete the work directory), TIMEOUT (600 s for the whole run).
+# delete the work directory), TIMEOUT (600 s for the whole run),
+# PROBE_FRONT (0; 1: the single sends go to a second process, `sesgate
+# serve` on the same Redis, so that they measure Redis and not the first
+# front's event loop, busy with the big request's 61 MB body).
 # SMOKE=1: N=2000 and a 60 s bound, what the test suite runs
 # (tests/integration/test_bench_smoke.py). Loopback only.
 set -euo pipefail
@@ -31,6 +34,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sesgate-stall.XXXXXX")
 port=$((20000 + RANDOM % 20000))
 admin=$((port + 1))
 cleanup() {
+    if [ -n "${pid2:-}" ]; then
+        kill "$pid2" 2>/dev/null || true
+        wait "$pid2" 2>/dev/null || true
+    fi
     if [ -n "${pid:-}" ]; then
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -53,6 +60,10 @@ first_recipient = queue
 rate = 200000
 daily_quota = 2000000
 EOF
+if [ "${PROBE_FRONT:-0}" = 1 ]; then
+    sed -e "s/^listen = .*/listen = 127.0.0.1:$((port + 2))/" \
+        -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$((port + 3))/" "$work/sesgate.ini" > "$work/serve.ini"
+fi
 cd "$work"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u SESGATE_BIN -u TEST_SESGATE_FILL_STEP \
     "$bin" run -c sesgate.ini > run.out 2> run.err &
@@ -63,16 +74,28 @@ for _ in $(seq 600); do
     kill -0 "$pid" 2>/dev/null || { echo "enqueue_stall: sesgate exited:" >&2; cat run.err >&2; exit 1; }
     sleep 0.1
 done
+probe_port=$port
+if [ "${PROBE_FRONT:-0}" = 1 ]; then
+    env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u SESGATE_BIN -u TEST_SESGATE_FILL_STEP \
+        "$bin" serve -c serve.ini > serve.out 2> serve.err &
+    pid2=$!
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$((port + 3))/readyz" > /dev/null 2>&1 && break
+        kill -0 "$pid2" 2>/dev/null || { echo "enqueue_stall: sesgate serve exited:" >&2; cat serve.err >&2; exit 1; }
+        sleep 0.1
+    done
+    probe_port=$((port + 2))
+fi
 rcli() { redis-cli -s var/redis/redis.sock "$@"; }
 rcli CONFIG SET slowlog-log-slower-than 1000 > /dev/null
 rcli CONFIG SET slowlog-max-len 100000 > /dev/null
 rcli CONFIG SET latency-monitor-threshold 5 > /dev/null
 rcli SLOWLOG RESET > /dev/null
 rcli LATENCY RESET > /dev/null
-echo "enqueue_stall: $("$bin" version), N $N, a single send every $INTERVAL_MS ms, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "enqueue_stall: $("$bin" version), N $N, a single send every $INTERVAL_MS ms to $([ "$probe_port" = "$port" ] && echo "the same front" || echo "a second front"), load $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 timeout "$TIMEOUT" /usr/bin/python3 "$root/bench/enqueue_stall.py" "127.0.0.1:$port" var/credentials "$N" \
-    probes.json "$INTERVAL_MS" || rc=$?
+    probes.json "$INTERVAL_MS" "127.0.0.1:$probe_port" || rc=$?
 # SLOWLOG GET: [id, time, microseconds, [command, args...], client, name]
 rcli --json SLOWLOG GET 100000 > slowlog.json
 /usr/bin/python3 - slowlog.json <<'PY'
@@ -86,7 +109,9 @@ for e in log[:5]:
     print("  %.1f %s %s" % (e[2] / 1000.0, a[0], key[:60]))
 PY
 echo "enqueue_stall: LATENCY LATEST (event, time, latest ms, max ms):"
-rcli LATENCY LATEST | paste -d' ' - - - - | sed 's/^/  /'
+rcli --json LATENCY LATEST > latency.json
+/usr/bin/python3 -c 'import json, sys
+for e in json.load(open(sys.argv[1])): print("  %s %s %s %s" % tuple(e[:4]))' latency.json
 echo "enqueue_stall: redis-server peak RSS $(awk '/VmHWM/{print $2}' "/proc/$(pgrep -P "$pid" redis-server)/status" 2>/dev/null) kB"
 grep -E "level=(error|fatal)|AddressSanitizer" run.err | head -5 || true
 exit "$rc"
