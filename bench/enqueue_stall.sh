@@ -31,8 +31,8 @@ TIMEOUT=${TIMEOUT:-600}
 bin=$(readlink -f "${SESGATE_BIN:-build/sesgate}")
 [ -x "$bin" ] || { echo "enqueue_stall: no $bin (make, or set SESGATE_BIN)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/sesgate-stall.XXXXXX")
-port=$((20000 + RANDOM % 20000))
-admin=$((port + 1))
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port) admin=$(free_port) port2=$(free_port) admin2=$(free_port)
 cleanup() {
     if [ -n "${pid2:-}" ]; then
         kill "$pid2" 2>/dev/null || true
@@ -61,8 +61,8 @@ rate = 200000
 daily_quota = 2000000
 EOF
 if [ "${PROBE_FRONT:-0}" = 1 ]; then
-    sed -e "s/^listen = .*/listen = 127.0.0.1:$((port + 2))/" \
-        -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$((port + 3))/" "$work/sesgate.ini" > "$work/serve.ini"
+    sed -e "s/^listen = .*/listen = 127.0.0.1:$port2/" \
+        -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$admin2/" "$work/sesgate.ini" > "$work/serve.ini"
 fi
 cd "$work"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u SESGATE_BIN -u TEST_SESGATE_FILL_STEP \
@@ -80,11 +80,11 @@ if [ "${PROBE_FRONT:-0}" = 1 ]; then
         "$bin" serve -c serve.ini > serve.out 2> serve.err &
     pid2=$!
     for _ in $(seq 600); do
-        curl -sf "http://127.0.0.1:$((port + 3))/readyz" > /dev/null 2>&1 && break
+        curl -sf "http://127.0.0.1:$admin2/readyz" > /dev/null 2>&1 && break
         kill -0 "$pid2" 2>/dev/null || { echo "enqueue_stall: sesgate serve exited:" >&2; cat serve.err >&2; exit 1; }
         sleep 0.1
     done
-    probe_port=$((port + 2))
+    probe_port=$port2
 fi
 rcli() { redis-cli -s var/redis/redis.sock "$@"; }
 rcli CONFIG SET slowlog-log-slower-than 1000 > /dev/null
