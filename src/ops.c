@@ -409,20 +409,31 @@ static int ops_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, 
         if (r)
             freeReplyObject(r);
     } else {
-        const char **args = xcalloc((size_t)nids + 1, sizeof *args);
+        /* Given ids: one call. All: 1,000 dead letters looked at per call
+         * (moved or left, as a letter of an expired batch is), from where
+         * the call before stopped, so no call reads the whole stream. */
+        char from[80] = "from:-";
+        const char **args = xcalloc((size_t)nids + 2, sizeof *args);
         args[0] = "1000";
         for (int k = 0; k < nids; k++)
             args[k + 1] = ids[k];
+        if (nids == 0)
+            args[1] = from;
         for (;;) {
-            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids + 1, args);
+            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids > 0 ? nids + 1 : 2, args);
             if (r == NULL) {
                 rc = 1;
                 break;
             }
-            long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+            bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                         r->element[1]->type == REDIS_REPLY_STRING;
+            const redisReply *moved = paged ? r->element[0] : r;
+            total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
+            bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
+            if (more)
+                snprintf(from, sizeof from, "from:%s", r->element[1]->str);
             freeReplyObject(r);
-            total += n;
-            if (nids > 0 || n == 0)
+            if (nids > 0 || !more)
                 break;
         }
         free(args);

@@ -770,3 +770,26 @@ def test_show_pages_and_retries(r):
     for bad in (["ab2", -1, 10], ["ab2", 0, "x"], ["ab2", 0, 10, "abc"], ["ab2", 0, 10, "0", 0]):
         with pytest.raises(RedisError, match="BADARGS"):
             r.script("show", [b, o, lst, D], bad)
+
+
+def test_dlq_retry_pages_past_letters_that_stay(r):
+    # "from:<start>": at most ARGV[1] letters looked at per call, moved or
+    # not, and where to go on; letters of an expired batch stay in place.
+    enqueue(r, "B1", addresses(3))
+    for eid, f in read_group(r):
+        outcome(r, "B1", eid, int(f["i"]), "dead", "MessageRejected", "bad", 1)
+    r.cmd("DEL", *keys_of("B1"), tkey("B1"))  # expired
+    enqueue(r, "B2", addresses(1, 10))
+    (eid, _), = read_group(r)
+    outcome(r, "B2", eid, 0, "dead", "MessageRejected", "bad", 1)
+    ids = [x[0] for x in r.cmd("XRANGE", DLQ, "-", "+")]
+    assert len(ids) == 4
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-"]) == [0, "(" + ids[1]]
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:(" + ids[1]]) == [1, "(" + ids[3]]
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:(" + ids[3]]) == [0, ""]
+    assert r.cmd("XLEN", DLQ) == 3 and [f for _, f in read_group(r)] == [{"b": "2", "i": "0", "a": "0"}]
+    for bad in ("from:", "from:x", "from:(1"):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("dlq_retry", [DLQ, QS, PRE], [2, bad])
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-", ids[0]])
