@@ -488,6 +488,9 @@ def test_gateway_answers_other_sends_while_a_batch_fills(rig_factory):
     bid = wait_filling(r.redis)
     status = harness.sesgate_json(r.gate.config_path, r.workdir, "batch", "show", bid)
     assert status["filling"] is True and 0 < status["filled"] < len(to), status
+    rows = harness.sesgate_json(r.gate.config_path, r.workdir, "status")["recent"]
+    row = [b for b in rows if b["batch_id"] == bid][0]
+    assert row["filling"] is True and 0 < row["filled"] <= len(to), row
     t0 = time.monotonic()
     single = send(r.gw, ["single@example.net"])
     answered = time.monotonic()
