@@ -11,10 +11,12 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "qview.h"
+#include "reply.h"
 #include "rscript.h"
 
 #define ADMIN_POLL_MS      2000 /* queue gauges refresh period */
@@ -26,11 +28,18 @@ struct admin_poll {
     bool orphan;   /* the admin is gone: free on the reply */
 };
 
-/* A GET /batches/{id} waiting for Redis. */
+/* A GET /batches/{id} waiting for Redis: show.lua a page at a time. */
 struct admin_show {
     struct httpd_request *req; /* NULL once the client went away */
     char id[37];
     long long index; /* one copy of the batch, or -1 */
+    struct rscript *scripts;
+    char *keys[4];
+    redisReply **pages; /* copies of the pages so far */
+    size_t npages;
+    long long next;  /* the next page's first index */
+    long long total; /* the batch's, from the first page (-1: not yet) */
+    char cursor[32]; /* the delay set's scan: "-" once done */
 };
 
 /* A POST /batches/{id}/CMD in progress: control.lua, called again while
@@ -45,6 +54,19 @@ struct admin_ctl {
     char ttl[24];
     long long in_flight; /* from the call that set the state; -1 before */
 };
+
+static void admin_show_next(struct admin_show *sh);
+
+/* Free sh. */
+static void admin_show_free(struct admin_show *sh)
+{
+    for (size_t p = 0; p < sh->npages; p++)
+        reply_free(sh->pages[p]);
+    free(sh->pages);
+    for (int k = 0; k < 4; k++)
+        free(sh->keys[k]);
+    free(sh);
+}
 
 struct admin {
     struct httpd *httpd;
@@ -84,13 +106,29 @@ static void admin_show_abort(struct httpd_request *req, void *arg)
     sh->req = NULL;
 }
 
-/* Redis answered a batch view. */
+/* Redis answered a page of a batch view: ask for the next, or answer. */
 static void admin_show_reply(const redisReply *reply, const char *err, void *arg)
 {
     struct admin_show *sh = arg;
     if (sh->req == NULL) {
-        free(sh);
+        admin_show_free(sh);
         return;
+    }
+    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 &&
+        reply->element[2]->type == REDIS_REPLY_ARRAY &&
+        reply->element[4]->type == REDIS_REPLY_STRING) {
+        sh->pages = xrealloc(sh->pages, (sh->npages + 1) * sizeof *sh->pages);
+        sh->pages[sh->npages++] = reply_copy(reply);
+        if (sh->total < 0)
+            sh->total = (long long)reply_num(reply_field(reply->element[0], "total"), 0);
+        sh->next += QVIEW_SHOW_PAGE;
+        if (strcmp(sh->cursor, "-") != 0)
+            snprintf(sh->cursor, sizeof sh->cursor, "%s",
+                     strcmp(reply->element[4]->str, "0") == 0 ? "-" : reply->element[4]->str);
+        if (sh->next < sh->total || strcmp(sh->cursor, "-") != 0) {
+            admin_show_next(sh);
+            return;
+        }
     }
     struct httpd_request *req = sh->req;
     httpd_set_abort(req, NULL, NULL);
@@ -100,10 +138,10 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
         admin_json(req, 503, body ? body : "{\"message\":\"redis unavailable\"}");
         free(body);
         json_decref(e);
-        free(sh);
+        admin_show_free(sh);
         return;
     }
-    json_t *b = qview_show_json(sh->id, reply);
+    json_t *b = qview_show_pages(sh->id, sh->pages, sh->npages);
     if (b == NULL) {
         admin_json(req, 404, "{\"message\":\"batch not found\"}");
     } else {
@@ -116,7 +154,19 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
         free(body);
         json_decref(b);
     }
-    free(sh);
+    admin_show_free(sh);
+}
+
+/* Ask for sh's next page. */
+static void admin_show_next(struct admin_show *sh)
+{
+    char first[24], count[24];
+    snprintf(first, sizeof first, "%lld", sh->next);
+    snprintf(count, sizeof count, "%d",
+             sh->total < 0 || sh->next < sh->total ? QVIEW_SHOW_PAGE : 0);
+    const char *argv[9] = {sh->keys[0], sh->keys[1], sh->keys[2], sh->keys[3],    sh->id,
+                           first,       count,       sh->cursor,  QVIEW_SHOW_SCAN};
+    rscript_eval(sh->scripts, RSCRIPT_SHOW, 4, 9, argv, NULL, admin_show_reply, sh);
 }
 
 /* GET /batches/{id}: the batch status from Redis. */
@@ -139,12 +189,11 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
     sh->index = index;
     memcpy(sh->id, id, sizeof id);
     httpd_set_abort(req, admin_show_abort, sh);
-    char *keys[4];
-    qview_show_keys(a->pfx, id, keys);
-    const char *argv[5] = {keys[0], keys[1], keys[2], keys[3], id};
-    rscript_eval(a->scripts, RSCRIPT_SHOW, 4, 5, argv, NULL, admin_show_reply, sh);
-    for (int k = 0; k < 4; k++)
-        free(keys[k]);
+    sh->scripts = a->scripts;
+    qview_show_keys(a->pfx, id, sh->keys);
+    snprintf(sh->cursor, sizeof sh->cursor, "0");
+    sh->total = -1;
+    admin_show_next(sh);
 }
 
 /* httpd: the client of a pending control call went away. */

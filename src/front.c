@@ -606,7 +606,10 @@ static void front_enqueued(const char *err, void *arg)
     if (err != NULL) {
         struct seserr e;
         seserr_set(&e, SESERR_UNAVAILABLE,
-                   !r->copy0 ? "The queue is unavailable; nothing was sent."
+                   strncmp(err, QUEUE_UNFINISHED, strlen(QUEUE_UNFINISHED)) == 0
+                       ? "The queue became unavailable while the batch was queued; it is sent "
+                         "whole once the queue is back."
+                   : !r->copy0 ? "The queue is unavailable; nothing was sent."
                    : r->plan.bulk
                        ? "The queue is unavailable; only the first destinations were sent."
                        : "The queue is unavailable; only the first recipient was sent.");

@@ -163,6 +163,8 @@ static void ops_print_batch(const json_t *b)
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
+    if (json_is_true(json_object_get(b, "filling")))
+        printf("filling %lld/%lld\n", ops_jint(b, "filled"), ops_jint(b, "total"));
     double rate, eta;
     ops_batch_pace(b, &rate, &eta);
     if (!json_is_true(json_object_get(b, "complete")) && rate > 0)
@@ -258,6 +260,49 @@ static int ops_batch_control(redisContext *c, const struct config *cfg, const ch
     return 0;
 }
 
+/* The status of batch id (*out NULL when there is none), read with
+ * show.lua a page at a time; 0, or 1 after printing a Redis error. */
+static int ops_show(redisContext *c, const char *pfx, const char *id, json_t **out)
+{
+    char *keys[4];
+    qview_show_keys(pfx, id, keys);
+    redisReply **pages = NULL;
+    size_t npages = 0;
+    long long next = 0, total = -1;
+    char cursor[32] = "0", first[24], count[24];
+    int rc = 0;
+    for (;;) {
+        snprintf(first, sizeof first, "%lld", next);
+        snprintf(count, sizeof count, "%d", total < 0 || next < total ? QVIEW_SHOW_PAGE : 0);
+        const char *args[5] = {id, first, count, cursor, QVIEW_SHOW_SCAN};
+        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 5, args);
+        if (r == NULL) {
+            rc = 1;
+            break;
+        }
+        pages = xrealloc(pages, (npages + 1) * sizeof *pages);
+        pages[npages++] = r;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+            r->element[4]->type != REDIS_REPLY_STRING)
+            break; /* no such batch */
+        if (total < 0)
+            total = (long long)reply_num(reply_field(r->element[0], "total"), 0);
+        next += QVIEW_SHOW_PAGE;
+        if (strcmp(cursor, "-") != 0)
+            snprintf(cursor, sizeof cursor, "%s",
+                     strcmp(r->element[4]->str, "0") == 0 ? "-" : r->element[4]->str);
+        if (next >= total && strcmp(cursor, "-") == 0)
+            break;
+    }
+    *out = rc == 0 ? qview_show_pages(id, pages, npages) : NULL;
+    for (size_t p = 0; p < npages; p++)
+        freeReplyObject(pages[p]);
+    free(pages);
+    for (int k = 0; k < 4; k++)
+        free(keys[k]);
+    return rc;
+}
+
 /* sesgate batch show ID [--watch]: with --watch, a progress line every
  * second (a bar redrawn in place on a terminal) until the batch is
  * complete, then the whole status. */
@@ -345,15 +390,9 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
                 continue;
             }
         }
-        char *keys[4];
-        qview_show_keys(pfx, id, keys);
-        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 1, &id);
-        for (int k = 0; k < 4; k++)
-            free(keys[k]);
-        if (r == NULL)
+        json_t *b = NULL;
+        if (ops_show(c, pfx, id, &b) != 0)
             return 1;
-        json_t *b = qview_show_json(id, r);
-        freeReplyObject(r);
         if (b == NULL) {
             fprintf(stderr, "sesgate: batch %s not found\n", id);
             return 1;
@@ -481,20 +520,31 @@ static int ops_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, 
         if (r)
             freeReplyObject(r);
     } else {
-        const char **args = xcalloc((size_t)nids + 1, sizeof *args);
+        /* Given ids: one call. All: 1,000 dead letters looked at per call
+         * (moved or left, as a letter of an expired batch is), from where
+         * the call before stopped, so no call reads the whole stream. */
+        char from[80] = "from:-";
+        const char **args = xcalloc((size_t)nids + 2, sizeof *args);
         args[0] = "1000";
         for (int k = 0; k < nids; k++)
             args[k + 1] = ids[k];
+        if (nids == 0)
+            args[1] = from;
         for (;;) {
-            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids + 1, args);
+            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids > 0 ? nids + 1 : 2, args);
             if (r == NULL) {
                 rc = 1;
                 break;
             }
-            long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+            bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                         r->element[1]->type == REDIS_REPLY_STRING;
+            const redisReply *moved = paged ? r->element[0] : r;
+            total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
+            bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
+            if (more)
+                snprintf(from, sizeof from, "from:%s", r->element[1]->str);
             freeReplyObject(r);
-            total += n;
-            if (nids > 0 || n == 0)
+            if (nids > 0 || !more)
                 break;
         }
         free(args);
@@ -652,13 +702,17 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
         {
             if (json_is_true(json_object_get(b, "expired")))
                 printf("batch %s expired\n", ops_jstr(b, "batch_id", "-"));
-            else
+            else {
                 printf("batch %s %s %s %s total %lld sent %lld dead %lld cancelled %lld pending "
-                       "%lld %s\n",
+                       "%lld %s",
                        ops_jstr(b, "batch_id", "-"), ops_jstr(b, "created", "-"),
                        ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
                        ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "cancelled"),
                        ops_jint(b, "pending"), ops_jstr(b, "state", "running"));
+                if (json_is_true(json_object_get(b, "filling")))
+                    printf(" filling %lld/%lld", ops_jint(b, "filled"), ops_jint(b, "total"));
+                putchar('\n');
+            }
             if (tty && !json_is_true(json_object_get(b, "expired")) && ops_jint(b, "pending") > 0) {
                 double per_s, eta;
                 ops_batch_pace(b, &per_s, &eta);

@@ -21,6 +21,14 @@
 #define QUEUE_STAGE_CHUNK  4096 /* a batch with more To addresses is staged in chunks this size */
 #define QUEUE_STAGE_TTL_MS 3600000 /* a staged list left by a process that died goes after this */
 #define QUEUE_SKEW_LOG_MS  10000   /* at most one upstream_clock_skew warning per this */
+/* Stream entries per enqueue or fill step: an XADD in a script costs
+ * 3.5 us with the append-only file on an idle 2-core machine, and up to 16
+ * us while the front and the workers compete for the cores, so a step
+ * holds Redis 7 to 33 ms. */
+#define QUEUE_FILL_STEP      2000
+#define QUEUE_FILL_RETRY_MS  250   /* a step that failed transiently goes again after this */
+#define QUEUE_FILL_GIVEUP_MS 60000 /* ... for this long, then the caller hears the error */
+#define QUEUE_FILL_STALE_MS  5000  /* a batch whose last step is older is resumed */
 
 struct queue {
     struct event_base *base;
@@ -31,14 +39,25 @@ struct queue {
     char epoch[40];     /* the epoch this process saw ("": not yet) */
     bool epoch_pending; /* epoch.lua in flight */
     unsigned epoch_ticks;
+    long fill_step;         /* entries per step (QUEUE_FILL_STEP, or the test hook) */
+    char *kfilling, *kpfx;  /* fill.lua's keys */
+    struct queue_enq *enqs; /* enqueues and fills under way */
+    bool resuming;          /* this process finishes a batch another filler left */
 };
 
-/* An enqueue waiting for Redis. */
+/* An enqueue waiting for Redis, then the fill of its batch step by step
+ * (or the fill of a batch another process left: done is NULL). */
 struct queue_enq {
+    struct queue *q; /* NULL once q is gone (a script answer then ends it) */
     queue_done_fn done;
     void *arg;
     struct redis *rd;
-    char *staged; /* the staged list's key, or NULL */
+    char *staged;        /* the staged list's key, or NULL */
+    char batch_id[64];   /* the batch being filled */
+    long long left;      /* entries still to queue */
+    int64_t failing_ms;  /* monotonic time of the first failure in a row, 0: none */
+    struct event *timer; /* the next try of a failed step */
+    struct queue_enq *prev, *next;
 };
 
 /* Public: the upstream refused our signature's time; warn at most every
@@ -109,8 +128,18 @@ struct queue *queue_new(struct event_base *base, const struct config *cfg, struc
     q->epoch_timer = event_new(base, -1, EV_PERSIST, queue_epoch_cb, q);
     struct timeval tick = {0, 250000};
     event_add(q->epoch_timer, &tick);
+    q->fill_step = QUEUE_FILL_STEP;
+    /* Test hook (tests/integration): smaller steps, so that a test can
+     * stop a process in the middle of a fill. */
+    const char *hook = getenv("TEST_SESGATE_FILL_STEP");
+    if (hook && atol(hook) > 0)
+        q->fill_step = atol(hook);
+    q->kfilling = rscript_key(scripts, "filling", NULL);
+    q->kpfx = rscript_key(scripts, "", NULL);
     return q;
 }
+
+static void queue_enq_end(struct queue_enq *e, const char *err);
 
 /* Public: release q (its script calls in flight are rscript's). */
 void queue_free(struct queue *q)
@@ -118,6 +147,18 @@ void queue_free(struct queue *q)
     if (q == NULL)
         return;
     event_free(q->epoch_timer);
+    /* A step waiting to go again ends now; one in flight is answered by
+     * rscript_free with RSCRIPT_CLOSED. */
+    struct queue_enq *next;
+    for (struct queue_enq *e = q->enqs; e; e = next) {
+        next = e->next;
+        e->q = NULL;
+        e->prev = e->next = NULL;
+        if (e->timer && evtimer_pending(e->timer, NULL))
+            queue_enq_end(e, RSCRIPT_CLOSED);
+    }
+    free(q->kfilling);
+    free(q->kpfx);
     free(q);
 }
 
@@ -135,7 +176,131 @@ static void queue_staged(const redisReply *reply, const char *err, void *arg)
     (void)arg;
 }
 
-/* enqueue.lua answered. */
+/* A new enqueue or fill on q. */
+static struct queue_enq *queue_enq_new(struct queue *q, queue_done_fn done, void *arg)
+{
+    struct queue_enq *e = xcalloc(1, sizeof *e);
+    e->q = q;
+    e->done = done;
+    e->arg = arg;
+    e->next = q->enqs;
+    if (q->enqs)
+        q->enqs->prev = e;
+    q->enqs = e;
+    return e;
+}
+
+/* e is over: tell its caller (err NULL: the batch is whole) and free it. */
+static void queue_enq_end(struct queue_enq *e, const char *err)
+{
+    if (e->q) {
+        if (e->prev)
+            e->prev->next = e->next;
+        else
+            e->q->enqs = e->next;
+        if (e->next)
+            e->next->prev = e->prev;
+        if (e->done == NULL)
+            e->q->resuming = false;
+    }
+    if (e->timer)
+        event_free(e->timer);
+    if (e->done)
+        e->done(err, e->arg);
+    free(e->staged);
+    free(e);
+}
+
+static void queue_fill_step(struct queue_enq *e);
+
+/* The next try of a step that failed. */
+static void queue_fill_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    queue_fill_step(arg);
+}
+
+/* A step failed: permanent errors (and the runner going away) end the
+ * fill; anything else (Redis away, loading, busy, over maxmemory) goes
+ * again in QUEUE_FILL_RETRY_MS, for up to QUEUE_FILL_GIVEUP_MS. The steps
+ * already taken stay: the batch is stored, and a worker finishes it
+ * (queue_fill_resume) once Redis takes writes again. */
+static void queue_fill_failed(struct queue_enq *e, const char *err)
+{
+    bool permanent = e->q == NULL || strcmp(err, RSCRIPT_CLOSED) == 0 ||
+                     strncmp(err, "NOBATCH", 7) == 0 || strncmp(err, "BADARGS", 7) == 0 ||
+                     strncmp(err, "WRONGTYPE", 9) == 0;
+    int64_t now = clock_mono_ms();
+    if (e->failing_ms == 0)
+        e->failing_ms = now;
+    if (permanent || now - e->failing_ms >= QUEUE_FILL_GIVEUP_MS) {
+        if (strcmp(err, RSCRIPT_CLOSED) != 0) /* not this process stopping */
+            log_event(LOG_ERROR, "queue_fill_failed", "batch", e->batch_id, "error", err, "note",
+                      permanent ? NULL : "a worker finishes the batch when Redis is back", NULL);
+        char why[256];
+        snprintf(why, sizeof why, "%s: %s", QUEUE_UNFINISHED, err);
+        queue_enq_end(e, permanent ? err : why);
+        return;
+    }
+    if (e->failing_ms == now)
+        log_event(LOG_WARN, "queue_fill_retry", "batch", e->batch_id, "error", err, NULL);
+    if (e->timer == NULL)
+        e->timer = evtimer_new(e->q->base, queue_fill_retry_cb, e);
+    struct timeval tv = {0, QUEUE_FILL_RETRY_MS * 1000};
+    evtimer_add(e->timer, &tv);
+}
+
+/* fill.lua answered: {batch id, entries left}. */
+static void queue_filled(const redisReply *reply, const char *err, void *arg)
+{
+    struct queue_enq *e = arg;
+    if (err == NULL && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+                        reply->element[0]->type != REDIS_REPLY_STRING ||
+                        reply->element[1]->type != REDIS_REPLY_INTEGER))
+        err = "unexpected reply from fill";
+    if (err) {
+        queue_fill_failed(e, err);
+        return;
+    }
+    if (e->batch_id[0] == '\0')
+        snprintf(e->batch_id, sizeof e->batch_id, "%.*s", (int)reply->element[0]->len,
+                 reply->element[0]->str);
+    e->left = reply->element[1]->integer;
+    e->failing_ms = 0;
+    if (e->batch_id[0] == '\0' || e->left <= 0) {
+        if (e->done == NULL && e->batch_id[0])
+            log_event(LOG_INFO, "queue_fill_resumed", "batch", e->batch_id, NULL);
+        queue_enq_end(e, NULL); /* whole (or, resuming, nothing was overdue) */
+        return;
+    }
+    queue_fill_step(e);
+}
+
+/* Queue the next step of e's batch (fill.lua). Its own Redis call: other
+ * clients' commands run between two steps. */
+static void queue_fill_step(struct queue_enq *e)
+{
+    struct queue *q = e->q;
+    if (q == NULL) {
+        queue_enq_end(e, RSCRIPT_CLOSED);
+        return;
+    }
+    char step[24], stale[24];
+    snprintf(step, sizeof step, "%ld", q->fill_step);
+    snprintf(stale, sizeof stale, "%d", QUEUE_FILL_STALE_MS);
+    const char *argv[5] = {q->kfilling, q->kpfx, step, e->batch_id, stale};
+    rscript_eval(q->scripts, RSCRIPT_FILL, 2, 5, argv, NULL, queue_filled, e);
+}
+
+/* Public: finish a batch whose filler stopped (one at a time). */
+void queue_fill_resume(struct queue *q)
+{
+    if (q->resuming || !redis_ready(q->rd))
+        return;
+    q->resuming = true;
+    queue_fill_step(queue_enq_new(q, NULL, NULL));
+}
+
+/* enqueue.lua answered: the batch is stored, its first step queued. */
 static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
 {
     struct queue_enq *e = arg;
@@ -144,10 +309,13 @@ static void queue_enqueued(const redisReply *reply, const char *err, void *arg)
     if (err)
         log_event(LOG_WARN, "queue_enqueue_failed", "error", err, NULL);
     if (err && e->staged && strcmp(err, RSCRIPT_CLOSED) != 0)
-        redis_command(e->rd, queue_staged, NULL, "DEL %s", e->staged);
-    e->done(err, e->arg);
-    free(e->staged);
-    free(e);
+        redis_command(e->rd, queue_staged, NULL, "UNLINK %s", e->staged);
+    if (err == NULL && reply->integer < e->left) {
+        e->left -= reply->integer;
+        queue_fill_step(e);
+        return;
+    }
+    queue_enq_end(e, err);
 }
 
 /* Push p's To addresses onto the list at key in chunks: the commands are
@@ -202,17 +370,17 @@ static char *queue_invalid_json(const struct fanout_plan *p)
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
                    const char *copy0_id, queue_done_fn done, void *arg)
 {
-    struct queue_enq *e = xcalloc(1, sizeof *e);
-    e->done = done;
-    e->arg = arg;
+    struct queue_enq *e = queue_enq_new(q, done, arg);
+    snprintf(e->batch_id, sizeof e->batch_id, "%s", batch_id);
     size_t first = copy0_id ? 1 : 0;
+    e->left = (long long)(p->nto - (first < p->nto ? first : p->nto));
     if (first >= p->nto && p->ninvalid == 0) {
         /* redis_command on a closed connection answers later: do the same */
         rscript_eval(q->scripts, RSCRIPT_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;
     }
     bool staged = p->nto > QUEUE_STAGE_CHUNK;
-    size_t n = 9 + 12 + (staged ? 0 : p->nto);
+    size_t n = 10 + 13 + (staged ? 0 : p->nto);
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = rscript_key(q->scripts, "b:", batch_id),
@@ -224,7 +392,8 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
          *kt = rscript_key(q->scripts, "t:", batch_id);
     char *kseq = rscript_key(q->scripts, "seq", NULL),
          *ks = rscript_key(q->scripts, "rs:", batch_id);
-    char created[24], ttl[24], nstaged[24];
+    char created[24], ttl[24], nstaged[24], step[24];
+    snprintf(step, sizeof step, "%ld", q->fill_step);
     snprintf(nstaged, sizeof nstaged, "%zu", staged ? p->nto : 0);
     if (staged) {
         queue_stage(q->rd, ks, p);
@@ -252,13 +421,14 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
     argv[k++] = kseq;
     argv[k++] = kqs;
     argv[k++] = ks;
+    argv[k++] = q->kfilling;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
     argv[k++] = p->api == SESREQ_V2 ? "2" : "1";
     argv[k++] = p->action ? p->action : "";
     /* the template, the one large argument, is handed to the call */
-    lens[k] = p->template.len; /* index 14 */
+    lens[k] = p->template.len; /* index 15 */
     char *template = p->template.data ? buf_detach(&p->template, NULL) : xstrdup("");
     argv[k++] = template;
     argv[k++] = buf_cstr(&riders);
@@ -268,12 +438,13 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
     argv[k++] = nstaged;
     char *invalid = queue_invalid_json(p);
     argv[k++] = invalid ? invalid : "";
+    argv[k++] = step;
     for (size_t i = 0; !staged && i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 14)
+        if (i != 15)
             lens[i] = strlen(argv[i]);
-    rscript_eval_give(q->scripts, RSCRIPT_ENQUEUE, 9, (int)n, argv, lens, 14, template,
+    rscript_eval_give(q->scripts, RSCRIPT_ENQUEUE, 10, (int)n, argv, lens, 15, template,
                       queue_enqueued, e);
     free(ko);
     free(kt);

@@ -21,8 +21,12 @@
 struct queue;
 
 /* Called once when an enqueue finished: err is NULL on success (Redis
- * accepted every recipient), else a short reason (nothing was queued). */
+ * holds the whole batch), else a short reason: nothing was queued, unless
+ * err starts with QUEUE_UNFINISHED (the batch is stored and partly queued,
+ * Redis stayed away while its steps were retried; a worker finishes it). */
 typedef void (*queue_done_fn)(const char *err, void *arg);
+
+#define QUEUE_UNFINISHED "batch stored, not yet queued whole"
 
 /* The queue run through scripts (cfg's status_ttl). cfg and scripts
  * outlive it. */
@@ -43,6 +47,15 @@ struct rscript *queue_scripts(const struct queue *q);
  * of p is the caller's. done fires exactly once. */
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
                    const char *copy0_id, queue_done_fn done, void *arg);
+
+/* A batch of many recipients is queued in bounded steps (enqueue.lua,
+ * then fill.lua), each its own Redis call, so that other clients' commands
+ * run in between; queue_enqueue's done fires when the last step is in.
+ * Every step is idempotent and a batch being filled is listed in
+ * P:{P}:filling with the time of its last step. queue_fill_resume (the
+ * worker's tick) finishes a batch whose last step is more than 5 s old: its
+ * filler died. */
+void queue_fill_resume(struct queue *q);
 
 /* The upstream refused a signature of ours as expired or not yet current
  * (backoff_clock_skew): count it, and log upstream_clock_skew at warn at

@@ -133,6 +133,18 @@ static json_t *qview_invalid(const redisReply *field)
     return a;
 }
 
+/* A batch still being filled (its hash's "filling", the next index to
+ * queue): "filling": true and "filled", how many of its recipients are
+ * queued so far; "filling": false once it is whole (and for a batch an
+ * earlier release stored, which has no such field). */
+static void qview_filling(json_t *o, const redisReply *field)
+{
+    bool filling = field && field->type == REDIS_REPLY_STRING && field->len > 0;
+    qview_jset(o, "filling", json_boolean(filling));
+    if (filling)
+        qview_jset(o, "filled", json_integer((long long)reply_num(field, 0)));
+}
+
 /* Public: the batch status object. */
 bool qview_batch_ref(const char *ref, size_t n, char id[37], long long *index)
 {
@@ -173,7 +185,7 @@ void qview_show_only(json_t *b, long long index)
 
 json_t *qview_show_json(const char *id, const redisReply *reply)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4)
         return NULL;
     const redisReply *h = reply->element[0], *outs = reply->element[1];
     const redisReply *list = reply->element[2], *retry = reply->element[3];
@@ -256,8 +268,48 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     double pct = total ? 100.0 * (double)over / (double)total : 100.0;
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
     qview_jset(o, "complete", json_boolean(over == total));
+    qview_filling(o, reply_field(h, "filling"));
     qview_jset(o, "recipients", rs);
     qview_jset(o, "invalid", qview_invalid(reply_field(h, "invalid")));
+    return o;
+}
+
+/* Public: the batch status object from show.lua's pages, in order. */
+json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages)
+{
+    if (npages == 0 || pages[0] == NULL || pages[0]->type != REDIS_REPLY_ARRAY ||
+        pages[0]->elements < 4)
+        return NULL;
+    /* One reply whose parts borrow the pages' elements: outcomes, addresses
+     * and retries one after the other; the batch hash of the first page. */
+    redisReply parts[3] = {
+        {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}};
+    for (size_t p = 0; p < npages; p++) {
+        if (pages[p] == NULL || pages[p]->type != REDIS_REPLY_ARRAY || pages[p]->elements < 4)
+            return NULL;
+        for (int k = 0; k < 3; k++) {
+            const redisReply *part = pages[p]->element[k + 1];
+            if (part->type != REDIS_REPLY_ARRAY)
+                return NULL;
+            parts[k].elements += part->elements;
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        parts[k].element = xcalloc(parts[k].elements + 1, sizeof *parts[k].element);
+        size_t at = 0;
+        for (size_t p = 0; p < npages; p++) {
+            const redisReply *part = pages[p]->element[k + 1];
+            if (part->elements > 0)
+                memcpy(parts[k].element + at, part->element,
+                       part->elements * sizeof *part->element);
+            at += part->elements;
+        }
+    }
+    redisReply *el[4] = {pages[0]->element[0], &parts[0], &parts[1], &parts[2]};
+    redisReply whole = {.type = REDIS_REPLY_ARRAY, .elements = 4, .element = el};
+    json_t *o = qview_show_json(id, &whole);
+    for (int k = 0; k < 3; k++)
+        free(parts[k].element);
     return o;
 }
 
@@ -293,7 +345,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
     qview_jset(o, "dead_letters", json_integer((long long)reply_num(reply->element[4], 0)));
     json_t *rows = qview_jok(json_array());
     const redisReply *flat = reply->element[5];
-    for (size_t k = 0; k + 9 < flat->elements; k += 10) {
+    for (size_t k = 0; k + 10 < flat->elements; k += 11) {
         json_t *r = qview_jok(json_object());
         qview_jset(r, "batch_id", qview_jstr(flat->element[k]));
         const redisReply *cr = flat->element[k + 1];
@@ -317,6 +369,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             qview_jset(r, "cancelled", json_integer(cancelled));
             qview_jset(r, "pending", json_integer(total - sent - dead - cancelled));
             qview_jset(r, "state", qview_state(flat->element[k + 9]));
+            qview_filling(r, flat->element[k + 10]);
         }
         qview_jappend(rows, r);
     }

@@ -50,6 +50,18 @@ json_t *qview_control_json(const char *id, const redisReply *reply, long long in
  * NOBATCH, 409 for CANCELLED and COMPLETE, 400 for BADARGS, else 503. */
 int qview_control_status(const char *err);
 
+/* How many indexes, and delay-set members, one show.lua call reads: a
+ * page of a big batch holds Redis a few ms. */
+#define QVIEW_SHOW_PAGE 10000
+#define QVIEW_SHOW_SCAN "2000"
+
+/* qview_show_json over show.lua's pages (pages[0..npages-1], in index
+ * order, each called with the cursor the one before returned): the
+ * outcomes, addresses and retries of every page, the batch hash of the
+ * first. NULL when the batch does not exist or a page is malformed. The
+ * pages stay the caller's. */
+json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages);
+
 /* The five keys of stats.lua under key prefix pfx, into keys[5]; free each. */
 void qview_stats_keys(const char *pfx, char *keys[5]);
 

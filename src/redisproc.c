@@ -182,7 +182,12 @@ static int redisproc_write_conf(struct redisproc *rp, char *err, size_t errlen)
                  "save \"\"\n"
                  "appendonly yes\n"
                  "appendfsync everysec\n"
-                 "maxmemory-policy noeviction\n");
+                 "maxmemory-policy noeviction\n"
+                 "# A completed batch's keys (a million outcomes, a million addresses)\n"
+                 "# are freed in a background thread when they expire or are deleted.\n"
+                 "lazyfree-lazy-expire yes\n"
+                 "lazyfree-lazy-user-del yes\n"
+                 "lazyfree-lazy-server-del yes\n");
     redisproc_conf_path(&b, "unixsocket", rp->sock);
     redisproc_conf_path(&b, "dir", rp->dir);
     redisproc_conf_path(&b, "logfile", rp->logfile);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 /* Public: the value of field name in a flat array. */
 const redisReply *reply_field(const redisReply *flat, const char *name)
 {
@@ -34,4 +36,45 @@ double reply_num(const redisReply *r, double def)
     char *end;
     double d = strtod(tmp, &end);
     return end != tmp && *end == '\0' ? d : def;
+}
+
+/* Public: a deep copy of r. */
+redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = xcalloc(1, sizeof *c);
+    c->type = r ? r->type : REDIS_REPLY_NIL;
+    switch (c->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        c->str = xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+        break;
+    case REDIS_REPLY_INTEGER:
+        c->integer = r->integer;
+        break;
+    case REDIS_REPLY_ARRAY:
+        c->elements = r->elements;
+        c->element = xcalloc(r->elements + 1, sizeof *c->element);
+        for (size_t k = 0; k < r->elements; k++)
+            c->element[k] = reply_copy(r->element[k]);
+        break;
+    default:
+        c->type = REDIS_REPLY_NIL;
+    }
+    return c;
+}
+
+/* Public: free a reply_copy. */
+void reply_free(redisReply *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t k = 0; k < r->elements; k++)
+        reply_free(r->element[k]);
+    free(r->element);
+    free(r->str);
+    free(r);
 }

@@ -17,4 +17,11 @@ const redisReply *reply_field(const redisReply *flat, const char *name);
  * in decimal or floating notation; def for anything else (NULL included). */
 double reply_num(const redisReply *r, double def);
 
+/* A deep copy of r (strings, integers, arrays; anything else as nil), to
+ * keep past a callback; free it with reply_free. */
+redisReply *reply_copy(const redisReply *r);
+
+/* Free a reply_copy (NULL: nothing). */
+void reply_free(redisReply *r);
+
 #endif

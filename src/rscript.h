@@ -30,6 +30,7 @@ enum rscript_id {
     RSCRIPT_DLQ_PURGE,
     RSCRIPT_GATE,
     RSCRIPT_CONTROL,
+    RSCRIPT_FILL,
     RSCRIPT_COUNT
 };
 

@@ -1780,7 +1780,8 @@ static void worker_claimed(const redisReply *reply, const char *err, void *arg)
     }
 }
 
-/* Every second: move due retries back and reclaim abandoned entries. */
+/* Every second: move due retries back, finish a batch whose filler died
+ * and reclaim abandoned entries. */
 static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -1800,6 +1801,7 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     const char *argv[6] = {w->kd, w->kqs, w->kprefix, "", max, longest};
     w->redis_pending++;
     rscript_eval(w->scripts, RSCRIPT_DUE, 3, 6, argv, NULL, worker_due_done, w);
+    queue_fill_resume(w->q); /* a batch its filler left half queued */
     size_t n = worker_free_slots(w);
     if (n > WORKER_RECLAIM_MAX)
         n = WORKER_RECLAIM_MAX;

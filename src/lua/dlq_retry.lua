@@ -13,7 +13,11 @@
 --
 -- ARGV[1]  most dead letters to move when no id is given (> 0)
 -- ARGV[2..] dead-letter entry ids to move; none: the oldest ones, up to
---          ARGV[1] (call again until it returns 0 to move them all)
+--          ARGV[1] (call again until it returns 0 to move them all); or
+--          ARGV[2] = "from:<start>" (start "-", or "(<id>" for after <id>):
+--          look at up to ARGV[1] dead letters from there, whether they move
+--          or not, and return where to go on (a call on a long stream of
+--          letters that stay then still ends after ARGV[1] of them)
 --
 -- For each dead letter (fields b, i) whose batch still holds its template:
 -- the outcome of the index is removed, the batch's dead counter goes down
@@ -29,7 +33,8 @@
 -- recipient no longer has a dead outcome (already retried) is deleted and
 -- not counted. An id that is not in the dead-letter stream is ignored.
 --
--- Returns the number of dead letters moved to the queue.
+-- Returns the number of dead letters moved to the queue; with "from:",
+-- {moved, the next start, or "" when the stream was read to its end}.
 -- Errors (nothing written): "BADARGS", "WRONGTYPE".
 --
 -- Atomicity: one atomic step; checks run before the first write, and no
@@ -42,8 +47,12 @@ local max = tonumber(ARGV[1])
 if max == nil or max < 1 or prefix == nil or prefix == '' then
     return redis.error_reply('BADARGS dlq_retry: keys dlq streams prefix, args max [id...]')
 end
+local from = ARGV[2] and string.match(ARGV[2], '^from:(.*)$')
+if from and not (#ARGV == 2 and (from == '-' or string.match(from, '^%(%d+%-%d+$'))) then
+    return redis.error_reply('BADARGS dlq_retry: from:- or from:(<id>, alone')
+end
 for n = 2, #ARGV do
-    if not string.match(ARGV[n], '^%d+%-%d+$') then
+    if not from and not string.match(ARGV[n], '^%d+%-%d+$') then
         return redis.error_reply('BADARGS dlq_retry: not a stream entry id: ' .. ARGV[n])
     end
 end
@@ -104,6 +113,16 @@ local function dlq_move(eid, fields)
 end
 
 local moved = 0
+if from then
+    local page = redis.call('XRANGE', dlq, from, '+', 'COUNT', max)
+    for _, e in ipairs(page) do
+        moved = moved + dlq_move(e[1], e[2])
+    end
+    if #page < max then
+        return { moved, '' }
+    end
+    return { moved, '(' .. page[#page][1] }
+end
 if #ARGV > 1 then
     for n = 2, #ARGV do
         local e = redis.call('XRANGE', dlq, ARGV[n], ARGV[n])

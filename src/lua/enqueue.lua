@@ -1,4 +1,5 @@
--- enqueue.lua: store a batch and queue one stream entry per recipient.
+-- enqueue.lua: store a batch and queue its first stream entries, one per
+-- recipient, at most ARGV[13] of them; fill.lua queues the rest in steps.
 --
 -- KEYS[1]  batch hash        P:{P}:b:<id>
 -- KEYS[2]  recipient list    P:{P}:r:<id>
@@ -14,6 +15,11 @@
 --                                           pushed by the caller in chunks
 --                                           before this call; renamed to
 --                                           KEYS[2])
+-- KEYS[10] batches filling   P:{P}:filling (sorted set: the id of every
+--                                           batch whose entries are not all
+--                                           queued yet, scored by the time
+--                                           of its last step, ms on Redis's
+--                                           clock)
 -- Every key carries the same hash tag {P}, so one call touches one slot;
 -- the batch's number key P:{P}:n:<n> (n is known only once KEYS[7] was
 -- incremented) is KEYS[7]'s prefix plus "n:<n>", in the same slot.
@@ -37,9 +43,11 @@
 --          ([send] invalid_recipients = skip), as JSON text
 --          [{"address": ..., "reason": ...}, ...]; empty when none. Kept in
 --          the batch hash as "invalid" for the batch view; never sent.
--- ARGV[13..] the other To addresses in order, after the staged ones: the
+-- ARGV[13] the most stream entries this call adds (> 0): a step of
+--          bounded length, so that other clients' commands run in between
+-- ARGV[14..] the other To addresses in order, after the staged ones: the
 --          address of index i is the staged list's element i, then
---          ARGV[13 + i - staged]
+--          ARGV[14 + i - staged]
 --
 -- Writes: a number n for the batch (INCR of KEYS[7]) and the number key
 -- n:<n> holding the batch id; the batch hash (n, client, api, action,
@@ -55,7 +63,15 @@
 -- outcome "s <MessageId>" is recorded at once, "sent" starts at 1, and only
 -- indexes 1..total-1 are queued.
 --
--- Returns the number of stream entries added.
+-- Bounded steps: at most ARGV[13] entries are added (indexes first ..
+-- first+ARGV[13]-1). When more remain, the batch hash gets "filling" = the
+-- next index to queue and the batch id goes into KEYS[10] scored with the
+-- server's TIME; fill.lua then queues the rest a step at a time and removes
+-- both at the end. A batch hash without "filling" is whole (every batch an
+-- earlier release stored is).
+--
+-- Returns the number of stream entries added (fewer than total - first:
+-- the batch is being filled).
 -- Errors (nothing written): "BATCHEXISTS" when the batch hash, its
 -- recipient list or its outcomes exist; "BADARGS" for a malformed argument
 -- or nothing to queue; "STAGED" when the staged list does not hold exactly
@@ -73,15 +89,16 @@
 -- succeeded the rest always completes. So the batch is stored whole or not
 -- at all, and the caller reports success only after this script returned.
 
-local batch, list, stream, recent, outcome, template, seq, streams, staged =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local batch, list, stream, recent, outcome, template, seq, streams, staged, filling =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local id = ARGV[1]
 local created = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[9])
 local copy0 = ARGV[10]
 local nstaged = tonumber(ARGV[11])
 local invalid = ARGV[12]
-local naddr = (nstaged or 0) + #ARGV - 12
+local step = tonumber(ARGV[13])
+local naddr = (nstaged or 0) + #ARGV - 13
 local first = 0
 if copy0 ~= nil and copy0 ~= '' then
     first = 1
@@ -91,8 +108,8 @@ local prefix = seq and string.match(seq, '^(.*)seq$')
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
     nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or invalid == nil or
     naddr < 1 or (naddr < first + 1 and invalid == '') or prefix == nil or streams == nil or
-    staged == nil then
-    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count, invalid and an address to queue')
+    staged == nil or filling == nil or step == nil or step < 1 or step ~= math.floor(step) then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count, invalid, step and an address to queue')
 end
 
 local function enqueue_type(key, want)
@@ -107,7 +124,8 @@ if redis.call('EXISTS', batch, list, outcome, template) ~= 0 then
     return redis.error_reply('BATCHEXISTS batch ' .. id .. ' already exists')
 end
 local err = enqueue_type(stream, 'stream') or enqueue_type(recent, 'zset') or
-    enqueue_type(seq, 'string') or enqueue_type(streams, 'set') or enqueue_type(staged, 'list')
+    enqueue_type(seq, 'string') or enqueue_type(streams, 'set') or enqueue_type(staged, 'list') or
+    enqueue_type(filling, 'zset')
 if err then
     return err
 end
@@ -130,6 +148,17 @@ if redis.call('EXISTS', stream) == 1 then
             end
         end
     end
+end
+
+-- The step's end, and the time of the step (Redis's clock) when more remain.
+local upto = math.min(first + step, naddr)
+local now
+if upto < naddr then
+    if redis.replicate_commands then
+        redis.replicate_commands()
+    end
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- First write: the one Redis refuses under OOM, before anything is stored.
@@ -159,15 +188,19 @@ if nstaged > 0 then
     redis.call('PERSIST', list)
 end
 local chunk = 1000
-for s = 13, #ARGV, chunk do
+for s = 14, #ARGV, chunk do
     local e = math.min(s + chunk - 1, #ARGV)
     redis.call('RPUSH', list, unpack(ARGV, s, e))
 end
 
-for k = first, naddr - 1 do
+for k = first, upto - 1 do
     redis.call('XADD', stream, '*', 'b', n, 'i', k)
+end
+if upto < naddr then
+    redis.call('HSET', batch, 'filling', upto)
+    redis.call('ZADD', filling, now, id)
 end
 
 redis.call('ZREMRANGEBYSCORE', recent, '-inf', '(' .. (created - ttl))
 redis.call('ZADD', recent, created, id)
-return naddr - first
+return upto - first

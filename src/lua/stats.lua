@@ -6,9 +6,11 @@
 -- ARGV[1] how many recent batches.
 -- Returns {depth, oldest entry id, entries pending in the group, retries
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
--- client, action, cancelled, state) for the most recent batches}. A batch
--- is complete when sent + done + dead + cancelled == total; its state is
--- "" when the hash has none (running, as a batch stored by sesgate 0.1.0).
+-- client, action, cancelled, state, filling) for the most recent batches}.
+-- A batch is complete when sent + done + dead + cancelled == total; its
+-- state is "" when the hash has none (running, as a batch stored by sesgate
+-- 0.1.0); filling is the next index to queue of a batch still being
+-- filled, "" once it is whole.
 -- Atomicity: read only; one script, so the counts are one moment's view.
 
 local qs, d, dlq, recent, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -38,9 +40,9 @@ local rows = {}
 if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
     for _, id in ipairs(redis.call('ZREVRANGE', recent, 0, n - 1)) do
         local c = redis.call('HMGET', prefix .. 'b:' .. id, 'created', 'total', 'sent',
-            'done', 'dead', 'client', 'action', 'cancelled', 'state')
+            'done', 'dead', 'client', 'action', 'cancelled', 'state', 'filling')
         rows[#rows + 1] = id
-        for k = 1, 9 do rows[#rows + 1] = c[k] or '' end
+        for k = 1, 10 do rows[#rows + 1] = c[k] or '' end
     end
 end
 out[6] = rows

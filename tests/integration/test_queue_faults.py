@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections import Counter
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.needs_sesgate
 STREAM = "%s:{%s}:q:app" % (PREFIX, PREFIX)  # the stream of client "app"
 DELAYED = "%s:{%s}:d" % (PREFIX, PREFIX)
 DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
+FILLING = "%s:{%s}:filling" % (PREFIX, PREFIX)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LEASE_S = 5
 
@@ -71,7 +73,7 @@ def managed_redis_pid(gate):
 class Rig:
     """A fake upstream and `sesgate run` in one fresh work directory."""
 
-    def __init__(self, workdir, send=None, upstream=None, redis=None, server=None, fake_args=()):
+    def __init__(self, workdir, send=None, upstream=None, redis=None, server=None, fake_args=(), env=None):
         self.workdir = workdir
         self.upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
         self.fake = harness.FakeSES(workdir, self.upstream, extra_args=fake_args).start()
@@ -86,7 +88,7 @@ class Rig:
             extra["redis"] = redis
         if server:
             extra["server"] = server
-        self.gate = harness.RunSesgate(workdir, self.fake.url, self.upstream, policies, extra=extra)
+        self.gate = harness.RunSesgate(workdir, self.fake.url, self.upstream, policies, extra=extra, env=env)
         self.gw = harness.Gateway(self.gate.url, harness.REGION, False, self.fake, self.gate,
                                   self.upstream, {"app": self.app}, workdir)
         self.others = []   # further sesgate processes (sesgate work)
@@ -394,3 +396,113 @@ def test_slow_send_outlasting_the_lease_is_not_sent_twice(rig_factory):
     assert set(got) == set(to)
     assert all(n == 1 for n in sends.values()), sends
     assert wait_drained(r.redis, timeout=10) == (0, 0, 0)
+
+
+class ServeSesgate(harness.Sesgate):
+    """`sesgate serve` (the front only) beside a rig's `sesgate run`: its own
+    configuration file and port, the same managed Redis (data_dir)."""
+
+    command = "serve"
+
+
+def serve_beside(r, env):
+    """Start a front-only sesgate on r's Redis with env (the test hook)."""
+    front = ServeSesgate(r.workdir, r.fake.url, r.upstream, r.gate.clients, extra=r.gate.extra, env=env)
+    front.config_path = r.workdir / "serve.ini"
+    front.log_path = r.gate.log_path.with_name("sesgate-serve-%d.log" % front.port)
+    r.others.append(front)
+    return front.start()
+
+
+def send_in_thread(gw, to):
+    """send(gw, to) in a thread; returns (thread, result dict: resp or error)."""
+    out = {}
+
+    def run():
+        try:
+            out["resp"] = send(gw, to)
+        except Exception as e:  # the front may be killed under it
+            out["error"] = e
+        out["at"] = time.monotonic()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def wait_filling(redis, timeout=30):
+    """Wait until a batch is being filled; its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = redis("ZRANGE", FILLING, 0, 0)
+        if ids:
+            return ids
+        time.sleep(0.005)
+    raise AssertionError("no batch was being filled within %d s" % timeout)
+
+
+def test_front_killed_mid_fill_a_worker_finishes_the_batch(rig_factory):
+    """A front killed with kill -9 in the middle of filling a batch leaves a
+    batch that is stored but not all queued; a worker's tick finishes the
+    fill once its last step is 5 s old, and every recipient is sent exactly
+    once (the killed front sent nothing itself)."""
+    r = rig_factory("fillkill").start()
+    front = serve_beside(r, {"TEST_SESGATE_FILL_STEP": "5"})
+    to = ["f%04d@example.net" % i for i in range(3000)]
+    gw = harness.Gateway(front.url, harness.REGION, False, r.fake, front, r.upstream, {"app": r.app}, r.workdir)
+    t, out = send_in_thread(gw, to)
+    bid = wait_filling(r.redis)
+    front.proc.send_signal(signal.SIGKILL)
+    front.proc.wait()
+    killed_at = time.monotonic()
+    t.join(30)
+    assert "error" in out, "the client was answered before the batch was whole: %s" % out
+    key = "%s:{%s}:b:%s" % (PREFIX, PREFIX, bid)
+    left_at = int(r.redis("HGET", key, "filling") or 0)
+    assert 0 < left_at < len(to), "killed mid-fill, next index %d" % left_at
+    assert r.redis("ZSCORE", FILLING, bid)
+    got = wait_all(r.fake, to, timeout=60)
+    took = time.monotonic() - killed_at
+    assert wait_drained(r.redis, timeout=20) == (0, 0, 0)
+    time.sleep(0.5)
+    got = accepted(r.fake.requests())
+    missing = sorted(set(to) - set(got))
+    print("\nfront killed at index %d of %d: the batch finished and delivered %.1f s later, %d duplicates"
+          % (left_at, len(to), took, duplicates(got)))
+    assert not missing, "%d addresses never delivered, e.g. %s" % (len(missing), missing[:10])
+    assert duplicates(got) == 0, sorted(a for a, n in got.items() if n > 1)
+    assert set(got) == set(to)
+    assert r.redis("HEXISTS", key, "filling") == "0" and r.redis("ZCARD", FILLING) == "0"
+    assert "event=queue_fill_resumed" in r.gate.log_text()
+    status = harness.sesgate_json(r.gate.config_path, r.workdir, "batch", "show", bid)
+    assert (status["total"], status["sent"], status["filling"]) == (len(to), len(to), False)
+
+
+def test_gateway_answers_other_sends_while_a_batch_fills(rig_factory):
+    """Other clients' sends are answered between the steps of a big
+    enqueue; the batch is shown as filling meanwhile, and its client hears
+    success only once it is whole."""
+    r = rig_factory("fillbusy", env={"TEST_SESGATE_FILL_STEP": "1"}).start()
+    to = ["g%04d@example.net" % i for i in range(6000)]
+    t, out = send_in_thread(r.gw, to)
+    bid = wait_filling(r.redis)
+    status = harness.sesgate_json(r.gate.config_path, r.workdir, "batch", "show", bid)
+    assert status["filling"] is True and 0 < status["filled"] < len(to), status
+    rows = harness.sesgate_json(r.gate.config_path, r.workdir, "status")["recent"]
+    row = [b for b in rows if b["batch_id"] == bid][0]
+    assert row["filling"] is True and 0 < row["filled"] <= len(to), row
+    t0 = time.monotonic()
+    single = send(r.gw, ["single@example.net"])
+    answered = time.monotonic()
+    still = r.redis("ZSCORE", FILLING, bid)
+    print("\na single send answered in %.3f s while the batch filled (%s)" % (answered - t0, still))
+    assert single.get("MessageId")
+    assert still, "the batch was whole before the single send was answered"
+    assert "resp" not in out, "the batch's client was answered before the batch was whole"
+    t.join(60)
+    assert out.get("resp", {}).get("MessageId"), out
+    assert r.redis("ZCARD", FILLING) == "0"
+    key = "%s:{%s}:b:%s" % (PREFIX, PREFIX, bid)
+    assert r.redis("HEXISTS", key, "filling") == "0"
+    got = wait_all(r.fake, to + ["single@example.net"], timeout=60)
+    assert set(got) == set(to) | {"single@example.net"} and duplicates(got) == 0

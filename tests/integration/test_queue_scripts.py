@@ -27,6 +27,7 @@ QS = PRE + "qs"
 D = PRE + "d"
 DLQ = PRE + "dlq"
 RECENT = PRE + "recent"
+FILLING = PRE + "filling"
 TTL = 604800000
 # Bytes per queued recipient of the PHP system this replaces.
 PHP_BYTES_PER_RECIPIENT = 70.8
@@ -132,14 +133,21 @@ def skey(batch):
 
 
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n", client="app", staged=0, invalid=""):
+            riders="c:cc@example.org\n", client="app", staged=0, invalid="", step=100000):
     """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already
-    sent; staged: how many addresses were pushed to skey(batch) before)."""
+    sent; staged: how many addresses were pushed to skey(batch) before;
+    step: the most entries it queues, the rest left to fill())."""
     b, lst, o = keys_of(batch)
     return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS,
-                                skey(batch)],
+                                skey(batch), FILLING],
                     [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged,
-                     invalid] + addrs)
+                     invalid, step] + addrs)
+
+
+def fill(r, batch, step, stale=None):
+    """Run fill.lua: the next step of batch, or (batch "") of the batch whose
+    last step is more than stale ms old. [batch id, entries left]."""
+    return r.script("fill", [FILLING, PRE], [step, batch] + ([] if stale is None else [stale]))
 
 
 def read_group(r, count=100000, stream=Q):
@@ -162,7 +170,7 @@ def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q):
 
 
 def test_every_script_starts_with_its_contract():
-    for name in ("enqueue", "outcome", "check", "due", "dlq_retry"):
+    for name in ("enqueue", "fill", "outcome", "check", "due", "dlq_retry"):
         text = (LUA / f"{name}.lua").read_text()
         head = text.split("\n\n")[0]
         assert head.startswith("-- "), name
@@ -615,3 +623,173 @@ def test_dlq_retry_goes_back_to_the_clients_stream(r):
     assert r.script("dlq_retry", [DLQ, QS, PRE], [10]) == 1
     assert [f for _, f in read_group(r, stream=news)] == [{"b": "1", "i": "0", "a": "0"}]
     assert r.cmd("XLEN", Q) == 0 and r.cmd("SISMEMBER", QS, news) == 1
+
+
+def indexes(entries):
+    """The recipient indexes of stream entries, in stream order."""
+    return [int(f["i"]) for _, f in entries]
+
+
+def stats_row(r, batch):
+    """stats.lua's row of batch: {field: value}."""
+    rows = r.script("stats", [QS, D, DLQ, RECENT, PRE], [10])[5]
+    names = ("id", "created", "total", "sent", "done", "dead", "client", "action", "filling")
+    for k in range(0, len(rows), len(names)):
+        if rows[k] == batch:
+            return dict(zip(names, rows[k:k + len(names)]))
+    raise AssertionError(f"no row for {batch} in {rows}")
+
+
+def test_batch_filled_in_three_steps(r):
+    # 25 recipients, copy 0 sent: 24 to queue in steps of 10 -> 10, 10, 4.
+    addrs = addresses(25)
+    b, lst, o = keys_of("ab1")
+    assert enqueue(r, "ab1", addrs, copy0="mid-0", step=10) == 10
+    assert r.cmd("HGET", b, "filling") == "11"
+    assert r.cmd("ZSCORE", FILLING, "ab1") is not None
+    assert stats_row(r, "ab1")["filling"] == "11"
+    h = r.script("show", [b, o, lst, D], ["ab1"])[0]
+    assert dict(zip(h[::2], h[1::2]))["filling"] == "11"
+    assert r.cmd("LRANGE", lst, 0, -1) == addrs  # the whole batch is stored at once
+    assert indexes(read_group(r)) == list(range(1, 11))  # workers start on what is in
+    assert fill(r, "ab1", 10) == ["ab1", 4]
+    assert r.cmd("HGET", b, "filling") == "21"
+    assert stats_row(r, "ab1")["filling"] == "21"
+    assert fill(r, "ab1", 10) == ["ab1", 0]
+    assert r.cmd("HEXISTS", b, "filling") == 0 and r.cmd("ZCARD", FILLING) == 0
+    assert stats_row(r, "ab1")["filling"] == ""
+    assert indexes(read_group(r)) == list(range(11, 25))
+    # a step replayed on a whole batch adds nothing
+    assert fill(r, "ab1", 10) == ["ab1", 0]
+    assert r.cmd("XLEN", Q) == 24 and read_group(r) == []
+    assert r.cmd("HGET", b, "total") == "25"
+
+
+def test_fill_steps_replayed_or_run_twice_queue_each_index_once(r):
+    # Two fillers (the front and a worker resuming) stepping the same batch,
+    # and replays: every index is queued exactly once.
+    assert enqueue(r, "B1", addresses(100), step=7) == 7
+    seen = []
+    while True:
+        left_a = fill(r, "B1", 7)[1]
+        left_b = fill(r, "B1", 13)[1]
+        if left_a == 0 and left_b == 0:
+            break
+    seen = indexes(read_group(r))
+    assert sorted(seen) == list(range(100)) and len(seen) == 100
+    assert r.cmd("HEXISTS", PRE + "b:B1", "filling") == 0 and r.cmd("ZCARD", FILLING) == 0
+
+
+def test_batch_of_an_earlier_release_is_whole(r):
+    # Stored without "filling" (every batch before bounded steps): complete.
+    assert enqueue(r, "B1", addresses(5)) == 5
+    b = keys_of("B1")[0]
+    assert r.cmd("HEXISTS", b, "filling") == 0 and r.cmd("ZCARD", FILLING) == 0
+    read_group(r)
+    assert fill(r, "B1", 10) == ["B1", 0]
+    # a member left in the set for such a batch goes, and nothing is queued
+    r.cmd("ZADD", FILLING, 1, "B1")
+    assert fill(r, "", 10, stale=0) == ["B1", 0]
+    assert r.cmd("ZCARD", FILLING) == 0 and r.cmd("XLEN", Q) == 5 and read_group(r) == []
+    assert stats_row(r, "B1")["filling"] == ""
+
+
+def test_fill_resumes_only_batches_left_behind(r):
+    assert enqueue(r, "B1", addresses(30), step=10) == 10
+    # its last step just ran: not overdue
+    assert fill(r, "", 10, stale=60000) == ["", 0]
+    assert r.cmd("HGET", PRE + "b:B1", "filling") == "10"
+    # a filler that died long ago
+    r.cmd("ZADD", FILLING, 1000, "B1")
+    assert fill(r, "", 10, stale=5000) == ["B1", 10]
+    assert float(r.cmd("ZSCORE", FILLING, "B1")) > 1000  # the time of this step
+    assert fill(r, "B1", 10) == ["B1", 0]
+    assert sorted(indexes(read_group(r))) == list(range(30))
+    # a batch gone while filling: resuming drops it, the filler hears NOBATCH
+    assert enqueue(r, "B2", addresses(30), step=10) == 10
+    r.cmd("DEL", PRE + "b:B2")
+    with pytest.raises(RedisError, match="NOBATCH"):
+        fill(r, "B2", 10)
+    assert r.cmd("ZCARD", FILLING) == 0
+
+
+def test_fill_bad_args_write_nothing(r):
+    assert enqueue(r, "B1", addresses(30), step=10) == 10
+    before = r.snapshot()
+    for args in ([0, "B1"], [1.5, "B1"], ["x", "B1"], [10, ""], [10, "", -1]):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("fill", [FILLING, PRE], args)
+    with pytest.raises(RedisError, match="BADARGS"):
+        enqueue(r, "B2", addresses(3), step=0)
+    r.cmd("DEL", Q)
+    r.cmd("SET", Q, "not a stream")
+    before = r.snapshot()
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        fill(r, "B1", 10)
+    assert r.snapshot() == before
+
+
+def test_show_pages_and_retries(r):
+    # show.lua a page at a time: outcomes and addresses of the page's
+    # indexes only, and the delay set scanned a step per call; a retry is
+    # found by the batch's number, as outcome.lua writes it.
+    addrs = addresses(25)
+    b, lst, o = keys_of("ab2")
+    enqueue(r, "ab2", addrs)
+    e = read_group(r)
+    outcome(r, "ab2", e[0][0], 0, "sent", "m0")
+    outcome(r, "ab2", e[12][0], 12, "dead", "MessageRejected", "no", 1)
+    outcome(r, "ab2", e[21][0], 21, "retry", 5000, 2)
+    enqueue(r, "B9", addresses(3, 100))  # another batch's retry in the same delay set
+    (e9, _), = read_group(r)[:1]
+    outcome(r, "B9", e9, 0, "retry", 6000, 1)
+    for k in range(40):  # members of no batch, to scan past
+        r.cmd("ZADD", D, 9000 + k, "77:%d:1" % k)
+    outs, got, retry = {}, [], []
+    cursor, first = "0", 0
+    while True:
+        page = r.script("show", [b, o, lst, D], ["ab2", first, 10 if first < 25 else 0, cursor, 5])
+        h, po, pl, pr, nxt = page
+        assert dict(zip(h[::2], h[1::2]))["total"] == "25"
+        assert all(first <= int(i) < first + 10 for i in po[::2])
+        outs.update(zip(po[::2], po[1::2]))
+        got += pl
+        retry += pr
+        first += 10
+        if cursor != "-":
+            cursor = "-" if nxt == "0" else nxt
+        if first >= 25 and cursor == "-":
+            break
+    assert got == addrs
+    assert outs == {"0": "s m0", "12": "f MessageRejected no"}
+    assert retry == ["21", "2", "5000"]
+    # one call, every index and the whole scan
+    whole = r.script("show", [b, o, lst, D], ["ab2"])
+    assert whole[2] == addrs and whole[3] == ["21", "2", "5000"] and whole[4] == "0"
+    assert r.script("show", [PRE + "b:ffff", o, lst, D], ["ffff", 0, 10, "0"]) == []
+    for bad in (["ab2", -1, 10], ["ab2", 0, "x"], ["ab2", 0, 10, "abc"], ["ab2", 0, 10, "0", 0]):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("show", [b, o, lst, D], bad)
+
+
+def test_dlq_retry_pages_past_letters_that_stay(r):
+    # "from:<start>": at most ARGV[1] letters looked at per call, moved or
+    # not, and where to go on; letters of an expired batch stay in place.
+    enqueue(r, "B1", addresses(3))
+    for eid, f in read_group(r):
+        outcome(r, "B1", eid, int(f["i"]), "dead", "MessageRejected", "bad", 1)
+    r.cmd("DEL", *keys_of("B1"), tkey("B1"))  # expired
+    enqueue(r, "B2", addresses(1, 10))
+    (eid, _), = read_group(r)
+    outcome(r, "B2", eid, 0, "dead", "MessageRejected", "bad", 1)
+    ids = [x[0] for x in r.cmd("XRANGE", DLQ, "-", "+")]
+    assert len(ids) == 4
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-"]) == [0, "(" + ids[1]]
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:(" + ids[1]]) == [1, "(" + ids[3]]
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:(" + ids[3]]) == [0, ""]
+    assert r.cmd("XLEN", DLQ) == 3 and [f for _, f in read_group(r)] == [{"b": "2", "i": "0", "a": "0"}]
+    for bad in ("from:", "from:x", "from:(1"):
+        with pytest.raises(RedisError, match="BADARGS"):
+            r.script("dlq_retry", [DLQ, QS, PRE], [2, bad])
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-", ids[0]])

@@ -1,0 +1,31 @@
+"""The benchmark scripts run small (SMOKE=1), so that they keep working:
+bench/enqueue_stall.sh with 2,000 recipients against the binary under test
+(`sesgate run` with the sandbox upstream)."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.needs_sesgate
+
+
+def test_enqueue_stall_smoke(tmp_path):
+    env = harness.clean_env({"SMOKE": "1", "SESGATE_BIN": str(harness.sesgate_bin()),
+                             "TMPDIR": str(tmp_path)})
+    r = subprocess.run([str(harness.REPO / "bench" / "enqueue_stall.sh")], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=str(tmp_path))
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "enqueue_stall: 2000 recipients" in out, out
+    assert "the big request answered 200" in out, out
+    m = re.search(r"probe sends, all: (\d+) sends, p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms", out)
+    assert m and int(m.group(1)) >= 50, out
+    assert "probe sends not answered 200: 0" in out, out
+    assert re.search(r"Redis commands over 1 ms: \d+", out), out
+    assert "LATENCY LATEST" in out, out
+    # the work directory went with the run
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-stall.")]
