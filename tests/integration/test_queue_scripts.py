@@ -633,7 +633,7 @@ def indexes(entries):
 def stats_row(r, batch):
     """stats.lua's row of batch: {field: value}."""
     rows = r.script("stats", [QS, D, DLQ, RECENT, PRE], [10])[5]
-    names = ("id", "created", "total", "sent", "done", "dead", "client", "action", "filling")
+    names = ("id", "created", "total", "sent", "done", "dead", "client", "action", "cancelled", "state", "filling")
     for k in range(0, len(rows), len(names)):
         if rows[k] == batch:
             return dict(zip(names, rows[k:k + len(names)]))
