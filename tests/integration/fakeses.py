@@ -613,7 +613,12 @@ class Handler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The sender went away mid-body (a killed process): SES never
+            # acts on a request it did not receive whole.
+            raise ConnectionAbortedError("the body ended after %d of %d bytes" % (len(body), length))
+        return body
 
     def send(self, status, body, content_type, extra=None, request_id=None):
         """Send a complete response with SES's standard headers."""
@@ -686,7 +691,11 @@ class Handler(BaseHTTPRequestHandler):
         """Answer one request."""
         self.truncate = False
         raw_path, _, raw_query = self.path.partition("?")
-        body = self.read_body()
+        try:
+            body = self.read_body()
+        except ConnectionAbortedError:
+            self.close_connection = True
+            return
         if raw_path in CONTROL_PATHS:
             return self.handle_control(raw_path, raw_query, body)
         state = self.server.state
