@@ -296,8 +296,10 @@ int sns_url_check(const char *url, const char *extra_host, char *reason, size_t 
     const char *auth = strchr(url, ':');
     auth = auth ? auth + 1 : url;
     auth += strspn(auth, "/");
-    if (memchr(auth, '%', strcspn(auth, "/?#")))
+    size_t alen = strcspn(auth, "/?#");
+    if (memchr(auth, '%', alen))
         return sns_fail(SNS_ERR_URL, reason, rlen, "URL host has a %%-escape");
+    bool has_colon = memchr(auth, ':', alen) != NULL;
 
     CURLU *u = curl_url();
     if (u == NULL)
@@ -322,6 +324,10 @@ int sns_url_check(const char *url, const char *extra_host, char *reason, size_t 
     CURLUcode pc = curl_url_get(u, CURLUPART_PORT, &port, 0);
     if (pc != CURLUE_OK && pc != CURLUE_NO_PORT) {
         rc = sns_fail(SNS_ERR_URL, reason, rlen, "URL port unreadable");
+        goto out;
+    }
+    if (has_colon && port == NULL) {
+        rc = sns_fail(SNS_ERR_URL, reason, rlen, "URL has an empty port");
         goto out;
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
