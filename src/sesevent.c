@@ -121,35 +121,44 @@ static int sesevent_time(json_t *o, const char *where, const char *key, bool req
     return 0;
 }
 
-/* Read o[key], an array of 1..max non-empty strings, into *out (*n). */
-static int sesevent_strings(json_t *o, const char *where, const char *key, size_t max, char ***out,
-                            size_t *n, struct sesevent_err *e)
+/* Read a, an array of 1..max non-empty strings named what in reasons, into
+ * *out (*n); NULL a: missing. */
+static int sesevent_array(json_t *a, const char *what, size_t max, char ***out, size_t *n,
+                          struct sesevent_err *e)
 {
-    json_t *a = json_object_get(o, key);
     if (a == NULL || json_is_null(a))
-        return sesevent_fail(e, "%s.%s is missing", where, key);
+        return sesevent_fail(e, "%s is missing", what);
     if (!json_is_array(a))
-        return sesevent_fail(e, "%s.%s is not an array", where, key);
+        return sesevent_fail(e, "%s is not an array", what);
     size_t k = json_array_size(a);
     if (k == 0)
-        return sesevent_fail(e, "%s.%s is empty", where, key);
+        return sesevent_fail(e, "%s is empty", what);
     if (k > max)
-        return sesevent_fail(e, "%s.%s has more than %zu entries", where, key, max);
+        return sesevent_fail(e, "%s has more than %zu entries", what, max);
     *out = xcalloc(k, sizeof **out);
     for (size_t i = 0; i < k; i++) {
         json_t *v = json_array_get(a, i);
         if (!json_is_string(v))
-            return sesevent_fail(e, "%s.%s[%zu] is not a string", where, key, i);
+            return sesevent_fail(e, "%s[%zu] is not a string", what, i);
         size_t len = json_string_length(v);
         if (len == 0)
-            return sesevent_fail(e, "%s.%s[%zu] is empty", where, key, i);
+            return sesevent_fail(e, "%s[%zu] is empty", what, i);
         if (len > SESEVENT_MAX_STRING)
-            return sesevent_fail(e, "%s.%s[%zu] is longer than %d bytes", where, key, i,
+            return sesevent_fail(e, "%s[%zu] is longer than %d bytes", what, i,
                                  SESEVENT_MAX_STRING);
         (*out)[i] = xstrdup(json_string_value(v));
         *n = i + 1;
     }
     return 0;
+}
+
+/* Read o[key] (o named where) with sesevent_array. */
+static int sesevent_strings(json_t *o, const char *where, const char *key, size_t max, char ***out,
+                            size_t *n, struct sesevent_err *e)
+{
+    char what[64];
+    snprintf(what, sizeof what, "%s.%s", where, key);
+    return sesevent_array(json_object_get(o, key), what, max, out, n, e);
 }
 
 /* Read mail.tags: an object of arrays of strings, bounded. */
@@ -175,13 +184,10 @@ static int sesevent_tags(json_t *mail, struct sesevent *ev, struct sesevent_err 
                                  SESEVENT_MAX_STRING);
         struct sesevent_tag *tag = &ev->tags[ev->ntags++];
         tag->name = xstrdup(name);
-        json_t *holder = json_pack("{sO}", "v", vals);
-        int rc = sesevent_strings(holder, "mail.tags", "v", SESEVENT_MAX_TAG_VALUES, &tag->values,
-                                  &tag->nvalues, e);
-        json_decref(holder);
-        if (rc < 0)
-            return sesevent_fail(e, "mail.tags[\"%.64s\"] is not an array of 1 to %d strings", name,
-                                 SESEVENT_MAX_TAG_VALUES);
+        char what[96];
+        snprintf(what, sizeof what, "mail.tags[\"%.64s\"]", name);
+        if (sesevent_array(vals, what, SESEVENT_MAX_TAG_VALUES, &tag->values, &tag->nvalues, e) < 0)
+            return -1;
     }
     return 0;
 }

@@ -489,6 +489,12 @@ static const struct test_bad test_bads[] = {
     {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00Z\","
      "\"source\":\"s\",\"destination\":[\"a@x\"],\"tags\":{\"k\":\"v\"}}}",
      "mail.tags[\"k\"]"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00Z\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"],\"tags\":{\"k\":[7]}}}",
+     "mail.tags[\"k\"][0] is not a string"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00Z\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"],\"tags\":{\"k\":[]}}}",
+     "mail.tags[\"k\"] is empty"},
     {"{\"eventType\":\"Bounce\"," M_OK "}", "bounce is missing for a Bounce event"},
     {"{\"eventType\":\"Bounce\",\"bounce\":\"x\"," M_OK "}", "bounce is not an object"},
     /* a per-recipient event that names no recipient is refused, never
