@@ -67,24 +67,47 @@ const char *sesevent_kind_name(enum sesevent_kind kind)
     return "unknown";
 }
 
-/* True when s is an ISO 8601 UTC time as SES writes it:
- * YYYY-MM-DDThh:mm:ss, an optional fraction, then Z. */
+/* True when the n characters at s are digits. */
+static bool sesevent_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* True when s is an ISO 8601 time as SES's documentation shows them:
+ * YYYY-MM-DDThh:mm:ss, an optional fraction, then Z or an offset (+hh:mm,
+ * +hhmm, optionally after a space: "2018-10-08T14:05:45 +0000"; a
+ * complaint's arrivalDate comes from the receiver's feedback report). */
 static bool sesevent_time_ok(const char *s)
 {
     static const char shape[] = "dddd-dd-ddTdd:dd:dd";
     size_t i = 0;
     for (; shape[i] != '\0'; i++) {
-        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+        if (shape[i] == 'd' ? !sesevent_digits(s + i, 1) : s[i] != shape[i])
             return false;
     }
     if (s[i] == '.') {
         size_t d = ++i;
-        while (s[i] >= '0' && s[i] <= '9')
+        while (sesevent_digits(s + i, 1))
             i++;
         if (i == d)
             return false;
     }
-    return s[i] == 'Z' && s[i + 1] == '\0';
+    if (s[i] == 'Z')
+        return s[i + 1] == '\0';
+    if (s[i] == ' ')
+        i++;
+    if (s[i] != '+' && s[i] != '-')
+        return false;
+    i++;
+    if (!sesevent_digits(s + i, 2))
+        return false;
+    i += 2;
+    if (s[i] == ':')
+        i++;
+    return sesevent_digits(s + i, 2) && s[i + 2] == '\0';
 }
 
 /* Read the string at o[key] (o is named where in reasons) into *out.
@@ -117,7 +140,7 @@ static int sesevent_time(json_t *o, const char *where, const char *key, bool req
     if (sesevent_str(o, where, key, required, out, e) < 0)
         return -1;
     if (*out != NULL && !sesevent_time_ok(*out))
-        return sesevent_fail(e, "%s.%s is not an ISO 8601 UTC time", where, key);
+        return sesevent_fail(e, "%s.%s is not an ISO 8601 time", where, key);
     return 0;
 }
 

@@ -18,7 +18,8 @@
 #define TEST_CHROME                                                                                \
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "            \
     "Chrome/60.0.3112.90 Safari/537.36"
-#define TEST_MAX_RCPT 3
+#define TEST_MAX_RCPT     3
+#define TEST_CONTENTS_MID "000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000"
 
 /* One recipient an event names, as expected. */
 struct test_rcpt {
@@ -309,6 +310,57 @@ static const struct test_case test_cases[] = {
      .timestamp = "2016-01-27T14:59:38.237Z",
      .processing_ms = 546,
      .smtp_response = "250 ok:  Message 64111812 accepted"},
+    /* composed from the object examples of "Contents of notifications" */
+    {.file = "contents-bounce.json",
+     .format = SESEVENT_IDENTITY,
+     .kind = SESEVENT_BOUNCE,
+     .scope = SESEVENT_SCOPE_RECIPIENTS,
+     .type = "Bounce",
+     .message_id = TEST_CONTENTS_MID,
+     .mail_timestamp = "2018-10-08T14:05:45 +0000",
+     .source = "sender@example.com",
+     .ndestination = 1,
+     .destination = {TEST_RCPT},
+     .nrecipients = 2,
+     .rcpt = {{"recipient1@example.com", "failed", "5.0.0", "smtp; 550 user unknown"},
+              {"recipient2@example.com", "delayed", "4.0.0", NULL}},
+     .timestamp = "2012-05-25T14:59:38.605Z",
+     .bounce = SESEVENT_BOUNCE_PERMANENT,
+     .bounce_type = "Permanent",
+     .bounce_subtype = "General",
+     .processing_ms = -1},
+    {.file = "contents-complaint.json",
+     .format = SESEVENT_IDENTITY,
+     .kind = SESEVENT_COMPLAINT,
+     .scope = SESEVENT_SCOPE_RECIPIENTS,
+     .type = "Complaint",
+     .message_id = TEST_CONTENTS_MID,
+     .mail_timestamp = "2018-10-08T14:05:45 +0000",
+     .source = "sender@example.com",
+     .ndestination = 1,
+     .destination = {TEST_RCPT},
+     .nrecipients = 1,
+     .rcpt = {{"recipient1@example.com", NULL, NULL, NULL}},
+     .timestamp = "2012-05-25T14:59:38.623Z",
+     .feedback_type = "abuse",
+     .arrival_date = "2009-12-03T04:24:21.000-05:00",
+     .processing_ms = -1,
+     .user_agent = "ExampleCorp Feedback Loop (V0.01)"},
+    {.file = "contents-delivery.json",
+     .format = SESEVENT_IDENTITY,
+     .kind = SESEVENT_DELIVERY,
+     .scope = SESEVENT_SCOPE_RECIPIENTS,
+     .type = "Delivery",
+     .message_id = TEST_CONTENTS_MID,
+     .mail_timestamp = "2018-10-08T14:05:45 +0000",
+     .source = "sender@example.com",
+     .ndestination = 1,
+     .destination = {TEST_RCPT},
+     .nrecipients = 1,
+     .rcpt = {{"success@simulator.amazonses.com", NULL, NULL, NULL}},
+     .timestamp = "2014-05-28T22:41:01.184Z",
+     .processing_ms = 546,
+     .smtp_response = "250 ok:  Message 64111812 accepted"},
 };
 
 #define TEST_NCASES (sizeof test_cases / sizeof test_cases[0])
@@ -433,6 +485,57 @@ static void test_corpus(void)
     CHECK(files == TEST_NCASES, "%zu corpus files, %zu rows", files, TEST_NCASES);
 }
 
+/* Every bounce type and subtype of the documentation's "Bounce types"
+ * table, in the event-publishing Bounce example. */
+static void test_bounce_subtypes(void)
+{
+    static const struct {
+        const char *type, *subtype;
+        enum sesevent_bounce_type want;
+    } bt[] = {
+        {"Undetermined", "Undetermined", SESEVENT_BOUNCE_UNDETERMINED},
+        {"Permanent", "General", SESEVENT_BOUNCE_PERMANENT},
+        {"Permanent", "NoEmail", SESEVENT_BOUNCE_PERMANENT},
+        {"Permanent", "Suppressed", SESEVENT_BOUNCE_PERMANENT},
+        {"Permanent", "OnAccountSuppressionList", SESEVENT_BOUNCE_PERMANENT},
+        {"Transient", "General", SESEVENT_BOUNCE_TRANSIENT},
+        {"Transient", "MailboxFull", SESEVENT_BOUNCE_TRANSIENT},
+        {"Transient", "MessageTooLarge", SESEVENT_BOUNCE_TRANSIENT},
+        {"Transient", "ContentRejected", SESEVENT_BOUNCE_TRANSIENT},
+        {"Transient", "AttachmentRejected", SESEVENT_BOUNCE_TRANSIENT},
+    };
+    size_t n = 0;
+    char *text = test_read_file(TEST_DIR "/event-bounce.json", &n);
+    CHECK(text != NULL, "event-bounce.json unreadable");
+    if (text == NULL)
+        return;
+    const char *from = "\"bounceType\":\"Permanent\",\n    \"bounceSubType\":\"General\"";
+    char *at = strstr(text, from);
+    CHECK(at != NULL, "event-bounce.json: bounce type not found");
+    for (size_t i = 0; at != NULL && i < sizeof bt / sizeof bt[0]; i++) {
+        struct buf b = BUF_INIT;
+        buf_add(&b, text, (size_t)(at - text));
+        buf_printf(&b, "\"bounceType\":\"%s\",\n    \"bounceSubType\":\"%s\"", bt[i].type,
+                   bt[i].subtype);
+        buf_printf(&b, "%s", at + strlen(from));
+        struct sesevent ev;
+        char err[256];
+        int rc = sesevent_parse(b.data, b.len, &ev, err, sizeof err);
+        CHECK(rc == 0, "%s/%s: %s", bt[i].type, bt[i].subtype, err);
+        if (rc == 0) {
+            CHECK(ev.bounce == bt[i].want, "%s/%s: bounce %d", bt[i].type, bt[i].subtype,
+                  ev.bounce);
+            CHECK_STR(ev.bounce_type, bt[i].type, "bounceType");
+            CHECK_STR(ev.bounce_subtype, bt[i].subtype, "bounceSubType");
+            CHECK(ev.nrecipients == 1 && strcmp(ev.recipients[0].address, TEST_RCPT) == 0,
+                  "%s/%s: recipients", bt[i].type, bt[i].subtype);
+        }
+        sesevent_cleanup(&ev);
+        buf_free(&b);
+    }
+    free(text);
+}
+
 /* A malformed event and the words its reason must contain. */
 struct test_bad {
     const char *json;
@@ -465,6 +568,25 @@ static const struct test_bad test_bads[] = {
      "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
      "mail.messageId is empty"},
     {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"yesterday\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
+     "mail.timestamp is not an ISO 8601"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00+"
+     "01\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
+     "mail.timestamp is not an ISO 8601"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00 "
+     "Z\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
+     "mail.timestamp is not an ISO 8601"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01 00:00:00Z\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
+     "mail.timestamp is not an ISO 8601"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:"
+     "00Zx\","
+     "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
+     "mail.timestamp is not an ISO 8601"},
+    {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00+01:"
+     "0\","
      "\"source\":\"s\",\"destination\":[\"a@x\"]}}",
      "mail.timestamp is not an ISO 8601"},
     {"{\"eventType\":\"Send\",\"mail\":{\"messageId\":\"m\",\"timestamp\":\"2020-01-01T00:00:00."
@@ -683,6 +805,7 @@ static void test_accepted(void)
 int main(void)
 {
     test_corpus();
+    test_bounce_subtypes();
     test_malformed();
     test_bounds();
     test_accepted();
