@@ -15,7 +15,7 @@
 struct sesevent_type {
     const char *name;
     enum sesevent_kind kind;
-    const char *key;   /* the event's object ("bounce"), NULL: none */
+    const char *key;   /* the event's object ("bounce") */
     bool key_required; /* the object must be there */
     bool identity;     /* identity notifications send it too */
     enum sesevent_scope scope;
