@@ -38,8 +38,9 @@
 /* ms: a send timer firing this much past its reserved time gives the time
  * up and reserves again: within LIMITER_PACE's margin (3 % of a second), a
  * late copy cannot push a one-second window past the rate. */
-#define WORKER_LATE_MS LIMITER_BUNDLE_MS
-#define WORKER_SKEW_MS 5000 /* a copy refused for our clock goes again after 5-10 s */
+#define WORKER_LATE_MS       LIMITER_BUNDLE_MS
+#define WORKER_GATE_AGAIN_MS 1000 /* the gate could not answer: ask again after this */
+#define WORKER_SKEW_MS       5000 /* a copy refused for our clock goes again after 5-10 s */
 
 /* A batch as a worker needs it, shared by the sends of its copies. */
 /* A client's queue stream, as one worker reads it. Kept for the worker's
@@ -71,6 +72,7 @@ struct worker_job {
     bool redis_pending;
     char *outcome[4];           /* kind and arguments, kept until Redis took them */
     struct event *record_timer; /* records the outcome again after a Redis outage */
+    struct event *gate_timer;   /* asks the gate again after it could not answer */
     bool pacing;                /* waiting in the worker's pace queue for the limiter */
     bool waiting;               /* pacing, its send timer pending, or ready: not a send in flight */
     bool ready;                 /* its reserved time came with every slot busy: in the ready list */
@@ -269,6 +271,8 @@ static void worker_job_end(struct worker_job *j)
         free(j->outcome[i]);
     if (j->record_timer)
         event_free(j->record_timer);
+    if (j->gate_timer)
+        event_free(j->gate_timer);
     if (j->send_timer)
         event_free(j->send_timer);
     if (j->pacing)
@@ -810,6 +814,21 @@ static void worker_unreserve(struct worker_job *j)
         limiter_refund(w->lim, config_client_by_name(w->cfg, j->b->client), worker_cost(j));
 }
 
+static void worker_gate(struct worker *w, struct worker_job **jobs, size_t n);
+
+/* The gate could not answer j: it waits for its turn of the rate again
+ * (or, without a limiter, asks the gate again). */
+static void worker_gate_again_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker_job *j = arg;
+    if (limiter_on(j->w->lim))
+        worker_pace(j);
+    else
+        worker_gate(j->w, &j, 1);
+}
+
 /* gate.lua answered: each job is sent, paced first (its batch was resumed
  * while it skipped the limiter), or let go without a send. */
 static void worker_gate_done(const redisReply *reply, const char *err, void *arg)
@@ -867,9 +886,14 @@ static void worker_gate_done(const redisReply *reply, const char *err, void *arg
             continue;
         }
         if (code == NULL || code->type != REDIS_REPLY_STRING) {
-            /* not sent; the entry is reclaimed after the lease */
+            /* Redis could not answer (away, full, loading): not sent; its
+             * reservation goes back and it asks again in a while, rather
+             * than waiting for the claim lease */
             worker_unreserve(j);
-            worker_job_end(j);
+            if (j->gate_timer == NULL)
+                j->gate_timer = evtimer_new(w->base, worker_gate_again_cb, j);
+            struct timeval tv = {WORKER_GATE_AGAIN_MS / 1000, (WORKER_GATE_AGAIN_MS % 1000) * 1000};
+            evtimer_add(j->gate_timer, &tv);
             continue;
         }
         if (strcmp(code->str, "go") == 0) {
