@@ -644,19 +644,15 @@ static void front_enqueued(const char *err, void *arg)
     free(a);
 }
 
-/* Copy 0 of a sync batch was answered. Sent: queue the rest, recording
- * copy 0's MessageId, and relay its answer once they are stored. Not sent:
- * relay SES's answer and queue nothing, so a retry by the client sends no
- * copy twice. */
+/* Copy 0 of a sync batch (or the first units of a bulk batch) was
+ * answered. Sent: queue the rest, recording copy 0's MessageId, and relay
+ * its answer once they are stored. Not sent: relay SES's answer and queue
+ * nothing, so a retry by the client sends no copy twice. */
 static void front_bulk_first_done(struct upstream_response *res, struct front_req *r);
 
 static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
-    if (r->plan.bulk) {
-        front_bulk_first_done(res, r);
-        return;
-    }
     front_copy0_release(r); /* copy 0 went: the queue's copies come from the template */
     limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
@@ -676,6 +672,10 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
     }
     r->call = NULL;
     metrics_upstream(res->seconds, "ok");
+    if (r->plan.bulk) {
+        front_bulk_first_done(res, r);
+        return;
+    }
     struct front_answer *a = xcalloc(1, sizeof *a);
     a->status = res->status;
     snprintf(a->content_type, sizeof a->content_type, "%s", res->content_type);
@@ -797,30 +797,10 @@ static void front_bulk_answer(struct front_req *r)
     buf_free(&body);
 }
 
-/* SES answered the first units of a bulk batch (first_recipient = sync).
- * A refused call (an error answer) is relayed and nothing is queued, as for
- * copy 0 of a send; an accepted one gives each of those units SES's own
- * result, and the other units are queued. */
+/* SES accepted the first units of a bulk batch (first_recipient = sync):
+ * each of them gets SES's own result, and the other units are queued. */
 static void front_bulk_first_done(struct upstream_response *res, struct front_req *r)
 {
-    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
-    bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
-    if (!sent) {
-        char status[16];
-        snprintf(status, sizeof status, "%ld", res->status);
-        log_event(LOG_INFO, "batch_copy0_failed", "id", r->id, "batch", r->batch_id, "status",
-                  status, "error", res->error == UPSTREAM_OK ? NULL : res->errmsg, NULL);
-        r->batch_id[0] = '\0';
-        if (r->abandoned) {
-            r->call = NULL;
-            front_finish(r, 499, "client_closed");
-            return;
-        }
-        front_upstream_done(res, r);
-        return;
-    }
-    r->call = NULL;
-    metrics_upstream(res->seconds, "ok");
     int api = r->api == SESREQ_V2 ? 2 : 1;
     int n = bulk_answer_parse(api, res->body.data, res->body.len, r->bulk_res, r->bulk_sync);
     if (n < (int)r->bulk_sync) {
