@@ -27,6 +27,7 @@
 
 #include <ini.h>
 
+#include "sns.h"
 #include "util.h"
 
 /* Longest configuration file read, bytes. */
@@ -679,6 +680,7 @@ static void config_client_free(struct config_client *c)
     free(c->name);
     free(c->access_key_id);
     free(c->secret_access_key);
+    free(c->events_url);
     config_free_list(c->allow_actions, c->n_allow_actions);
     config_free_list(c->allow_from, c->n_allow_from);
 }
@@ -1124,6 +1126,43 @@ static bool config_valid_key_id(const char *s)
     return true;
 }
 
+/* Check [feedback]: the path is its own (never an SES route), every topic
+ * is an SNS topic ARN or "*", test_trust is "CA-FILE HOST[:PORT]". */
+static void config_check_feedback(struct config_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    const char *p = cfg->feedback_path;
+    if (p[0] != '/' || p[1] == '\0' || strncmp(p, "/v2/", 4) == 0 || strcmp(p, "/v2") == 0 ||
+        strpbrk(p, "?# \t") != NULL)
+        config_err(ld, &ld->origin[config_find_key("feedback", "path")],
+                   "[feedback] path '%.*s' must be an absolute path other than / and /v2/...",
+                   CONFIG_QUOTE_MAX, p);
+    struct buf t = BUF_INIT;
+    for (const char *s = cfg->feedback_topics; *s;) {
+        size_t n = strcspn(s, ",");
+        buf_reset(&t);
+        buf_add(&t, s, n);
+        char *a = t.data;
+        while (*a == ' ' || *a == '\t')
+            a++;
+        char *e = a + strlen(a);
+        while (e > a && (e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        if (strcmp(a, "*") != 0 && !sns_topic_arn_valid(a))
+            config_err(ld, &ld->origin[config_find_key("feedback", "topics")],
+                       "[feedback] topics: '%.*s' is not an SNS topic ARN", CONFIG_QUOTE_MAX, a);
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    buf_free(&t);
+    const char *tt = cfg->feedback_test_trust;
+    if (*tt && (strchr(tt, ' ') == NULL || tt[0] == ' ' || strchr(tt, ' ')[1] == '\0' ||
+                strchr(strchr(tt, ' ') + 1, ' ') != NULL))
+        config_err(ld, &ld->origin[config_find_key("feedback", "test_trust")],
+                   "[feedback] test_trust must be 'CA-FILE HOST[:PORT]'");
+}
+
 /* Check what no single key can: pairs of keys and the client table. */
 static void config_cross_check(struct config_loader *ld)
 {
@@ -1145,9 +1184,16 @@ static void config_cross_check(struct config_loader *ld)
                        "[upstream] secret_access_key is set but access_key_id is not");
     }
 
+    config_check_feedback(ld);
     for (size_t i = 0; i < cfg->nclients; i++) {
         const struct config_client *c = &cfg->clients[i];
         const struct config_client_meta *m = &ld->meta[i];
+        if (*c->events_url && strncmp(c->events_url, "http://", 7) != 0 &&
+            strncmp(c->events_url, "https://", 8) != 0) {
+            struct config_origin o = {m->line, NULL};
+            config_err(ld, &o, "[client.%s] events_url must be an http:// or https:// URL",
+                       c->name);
+        }
         struct config_origin oid = config_client_at(m, CONFIG_CK_ID);
         struct config_origin osec = config_client_at(m, CONFIG_CK_SECRET);
         if (*c->access_key_id == '\0') {

@@ -28,6 +28,7 @@ struct config_client {
     double rate;         /* recipients/s; 0 = no own cap */
     int64_t daily_quota; /* recipients per 24 h; 0 = no own cap */
     int fanout;          /* -1: as [send] fanout, 0: off, 1: on */
+    char *events_url;    /* SES events for this client's mail relayed here; "" = none */
 };
 
 /* auto: the upstream's MaxSendRate x headroom; fixed: rate; off: no limiter
@@ -78,6 +79,23 @@ struct config {
     /* [sandbox] */
     double sandbox_rate;
     int64_t sandbox_daily_quota;
+    /* [sandbox] events: the sandbox publishes its outcomes as SNS notifications */
+    bool sandbox_events;
+    /* [feedback]: the SNS endpoint for SES's event notifications */
+    char *feedback_path;           /* the endpoint's path on the SES listener */
+    char *feedback_topics;         /* allowed TopicArns, comma-separated; "*" all; "" none */
+    char *feedback_test_trust;     /* "CA-FILE HOST[:PORT]": extra trust for tests; "" none */
+    bool feedback_confirm;         /* confirm subscriptions of allowed topics */
+    int64_t feedback_index_ttl_ms; /* how long a MessageId stays indexed to its recipients */
+    int64_t feedback_replay_ms;    /* how long a processed SNS MessageId is remembered */
+    int64_t relay_attempts;        /* tries of an events_url relay before its dead-letter list */
+    int64_t relay_timeout_ms;      /* one relay POST's deadline */
+    /* [suppression] */
+    bool suppress_bounce;                 /* a permanent bounce adds the address */
+    bool suppress_complaint;              /* a complaint adds the address */
+    int64_t suppress_transient_count;     /* transient bounces that add it; 0 = never */
+    int64_t suppress_transient_window_ms; /* ... within this time */
+    bool suppress_sync_ses;               /* keep SES's account-level suppression list in step */
     /* [client.NAME] */
     struct config_client *clients; /* owned */
     size_t nclients;
