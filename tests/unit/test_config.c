@@ -166,7 +166,25 @@ static void test_defaults(void)
               "\n"
               "[sandbox]\n"
               "rate = 14\n"
-              "daily_quota = 50000\n",
+              "daily_quota = 50000\n"
+              "events = on\n"
+              "\n"
+              "[feedback]\n"
+              "path = /sesgate/sns\n"
+              "topics =\n"
+              "test_trust =\n"
+              "confirm = on\n"
+              "index_ttl = 7d\n"
+              "replay_window = 1d\n"
+              "relay_attempts = 12\n"
+              "relay_timeout = 10s\n"
+              "\n"
+              "[suppression]\n"
+              "bounce = on\n"
+              "complaint = on\n"
+              "transient_count = 3\n"
+              "transient_window = 7d\n"
+              "sync_ses = off\n",
               "defaults print");
     config_free(&cfg);
 
