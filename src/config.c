@@ -1431,6 +1431,11 @@ const struct config_client *config_client_by_name(const struct config *cfg, cons
     return NULL;
 }
 
+bool config_feedback_enabled(const struct config *cfg)
+{
+    return *cfg->feedback_topics != '\0' || (cfg->sandbox_started && cfg->sandbox_events);
+}
+
 /* Free every string, list and client; cfg is left zeroed. */
 void config_free(struct config *cfg)
 {

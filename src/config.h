@@ -133,6 +133,11 @@ void config_add_client(struct config *cfg, const char *name, const char *id, con
  * with config_free(next) once nothing refers to them). */
 void config_swap_clients(struct config *cfg, struct config *next);
 
+/* True when SES events reach sesgate: [feedback] topics names a topic, or
+ * the built-in sandbox runs and publishes its outcomes ([sandbox] events).
+ * MessageIds are indexed for correlation only then. */
+bool config_feedback_enabled(const struct config *cfg);
+
 /* Release everything owned by cfg. */
 void config_free(struct config *cfg);
 
