@@ -1120,7 +1120,7 @@ static void sesmail_json_out(json_t *j, struct buf *out)
     free(s);
 }
 
-/* Append the notification for a simulated bounce or complaint. */
+/* Append the notification for a simulated delivery, bounce or complaint. */
 void sesmail_notification(enum sesmail_sim s, const char *message_id, const char *source,
                           const char *recipient, const struct sesmail_msg *m, const char *iso,
                           const char *feedback_id, struct buf *out)
@@ -1150,7 +1150,14 @@ void sesmail_notification(enum sesmail_sim s, const char *message_id, const char
         json_object_set_new(mail, "tags", tags);
     }
     json_t *root;
-    if (s == SESMAIL_SIM_COMPLAINT) {
+    if (s == SESMAIL_SIM_NONE || s == SESMAIL_SIM_SUCCESS || s == SESMAIL_SIM_OOTO) {
+        /* the recipient's server took the message */
+        root = json_pack("{s:s, s:o, s:{s:s, s:i, s:[s], s:s, s:s, s:s}}", "notificationType",
+                         "Delivery", "mail", mail, "delivery", "timestamp", iso,
+                         "processingTimeMillis", 0, "recipients", recipient, "smtpResponse",
+                         "250 2.6.0 Message received", "remoteMtaIp", "127.0.0.1", "reportingMTA",
+                         "sandbox.sesgate.invalid");
+    } else if (s == SESMAIL_SIM_COMPLAINT) {
         root = json_pack("{s:s, s:{s:s, s:[{s:s}], s:s, s:s, s:s, s:s}, s:o}", "notificationType",
                          "Complaint", "complaint", "feedbackId", feedback_id,
                          "complainedRecipients", "emailAddress", recipient, "timestamp", iso,

@@ -175,10 +175,13 @@ enum sesmail_sim sesmail_simulator(const char *addr);
  * "complaint", "ooto"), or NULL for a delivered message. */
 const char *sesmail_sim_name(enum sesmail_sim s);
 
-/* Append the SES notification (JSON) for a simulated bounce (SIM_BOUNCE,
- * SIM_SUPPRESSED) or complaint (SIM_COMPLAINT) of recipient (an addr-spec)
- * of the message message_id from source, at time iso (sesmail_iso_time),
- * with feedback_id naming the notification. destinations lists every
+/* Append the SES identity notification (JSON) the mailbox simulator
+ * produces for recipient (an addr-spec): a Delivery (SIM_NONE, SIM_SUCCESS,
+ * SIM_OOTO, and the delivery before a complaint), a Bounce (SIM_BOUNCE:
+ * Permanent/General; SIM_SUPPRESSED: Permanent/OnAccountSuppressionList)
+ * or a Complaint (SIM_COMPLAINT, feedback type abuse), for the message
+ * message_id from source, at time iso (sesmail_iso_time), with feedback_id
+ * naming a bounce or complaint. destinations lists every
  * recipient of the message; the message's tags, when it has any, are in
  * mail.tags as SES's event records hold them ({"name": ["value"]}). */
 void sesmail_notification(enum sesmail_sim s, const char *message_id, const char *source,
