@@ -59,6 +59,8 @@ first_recipient = queue
 [sandbox]
 rate = 200000
 daily_quota = 2000000
+# no SNS events: they would compete with the fills measured here
+events = off
 EOF
 if [ "${PROBE_FRONT:-0}" = 1 ]; then
     sed -e "s/^listen = .*/listen = 127.0.0.1:$port2/" \

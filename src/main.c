@@ -40,6 +40,7 @@
 #include "redisproc.h"
 #include "resign.h"
 #include "sandbox.h"
+#include "sandbox_sns.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -420,6 +421,11 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
         front_set_queue(s->front, s->queue);
         front_set_limiter(s->front, s->limiter);
+        /* The sandbox's events go to this listener's feedback endpoint; a
+         * process without the listener publishes none (another process's
+         * endpoint does not know this sandbox's CA). */
+        if (s->sandbox && sandbox_events(s->sandbox))
+            sandbox_sns_post_to_listener(sandbox_events(s->sandbox));
     }
     if (strcmp(mode, "serve") != 0) {
         char host[256] = "sesgate", name[300];

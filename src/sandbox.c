@@ -21,6 +21,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "reqcheck.h"
+#include "sandbox_sns.h"
 #include "sesbulk.h"
 #include "sesmail.h"
 #include "sesreq.h"
@@ -48,6 +49,7 @@ struct sandbox {
     struct event_base *base;
     const struct config *cfg;
     struct httpd *httpd;
+    struct sandbox_sns *sns; /* [sandbox] events: the SNS publisher; NULL when off */
     char endpoint[64];
     char access_key_id[24];
     char secret[41]; /* a secret: never logged, never written */
@@ -87,19 +89,17 @@ static void sandbox_random(unsigned char *p, size_t n)
         abort();
 }
 
-/* Send an answer with the request id header and optional extra header;
+/* Send an answer with the request id header and optional error type;
  * frees the request context. */
 static void sandbox_send_answer(struct sandbox_req *q, int status, const char *ctype,
-                                const char *etype, const char *outcome, const struct buf *body)
+                                const char *etype, const struct buf *body)
 {
-    struct httpd_header h[4];
+    struct httpd_header h[3];
     size_t nh = 0;
     h[nh++] = (struct httpd_header){"Content-Type", ctype};
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", q->id};
     if (etype)
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
-    if (outcome)
-        h[nh++] = (struct httpd_header){SANDBOX_OUTCOME_HEADER, outcome};
     httpd_respond(q->hr, status, h, nh, body->data ? body->data : "", body->len);
     sesreq_cleanup(&q->sr);
     free(q);
@@ -111,7 +111,7 @@ static void sandbox_fail(struct sandbox_req *q, const struct seserr *e)
     struct buf body = BUF_INIT;
     const char *ctype, *etype;
     int status = seserr_render(e, (int)q->api, q->id, &body, &ctype, &etype);
-    sandbox_send_answer(q, status, ctype, etype, NULL, &body);
+    sandbox_send_answer(q, status, ctype, etype, &body);
     buf_free(&body);
 }
 
@@ -129,7 +129,7 @@ static void sandbox_fail_code(struct sandbox_req *q, int v1_status, const char *
             abort();
         buf_adds(&body, s);
         free(s);
-        sandbox_send_answer(q, v2_status, "application/json", v2_code, NULL, &body);
+        sandbox_send_answer(q, v2_status, "application/json", v2_code, &body);
     } else {
         buf_adds(&body, "<ErrorResponse xmlns=\"" SANDBOX_XMLNS "\">\n  <Error>\n"
                         "    <Type>Sender</Type>\n    <Code>");
@@ -138,13 +138,13 @@ static void sandbox_fail_code(struct sandbox_req *q, int v1_status, const char *
         seserr_xml_escape(&body, message);
         buf_printf(&body, "</Message>\n  </Error>\n  <RequestId>%s</RequestId>\n</ErrorResponse>\n",
                    q->id);
-        sandbox_send_answer(q, v1_status, "text/xml", NULL, NULL, &body);
+        sandbox_send_answer(q, v1_status, "text/xml", NULL, &body);
     }
     buf_free(&body);
 }
 
 /* Answer a v1 action: result NULL gives no Result element, "" an empty one. */
-static void sandbox_ok_v1(struct sandbox_req *q, const char *result, const char *outcome)
+static void sandbox_ok_v1(struct sandbox_req *q, const char *result)
 {
     const char *a = q->sr.action;
     struct buf body = BUF_INIT;
@@ -157,12 +157,12 @@ static void sandbox_ok_v1(struct sandbox_req *q, const char *result, const char 
                "  <ResponseMetadata>\n    <RequestId>%s</RequestId>\n  </ResponseMetadata>\n"
                "</%sResponse>\n",
                q->id, a);
-    sandbox_send_answer(q, 200, "text/xml", NULL, outcome, &body);
+    sandbox_send_answer(q, 200, "text/xml", NULL, &body);
     buf_free(&body);
 }
 
 /* Answer a v2 operation with the JSON j (reference taken). */
-static void sandbox_ok_v2(struct sandbox_req *q, json_t *j, const char *outcome)
+static void sandbox_ok_v2(struct sandbox_req *q, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -171,7 +171,7 @@ static void sandbox_ok_v2(struct sandbox_req *q, json_t *j, const char *outcome)
     struct buf body = BUF_INIT;
     buf_adds(&body, s);
     free(s);
-    sandbox_send_answer(q, 200, "application/json", NULL, outcome, &body);
+    sandbox_send_answer(q, 200, "application/json", NULL, &body);
     buf_free(&body);
 }
 
@@ -525,10 +525,14 @@ static int sandbox_template_content(struct sandbox *sb, struct sesmail_msg *m, s
 }
 
 /* Write the files of recipient k (1-based) of an accepted send and return
- * its simulator outcome; -1 in *failed on an I/O error. */
+ * its simulator outcome; -1 in *failed on an I/O error. With events, the
+ * SES notifications the recipient's outcome produces are appended to
+ * events[0] (a Delivery, a Bounce), and a complaint, which comes after its
+ * delivery, to events[1]. */
 static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail_msg *m,
                                         const char *mid, size_t k, const char *rcpt,
-                                        const char *date, const char *iso, bool *failed)
+                                        const char *date, const char *iso, bool *failed,
+                                        struct sesmail_list events[2])
 {
     struct buf spec = BUF_INIT, out = BUF_INIT, name = BUF_INIT, sender = BUF_INIT;
     struct seserr e;
@@ -541,6 +545,14 @@ static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail
                 *failed = true;
         }
     }
+    const char *src = m->from;
+    if (src != NULL && sesmail_addr_spec(src, &sender) == 0)
+        src = sender.data;
+    if (events != NULL && sim != SESMAIL_SIM_BOUNCE && sim != SESMAIL_SIM_SUPPRESSED) {
+        buf_reset(&out);
+        sesmail_notification(SESMAIL_SIM_SUCCESS, mid, src, buf_cstr(&spec), m, iso, "", &out);
+        sesmail_list_add(&events[0], out.data, out.len);
+    }
     if (sim == SESMAIL_SIM_BOUNCE || sim == SESMAIL_SIM_SUPPRESSED ||
         sim == SESMAIL_SIM_COMPLAINT) {
         unsigned char rnd[16];
@@ -549,14 +561,13 @@ static enum sesmail_sim sandbox_deliver(struct sandbox *sb, const struct sesmail
         sesmail_uuid(rnd, feedback);
         buf_reset(&out);
         buf_reset(&name);
-        const char *src = m->from;
-        if (src != NULL && sesmail_addr_spec(src, &sender) == 0)
-            src = sender.data;
         sesmail_notification(sim, mid, src, buf_cstr(&spec), m, iso, feedback, &out);
         buf_printf(&name, "%s-%zu.%s.json", mid, k,
                    sim == SESMAIL_SIM_COMPLAINT ? "complaint" : "bounce");
         if (sandbox_write_file(sb->outbox, name.data, out.data, out.len, false) < 0)
             *failed = true;
+        if (events != NULL)
+            sesmail_list_add(&events[sim == SESMAIL_SIM_COMPLAINT], out.data, out.len);
     }
     if (sim == SESMAIL_SIM_OOTO && m->from != NULL && sesmail_addr_spec(m->from, &sender) == 0) {
         unsigned char rnd[16];
@@ -598,14 +609,15 @@ static int64_t sandbox_quota_count(const struct sesmail_msg *m)
 static void sandbox_deliver_all(struct sandbox *sb, const struct sesmail_msg *m, int64_t now,
                                 int64_t nquota, const char *mid, const char **outcome, bool *failed)
 {
+    struct sesmail_list events[2] = {{0}, {0}};
     char date[64], iso[64];
     sesmail_date((time_t)(now / 1000), date);
     sesmail_iso_time(now, iso);
     size_t n = sesmail_recipient_count(m);
     struct sandbox_entry entry = {.ms = now, .recipients = (int64_t)n, .quota = nquota};
     for (size_t i = 0; i < n; i++) {
-        enum sesmail_sim sim =
-            sandbox_deliver(sb, m, mid, i + 1, sesmail_recipient(m, i), date, iso, failed);
+        enum sesmail_sim sim = sandbox_deliver(sb, m, mid, i + 1, sesmail_recipient(m, i), date,
+                                               iso, failed, sb->sns ? events : NULL);
         if (sim == SESMAIL_SIM_BOUNCE || sim == SESMAIL_SIM_SUPPRESSED)
             entry.bounces++;
         if (sim == SESMAIL_SIM_COMPLAINT)
@@ -613,8 +625,15 @@ static void sandbox_deliver_all(struct sandbox *sb, const struct sesmail_msg *m,
         if (*outcome == NULL)
             *outcome = sesmail_sim_name(sim);
     }
-    if (!*failed)
+    if (!*failed) {
         sandbox_log_add(sb, &entry);
+        /* accepted: its outcomes go out as SES's would, after the answer */
+        for (int k = 0; k < 2; k++)
+            for (size_t i = 0; i < events[k].n; i++)
+                sandbox_sns_publish(sb->sns, events[k].v[i], strlen(events[k].v[i]), k == 1);
+    }
+    sesmail_list_free(&events[0]);
+    sesmail_list_free(&events[1]);
 }
 
 /* A send: check it, hold it to the limits, write one file per recipient,
@@ -672,11 +691,11 @@ static void sandbox_send(struct sandbox_req *q)
               "api", q->api == SESREQ_V2 ? "v2" : "v1", "recipients", nrc, "outcome", outcome,
               NULL);
     if (q->api == SESREQ_V2) {
-        sandbox_ok_v2(q, json_pack("{s:s}", "MessageId", mid), outcome);
+        sandbox_ok_v2(q, json_pack("{s:s}", "MessageId", mid));
     } else {
         char result[128];
         snprintf(result, sizeof result, "    <MessageId>%s</MessageId>\n", mid);
-        sandbox_ok_v1(q, result, outcome);
+        sandbox_ok_v1(q, result);
     }
 }
 
@@ -776,9 +795,9 @@ static void sandbox_bulk(struct sandbox_req *q)
     free(res);
     sesbulk_cleanup(&b);
     if (q->api == SESREQ_V2) {
-        sandbox_send_answer(q, 200, "application/json", NULL, outcome, &body);
+        sandbox_send_answer(q, 200, "application/json", NULL, &body);
     } else {
-        sandbox_ok_v1(q, body.data, outcome);
+        sandbox_ok_v1(q, body.data);
     }
     buf_free(&body);
 }
@@ -835,9 +854,9 @@ static void sandbox_template_put(struct sandbox_req *q, const char *name, const 
         snprintf(msg, sizeof msg, "Template %s does not exist.", name);
         sandbox_fail_code(q, 400, "TemplateDoesNotExist", 404, "NotFoundException", msg);
     } else if (q->api == SESREQ_V2) {
-        sandbox_ok_v2(q, json_object(), NULL);
+        sandbox_ok_v2(q, json_object());
     } else {
-        sandbox_ok_v1(q, "", NULL);
+        sandbox_ok_v1(q, "");
     }
 }
 
@@ -856,9 +875,9 @@ static void sandbox_template_delete(struct sandbox_req *q, const char *name)
         snprintf(msg, sizeof msg, "Template %.64s does not exist.", name);
         sandbox_fail_code(q, 400, "TemplateDoesNotExist", 404, "NotFoundException", msg);
     } else if (q->api == SESREQ_V2) {
-        sandbox_ok_v2(q, json_object(), NULL);
+        sandbox_ok_v2(q, json_object());
     } else {
-        sandbox_ok_v1(q, "", NULL);
+        sandbox_ok_v1(q, "");
     }
 }
 
@@ -891,7 +910,7 @@ static void sandbox_template_get(struct sandbox_req *q, const char *name)
                 json_object_set_new(c, parts[i][0], json_string(sandbox_tstr(t, parts[i][1])));
         json_t *j = json_pack("{s:s, s:o}", "TemplateName", name, "TemplateContent", c);
         json_decref(t);
-        sandbox_ok_v2(q, j, NULL);
+        sandbox_ok_v2(q, j);
         return;
     }
     struct buf r = BUF_INIT;
@@ -902,7 +921,7 @@ static void sandbox_template_get(struct sandbox_req *q, const char *name)
     sandbox_xml_elem(&r, "      ", "HtmlPart", sandbox_tstr(t, "HtmlPart"));
     buf_adds(&r, "    </Template>\n");
     json_decref(t);
-    sandbox_ok_v1(q, r.data, NULL);
+    sandbox_ok_v1(q, r.data);
     buf_free(&r);
 }
 
@@ -932,10 +951,10 @@ static void sandbox_template_list(struct sandbox_req *q)
     buf_adds(&r, "    </TemplatesMetadata>\n");
     sandbox_list_free(&names);
     if (q->api == SESREQ_V2) {
-        sandbox_ok_v2(q, json_pack("{s:o}", "TemplatesMetadata", arr), NULL);
+        sandbox_ok_v2(q, json_pack("{s:o}", "TemplatesMetadata", arr));
     } else {
         json_decref(arr);
-        sandbox_ok_v1(q, r.data, NULL);
+        sandbox_ok_v1(q, r.data);
     }
     buf_free(&r);
 }
@@ -989,13 +1008,13 @@ static void sandbox_v1_verify(struct sandbox_req *q, const char *param, bool dom
         return;
     }
     if (!domain) {
-        sandbox_ok_v1(q, "", NULL);
+        sandbox_ok_v1(q, "");
         return;
     }
     char token[41], result[128];
     sandbox_domain_token(id, token);
     snprintf(result, sizeof result, "    <VerificationToken>%s</VerificationToken>\n", token);
-    sandbox_ok_v1(q, result, NULL);
+    sandbox_ok_v1(q, result);
 }
 
 /* v1 ListIdentities (IdentityType: EmailAddress, Domain or both). */
@@ -1015,7 +1034,7 @@ static void sandbox_v1_list_identities(struct sandbox_req *q)
     }
     buf_adds(&r, "    </Identities>\n");
     sandbox_list_free(&ids);
-    sandbox_ok_v1(q, r.data, NULL);
+    sandbox_ok_v1(q, r.data);
     buf_free(&r);
 }
 
@@ -1042,7 +1061,7 @@ static void sandbox_v1_verification_attributes(struct sandbox_req *q)
         buf_adds(&r, "        </value>\n      </entry>\n");
     }
     buf_adds(&r, "    </VerificationAttributes>\n");
-    sandbox_ok_v1(q, r.data, NULL);
+    sandbox_ok_v1(q, r.data);
     buf_free(&r);
 }
 
@@ -1057,7 +1076,7 @@ static void sandbox_v1_send_quota(struct sandbox_req *q)
              "    <MaxSendRate>%.1f</MaxSendRate>\n",
              (double)sandbox_sent_24h(q->sb, clock_wall_ms()), (double)cfg->sandbox_daily_quota,
              cfg->sandbox_rate);
-    sandbox_ok_v1(q, result, NULL);
+    sandbox_ok_v1(q, result);
 }
 
 /* v1 GetSendStatistics: 15-minute data points of what this process accepted. */
@@ -1086,7 +1105,7 @@ static void sandbox_v1_send_statistics(struct sandbox_req *q)
                    (long long)sum.complaints);
     }
     buf_adds(&r, "    </SendDataPoints>\n");
-    sandbox_ok_v1(q, r.data, NULL);
+    sandbox_ok_v1(q, r.data);
     buf_free(&r);
 }
 
@@ -1139,7 +1158,7 @@ static void sandbox_v1(struct sandbox_req *q)
     } else if (strcmp(a, "GetIdentityVerificationAttributes") == 0) {
         sandbox_v1_verification_attributes(q);
     } else if (strcmp(a, "GetAccountSendingEnabled") == 0) {
-        sandbox_ok_v1(q, "    <Enabled>true</Enabled>\n", NULL);
+        sandbox_ok_v1(q, "    <Enabled>true</Enabled>\n");
     } else if (strcmp(a, "GetSendQuota") == 0) {
         sandbox_v1_send_quota(q);
     } else if (strcmp(a, "GetSendStatistics") == 0) {
@@ -1259,7 +1278,7 @@ static void sandbox_v2_create_identity(struct sandbox_req *q)
                   "VerifiedForSendingStatus", 1, "DkimAttributes", "SigningEnabled", 0, "Status",
                   "NOT_STARTED", "Tokens");
     json_decref(j);
-    sandbox_ok_v2(q, out, NULL);
+    sandbox_ok_v2(q, out);
 }
 
 /* v2 ListEmailIdentities. */
@@ -1274,7 +1293,7 @@ static void sandbox_v2_list_identities(struct sandbox_req *q)
                                         sandbox_identity_type(ids.v[i]), "IdentityName", ids.v[i],
                                         "SendingEnabled", 1, "VerificationStatus", "SUCCESS"));
     sandbox_list_free(&ids);
-    sandbox_ok_v2(q, json_pack("{s:o}", "EmailIdentities", arr), NULL);
+    sandbox_ok_v2(q, json_pack("{s:o}", "EmailIdentities", arr));
 }
 
 /* v2 GetAccount. */
@@ -1287,7 +1306,7 @@ static void sandbox_v2_account(struct sandbox_req *q)
         "EnforcementStatus", "HEALTHY", "ProductionAccessEnabled", 1, "SendQuota", "Max24HourSend",
         (double)cfg->sandbox_daily_quota, "MaxSendRate", cfg->sandbox_rate, "SentLast24Hours", sent,
         "SendingEnabled", 1, "SuppressionAttributes", "SuppressedReasons");
-    sandbox_ok_v2(q, j, NULL);
+    sandbox_ok_v2(q, j);
 }
 
 /* Dispatch a parsed v2 request. */
@@ -1326,7 +1345,7 @@ static void sandbox_v2(struct sandbox_req *q)
         if (sandbox_v2_label(q, &label) < 0 || !sandbox_identity_ok(label.data))
             sandbox_bad_identity(q, label.data ? label.data : "");
         else
-            sandbox_ok_v2(q, sandbox_v2_identity_json(label.data), NULL);
+            sandbox_ok_v2(q, sandbox_v2_identity_json(label.data));
     } else {
         struct seserr e;
         seserr_set(&e, SESERR_UNKNOWN_OPERATION, "The sesgate sandbox does not implement %s.", a);
@@ -1374,10 +1393,29 @@ static struct sandbox_req *sandbox_req_new(struct sandbox *sb, struct httpd_requ
     return q;
 }
 
+/* Answer GET of the SNS signing certificate or its CA (public, no
+ * signature needed, as SNS serves its own). false when hr asks for neither. */
+static bool sandbox_serve_pem(struct sandbox *sb, struct httpd_request *hr)
+{
+    const char *pem = NULL;
+    size_t cl = strlen(SANDBOX_SNS_CERT_PATH), al = strlen(SANDBOX_SNS_CA_PATH);
+    if (hr->path_len == cl && memcmp(hr->path, SANDBOX_SNS_CERT_PATH, cl) == 0)
+        pem = sandbox_sns_pem(sb->sns);
+    else if (hr->path_len == al && memcmp(hr->path, SANDBOX_SNS_CA_PATH, al) == 0)
+        pem = sandbox_sns_ca_pem(sb->sns);
+    if (pem == NULL)
+        return false;
+    struct httpd_header h[] = {{"Content-Type", "application/x-pem-file"}};
+    httpd_respond(hr, 200, h, 1, pem, strlen(pem));
+    return true;
+}
+
 /* httpd: a request arrived. */
 static void sandbox_handle(struct httpd_request *hr, void *arg)
 {
     struct sandbox *sb = arg;
+    if (sb->sns && strcmp(hr->method, "GET") == 0 && sandbox_serve_pem(sb, hr))
+        return;
     struct sandbox_req *q = sandbox_req_new(sb, hr);
     struct seserr e;
     util_sha256_hex(hr->body.data ? hr->body.data : "", hr->body.len, q->payload_hash);
@@ -1478,12 +1516,27 @@ struct sandbox *sandbox_start(struct event_base *base, const struct config *cfg,
     }
     httpd_set_internal(sb->httpd);
     snprintf(sb->endpoint, sizeof sb->endpoint, "http://127.0.0.1:%d", httpd_port(sb->httpd));
+    if (cfg->sandbox_events) {
+        char authority[64];
+        snprintf(authority, sizeof authority, "127.0.0.1:%d", httpd_port(sb->httpd));
+        sb->sns = sandbox_sns_new(base, cfg, authority, err, errlen);
+        if (sb->sns == NULL) {
+            sandbox_free(sb);
+            return NULL;
+        }
+    }
     char rate[32], quota[32];
     snprintf(rate, sizeof rate, "%g", cfg->sandbox_rate);
     snprintf(quota, sizeof quota, "%lld", (long long)cfg->sandbox_daily_quota);
     log_event(LOG_INFO, "sandbox_start", "endpoint", sb->endpoint, "outbox", sb->outbox, "rate",
-              rate, "daily_quota", quota, NULL);
+              rate, "daily_quota", quota, "events", sb->sns ? "on" : "off", NULL);
     return sb;
+}
+
+/* The SNS publisher, or NULL. */
+struct sandbox_sns *sandbox_events(const struct sandbox *sb)
+{
+    return sb->sns;
 }
 
 /* The sandbox's URL. */
@@ -1509,6 +1562,7 @@ void sandbox_free(struct sandbox *sb)
 {
     if (sb == NULL)
         return;
+    sandbox_sns_free(sb->sns);
     if (sb->httpd)
         httpd_free(sb->httpd);
     free(sb->outbox);

@@ -13,8 +13,10 @@
  * mailbox simulator addresses (success@, bounce@, ooto@, complaint@,
  * suppressionlist@simulator.amazonses.com) behave as SES documents: the send
  * is accepted and the outcome (a bounce, an auto reply, a complaint) is
- * written to the outbox and named in the answer's SANDBOX_OUTCOME_HEADER,
- * so that the queue can record it.
+ * written to the outbox; with [sandbox] events = on, every recipient's
+ * outcome (a delivery, a bounce, a complaint) also reaches sesgate as SES's
+ * would, an SNS-signed notification POSTed to the feedback endpoint
+ * (sandbox_sns). The answer itself is SES's: it says nothing of outcomes.
  */
 #ifndef SESGATE_SANDBOX_H
 #define SESGATE_SANDBOX_H
@@ -25,11 +27,8 @@
 
 #include "config.h"
 
-/* Response header naming a mailbox simulator outcome of an accepted send:
- * "bounce", "suppressed", "complaint" or "ooto". Absent otherwise. */
-#define SANDBOX_OUTCOME_HEADER "X-Sesgate-Sandbox-Outcome"
-
 struct sandbox;
+struct sandbox_sns;
 
 /* Start the sandbox for cfg (data_dir, region, [sandbox] rate and
  * daily_quota) on base. NULL with err set when it cannot listen or cannot
@@ -43,6 +42,9 @@ const char *sandbox_endpoint(const struct sandbox *sb);
 /* The upstream credentials the sandbox accepts (made at start). */
 const char *sandbox_access_key_id(const struct sandbox *sb);
 const char *sandbox_secret_access_key(const struct sandbox *sb);
+
+/* The SNS publisher ([sandbox] events = on), or NULL. Owned by sb. */
+struct sandbox_sns *sandbox_events(const struct sandbox *sb);
 
 /* Stop listening and free; NULL is fine. */
 void sandbox_free(struct sandbox *sb);

@@ -171,7 +171,7 @@ enum sesmail_sim {
  * simulator.amazonses.com (ignoring case). */
 enum sesmail_sim sesmail_simulator(const char *addr);
 
-/* The outcome name for SANDBOX_OUTCOME_HEADER ("bounce", "suppressed",
+/* The outcome name for the sandbox's log lines ("bounce", "suppressed",
  * "complaint", "ooto"), or NULL for a delivered message. */
 const char *sesmail_sim_name(enum sesmail_sim s);
 

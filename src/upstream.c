@@ -18,6 +18,7 @@ struct upstream {
     int64_t timeout_ms;
     size_t max_response;
     char *ca_file;
+    char *pin; /* CURLOPT_PINNEDPUBLICKEY, or NULL */
     CURL *pool[UPSTREAM_POOL_MAX];
     size_t npool;
     struct upstream_call *calls; /* in flight */
@@ -69,7 +70,6 @@ static size_t upstream_header_cb(char *p, size_t size, size_t nitems, void *arg)
     if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* A new status line (after 100 Continue): forget earlier headers. */
         c->res.content_type[0] = c->res.request_id[0] = c->res.error_type[0] = '\0';
-        c->res.sandbox_outcome[0] = '\0';
         return n;
     }
     static const struct {
@@ -79,7 +79,6 @@ static size_t upstream_header_cb(char *p, size_t size, size_t nitems, void *arg)
         {"content-type:", offsetof(struct upstream_response, content_type)},
         {"x-amzn-requestid:", offsetof(struct upstream_response, request_id)},
         {"x-amzn-errortype:", offsetof(struct upstream_response, error_type)},
-        {"x-sesgate-sandbox-outcome:", offsetof(struct upstream_response, sandbox_outcome)},
     };
     for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
         size_t l = strlen(wanted[i].name);
@@ -293,6 +292,7 @@ void upstream_free(struct upstream *u)
     curl_multi_cleanup(u->multi);
     event_free(u->timer);
     free(u->ca_file);
+    free(u->pin);
     free(u);
 }
 
@@ -327,8 +327,15 @@ static struct upstream_call *upstream_start_call(struct upstream *u, const char 
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)u->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(u->timeout_ms < 10000 ? u->timeout_ms : 10000));
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (u->pin) {
+        /* the peer is known by its key alone */
+        curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, u->pin);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
     if (u->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -383,6 +390,12 @@ void upstream_cancel(struct upstream_call *c)
     upstream_call_free(c);
 }
 
+void upstream_set_pin(struct upstream *u, const char *pin)
+{
+    free(u->pin);
+    u->pin = pin ? xstrdup(pin) : NULL;
+}
+
 bool upstream_healthy(const struct upstream *u)
 {
     return u->healthy;
@@ -391,31 +404,4 @@ bool upstream_healthy(const struct upstream *u)
 size_t upstream_inflight(const struct upstream *u)
 {
     return u->ncalls;
-}
-
-/* Public: the fate the upstream reported for an accepted copy. */
-enum upstream_fate upstream_fate(const struct upstream_response *res, bool trusted,
-                                 const char *message_id, char *code, size_t codelen, char *text,
-                                 size_t textlen)
-{
-    const char *o = res->sandbox_outcome;
-    code[0] = text[0] = '\0';
-    if (!trusted || o[0] == '\0')
-        return UPSTREAM_FATE_DELIVERED;
-    if (strcmp(o, "bounce") == 0 || strcmp(o, "suppressed") == 0) {
-        /* The sandbox's mailbox simulator: accepted, then bounced. */
-        bool bounce = o[0] == 'b';
-        snprintf(code, codelen, "%s", bounce ? "Bounce" : "Suppressed");
-        snprintf(text, textlen, "%s (mailbox simulator, MessageId %s)",
-                 bounce ? "Permanent bounce: 550 5.1.1 user unknown"
-                        : "The address is on the account's suppression list",
-                 message_id);
-        return UPSTREAM_FATE_FAILED;
-    }
-    if (strcmp(o, "complaint") == 0 || strcmp(o, "ooto") == 0) {
-        /* Delivered, and the simulator's complaint or auto reply noted. */
-        snprintf(text, textlen, "%s", o);
-        return UPSTREAM_FATE_NOTED;
-    }
-    return UPSTREAM_FATE_DELIVERED;
 }

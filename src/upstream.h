@@ -36,32 +36,12 @@ struct upstream_response {
     long status;      /* HTTP status; 0 without a response */
     struct buf body;  /* owned by the response; the callback may take it (buf_detach) */
     char content_type[128];
-    char request_id[128];      /* x-amzn-RequestId, "" if none */
-    char error_type[128];      /* x-amzn-ErrorType, "" if none */
-    char sandbox_outcome[128]; /* X-Sesgate-Sandbox-Outcome (the built-in sandbox's mailbox
-                                  simulator: bounce, suppressed, complaint, ooto), "" if none */
-    double seconds;            /* total time of the call */
-    struct timespec sent_at;   /* CLOCK_MONOTONIC when curl first read the request body to
-                                  write it, i.e. when the request left (zero: no body read) */
+    char request_id[128];    /* x-amzn-RequestId, "" if none */
+    char error_type[128];    /* x-amzn-ErrorType, "" if none */
+    double seconds;          /* total time of the call */
+    struct timespec sent_at; /* CLOCK_MONOTONIC when curl first read the request body to
+                                write it, i.e. when the request left (zero: no body read) */
 };
-
-/* What became of a copy the upstream accepted, beyond its 2xx answer. */
-enum upstream_fate {
-    UPSTREAM_FATE_DELIVERED, /* nothing more reported */
-    UPSTREAM_FATE_NOTED,     /* delivered, with a note to keep beside the MessageId */
-    UPSTREAM_FATE_FAILED     /* accepted, then failed for good (a bounce, a suppression) */
-};
-
-/* The fate of the copy res accepted as message_id, as res reports it: for
- * UPSTREAM_FATE_NOTED the note goes into text; for UPSTREAM_FATE_FAILED an
- * SES-style code (Bounce, Suppressed) into code and the reason into text.
- * trusted: the upstream is the built-in sandbox, whose report (its mailbox
- * simulator's) is believed; otherwise every accepted copy was delivered.
- * The single place where an upstream's report after acceptance reaches the
- * queue's outcomes. */
-enum upstream_fate upstream_fate(const struct upstream_response *res, bool trusted,
-                                 const char *message_id, char *code, size_t codelen, char *text,
-                                 size_t textlen);
 
 /* Called exactly once per call, unless the call was cancelled first. The
  * response is only valid during the callback. */
@@ -71,6 +51,12 @@ typedef void (*upstream_cb)(struct upstream_response *res, void *arg);
  * bounds a response body (bytes). ca_file may be NULL (system CAs). */
 struct upstream *upstream_new(struct event_base *base, int64_t timeout_ms, size_t max_response,
                               const char *ca_file);
+
+/* Verify TLS peers by their public key instead of a CA and a name: pin is
+ * "sha256//<base64 of the SHA-256 of the key's DER>" (libcurl's
+ * CURLOPT_PINNEDPUBLICKEY); NULL goes back to CA and name. For a call to
+ * this process's own listener, whose certificate may name any host. */
+void upstream_set_pin(struct upstream *u, const char *pin);
 
 /* Cancel every pending call (their callbacks never fire) and free. */
 void upstream_free(struct upstream *u);

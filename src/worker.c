@@ -516,20 +516,6 @@ static void worker_settle(struct worker_job *j, const struct upstream_response *
             msgid[0] = '\0';
         if (msgid[0] == '\0')
             snprintf(msgid, sizeof msgid, "-");
-        char fcode[32], ftext[400];
-        enum upstream_fate fate = upstream_fate(res, w->cfg->sandbox_started, msgid, fcode,
-                                                sizeof fcode, ftext, sizeof ftext);
-        if (fate == UPSTREAM_FATE_FAILED) {
-            worker_dead(j, fcode, ftext);
-            return;
-        }
-        if (fate == UPSTREAM_FATE_NOTED) {
-            size_t l = strlen(msgid), m = strlen(ftext);
-            if (l + 1 + m < sizeof msgid) {
-                msgid[l] = ' ';
-                memcpy(msgid + l + 1, ftext, m + 1);
-            }
-        }
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
         metrics_queue_sent();

@@ -22,13 +22,16 @@ import secrets
 import shutil
 import signal
 import socket
+import socketserver
 import string
 import subprocess
+import threading
 import time
 import types
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -1021,3 +1024,54 @@ def check_response_headers(headers, api, error=False):
         assert ctype.startswith("application/json"), "v2 content type %r" % ctype
         if error:
             assert headers.get("x-amzn-errortype"), "v2 error without x-amzn-ErrorType"
+
+
+class SnsSink:
+    """An HTTP server recording every POST (path, headers, body); answers
+    the first `fail` POSTs with 503, the rest with 200."""
+
+    def __init__(self, port=None, fail=0):
+        self.posts = []
+        self.answers = []
+        self.fail = fail
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with sink.lock:
+                    status = 503 if sink.fail > 0 else 200
+                    sink.fail -= 1 if sink.fail > 0 else 0
+                    sink.answers.append(status)
+                    if status == 200:
+                        sink.posts.append(types.SimpleNamespace(path=self.path, headers=dict(self.headers.items()),
+                                                                body=body, at=time.monotonic()))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, HTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", port or 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/sns-sink" % self.port
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def bodies(self):
+        with self.lock:
+            return [json.loads(p.body) for p in self.posts]
