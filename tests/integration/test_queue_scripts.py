@@ -133,15 +133,18 @@ def skey(batch):
 
 
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n", client="app", staged=0, invalid="", step=100000):
+            riders="c:cc@example.org\n", client="app", staged=0, invalid="", step=100000, index_ttl=0):
     """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already
     sent; staged: how many addresses were pushed to skey(batch) before;
-    step: the most entries it queues, the rest left to fill())."""
+    step: the most entries it queues, the rest left to fill(); index_ttl:
+    copy 0's MessageId is indexed at mkey(copy0) for that many ms)."""
     b, lst, o = keys_of(batch)
-    return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS,
-                                skey(batch), FILLING],
+    keys = [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS, skey(batch), FILLING]
+    if copy0:
+        keys.append(mkey(copy0))
+    return r.script("enqueue", keys,
                     [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged,
-                     invalid, step] + addrs)
+                     invalid, step, index_ttl] + addrs)
 
 
 def fill(r, batch, step, stale=None):
@@ -162,11 +165,26 @@ def read_group(r, count=100000, stream=Q):
     return out
 
 
-def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q):
-    """Run outcome.lua for an entry of stream."""
+def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q, index_ttl=None):
+    """Run outcome.lua for an entry of stream. index_ttl (sent only): pass
+    the in-flight, held and delivery-state keys, the MessageId's index key
+    (the first word of args[0]) and that index time to live (ms)."""
     b, lst, o = keys_of(batch)
-    return r.script("outcome", [b, o, stream, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)],
-                    [entry, index, kind, *args, ttl])
+    keys = [b, o, stream, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)]
+    if index_ttl is None:
+        return r.script("outcome", keys, [entry, index, kind, *args, ttl])
+    keys += [PRE + "f:" + batch, PRE + "h:" + batch, ekey(batch), mkey(args[0].split(" ")[0])]
+    return r.script("outcome", keys, [entry, index, kind, args[0], index_ttl, ttl])
+
+
+def mkey(message_id):
+    """The index key of an SES MessageId."""
+    return PRE + "m:" + message_id
+
+
+def ekey(batch):
+    """The delivery-state hash of batch."""
+    return PRE + "e:" + batch
 
 
 def test_every_script_starts_with_its_contract():
@@ -793,3 +811,68 @@ def test_dlq_retry_pages_past_letters_that_stay(r):
             r.script("dlq_retry", [DLQ, QS, PRE], [2, bad])
     with pytest.raises(RedisError, match="BADARGS"):
         r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-", ids[0]])
+
+
+# An SES MessageId as SES gives them: 16 hex digits of time, a UUID, a
+# 6-digit suffix (60 characters).
+def ses_message_id(k):
+    return "0100018c%08x-%08x-%04x-4%03x-%04x-%012x-000000" % (
+        0x4b5e7a1f + k, k * 2654435761 % 2**32, k % 65536, k % 4096, 0x8000 | k % 16384, k * 40503)
+
+
+def test_message_ids_are_indexed_by_enqueue_and_outcome(r):
+    m0, m1, m2 = (ses_message_id(k) for k in range(3))
+    assert len(m0) == 60
+    enqueue(r, "B1", addresses(3), copy0=m0, index_ttl=3600000)
+    assert r.cmd("GET", mkey(m0)) == "app\tB1\t0"
+    assert 3590000 < r.cmd("PTTL", mkey(m0)) <= 3600000
+    e = read_group(r)
+    # a note after the MessageId (the sandbox's) is not part of the key
+    assert outcome(r, "B1", e[0][0], 1, "sent", m1 + " complaint", index_ttl=60000) == 1
+    assert r.cmd("HGET", keys_of("B1")[2], 1) == "s " + m1 + " complaint"
+    assert r.cmd("GET", mkey(m1)) == "app\tB1\t1"
+    assert 0 < r.cmd("PTTL", mkey(m1)) <= 60000
+    # index_ttl 0: recorded, not indexed
+    assert outcome(r, "B1", e[1][0], 2, "sent", m2, index_ttl=0) == 1
+    assert r.cmd("EXISTS", mkey(m2)) == 0
+    # a copy sent twice (a reclaimed entry) has two MessageIds: both indexed
+    r.cmd("XADD", Q, "*", "b", "1", "i", 1)
+    again = read_group(r)[0][0]
+    m1b = ses_message_id(7)
+    assert outcome(r, "B1", again, 1, "sent", m1b, index_ttl=60000) == 0
+    assert r.cmd("GET", mkey(m1b)) == "app\tB1\t1"
+    assert r.cmd("HGET", keys_of("B1")[2], 1) == "s " + m1 + " complaint"
+    # a malformed index time to live writes nothing
+    r.cmd("XADD", Q, "*", "b", "1", "i", 2)
+    again = read_group(r)[0][0]
+    with pytest.raises(RedisError, match="BADARGS"):
+        outcome(r, "B1", again, 2, "sent", ses_message_id(8), index_ttl="x")
+    assert r.cmd("EXISTS", mkey(ses_message_id(8))) == 0
+
+
+def test_enqueue_without_index_ttl_writes_no_index(r):
+    m0 = ses_message_id(0)
+    assert enqueue(r, "B1", addresses(2), copy0=m0, index_ttl=0) == 1
+    assert r.cmd("EXISTS", mkey(m0)) == 0
+    assert r.cmd("HGET", keys_of("B1")[2], 0) == "s " + m0
+    with pytest.raises(RedisError, match="BADARGS"):
+        enqueue(r, "B2", addresses(2), copy0=ses_message_id(1), index_ttl=-1)
+    assert r.cmd("EXISTS", keys_of("B2")[0], mkey(ses_message_id(1))) == 0
+
+
+def test_completion_gives_the_delivery_states_the_batch_ttl(r):
+    enqueue(r, "B1", addresses(2))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "sent", "m0", index_ttl=60000)
+    # events.lua writes the states as SES's events arrive
+    r.cmd("HSET", ekey("B1"), "0:u0000000@example.org", "delivered\t1700000000000\t")
+    assert r.cmd("PTTL", ekey("B1")) == -1
+    keys = [b, o, Q, D, DLQ, lst, tkey("B1"), PRE + "n:1", PRE + "f:B1", PRE + "h:B1", ekey("B1")]
+    assert r.script("outcome", keys, [e[1][0], 1, "dead", "MessageRejected", "bad", 1, 60000]) == 1
+    for k in (b, lst, o, ekey("B1")):
+        assert 0 < r.cmd("PTTL", k) <= 60000, k
+    # a dead letter sent again: the batch is in progress, nothing expires
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [100]) == 1
+    for k in (b, lst, o, ekey("B1")):
+        assert r.cmd("PTTL", k) == -1, k
