@@ -767,7 +767,8 @@ def test_show_pages_and_retries(r):
     cursor, first = "0", 0
     while True:
         page = r.script("show", [b, o, lst, D], ["ab2", first, 10 if first < 25 else 0, cursor, 5])
-        h, po, pl, pr, nxt = page
+        h, po, pl, pr, nxt = page[:5]
+        assert page[5:] == [[], "0"]  # no delivery-state key: none
         assert dict(zip(h[::2], h[1::2]))["total"] == "25"
         assert all(first <= int(i) < first + 10 for i in po[::2])
         outs.update(zip(po[::2], po[1::2]))
@@ -876,3 +877,43 @@ def test_completion_gives_the_delivery_states_the_batch_ttl(r):
     assert r.script("dlq_retry", [DLQ, QS, PRE], [100]) == 1
     for k in (b, lst, o, ekey("B1")):
         assert r.cmd("PTTL", k) == -1, k
+
+
+def test_show_returns_the_delivery_states_a_scan_step_per_page(r):
+    # 300 recipients with a state each (more than a listpack holds, so the
+    # hash is scanned in steps) and two on index 0 (a Cc rider): every field
+    # comes back once over the pages, whatever the page size.
+    addrs = addresses(300)
+    b, lst, o = keys_of("ab3")
+    enqueue(r, "ab3", addrs)
+    want = {}
+    for i, a in enumerate(addrs):
+        want["%d:%s" % (i, a)] = "delivered\t%d\t" % (1700000000000 + i)
+    want["0:cc@example.org"] = 'bounced\t1700000000999\t{"type":"Permanent","subtype":"General"}'
+    r.cmd("CONFIG", "SET", "hash-max-listpack-entries", 128)  # Redis's own default
+    r.cmd("HSET", ekey("ab3"), *[x for kv in want.items() for x in kv])
+    assert r.cmd("OBJECT", "ENCODING", ekey("ab3")) == "hashtable"
+    keys = [b, o, lst, D, ekey("ab3")]
+    got, calls = {}, 0
+    first, cursor, ecursor = 0, "0", "0"
+    while True:
+        page = r.script("show", keys, ["ab3", first, 100 if first < 300 else 0, cursor, 50, ecursor, 40])
+        calls += 1
+        pairs = page[5]
+        assert len(pairs) // 2 <= 200  # one step of COUNT 40 (Redis may return a few more)
+        got.update(zip(pairs[::2], pairs[1::2]))
+        first += 100
+        if cursor != "-":
+            cursor = "-" if page[4] == "0" else page[4]
+        if ecursor != "-":
+            ecursor = "-" if page[6] == "0" else page[6]
+        if first >= 300 and cursor == "-" and ecursor == "-":
+            break
+    assert got == want
+    assert calls > 3  # the scan took more calls than the index pages
+    whole = r.script("show", keys, ["ab3"])
+    assert dict(zip(whole[5][::2], whole[5][1::2])) == want and whole[6] == "0"
+    # "-": no scan
+    assert r.script("show", keys, ["ab3", 0, 10, "-", 50, "-", 40])[5:] == [[], "0"]
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("show", keys, ["ab3", 0, 10, "0", 50, "x", 40])
