@@ -20,7 +20,8 @@ static const char *const rscript_sources[RSCRIPT_COUNT] = {
     [RSCRIPT_EPOCH] = rscript_lua_epoch,         [RSCRIPT_SHOW] = rscript_lua_show,
     [RSCRIPT_STATS] = rscript_lua_stats,         [RSCRIPT_DLQ_RETRY] = rscript_lua_dlq_retry,
     [RSCRIPT_DLQ_PURGE] = rscript_lua_dlq_purge, [RSCRIPT_GATE] = rscript_lua_gate,
-    [RSCRIPT_CONTROL] = rscript_lua_control,     [RSCRIPT_FILL] = rscript_lua_fill};
+    [RSCRIPT_CONTROL] = rscript_lua_control,     [RSCRIPT_FILL] = rscript_lua_fill,
+    [RSCRIPT_EVENTS] = rscript_lua_events};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct rscript_call {
