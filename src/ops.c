@@ -162,7 +162,8 @@ static void ops_print_bar(long long done, long long dead, long long total, doubl
 
 /* Print a recipient's delivery states, one indented line each:
  * "  ADDRESS STATE TIME [DETAIL]", the detail by state: a bounce's "TYPE
- * SUBTYPE DIAGNOSTIC", a complaint's feedback type, any other's detail. */
+ * SUBTYPE DIAGNOSTIC", a complaint's feedback type, a delay's type, a
+ * rejection's reason; none for a delivery. */
 static void ops_print_delivery(const json_t *delivery)
 {
     size_t i;
@@ -176,8 +177,10 @@ static void ops_print_delivery(const json_t *delivery)
                    ops_jstr(d, "diagnostic", ""));
         else if (strcmp(state, "complained") == 0)
             printf(" %s", ops_jstr(d, "feedback_type", "-"));
-        else if (json_object_get(d, "detail"))
-            printf(" %s", ops_jstr(d, "detail", ""));
+        else if (strcmp(state, "delayed") == 0)
+            printf(" %s", ops_jstr(d, "type", "-"));
+        else if (strcmp(state, "rejected") == 0)
+            printf(" %s", ops_jstr(d, "reason", "-"));
         putchar('\n');
     }
 }

@@ -543,8 +543,8 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             qview_jset(r, "dead", json_integer(dead));
             qview_jset(r, "cancelled", json_integer(cancelled));
             /* suppressed units count towards completion like the others */
-            long long pending = total - sent - dead - cancelled -
-                                (long long)reply_num(flat->element[k + 16], 0);
+            long long pending =
+                total - sent - dead - cancelled - (long long)reply_num(flat->element[k + 16], 0);
             qview_jset(r, "pending", json_integer(pending > 0 ? pending : 0));
             qview_jset(r, "state", qview_state(flat->element[k + 9]));
             qview_filling(r, flat->element[k + 10]);
