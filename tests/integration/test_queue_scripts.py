@@ -917,3 +917,63 @@ def test_show_returns_the_delivery_states_a_scan_step_per_page(r):
     assert r.script("show", keys, ["ab3", 0, 10, "-", 50, "-", 40])[5:] == [[], "0"]
     with pytest.raises(RedisError, match="BADARGS"):
         r.script("show", keys, ["ab3", 0, 10, "0", 50, "x", 40])
+
+
+# What one indexed MessageId costs, and one recipient's delivery state,
+# measured on a real redis-server (bench/RESULTS.md, docs/QUEUE.md):
+#   pytest -s tests/integration/test_queue_scripts.py -k memory_per_indexed
+# 100,000 keys P:{P}:m:<MessageId> with the default prefix, MessageIds of
+# SES's shape (60 characters), values "<client>\t<batch id>\t<index>" of
+# batches of 1,000 with sesgate's batch ids, each with a time to live (SET
+# ... PX, as outcome.lua writes them); then 100,000 delivery states of one
+# batch as events.lua writes them (a Delivery with SES's SMTP response).
+INDEX_KEYS = 100000
+INDEX_WRITE = """
+local pfx, n, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for k = 0, n - 1 do
+    local b = math.floor(k / 1000)
+    local mid = string.format('0100018c%08x-%08x-%04x-4%03x-%04x-%012x-000000', 1263368735 + k,
+        (k * 2654435761) % 4294967296, k % 65536, k % 4096, 32768 + k % 16384, k * 40503)
+    local batch = string.format('%08x-%04x-4%03x-%04x-%012x', (b * 2246822519) % 4294967296,
+        b % 65536, b % 4096, 32768 + b % 16384, b * 3266489917)
+    redis.call('SET', pfx .. 'm:' .. mid, 'app\t' .. batch .. '\t' .. (k % 1000), 'PX', ttl)
+end
+return n
+"""
+STATE_WRITE = """
+local key, n = KEYS[1], tonumber(ARGV[1])
+for k = 0, n - 1 do
+    redis.call('HSET', key, k .. ':' .. string.format('u%07d@example.org', k),
+        'delivered\t' .. (1765000000000 + k) .. '\t' ..
+        '{"smtp_response":"250 2.0.0 OK  1765000000 d2-20020a05622a0142si2360917qtw.183 - gsmtp"}')
+end
+return n
+"""
+
+
+def test_memory_per_indexed_message(r):
+    pfx = "sesgate:{sesgate}:"
+    before = r.used_memory()
+    assert r.cmd("EVAL", INDEX_WRITE, 0, pfx, INDEX_KEYS, 7 * 86400000) == INDEX_KEYS
+    after = r.used_memory()
+    assert r.cmd("DBSIZE") == INDEX_KEYS
+    sample = r.cmd("SCAN", 0, "MATCH", pfx + "m:*", "COUNT", 10)[1][0]
+    assert len(sample) - len(pfx + "m:") == 60 and 0 < r.cmd("PTTL", sample) <= 7 * 86400000
+    assert r.cmd("GET", sample).startswith("app\t")
+    per_key = (after - before) / INDEX_KEYS
+    usage = r.cmd("MEMORY", "USAGE", sample, "SAMPLES", 0)
+    print(f"\nmemory per indexed MessageId: {per_key:.1f} bytes (INFO used_memory delta "
+          f"{after - before} for {INDEX_KEYS} keys); MEMORY USAGE of one key {usage} bytes "
+          f"(the key's time to live not counted)")
+    r.cmd("FLUSHALL", "SYNC")
+    ekey_ = pfx + "e:00000000-1234-4abc-8def-000000000000"
+    before = r.used_memory()
+    assert r.cmd("EVAL", STATE_WRITE, 1, ekey_, INDEX_KEYS) == INDEX_KEYS
+    after = r.used_memory()
+    per_state = (after - before) / INDEX_KEYS
+    print(f"memory per delivery state: {per_state:.1f} bytes (INFO used_memory delta {after - before} "
+          f"for {INDEX_KEYS} fields of one batch's state hash, a Delivery with SES's SMTP response)")
+    # the figures in bench/RESULTS.md and docs/QUEUE.md, with room for the
+    # allocator's rounding on another machine
+    assert 150 < per_key < 300, per_key
+    assert 100 < per_state < 400, per_state
