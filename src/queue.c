@@ -29,7 +29,6 @@
 #define QUEUE_FILL_RETRY_MS  250   /* a step that failed transiently goes again after this */
 #define QUEUE_FILL_GIVEUP_MS 60000 /* ... for this long, then the caller hears the error */
 #define QUEUE_FILL_STALE_MS  5000  /* a batch whose last step is older is resumed */
-#define QUEUE_MESSAGE_ID_MAX 200   /* a longer "MessageId" is not SES's: not indexed */
 
 struct queue {
     struct event_base *base;

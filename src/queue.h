@@ -63,6 +63,9 @@ void queue_fill_resume(struct queue *q);
  * monotonic ms; 0 at first). */
 void queue_clock_skew(int64_t *last_ms, const char *code, const char *message);
 
+/* A longer "MessageId" is not SES's (60 characters): it is not indexed. */
+#define QUEUE_MESSAGE_ID_MAX 200
+
 /* How long an SES MessageId stays indexed to the client, batch and unit it
  * was sent for (ms): [feedback] index_ttl when SES's events reach sesgate
  * (config_feedback_enabled), else 0: nothing is indexed. */

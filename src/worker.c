@@ -433,7 +433,7 @@ static void worker_record(struct worker_job *j)
     int64_t ittl = queue_index_ttl(w->cfg);
     const char *mid = j->outcome[0] && strcmp(j->outcome[0], "sent") == 0 ? j->outcome[1] : NULL;
     size_t midlen = mid ? strcspn(mid, " ") : 0;
-    if (ittl > 0 && midlen > 0 && midlen <= 200 && strcmp(mid, "-") != 0) {
+    if (ittl > 0 && midlen > 0 && midlen <= QUEUE_MESSAGE_ID_MAX && strcmp(mid, "-") != 0) {
         char *m = xstrdup(mid);
         m[midlen] = '\0';
         km = rscript_key(w->scripts, "m:", m);
