@@ -22,7 +22,7 @@
 #include "sesevent.h"
 #include "sns.h"
 
-struct redis;
+struct rscript;
 struct events;
 
 /* rc: 0 applied, 1 a replay (applied before), -1 Redis could not apply it
@@ -30,7 +30,9 @@ struct events;
  * for, NULL when SES's MessageId is not indexed. */
 typedef void (*events_cb)(void *arg, int rc, const char *client);
 
-struct events *events_new(struct redis *r, const struct config *cfg);
+/* An applier running events.lua through s, with cfg's [feedback],
+ * [suppression] and clients' events_url (read at each call). */
+struct events *events_new(struct rscript *s, const struct config *cfg);
 void events_free(struct events *e);
 
 /* Apply the verified Notification m whose Message is ev. body (len bytes)

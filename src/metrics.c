@@ -45,6 +45,7 @@ static double metrics_l_base, metrics_l_rate, metrics_l_wait;
 static long long metrics_l_quota, metrics_l_used = -1;
 static unsigned long long metrics_l_takes, metrics_l_throttled;
 static struct metrics_counter *metrics_l_refused;
+static struct metrics_counter *metrics_events;
 
 /* Find or add the counter (a, b) in list and add one. */
 static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
@@ -68,6 +69,11 @@ void metrics_request(const char *action, int status)
     char s[16];
     snprintf(s, sizeof s, "%d", status);
     metrics_bump(&metrics_requests, action ? action : "unknown", s);
+}
+
+void metrics_event(const char *type, const char *client)
+{
+    metrics_bump(&metrics_events, type, client);
 }
 
 void metrics_auth_failure(const char *reason)
@@ -301,6 +307,9 @@ void metrics_render(struct buf *out)
     metrics_render_counters(out, "sesgate_connections_rejected_total",
                             "Client connections closed by a limit or a timeout.", "reason", NULL,
                             metrics_rejected);
+    metrics_render_counters(out, "sesgate_events_total",
+                            "SES events applied (from the SNS endpoint), by type and client.",
+                            "type", "client", metrics_events);
     buf_adds(out, "# HELP sesgate_upstream_seconds Latency of upstream SES calls.\n"
                   "# TYPE sesgate_upstream_seconds histogram\n");
     for (size_t k = 0; k < 2; k++) {
@@ -347,4 +356,5 @@ void metrics_cleanup(void)
     metrics_free_list(&metrics_auth);
     metrics_free_list(&metrics_rejected);
     metrics_free_list(&metrics_l_refused);
+    metrics_free_list(&metrics_events);
 }

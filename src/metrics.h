@@ -55,6 +55,10 @@ void metrics_clock_skew(void);
 /* A copy whose send timer fired too late took a new reservation. */
 void metrics_pace_late(void);
 
+/* Count one SES event applied, by type (sesevent_kind_name) and client
+ * ("-" when its MessageId is not indexed). */
+void metrics_event(const char *type, const char *client);
+
 void metrics_render(struct buf *out);
 
 /* Release the label tables (for leak-free shutdown). */

@@ -28,6 +28,7 @@ static const char *const rscript_sources[RSCRIPT_COUNT] = {
     [RSCRIPT_GATE] = rscript_lua_gate,
     [RSCRIPT_CONTROL] = rscript_lua_control,
     [RSCRIPT_FILL] = rscript_lua_fill,
+    [RSCRIPT_EVENTS] = rscript_lua_events,
     [RSCRIPT_RELAY_OUTCOME] = rscript_lua_relay_outcome,
     [RSCRIPT_RELAY_DUE] = rscript_lua_relay_due,
     [RSCRIPT_RELAY_RETRY] = rscript_lua_relay_retry};

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -501,4 +502,124 @@ const char *sesevent_tag(const struct sesevent *ev, const char *name)
         if (strcmp(ev->tags[i].name, name) == 0)
             return ev->tags[i].nvalues > 0 ? ev->tags[i].values[0] : NULL;
     return NULL;
+}
+
+/* The number of the n digits at s. */
+static int sesevent_num(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+int sesevent_time_ms(const char *s, int64_t *ms)
+{
+    if (s == NULL || !sesevent_time_ok(s))
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = sesevent_num(s, 4) - 1900;
+    tm.tm_mon = sesevent_num(s + 5, 2) - 1;
+    tm.tm_mday = sesevent_num(s + 8, 2);
+    tm.tm_hour = sesevent_num(s + 11, 2);
+    tm.tm_min = sesevent_num(s + 14, 2);
+    tm.tm_sec = sesevent_num(s + 17, 2);
+    if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60)
+        return -1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    int64_t v = (int64_t)t * 1000;
+    size_t i = 19;
+    if (s[i] == '.') {
+        int64_t scale = 100;
+        for (i++; s[i] >= '0' && s[i] <= '9'; i++, scale /= 10)
+            v += (s[i] - '0') * scale;
+    }
+    if (s[i] == ' ')
+        i++;
+    if (s[i] == '+' || s[i] == '-') {
+        int sign = s[i] == '+' ? 1 : -1;
+        int hh = sesevent_num(s + i + 1, 2);
+        int mm = sesevent_num(s + i + (s[i + 3] == ':' ? 4 : 3), 2);
+        if (hh > 23 || mm > 59)
+            return -1;
+        v -= sign * (int64_t)(hh * 60 + mm) * 60000;
+    }
+    *ms = v;
+    return 0;
+}
+
+const char *sesevent_state(const struct sesevent *ev)
+{
+    switch (ev->kind) {
+    case SESEVENT_BOUNCE:
+        return "bounced";
+    case SESEVENT_COMPLAINT:
+        return "complained";
+    case SESEVENT_DELIVERY:
+        return "delivered";
+    case SESEVENT_DELIVERY_DELAY:
+        return "delayed";
+    case SESEVENT_REJECT:
+        return "rejected";
+    default:
+        return "";
+    }
+}
+
+/* Set key to s in o when s is present, cut to SESEVENT_DETAIL_STRING bytes
+ * (at a UTF-8 character boundary). */
+static void sesevent_detail_set(json_t *o, const char *key, const char *s)
+{
+    if (s == NULL)
+        return;
+    size_t n = strlen(s);
+    if (n > SESEVENT_DETAIL_STRING) {
+        n = SESEVENT_DETAIL_STRING;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    json_object_set_new(o, key, json_stringn(s, n));
+}
+
+void sesevent_detail(const struct sesevent *ev, size_t i, struct buf *out)
+{
+    const struct sesevent_recipient *r =
+        ev->scope == SESEVENT_SCOPE_RECIPIENTS && i < ev->nrecipients ? &ev->recipients[i] : NULL;
+    json_t *o = json_object();
+    switch (ev->kind) {
+    case SESEVENT_BOUNCE:
+        sesevent_detail_set(o, "type", ev->bounce_type);
+        sesevent_detail_set(o, "subtype", ev->bounce_subtype);
+        break;
+    case SESEVENT_COMPLAINT:
+        sesevent_detail_set(o, "feedback_type", ev->feedback_type);
+        sesevent_detail_set(o, "subtype", ev->complaint_subtype);
+        break;
+    case SESEVENT_DELIVERY:
+        sesevent_detail_set(o, "smtp_response", ev->smtp_response);
+        break;
+    case SESEVENT_DELIVERY_DELAY:
+        sesevent_detail_set(o, "type", ev->delay_type);
+        sesevent_detail_set(o, "expiration", ev->expiration_time);
+        break;
+    case SESEVENT_REJECT:
+        sesevent_detail_set(o, "reason", ev->reason);
+        break;
+    default:
+        break;
+    }
+    if (r != NULL) {
+        sesevent_detail_set(o, "action", r->action);
+        sesevent_detail_set(o, "status", r->status);
+        sesevent_detail_set(o, "diagnostic", r->diagnostic_code);
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL)
+        abort(); /* jansson out of memory: the OOM policy (buf.h) */
+    buf_adds(out, s);
+    free(s);
+    json_decref(o);
 }

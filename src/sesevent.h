@@ -27,11 +27,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define SESEVENT_MAX_INPUT      (256 * 1024) /* bytes: SNS's largest message */
 #define SESEVENT_MAX_RECIPIENTS 50           /* SES: recipients of one message */
 #define SESEVENT_MAX_TAGS       64           /* tag names in mail.tags */
 #define SESEVENT_MAX_TAG_VALUES 16           /* values of one tag */
 #define SESEVENT_MAX_STRING     8192         /* bytes of any one string read */
+#define SESEVENT_DETAIL_STRING  512          /* bytes of a string kept in a detail */
 
 enum sesevent_format {
     SESEVENT_IDENTITY, /* "notificationType": identity notifications */
@@ -149,5 +152,23 @@ const char *sesevent_kind_name(enum sesevent_kind kind);
 
 /* The value of tag name in ev's mail.tags (its first value), or NULL. */
 const char *sesevent_tag(const struct sesevent *ev, const char *name);
+
+/* s (ISO 8601 as sesevent_parse accepts it: a fraction, Z or an offset)
+ * in ms since the epoch. Returns 0, or -1 when s is NULL or not such a time. */
+int sesevent_time_ms(const char *s, int64_t *ms);
+
+/* The delivery state ev gives each recipient it applies to: "bounced",
+ * "complained", "delivered", "delayed" (DeliveryDelay), "rejected"
+ * (Reject, the whole message), or "" (the other kinds change no state). */
+const char *sesevent_state(const struct sesevent *ev);
+
+/* Append the details of ev for its recipient i (an index into recipients
+ * when the scope is SESEVENT_SCOPE_RECIPIENTS; otherwise i is ignored) as a
+ * compact JSON object with sorted keys, each present only when SES sent it:
+ * Bounce type, subtype; Complaint feedback_type, subtype; Delivery
+ * smtp_response; DeliveryDelay type, expiration; Reject reason; and the
+ * recipient's action, status, diagnostic. Strings are cut to
+ * SESEVENT_DETAIL_STRING bytes. */
+void sesevent_detail(const struct sesevent *ev, size_t i, struct buf *out);
 
 #endif

@@ -5,6 +5,7 @@
 #include "sesevent.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -802,8 +803,126 @@ static void test_accepted(void)
     sesevent_cleanup(&ev);
 }
 
+/* sesevent_time_ms over the shapes SES's documentation shows. */
+static void test_time_ms(void)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        int64_t want;
+    } t[] = {
+        {"1970-01-01T00:00:00Z", 0, 0},
+        {"2016-01-27T14:59:38.237Z", 0, 1453906778237},
+        {"2016-01-27T14:59:38.2Z", 0, 1453906778200},
+        {"2016-01-27T14:59:38.237519Z", 0, 1453906778237},
+        {"2018-10-08T14:05:45 +0000", 0, 1539007545000},
+        {"2018-10-08T16:05:45+02:00", 0, 1539007545000},
+        {"2018-10-08T09:05:45-0500", 0, 1539007545000},
+        {"2016-13-27T14:59:38Z", -1, 0},
+        {"2016-01-27T24:59:38Z", -1, 0},
+        {"2016-01-27 14:59:38Z", -1, 0},
+        {"2016-01-27T14:59:38", -1, 0},
+        {"2016-01-27T14:59:38+25:00", -1, 0},
+        {"", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int64_t ms = -7;
+        int rc = sesevent_time_ms(t[i].in, &ms);
+        CHECK(rc == t[i].rc, "%s: rc %d", t[i].in, rc);
+        if (rc == 0 && t[i].rc == 0)
+            CHECK(ms == t[i].want, "%s: %lld, want %lld", t[i].in, (long long)ms,
+                  (long long)t[i].want);
+    }
+    int64_t ms = 0;
+    CHECK(sesevent_time_ms(NULL, &ms) == -1, "NULL time");
+}
+
+/* The state and the per-recipient detail each corpus file gives. */
+static void test_state_detail(void)
+{
+    static const struct {
+        const char *file, *state;
+        size_t recipient;
+        const char *detail;
+    } t[] = {
+        {"notification-bounce-dsn.json", "bounced", 0,
+         "{\"action\":\"failed\",\"diagnostic\":\"smtp; 550 5.1.1 <jane@example.com>... User\","
+         "\"status\":\"5.1.1\","
+         "\"subtype\":\"General\",\"type\":\"Permanent\"}"},
+        {"notification-complaint-feedback.json", "complained", 0, "{\"feedback_type\":\"abuse\"}"},
+        {"notification-delivery.json", "delivered", 0,
+         "{\"smtp_response\":\"250 ok:  Message 64111812 accepted\"}"},
+        {"event-delivery-delay.json", "delayed", 0, NULL},
+        {"event-reject.json", "rejected", 0, "{\"reason\":\"Bad content\"}"},
+        {"event-send.json", "", 0, "{}"},
+        {"event-open.json", "", 0, "{}"},
+        {"event-click.json", "", 0, "{}"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", TEST_DIR, t[i].file);
+        size_t n = 0;
+        char *text = test_read_file(path, &n);
+        CHECK(text != NULL, "%s unreadable", t[i].file);
+        if (text == NULL)
+            continue;
+        struct sesevent ev;
+        char err[256];
+        int rc = sesevent_parse(text, n, &ev, err, sizeof err);
+        CHECK(rc == 0, "%s: %s", t[i].file, err);
+        if (rc == 0) {
+            CHECK_STR(sesevent_state(&ev), t[i].state, t[i].file);
+            struct buf d = BUF_INIT;
+            sesevent_detail(&ev, t[i].recipient, &d);
+            if (t[i].detail != NULL)
+                CHECK_STR(buf_cstr(&d), t[i].detail, t[i].file);
+            else
+                CHECK(d.len > 2 && d.data[0] == '{', "%s: detail %s", t[i].file, buf_cstr(&d));
+            buf_free(&d);
+            sesevent_cleanup(&ev);
+        }
+        free(text);
+    }
+}
+
+/* A diagnostic longer than SESEVENT_DETAIL_STRING is cut at a character. */
+static void test_detail_cut(void)
+{
+    struct buf j = BUF_INIT;
+    buf_adds(&j, "{\"notificationType\":\"Bounce\",\"mail\":{\"timestamp\":"
+                 "\"2016-01-27T14:59:38.237Z\",\"messageId\":\"m1\",\"source\":\"a@b.c\","
+                 "\"destination\":[\"r@b.c\"]},\"bounce\":{\"bounceType\":\"Permanent\","
+                 "\"bounceSubType\":\"General\",\"timestamp\":\"2016-01-27T14:59:38.237Z\","
+                 "\"feedbackId\":\"f\",\"bouncedRecipients\":[{\"emailAddress\":\"r@b.c\","
+                 "\"diagnosticCode\":\"");
+    for (int k = 0; k < 300; k++)
+        buf_adds(&j, "\u00e9"); /* two bytes each in UTF-8 */
+    buf_adds(&j, "\"}]}}");
+    struct sesevent ev;
+    char err[256];
+    int rc = sesevent_parse(j.data, j.len, &ev, err, sizeof err);
+    CHECK(rc == 0, "long diagnostic: %s", err);
+    if (rc == 0) {
+        struct buf d = BUF_INIT;
+        sesevent_detail(&ev, 0, &d);
+        json_error_t je;
+        json_t *o = json_loadb(d.data, d.len, 0, &je);
+        CHECK(o != NULL, "detail is JSON: %s", je.text);
+        const char *diag = o ? json_string_value(json_object_get(o, "diagnostic")) : NULL;
+        CHECK(diag != NULL && strlen(diag) == SESEVENT_DETAIL_STRING, "cut to %d bytes: %zu",
+              SESEVENT_DETAIL_STRING, diag ? strlen(diag) : 0);
+        json_decref(o);
+        buf_free(&d);
+        sesevent_cleanup(&ev);
+    }
+    buf_free(&j);
+}
+
 int main(void)
 {
+    test_time_ms();
+    test_state_detail();
+    test_detail_cut();
     test_corpus();
     test_bounce_subtypes();
     test_malformed();
