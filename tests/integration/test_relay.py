@@ -406,3 +406,40 @@ def test_process_killed_mid_relay_is_reclaimed_and_delivered(rig):
             except OSError:
                 pass
     assert not harness.SANITIZER_RE.search(wlog), wlog[-4000:]
+
+
+def test_events_lua_relay_reaches_the_application_once(rig):
+    """The entry events.lua (the event pipeline's script) queues is the one
+    the relay delivers; a replay of the SNS message queues nothing more.
+    (The SNS endpoint in front of events.lua is tested on its own.)"""
+    gw, rcv = rig()
+    rcv.start()
+    gate = gw.sesgate
+    lua = (harness.REPO / "src" / "lua" / "events.lua").read_text()
+    pre = "%s:{%s}:" % (PREFIX, PREFIX)
+    r = harness.RedisClient(unix=gate.workdir / "var" / "redis" / "redis.sock")
+    sent = []
+    try:
+        now = int(time.time() * 1000)
+        for n, client in enumerate(("app", "quiet", "app")):
+            ses_id = "0100018c-e2e-%d" % n
+            r.cmd("SET", pre + "m:" + ses_id, "%s\t-\t-" % client, "PX", 600000)
+            mid, body = sns_body(n)
+            for replay in (0, 1):  # SNS delivers at least once: the second is a replay
+                out = r.cmd("EVAL", lua, 5, pre + "sns:" + mid, pre + "m:" + ses_id, pre + "sup", RL, pre,
+                            now, 600000, "bounced", now, "", 0, 600000, "app\n", TOPIC, "Notification",
+                            mid, SUB, body, 1, "r%d@example.net" % n, "{}")
+                assert out[0] == replay, out
+            if client == "app":
+                sent.append((mid, body))
+    finally:
+        r.close()
+    assert harness.wait_for(lambda: len(rcv.bodies()) >= 2, timeout=20)
+    assert harness.wait_for(lambda: relay_state(gate) == (0, 0, 0, 0), timeout=10)
+    time.sleep(1.5)
+    got = rcv.all()
+    assert sorted(x["body"] for x in got) == sorted(b for _, b in sent)
+    for rec in got:
+        mid = header_map(rec)["x-amz-sns-message-id"]
+        assert rec["body"] == dict(sent)[mid]
+        check_sns_headers(rec, mid)
