@@ -443,3 +443,40 @@ def test_events_lua_relay_reaches_the_application_once(rig):
         mid = header_map(rec)["x-amz-sns-message-id"]
         assert rec["body"] == dict(sent)[mid]
         check_sns_headers(rec, mid)
+
+
+def test_events_url_is_read_when_the_relay_is_sent(rig):
+    """A reload (SIGHUP) that changes a client's events_url sends the next
+    relays to the new one; one that removes it drops them, logged."""
+    gw, first = rig()
+    first.start()
+    second = Receiver().start()
+    gate = gw.sesgate
+    try:
+        mid1, body1 = sns_body(1)
+        add_relay(gate, "app", body1, mid1)
+        assert harness.wait_for(lambda: first.bodies() == [body1], timeout=20)
+
+        def reload(n):
+            gate.config_path.write_text(gate.config_text())
+            gate.proc.send_signal(signal.SIGHUP)
+            harness.wait_log(gate, r"event=reload ", count=n, timeout=10)
+
+        gate.extra["client.app"]["events_url"] = second.url
+        reload(1)
+        mid2, body2 = sns_body(2)
+        add_relay(gate, "app", body2, mid2)
+        assert harness.wait_for(lambda: second.bodies() == [body2], timeout=20)
+        check_sns_headers(second.all()[0], mid2)
+
+        del gate.extra["client.app"]["events_url"]
+        reload(2)
+        mid3, body3 = sns_body(3)
+        add_relay(gate, "app", body3, mid3)
+        harness.wait_log(gate, r"event=relay_dropped .*client=app .*sns_message_id=%s" % mid3, timeout=10)
+        assert harness.wait_for(lambda: relay_state(gate) == (0, 0, 0, 0), timeout=10)
+        time.sleep(1)
+        assert first.bodies() == [body1] and second.bodies() == [body2]
+        assert len(first.all()) == 1 and len(second.all()) == 1
+    finally:
+        second.stop()
