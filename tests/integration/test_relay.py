@@ -163,6 +163,13 @@ def metric(gate, result):
     return int(m.group(1))
 
 
+def gauge(gate, name):
+    """An unlabelled gauge on the admin listener (None until it is read)."""
+    _, _, body = harness.http("GET", gate.admin_url + "/metrics")
+    m = re.search(r"^%s (\d+)$" % name, body.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
 def sesgate_cmd(gate, *args):
     """Run `sesgate ARGS -c CONFIG` (an operator command); the result."""
     return subprocess.run([str(harness.sesgate_bin())] + list(args) + ["-c", str(gate.config_path)],
@@ -301,6 +308,9 @@ def test_failing_application_dead_relays_then_retry_and_purge(rig):
     assert metric(gate, "delivered") == 0
 
     dead = harness.sesgate_json(gate.config_path, gate.workdir, "relay", "list")
+    # oldest first; which died first depends on the backoff's jitter
+    assert sorted(d["id"] for d in dead) == [d["id"] for d in dead]
+    dead.sort(key=lambda d: d["sns_message_id"] != mid1)
     assert [d["sns_message_id"] for d in dead] == [mid1, mid2]
     for d, body in zip(dead, (body1, body2)):
         assert d["client"] == "app" and d["topic_arn"] == TOPIC and d["type"] == "Notification"
@@ -308,13 +318,15 @@ def test_failing_application_dead_relays_then_retry_and_purge(rig):
         assert d["body"].encode("utf-8") == body and d["body_bytes"] == len(body)
     text = sesgate_cmd(gate, "relay", "list")
     assert text.returncode == 0, text.stderr
-    lines = text.stdout.splitlines()
-    assert len(lines) == 2 and lines[0].startswith(dead[0]["id"] + " app " + mid1 + " 3 ")
+    lines = sorted(text.stdout.splitlines(), key=lambda x: mid1 not in x)
+    assert len(lines) == 2 and lines[0].startswith(dead[0]["id"] + " app " + mid1 + " 3 %d " % len(body1))
     assert lines[0].endswith(" HTTP 500")
     st = harness.sesgate_json(gate.config_path, gate.workdir, "status")
     assert st["relays"] == {"queued": 0, "inflight": 0, "retrying": 0, "dead": 2}
     plain = sesgate_cmd(gate, "status")
     assert "relays_dead 2" in plain.stdout.splitlines(), plain.stdout
+    assert harness.wait_for(lambda: gauge(gate, "sesgate_relays_dead") == 2, timeout=10)
+    assert gauge(gate, "sesgate_relays_queued") == 0 and gauge(gate, "sesgate_relays_retrying") == 0
 
     usage = sesgate_cmd(gate, "relay", "retry")
     assert usage.returncode == 2 and "usage" in usage.stderr
