@@ -350,6 +350,10 @@ static void admin_poll_reply(const redisReply *reply, const char *err, void *arg
                          (long long)json_integer_value(json_object_get(s, "inflight")),
                          (long long)json_integer_value(json_object_get(s, "retrying")),
                          (long long)json_integer_value(json_object_get(s, "dead_letters")));
+    const json_t *rl = json_object_get(s, "relays");
+    metrics_relay_gauges((long long)json_integer_value(json_object_get(rl, "queued")),
+                         (long long)json_integer_value(json_object_get(rl, "retrying")),
+                         (long long)json_integer_value(json_object_get(rl, "dead")));
     json_decref(s);
 }
 

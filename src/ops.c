@@ -1,4 +1,4 @@
-/* ops: the operator client (sesgate status, batch, dlq). A synchronous
+/* ops: the operator client (sesgate status, batch, dlq, relay). A synchronous
  * Redis client of the daemon's data: it runs the same scripts (src/lua) and
  * prints what they answer; it never starts the daemon or its Redis. */
 #include "ops.h"
@@ -618,6 +618,145 @@ static int ops_dlq(redisContext *c, const char *pfx, int argc, char **argv, bool
     return 2;
 }
 
+/* sesgate relay list: every dead relay, oldest first. */
+static int ops_relay_list(redisContext *c, const char *pfx, bool json)
+{
+    struct buf key = BUF_INIT;
+    buf_printf(&key, "%srdlq", pfx);
+    json_t *all = json_array();
+    char start[64] = "-";
+    int rc = 0;
+    for (;;) {
+        redisReply *page = redisCommand(c, "XRANGE %s %s + COUNT 500", buf_cstr(&key), start);
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "sesgate: redis: %s\n",
+                    page ? (page->str ? page->str : "unexpected reply") : c->errstr);
+            if (page)
+                freeReplyObject(page);
+            rc = 1;
+            break;
+        }
+        size_t n = page->elements;
+        for (size_t k = 0; k < n; k++) {
+            const redisReply *e = page->element[k];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING ||
+                e->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            const redisReply *f = e->element[1];
+            snprintf(start, sizeof start, "(%s", e->element[0]->str);
+            json_t *o = json_object();
+            json_object_set_new(o, "id", json_string(e->element[0]->str));
+            json_object_set_new(o, "client", json_string(ops_entry_field(f, "c")));
+            json_object_set_new(o, "topic_arn", json_string(ops_entry_field(f, "t")));
+            json_object_set_new(o, "type", json_string(ops_entry_field(f, "y")));
+            json_object_set_new(o, "sns_message_id", json_string(ops_entry_field(f, "i")));
+            json_object_set_new(o, "subscription_arn", json_string(ops_entry_field(f, "s")));
+            /* a: the attempt that failed last, 0 for the first */
+            json_object_set_new(o, "attempts",
+                                json_integer(strtoll(ops_entry_field(f, "a"), NULL, 10) + 1));
+            json_object_set_new(o, "error", json_string(ops_entry_field(f, "e")));
+            const redisReply *b = reply_field(f, "b");
+            bool hasb = b && b->type == REDIS_REPLY_STRING;
+            json_t *body = hasb ? json_stringn(b->str, b->len) : NULL;
+            json_object_set_new(o, "body_bytes", json_integer(hasb ? (long long)b->len : 0));
+            json_object_set_new(o, "body", body ? body : json_null());
+            json_array_append_new(all, o);
+        }
+        freeReplyObject(page);
+        if (n < 500)
+            break;
+    }
+    if (rc == 0 && json) {
+        ops_print_json(all);
+    } else if (rc == 0) {
+        if (isatty(STDOUT_FILENO))
+            puts("id client sns_message_id attempts body_bytes error");
+        size_t k;
+        const json_t *o;
+        json_array_foreach(all, k, o)
+        {
+            printf("%s %s %s %lld %lld %s\n", ops_jstr(o, "id", "-"), ops_jstr(o, "client", "-"),
+                   ops_jstr(o, "sns_message_id", "-"), ops_jint(o, "attempts"),
+                   ops_jint(o, "body_bytes"), ops_jstr(o, "error", ""));
+        }
+    }
+    json_decref(all);
+    buf_free(&key);
+    return rc;
+}
+
+/* sesgate relay retry ID...|--all / purge. */
+static int ops_relay_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
+{
+    struct buf krdlq = BUF_INIT, krl = BUF_INIT;
+    buf_printf(&krdlq, "%srdlq", pfx);
+    buf_printf(&krl, "%srl", pfx);
+    char *keys[2] = {(char *)buf_cstr(&krdlq), (char *)buf_cstr(&krl)};
+    long long total = 0;
+    int rc = 0;
+    if (purge) {
+        redisReply *r = ops_eval(c, RSCRIPT_DLQ_PURGE, 1, keys, 0, NULL);
+        rc = r ? 0 : 1;
+        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (r)
+            freeReplyObject(r);
+    } else {
+        /* Given ids: one call. All: 1,000 per call, from where the call
+         * before stopped. */
+        char from[80] = "from:-";
+        const char **args = xcalloc((size_t)nids + 2, sizeof *args);
+        args[0] = "1000";
+        for (int k = 0; k < nids; k++)
+            args[k + 1] = ids[k];
+        if (nids == 0)
+            args[1] = from;
+        for (;;) {
+            redisReply *r =
+                ops_eval(c, RSCRIPT_RELAY_RETRY, 2, keys, nids > 0 ? nids + 1 : 2, args);
+            if (r == NULL) {
+                rc = 1;
+                break;
+            }
+            bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                         r->element[1]->type == REDIS_REPLY_STRING;
+            const redisReply *moved = paged ? r->element[0] : r;
+            total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
+            bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
+            if (more)
+                snprintf(from, sizeof from, "from:%s", r->element[1]->str);
+            freeReplyObject(r);
+            if (nids > 0 || !more)
+                break;
+        }
+        free(args);
+    }
+    if (rc == 0)
+        printf(purge ? "%lld dead relays deleted\n" : "%lld dead relays moved to the relay queue\n",
+               total);
+    buf_free(&krdlq);
+    buf_free(&krl);
+    return rc;
+}
+
+/* sesgate relay list | retry ID...|--all | purge. */
+static int ops_relay(redisContext *c, const char *pfx, int argc, char **argv, bool json)
+{
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return ops_relay_list(c, pfx, json);
+    if (argc == 2 && strcmp(argv[0], "retry") == 0 && strcmp(argv[1], "--all") == 0)
+        return ops_relay_move(c, pfx, false, 0, NULL);
+    bool ids = argc >= 2 && strcmp(argv[0], "retry") == 0;
+    for (int k = 1; ids && k < argc; k++)
+        ids = strcmp(argv[k], "--all") != 0;
+    if (ids)
+        return ops_relay_move(c, pfx, false, argc - 1, argv + 1);
+    if (argc == 1 && strcmp(argv[0], "purge") == 0)
+        return ops_relay_move(c, pfx, true, 0, NULL);
+    fprintf(stderr, "usage: sesgate relay [-c FILE] list [--json] | retry ID...|--all | purge\n");
+    return 2;
+}
+
 /* A number of a reply element (integer or decimal string), or JSON null. */
 static json_t *ops_rnum(const redisReply *r)
 {
@@ -725,6 +864,9 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                "%lld\n",
                ops_jint(s, "depth"), json_real_value(json_object_get(s, "oldest_seconds")),
                ops_jint(s, "inflight"), ops_jint(s, "retrying"), ops_jint(s, "dead_letters"));
+        const json_t *rl = json_object_get(s, "relays");
+        printf("relays_queued %lld\nrelays_retrying %lld\nrelays_dead %lld\n",
+               ops_jint(rl, "queued"), ops_jint(rl, "retrying"), ops_jint(rl, "dead"));
         const json_t *rate = json_object_get(s, "rate");
         static const char *const shown[4] = {"effective", "base", "sent_last_24h", "cut_rate"};
         for (int i = 0; i < 4; i++) {
@@ -815,6 +957,8 @@ int ops_run(const char *cmd, const struct config *cfg, int argc, char **argv, bo
         rc = ops_batch(c, cfg, pfx, argc, argv, json, watch);
     else if (strcmp(cmd, "dlq") == 0)
         rc = ops_dlq(c, pfx, argc, argv, json);
+    else if (strcmp(cmd, "relay") == 0)
+        rc = ops_relay(c, pfx, argc, argv, json);
     else
         rc = ops_status(c, pfx, argc, json, watch);
     free(pfx);

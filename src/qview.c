@@ -502,7 +502,7 @@ void qview_stats_keys(const char *pfx, char *keys[5])
 /* Public: the queue summary object. */
 json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 6 ||
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 6 ||
         reply->element[5]->type != REDIS_REPLY_ARRAY)
         return NULL;
     json_t *o = qview_jok(json_object());
@@ -555,6 +555,15 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
         qview_jappend(rows, r);
     }
     qview_jset(o, "recent", rows);
+    /* The relays to the clients' events_url (none before sesgate had them). */
+    const redisReply *rl = reply->elements > 6 ? reply->element[6] : NULL;
+    bool rok = rl && rl->type == REDIS_REPLY_ARRAY && rl->elements == 4;
+    json_t *relays = qview_jok(json_object());
+    qview_jset(relays, "queued", json_integer(rok ? (long long)reply_num(rl->element[0], 0) : 0));
+    qview_jset(relays, "inflight", json_integer(rok ? (long long)reply_num(rl->element[1], 0) : 0));
+    qview_jset(relays, "retrying", json_integer(rok ? (long long)reply_num(rl->element[2], 0) : 0));
+    qview_jset(relays, "dead", json_integer(rok ? (long long)reply_num(rl->element[3], 0) : 0));
+    qview_jset(o, "relays", relays);
     return o;
 }
 

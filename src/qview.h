@@ -77,8 +77,9 @@ json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages
 void qview_stats_keys(const char *pfx, char *keys[5]);
 
 /* The queue summary object (sesgate status --json) from stats.lua's reply
- * at now_ms (ms since the epoch); NULL for a malformed reply. The caller
- * owns the reference. */
+ * at now_ms (ms since the epoch), with "relays": {queued, inflight,
+ * retrying, dead} (zeros from a reply without them); NULL for a malformed
+ * reply. The caller owns the reference. */
 json_t *qview_stats_json(const redisReply *reply, int64_t now_ms);
 
 #endif
