@@ -24,11 +24,12 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
 CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent
-SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox events
+SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox events relay
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
 # the sandbox's SNS publisher: its signing core and its shell
 CORE    += snspub
 SHELLM  += sandbox_sns
-VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
 BUILD   := build-san

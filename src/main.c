@@ -39,6 +39,7 @@
 #include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
+#include "relay.h"
 #include "sandbox.h"
 #include "sandbox_sns.h"
 #include "upstream.h"
@@ -62,6 +63,7 @@ struct main_state {
     struct resign *resign;   /* the workers' signer */
     struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
     struct worker *worker;   /* NULL with serve */
+    struct relay *relay;     /* relays to the clients' events_url; NULL with serve */
     struct event *grace_timer;
     int64_t grace_left_ms;
     struct config *cfg;     /* the running configuration */
@@ -84,7 +86,8 @@ static void main_usage(FILE *f)
           "  batch  [-c FILE] show ID|last [--watch]\n"
           "  batch  [-c FILE] pause|resume|cancel ID\n"
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
-          "  (status, batch and dlq print JSON with --json; --watch refreshes every\n"
+          "  relay  [-c FILE] list | retry ID...|--all | purge   relays that kept failing\n"
+          "  (status, batch, dlq and relay print JSON with --json; --watch refreshes every\n"
           "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
@@ -249,7 +252,8 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
-    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker);
+    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker) +
+                  relay_inflight(s->relay);
     if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
         return;
@@ -269,6 +273,7 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     log_event(LOG_INFO, "shutdown", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     worker_stop(s->worker);
+    relay_stop(s->relay);
     if (s->front)
         front_stop_accepting(s->front);
     s->grace_left_ms = MAIN_GRACE_MS;
@@ -434,6 +439,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         host[sizeof host - 1] = '\0';
         snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
         s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+        s->relay = relay_start(s->base, cfg, s->scripts, name);
     }
     if (cfg->admin_listen[0]) {
         s->admin = admin_new(s->base, cfg, up, s->scripts, err, sizeof err);
@@ -452,6 +458,7 @@ static void main_stop_parts(struct main_state *s)
     admin_free(s->admin);
     front_free(s->front);
     worker_free(s->worker);
+    relay_free(s->relay);
     limiter_free(s->limiter);
     queue_free(s->queue);
     rscript_free(s->scripts);
@@ -577,7 +584,8 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
             path = argv[++k];
         else if (strcmp(argv[k], "--json") == 0)
             json = true;
-        else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0)
+        else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0 &&
+                 strcmp(cmd, "relay") != 0)
             watch = true;
         else
             pos[npos++] = argv[k];
@@ -621,7 +629,8 @@ int main(int argc, char **argv)
         return main_check(path);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0)
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0 ||
+        strcmp(cmd, "relay") == 0)
         return main_ops(cmd, path, argc - argi, argv + argi);
     fprintf(stderr, "sesgate: unknown command '%s'\n\n", cmd);
     main_usage(stderr);
