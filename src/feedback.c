@@ -279,6 +279,18 @@ static void feedback_notification(struct feedback_req *r)
                  r);
 }
 
+/* The replay guard of a confirmation that failed was removed. */
+static void feedback_unguarded(const redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    (void)arg;
+    if (err)
+        log_event(LOG_WARN, "feedback_guard_kept", "error", err, "note",
+                  "a confirmation that failed stays marked as processed until replay_window "
+                  "passes",
+                  NULL);
+}
+
 /* The SubscribeURL visit answered. */
 static void feedback_visited(struct upstream_response *res, void *arg)
 {
@@ -296,7 +308,7 @@ static void feedback_visited(struct upstream_response *res, void *arg)
     else
         snprintf(detail, sizeof detail, "SubscribeURL answered HTTP %ld", res->status);
     /* not confirmed: SNS's next attempt must be able to confirm */
-    redis_command(rscript_redis(r->f->scripts), NULL, NULL, "DEL %s", r->key);
+    redis_command(rscript_redis(r->f->scripts), feedback_unguarded, NULL, "DEL %s", r->key);
     feedback_refuse(r, 503, "confirm", detail);
 }
 

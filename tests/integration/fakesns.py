@@ -160,6 +160,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             token = q.get("Token", [""])[0]
             with sns.lock:
                 sns.confirms[token] = sns.confirms.get(token, 0) + 1
+                fail = sns.confirm_fail > 0
+                sns.confirm_fail -= 1 if fail else 0
+            if fail:
+                self._send(500, b"<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>",
+                           "text/xml")
+                return
             body = ("<ConfirmSubscriptionResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">"
                     "<ConfirmSubscriptionResult><SubscriptionArn>%s:%s</SubscriptionArn>"
                     "</ConfirmSubscriptionResult><ResponseMetadata><RequestId>%s</RequestId>"
@@ -195,6 +201,7 @@ class FakeSNS:
         self.lock = threading.Lock()
         self.gets = []
         self.confirms = {}
+        self.confirm_fail = 0  # the next this many SubscribeURL visits answer 500
         self.server = None
         self.thread = None
         self.port = None

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.needs_sesgate
 
 PATH = "/sesgate/sns"
 TOPIC_NAMES = ("valid", "tamper", "tamper2", "wrongcert", "urls", "confirm", "unsub", "replay", "raw",
-               "size", "method", "event", "cache", "ses", "rogue", "suburl")
+               "size", "method", "event", "cache", "ses", "rogue", "suburl", "confirm2")
 
 
 def topic(name):
@@ -203,6 +203,24 @@ def test_subscription_confirmed_once(env):
     assert gw.sesgate.redis("GET", key) == "1"
     ttl = int(gw.sesgate.redis("PTTL", key))
     assert 0 < ttl <= 86400000
+
+
+def test_failed_confirmation_is_tried_again(env):
+    """The SubscribeURL visit failed: 503 (SNS sends the confirmation
+    again), and the next delivery visits it again."""
+    gw, sns = env
+    t = topic("confirm2")
+    c = sns.confirmation(t)
+    sns.confirm_fail = 1
+    assert fakesns.post(url(gw), c) == (503, "refused: confirm\n")
+    assert sns.confirm_count(c["Token"]) == 1
+    line = wait_refused(gw, "confirm", t)
+    assert "HTTP 500" in line and "status=503" in line
+    assert fakesns.post(url(gw), c) == (200, "ok\n")
+    assert sns.confirm_count(c["Token"]) == 2
+    harness.wait_log(gw.sesgate, r"event=feedback_subscription_confirmed [^\n]*topic=%s\n" % re.escape(t))
+    assert fakesns.post(url(gw), c) == (200, "ok\n")
+    assert sns.confirm_count(c["Token"]) == 2
 
 
 def test_subscribe_url_outside_the_rule_is_not_visited(env):
