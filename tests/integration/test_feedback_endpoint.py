@@ -341,6 +341,9 @@ def test_certificate_cached_and_fetched_once_for_concurrent_messages(env):
         th.join(30)
     assert results == [(200, "ok\n")] * len(msgs)
     assert len(sns.cert_gets(cert_url)) == 1
+    for m in msgs:
+        wait_handled(gw, m["MessageId"])
+    assert not [line for line in log(gw).splitlines() if "event=feedback_refused" in line and t in line]
     m = sns.notification(t, fakesns.ses_bounce(), cert_url=cert_url)
     assert fakesns.post(url(gw), m) == (200, "ok\n")
     assert len(sns.cert_gets(cert_url)) == 1
@@ -365,6 +368,7 @@ def test_ses_calls_alongside(env):
                        Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}})
     assert r["MessageId"]
     assert harness.wait_records(gw.fake, 1)
+    harness.wait_log(gw.sesgate, r"event=request [^\n]*action=SendEmail status=200 ")
     # an SNS message on any other path is an SES call, refused as one
     m = sns.notification(topic("ses"), fakesns.ses_bounce())
     for path in (PATH + "/", PATH + "x", "/sesgate"):
@@ -372,9 +376,12 @@ def test_ses_calls_alongside(env):
                                              fakesns.headers_of(m))
         assert status == 403, (path, status)
         assert b"MissingAuthenticationToken" in body or b"IncompleteSignature" in body, body
+    harness.wait_log(gw.sesgate, r"event=request [^\n]*status=403 error=MissingAuthenticationToken", count=3)
+    assert m["MessageId"] not in log(gw)
     # the endpoint with a query string is still the endpoint
     status, _ = fakesns.post(url(gw) + "?from=sns", m)
     assert status == 200
+    wait_handled(gw, m["MessageId"])
     # an SES call signed for the endpoint's path is not taken as SES
     status, headers, body = harness.http("POST", url(gw), b"Action=SendEmail",
                                          {"Content-Type": "application/x-www-form-urlencoded"})
