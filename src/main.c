@@ -41,6 +41,7 @@
 #include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
+#include "relay.h"
 #include "sandbox.h"
 #include "upstream.h"
 #include "worker.h"
@@ -63,6 +64,7 @@ struct main_state {
     struct resign *resign;     /* the workers' signer */
     struct sandbox *sandbox;   /* the built-in SES with endpoint = sandbox */
     struct worker *worker;     /* NULL with serve */
+    struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
     struct events *events;     /* SES events applied; NULL when no event reaches sesgate */
     struct feedback *feedback; /* the SNS endpoint; NULL likewise, and with work */
     struct event *grace_timer;
@@ -87,7 +89,8 @@ static void main_usage(FILE *f)
           "  batch  [-c FILE] show ID|last [--watch]\n"
           "  batch  [-c FILE] pause|resume|cancel ID\n"
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
-          "  (status, batch and dlq print JSON with --json; --watch refreshes every\n"
+          "  relay  [-c FILE] list | retry ID...|--all | purge   relays that kept failing\n"
+          "  (status, batch, dlq and relay print JSON with --json; --watch refreshes every\n"
           "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
@@ -252,7 +255,8 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
-    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker);
+    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker) +
+                  relay_inflight(s->relay);
     if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
         return;
@@ -272,6 +276,7 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     log_event(LOG_INFO, "shutdown", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     worker_stop(s->worker);
+    relay_stop(s->relay);
     if (s->front)
         front_stop_accepting(s->front);
     s->grace_left_ms = MAIN_GRACE_MS;
@@ -441,6 +446,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         host[sizeof host - 1] = '\0';
         snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
         s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+        s->relay = relay_start(s->base, cfg, s->scripts, name);
     }
     if (cfg->admin_listen[0]) {
         s->admin = admin_new(s->base, cfg, up, s->scripts, err, sizeof err);
@@ -460,6 +466,7 @@ static void main_stop_parts(struct main_state *s)
     front_free(s->front);
     feedback_free(s->feedback);
     worker_free(s->worker);
+    relay_free(s->relay);
     limiter_free(s->limiter);
     queue_free(s->queue);
     rscript_free(s->scripts);
@@ -590,7 +597,8 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
             path = argv[++k];
         else if (strcmp(argv[k], "--json") == 0)
             json = true;
-        else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0)
+        else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0 &&
+                 strcmp(cmd, "relay") != 0)
             watch = true;
         else
             pos[npos++] = argv[k];
@@ -634,7 +642,8 @@ int main(int argc, char **argv)
         return main_check(path);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0)
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0 ||
+        strcmp(cmd, "relay") == 0)
         return main_ops(cmd, path, argc - argi, argv + argi);
     fprintf(stderr, "sesgate: unknown command '%s'\n\n", cmd);
     main_usage(stderr);

@@ -38,6 +38,9 @@ static unsigned long long metrics_sent_n, metrics_retried_n, metrics_dead_n;
 static bool metrics_queue_known; /* the gauges were read from Redis at least once */
 static long long metrics_q_depth, metrics_q_inflight, metrics_q_retrying, metrics_q_dead;
 static double metrics_q_oldest;
+static unsigned long long metrics_relays_n[3];                         /* delivered, retry, dead */
+static long long metrics_r_queued, metrics_r_retrying, metrics_r_dead; /* read with the queue's */
+static const char *const metrics_relay_results[3] = {"delivered", "retry", "dead"};
 static bool metrics_limiter_known;
 static double metrics_l_base, metrics_l_rate, metrics_l_wait;
 static long long metrics_l_quota, metrics_l_used = -1;
@@ -148,6 +151,20 @@ void metrics_queue_dead(void)
     metrics_dead_n++;
 }
 
+void metrics_relay(const char *result)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(result, metrics_relay_results[i]) == 0)
+            metrics_relays_n[i]++;
+}
+
+void metrics_relay_gauges(long long queued, long long retrying, long long dead)
+{
+    metrics_r_queued = queued;
+    metrics_r_retrying = retrying;
+    metrics_r_dead = dead;
+}
+
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,
                           long long dead)
 {
@@ -175,6 +192,11 @@ static void metrics_render_queue(struct buf *out)
                        "Queued copies scheduled for another attempt.", (double)metrics_retried_n);
     metrics_render_one(out, "sesgate_dead_lettered_total", "counter",
                        "Queued copies moved to the dead-letter stream.", (double)metrics_dead_n);
+    buf_adds(out, "# HELP sesgate_relays_total Relays to the clients' events_url, by result.\n"
+                  "# TYPE sesgate_relays_total counter\n");
+    for (size_t i = 0; i < 3; i++)
+        buf_printf(out, "sesgate_relays_total{result=\"%s\"} %llu\n", metrics_relay_results[i],
+                   metrics_relays_n[i]);
     if (!metrics_queue_known)
         return;
     metrics_render_one(out, "sesgate_queue_depth", "gauge", "Entries on the queue stream.",
@@ -188,6 +210,13 @@ static void metrics_render_queue(struct buf *out)
                        (double)metrics_q_retrying);
     metrics_render_one(out, "sesgate_dead_letters", "gauge", "Entries on the dead-letter stream.",
                        (double)metrics_q_dead);
+    metrics_render_one(out, "sesgate_relays_queued", "gauge",
+                       "Relays to the clients' events_url on the relay stream.",
+                       (double)metrics_r_queued);
+    metrics_render_one(out, "sesgate_relays_retrying", "gauge",
+                       "Relays waiting for their retry time.", (double)metrics_r_retrying);
+    metrics_render_one(out, "sesgate_relays_dead", "gauge", "Relays on the dead-relay stream.",
+                       (double)metrics_r_dead);
 }
 
 void metrics_limiter(double base, double effective, long long quota, long long used)

@@ -27,6 +27,12 @@ void metrics_queue_sent(void);
 void metrics_queue_retried(void);
 /* Count one queued copy moved to the dead-letter stream. */
 void metrics_queue_dead(void);
+/* Count one relay to an events_url by result: "delivered", "retry" (a try
+ * failed, another follows) or "dead" (moved to the dead relays). */
+void metrics_relay(const char *result);
+/* Set the relay gauges read from Redis with the queue's: relays on the
+ * relay stream, waiting for a retry, dead. */
+void metrics_relay_gauges(long long queued, long long retrying, long long dead);
 /* Set the queue gauges read from Redis: entries on the stream, age of the
  * oldest (seconds), entries being sent, retries waiting, dead letters. */
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,

@@ -1,4 +1,4 @@
-/* ops: the operator client (sesgate status, batch, dlq).
+/* ops: the operator client (sesgate status, batch, dlq, relay).
  *
  * Synchronous, apart from the daemon: it connects to the daemon's Redis
  * ([redis] url, or the managed server's socket under data_dir), runs the
@@ -12,7 +12,7 @@
 
 #include "config.h"
 
-/* Run operator command cmd ("status", "batch" or "dlq") on cfg's Redis
+/* Run operator command cmd ("status", "batch", "dlq" or "relay") on cfg's Redis
  * with the positional arguments argv[0..argc-1]; json: print JSON; watch:
  * print again every second until the queue is idle or the batch complete.
  * Returns the process exit code (messages are printed). */
