@@ -9,9 +9,12 @@ the string to sign built from AWS's documentation, not from sesgate's code.
 import base64
 import json
 import re
+import subprocess
 import time
 import types
 
+import boto3
+import botocore.config
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -237,3 +240,39 @@ def test_events_off_publishes_nothing(tmp_path):
     finally:
         stop(gate)
         sink.stop()
+
+
+def test_events_reach_a_tls_listener_whatever_its_certificate_names(tmp_path):
+    """[server] tls_cert set: the events go over https to the listener's own
+    feedback endpoint, known by its key (the certificate names another
+    host and no CA here issued it), and the endpoint verifies and applies
+    them."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=mail.example.com",
+                        "-addext", "subjectAltName=DNS:mail.example.com"], cwd=d, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    placeholder = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    gate = harness.RunSesgate(tmp_path / "tls", "sandbox", placeholder,
+                              {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
+                              extra={"sandbox": {"rate": "100", "daily_quota": "1000"},
+                                     "server": {"tls_cert": str(d / "cert.pem"), "tls_key": str(d / "key.pem")}})
+    gate.start()
+    try:
+        harness.wait_log(gate, r"event=sandbox_events url=https://127\.0\.0\.1:%d/sesgate/sns " % gate.port)
+        gw = types.SimpleNamespace(endpoint="https://127.0.0.1:%d" % gate.port, region=harness.REGION,
+                                   creds=lambda name: app)
+        ses = boto3.client("sesv2", endpoint_url=gw.endpoint, region_name=gw.region, verify=False,
+                           aws_access_key_id=app.access_key, aws_secret_access_key=app.secret,
+                           config=botocore.config.Config(retries={"max_attempts": 1}))
+        ses.send_email(FromEmailAddress=SENDER, Destination={"ToAddresses": ["bounce" + SIM]},
+                       Content={"Simple": {"Subject": {"Data": "t"}, "Body": {"Text": {"Data": "x"}}}})
+        topic = "arn:aws:sns:%s:000000000000:sesgate-sandbox" % harness.REGION
+        log = harness.wait_log(gate, r"event=feedback .*type=Notification outcome=applied topic=%s .*kind=Bounce"
+                               % re.escape(topic), timeout=20)
+        assert "sandbox_events_retry" not in log and "sandbox_event_refused" not in log
+        assert "sandbox_events_pin_failed" not in log
+    finally:
+        stop(gate)
