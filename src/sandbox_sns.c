@@ -54,7 +54,8 @@ struct sandbox_sns {
     char sub_arn[200];
     char cert_url[128];
     char unsub_url[320];
-    char *url; /* where events go; NULL: not posting */
+    char *url;      /* where events go; NULL: not posting */
+    char *tls_cert; /* the listener's certificate file when it is TLS, else NULL */
     struct upstream *up;
     /* waiting, oldest first: [0] now's events, [1] the later ones (each
      * queue is in order of due time) */
@@ -95,6 +96,9 @@ static struct sandbox_sns_item *sandbox_sns_next(const struct sandbox_sns *s)
 
 /* Arm the timer for the next moment something can go. */
 static void sandbox_sns_schedule(struct sandbox_sns *s);
+
+/* Pin the TLS listener's current key. */
+static void sandbox_sns_repin(struct sandbox_sns *s);
 
 /* Log the dropped events not logged yet, at most every SANDBOX_SNS_DROP_LOG_MS. */
 static void sandbox_sns_log_drops(struct sandbox_sns *s, bool force)
@@ -186,6 +190,8 @@ static void sandbox_sns_done(struct upstream_response *res, void *arg)
     } else {
         /* 5xx or unreachable: back at the head, everything waits */
         s->failures++;
+        if (res->error == UPSTREAM_ERR_OTHER && s->tls_cert)
+            sandbox_sns_repin(s); /* the listener's key may have changed (a reload) */
         uint64_t rnd = 0;
         sandbox_sns_random((unsigned char *)&rnd, sizeof rnd);
         int64_t delay = backoff_delay_ms(s->failures, SANDBOX_SNS_BACKOFF_BASE_MS,
@@ -316,8 +322,7 @@ void sandbox_sns_publish(struct sandbox_sns *s, const char *json, size_t len, bo
         s->head[q] = it;
     s->tail[q] = it;
     s->nwaiting++;
-    if (!evtimer_pending(s->timer, NULL))
-        sandbox_sns_schedule(s);
+    sandbox_sns_schedule(s);
 }
 
 /* The pin of the certificate in file (its key's SHA-256, as libcurl's
@@ -342,6 +347,19 @@ static int sandbox_sns_pin(const char *file, struct buf *out)
     EVP_EncodeBlock((unsigned char *)b64, md, sizeof md);
     buf_printf(out, "sha256//%s", b64);
     return 0;
+}
+
+/* Pin the listener's key, read from its certificate file: this process's
+ * own listener is known by its key, whatever names its certificate
+ * carries. */
+static void sandbox_sns_repin(struct sandbox_sns *s)
+{
+    struct buf pin = BUF_INIT;
+    if (sandbox_sns_pin(s->tls_cert, &pin) == 0)
+        upstream_set_pin(s->up, pin.data);
+    else
+        log_event(LOG_ERROR, "sandbox_events_pin_failed", "file", s->tls_cert, NULL);
+    buf_free(&pin);
 }
 
 void sandbox_sns_post_to_listener(struct sandbox_sns *s)
@@ -372,16 +390,10 @@ void sandbox_sns_post_to_listener(struct sandbox_sns *s)
     s->url = buf_detach(&url, NULL);
     upstream_free(s->up);
     s->up = upstream_new(s->base, SANDBOX_SNS_TIMEOUT_MS, 64 * 1024, NULL);
-    if (tls) {
-        /* this process's own listener: known by its key, whatever names its
-         * certificate carries */
-        struct buf pin = BUF_INIT;
-        if (sandbox_sns_pin(cfg->tls_cert, &pin) == 0)
-            upstream_set_pin(s->up, pin.data);
-        else
-            log_event(LOG_ERROR, "sandbox_events_pin_failed", "file", cfg->tls_cert, NULL);
-        buf_free(&pin);
-    }
+    free(s->tls_cert);
+    s->tls_cert = tls ? xstrdup(cfg->tls_cert) : NULL;
+    if (tls)
+        sandbox_sns_repin(s);
     log_event(LOG_INFO, "sandbox_events", "url", s->url, "topic", s->topic, "cert_url", s->cert_url,
               NULL);
 }
@@ -481,6 +493,7 @@ void sandbox_sns_free(struct sandbox_sns *s)
     if (s->timer)
         event_free(s->timer);
     free(s->url);
+    free(s->tls_cert);
     free(s->pem);
     free(s->ca_pem);
     X509_free(s->cert);
