@@ -97,49 +97,53 @@ def verify(body, cert):
     return n
 
 
-def test_simulator_batch_states_suppression_and_relay(tmp_path):
-    sink = harness.SnsSink()
-    port = sink.port
+def start(tmp_path, name, sink):
+    """sesgate run on the sandbox, events on, client app relayed to sink;
+    (gate, boto3 SES v1 client, the sandbox's port)."""
     app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
     placeholder = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
-    gate = harness.RunSesgate(tmp_path / "loop", "sandbox", placeholder,
+    gate = harness.RunSesgate(tmp_path / name, "sandbox", placeholder,
                               {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
                               extra={"sandbox": {"rate": "100", "daily_quota": "1000"},
                                      "client.app": {"events_url": sink.url},
                                      "feedback": {"relay_timeout": "2s"}})
     gate.start()
+    sport = int(re.search(r"sandbox_start endpoint=http://127\.0\.0\.1:(\d+)", gate.log_text()).group(1))
+    gw = types.SimpleNamespace(endpoint=gate.url, region=harness.REGION, creds=lambda name: app)
+    return gate, harness.boto3_client(gw, "ses"), sport
+
+
+def first_batch(gate, ses):
+    """A batch to the simulator: each recipient's state, as SES's events
+    say, every event checked and applied by the endpoint."""
+    b1 = batch_send(ses, LIST)
+    st, states = final_states(gate, b1, {
+        "success" + SIM: "delivered", "ooto" + SIM: "delivered", "reader@example.org": "delivered",
+        "bounce" + SIM: "bounced", "suppressionlist" + SIM: "bounced", "complaint" + SIM: "complained"})
+    assert (st["sent"], st["dead"]) == (6, 0)
+    assert (st["delivered"], st["bounced"], st["complained"]) == (3, 2, 1), st
+    b = states["bounce" + SIM]
+    assert (b["type"], b["subtype"], b["diagnostic"]) == ("Permanent", "General", "smtp; 550 5.1.1 user unknown")
+    s = states["suppressionlist" + SIM]
+    assert (s["type"], s["subtype"]) == ("Permanent", "OnAccountSuppressionList")
+    assert "suppressed" in s["diagnostic"]
+    assert states["complaint" + SIM]["feedback_type"] == "abuse"
+    log = gate.log_text()
+    applied = re.findall(r"event=feedback .*type=Notification outcome=applied topic=%s " % re.escape(TOPIC), log)
+    assert len(applied) == 7, log[-3000:]
+    assert "feedback_refused" not in log and "sandbox_event_refused" not in log
+
+
+def test_states_and_relays_once_through_an_outage(tmp_path):
+    """Each recipient's state; the client's events_url gets each event once,
+    byte for byte, the second batch's while its server was down for 10 s."""
+    sink = harness.SnsSink()
+    port = sink.port
+    gate, ses, sport = start(tmp_path, "relay", sink)
     back = None
     try:
-        sport = int(re.search(r"sandbox_start endpoint=http://127\.0\.0\.1:(\d+)", gate.log_text()).group(1))
-        gw = types.SimpleNamespace(endpoint=gate.url, region=harness.REGION, creds=lambda name: app)
-        ses = harness.boto3_client(gw, "ses")
-
-        # 1. A batch to the simulator: each recipient's state, as SES's events say.
-        b1 = batch_send(ses, LIST)
-        st, states = final_states(gate, b1, {
-            "success" + SIM: "delivered", "ooto" + SIM: "delivered", "reader@example.org": "delivered",
-            "bounce" + SIM: "bounced", "suppressionlist" + SIM: "bounced", "complaint" + SIM: "complained"})
-        assert (st["sent"], st["dead"]) == (6, 0)
-        assert (st["delivered"], st["bounced"], st["complained"]) == (3, 2, 1), st
-        b = states["bounce" + SIM]
-        assert (b["type"], b["subtype"], b["diagnostic"]) == ("Permanent", "General", "smtp; 550 5.1.1 user unknown")
-        s = states["suppressionlist" + SIM]
-        assert (s["type"], s["subtype"]) == ("Permanent", "OnAccountSuppressionList")
-        assert "suppressed" in s["diagnostic"]
-        assert states["complaint" + SIM]["feedback_type"] == "abuse"
-        # every event went through the endpoint's checks and was applied
-        log = gate.log_text()
-        applied = re.findall(r"event=feedback .*type=Notification outcome=applied topic=%s " % re.escape(TOPIC), log)
-        assert len(applied) == 7, log[-3000:]
-        assert "feedback_refused" not in log and "sandbox_event_refused" not in log
-
-        # 2. The bounced and complained addresses are suppressed, by the events.
-        sup = {e["address"]: e for e in ops_json(gate, "suppression", "list", "--json")}
-        assert {a: (e["reason"], e["source"]) for a, e in sup.items()} == {
-            "bounce" + SIM: ("BOUNCE", "event"), "suppressionlist" + SIM: ("BOUNCE", "event"),
-            "complaint" + SIM: ("COMPLAINT", "event")}
-
-        # 3. The client's events_url got each of the 7 events once, byte for byte.
+        first_batch(gate, ses)
+        # the 7 events of the first batch, each once, byte for byte
         assert harness.wait_for(lambda: len(sink.posts) >= 7, 30), (sink.answers, gate.log_text()[-3000:])
         time.sleep(1)
         cert = x509.load_pem_x509_certificate(
@@ -155,26 +159,12 @@ def test_simulator_batch_states_suppression_and_relay(tmp_path):
         kinds = sorted(m["notificationType"] for m in first.values())
         assert kinds == ["Bounce", "Bounce", "Complaint", "Delivery", "Delivery", "Delivery", "Delivery"]
 
-        # 4. The application's server goes down; the next batch to the same list.
+        # the application's server goes down for 10 s; a batch meanwhile
         sink.stop()
         down_at = time.monotonic()
-        sends = sandbox_sends(gate)
-        stats = ses.get_send_statistics()["SendDataPoints"]
-        attempts = sum(d["DeliveryAttempts"] for d in stats)
-        b2 = batch_send(ses, LIST)
-        st2, states2 = final_states(gate, b2, {"success" + SIM: "delivered", "ooto" + SIM: "delivered",
-                                               "reader@example.org": "delivered"})
-        by = {r["address"]: r for r in st2["recipients"]}
-        for a in ("bounce" + SIM, "complaint" + SIM, "suppressionlist" + SIM):
-            assert by[a]["state"] == "suppressed", by[a]
-            assert a not in states2
-        assert (st2["sent"], st2["suppressed"], st2["dead"]) == (3, 3, 0), st2
-        # skipped without taking rate: SES saw three sends, no more
-        assert sandbox_sends(gate) - sends == 3
-        stats = ses.get_send_statistics()["SendDataPoints"]
-        assert sum(d["DeliveryAttempts"] for d in stats) - attempts == 3
-
-        # 5. Back after 10 s: the second batch's 3 deliveries arrive, each once.
+        to = ["success" + SIM, "ooto" + SIM, "reader@example.org"]
+        b2 = batch_send(ses, to)
+        final_states(gate, b2, {a: "delivered" for a in to})
         time.sleep(max(0, 10 - (time.monotonic() - down_at)))
         back = harness.SnsSink(port=port)
         assert harness.wait_for(lambda: len(back.posts) >= 3, 90, 0.3), gate.log_text()[-3000:]
@@ -185,12 +175,46 @@ def test_simulator_batch_states_suppression_and_relay(tmp_path):
             second[n["MessageId"]] = json.loads(n["Message"])
         assert len(back.posts) == 3 and len(second) == 3, "each event once"
         assert not set(second) & set(first)
-        assert sorted(m["delivery"]["recipients"][0] for m in second.values()) == [
-            "ooto" + SIM, "reader@example.org", "success" + SIM]
+        assert sorted(m["delivery"]["recipients"][0] for m in second.values()) == sorted(to)
     finally:
         gate.stop()
         if sink.thread.is_alive():
             sink.stop()
         if back:
             back.stop()
+        harness.assert_no_sanitizer(gate.log_text())
+
+
+def test_bounced_and_complained_are_suppressed_and_skipped(tmp_path):
+    """The bounced and complained addresses are suppressed by the events;
+    the next batch to the same list skips them without taking rate: SES
+    (the sandbox) sees three sends, and only their events follow."""
+    sink = harness.SnsSink()
+    gate, ses, sport = start(tmp_path, "suppress", sink)
+    try:
+        first_batch(gate, ses)
+        sup = {e["address"]: e for e in ops_json(gate, "suppression", "list", "--json")}
+        assert {a: (e["reason"], e["source"]) for a, e in sup.items()} == {
+            "bounce" + SIM: ("BOUNCE", "event"), "suppressionlist" + SIM: ("BOUNCE", "event"),
+            "complaint" + SIM: ("COMPLAINT", "event")}
+        assert harness.wait_for(lambda: len(sink.posts) >= 7, 30)
+        sends = sandbox_sends(gate)
+        attempts = sum(d["DeliveryAttempts"] for d in ses.get_send_statistics()["SendDataPoints"])
+        b2 = batch_send(ses, LIST)
+        st2, states2 = final_states(gate, b2, {"success" + SIM: "delivered", "ooto" + SIM: "delivered",
+                                               "reader@example.org": "delivered"})
+        by = {r["address"]: r for r in st2["recipients"]}
+        for a in ("bounce" + SIM, "complaint" + SIM, "suppressionlist" + SIM):
+            assert by[a]["state"] == "suppressed", by[a]
+            assert a not in states2
+        assert (st2["sent"], st2["suppressed"], st2["dead"]) == (3, 3, 0), st2
+        assert sandbox_sends(gate) - sends == 3
+        assert sum(d["DeliveryAttempts"] for d in ses.get_send_statistics()["SendDataPoints"]) - attempts == 3
+        # only the three sent copies' events are relayed
+        assert harness.wait_for(lambda: len(sink.posts) >= 10, 30)
+        time.sleep(2)
+        assert len(sink.posts) == 10
+    finally:
+        gate.stop()
+        sink.stop()
         harness.assert_no_sanitizer(gate.log_text())
