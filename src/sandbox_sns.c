@@ -63,6 +63,7 @@ struct sandbox_sns {
     struct sandbox_sns_item *flight; /* in flight */
     size_t nwaiting, ninflight;
     struct event *timer;
+    size_t max_queue;     /* SANDBOX_SNS_MAX_QUEUE (a test may lower it) */
     int64_t paused_until; /* ms (monotonic): the endpoint failed, wait */
     int failures;         /* consecutive failed tries */
     uint64_t dropped, dropped_logged;
@@ -110,7 +111,7 @@ static void sandbox_sns_log_drops(struct sandbox_sns *s, bool force)
     char n[24], total[24], cap[24];
     snprintf(n, sizeof n, "%" PRIu64, s->dropped - s->dropped_logged);
     snprintf(total, sizeof total, "%" PRIu64, s->dropped);
-    snprintf(cap, sizeof cap, "%d", SANDBOX_SNS_MAX_QUEUE);
+    snprintf(cap, sizeof cap, "%zu", s->max_queue);
     log_event(LOG_WARN, "sandbox_events_dropped", "dropped", n, "dropped_total", total, "queue_max",
               cap, NULL);
     s->dropped_logged = s->dropped;
@@ -305,7 +306,7 @@ void sandbox_sns_publish(struct sandbox_sns *s, const char *json, size_t len, bo
 {
     if (s == NULL || s->url == NULL)
         return;
-    if (s->nwaiting + s->ninflight >= SANDBOX_SNS_MAX_QUEUE) {
+    if (s->nwaiting + s->ninflight >= s->max_queue) {
         s->dropped++;
         sandbox_sns_schedule(s);
         return;
@@ -405,6 +406,11 @@ struct sandbox_sns *sandbox_sns_new(struct event_base *base, const struct config
     s->base = base;
     s->cfg = cfg;
     s->timer = evtimer_new(base, sandbox_sns_timer_cb, s);
+    s->max_queue = SANDBOX_SNS_MAX_QUEUE;
+    /* test hook: a smaller cap, so that a test can reach it */
+    const char *cap = getenv("TEST_SESGATE_SANDBOX_EVENTS_MAX");
+    if (cap && atoi(cap) > 0 && atoi(cap) < SANDBOX_SNS_MAX_QUEUE)
+        s->max_queue = (size_t)atoi(cap);
     snprintf(s->topic, sizeof s->topic, "arn:aws:sns:%.64s:%s:%s", cfg->region,
              SANDBOX_SNS_TOPIC_ACCOUNT, SANDBOX_SNS_TOPIC_NAME);
     unsigned char rnd[16];

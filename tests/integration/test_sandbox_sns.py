@@ -276,3 +276,40 @@ def test_events_reach_a_tls_listener_whatever_its_certificate_names(tmp_path):
         assert "sandbox_events_pin_failed" not in log
     finally:
         stop(gate)
+
+
+def test_events_beyond_the_cap_are_dropped_and_counted(tmp_path):
+    """The endpoint is down: events wait, up to the cap (lowered to 3 here);
+    the next ones are dropped and counted in a log line; the 3 waiting
+    arrive once it is back."""
+    sink = harness.SnsSink()
+    port = sink.port
+    sink.stop()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    placeholder = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    gate = harness.RunSesgate(tmp_path / "cap", "sandbox", placeholder,
+                              {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}},
+                              extra={"sandbox": {"rate": "100", "daily_quota": "1000"}},
+                              env={"TEST_SESGATE_SANDBOX_EVENTS_URL": sink.url,
+                                   "TEST_SESGATE_SANDBOX_EVENTS_MAX": "3"})
+    gate.start()
+    back = None
+    try:
+        gw = types.SimpleNamespace(endpoint=gate.url, region=harness.REGION, creds=lambda name: app)
+        ses = harness.boto3_client(gw, "sesv2")
+        mids = []
+        for i in range(5):
+            mids.append(ses.send_email(FromEmailAddress=SENDER, Destination={"ToAddresses": ["cap%d@example.org" % i]},
+                                       Content={"Simple": {"Subject": {"Data": "c"},
+                                                           "Body": {"Text": {"Data": "x"}}}})["MessageId"])
+        harness.wait_log(gate, r"event=sandbox_events_dropped dropped=2 dropped_total=2 queue_max=3")
+        harness.wait_log(gate, r"event=sandbox_events_retry status=0 ")
+        back = harness.SnsSink(port=port)
+        assert harness.wait_for(lambda: len(back.posts) >= 3, 60, 0.2), gate.log_text()[-2000:]
+        time.sleep(2)
+        got = [json.loads(json.loads(p.body)["Message"])["mail"]["messageId"] for p in back.posts]
+        assert sorted(got) == sorted(mids[:3]), "the first three, each once"
+    finally:
+        stop(gate)
+        if back:
+            back.stop()
