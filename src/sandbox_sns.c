@@ -118,7 +118,7 @@ static void sandbox_sns_log_drops(struct sandbox_sns *s, bool force)
     s->dropped_log_ms = now;
 }
 
-/* Sign and render its SNS body (first try only). */
+/* Sign it and render its SNS body (on its first try only). */
 static int sandbox_sns_render(struct sandbox_sns *s, struct sandbox_sns_item *it)
 {
     if (it->message_id[0])
@@ -471,11 +471,6 @@ const char *sandbox_sns_ca_pem(const struct sandbox_sns *s)
 X509 *sandbox_sns_ca(const struct sandbox_sns *s)
 {
     return s->ca;
-}
-
-size_t sandbox_sns_pending(const struct sandbox_sns *s)
-{
-    return s->nwaiting + s->ninflight;
 }
 
 void sandbox_sns_free(struct sandbox_sns *s)

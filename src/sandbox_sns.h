@@ -68,9 +68,6 @@ const char *sandbox_sns_pem(const struct sandbox_sns *s);
 const char *sandbox_sns_ca_pem(const struct sandbox_sns *s);
 X509 *sandbox_sns_ca(const struct sandbox_sns *s);
 
-/* Events waiting or in flight. */
-size_t sandbox_sns_pending(const struct sandbox_sns *s);
-
 /* Cancel what is in flight, drop what waits, free; NULL is fine. */
 void sandbox_sns_free(struct sandbox_sns *s);
 
