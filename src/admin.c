@@ -34,12 +34,13 @@ struct admin_show {
     char id[37];
     long long index; /* one copy of the batch, or -1 */
     struct rscript *scripts;
-    char *keys[4];
+    char *keys[QVIEW_SHOW_KEYS];
     redisReply **pages; /* copies of the pages so far */
     size_t npages;
-    long long next;  /* the next page's first index */
-    long long total; /* the batch's, from the first page (-1: not yet) */
-    char cursor[32]; /* the delay set's scan: "-" once done */
+    long long next;   /* the next page's first index */
+    long long total;  /* the batch's, from the first page (-1: not yet) */
+    char cursor[32];  /* the delay set's scan: "-" once done */
+    char ecursor[32]; /* the delivery states' scan: "-" once done */
 };
 
 /* A POST /batches/{id}/CMD in progress: control.lua, called again while
@@ -63,7 +64,7 @@ static void admin_show_free(struct admin_show *sh)
     for (size_t p = 0; p < sh->npages; p++)
         reply_free(sh->pages[p]);
     free(sh->pages);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < QVIEW_SHOW_KEYS; k++)
         free(sh->keys[k]);
     free(sh);
 }
@@ -114,9 +115,10 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
         admin_show_free(sh);
         return;
     }
-    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 &&
+    if (err == NULL && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7 &&
         reply->element[2]->type == REDIS_REPLY_ARRAY &&
-        reply->element[4]->type == REDIS_REPLY_STRING) {
+        reply->element[4]->type == REDIS_REPLY_STRING &&
+        reply->element[6]->type == REDIS_REPLY_STRING) {
         sh->pages = xrealloc(sh->pages, (sh->npages + 1) * sizeof *sh->pages);
         sh->pages[sh->npages++] = reply_copy(reply);
         if (sh->total < 0)
@@ -125,7 +127,10 @@ static void admin_show_reply(const redisReply *reply, const char *err, void *arg
         if (strcmp(sh->cursor, "-") != 0)
             snprintf(sh->cursor, sizeof sh->cursor, "%s",
                      strcmp(reply->element[4]->str, "0") == 0 ? "-" : reply->element[4]->str);
-        if (sh->next < sh->total || strcmp(sh->cursor, "-") != 0) {
+        if (strcmp(sh->ecursor, "-") != 0)
+            snprintf(sh->ecursor, sizeof sh->ecursor, "%s",
+                     strcmp(reply->element[6]->str, "0") == 0 ? "-" : reply->element[6]->str);
+        if (sh->next < sh->total || strcmp(sh->cursor, "-") != 0 || strcmp(sh->ecursor, "-") != 0) {
             admin_show_next(sh);
             return;
         }
@@ -164,9 +169,10 @@ static void admin_show_next(struct admin_show *sh)
     snprintf(first, sizeof first, "%lld", sh->next);
     snprintf(count, sizeof count, "%d",
              sh->total < 0 || sh->next < sh->total ? QVIEW_SHOW_PAGE : 0);
-    const char *argv[9] = {sh->keys[0], sh->keys[1], sh->keys[2], sh->keys[3],    sh->id,
-                           first,       count,       sh->cursor,  QVIEW_SHOW_SCAN};
-    rscript_eval(sh->scripts, RSCRIPT_SHOW, 4, 9, argv, NULL, admin_show_reply, sh);
+    const char *argv[12] = {sh->keys[0], sh->keys[1],     sh->keys[2], sh->keys[3],
+                            sh->keys[4], sh->id,          first,       count,
+                            sh->cursor,  QVIEW_SHOW_SCAN, sh->ecursor, QVIEW_SHOW_STATES};
+    rscript_eval(sh->scripts, RSCRIPT_SHOW, QVIEW_SHOW_KEYS, 12, argv, NULL, admin_show_reply, sh);
 }
 
 /* GET /batches/{id}: the batch status from Redis. */
@@ -192,6 +198,7 @@ static void admin_batch(struct admin *a, struct httpd_request *req)
     sh->scripts = a->scripts;
     qview_show_keys(a->pfx, id, sh->keys);
     snprintf(sh->cursor, sizeof sh->cursor, "0");
+    snprintf(sh->ecursor, sizeof sh->ecursor, "0");
     sh->total = -1;
     admin_show_next(sh);
 }

@@ -313,6 +313,33 @@ static bool front_clock_skew(struct front_req *r, const struct upstream_response
     return true;
 }
 
+/* Index the MessageIds of a send SES accepted as the client made it (not
+ * a batch): SendEmail, SendRawEmail, SendTemplatedEmail and v2 SendEmail
+ * under the client alone; a bulk call passed through whole, each
+ * destination's under its position in the call. The writes are sent, not
+ * waited for (queue_index). */
+static void front_index_passed(struct front_req *r, const struct upstream_response *res)
+{
+    struct queue *q = r->f->queue;
+    int api = r->api == SESREQ_V2 ? 2 : 1;
+    if (q == NULL || r->batch_id[0] || queue_index_ttl(r->f->cfg) == 0 || res->body.data == NULL)
+        return;
+    if (r->sr.kind == SESREQ_SEND) {
+        char mid[256];
+        if (sesans_message_id(api, res->body.data, res->body.len, mid, sizeof mid))
+            queue_index(q, mid, r->client->name, NULL, -1);
+        return;
+    }
+    if (r->sr.kind != SESREQ_SEND_OTHER || r->sr.action == NULL || !bulk_action(r->sr.action))
+        return;
+    struct bulk_result *e = xcalloc(BULK_MAX_DESTINATIONS, sizeof *e);
+    int n = bulk_answer_parse(api, res->body.data, res->body.len, e, BULK_MAX_DESTINATIONS);
+    for (int d = 0; d < n; d++)
+        if (bulk_status_ok(e[d].status) && e[d].message_id[0])
+            queue_index(q, e[d].message_id, r->client->name, NULL, d);
+    free(e);
+}
+
 /* The upstream answered: relay status, content type, request id and body
  * (an answer refusing our signing time becomes ServiceUnavailable). */
 static void front_upstream_done(struct upstream_response *res, void *arg)
@@ -342,6 +369,8 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
         front_fail(r, &e);
         return;
     }
+    if (res->status >= 200 && res->status < 300)
+        front_index_passed(r, res);
     char id[sizeof r->id];
     memcpy(id, r->id, sizeof id); /* r is freed before the answer is written */
     char batch[sizeof r->batch_id];
@@ -816,8 +845,20 @@ static void front_bulk_first_done(struct upstream_response *res, struct front_re
     }
     r->answer = xcalloc(1, sizeof *r->answer);
     snprintf(r->answer->request_id, sizeof r->answer->request_id, "%s", res->request_id);
-    /* the units sent are not part of the batch */
+    /* the units sent are not part of the batch: each MessageId is indexed
+     * under the client and its destination's position in the call */
     struct fanout_plan *p = &r->plan;
+    for (size_t d = 0, u = 0, inv = 0; d < p->ndest && u < r->bulk_sync; d++) {
+        if (inv < p->ninvalid && p->invalid_pos[inv] == d) {
+            while (inv < p->ninvalid && p->invalid_pos[inv] == d)
+                inv++;
+            continue;
+        }
+        if (bulk_status_ok(r->bulk_res[u].status))
+            queue_index(r->f->queue, r->bulk_res[u].message_id, r->client->name, NULL,
+                        (long long)d);
+        u++;
+    }
     for (size_t i = 0; i < r->bulk_sync; i++)
         free(p->to[i]);
     memmove(p->to, p->to + r->bulk_sync, (p->nto - r->bulk_sync) * sizeof *p->to);

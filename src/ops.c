@@ -131,9 +131,16 @@ static void ops_batch_pace(const json_t *b, double *rate, double *eta)
     *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
 }
 
+/* The batch counters of delivery states (and skipped units), in the
+ * order the progress lines print them. */
+static const char *const ops_events[6] = {"delivered", "bounced",  "complained",
+                                          "delayed",   "rejected", "suppressed"};
+
 /* A progress bar of width cells for done of total, and the counts, rate and
- * time left: "[#######.......]  512/1000  51.2 %  14.0/s  0:35 left". */
-static void ops_print_bar(long long done, long long dead, long long total, double rate, double eta)
+ * time left: "[#######.......]  512/1000  51.2 %  14.0/s  0:35 left"; ev
+ * (NULL: none): the ops_events counters, each printed when not 0. */
+static void ops_print_bar(long long done, long long dead, long long total, double rate, double eta,
+                          const long long *ev)
 {
     enum { width = 30 };
     int fill = total > 0 ? (int)((double)done * width / (double)total) : width;
@@ -145,21 +152,51 @@ static void ops_print_bar(long long done, long long dead, long long total, doubl
            total > 0 ? 100.0 * (double)done / (double)total : 100.0);
     if (dead > 0)
         printf("  %lld dead", dead);
+    for (int k = 0; ev && k < 6; k++)
+        if (ev[k] > 0)
+            printf("  %lld %s", ev[k], ops_events[k]);
     if (done < total && rate > 0)
         printf("  %.1f/s  %lld:%02lld left", rate, (long long)eta / 60, (long long)eta % 60);
     putchar('\n');
 }
 
+/* Print a recipient's delivery states, one indented line each:
+ * "  ADDRESS STATE TIME [DETAIL]", the detail by state: a bounce's "TYPE
+ * SUBTYPE DIAGNOSTIC", a complaint's feedback type, a delay's type, a
+ * rejection's reason; none for a delivery. */
+static void ops_print_delivery(const json_t *delivery)
+{
+    size_t i;
+    const json_t *d;
+    json_array_foreach(delivery, i, d)
+    {
+        const char *state = ops_jstr(d, "state", "-");
+        printf("  %s %s %s", ops_jstr(d, "address", "-"), state, ops_jstr(d, "time", "-"));
+        if (strcmp(state, "bounced") == 0)
+            printf(" %s %s %s", ops_jstr(d, "type", "-"), ops_jstr(d, "subtype", "-"),
+                   ops_jstr(d, "diagnostic", ""));
+        else if (strcmp(state, "complained") == 0)
+            printf(" %s", ops_jstr(d, "feedback_type", "-"));
+        else if (strcmp(state, "delayed") == 0)
+            printf(" %s", ops_jstr(d, "type", "-"));
+        else if (strcmp(state, "rejected") == 0)
+            printf(" %s", ops_jstr(d, "reason", "-"));
+        putchar('\n');
+    }
+}
+
 /* Print the batch status b as text: one "key value" line per field, then
- * one line per recipient "index address state detail", then one
+ * one line per recipient "index address state detail" (followed by an
+ * indented line per delivery state of its addresses), then one
  * "- address invalid reason" line per address left out as invalid. */
 static void ops_print_batch(const json_t *b)
 {
     printf("batch %s\nclient %s\naction %s\ncreated %s\nstate %s\n", ops_jstr(b, "batch_id", "-"),
            ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jstr(b, "created", "-"),
            ops_jstr(b, "state", "running"));
-    static const char *const counts[] = {"total",     "sent",     "dead",
-                                         "cancelled", "retrying", "queued"};
+    static const char *const counts[] = {"total",      "sent",    "dead",      "cancelled",
+                                         "retrying",   "queued",  "delivered", "bounced",
+                                         "complained", "delayed", "rejected",  "suppressed"};
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
@@ -171,8 +208,11 @@ static void ops_print_batch(const json_t *b)
         printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
     if (isatty(STDOUT_FILENO)) {
         putchar('\n');
+        long long ev[6];
+        for (int k = 0; k < 6; k++)
+            ev[k] = ops_jint(b, ops_events[k]);
         ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
-                      ops_jint(b, "dead"), ops_jint(b, "total"), rate, eta);
+                      ops_jint(b, "dead"), ops_jint(b, "total"), rate, eta, ev);
         puts("\nindex address state detail");
     }
     size_t i;
@@ -190,6 +230,7 @@ static void ops_print_batch(const json_t *b)
             printf("attempt %lld due %s\n", ops_jint(r, "attempt"), ops_jstr(r, "due", "-"));
         else
             puts("-");
+        ops_print_delivery(json_object_get(r, "delivery"));
     }
     const json_t *bad;
     json_array_foreach(json_object_get(b, "invalid"), i, bad)
@@ -264,26 +305,27 @@ static int ops_batch_control(redisContext *c, const struct config *cfg, const ch
  * show.lua a page at a time; 0, or 1 after printing a Redis error. */
 static int ops_show(redisContext *c, const char *pfx, const char *id, json_t **out)
 {
-    char *keys[4];
+    char *keys[QVIEW_SHOW_KEYS];
     qview_show_keys(pfx, id, keys);
     redisReply **pages = NULL;
     size_t npages = 0;
     long long next = 0, total = -1;
-    char cursor[32] = "0", first[24], count[24];
+    char cursor[32] = "0", ecursor[32] = "0", first[24], count[24];
     int rc = 0;
     for (;;) {
         snprintf(first, sizeof first, "%lld", next);
         snprintf(count, sizeof count, "%d", total < 0 || next < total ? QVIEW_SHOW_PAGE : 0);
-        const char *args[5] = {id, first, count, cursor, QVIEW_SHOW_SCAN};
-        redisReply *r = ops_eval(c, RSCRIPT_SHOW, 4, keys, 5, args);
+        const char *args[7] = {
+            id, first, count, cursor, QVIEW_SHOW_SCAN, ecursor, QVIEW_SHOW_STATES};
+        redisReply *r = ops_eval(c, RSCRIPT_SHOW, QVIEW_SHOW_KEYS, keys, 7, args);
         if (r == NULL) {
             rc = 1;
             break;
         }
         pages = xrealloc(pages, (npages + 1) * sizeof *pages);
         pages[npages++] = r;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
-            r->element[4]->type != REDIS_REPLY_STRING)
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 ||
+            r->element[4]->type != REDIS_REPLY_STRING || r->element[6]->type != REDIS_REPLY_STRING)
             break; /* no such batch */
         if (total < 0)
             total = (long long)reply_num(reply_field(r->element[0], "total"), 0);
@@ -291,14 +333,17 @@ static int ops_show(redisContext *c, const char *pfx, const char *id, json_t **o
         if (strcmp(cursor, "-") != 0)
             snprintf(cursor, sizeof cursor, "%s",
                      strcmp(r->element[4]->str, "0") == 0 ? "-" : r->element[4]->str);
-        if (next >= total && strcmp(cursor, "-") == 0)
+        if (strcmp(ecursor, "-") != 0)
+            snprintf(ecursor, sizeof ecursor, "%s",
+                     strcmp(r->element[6]->str, "0") == 0 ? "-" : r->element[6]->str);
+        if (next >= total && strcmp(cursor, "-") == 0 && strcmp(ecursor, "-") == 0)
             break;
     }
     *out = rc == 0 ? qview_show_pages(id, pages, npages) : NULL;
     for (size_t p = 0; p < npages; p++)
         freeReplyObject(pages[p]);
     free(pages);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < QVIEW_SHOW_KEYS; k++)
         free(keys[k]);
     return rc;
 }
@@ -352,17 +397,19 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
              * whole status of a big batch is large. */
             struct buf k = BUF_INIT;
             buf_printf(&k, "%sb:%s", pfx, id);
-            redisReply *h =
-                redisCommand(c, "HMGET %s total sent done dead created cancelled", buf_cstr(&k));
+            redisReply *h = redisCommand(c,
+                                         "HMGET %s total sent done dead created cancelled "
+                                         "delivered bounced complained delayed rejected suppressed",
+                                         buf_cstr(&k));
             buf_free(&k);
             if (h == NULL) {
                 fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
                 return 1;
             }
-            long long v[6] = {0};
-            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 6 &&
+            long long v[12] = {0};
+            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 12 &&
                          h->element[0]->type == REDIS_REPLY_STRING;
-            for (size_t i = 0; known && i < 6; i++)
+            for (size_t i = 0; known && i < 12; i++)
                 if (h->element[i]->type == REDIS_REPLY_STRING)
                     v[i] = strtoll(h->element[i]->str, NULL, 10);
             freeReplyObject(h);
@@ -378,12 +425,13 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
                 json_decref(b);
                 if (tty) {
                     fputs("\r\033[K", stdout);
-                    ops_print_bar(done, v[3], v[0], rate, eta);
+                    ops_print_bar(done, v[3], v[0], rate, eta, v + 6);
                     fputs("\033[A", stdout); /* redrawn in place */
                 } else {
-                    printf("progress %lld/%lld dead %lld cancelled %lld rate %.1f eta_seconds "
-                           "%.0f\n",
-                           done, v[0], v[3], v[5], rate, eta);
+                    printf("progress %lld/%lld dead %lld cancelled %lld", done, v[0], v[3], v[5]);
+                    for (int e = 0; e < 6; e++)
+                        printf(" %s %lld", ops_events[e], v[6 + e]);
+                    printf(" rate %.1f eta_seconds %.0f\n", rate, eta);
                 }
                 fflush(stdout);
                 sleep(1);
@@ -846,11 +894,14 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                 printf("batch %s expired\n", ops_jstr(b, "batch_id", "-"));
             else {
                 printf("batch %s %s %s %s total %lld sent %lld dead %lld cancelled %lld pending "
-                       "%lld %s",
+                       "%lld",
                        ops_jstr(b, "batch_id", "-"), ops_jstr(b, "created", "-"),
                        ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
                        ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "cancelled"),
-                       ops_jint(b, "pending"), ops_jstr(b, "state", "running"));
+                       ops_jint(b, "pending"));
+                for (int e = 0; e < 6; e++)
+                    printf(" %s %lld", ops_events[e], ops_jint(b, ops_events[e]));
+                printf(" %s", ops_jstr(b, "state", "running"));
                 if (json_is_true(json_object_get(b, "filling")))
                     printf(" filling %lld/%lld", ops_jint(b, "filled"), ops_jint(b, "total"));
                 putchar('\n');
@@ -859,8 +910,11 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                 double per_s, eta;
                 ops_batch_pace(b, &per_s, &eta);
                 fputs("  ", stdout);
+                long long ev[6];
+                for (int e = 0; e < 6; e++)
+                    ev[e] = ops_jint(b, ops_events[e]);
                 ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
-                              ops_jint(b, "dead"), ops_jint(b, "total"), per_s, eta);
+                              ops_jint(b, "dead"), ops_jint(b, "total"), per_s, eta, ev);
             }
         }
     }

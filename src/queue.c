@@ -176,6 +176,45 @@ static void queue_staged(const redisReply *reply, const char *err, void *arg)
     (void)arg;
 }
 
+/* Public: the MessageId index's time to live. */
+int64_t queue_index_ttl(const struct config *cfg)
+{
+    return config_feedback_enabled(cfg) && cfg->feedback_index_ttl_ms > 0
+               ? cfg->feedback_index_ttl_ms
+               : 0;
+}
+
+/* The index write answered: nobody waits for it, a failure is logged (the
+ * SES events about that MessageId then find no client). */
+static void queue_indexed(const redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    char *mid = arg;
+    if (err)
+        log_event(LOG_WARN, "message_index_failed", "message_id", mid, "error", err, NULL);
+    free(mid);
+}
+
+/* Public: index an SES MessageId to its client, batch and unit. */
+void queue_index(struct queue *q, const char *message_id, const char *client, const char *batch,
+                 long long index)
+{
+    int64_t ttl = queue_index_ttl(q->cfg);
+    size_t n = strlen(message_id);
+    if (ttl <= 0 || n == 0 || n > QUEUE_MESSAGE_ID_MAX || strcmp(message_id, "-") == 0)
+        return;
+    char *key = rscript_key(q->scripts, "m:", message_id);
+    struct buf v = BUF_INIT;
+    if (index >= 0)
+        buf_printf(&v, "%s\t%s\t%lld", client, batch && batch[0] ? batch : "-", index);
+    else
+        buf_printf(&v, "%s\t%s\t-", client, batch && batch[0] ? batch : "-");
+    redis_command(q->rd, queue_indexed, xstrdup(message_id), "SET %s %b PX %" PRId64, key, v.data,
+                  v.len, ttl);
+    buf_free(&v);
+    free(key);
+}
+
 /* A new enqueue or fill on q. */
 static struct queue_enq *queue_enq_new(struct queue *q, queue_done_fn done, void *arg)
 {
@@ -380,7 +419,11 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
         return;
     }
     bool staged = p->nto > QUEUE_STAGE_CHUNK;
-    size_t n = 10 + 13 + (staged ? 0 : p->nto);
+    /* copy 0's MessageId is indexed for SES's events about it (KEYS[11]) */
+    int64_t ittl = queue_index_ttl(q->cfg);
+    bool index0 = copy0_id && ittl > 0 && strcmp(copy0_id, "-") != 0;
+    size_t nkeys = index0 ? 11 : 10;
+    size_t n = nkeys + 14 + (staged ? 0 : p->nto);
     const char **argv = xcalloc(n, sizeof *argv);
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = rscript_key(q->scripts, "b:", batch_id),
@@ -392,7 +435,9 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
          *kt = rscript_key(q->scripts, "t:", batch_id);
     char *kseq = rscript_key(q->scripts, "seq", NULL),
          *ks = rscript_key(q->scripts, "rs:", batch_id);
-    char created[24], ttl[24], nstaged[24], step[24];
+    char *km = index0 ? rscript_key(q->scripts, "m:", copy0_id) : NULL;
+    char created[24], ttl[24], nstaged[24], step[24], ittls[24];
+    snprintf(ittls, sizeof ittls, "%" PRId64, index0 ? ittl : 0);
     snprintf(step, sizeof step, "%ld", q->fill_step);
     snprintf(nstaged, sizeof nstaged, "%zu", staged ? p->nto : 0);
     if (staged) {
@@ -422,13 +467,16 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
     argv[k++] = kqs;
     argv[k++] = ks;
     argv[k++] = q->kfilling;
+    if (index0)
+        argv[k++] = km;
     argv[k++] = batch_id;
     argv[k++] = created;
     argv[k++] = client;
     argv[k++] = p->api == SESREQ_V2 ? "2" : "1";
     argv[k++] = p->action ? p->action : "";
     /* the template, the one large argument, is handed to the call */
-    lens[k] = p->template.len; /* index 15 */
+    size_t tk = k;
+    lens[k] = p->template.len;
     char *template = p->template.data ? buf_detach(&p->template, NULL) : xstrdup("");
     argv[k++] = template;
     argv[k++] = buf_cstr(&riders);
@@ -439,13 +487,15 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
     char *invalid = queue_invalid_json(p);
     argv[k++] = invalid ? invalid : "";
     argv[k++] = step;
+    argv[k++] = ittls;
     for (size_t i = 0; !staged && i < p->nto; i++)
         argv[k++] = p->to[i];
     for (size_t i = 0; i < n; i++)
-        if (i != 15)
+        if (i != tk)
             lens[i] = strlen(argv[i]);
-    rscript_eval_give(q->scripts, RSCRIPT_ENQUEUE, 10, (int)n, argv, lens, 15, template,
-                      queue_enqueued, e);
+    rscript_eval_give(q->scripts, RSCRIPT_ENQUEUE, (int)nkeys, (int)n, argv, lens, (int)tk,
+                      template, queue_enqueued, e);
+    free(km);
     free(ko);
     free(kt);
     free(kseq);

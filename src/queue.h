@@ -63,6 +63,23 @@ void queue_fill_resume(struct queue *q);
  * monotonic ms; 0 at first). */
 void queue_clock_skew(int64_t *last_ms, const char *code, const char *message);
 
+/* A longer "MessageId" is not SES's (60 characters): it is not indexed. */
+#define QUEUE_MESSAGE_ID_MAX 200
+
+/* How long an SES MessageId stays indexed to the client, batch and unit it
+ * was sent for (ms): [feedback] index_ttl when SES's events reach sesgate
+ * (config_feedback_enabled), else 0: nothing is indexed. */
+int64_t queue_index_ttl(const struct config *cfg);
+
+/* Index message_id, a MessageId SES gave for a send of client: SET
+ * P:{P}:m:<message_id> "<client>\t<batch or ->\t<index or ->" PX the
+ * index TTL (batch NULL or "": none; index < 0: none). The command is sent
+ * and nothing waits for its answer: a failure is logged, nothing else.
+ * Nothing is written when the TTL is 0, or message_id is empty, "-" or
+ * longer than an SES MessageId can be. */
+void queue_index(struct queue *q, const char *message_id, const char *client, const char *batch,
+                 long long index);
+
 /* True when Redis is connected and answering (an enqueue can succeed). */
 bool queue_ready(const struct queue *q);
 

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "bulk.h"
 #include "reply.h"
+#include "util.h"
 
 /* Abort on a failed jansson constructor (the out-of-memory policy). */
 static json_t *qview_jok(json_t *v)
@@ -66,13 +67,165 @@ bool qview_batch_id_ok(const char *id)
 }
 
 /* Public: show.lua's keys. */
-void qview_show_keys(const char *pfx, const char *id, char *keys[4])
+void qview_show_keys(const char *pfx, const char *id, char *keys[QVIEW_SHOW_KEYS])
 {
-    static const char *const kinds[4] = {"b:", "o:", "r:", "d"};
-    for (int k = 0; k < 4; k++) {
+    static const char *const kinds[QVIEW_SHOW_KEYS] = {"b:", "o:", "r:", "d", "e:"};
+    for (int k = 0; k < QVIEW_SHOW_KEYS; k++) {
         struct buf b = BUF_INIT;
-        buf_printf(&b, "%s%s%s", pfx, kinds[k], k < 3 ? id : "");
+        buf_printf(&b, "%s%s%s", pfx, kinds[k], k == 3 ? "" : id);
         keys[k] = buf_detach(&b, NULL);
+    }
+}
+
+/* The delivery states a recipient can be in after SES accepted its copy
+ * (events.lua), which are also the batch hash's counters of recipients in
+ * each, and the skipped units' counter. */
+static const char *const qview_counters[] = {"delivered", "bounced",  "complained",
+                                             "delayed",   "rejected", "suppressed"};
+
+/* Set the batch hash h's event counters in o (a hash without one: 0). */
+static void qview_event_counts(json_t *o, const redisReply *h)
+{
+    for (size_t k = 0; k < sizeof qview_counters / sizeof *qview_counters; k++)
+        qview_jset(o, qview_counters[k],
+                   json_integer((long long)reply_num(reply_field(h, qview_counters[k]), 0)));
+}
+
+/* The detail of a delivery state into d: a JSON object's string and number
+ * members as they are; otherwise tab-separated text, read by state
+ * (bounced: type, subtype, diagnostic; complained: feedback_type; any
+ * other: detail). */
+static void qview_delivery_detail(json_t *d, const char *state, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (s[0] == '{') {
+        json_t *j = json_loadb(s, n, 0, NULL);
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v)
+        {
+            if ((json_is_string(v) || json_is_number(v)) && json_object_get(d, k) == NULL)
+                qview_jset(d, k, json_copy(v));
+        }
+        if (json_is_object(j)) {
+            json_decref(j);
+            return;
+        }
+        json_decref(j);
+    }
+    static const char *const bounce[] = {"type", "subtype", "diagnostic"};
+    static const char *const complaint[] = {"feedback_type"};
+    static const char *const other[] = {"detail"};
+    const char *const *names = other;
+    size_t nn = 1;
+    if (strcmp(state, "bounced") == 0) {
+        names = bounce;
+        nn = 3;
+    } else if (strcmp(state, "complained") == 0) {
+        names = complaint;
+    }
+    for (size_t k = 0; k < nn && n > 0; k++) {
+        const char *tab = k + 1 < nn ? memchr(s, '\t', n) : NULL;
+        size_t len = tab ? (size_t)(tab - s) : n;
+        if (len > 0 && util_utf8_valid(s, len))
+            qview_jset(d, names[k], json_stringn_nocheck(s, len));
+        if (tab == NULL)
+            break;
+        n -= len + 1;
+        s = tab + 1;
+    }
+}
+
+/* A delivery state object {address, state, time, time_ms, detail...} from
+ * a field's address (n bytes) and its value "<state>\t<ms>\t<detail>";
+ * NULL when the value is not so shaped. */
+static json_t *qview_delivery(const char *addr, size_t n, const redisReply *value)
+{
+    if (value == NULL || value->type != REDIS_REPLY_STRING)
+        return NULL;
+    const char *s = value->str, *end = s + value->len;
+    const char *t1 = memchr(s, '\t', value->len);
+    if (t1 == NULL || t1 == s || !util_utf8_valid(addr, n))
+        return NULL;
+    const char *t2 = memchr(t1 + 1, '\t', (size_t)(end - t1 - 1));
+    const char *ms_end = t2 ? t2 : end;
+    long long ms = 0;
+    for (const char *c = t1 + 1; c < ms_end; c++) {
+        if (*c < '0' || *c > '9' || ms > 100000000000000LL)
+            return NULL;
+        ms = ms * 10 + (*c - '0');
+    }
+    char state[16];
+    size_t sl = (size_t)(t1 - s);
+    if (sl >= sizeof state)
+        return NULL;
+    memcpy(state, s, sl);
+    state[sl] = '\0';
+    if (!util_utf8_valid(state, sl))
+        return NULL;
+    json_t *d = qview_jok(json_object());
+    qview_jset(d, "address", json_stringn_nocheck(addr, n));
+    qview_jset(d, "state", json_string(state));
+    char iso[32];
+    qview_iso_time(ms, iso);
+    qview_jset(d, "time", json_string(iso));
+    qview_jset(d, "time_ms", json_integer(ms));
+    if (t2)
+        qview_delivery_detail(d, state, t2 + 1, (size_t)(end - t2 - 1));
+    return d;
+}
+
+/* Put delivery state d (a new reference) into the array a, ordered by
+ * address; a state for an address already there replaces it (a scan may
+ * return a field twice). */
+static void qview_delivery_add(json_t *a, json_t *d)
+{
+    const char *addr = json_string_value(json_object_get(d, "address"));
+    size_t i, at = json_array_size(a);
+    json_t *x;
+    json_array_foreach(a, i, x)
+    {
+        int c = strcmp(addr, json_string_value(json_object_get(x, "address")));
+        if (c == 0) {
+            json_array_set_new(a, i, d);
+            return;
+        }
+        if (c < 0) {
+            at = i;
+            break;
+        }
+    }
+    if (json_array_insert_new(a, at, d) < 0)
+        abort();
+}
+
+/* The delivery states of show.lua's flat (field, value) pairs, by index:
+ * by[i] is an array (NULL: none) for i < total. */
+static void qview_deliveries(const redisReply *states, long long total, json_t **by)
+{
+    if (states == NULL || states->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t k = 0; k + 1 < states->elements; k += 2) {
+        const redisReply *f = states->element[k];
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        const char *colon = memchr(f->str, ':', f->len);
+        if (colon == NULL || colon == f->str || colon - f->str > 9)
+            continue;
+        long long i = 0;
+        const char *c = f->str;
+        for (; c < colon && *c >= '0' && *c <= '9'; c++)
+            i = i * 10 + (*c - '0');
+        if (c != colon || i >= total)
+            continue;
+        json_t *d = qview_delivery(colon + 1, f->len - (size_t)(colon + 1 - f->str),
+                                   states->element[k + 1]);
+        if (d == NULL)
+            continue;
+        if (by[i] == NULL)
+            by[i] = qview_jok(json_array());
+        qview_delivery_add(by[i], d);
     }
 }
 
@@ -187,6 +340,8 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
 {
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4)
         return NULL;
+    /* the delivery states: a sixth element (show.lua's reply has seven) */
+    const redisReply *states = reply->elements >= 6 ? reply->element[5] : NULL;
     const redisReply *h = reply->element[0], *outs = reply->element[1];
     const redisReply *list = reply->element[2], *retry = reply->element[3];
     if (h->type != REDIS_REPLY_ARRAY || h->elements == 0 || outs->type != REDIS_REPLY_ARRAY ||
@@ -230,6 +385,8 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
         if (i >= 0 && i < total)
             by_retry[i] = (long long)k;
     }
+    json_t **by_delivery = xcalloc((size_t)total + 1, sizeof *by_delivery);
+    qview_deliveries(states, total, by_delivery);
     for (long long i = 0; i < total; i++) {
         json_t *r = qview_jok(json_object());
         qview_jset(r, "index", json_integer(i));
@@ -247,6 +404,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
         }
         const char *state = qview_show_state(r, by_out[i], retry, by_retry[i]);
         qview_jset(r, "state", json_string(state));
+        qview_jset(r, "delivery", by_delivery[i] ? by_delivery[i] : json_array());
         sent += strcmp(state, "sent") == 0;
         dead += strcmp(state, "dead") == 0;
         retrying += strcmp(state, "retry") == 0;
@@ -256,6 +414,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     }
     free(by_out);
     free(by_retry);
+    free(by_delivery);
     qview_jset(o, "total", json_integer(total));
     qview_jset(o, "sent", json_integer(sent));
     qview_jset(o, "dead", json_integer(dead));
@@ -264,6 +423,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "cancelled", json_integer(cancelled));
     qview_jset(o, "failed_attempts",
                json_integer((long long)reply_num(reply_field(h, "failed"), 0)));
+    qview_event_counts(o, h);
     long long over = sent + dead + cancelled;
     double pct = total ? 100.0 * (double)over / (double)total : 100.0;
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
@@ -280,38 +440,53 @@ json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages
     if (npages == 0 || pages[0] == NULL || pages[0]->type != REDIS_REPLY_ARRAY ||
         pages[0]->elements < 4)
         return NULL;
-    /* One reply whose parts borrow the pages' elements: outcomes, addresses
-     * and retries one after the other; the batch hash of the first page. */
-    redisReply parts[3] = {
-        {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}, {.type = REDIS_REPLY_ARRAY}};
+    /* One reply whose parts borrow the pages' elements: outcomes, addresses,
+     * retries and delivery states one after the other; the batch hash of
+     * the first page. A page without delivery states (a reply of five
+     * elements) adds none. */
+    static const size_t at_of[4] = {1, 2, 3, 5};
+    redisReply parts[4] = {{.type = REDIS_REPLY_ARRAY},
+                           {.type = REDIS_REPLY_ARRAY},
+                           {.type = REDIS_REPLY_ARRAY},
+                           {.type = REDIS_REPLY_ARRAY}};
     for (size_t p = 0; p < npages; p++) {
         if (pages[p] == NULL || pages[p]->type != REDIS_REPLY_ARRAY || pages[p]->elements < 4)
             return NULL;
-        for (int k = 0; k < 3; k++) {
-            const redisReply *part = pages[p]->element[k + 1];
+        for (int k = 0; k < 4; k++) {
+            if (at_of[k] >= pages[p]->elements)
+                continue;
+            const redisReply *part = pages[p]->element[at_of[k]];
             if (part->type != REDIS_REPLY_ARRAY)
                 return NULL;
             parts[k].elements += part->elements;
         }
     }
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         parts[k].element = xcalloc(parts[k].elements + 1, sizeof *parts[k].element);
         size_t at = 0;
         for (size_t p = 0; p < npages; p++) {
-            const redisReply *part = pages[p]->element[k + 1];
+            if (at_of[k] >= pages[p]->elements)
+                continue;
+            const redisReply *part = pages[p]->element[at_of[k]];
             if (part->elements > 0)
                 memcpy(parts[k].element + at, part->element,
                        part->elements * sizeof *part->element);
             at += part->elements;
         }
     }
-    redisReply *el[4] = {pages[0]->element[0], &parts[0], &parts[1], &parts[2]};
-    redisReply whole = {.type = REDIS_REPLY_ARRAY, .elements = 4, .element = el};
+    redisReply none = {.type = REDIS_REPLY_STRING, .str = (char *)"0", .len = 1};
+    redisReply *el[6] = {pages[0]->element[0], &parts[0], &parts[1], &parts[2], &none, &parts[3]};
+    redisReply whole = {.type = REDIS_REPLY_ARRAY, .elements = 6, .element = el};
     json_t *o = qview_show_json(id, &whole);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         free(parts[k].element);
     return o;
 }
+
+/* The elements of one batch's row in stats.lua's reply: id, created, total,
+ * sent, done, dead, client, action, cancelled, state, filling and the six
+ * qview_counters. */
+#define QVIEW_STATS_ROW 17
 
 /* Public: stats.lua's keys. */
 void qview_stats_keys(const char *pfx, char *keys[5])
@@ -345,7 +520,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
     qview_jset(o, "dead_letters", json_integer((long long)reply_num(reply->element[4], 0)));
     json_t *rows = qview_jok(json_array());
     const redisReply *flat = reply->element[5];
-    for (size_t k = 0; k + 10 < flat->elements; k += 11) {
+    for (size_t k = 0; k + QVIEW_STATS_ROW - 1 < flat->elements; k += QVIEW_STATS_ROW) {
         json_t *r = qview_jok(json_object());
         qview_jset(r, "batch_id", qview_jstr(flat->element[k]));
         const redisReply *cr = flat->element[k + 1];
@@ -367,9 +542,15 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             qview_jset(r, "sent", json_integer(sent));
             qview_jset(r, "dead", json_integer(dead));
             qview_jset(r, "cancelled", json_integer(cancelled));
-            qview_jset(r, "pending", json_integer(total - sent - dead - cancelled));
+            /* suppressed units count towards completion like the others */
+            long long pending =
+                total - sent - dead - cancelled - (long long)reply_num(flat->element[k + 16], 0);
+            qview_jset(r, "pending", json_integer(pending > 0 ? pending : 0));
             qview_jset(r, "state", qview_state(flat->element[k + 9]));
             qview_filling(r, flat->element[k + 10]);
+            for (size_t c = 0; c < sizeof qview_counters / sizeof *qview_counters; c++)
+                qview_jset(r, qview_counters[c],
+                           json_integer((long long)reply_num(flat->element[k + 11 + c], 0)));
         }
         qview_jappend(rows, r);
     }

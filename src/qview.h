@@ -26,13 +26,23 @@ bool qview_batch_ref(const char *ref, size_t n, char id[37], long long *index);
 /* Keep only the copy of index in the status object b (qview_show_json's). */
 void qview_show_only(json_t *b, long long index);
 
-/* The four keys of show.lua for batch id under key prefix pfx (batch hash,
- * outcome hash, recipient list, delay set), into keys[4]; free each. */
-void qview_show_keys(const char *pfx, const char *id, char *keys[4]);
+/* The keys of show.lua for batch id under key prefix pfx (batch hash,
+ * outcome hash, recipient list, delay set, delivery states), into
+ * keys[QVIEW_SHOW_KEYS]; free each. */
+#define QVIEW_SHOW_KEYS 5
+void qview_show_keys(const char *pfx, const char *id, char *keys[QVIEW_SHOW_KEYS]);
 
 /* The batch status object (the JSON of GET /batches/{id}) built from
  * show.lua's reply; NULL when the batch does not exist. The caller owns the
- * reference. */
+ * reference. Each recipient (index) has "delivery": the delivery states of
+ * its addresses after SES accepted its copy (the reply's sixth element,
+ * flat (field "<index>:<address>", value "<state>\t<ms>\t<detail>") pairs;
+ * a reply without it: none), each {address, state, time (ISO 8601),
+ * time_ms, and the detail's members: a JSON object's as they are, else
+ * tab-separated text as type, subtype, diagnostic for a bounce,
+ * feedback_type for a complaint, detail otherwise}, ordered by address.
+ * The batch's counters delivered, bounced, complained, delayed, rejected
+ * and suppressed come from its hash (absent: 0). */
 json_t *qview_show_json(const char *id, const redisReply *reply);
 
 /* The keys of control.lua for batch id under key prefix pfx (batch hash,
@@ -52,13 +62,14 @@ int qview_control_status(const char *err);
 
 /* How many indexes, and delay-set members, one show.lua call reads: a
  * page of a big batch holds Redis a few ms. */
-#define QVIEW_SHOW_PAGE 10000
-#define QVIEW_SHOW_SCAN "2000"
+#define QVIEW_SHOW_PAGE   10000
+#define QVIEW_SHOW_SCAN   "2000"
+#define QVIEW_SHOW_STATES "5000"
 
 /* qview_show_json over show.lua's pages (pages[0..npages-1], in index
- * order, each called with the cursor the one before returned): the
- * outcomes, addresses and retries of every page, the batch hash of the
- * first. NULL when the batch does not exist or a page is malformed. The
+ * order, each called with the cursors the one before returned): the
+ * outcomes, addresses, retries and delivery states of every page, the
+ * batch hash of the first. NULL when the batch does not exist or a page is malformed. The
  * pages stay the caller's. */
 json_t *qview_show_pages(const char *id, redisReply *const *pages, size_t npages);
 

@@ -427,16 +427,38 @@ static void worker_record(struct worker_job *j)
     char *kn = rscript_key(w->scripts, "n:", j->bn);
     char *kf = rscript_key(w->scripts, "f:", j->batch_id),
          *kh = rscript_key(w->scripts, "h:", j->batch_id);
-    char idx[24], ttl[24];
+    char *ke = rscript_key(w->scripts, "e:", j->batch_id), *km = NULL;
+    /* A sent copy's MessageId (the outcome's first word: a note may
+     * follow) is indexed for SES's events about it. */
+    int64_t ittl = queue_index_ttl(w->cfg);
+    const char *mid = j->outcome[0] && strcmp(j->outcome[0], "sent") == 0 ? j->outcome[1] : NULL;
+    size_t midlen = mid ? strcspn(mid, " ") : 0;
+    if (ittl > 0 && midlen > 0 && midlen <= QUEUE_MESSAGE_ID_MAX && strcmp(mid, "-") != 0) {
+        char *m = xstrdup(mid);
+        m[midlen] = '\0';
+        km = rscript_key(w->scripts, "m:", m);
+        free(m);
+    }
+    char idx[24], ttl[24], ittls[24];
     snprintf(idx, sizeof idx, "%ld", j->index);
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    const char *argv[17] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, kf, kh, j->entry, idx};
-    int n = 12;
+    snprintf(ittls, sizeof ittls, "%" PRId64, ittl);
+    const char *argv[20] = {kb, ko, j->ws->key, w->kd, w->kdlq, kr, kt, kn, kf, kh, ke};
+    int n = 11;
+    if (km)
+        argv[n++] = km;
+    int nkeys = n;
+    argv[n++] = j->entry;
+    argv[n++] = idx;
     for (int i = 0; i < 4 && j->outcome[i]; i++)
         argv[n++] = j->outcome[i];
+    if (km)
+        argv[n++] = ittls;
     argv[n++] = ttl;
     j->redis_pending = true;
-    rscript_eval(w->scripts, RSCRIPT_OUTCOME, 10, n, argv, NULL, worker_outcome_done, j);
+    rscript_eval(w->scripts, RSCRIPT_OUTCOME, nkeys, n, argv, NULL, worker_outcome_done, j);
+    free(ke);
+    free(km);
     free(kf);
     free(kh);
     free(kb);
@@ -928,33 +950,34 @@ static void worker_gate(struct worker *w, struct worker_job **jobs, size_t n)
     struct worker_job *j0 = jobs[0];
     struct worker_gate *g = xcalloc(1, sizeof *g + n * sizeof *g->jobs);
     g->n = n;
-    char *keys[8] = {rscript_key(w->scripts, "b:", j0->batch_id),
+    char *keys[9] = {rscript_key(w->scripts, "b:", j0->batch_id),
                      rscript_key(w->scripts, "o:", j0->batch_id),
                      NULL,
                      rscript_key(w->scripts, "h:", j0->batch_id),
                      rscript_key(w->scripts, "f:", j0->batch_id),
                      rscript_key(w->scripts, "r:", j0->batch_id),
                      rscript_key(w->scripts, "t:", j0->batch_id),
-                     rscript_key(w->scripts, "n:", j0->bn)};
-    const char **argv = xcalloc(9 + 3 * n, sizeof *argv);
+                     rscript_key(w->scripts, "n:", j0->bn),
+                     rscript_key(w->scripts, "e:", j0->batch_id)};
+    const char **argv = xcalloc(10 + 3 * n, sizeof *argv);
     char(*nums)[2][24] = xcalloc(n, sizeof *nums);
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%" PRId64, w->cfg->status_ttl_ms);
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < 9; k++)
         argv[k] = k == 2 ? j0->ws->key : keys[k];
-    argv[8] = ttl;
+    argv[9] = ttl;
     for (size_t k = 0; k < n; k++) {
         struct worker_job *j = jobs[k];
         g->jobs[k] = j;
         j->redis_pending = true;
         snprintf(nums[k][0], sizeof nums[k][0], "%ld", j->index);
         snprintf(nums[k][1], sizeof nums[k][1], "%d", j->attempt);
-        argv[9 + 3 * k] = j->entry;
-        argv[10 + 3 * k] = nums[k][0];
-        argv[11 + 3 * k] = nums[k][1];
+        argv[10 + 3 * k] = j->entry;
+        argv[11 + 3 * k] = nums[k][0];
+        argv[12 + 3 * k] = nums[k][1];
     }
-    rscript_eval(w->scripts, RSCRIPT_GATE, 8, (int)(9 + 3 * n), argv, NULL, worker_gate_done, g);
-    for (int k = 0; k < 8; k++)
+    rscript_eval(w->scripts, RSCRIPT_GATE, 9, (int)(10 + 3 * n), argv, NULL, worker_gate_done, g);
+    for (int k = 0; k < 9; k++)
         free(keys[k]);
     free(nums);
     free(argv);

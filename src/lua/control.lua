@@ -4,7 +4,7 @@
 -- KEYS[1]  batch hash        P:{P}:b:<id>
 -- KEYS[2]  the key prefix    P:{P}:   (not a key itself: the batch's outcome
 --          hash o:<id>, held list h:<id>, in-flight set f:<id>, recipient
---          list r:<id>, template t:<id>, number key n:<n>, its client's
+--          list r:<id>, template t:<id>, delivery states e:<id>, number key n:<n>, its client's
 --          stream q:<client> and the stream set qs are this prefix plus
 --          those names, in the slot of KEYS[1]; n and client are read from
 --          the batch hash)
@@ -140,7 +140,8 @@ if cancelled > 0 then
         else
             redis.call('PEXPIRE', template, ttl)
         end
-        for _, key in ipairs({ prefix .. 'n:' .. n, list, batch, outcome, held, inflight }) do
+        for _, key in ipairs({ prefix .. 'n:' .. n, list, batch, outcome, held, inflight,
+            prefix .. 'e:' .. id }) do
             redis.call('PEXPIRE', key, ttl)
         end
     end

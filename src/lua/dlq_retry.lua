@@ -4,10 +4,11 @@
 -- KEYS[1]  dead letters      P:{P}:dlq
 -- KEYS[2]  queue streams     P:{P}:qs  (set of stream keys)
 -- KEYS[3]  the key prefix    P:{P}:   (not a key itself: the batch keys
---          P:{P}:b:<id>, P:{P}:o:<id>, P:{P}:r:<id>, P:{P}:t:<id>, the
---          number key P:{P}:n:<n> and the client's stream P:{P}:q:<client>
---          of each dead letter are this prefix plus "b:<id>", "o:<id>",
---          "r:<id>", "t:<id>", "n:<n>", "q:<client>", so they share the hash
+--          P:{P}:b:<id>, P:{P}:o:<id>, P:{P}:r:<id>, P:{P}:t:<id>,
+--          P:{P}:e:<id>, the number key P:{P}:n:<n> and the client's stream
+--          P:{P}:q:<client> of each dead letter are this prefix plus
+--          "b:<id>", "o:<id>", "r:<id>", "t:<id>", "e:<id>", "n:<n>",
+--          "q:<client>", so they share the hash
 --          tag {P} and the slot of KEYS[1] and KEYS[2]; which batches a call
 --          touches is only known from the dead letters)
 --
@@ -22,7 +23,7 @@
 -- For each dead letter (fields b, i) whose batch still holds its template:
 -- the outcome of the index is removed, the batch's dead counter goes down
 -- by one, the time to live of the batch hash, the outcome hash and the
--- recipient list, the template and the number key is removed (the batch is
+-- recipient list, the template, the delivery states and the number key is removed (the batch is
 -- in progress again; outcome.lua sets it again when the batch completes),
 -- an entry b <n>, i <index>, a 0 is added to the client's queue stream
 -- (attempts start over; the stream is created with the consumer group "w"
@@ -108,6 +109,7 @@ local function dlq_move(eid, fields)
     redis.call('PERSIST', list)
     redis.call('PERSIST', template)
     redis.call('PERSIST', prefix .. 'n:' .. n)
+    redis.call('PERSIST', prefix .. 'e:' .. b)
     redis.call('XDEL', dlq, eid)
     return 1
 end

@@ -20,6 +20,9 @@
 --                                           queued yet, scored by the time
 --                                           of its last step, ms on Redis's
 --                                           clock)
+-- KEYS[11] copy 0's index    P:{P}:m:<MessageId> (optional: the key of
+--                                           ARGV[10]'s MessageId, written
+--                                           when ARGV[14] > 0)
 -- Every key carries the same hash tag {P}, so one call touches one slot;
 -- the batch's number key P:{P}:n:<n> (n is known only once KEYS[7] was
 -- incremented) is KEYS[7]'s prefix plus "n:<n>", in the same slot.
@@ -45,9 +48,12 @@
 --          the batch hash as "invalid" for the batch view; never sent.
 -- ARGV[13] the most stream entries this call adds (> 0): a step of
 --          bounded length, so that other clients' commands run in between
--- ARGV[14..] the other To addresses in order, after the staged ones: the
+-- ARGV[14] the MessageId index's time to live, ms: with copy 0 sent and
+--          KEYS[11] given, KEYS[11] = "<client>\t<batch id>\t0" for the SES
+--          events that name copy 0's MessageId; 0: no index
+-- ARGV[15..] the other To addresses in order, after the staged ones: the
 --          address of index i is the staged list's element i, then
---          ARGV[14 + i - staged]
+--          ARGV[15 + i - staged]
 --
 -- Writes: a number n for the batch (INCR of KEYS[7]) and the number key
 -- n:<n> holding the batch id; the batch hash (n, client, api, action,
@@ -98,7 +104,8 @@ local copy0 = ARGV[10]
 local nstaged = tonumber(ARGV[11])
 local invalid = ARGV[12]
 local step = tonumber(ARGV[13])
-local naddr = (nstaged or 0) + #ARGV - 13
+local ittl = tonumber(ARGV[14])
+local naddr = (nstaged or 0) + #ARGV - 14
 local first = 0
 if copy0 ~= nil and copy0 ~= '' then
     first = 1
@@ -108,8 +115,9 @@ local prefix = seq and string.match(seq, '^(.*)seq$')
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
     nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or invalid == nil or
     naddr < 1 or (naddr < first + 1 and invalid == '') or prefix == nil or streams == nil or
-    staged == nil or filling == nil or step == nil or step < 1 or step ~= math.floor(step) then
-    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count, invalid, step and an address to queue')
+    staged == nil or filling == nil or step == nil or step < 1 or step ~= math.floor(step) or
+    ittl == nil or ittl < 0 or ittl ~= math.floor(ittl) then
+    return redis.error_reply('BADARGS enqueue: id, created, ttl, copy 0, staged count, invalid, step, index ttl and an address to queue')
 end
 
 local function enqueue_type(key, want)
@@ -178,6 +186,9 @@ end
 redis.call('SET', template, ARGV[6])
 if first == 1 then
     redis.call('HSET', outcome, 0, 's ' .. copy0)
+    if KEYS[11] and ittl > 0 then
+        redis.call('SET', KEYS[11], ARGV[3] .. '\t' .. id .. '\t0', 'PX', ittl)
+    end
 end
 
 -- The staged addresses come first (RENAME is O(1); the staged list's
@@ -188,7 +199,7 @@ if nstaged > 0 then
     redis.call('PERSIST', list)
 end
 local chunk = 1000
-for s = 14, #ARGV, chunk do
+for s = 15, #ARGV, chunk do
     local e = math.min(s + chunk - 1, #ARGV)
     redis.call('RPUSH', list, unpack(ARGV, s, e))
 end

@@ -14,7 +14,8 @@
 -- KEYS[6]  recipient list    P:{P}:r:<id>
 -- KEYS[7]  template          P:{P}:t:<id>
 -- KEYS[8]  number key        P:{P}:n:<n>
--- (KEYS[6..8] are what completion sets a time to live on, as outcome.lua.)
+-- KEYS[9]  delivery states   P:{P}:e:<id>  (optional)
+-- (KEYS[6..9] are what completion sets a time to live on, as outcome.lua.)
 -- Every key carries the same hash tag {P}, so one call touches one slot.
 --
 -- ARGV[1]  status_ttl, ms
@@ -49,6 +50,7 @@
 
 local batch, outcome, stream, held, inflight, list, template, number =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local events = KEYS[9]
 local ttl = tonumber(ARGV[1])
 
 if ttl == nil or ttl <= 0 or #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 or number == nil then
@@ -103,6 +105,9 @@ if cancelled > 0 then
         end
         for _, key in ipairs({ number, list, batch, outcome, held, inflight }) do
             redis.call('PEXPIRE', key, ttl)
+        end
+        if events then
+            redis.call('PEXPIRE', events, ttl)
         end
     end
 end

@@ -15,12 +15,23 @@
 --                                           added it)
 -- KEYS[10] held list         P:{P}:h:<id>  (optional: gets status_ttl at
 --                                           completion)
+-- KEYS[11] delivery states   P:{P}:e:<id>  (optional: gets status_ttl at
+--                                           completion; events.lua writes it)
+-- KEYS[12] MessageId index   P:{P}:m:<MessageId>  (optional, sent only: the
+--                                           key of the MessageId SES gave
+--                                           this copy, written with the
+--                                           index TTL)
 -- Every key carries the same hash tag {P}, so one call touches one slot.
 --
 -- ARGV[1]  stream entry id (the entry being acknowledged)
 -- ARGV[2]  recipient index
 -- ARGV[3]  kind, followed by its arguments, and then status_ttl (ms):
---   sent  <message id>                   <status_ttl>   the copy was sent
+--   sent  <message id> [<index_ttl>]     <status_ttl>   the copy was sent
+--         (the message id may be followed by a note after a space; with
+--         KEYS[12] and an index_ttl > 0 (ms), KEYS[12] is set to
+--         "<client>\t<batch id>\t<index>" with that time to live, for the
+--         SES events that name the MessageId: also on a replay, since a
+--         copy sent twice has two MessageIds; 0 or absent: not indexed)
 --   retry <due ms> <attempt>             <status_ttl>   try again at due
 --         (due is ms since the epoch, or "+<ms>": that long after the
 --         server's TIME, so that due times are on Redis's clock, one clock
@@ -48,8 +59,8 @@
 -- Completion: when sent + done + dead + cancelled == total (cancelled:
 -- units gate.lua or control.lua recorded as "c"), the batch hash, the
 -- outcome hash, the recipient list (the batch status: who got which
--- MessageId or error), the number key, the in-flight set and the held list
--- get status_ttl as their time to live. When no
+-- MessageId or error), the number key, the in-flight set, the held list
+-- and the delivery states get status_ttl as their time to live. When no
 -- recipient is dead the template and the riders are removed at once; while
 -- dead letters remain they are kept (until status_ttl) so dlq_retry.lua can
 -- send them again.
@@ -65,17 +76,24 @@
 
 local batch, outcome, stream, delay, dlq, list, template, number =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local inflight, held = KEYS[9], KEYS[10]
+local inflight, held, events, mkey = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local entry, index, kind = ARGV[1], ARGV[2], ARGV[3]
 local nargs = { sent = 5, retry = 6, dead = 7, done = 4 }
 
-if nargs[kind] == nil or #ARGV ~= nargs[kind] or tonumber(index) == nil or
-    entry == nil or entry == '' then
+if nargs[kind] == nil or (#ARGV ~= nargs[kind] and not (kind == 'sent' and #ARGV == 6)) or
+    tonumber(index) == nil or entry == nil or entry == '' then
     return redis.error_reply('BADARGS outcome: entry index sent|retry|dead|done ... status_ttl')
 end
 local ttl = tonumber(ARGV[#ARGV])
 if ttl == nil or ttl <= 0 then
     return redis.error_reply('BADARGS outcome: status_ttl must be a positive number of ms')
+end
+local ittl = 0
+if kind == 'sent' and #ARGV == 6 then
+    ittl = tonumber(ARGV[5])
+    if ittl == nil or ittl < 0 or ittl ~= math.floor(ittl) then
+        return redis.error_reply('BADARGS outcome: index_ttl must be 0 or a number of ms')
+    end
 end
 local due, after
 if kind == 'retry' and string.sub(ARGV[4], 1, 1) == '+' then
@@ -113,6 +131,14 @@ if redis.call('HEXISTS', outcome, index) == 0 and redis.call('EXISTS', batch) ==
 end
 if inflight then
     redis.call('SREM', inflight, index)
+end
+-- The MessageId -> (client, batch, unit) index, for the events SES sends
+-- about it.
+if kind == 'sent' and mkey and ittl > 0 then
+    local client = redis.call('HGET', batch, 'client')
+    if client then
+        redis.call('SET', mkey, client .. '\t' .. id .. '\t' .. index, 'PX', ittl)
+    end
 end
 if redis.call('HEXISTS', outcome, index) == 1 then
     outcome_ack()
@@ -165,6 +191,9 @@ if sent + done + dead + cancelled >= total then
     end
     if held then
         redis.call('PEXPIRE', held, ttl)
+    end
+    if events then
+        redis.call('PEXPIRE', events, ttl)
     end
 end
 return 1

@@ -6,11 +6,14 @@
 -- ARGV[1] how many recent batches.
 -- Returns {depth, oldest entry id, entries pending in the group, retries
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
--- client, action, cancelled, state, filling) for the most recent batches,
+-- client, action, cancelled, state, filling, delivered, bounced,
+-- complained, delayed, rejected, suppressed) for the most recent batches,
 -- {relays on the relay stream P:{P}:rl, of which read and not yet finished,
 -- relays waiting for a retry in P:{P}:rd, dead relays on P:{P}:rdlq}} (the
 -- relay keys are KEYS[5] plus "rl", "rd", "rdlq"; a reply of sesgate before
--- relays has 6 elements).
+-- relays has 6 elements). The batch's last six are its counters of
+-- recipients per delivery state (events.lua) and of units skipped as
+-- suppressed; "" when the hash has none (0).
 -- A batch is complete when sent + done + dead + cancelled == total; its
 -- state is "" when the hash has none (running, as a batch stored by sesgate
 -- 0.1.0); filling is the next index to queue of a batch still being
@@ -44,9 +47,10 @@ local rows = {}
 if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
     for _, id in ipairs(redis.call('ZREVRANGE', recent, 0, n - 1)) do
         local c = redis.call('HMGET', prefix .. 'b:' .. id, 'created', 'total', 'sent',
-            'done', 'dead', 'client', 'action', 'cancelled', 'state', 'filling')
+            'done', 'dead', 'client', 'action', 'cancelled', 'state', 'filling', 'delivered',
+            'bounced', 'complained', 'delayed', 'rejected', 'suppressed')
         rows[#rows + 1] = id
-        for k = 1, 10 do rows[#rows + 1] = c[k] or '' end
+        for k = 1, 16 do rows[#rows + 1] = c[k] or '' end
     end
 end
 out[6] = rows

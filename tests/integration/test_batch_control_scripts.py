@@ -32,7 +32,7 @@ def gate(r, batch, triples, ttl=TTL, stream=Q):
     for t in triples:
         args += list(t)
     return r.script("gate", [b, o, stream, hkey(batch), fkey(batch), lst, tkey(batch),
-                             PRE + "n:" + num(r, batch)], args)
+                             PRE + "n:" + num(r, batch), PRE + "e:" + batch], args)
 
 
 def control(r, batch, cmd, step=5000, more=False, ttl=TTL):
@@ -154,6 +154,7 @@ def test_cancel_records_cancelled_and_completes(r):
     assert gate(r, "B1", triples(e[1:2])) == ["go"]
     control(r, "B1", "pause")
     assert gate(r, "B1", triples(e[2:3])) == ["paused"]
+    r.cmd("HSET", PRE + "e:B1", "0:u0000000@example.org", "delivered\t1700000000000\t")
     assert control(r, "B1", "cancel", ttl=60000) == ["cancelled", 1, 0]
     assert r.cmd("HGET", o, 2) == "c" and r.cmd("HGET", b, "cancelled") == "1"
     # the copy in flight is still recorded; the rest is cancelled at the gate
@@ -164,7 +165,7 @@ def test_cancel_records_cancelled_and_completes(r):
     assert r.cmd("HGETALL", o) == {"0": "s m0", "1": "s m1", "2": "c", "3": "c", "4": "c"}
     assert r.cmd("XLEN", Q) == 0 and r.cmd("XPENDING", Q, "w")[0] == 0
     # complete: the batch's keys expire, the template is gone (nothing dead)
-    for k in (b, lst, o, PRE + "n:" + num(r, "B1")):
+    for k in (b, lst, o, PRE + "n:" + num(r, "B1"), PRE + "e:B1"):
         assert 0 < r.cmd("PTTL", k) <= 60000, k
     assert r.cmd("EXISTS", tkey("B1")) == 0
     # cancel again: a no-op; pause and resume are refused, nothing written
@@ -241,3 +242,20 @@ def test_bounded_steps_on_20000_held_units(r):
     e = read_group(r)
     assert set(gate(r, "B1", triples(e))) == {"cancelled"}
     assert r.cmd("HGET", b, "cancelled") == str(n) and r.cmd("PTTL", b) > 0
+
+
+def test_cancel_of_held_units_completes_with_the_delivery_states(r):
+    # control.lua's own completion (the last units were held) gives the
+    # delivery-state hash the batch's time to live too
+    enqueue(r, "B1", addresses(2))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    assert gate(r, "B1", triples(e[:1])) == ["go"]
+    outcome(r, "B1", e[0][0], 0, "sent", "m0")
+    r.cmd("HSET", PRE + "e:B1", "0:u0000000@example.org", "delivered\t1700000000000\t")
+    control(r, "B1", "pause")
+    assert gate(r, "B1", triples(e[1:])) == ["paused"]
+    assert r.cmd("PTTL", PRE + "e:B1") == -1
+    assert control(r, "B1", "cancel", ttl=60000) == ["cancelled", 0, 0]
+    for k in (b, lst, o, PRE + "e:B1"):
+        assert 0 < r.cmd("PTTL", k) <= 60000, k

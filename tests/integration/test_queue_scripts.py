@@ -133,15 +133,18 @@ def skey(batch):
 
 
 def enqueue(r, batch, addrs, copy0="", created=1700000000000, template="Action=SendEmail&x=1",
-            riders="c:cc@example.org\n", client="app", staged=0, invalid="", step=100000):
+            riders="c:cc@example.org\n", client="app", staged=0, invalid="", step=100000, index_ttl=0):
     """Run enqueue.lua for batch (copy0: the MessageId of a copy 0 already
     sent; staged: how many addresses were pushed to skey(batch) before;
-    step: the most entries it queues, the rest left to fill())."""
+    step: the most entries it queues, the rest left to fill(); index_ttl:
+    copy 0's MessageId is indexed at mkey(copy0) for that many ms)."""
     b, lst, o = keys_of(batch)
-    return r.script("enqueue", [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS,
-                                skey(batch), FILLING],
+    keys = [b, lst, PRE + "q:" + client, RECENT, o, tkey(batch), PRE + "seq", QS, skey(batch), FILLING]
+    if copy0:
+        keys.append(mkey(copy0))
+    return r.script("enqueue", keys,
                     [batch, created, client, 1, "SendEmail", template, riders, "", TTL, copy0, staged,
-                     invalid, step] + addrs)
+                     invalid, step, index_ttl] + addrs)
 
 
 def fill(r, batch, step, stale=None):
@@ -162,11 +165,26 @@ def read_group(r, count=100000, stream=Q):
     return out
 
 
-def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q):
-    """Run outcome.lua for an entry of stream."""
+def outcome(r, batch, entry, index, kind, *args, ttl=TTL, stream=Q, index_ttl=None):
+    """Run outcome.lua for an entry of stream. index_ttl (sent only): pass
+    the in-flight, held and delivery-state keys, the MessageId's index key
+    (the first word of args[0]) and that index time to live (ms)."""
     b, lst, o = keys_of(batch)
-    return r.script("outcome", [b, o, stream, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)],
-                    [entry, index, kind, *args, ttl])
+    keys = [b, o, stream, D, DLQ, lst, tkey(batch), PRE + "n:" + num(r, batch)]
+    if index_ttl is None:
+        return r.script("outcome", keys, [entry, index, kind, *args, ttl])
+    keys += [PRE + "f:" + batch, PRE + "h:" + batch, ekey(batch), mkey(args[0].split(" ")[0])]
+    return r.script("outcome", keys, [entry, index, kind, args[0], index_ttl, ttl])
+
+
+def mkey(message_id):
+    """The index key of an SES MessageId."""
+    return PRE + "m:" + message_id
+
+
+def ekey(batch):
+    """The delivery-state hash of batch."""
+    return PRE + "e:" + batch
 
 
 def test_every_script_starts_with_its_contract():
@@ -749,7 +767,8 @@ def test_show_pages_and_retries(r):
     cursor, first = "0", 0
     while True:
         page = r.script("show", [b, o, lst, D], ["ab2", first, 10 if first < 25 else 0, cursor, 5])
-        h, po, pl, pr, nxt = page
+        h, po, pl, pr, nxt = page[:5]
+        assert page[5:] == [[], "0"]  # no delivery-state key: none
         assert dict(zip(h[::2], h[1::2]))["total"] == "25"
         assert all(first <= int(i) < first + 10 for i in po[::2])
         outs.update(zip(po[::2], po[1::2]))
@@ -793,3 +812,168 @@ def test_dlq_retry_pages_past_letters_that_stay(r):
             r.script("dlq_retry", [DLQ, QS, PRE], [2, bad])
     with pytest.raises(RedisError, match="BADARGS"):
         r.script("dlq_retry", [DLQ, QS, PRE], [2, "from:-", ids[0]])
+
+
+# An SES MessageId as SES gives them: 16 hex digits of time, a UUID, a
+# 6-digit suffix (60 characters).
+def ses_message_id(k):
+    return "0100018c%08x-%08x-%04x-4%03x-%04x-%012x-000000" % (
+        0x4b5e7a1f + k, k * 2654435761 % 2**32, k % 65536, k % 4096, 0x8000 | k % 16384, k * 40503)
+
+
+def test_message_ids_are_indexed_by_enqueue_and_outcome(r):
+    m0, m1, m2 = (ses_message_id(k) for k in range(3))
+    assert len(m0) == 60
+    enqueue(r, "B1", addresses(3), copy0=m0, index_ttl=3600000)
+    assert r.cmd("GET", mkey(m0)) == "app\tB1\t0"
+    assert 3590000 < r.cmd("PTTL", mkey(m0)) <= 3600000
+    e = read_group(r)
+    # a note after the MessageId (the sandbox's) is not part of the key
+    assert outcome(r, "B1", e[0][0], 1, "sent", m1 + " complaint", index_ttl=60000) == 1
+    assert r.cmd("HGET", keys_of("B1")[2], 1) == "s " + m1 + " complaint"
+    assert r.cmd("GET", mkey(m1)) == "app\tB1\t1"
+    assert 0 < r.cmd("PTTL", mkey(m1)) <= 60000
+    # index_ttl 0: recorded, not indexed
+    assert outcome(r, "B1", e[1][0], 2, "sent", m2, index_ttl=0) == 1
+    assert r.cmd("EXISTS", mkey(m2)) == 0
+    # a copy sent twice (a reclaimed entry) has two MessageIds: both indexed
+    r.cmd("XADD", Q, "*", "b", "1", "i", 1)
+    again = read_group(r)[0][0]
+    m1b = ses_message_id(7)
+    assert outcome(r, "B1", again, 1, "sent", m1b, index_ttl=60000) == 0
+    assert r.cmd("GET", mkey(m1b)) == "app\tB1\t1"
+    assert r.cmd("HGET", keys_of("B1")[2], 1) == "s " + m1 + " complaint"
+    # a malformed index time to live writes nothing
+    r.cmd("XADD", Q, "*", "b", "1", "i", 2)
+    again = read_group(r)[0][0]
+    with pytest.raises(RedisError, match="BADARGS"):
+        outcome(r, "B1", again, 2, "sent", ses_message_id(8), index_ttl="x")
+    assert r.cmd("EXISTS", mkey(ses_message_id(8))) == 0
+
+
+def test_enqueue_without_index_ttl_writes_no_index(r):
+    m0 = ses_message_id(0)
+    assert enqueue(r, "B1", addresses(2), copy0=m0, index_ttl=0) == 1
+    assert r.cmd("EXISTS", mkey(m0)) == 0
+    assert r.cmd("HGET", keys_of("B1")[2], 0) == "s " + m0
+    with pytest.raises(RedisError, match="BADARGS"):
+        enqueue(r, "B2", addresses(2), copy0=ses_message_id(1), index_ttl=-1)
+    assert r.cmd("EXISTS", keys_of("B2")[0], mkey(ses_message_id(1))) == 0
+
+
+def test_completion_gives_the_delivery_states_the_batch_ttl(r):
+    enqueue(r, "B1", addresses(2))
+    b, lst, o = keys_of("B1")
+    e = read_group(r)
+    outcome(r, "B1", e[0][0], 0, "sent", "m0", index_ttl=60000)
+    # events.lua writes the states as SES's events arrive
+    r.cmd("HSET", ekey("B1"), "0:u0000000@example.org", "delivered\t1700000000000\t")
+    assert r.cmd("PTTL", ekey("B1")) == -1
+    keys = [b, o, Q, D, DLQ, lst, tkey("B1"), PRE + "n:1", PRE + "f:B1", PRE + "h:B1", ekey("B1")]
+    assert r.script("outcome", keys, [e[1][0], 1, "dead", "MessageRejected", "bad", 1, 60000]) == 1
+    for k in (b, lst, o, ekey("B1")):
+        assert 0 < r.cmd("PTTL", k) <= 60000, k
+    # a dead letter sent again: the batch is in progress, nothing expires
+    assert r.script("dlq_retry", [DLQ, QS, PRE], [100]) == 1
+    for k in (b, lst, o, ekey("B1")):
+        assert r.cmd("PTTL", k) == -1, k
+
+
+def test_show_returns_the_delivery_states_a_scan_step_per_page(r):
+    # 300 recipients with a state each (more than a listpack holds, so the
+    # hash is scanned in steps) and two on index 0 (a Cc rider): every field
+    # comes back once over the pages, whatever the page size.
+    addrs = addresses(300)
+    b, lst, o = keys_of("ab3")
+    enqueue(r, "ab3", addrs)
+    want = {}
+    for i, a in enumerate(addrs):
+        want["%d:%s" % (i, a)] = "delivered\t%d\t" % (1700000000000 + i)
+    want["0:cc@example.org"] = 'bounced\t1700000000999\t{"type":"Permanent","subtype":"General"}'
+    r.cmd("CONFIG", "SET", "hash-max-listpack-entries", 128)  # Redis's own default
+    r.cmd("HSET", ekey("ab3"), *[x for kv in want.items() for x in kv])
+    assert r.cmd("OBJECT", "ENCODING", ekey("ab3")) == "hashtable"
+    keys = [b, o, lst, D, ekey("ab3")]
+    got, calls = {}, 0
+    first, cursor, ecursor = 0, "0", "0"
+    while True:
+        page = r.script("show", keys, ["ab3", first, 100 if first < 300 else 0, cursor, 50, ecursor, 40])
+        calls += 1
+        pairs = page[5]
+        assert len(pairs) // 2 <= 200  # one step of COUNT 40 (Redis may return a few more)
+        got.update(zip(pairs[::2], pairs[1::2]))
+        first += 100
+        if cursor != "-":
+            cursor = "-" if page[4] == "0" else page[4]
+        if ecursor != "-":
+            ecursor = "-" if page[6] == "0" else page[6]
+        if first >= 300 and cursor == "-" and ecursor == "-":
+            break
+    assert got == want
+    assert calls > 3  # the scan took more calls than the index pages
+    whole = r.script("show", keys, ["ab3"])
+    assert dict(zip(whole[5][::2], whole[5][1::2])) == want and whole[6] == "0"
+    # "-": no scan
+    assert r.script("show", keys, ["ab3", 0, 10, "-", 50, "-", 40])[5:] == [[], "0"]
+    with pytest.raises(RedisError, match="BADARGS"):
+        r.script("show", keys, ["ab3", 0, 10, "0", 50, "x", 40])
+
+
+# What one indexed MessageId costs, and one recipient's delivery state,
+# measured on a real redis-server (bench/RESULTS.md, docs/QUEUE.md):
+#   pytest -s tests/integration/test_queue_scripts.py -k memory_per_indexed
+# 100,000 keys P:{P}:m:<MessageId> with the default prefix, MessageIds of
+# SES's shape (60 characters), values "<client>\t<batch id>\t<index>" of
+# batches of 1,000 with sesgate's batch ids, each with a time to live (SET
+# ... PX, as outcome.lua writes them); then 100,000 delivery states of one
+# batch as events.lua writes them (a Delivery with SES's SMTP response).
+INDEX_KEYS = 100000
+INDEX_WRITE = """
+local pfx, n, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for k = 0, n - 1 do
+    local b = math.floor(k / 1000)
+    local mid = string.format('0100018c%08x-%08x-%04x-4%03x-%04x-%012x-000000', 1263368735 + k,
+        (k * 2654435761) % 4294967296, k % 65536, k % 4096, 32768 + k % 16384, k * 40503)
+    local batch = string.format('%08x-%04x-4%03x-%04x-%012x', (b * 2246822519) % 4294967296,
+        b % 65536, b % 4096, 32768 + b % 16384, b * 3266489917)
+    redis.call('SET', pfx .. 'm:' .. mid, 'app\t' .. batch .. '\t' .. (k % 1000), 'PX', ttl)
+end
+return n
+"""
+STATE_WRITE = """
+local key, n = KEYS[1], tonumber(ARGV[1])
+for k = 0, n - 1 do
+    redis.call('HSET', key, k .. ':' .. string.format('u%07d@example.org', k),
+        'delivered\t' .. (1765000000000 + k) .. '\t' ..
+        '{"smtp_response":"250 2.0.0 OK  1765000000 d2-20020a05622a0142si2360917qtw.183 - gsmtp"}')
+end
+return n
+"""
+
+
+def test_memory_per_indexed_message(r):
+    pfx = "sesgate:{sesgate}:"
+    before = r.used_memory()
+    assert r.cmd("EVAL", INDEX_WRITE, 0, pfx, INDEX_KEYS, 7 * 86400000) == INDEX_KEYS
+    after = r.used_memory()
+    assert r.cmd("DBSIZE") == INDEX_KEYS
+    sample = r.cmd("SCAN", 0, "MATCH", pfx + "m:*", "COUNT", 10)[1][0]
+    assert len(sample) - len(pfx + "m:") == 60 and 0 < r.cmd("PTTL", sample) <= 7 * 86400000
+    assert r.cmd("GET", sample).startswith("app\t")
+    per_key = (after - before) / INDEX_KEYS
+    usage = r.cmd("MEMORY", "USAGE", sample, "SAMPLES", 0)
+    print(f"\nmemory per indexed MessageId: {per_key:.1f} bytes (INFO used_memory delta "
+          f"{after - before} for {INDEX_KEYS} keys); MEMORY USAGE of one key {usage} bytes "
+          f"(the key's time to live not counted)")
+    r.cmd("FLUSHALL", "SYNC")
+    ekey_ = pfx + "e:00000000-1234-4abc-8def-000000000000"
+    before = r.used_memory()
+    assert r.cmd("EVAL", STATE_WRITE, 1, ekey_, INDEX_KEYS) == INDEX_KEYS
+    after = r.used_memory()
+    per_state = (after - before) / INDEX_KEYS
+    print(f"memory per delivery state: {per_state:.1f} bytes (INFO used_memory delta {after - before} "
+          f"for {INDEX_KEYS} fields of one batch's state hash, a Delivery with SES's SMTP response)")
+    # the figures in bench/RESULTS.md and docs/QUEUE.md, with room for the
+    # allocator's rounding on another machine
+    assert 150 < per_key < 300, per_key
+    assert 100 < per_state < 400, per_state
