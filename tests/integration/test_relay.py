@@ -42,6 +42,7 @@ class Receiver:
     def __init__(self, port=None):
         self.port = port or harness.free_port()
         self.status = 200
+        self.delay = 0.0  # seconds before answering
         self.hold = threading.Event()  # set: hold requests
         self.release = threading.Event()
         self.lock = threading.Lock()
@@ -71,6 +72,7 @@ class Receiver:
                     rcv.release.wait(60)
                     self.close_connection = True
                     return
+                time.sleep(rcv.delay)
                 status = rcv.status
                 try:
                     self.send_response(status)
@@ -492,3 +494,22 @@ def test_events_url_is_read_when_the_relay_is_sent(rig):
         assert len(first.all()) == 1 and len(second.all()) == 1
     finally:
         second.stop()
+
+
+def test_sigterm_lets_a_relay_in_flight_finish(rig):
+    """A stop (SIGTERM) waits for the relays being POSTed: delivered and
+    recorded before the process exits, nothing left for a reclaim."""
+    gw, rcv = rig()
+    rcv.delay = 1.5
+    rcv.start()
+    gate = gw.sesgate
+    mid, body = sns_body(1)
+    add_relay(gate, "app", body, mid)
+    assert harness.wait_for(lambda: len(rcv.all()) == 1, timeout=20)
+    gate.proc.send_signal(signal.SIGTERM)
+    assert gate.proc.wait(timeout=15) == 0
+    assert rcv.bodies(200) == [body]
+    gate.start()  # the same data (the managed Redis's append-only file), a fresh process
+    assert relay_state(gate) == (0, 0, 0, 0)
+    time.sleep(1.5)
+    assert len(rcv.all()) == 1
