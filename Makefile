@@ -24,7 +24,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
 CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent
-SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox events relay
+SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker limiter front admin ops main sandbox events relay feedback
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -73,12 +73,20 @@ UOPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(UBUILD)/%)
 UCORE_OBJ := $(CORE:%=$(UBUILD)/%.o)
-UCFLAGS    = $(CSTD) $(WARN) $(UOPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -Itests/unit -MMD -MP
+UCFLAGS    = $(CSTD) $(WARN) $(UOPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)"' -Isrc -Itests/unit -I$(UBUILD) -MMD -MP
 
 $(UBUILD)/%.o: src/%.c | $(UBUILD)
 	$(CC) $(UCFLAGS) -c -o $@ $<
 $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD)
 	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
+# test_feedback drives the SNS endpoint on a real event loop: it links the
+# shell modules it needs too.
+UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis upstream httpd clock log metrics inflight))
+$(UBUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(UBUILD)
+	scripts/embed-lua $@ $(LUA_SRC)
+$(UBUILD)/rscript.o: $(UBUILD)/lua_scripts.h
+$(UBUILD)/test_feedback: tests/unit/test_feedback.c $(UCORE_OBJ) $(UFEEDBACK_OBJ) tests/unit/check.h | $(UBUILD)
+	$(CC) $(UCFLAGS) -o $@ $< $(UFEEDBACK_OBJ) $(UCORE_OBJ) $(PKG_LIBS)
 $(UBUILD):
 	mkdir -p $@
 

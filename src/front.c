@@ -15,6 +15,7 @@
 #include "inflight.h"
 #include "copybody.h"
 #include "fanout.h"
+#include "feedback.h"
 #include "limiter.h"
 #include "log.h"
 #include "bulk.h"
@@ -35,8 +36,9 @@ struct front {
     struct httpd *httpd;
     struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
     struct resign *resign;
-    struct queue *queue; /* NULL without Redis */
-    struct limiter *lim; /* NULL: sends are not paced */
+    struct queue *queue;       /* NULL without Redis */
+    struct limiter *lim;       /* NULL: sends are not paced */
+    struct feedback *feedback; /* the SNS endpoint; NULL when off */
     size_t inflight;
     uint64_t rng[2];           /* request id generator state */
     int64_t skew_logged_ms;    /* the last upstream_clock_skew warning (monotonic ms) */
@@ -1031,6 +1033,13 @@ static struct front_req *front_req_new(struct front *f, struct httpd_request *hr
 static void front_handle(struct httpd_request *hr, void *arg)
 {
     struct front *f = arg;
+    if (f->feedback && feedback_match(f->feedback, hr)) {
+        /* the SNS endpoint's own path: never an SES call, never signed */
+        char id[37];
+        front_request_id(f, id);
+        feedback_handle(f->feedback, hr, id);
+        return;
+    }
     struct front_req *r = front_req_new(f, hr);
     util_sha256_hex(hr->body.data ? hr->body.data : "", hr->body.len, r->payload_hash);
 
@@ -1083,6 +1092,12 @@ static void front_handle(struct httpd_request *hr, void *arg)
 static void front_reject(struct httpd_request *hr, enum httpd_reject why, void *arg)
 {
     struct front *f = arg;
+    if (f->feedback && hr->path && feedback_match(f->feedback, hr)) {
+        char id[37];
+        front_request_id(f, id);
+        feedback_reject(f->feedback, hr, why == HTTPD_REJECT_TOO_LARGE, id);
+        return;
+    }
     struct front_req *r = front_req_new(f, hr);
     struct seserr e;
     switch (why) {
@@ -1165,6 +1180,11 @@ void front_set_limiter(struct front *f, struct limiter *lim)
     f->lim = lim;
 }
 
+void front_set_feedback(struct front *f, struct feedback *fb)
+{
+    f->feedback = fb;
+}
+
 void front_clients_changed(struct front *f)
 {
     free(f->client_keys);
@@ -1178,7 +1198,7 @@ void front_stop_accepting(struct front *f)
 
 size_t front_inflight(const struct front *f)
 {
-    return f->inflight;
+    return f->inflight + (f->feedback ? feedback_inflight(f->feedback) : 0);
 }
 
 int front_port(const struct front *f)

@@ -35,6 +35,12 @@ struct limiter;
 /* Pace sends through lim (NULL: sends go at once). */
 void front_set_limiter(struct front *f, struct limiter *lim);
 
+struct feedback;
+
+/* Hand requests on [feedback] path to fb (NULL: none; the path is then an
+ * SES path like any other). fb outlives the front's requests. */
+void front_set_feedback(struct front *f, struct feedback *fb);
+
 /* The configuration's clients were replaced (SIGHUP): new requests use
  * them. Requests in flight keep the client they authenticated as, whose
  * storage the caller keeps until they are done. */

@@ -29,6 +29,8 @@
 #include "clock.h"
 #include "inflight.h"
 #include "config.h"
+#include "events.h"
+#include "feedback.h"
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,10 +61,12 @@ struct main_state {
     struct redis *redis;
     struct rscript *scripts;
     struct queue *queue;
-    struct resign *resign;   /* the workers' signer */
-    struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
-    struct worker *worker;   /* NULL with serve */
-    struct relay *relay;     /* relays to the clients' events_url; NULL with serve */
+    struct resign *resign;     /* the workers' signer */
+    struct sandbox *sandbox;   /* the built-in SES with endpoint = sandbox */
+    struct worker *worker;     /* NULL with serve */
+    struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
+    struct events *events;     /* SES events applied; NULL when no event reaches sesgate */
+    struct feedback *feedback; /* the SNS endpoint; NULL likewise, and with work */
     struct event *grace_timer;
     int64_t grace_left_ms;
     struct config *cfg;     /* the running configuration */
@@ -425,6 +429,15 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
         front_set_queue(s->front, s->queue);
         front_set_limiter(s->front, s->limiter);
+        if (config_feedback_enabled(cfg)) {
+            s->events = events_new(s->scripts, cfg);
+            s->feedback = feedback_new(s->base, cfg, s->scripts, s->events, err, sizeof err);
+            if (s->feedback == NULL) {
+                fprintf(stderr, "sesgate: %s\n", err);
+                return false;
+            }
+            front_set_feedback(s->front, s->feedback);
+        }
     }
     if (strcmp(mode, "serve") != 0) {
         char host[256] = "sesgate", name[300];
@@ -451,11 +464,14 @@ static void main_stop_parts(struct main_state *s)
 {
     admin_free(s->admin);
     front_free(s->front);
+    feedback_free(s->feedback);
     worker_free(s->worker);
     relay_free(s->relay);
     limiter_free(s->limiter);
     queue_free(s->queue);
     rscript_free(s->scripts);
+    if (s->events)
+        events_free(s->events);
     redis_free(s->redis);
     if (s->resign)
         resign_free(s->resign);
@@ -562,6 +578,9 @@ static int main_check(const char *path)
     config_print(&cfg, &out);
     fputs(buf_cstr(&out), stdout);
     buf_free(&out);
+    if (*cfg.feedback_test_trust)
+        fprintf(stderr, "sesgate: warning: [feedback] test_trust is set: SNS messages signed "
+                        "under its CA and fetched from its host are believed; for tests only\n");
     config_free(&cfg);
     return 0;
 }

@@ -47,6 +47,8 @@ static long long metrics_l_quota, metrics_l_used = -1;
 static unsigned long long metrics_l_takes, metrics_l_throttled;
 static struct metrics_counter *metrics_l_refused;
 static struct metrics_counter *metrics_events;
+static struct metrics_counter *metrics_fb_refused;
+static struct metrics_counter *metrics_fb_messages;
 
 /* Find or add the counter (a, b) in list and add one. */
 static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
@@ -80,6 +82,16 @@ void metrics_event(const char *type, const char *client)
 void metrics_auth_failure(const char *reason)
 {
     metrics_bump(&metrics_auth, reason, "");
+}
+
+void metrics_feedback_refused(const char *reason)
+{
+    metrics_bump(&metrics_fb_refused, reason, "");
+}
+
+void metrics_feedback_message(const char *type, const char *outcome)
+{
+    metrics_bump(&metrics_fb_messages, type, outcome);
 }
 
 void metrics_conn_rejected(const char *reason)
@@ -319,6 +331,12 @@ void metrics_render(struct buf *out)
     metrics_render_counters(out, "sesgate_auth_failures_total",
                             "Requests refused by authentication or authorization.", "reason", NULL,
                             metrics_auth);
+    metrics_render_counters(out, "sesgate_feedback_refused_total",
+                            "SNS messages the feedback endpoint refused, by reason.", "reason",
+                            NULL, metrics_fb_refused);
+    metrics_render_counters(out, "sesgate_feedback_messages_total",
+                            "SNS messages the feedback endpoint handled, by type and outcome.",
+                            "type", "outcome", metrics_fb_messages);
     metrics_render_counters(out, "sesgate_connections_rejected_total",
                             "Client connections closed by a limit or a timeout.", "reason", NULL,
                             metrics_rejected);
@@ -372,4 +390,6 @@ void metrics_cleanup(void)
     metrics_free_list(&metrics_rejected);
     metrics_free_list(&metrics_l_refused);
     metrics_free_list(&metrics_events);
+    metrics_free_list(&metrics_fb_refused);
+    metrics_free_list(&metrics_fb_messages);
 }

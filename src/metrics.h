@@ -38,6 +38,12 @@ void metrics_relay_gauges(long long queued, long long retrying, long long dead);
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,
                           long long dead);
 
+/* The SNS endpoint refused a message, by reason (src/feedback.c's names). */
+void metrics_feedback_refused(const char *reason);
+/* The SNS endpoint handled a message of type (SNS's name) with outcome
+ * (applied, replay, confirmed, not_confirmed, logged). */
+void metrics_feedback_message(const char *type, const char *outcome);
+
 /* Append every metric in the Prometheus text exposition format. */
 /* The rate limiter: base and effective rate (recipients/s), daily quota
  * (0: unknown), recipients in the last 24 h (< 0: not known yet). */

@@ -1,6 +1,7 @@
 """The benchmark scripts run small (SMOKE=1), so that they keep working:
 bench/enqueue_stall.sh with 2,000 recipients against the binary under test
-(`sesgate run` with the sandbox upstream)."""
+(`sesgate run` with the sandbox upstream); bench/feedback_ingest.sh with 300
+signed SNS notifications (`sesgate serve`, its managed Redis)."""
 
 import os
 import re
@@ -29,3 +30,22 @@ def test_enqueue_stall_smoke(tmp_path):
     assert "LATENCY LATEST" in out, out
     # the work directory went with the run
     assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-stall.")]
+
+
+def test_feedback_ingest_smoke(tmp_path):
+    """bench/feedback_ingest.sh with 300 signed SNS notifications: every one
+    applied, none refused, a rate printed with its ratios."""
+    env = harness.clean_env({"SMOKE": "1", "SESGATE_BIN": str(harness.sesgate_bin()),
+                             "TMPDIR": str(tmp_path)})
+    r = subprocess.run([str(harness.REPO / "bench" / "feedback_ingest.sh")], capture_output=True, text=True,
+                       timeout=180, env=env, cwd=str(tmp_path))
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    m = re.search(r"(\d+) notifications \(SignatureVersion 1 and 2, certificate cached, 8 connections\)[^\n]*? "
+                  r"(\d+) answered 200, 0 other, 0 socket errors; applied (\d+), refused 0", out)
+    assert m and int(m.group(3)) >= 295, out
+    m = re.search(r"([\d.]+) events/s = ([\d.]+) x a 14/s account's events, ([\d.]+) x a 500/s account's", out)
+    assert m and float(m.group(1)) > 0, out
+    assert abs(float(m.group(2)) - float(m.group(1)) / 14) < 0.1, out
+    # the work directory went with the run
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-feedback.")]
