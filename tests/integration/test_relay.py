@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 
+import fakesns
 import harness
 
 pytestmark = pytest.mark.needs_sesgate
@@ -514,3 +515,46 @@ def test_sigterm_lets_a_relay_in_flight_finish(rig):
     time.sleep(1.5)
     assert len(rcv.all()) == 1
 
+
+def test_end_to_end_from_sns_to_the_application(rig, tmp_path):
+    """A signed SNS Notification through the SNS endpoint for mail the
+    client "app" sent reaches its events_url once, byte for byte as the
+    publisher POSTed it, with its headers; SNS's retry of the same message
+    is not relayed again; an event for mail sesgate did not send is not
+    relayed."""
+    sns = fakesns.FakeSNS(tmp_path / "sns").start()
+    try:
+        t = fakesns.topic_arn("sesgate-relay")
+        gw, rcv = rig(feedback={"topics": t, "test_trust": sns.test_trust})
+        rcv.start()
+        gate = gw.sesgate
+        ses = harness.boto3_client(gw, "ses", gw.creds("app"))
+        sent = ses.send_email(Source="sender@example.com", Destination={"ToAddresses": ["bounce@example.net"]},
+                              Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}})
+        ses_id = sent["MessageId"]
+        assert ses_id
+        assert harness.wait_for(lambda: gate.redis("EXISTS", "%s:{%s}:m:%s" % (PREFIX, PREFIX, ses_id)) == "1",
+                                timeout=10)
+        sub = t + ":" + str(uuid.uuid4())
+        msg = sns.notification(t, fakesns.ses_bounce(message_id=ses_id, recipient="bounce@example.net"),
+                               subject="Amazon SES Email Event")
+        other = sns.notification(t, fakesns.ses_bounce(message_id="not-sent-by-sesgate"))
+        for m in (msg, msg, other):  # the second is SNS delivering the same message again
+            assert fakesns.post(gw.endpoint + "/sesgate/sns", m, subscription_arn=sub)[0] == 200
+        assert harness.wait_for(lambda: len(rcv.bodies()) >= 1, timeout=20)
+        assert harness.wait_for(lambda: relay_state(gate) == (0, 0, 0, 0), timeout=10)
+        time.sleep(1.5)
+        [rec] = rcv.all()
+        assert rec["body"] == fakesns.body_of(msg)
+        h = header_map(rec)
+        assert h["x-amz-sns-message-id"] == msg["MessageId"]
+        assert h["x-amz-sns-topic-arn"] == t and h["x-amz-sns-subscription-arn"] == sub
+        assert h["x-amz-sns-message-type"] == "Notification"
+        assert h["content-type"] == "text/plain; charset=UTF-8"
+        assert h["user-agent"] == "Amazon Simple Notification Service Agent"
+        # what the application's own SNS handler checks: AWS's signature, unchanged
+        got = json.loads(rec["body"])
+        assert got["Signature"] == fakesns.sign(sns.key, got, int(got["SignatureVersion"]))
+        assert metric(gate, "delivered") == 1
+    finally:
+        sns.stop()
