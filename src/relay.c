@@ -1,7 +1,7 @@
 /* relay: reads P:{P}:relay with the consumer group "w", POSTs each relay to its
  * client's events_url with SNS's headers, and records the outcome
- * (relay_outcome.lua): delivered, a retry through P:{P}:relay:retry (relay_due.lua
- * moves it back when due), or a dead relay on P:{P}:relay:dead. */
+ * (relay_outcome.lua): delivered, a retry through P:{P}:relay:d (relay_due.lua
+ * moves it back when due), or a dead relay on P:{P}:relay:dlq. */
 #include "relay.h"
 
 #include <inttypes.h>
@@ -459,8 +459,8 @@ struct relay *relay_start(struct event_base *base, const struct config *cfg,
         upstream_new(base, cfg->relay_timeout_ms, RELAY_MAX_RESPONSE, getenv("SESGATE_CA_BUNDLE"));
     r->name = xstrdup(name);
     r->krl = rscript_key(scripts, "relay", NULL);
-    r->krd = rscript_key(scripts, "relay:retry", NULL);
-    r->krdlq = rscript_key(scripts, "relay:dead", NULL);
+    r->krd = rscript_key(scripts, "relay:d", NULL);
+    r->krdlq = rscript_key(scripts, "relay:dlq", NULL);
     snprintf(r->claim_cursor, sizeof r->claim_cursor, "0-0");
     r->read_timer = evtimer_new(base, relay_read_cb, r);
     r->tick_timer = event_new(base, -1, EV_PERSIST, relay_tick_cb, r);

@@ -7,8 +7,8 @@
  * configuration) with SNS's headers, so that the application's own SNS
  * handler takes it as it took SNS's. A 2xx answer delivers it; any other
  * answer or a transport failure retries it with backoff through the retry
- * set P:{P}:relay:retry, up to [feedback] relay_attempts tries, after which it goes
- * to the dead-relay stream P:{P}:relay:dead. An entry held by a process that died
+ * set P:{P}:relay:d, up to [feedback] relay_attempts tries, after which it goes
+ * to the dead-relay stream P:{P}:relay:dlq. An entry held by a process that died
  * is reclaimed after the lease: a relay is delivered at least once.
  */
 #ifndef SESGATE_RELAY_H

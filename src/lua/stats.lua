@@ -8,10 +8,9 @@
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
 -- client, action, cancelled, state, filling, delivered, bounced,
 -- complained, delayed, rejected, suppressed) for the most recent batches,
--- {relays on the relay stream P:{P}:relay, of which read and not yet
--- finished, relays waiting for a retry in P:{P}:relay:retry, dead relays on
--- P:{P}:relay:dead}} (the relay keys are KEYS[5] plus "relay",
--- "relay:retry", "relay:dead"; a reply of sesgate before
+-- {relays on the relay stream P:{P}:relay, of which read and not yet finished,
+-- relays waiting for a retry in P:{P}:relay:d, dead relays on P:{P}:relay:dlq}} (the
+-- relay keys are KEYS[5] plus "relay", "relay:d", "relay:dlq"; a reply of sesgate before
 -- relays has 6 elements). The batch's last six are its counters of
 -- recipients per delivery state (events.lua) and of units skipped as
 -- suppressed; "" when the hash has none (0).
@@ -61,6 +60,6 @@ if redis.call('TYPE', rl)['ok'] == 'stream' then
     local p = redis.pcall('XPENDING', rl, 'w')
     if type(p) == 'table' and p.err == nil then rpending = p[1] end
 end
-out[7] = {len(rl, 'stream', 'XLEN'), rpending, len(prefix .. 'relay:retry', 'zset', 'ZCARD'),
-    len(prefix .. 'relay:dead', 'stream', 'XLEN')}
+out[7] = {len(rl, 'stream', 'XLEN'), rpending, len(prefix .. 'relay:d', 'zset', 'ZCARD'),
+    len(prefix .. 'relay:dlq', 'stream', 'XLEN')}
 return out

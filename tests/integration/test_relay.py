@@ -27,8 +27,8 @@ pytestmark = pytest.mark.needs_sesgate
 
 PREFIX = "sesgate-it"
 RL = "%s:{%s}:relay" % (PREFIX, PREFIX)
-RD = "%s:{%s}:relay:retry" % (PREFIX, PREFIX)
-RDLQ = "%s:{%s}:relay:dead" % (PREFIX, PREFIX)
+RD = "%s:{%s}:relay:d" % (PREFIX, PREFIX)
+RDLQ = "%s:{%s}:relay:dlq" % (PREFIX, PREFIX)
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
 SUB = TOPIC + ":0f7a1e2c-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 LEASE_S = 5

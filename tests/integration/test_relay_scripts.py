@@ -9,7 +9,7 @@ import pytest
 
 from test_queue_scripts import PRE, Redis, RedisError
 
-RL, RD, RDLQ = PRE + "relay", PRE + "relay:retry", PRE + "relay:dead"
+RL, RD, RDLQ = PRE + "relay", PRE + "relay:d", PRE + "relay:dlq"
 BODY = '{\r\n  "Type" : "Notification",\r\n  "Message" : "{\\"a\\":\\"\u00fc:7:x\\"}"\r\n}'
 
 
