@@ -200,7 +200,7 @@ static void relay_posted(struct upstream_response *res, void *arg)
         metrics_relay("delivered");
         char status[16];
         snprintf(status, sizeof status, "%ld", res->status);
-        log_event(LOG_INFO, "relay_delivered", "client", j->client, "sns_message_id", j->msgid,
+        log_event(LOG_DEBUG, "relay_delivered", "client", j->client, "sns_message_id", j->msgid,
                   "status", status, NULL);
         relay_record(j);
         return;

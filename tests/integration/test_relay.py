@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 
+import fakesns
 import harness
 
 pytestmark = pytest.mark.needs_sesgate
@@ -42,6 +43,7 @@ class Receiver:
     def __init__(self, port=None):
         self.port = port or harness.free_port()
         self.status = 200
+        self.delay = 0.0  # seconds before answering
         self.hold = threading.Event()  # set: hold requests
         self.release = threading.Event()
         self.lock = threading.Lock()
@@ -71,6 +73,7 @@ class Receiver:
                     rcv.release.wait(60)
                     self.close_connection = True
                     return
+                time.sleep(rcv.delay)
                 status = rcv.status
                 try:
                     self.send_response(status)
@@ -492,3 +495,66 @@ def test_events_url_is_read_when_the_relay_is_sent(rig):
         assert len(first.all()) == 1 and len(second.all()) == 1
     finally:
         second.stop()
+
+
+def test_sigterm_lets_a_relay_in_flight_finish(rig):
+    """A stop (SIGTERM) waits for the relays being POSTed: delivered and
+    recorded before the process exits, nothing left for a reclaim."""
+    gw, rcv = rig()
+    rcv.delay = 1.5
+    rcv.start()
+    gate = gw.sesgate
+    mid, body = sns_body(1)
+    add_relay(gate, "app", body, mid)
+    assert harness.wait_for(lambda: len(rcv.all()) == 1, timeout=20)
+    gate.proc.send_signal(signal.SIGTERM)
+    assert gate.proc.wait(timeout=15) == 0
+    assert rcv.bodies(200) == [body]
+    gate.start()  # the same data (the managed Redis's append-only file), a fresh process
+    assert relay_state(gate) == (0, 0, 0, 0)
+    time.sleep(1.5)
+    assert len(rcv.all()) == 1
+
+
+def test_end_to_end_from_sns_to_the_application(rig, tmp_path):
+    """A signed SNS Notification through the SNS endpoint for mail the
+    client "app" sent reaches its events_url once, byte for byte as the
+    publisher POSTed it, with its headers; SNS's retry of the same message
+    is not relayed again; an event for mail sesgate did not send is not
+    relayed."""
+    sns = fakesns.FakeSNS(tmp_path / "sns").start()
+    try:
+        t = fakesns.topic_arn("sesgate-relay")
+        gw, rcv = rig(feedback={"topics": t, "test_trust": sns.test_trust})
+        rcv.start()
+        gate = gw.sesgate
+        ses = harness.boto3_client(gw, "ses", gw.creds("app"))
+        sent = ses.send_email(Source="sender@example.com", Destination={"ToAddresses": ["bounce@example.net"]},
+                              Message={"Subject": {"Data": "hi"}, "Body": {"Text": {"Data": "body"}}})
+        ses_id = sent["MessageId"]
+        assert ses_id
+        assert harness.wait_for(lambda: gate.redis("EXISTS", "%s:{%s}:m:%s" % (PREFIX, PREFIX, ses_id)) == "1",
+                                timeout=10)
+        sub = t + ":" + str(uuid.uuid4())
+        msg = sns.notification(t, fakesns.ses_bounce(message_id=ses_id, recipient="bounce@example.net"),
+                               subject="Amazon SES Email Event")
+        other = sns.notification(t, fakesns.ses_bounce(message_id="not-sent-by-sesgate"))
+        for m in (msg, msg, other):  # the second is SNS delivering the same message again
+            assert fakesns.post(gw.endpoint + "/sesgate/sns", m, subscription_arn=sub)[0] == 200
+        assert harness.wait_for(lambda: len(rcv.bodies()) >= 1, timeout=20)
+        assert harness.wait_for(lambda: relay_state(gate) == (0, 0, 0, 0), timeout=10)
+        time.sleep(1.5)
+        [rec] = rcv.all()
+        assert rec["body"] == fakesns.body_of(msg)
+        h = header_map(rec)
+        assert h["x-amz-sns-message-id"] == msg["MessageId"]
+        assert h["x-amz-sns-topic-arn"] == t and h["x-amz-sns-subscription-arn"] == sub
+        assert h["x-amz-sns-message-type"] == "Notification"
+        assert h["content-type"] == "text/plain; charset=UTF-8"
+        assert h["user-agent"] == "Amazon Simple Notification Service Agent"
+        # what the application's own SNS handler checks: AWS's signature, unchanged
+        got = json.loads(rec["body"])
+        assert got["Signature"] == fakesns.sign(sns.key, got, int(got["SignatureVersion"]))
+        assert metric(gate, "delivered") == 1
+    finally:
+        sns.stop()

@@ -2,7 +2,8 @@
  * sixth element, the fields of P:{P}:e:<batch>) sorted to their recipients
  * with their time and detail (a JSON object, or tab-separated text), over
  * one reply and over pages; the batch's event counters in the view and in
- * the status rows (a hash without them: 0); show.lua's keys. */
+ * the status rows (a hash without them: 0); the relays' counts in the
+ * status (a reply without them: 0); show.lua's keys. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,39 @@ static void test_stats_counters(void)
     reply_free(r);
 }
 
+/* The relays' counts: stats.lua's seventh element; a reply without it (a
+ * script before relays) or a malformed one: zeros. */
+static void test_stats_relays(void)
+{
+    static const char *const names[4] = {"queued", "inflight", "retrying", "dead"};
+    redisReply *r = arr(7, str("0"), str(""), str("0"), str("0"), str("0"), strs(0),
+                        strs(4, "5", "2", "3", "1"));
+    json_t *s = qview_stats_json(r, 1700000001000LL);
+    CHECK(s != NULL, "a summary with relays");
+    static const long long want[4] = {5, 2, 3, 1};
+    for (int k = 0; k < 4; k++)
+        CHECK(json_integer_value(json_object_get(json_object_get(s, "relays"), names[k])) ==
+                  want[k],
+              "relays %s", names[k]);
+    json_decref(s);
+    reply_free(r);
+    r = arr(6, str("0"), str(""), str("0"), str("0"), str("0"), strs(0));
+    redisReply *bad =
+        arr(7, str("0"), str(""), str("0"), str("0"), str("0"), strs(0), strs(2, "5", "2"));
+    for (int v = 0; v < 2; v++) {
+        s = qview_stats_json(v ? bad : r, 1700000001000LL);
+        CHECK(s != NULL, "a summary (%d)", v);
+        for (int k = 0; k < 4; k++)
+            CHECK(json_is_integer(json_object_get(json_object_get(s, "relays"), names[k])) &&
+                      json_integer_value(json_object_get(json_object_get(s, "relays"), names[k])) ==
+                          0,
+                  "relays %s zero (%d)", names[k], v);
+        json_decref(s);
+    }
+    reply_free(r);
+    reply_free(bad);
+}
+
 static void test_show_keys(void)
 {
     char *keys[QVIEW_SHOW_KEYS];
@@ -213,6 +247,7 @@ int main(void)
     test_show_without_states();
     test_show_pages();
     test_stats_counters();
+    test_stats_relays();
     test_show_keys();
     return check_done("test_qview");
 }
