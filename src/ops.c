@@ -125,7 +125,8 @@ static long long ops_jint(const json_t *o, const char *key)
 static void ops_batch_pace(const json_t *b, double *rate, double *eta)
 {
     long long total = ops_jint(b, "total");
-    long long done = ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled");
+    long long done = ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                     ops_jint(b, "suppressed");
     double secs = (double)(clock_wall_ms() - ops_jint(b, "created_ms")) / 1000.0;
     *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
     *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
@@ -158,8 +159,8 @@ static void ops_print_batch(const json_t *b)
     printf("batch %s\nclient %s\naction %s\ncreated %s\nstate %s\n", ops_jstr(b, "batch_id", "-"),
            ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jstr(b, "created", "-"),
            ops_jstr(b, "state", "running"));
-    static const char *const counts[] = {"total",     "sent",     "dead",
-                                         "cancelled", "retrying", "queued"};
+    static const char *const counts[] = {"total",    "sent",   "dead",      "cancelled",
+                                         "retrying", "queued", "suppressed"};
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
         printf("%s %lld\n", counts[k], ops_jint(b, counts[k]));
     printf("progress %.1f%%\n", json_real_value(json_object_get(b, "progress")));
@@ -171,7 +172,8 @@ static void ops_print_batch(const json_t *b)
         printf("rate %.1f\neta_seconds %.0f\n", rate, eta);
     if (isatty(STDOUT_FILENO)) {
         putchar('\n');
-        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                          ops_jint(b, "suppressed"),
                       ops_jint(b, "dead"), ops_jint(b, "total"), rate, eta);
         puts("\nindex address state detail");
     }
@@ -352,27 +354,27 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
              * whole status of a big batch is large. */
             struct buf k = BUF_INIT;
             buf_printf(&k, "%sb:%s", pfx, id);
-            redisReply *h =
-                redisCommand(c, "HMGET %s total sent done dead created cancelled", buf_cstr(&k));
+            redisReply *h = redisCommand(
+                c, "HMGET %s total sent done dead created cancelled suppressed", buf_cstr(&k));
             buf_free(&k);
             if (h == NULL) {
                 fprintf(stderr, "sesgate: redis: %s\n", c->errstr);
                 return 1;
             }
-            long long v[6] = {0};
-            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 6 &&
+            long long v[7] = {0};
+            bool known = h->type == REDIS_REPLY_ARRAY && h->elements == 7 &&
                          h->element[0]->type == REDIS_REPLY_STRING;
-            for (size_t i = 0; known && i < 6; i++)
+            for (size_t i = 0; known && i < 7; i++)
                 if (h->element[i]->type == REDIS_REPLY_STRING)
                     v[i] = strtoll(h->element[i]->str, NULL, 10);
             freeReplyObject(h);
-            /* complete: sent + done + dead + cancelled == total */
-            long long done = v[1] + v[2] + v[3] + v[5];
+            /* complete: sent + done + dead + cancelled + suppressed == total */
+            long long done = v[1] + v[2] + v[3] + v[5] + v[6];
             if (known && done < v[0]) {
-                json_t *b =
-                    json_pack("{sIsIsIsIsI}", "total", (json_int_t)v[0], "sent",
-                              (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3], "cancelled",
-                              (json_int_t)v[5], "created_ms", (json_int_t)v[4]);
+                json_t *b = json_pack("{sIsIsIsIsIsI}", "total", (json_int_t)v[0], "sent",
+                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
+                                      "cancelled", (json_int_t)v[5], "suppressed", (json_int_t)v[6],
+                                      "created_ms", (json_int_t)v[4]);
                 double rate, eta;
                 ops_batch_pace(b, &rate, &eta);
                 json_decref(b);
@@ -381,9 +383,9 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
                     ops_print_bar(done, v[3], v[0], rate, eta);
                     fputs("\033[A", stdout); /* redrawn in place */
                 } else {
-                    printf("progress %lld/%lld dead %lld cancelled %lld rate %.1f eta_seconds "
-                           "%.0f\n",
-                           done, v[0], v[3], v[5], rate, eta);
+                    printf("progress %lld/%lld dead %lld cancelled %lld suppressed %lld rate %.1f "
+                           "eta_seconds %.0f\n",
+                           done, v[0], v[3], v[5], v[6], rate, eta);
                 }
                 fflush(stdout);
                 sleep(1);
@@ -709,6 +711,8 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                        ops_jstr(b, "client", "-"), ops_jstr(b, "action", "-"), ops_jint(b, "total"),
                        ops_jint(b, "sent"), ops_jint(b, "dead"), ops_jint(b, "cancelled"),
                        ops_jint(b, "pending"), ops_jstr(b, "state", "running"));
+                if (ops_jint(b, "suppressed") > 0)
+                    printf(" suppressed %lld", ops_jint(b, "suppressed"));
                 if (json_is_true(json_object_get(b, "filling")))
                     printf(" filling %lld/%lld", ops_jint(b, "filled"), ops_jint(b, "total"));
                 putchar('\n');
@@ -717,7 +721,8 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                 double per_s, eta;
                 ops_batch_pace(b, &per_s, &eta);
                 fputs("  ", stdout);
-                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                                  ops_jint(b, "suppressed"),
                               ops_jint(b, "dead"), ops_jint(b, "total"), per_s, eta);
             }
         }
