@@ -27,6 +27,8 @@ void metrics_queue_sent(void);
 void metrics_queue_retried(void);
 /* Count one queued copy moved to the dead-letter stream. */
 void metrics_queue_dead(void);
+/* Count one recipient left out because it is on the suppression list. */
+void metrics_suppressed(void);
 /* Set the queue gauges read from Redis: entries on the stream, age of the
  * oldest (seconds), entries being sent, retries waiting, dead letters. */
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,

@@ -27,9 +27,9 @@
  * million-recipient resume or cancel stays near 50 ms of Redis's time. */
 #define OPS_CONTROL_STEP 5000
 
-/* Connect to the daemon's Redis: [redis] url, or the managed server's
- * socket under data_dir (never started from here). NULL: reported. */
-static redisContext *ops_redis(const struct config *cfg)
+/* Public: connect to the daemon's Redis: [redis] url, or the managed
+ * server's socket under data_dir (never started from here). NULL: reported. */
+redisContext *ops_redis(const struct config *cfg)
 {
     char err[1024];
     /* Connecting takes at most 3 s; a command may take longer (the whole

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "addr.h"
 #include "rfc5322.h"
@@ -93,6 +94,28 @@ void suplist_entry_parse(const char *s, size_t n, struct suplist_entry *e)
     e->ms = strtoll(num, NULL, 10);
     if (t2 != NULL)
         suplist_copy(e->source, sizeof e->source, t2 + 1, (size_t)(end - t2 - 1));
+}
+
+json_t *suplist_json(const char *key, size_t klen, const char *value, size_t vlen)
+{
+    struct suplist_entry e;
+    suplist_entry_parse(value, vlen, &e);
+    char iso[96] = "";
+    if (e.ms > 0) {
+        time_t t = (time_t)(e.ms / 1000);
+        struct tm tm;
+        if (gmtime_r(&t, &tm) != NULL)
+            snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(e.ms % 1000));
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "address", json_stringn(key, klen));
+    json_object_set_new(o, "reason", json_string(e.reason));
+    json_object_set_new(o, "added", json_string(iso));
+    json_object_set_new(o, "added_ms", json_integer((json_int_t)e.ms));
+    json_object_set_new(o, "source", json_string(e.source));
+    return o;
 }
 
 /* The next CSV field of s[*pos..n) (quotes removed, "" inside quotes as

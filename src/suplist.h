@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "buf.h"
 
 /* The longest field: an addr-spec SES accepts (addr.h's ADDR_MAX_TOTAL). */
@@ -46,6 +48,11 @@ void suplist_value(const char *reason, int64_t ms, const char *source, struct bu
 /* Read a value into e (zeroed first). A value missing its time or source
  * (or written by hand) keeps what it has: its first field is the reason. */
 void suplist_entry_parse(const char *s, size_t n, struct suplist_entry *e);
+
+/* An entry as the views show it: {"address", "reason", "added" (ISO 8601
+ * UTC, "" when unknown), "added_ms", "source"}, from its field and value. A
+ * new reference. */
+json_t *suplist_json(const char *key, size_t klen, const char *value, size_t vlen);
 
 /* What an import line holds. */
 enum suplist_line {

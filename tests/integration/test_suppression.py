@@ -1,0 +1,186 @@
+"""The suppression list end to end: `sesgate suppression` and the admin
+listener's /suppression, the workers' skip before the limiter (a suppressed
+copy or bulk destination is recorded `suppressed`, takes no rate and is no
+dead letter), the front's refusal of a send whose every recipient is
+suppressed, and recipients left out of what goes upstream. `sesgate run`
+with the managed Redis in front of the fake SES."""
+
+import base64
+import json
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.needs_sesgate
+
+PREFIX = "sesgate-it"
+SUP = "%s:{%s}:sup" % (PREFIX, PREFIX)
+DAY = "%s:{%s}:day" % (PREFIX, PREFIX)
+DLQ = "%s:{%s}:dlq" % (PREFIX, PREFIX)
+
+
+def start(tmp_path_factory, name, first):
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    gw = harness.run_gateway(tmp_path_factory.mktemp(name), extra={"send": {
+        "first_recipient": first, "rate": "1000", "concurrency": "4"}})
+    return gw
+
+
+@pytest.fixture(scope="module")
+def sq(tmp_path_factory):
+    """first_recipient = queue: every copy goes through the workers."""
+    gw = start(tmp_path_factory, "supq", "queue")
+    yield gw
+    harness.stop_run_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def ss(tmp_path_factory):
+    """first_recipient = sync: copy 0 goes from the front."""
+    gw = start(tmp_path_factory, "sups", "sync")
+    yield gw
+    harness.stop_run_gateway(gw)
+
+
+def cli(gw, *args, stdin=None):
+    cmd = [str(harness.sesgate_bin()), "suppression"] + list(args) + ["-c", str(gw.sesgate.config_path)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=stdin,
+                          env=harness.clean_env(gw.sesgate.env), cwd=str(gw.workdir))
+
+
+def ops_json(gw, *args):
+    cmd = [str(harness.sesgate_bin())] + list(args) + ["--json", "-c", str(gw.sesgate.config_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                       env=harness.clean_env(gw.sesgate.env), cwd=str(gw.workdir))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def params(rec):
+    return dict(urllib.parse.parse_qsl(base64.b64decode(rec["body_b64"]).decode(), keep_blank_values=True))
+
+
+def day_sum(gw):
+    """Recipients the limiter counted in the rolling day (limit.lua's window)."""
+    return int(gw.sesgate.redis("HGET", DAY, "sum") or 0)
+
+
+def wait_complete(gw, batch, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    st = ops_json(gw, "batch", "show", batch)
+    while not st["complete"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        st = ops_json(gw, "batch", "show", batch)
+    assert st["complete"], st
+    return st
+
+
+def send(gw, to, cc=(), bcc=(), api=1):
+    """SendEmail (v1) or v2 SendEmail; (response, X-Sesgate-Batch-Id)."""
+    seen = {}
+    dest = {"ToAddresses": list(to)}
+    if cc:
+        dest["CcAddresses"] = list(cc)
+    if bcc:
+        dest["BccAddresses"] = list(bcc)
+    if api == 1:
+        client = harness.boto3_client(gw, "ses")
+        client.meta.events.register("after-call.ses.SendEmail", lambda http_response, **kw: seen.update(
+            h={k.lower(): v for k, v in http_response.headers.items()}))
+        resp = client.send_email(Source=harness.SENDER, Destination=dest, Message={
+            "Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello"}}})
+    else:
+        client = harness.boto3_client(gw, "sesv2")
+        client.meta.events.register("after-call.sesv2.SendEmail", lambda http_response, **kw: seen.update(
+            h={k.lower(): v for k, v in http_response.headers.items()}))
+        resp = client.send_email(FromEmailAddress=harness.SENDER, Destination=dest, Content={
+            "Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello"}}}})
+    return resp, seen.get("h", {}).get("x-sesgate-batch-id")
+
+
+def test_cli_add_list_remove(sq):
+    r = cli(sq, "add", "Gone@Example.NET", "--reason", "bounce")
+    assert r.returncode == 0 and r.stdout.split() == ["added", "gone@example.net", "BOUNCE"], (r.stdout, r.stderr)
+    r = cli(sq, "add", "Some One <gone@example.net>", "--reason", "COMPLAINT", "--json")
+    assert r.returncode == 0, r.stderr
+    o = json.loads(r.stdout)
+    assert (o["address"], o["reason"], o["source"], o["new"]) == ("gone@example.net", "COMPLAINT", "cli", False)
+    assert o["added"].endswith("Z") and o["added_ms"] > 0
+    r = cli(sq, "add", "not-an-address")
+    assert r.returncode == 1 and "Missing final '@domain'" in r.stderr
+    r = cli(sq, "add", "a@example.net", "--reason", "SPAM")
+    assert r.returncode == 2 and "SPAM" in r.stderr
+    assert cli(sq, "add", "also@example.net").returncode == 0
+    listed = json.loads(cli(sq, "list", "--json").stdout)
+    assert {e["address"]: e["reason"] for e in listed} == {"gone@example.net": "COMPLAINT",
+                                                          "also@example.net": "MANUAL"}
+    text = sorted(cli(sq, "list").stdout.splitlines())
+    assert [ln.split()[0:2] for ln in text] == [["also@example.net", "MANUAL"], ["gone@example.net", "COMPLAINT"]]
+    assert all(ln.split()[3] == "cli" for ln in text)
+    # the stored value is the documented one
+    v = sq.sesgate.redis("HGET", SUP, "gone@example.net")
+    v = v.decode() if isinstance(v, bytes) else v
+    reason, ms, source = v.split("\t")
+    assert (reason, source) == ("COMPLAINT", "cli") and int(ms) == o["added_ms"]
+    r = cli(sq, "remove", "ALSO@example.net")
+    assert r.returncode == 0 and r.stdout.split() == ["removed", "also@example.net"]
+    r = cli(sq, "remove", "also@example.net", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout) == {"address": "also@example.net", "removed": False}
+    assert cli(sq, "remove").returncode == 2
+
+
+def test_batch_skips_suppressed(sq):
+    """A batch to a list with suppressed addresses: those are `suppressed`,
+    take no rate, are no dead letter, and the batch completes."""
+    sq.fake.reset()
+    for a in ("s1@example.net", "S2@example.net", "cc-gone@example.net"):
+        assert cli(sq, "add", a, "--reason", "BOUNCE").returncode == 0
+    to = ["ok1@example.net", "s1@example.net", "ok2@example.net", "s2@EXAMPLE.net",
+          "Name <gone@example.net>", "ok3@example.net"]
+    before = day_sum(sq)
+    _, batch = send(sq, to, cc=["cc-gone@example.net", "cc-ok@example.net"])
+    assert batch
+    st = wait_complete(sq, batch)
+    states = {r["address"]: r["state"] for r in st["recipients"]}
+    assert states == {"ok1@example.net": "sent", "s1@example.net": "suppressed", "ok2@example.net": "sent",
+                      "s2@EXAMPLE.net": "suppressed", "Name <gone@example.net>": "suppressed",
+                      "ok3@example.net": "sent"}, states
+    assert (st["total"], st["sent"], st["suppressed"], st["dead"], st["progress"]) == (6, 3, 3, 0, 100)
+    recs = harness.wait_records(sq.fake, 3)
+    time.sleep(0.5)
+    recs = sq.fake.requests()
+    assert sorted(params(r)["Destination.ToAddresses.member.1"] for r in recs) == \
+        ["ok1@example.net", "ok2@example.net", "ok3@example.net"]
+    # copy 0 (ok1) keeps its riders that are not suppressed
+    first = [params(r) for r in recs if params(r)["Destination.ToAddresses.member.1"] == "ok1@example.net"][0]
+    assert first.get("Destination.CcAddresses.member.1") == "cc-ok@example.net"
+    assert "Destination.CcAddresses.member.2" not in first
+    # the limiter counted the sent copies only: 3 + copy 0's one rider
+    assert day_sum(sq) - before == 4
+    assert int(sq.sesgate.redis("XLEN", DLQ) or 0) == 0
+    stat = ops_json(sq, "status")
+    row = [b for b in stat["recent"] if b["batch_id"] == batch][0]
+    assert (row["suppressed"], row["pending"], row["dead"]) == (3, 0, 0)
+    t = subprocess.run([str(harness.sesgate_bin()), "batch", "show", batch, "-c", str(sq.sesgate.config_path)],
+                       capture_output=True, text=True, timeout=30, env=harness.clean_env(sq.sesgate.env),
+                       cwd=str(sq.workdir))
+    assert "suppressed 3" in t.stdout.splitlines()
+    assert any(ln.startswith("1 s1@example.net suppressed") for ln in t.stdout.splitlines())
+
+
+def test_batch_all_suppressed_completes(sq):
+    sq.fake.reset()
+    to = ["s1@example.net", "s2@example.net"]
+    before = day_sum(sq)
+    _, batch = send(sq, to)
+    st = wait_complete(sq, batch)
+    assert (st["suppressed"], st["sent"], st["complete"]) == (2, 0, True)
+    time.sleep(0.5)
+    assert sq.fake.requests() == [] and day_sum(sq) == before
+    # its keys got their time to live, as any completed batch's
+    assert int(sq.sesgate.redis("PTTL", "%s:{%s}:b:%s" % (PREFIX, PREFIX, batch))) > 0
