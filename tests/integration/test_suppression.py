@@ -184,3 +184,100 @@ def test_batch_all_suppressed_completes(sq):
     assert sq.fake.requests() == [] and day_sum(sq) == before
     # its keys got their time to live, as any completed batch's
     assert int(sq.sesgate.redis("PTTL", "%s:{%s}:b:%s" % (PREFIX, PREFIX, batch))) > 0
+
+
+def put(gw, *addrs):
+    for a in addrs:
+        r = cli(gw, "add", a, "--reason", "COMPLAINT")
+        assert r.returncode == 0, r.stderr
+
+
+def test_single_send_all_suppressed_refused(ss):
+    """v1 and v2: MessageRejected, nothing goes upstream, no rate taken."""
+    put(ss, "nobody@example.net", "nobody2@example.net")
+    ss.fake.reset()
+    before = day_sum(ss)
+    with pytest.raises(Exception) as ei:
+        send(ss, ["Nobody@example.net"], bcc=["nobody2@example.net"])
+    assert harness.client_error(ei) == (
+        "MessageRejected", 400, "Every recipient of this message is on the suppression list: 2 addresses.")
+    with pytest.raises(Exception) as ei:
+        send(ss, ["nobody@example.net"], api=2)
+    assert harness.client_error(ei) == (
+        "MessageRejected", 400, "Every recipient of this message is on the suppression list: 1 address.")
+    raw = harness.boto3_client(ss, "ses")
+    with pytest.raises(Exception) as ei:
+        raw.send_raw_email(RawMessage={"Data": harness.raw_message(to="nobody@example.net")})
+    assert harness.client_error(ei)[0:2] == ("MessageRejected", 400)
+    time.sleep(0.3)
+    assert ss.fake.requests() == [] and day_sum(ss) == before
+
+
+def test_single_send_partly_suppressed(ss):
+    """The upstream receives the send without its suppressed recipients."""
+    put(ss, "nobody@example.net")
+    ss.fake.reset()
+    before = day_sum(ss)
+    resp, batch = send(ss, ["ok@example.net"], cc=["nobody@example.net", "cc@example.net"],
+                       bcc=["NOBODY@example.net"])
+    assert batch is None and resp["MessageId"]
+    resp2, _ = send(ss, ["ok@example.net"], cc=["nobody@example.net"], api=2)
+    recs = harness.wait_records(ss.fake, 2)
+    p = params(recs[0])
+    dests = sorted((k, v) for k, v in p.items() if k.startswith("Destination."))
+    assert dests == [("Destination.CcAddresses.member.1", "cc@example.net"),
+                     ("Destination.ToAddresses.member.1", "ok@example.net")]
+    assert p["Message.Subject.Data"] == "Hi" and p["Source"] == harness.SENDER
+    body = json.loads(base64.b64decode(recs[1]["body_b64"]))
+    assert body["Destination"] == {"ToAddresses": ["ok@example.net"]}
+    assert body["Content"]["Simple"]["Subject"]["Data"] == "Hi"
+    assert [r["message_id"] for r in recs] == [resp["MessageId"], resp2["MessageId"]]
+    assert day_sum(ss) - before == 3
+
+
+def test_raw_send_partly_suppressed(ss):
+    """A raw message: sent with explicit Destinations, its bytes unchanged."""
+    put(ss, "nobody@example.net")
+    ss.fake.reset()
+    msg = harness.raw_message(to="ok@example.net").replace(b"To: ok@example.net\r\n",
+                                                          b"To: ok@example.net\r\nCc: Nobody <nobody@example.net>\r\n")
+    client = harness.boto3_client(ss, "ses")
+    client.send_raw_email(RawMessage={"Data": msg})
+    client.send_raw_email(RawMessage={"Data": msg}, Destinations=["nobody@example.net", "other@example.net"])
+    v2 = harness.boto3_client(ss, "sesv2")
+    v2.send_email(Content={"Raw": {"Data": msg}})
+    recs = harness.wait_records(ss.fake, 3)
+    p = params(recs[0])
+    assert [(k, v) for k, v in p.items() if k.startswith("Destination")] == [
+        ("Destinations.member.1", "ok@example.net")]
+    assert base64.b64decode(p["RawMessage.Data"]) == msg
+    p = params(recs[1])
+    assert [(k, v) for k, v in p.items() if k.startswith("Destination")] == [
+        ("Destinations.member.1", "other@example.net")]
+    body = json.loads(base64.b64decode(recs[2]["body_b64"]))
+    assert body["Destination"] == {"ToAddresses": ["ok@example.net"]}
+    assert base64.b64decode(body["Content"]["Raw"]["Data"]) == msg
+
+
+def test_sync_batch_copy0_suppressed(ss):
+    """first_recipient = sync, copy 0's recipient suppressed: it is recorded
+    suppressed and the batch goes on through the queue."""
+    put(ss, "nobody@example.net")
+    ss.fake.reset()
+    before = day_sum(ss)
+    resp, batch = send(ss, ["nobody@example.net", "b1@example.net", "b2@example.net"])
+    assert batch and resp["MessageId"] == "sesgate-" + batch
+    st = wait_complete(ss, batch)
+    assert [r["state"] for r in st["recipients"]] == ["suppressed", "sent", "sent"]
+    assert (st["sent"], st["suppressed"], st["dead"]) == (2, 1, 0)
+    recs = harness.wait_records(ss.fake, 2)
+    assert sorted(params(r)["Destination.ToAddresses.member.1"] for r in recs) == ["b1@example.net", "b2@example.net"]
+    assert day_sum(ss) - before == 2
+    # a rider suppressed: copy 0 still goes first, without it
+    ss.fake.reset()
+    resp, batch = send(ss, ["c0@example.net", "c1@example.net"], bcc=["nobody@example.net"])
+    st = wait_complete(ss, batch)
+    assert [r["state"] for r in st["recipients"]] == ["sent", "sent"]
+    recs = harness.wait_records(ss.fake, 2)
+    c0 = [params(r) for r in recs if params(r)["Destination.ToAddresses.member.1"] == "c0@example.net"][0]
+    assert not any(k.startswith("Destination.BccAddresses") for k in c0)
