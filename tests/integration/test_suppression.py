@@ -281,3 +281,70 @@ def test_sync_batch_copy0_suppressed(ss):
     recs = harness.wait_records(ss.fake, 2)
     c0 = [params(r) for r in recs if params(r)["Destination.ToAddresses.member.1"] == "c0@example.net"][0]
     assert not any(k.startswith("Destination.BccAddresses") for k in c0)
+
+
+def bulk_entries(recs):
+    """Every destination the upstream received in v2 SendBulkEmail calls."""
+    out = []
+    for r in recs:
+        out += json.loads(base64.b64decode(r["body_b64"]))["BulkEmailEntries"]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["queue", "sync"])
+def test_bulk_units(sq, ss, mode):
+    """A destination whose every recipient is suppressed is recorded
+    suppressed; one with some goes without them."""
+    gw = sq if mode == "queue" else ss
+    put(gw, "s1@example.net", "s2@example.net")
+    gw.fake.reset()
+    before = day_sum(gw)
+    entries = [
+        {"Destination": {"ToAddresses": ["s1@example.net"]}},
+        {"Destination": {"ToAddresses": ["ok1@example.net", "s2@example.net"],
+                         "BccAddresses": ["S1@example.net"]},
+         "ReplacementEmailContent": {"ReplacementTemplate": {"ReplacementTemplateData": '{"n": 1}'}}},
+        {"Destination": {"ToAddresses": ["ok2@example.net"], "CcAddresses": ["s2@example.net"]}},
+        {"Destination": {"ToAddresses": ["ok3@example.net"]}},
+    ]
+    client = harness.boto3_client(gw, "sesv2")
+    seen = {}
+    client.meta.events.register("after-call", lambda http_response, **kw: seen.update(
+        {k.lower(): v for k, v in http_response.headers.items()}))
+    resp = client.send_bulk_email(FromEmailAddress=harness.SENDER, DefaultContent={
+        "Template": {"TemplateName": "welcome", "TemplateData": "{}"}}, BulkEmailEntries=entries)
+    batch = seen["x-sesgate-batch-id"]
+    # with suppressed recipients among the first units, nothing goes before the answer
+    assert all(r["MessageId"].startswith("sesgate-") for r in resp["BulkEmailEntryResults"])
+    st = wait_complete(gw, batch)
+    assert [r["state"] for r in st["recipients"]] == ["suppressed", "sent", "sent", "sent"]
+    assert (st["suppressed"], st["sent"], st["dead"]) == (1, 3, 0)
+    time.sleep(0.3)
+    got = sorted(bulk_entries(gw.fake.requests()), key=lambda e: e["Destination"]["ToAddresses"][0])
+    assert [e["Destination"] for e in got] == [
+        {"ToAddresses": ["ok1@example.net"]}, {"ToAddresses": ["ok2@example.net"]},
+        {"ToAddresses": ["ok3@example.net"]}]
+    assert got[0]["ReplacementEmailContent"] == entries[1]["ReplacementEmailContent"]
+    assert day_sum(gw) - before == 3
+
+
+def test_bulk_v1_unit_rewritten(sq):
+    put(sq, "s1@example.net")
+    sq.fake.reset()
+    client = harness.boto3_client(sq, "ses")
+    client.send_bulk_templated_email(Source=harness.SENDER, Template="welcome", DefaultTemplateData="{}",
+                                     Destinations=[
+                                         {"Destination": {"ToAddresses": ["s1@example.net", "v1ok@example.net"],
+                                                          "CcAddresses": ["v1cc@example.net"]},
+                                          "ReplacementTemplateData": '{"a": 1}'},
+                                         {"Destination": {"ToAddresses": ["s1@example.net"]}}])
+    recs = harness.wait_records(sq.fake, 1)
+    time.sleep(0.5)
+    recs = sq.fake.requests()
+    p = {}
+    for r in recs:
+        p.update(params(r))
+    dests = {k: v for k, v in p.items() if k.startswith("Destinations.")}
+    assert dests == {"Destinations.member.1.Destination.ToAddresses.member.1": "v1ok@example.net",
+                     "Destinations.member.1.Destination.CcAddresses.member.1": "v1cc@example.net",
+                     "Destinations.member.1.ReplacementTemplateData": '{"a": 1}'}, dests
