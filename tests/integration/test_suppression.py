@@ -348,3 +348,90 @@ def test_bulk_v1_unit_rewritten(sq):
     assert dests == {"Destinations.member.1.Destination.ToAddresses.member.1": "v1ok@example.net",
                      "Destinations.member.1.Destination.CcAddresses.member.1": "v1cc@example.net",
                      "Destinations.member.1.ReplacementTemplateData": '{"a": 1}'}, dests
+
+
+def admin(gw, method, path, body=None):
+    status, headers, data = harness.http(method, gw.sesgate.admin_url + path, body=body)
+    headers = {k.lower(): v for k, v in headers.items()}
+    if headers.get("content-type") != "application/json":
+        return status, headers, data
+    return status, headers, json.loads(data)
+
+
+def test_admin_round_trip(sq):
+    st, _, o = admin(sq, "PUT", "/suppression/Adm%40Example.net", {"reason": "bounce"})
+    assert st == 200 and (o["address"], o["reason"], o["source"], o["new"]) == ("adm@example.net", "BOUNCE", "admin", True)
+    st, _, o = admin(sq, "PUT", "/suppression/adm@example.net")
+    assert st == 200 and (o["reason"], o["new"]) == ("MANUAL", False)
+    st, _, g = admin(sq, "GET", "/suppression/ADM@example.net")
+    assert st == 200 and g == {k: v for k, v in o.items() if k != "new"}
+    # the CLI sees what the admin wrote, and the other way round
+    assert "adm@example.net" in {e["address"] for e in json.loads(cli(sq, "list", "--json").stdout)}
+    assert cli(sq, "add", "fromcli@example.net").returncode == 0
+    st, _, g = admin(sq, "GET", "/suppression/fromcli@example.net")
+    assert st == 200 and g["source"] == "cli"
+    # errors are SES-shaped (v2: JSON message, x-amzn-ErrorType)
+    st, h, e = admin(sq, "GET", "/suppression/nope@example.net")
+    assert (st, h["x-amzn-errortype"]) == (404, "NotFoundException") and e["message"]
+    st, h, e = admin(sq, "PUT", "/suppression/not-an-address")
+    assert (st, h["x-amzn-errortype"], e["message"]) == (400, "BadRequestException", "Missing final '@domain'")
+    st, h, e = admin(sq, "PUT", "/suppression/a@example.net", {"reason": "SPAM"})
+    assert (st, h["x-amzn-errortype"]) == (400, "BadRequestException")
+    st, h, e = admin(sq, "PUT", "/suppression/a@example.net", b"[1]")
+    assert (st, h["x-amzn-errortype"]) == (400, "BadRequestException")
+    assert "x-amzn-requestid" in h
+    st, _, o = admin(sq, "DELETE", "/suppression/adm@example.net")
+    assert st == 200 and o == {"address": "adm@example.net", "removed": True}
+    st, h, _ = admin(sq, "DELETE", "/suppression/adm@example.net")
+    assert (st, h["x-amzn-errortype"]) == (404, "NotFoundException")
+    st, _, _ = admin(sq, "PATCH", "/suppression/adm@example.net")
+    assert st == 405
+
+
+def test_import_export_100k(sq):
+    """100,000 lines through the CLI and the admin listener; export and the
+    paged list give them back."""
+    sq.sesgate.redis("DEL", SUP)
+    lines = ["address,reason"] + ["user%06d@Bulk.example,%s" % (i, "BOUNCE" if i % 2 else "COMPLAINT")
+                                  for i in range(100000)]
+    lines += ["bad line", "x@example.net,SPAM"]
+    path = sq.workdir / "sup-import.csv"
+    path.write_text("\n".join(lines) + "\n")
+    t0 = time.monotonic()
+    r = cli(sq, "import", str(path), "--json")
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stderr  # two bad lines
+    o = json.loads(r.stdout)
+    assert (o["imported"], o["invalid_lines"]) == (100000, 2)
+    assert [i["line"] for i in o["invalid"]] == [100002, 100003]
+    assert int(sq.sesgate.redis("HLEN", SUP)) == 100000
+    print("cli import of 100,000 lines: %.2f s" % took)
+    r = cli(sq, "export")
+    assert r.returncode == 0
+    out = r.stdout.splitlines()
+    assert out[0] == "address,reason" and len(out) == 100001
+    assert sorted(out[1:]) == sorted(ln.lower().replace("bulk.example,bounce", "bulk.example,BOUNCE")
+                                     .replace("bulk.example,complaint", "bulk.example,COMPLAINT")
+                                     for ln in lines[1:100001])
+    # export's output imports again as it is (SES's CSV)
+    sq.sesgate.redis("DEL", SUP)
+    path.write_text(r.stdout)
+    assert cli(sq, "import", str(path)).returncode == 0
+    assert int(sq.sesgate.redis("HLEN", SUP)) == 100000
+    # the admin listener: POST the lines, then page through GET /suppression
+    sq.sesgate.redis("DEL", SUP)
+    st, _, o = admin(sq, "POST", "/suppression", ("\n".join(lines) + "\n").encode())
+    assert st == 200 and (o["imported"], o["invalid_lines"]) == (100000, 2), o
+    seen, cursor, pages = {}, "0", 0
+    while True:
+        st, _, page = admin(sq, "GET", "/suppression?cursor=" + cursor)
+        assert st == 200
+        pages += 1
+        for e in page["entries"]:
+            seen[e["address"]] = e["reason"]
+        cursor = page["cursor"]
+        if cursor == "0":
+            break
+    assert len(seen) == 100000 and pages > 10
+    assert seen["user000001@bulk.example"] == "BOUNCE" and seen["user000002@bulk.example"] == "COMPLAINT"
+    sq.sesgate.redis("DEL", SUP)
