@@ -82,6 +82,7 @@ struct admin {
     struct rscript *scripts; /* NULL: no Redis */
     struct redis *rd;        /* the scripts' connection; NULL: no Redis to wait for */
     char *pfx;               /* the queue's key prefix */
+    bool sync_ses;           /* [suppression] sync_ses: changes are noted for the SES mirror */
     struct event *poll_timer;
     struct admin_poll *poll;
 };
@@ -446,9 +447,28 @@ static void admin_sup_reply(const redisReply *reply, const char *err, void *arg)
     admin_sup_free(s);
 }
 
+/* Run sup.lua (op "put" or "del") with the n arguments after op for s. */
+static void admin_sup_eval(struct admin *a, struct admin_sup *s, const char *op, size_t n,
+                           const char *const *args)
+{
+    char *ksup = rscript_key(a->scripts, "sup", NULL), *kss = rscript_key(a->scripts, "ss", NULL);
+    int nkeys = a->sync_ses ? 2 : 1;
+    const char **argv = xcalloc((size_t)nkeys + 1 + n, sizeof *argv);
+    argv[0] = ksup;
+    argv[1] = kss;
+    argv[nkeys] = op;
+    memcpy(argv + nkeys + 1, args, n * sizeof *args);
+    rscript_eval(a->scripts, RSCRIPT_SUP, nkeys, (int)((size_t)nkeys + 1 + n), argv, NULL,
+                 admin_sup_reply, s);
+    free(argv);
+    free(ksup);
+    free(kss);
+}
+
 /* POST /suppression: the body's lines (an address, or CSV address,reason)
- * written SUPPRESS_CHUNK entries per HSET, each its own Redis command. */
-static void admin_sup_import(struct admin *a, struct admin_sup *s, const char *ksup)
+ * written SUPPRESS_CHUNK entries per sup.lua call, each its own Redis
+ * command. */
+static void admin_sup_import(struct admin *a, struct admin_sup *s)
 {
     struct httpd_request *req = s->req;
     const char *p = req->body.data ? req->body.data : "", *end = p + req->body.len;
@@ -482,12 +502,10 @@ static void admin_sup_import(struct admin *a, struct admin_sup *s, const char *k
         n++;
         s->imported++;
         if (n == SUPPRESS_CHUNK || (p >= end && n > 0)) {
-            argv[0] = "HSET";
-            argv[1] = ksup;
             for (size_t k = 0; k < 2 * n; k++)
-                argv[2 + k] = text.data + offs[k];
+                argv[k] = text.data + offs[k];
             s->pending++;
-            redis_command_argv(a->rd, admin_sup_reply, s, (int)(2 + 2 * n), argv, NULL);
+            admin_sup_eval(a, s, "put", 2 * n, argv);
             n = 0;
             buf_reset(&text);
         }
@@ -535,7 +553,7 @@ static void admin_suppression(struct admin *a, struct httpd_request *req)
     httpd_set_abort(req, admin_sup_abort, s);
     if (!one && !get) {
         s->op = 'i';
-        admin_sup_import(a, s, ksup);
+        admin_sup_import(a, s);
     } else if (!one) {
         char cursor[24] = "0";
         if (req->query && req->query_len > 7 && memcmp(req->query, "cursor=", 7) == 0 &&
@@ -551,7 +569,8 @@ static void admin_suppression(struct admin *a, struct httpd_request *req)
         redis_command(a->rd, admin_sup_reply, s, "HGET %s %s", ksup, s->key);
     } else if (strcmp(m, "DELETE") == 0) {
         s->op = 'd';
-        redis_command(a->rd, admin_sup_reply, s, "HDEL %s %s", ksup, s->key);
+        const char *args[1] = {s->key};
+        admin_sup_eval(a, s, "del", 1, args);
     } else {
         /* PUT: an optional JSON body {"reason": "BOUNCE"} */
         const char *reason = NULL;
@@ -581,8 +600,8 @@ static void admin_suppression(struct admin *a, struct httpd_request *req)
         }
         s->op = 'p';
         suplist_value(canon, clock_wall_ms(), "admin", &s->value);
-        redis_command(a->rd, admin_sup_reply, s, "HSET %s %s %s", ksup, s->key,
-                      buf_cstr(&s->value));
+        const char *args[2] = {s->key, buf_cstr(&s->value)};
+        admin_sup_eval(a, s, "put", 2, args);
     }
     free(ksup);
 }
@@ -696,6 +715,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
     a->scripts = scripts;
     a->rd = scripts ? rscript_redis(scripts) : NULL;
     a->pfx = rscript_prefix(cfg);
+    a->sync_ses = cfg->suppress_sync_ses;
     struct httpd_limits lim = {
         .max_header_size = 16384,
         .max_headers = 64,

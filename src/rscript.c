@@ -14,13 +14,21 @@
 #include "util.h"
 
 static const char *const rscript_sources[RSCRIPT_COUNT] = {
-    [RSCRIPT_ENQUEUE] = rscript_lua_enqueue,     [RSCRIPT_OUTCOME] = rscript_lua_outcome,
-    [RSCRIPT_CHECK] = rscript_lua_check,         [RSCRIPT_DUE] = rscript_lua_due,
-    [RSCRIPT_LIMIT] = rscript_lua_limit,         [RSCRIPT_LOAD] = rscript_lua_load,
-    [RSCRIPT_EPOCH] = rscript_lua_epoch,         [RSCRIPT_SHOW] = rscript_lua_show,
-    [RSCRIPT_STATS] = rscript_lua_stats,         [RSCRIPT_DLQ_RETRY] = rscript_lua_dlq_retry,
-    [RSCRIPT_DLQ_PURGE] = rscript_lua_dlq_purge, [RSCRIPT_GATE] = rscript_lua_gate,
-    [RSCRIPT_CONTROL] = rscript_lua_control,     [RSCRIPT_FILL] = rscript_lua_fill};
+    [RSCRIPT_ENQUEUE] = rscript_lua_enqueue,
+    [RSCRIPT_OUTCOME] = rscript_lua_outcome,
+    [RSCRIPT_CHECK] = rscript_lua_check,
+    [RSCRIPT_DUE] = rscript_lua_due,
+    [RSCRIPT_LIMIT] = rscript_lua_limit,
+    [RSCRIPT_LOAD] = rscript_lua_load,
+    [RSCRIPT_EPOCH] = rscript_lua_epoch,
+    [RSCRIPT_SHOW] = rscript_lua_show,
+    [RSCRIPT_STATS] = rscript_lua_stats,
+    [RSCRIPT_DLQ_RETRY] = rscript_lua_dlq_retry,
+    [RSCRIPT_DLQ_PURGE] = rscript_lua_dlq_purge,
+    [RSCRIPT_GATE] = rscript_lua_gate,
+    [RSCRIPT_CONTROL] = rscript_lua_control,
+    [RSCRIPT_FILL] = rscript_lua_fill,
+    [RSCRIPT_SUP] = rscript_lua_sup};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct rscript_call {

@@ -31,6 +31,7 @@ enum rscript_id {
     RSCRIPT_GATE,
     RSCRIPT_CONTROL,
     RSCRIPT_FILL,
+    RSCRIPT_SUP,
     RSCRIPT_COUNT
 };
 

@@ -1,6 +1,7 @@
 /* suppress: sesgate suppression list|add|remove|import|export (see
  * suppress.h). Every step is a short Redis command: the list is read with
- * HSCAN, an import writes SUPPRESS_CHUNK entries per HSET. */
+ * HSCAN, an import writes SUPPRESS_CHUNK entries per sup.lua call (which
+ * also notes each change for the SES mirror when sync_ses is on). */
 #include "suppress.h"
 
 #include <errno.h>
@@ -38,6 +39,47 @@ static bool suppress_failed(redisContext *c, const redisReply *r)
         return true;
     }
     return false;
+}
+
+/* The keys of sup.lua: the list, and the sync stream when cfg mirrors SES's
+ * list ([suppression] sync_ses); *nkeys how many. */
+static void suppress_keys(const struct config *cfg, const char *ksup, char *kss, size_t kslen,
+                          int *nkeys)
+{
+    size_t n = strlen(ksup);
+    snprintf(kss, kslen, "%.*sss", (int)(n - 3), ksup); /* P:{P}:sup -> P:{P}:ss */
+    *nkeys = cfg->suppress_sync_ses ? 2 : 1;
+}
+
+/* Run sup.lua (op "put" or "del") with the nargs arguments after op. The
+ * reply, or NULL after printing why. */
+static redisReply *suppress_eval(redisContext *c, const struct config *cfg, const char *ksup,
+                                 const char *op, size_t nargs, const char *const *args)
+{
+    char kss[512], nk[8];
+    int nkeys;
+    suppress_keys(cfg, ksup, kss, sizeof kss, &nkeys);
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    size_t argc = 3 + (size_t)nkeys + 1 + nargs;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    size_t k = 0;
+    argv[k++] = "EVAL";
+    argv[k++] = rscript_source(RSCRIPT_SUP);
+    argv[k++] = nk;
+    argv[k++] = ksup;
+    if (nkeys == 2)
+        argv[k++] = kss;
+    argv[k++] = op;
+    for (size_t i = 0; i < nargs; i++)
+        argv[k++] = args[i];
+    redisReply *r = redisCommandArgv(c, (int)argc, argv, NULL);
+    free(argv);
+    if (suppress_failed(c, r)) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
 }
 
 /* list and export: every entry, one HSCAN step (about 1,000) at a time,
@@ -111,8 +153,8 @@ static int suppress_key(const char *addr, char *key)
 }
 
 /* add ADDR [--reason R]: add or update the entry. */
-static int suppress_add(redisContext *c, const char *ksup, const char *addr, const char *reason,
-                        bool json)
+static int suppress_add(redisContext *c, const struct config *cfg, const char *ksup,
+                        const char *addr, const char *reason, bool json)
 {
     char key[SUPLIST_MAX_KEY + 1];
     if (suppress_key(addr, key) < 0)
@@ -125,9 +167,10 @@ static int suppress_add(redisContext *c, const char *ksup, const char *addr, con
     }
     struct buf v = BUF_INIT;
     suplist_value(r, clock_wall_ms(), "cli", &v);
-    redisReply *rep = redisCommand(c, "HSET %s %s %s", ksup, key, buf_cstr(&v));
+    const char *args[2] = {key, buf_cstr(&v)};
+    redisReply *rep = suppress_eval(c, cfg, ksup, "put", 2, args);
     int rc = 1;
-    if (!suppress_failed(c, rep)) {
+    if (rep != NULL) {
         rc = 0;
         if (json) {
             json_t *o = suplist_json(key, strlen(key), v.data, v.len);
@@ -145,17 +188,16 @@ static int suppress_add(redisContext *c, const char *ksup, const char *addr, con
 }
 
 /* remove ADDR: exit 1 when it was not on the list. */
-static int suppress_remove(redisContext *c, const char *ksup, const char *addr, bool json)
+static int suppress_remove(redisContext *c, const struct config *cfg, const char *ksup,
+                           const char *addr, bool json)
 {
     char key[SUPLIST_MAX_KEY + 1];
     if (suppress_key(addr, key) < 0)
         return 1;
-    redisReply *rep = redisCommand(c, "HDEL %s %s", ksup, key);
-    if (suppress_failed(c, rep)) {
-        if (rep)
-            freeReplyObject(rep);
+    const char *args[1] = {key};
+    redisReply *rep = suppress_eval(c, cfg, ksup, "del", 1, args);
+    if (rep == NULL)
         return 1;
-    }
     bool removed = rep->integer == 1;
     freeReplyObject(rep);
     if (json) {
@@ -168,26 +210,27 @@ static int suppress_remove(redisContext *c, const char *ksup, const char *addr, 
     return removed ? 0 : 1;
 }
 
-/* Write the n entries gathered in argv (HSET key f v ...): one command. */
-static int suppress_flush(redisContext *c, const char **argv, size_t *argc)
+/* Write the entries gathered in argv[2..*argc) (field value pairs): one
+ * sup.lua call. */
+static int suppress_flush(redisContext *c, const struct config *cfg, const char *ksup,
+                          const char **argv, size_t *argc)
 {
     if (*argc <= 2)
         return 0;
-    redisReply *r = redisCommandArgv(c, (int)*argc, argv, NULL);
-    bool bad = suppress_failed(c, r);
+    redisReply *r = suppress_eval(c, cfg, ksup, "put", *argc - 2, argv + 2);
     if (r)
         freeReplyObject(r);
     for (size_t k = 2; k < *argc; k++)
         free((char *)argv[k]);
     *argc = 2;
-    return bad ? -1 : 0;
+    return r ? 0 : -1;
 }
 
 /* import FILE ("-": standard input): one address or "address,reason" a
- * line; SUPPRESS_CHUNK entries per HSET. A bad line is reported (line
+ * line; SUPPRESS_CHUNK entries per sup.lua call. A bad line is reported (line
  * number and why) and skipped; the exit code is then 1. */
-static int suppress_import(redisContext *c, const char *ksup, const char *path, const char *reason,
-                           bool json)
+static int suppress_import(redisContext *c, const struct config *cfg, const char *ksup,
+                           const char *path, const char *reason, bool json)
 {
     if (reason != NULL && suplist_reason(reason) == NULL) {
         fprintf(stderr, "sesgate: reason %s is none of BOUNCE, COMPLAINT, TRANSIENT, MANUAL\n",
@@ -201,7 +244,7 @@ static int suppress_import(redisContext *c, const char *ksup, const char *path, 
     }
     const char **argv = xcalloc(2 + 2 * SUPPRESS_CHUNK, sizeof *argv);
     size_t argc = 2;
-    argv[0] = "HSET";
+    argv[0] = "put";
     argv[1] = ksup;
     char *line = NULL;
     size_t cap = 0, lineno = 0, imported = 0, bad = 0;
@@ -234,12 +277,12 @@ static int suppress_import(redisContext *c, const char *ksup, const char *path, 
         argv[argc++] = xstrdup(key);
         argv[argc++] = xstrdup(buf_cstr(&v));
         imported++;
-        if (argc == 2 + 2 * SUPPRESS_CHUNK && suppress_flush(c, argv, &argc) < 0) {
+        if (argc == 2 + 2 * SUPPRESS_CHUNK && suppress_flush(c, cfg, ksup, argv, &argc) < 0) {
             rc = 1;
             break;
         }
     }
-    if (rc == 0 && suppress_flush(c, argv, &argc) < 0)
+    if (rc == 0 && suppress_flush(c, cfg, ksup, argv, &argc) < 0)
         rc = 1;
     for (size_t k = 2; k < argc; k++)
         free((char *)argv[k]);
@@ -294,11 +337,11 @@ int suppress_run(const struct config *cfg, int argc, char **argv, const char *re
     else if (strcmp(cmd, "export") == 0)
         rc = suppress_scan(c, ksup, true, json);
     else if (strcmp(cmd, "add") == 0)
-        rc = suppress_add(c, ksup, argv[1], reason, json);
+        rc = suppress_add(c, cfg, ksup, argv[1], reason, json);
     else if (strcmp(cmd, "remove") == 0)
-        rc = suppress_remove(c, ksup, argv[1], json);
+        rc = suppress_remove(c, cfg, ksup, argv[1], json);
     else
-        rc = suppress_import(c, ksup, argv[1], reason, json);
+        rc = suppress_import(c, cfg, ksup, argv[1], reason, json);
     free(ksup);
     redisFree(c);
     return rc;

@@ -10,7 +10,7 @@
 
 #include "config.h"
 
-/* Import steps: the entries one HSET writes, so that a file of a million
+/* Import steps: the entries one sup.lua call writes, so that a file of a million
  * lines never holds Redis for long. */
 #define SUPPRESS_CHUNK 1000
 

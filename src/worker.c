@@ -25,6 +25,7 @@
 #include "rscript.h"
 #include "sesans.h"
 #include "suplist.h"
+#include "supsync.h"
 #include "util.h"
 #include "wbatch.h"
 
@@ -158,6 +159,7 @@ struct worker {
     struct worker_job **sup;
     size_t nsup, cap_sup;
     struct event *sup_timer;
+    struct supsync *supsync; /* [suppression] sync_ses: the mirror of SES's list */
 };
 
 static void worker_read(struct worker *w);
@@ -2091,6 +2093,8 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
     w->pace_timer = evtimer_new(base, worker_pace_cb, w);
     w->ksup = rscript_key(w->scripts, "sup", NULL);
     w->sup_timer = evtimer_new(base, worker_sup_cb, w);
+    if (cfg->suppress_sync_ses)
+        w->supsync = supsync_start(base, cfg, w->scripts, up, rs, name);
     w->read_timer = evtimer_new(base, worker_read_cb, w);
     w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
     struct timeval tick = {WORKER_TICK_MS / 1000, 0};
@@ -2127,6 +2131,8 @@ void worker_free(struct worker *w)
     event_free(w->tick_timer);
     event_free(w->pace_timer);
     event_free(w->sup_timer);
+    supsync_free(w->supsync);
+    w->supsync = NULL;
     w->read_timer = w->tick_timer = w->pace_timer = w->sup_timer = NULL;
     w->nsup = 0; /* those jobs wait for nothing: released below */
     /* Nothing more is sent: the ready jobs are released with the others. */

@@ -435,3 +435,96 @@ def test_import_export_100k(sq):
     assert len(seen) == 100000 and pages > 10
     assert seen["user000001@bulk.example"] == "BOUNCE" and seen["user000002@bulk.example"] == "COMPLAINT"
     sq.sesgate.redis("DEL", SUP)
+
+
+# ---------------------------------------------------------------- sync_ses
+
+
+@pytest.fixture(scope="module")
+def sy(tmp_path_factory):
+    """[suppression] sync_ses = on: every change is mirrored to the fake's
+    account-level list."""
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    gw = harness.run_gateway(tmp_path_factory.mktemp("supsync"), extra={
+        "send": {"first_recipient": "queue", "rate": "1000"}, "suppression": {"sync_ses": "on"}})
+    yield gw
+    harness.stop_run_gateway(gw)
+
+
+def upstream_v2(gw):
+    """A boto3 SES v2 client of the fake itself, with the upstream's key."""
+    import boto3
+    session = boto3.session.Session(aws_access_key_id=gw.upstream.access_key,
+                                    aws_secret_access_key=gw.upstream.secret, region_name=gw.region)
+    return session.client("sesv2", endpoint_url=gw.fake.url)
+
+
+def ses_list(gw):
+    """The fake's account-level suppression list, every page, as {address: reason}."""
+    pages = upstream_v2(gw).get_paginator("list_suppressed_destinations").paginate(PaginationConfig={"PageSize": 2})
+    return {d["EmailAddress"]: d["Reason"] for p in pages for d in p["SuppressedDestinationSummaries"]}
+
+
+def wait_ses(gw, want, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    got = ses_list(gw)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = ses_list(gw)
+    return got
+
+
+def test_fake_suppression_api(sy):
+    """The fake SES's suppression operations as botocore calls them."""
+    c = upstream_v2(sy)
+    c.put_suppressed_destination(EmailAddress="Direct@example.org", Reason="BOUNCE")
+    got = c.get_suppressed_destination(EmailAddress="direct@example.org")["SuppressedDestination"]
+    assert (got["EmailAddress"], got["Reason"]) == ("Direct@example.org", "BOUNCE")
+    with pytest.raises(Exception) as ei:
+        c.put_suppressed_destination(EmailAddress="direct@example.org", Reason="SPAM")
+    assert harness.client_error(ei)[0:2] == ("BadRequestException", 400)
+    assert [d["EmailAddress"] for d in c.list_suppressed_destinations(Reasons=["COMPLAINT"])[
+        "SuppressedDestinationSummaries"]] == []
+    c.delete_suppressed_destination(EmailAddress="direct@example.org")
+    with pytest.raises(Exception) as ei:
+        c.delete_suppressed_destination(EmailAddress="direct@example.org")
+    assert harness.client_error(ei)[0:2] == ("NotFoundException", 404)
+
+
+def test_sync_adds_and_removes(sy):
+    for a, r in (("b1@example.org", "BOUNCE"), ("c1@example.org", "COMPLAINT"), ("t1@example.org", "TRANSIENT")):
+        assert cli(sy, "add", a, "--reason", r).returncode == 0
+    st, _, _ = admin(sy, "PUT", "/suppression/a1@example.org", {"reason": "COMPLAINT"})
+    assert st == 200
+    want = {"b1@example.org": "BOUNCE", "c1@example.org": "COMPLAINT", "t1@example.org": "BOUNCE",
+            "a1@example.org": "COMPLAINT"}
+    assert wait_ses(sy, want) == want
+    # every call SES received was signed with the upstream's key (the fake
+    # verifies each signature with botocore)
+    calls = [r for r in sy.fake.requests() if r["path"].startswith("/v2/email/suppression/addresses")]
+    assert calls and all(r["verified"] for r in calls)
+    assert cli(sy, "remove", "b1@example.org").returncode == 0
+    st, _, _ = admin(sy, "DELETE", "/suppression/a1@example.org")
+    assert st == 200
+    want = {"c1@example.org": "COMPLAINT", "t1@example.org": "BOUNCE"}
+    assert wait_ses(sy, want) == want
+    # a change of reason goes too
+    assert cli(sy, "add", "c1@example.org", "--reason", "BOUNCE").returncode == 0
+    want["c1@example.org"] = "BOUNCE"
+    assert wait_ses(sy, want) == want
+    ss_key = "%s:{%s}:ss" % (PREFIX, PREFIX)
+    assert harness.wait_for(lambda: int(sy.sesgate.redis("XLEN", ss_key)) == 0, timeout=10)
+
+
+def test_sync_survives_upstream_failures(sy):
+    """SES failing for a while: the change stays queued in Redis and is
+    applied once SES answers again."""
+    before = ses_list(sy)
+    sy.fake.control({"mode": "status", "status": 503, "count": 3})
+    assert cli(sy, "add", "later@example.org", "--reason", "BOUNCE").returncode == 0
+    want = dict(before, **{"later@example.org": "BOUNCE"})
+    assert wait_ses(sy, want, timeout=30) == want
+    failed = [r for r in sy.fake.requests() if r["path"].startswith("/v2/email/suppression") and r["status"] == 503]
+    assert len(failed) >= 1
+    assert "supsync_retry" in sy.sesgate.log_text()
