@@ -462,8 +462,13 @@ def upstream_v2(gw):
 
 def ses_list(gw):
     """The fake's account-level suppression list, every page, as {address: reason}."""
-    pages = upstream_v2(gw).get_paginator("list_suppressed_destinations").paginate(PaginationConfig={"PageSize": 2})
-    return {d["EmailAddress"]: d["Reason"] for p in pages for d in p["SuppressedDestinationSummaries"]}
+    c, out, token = upstream_v2(gw), {}, None
+    while True:
+        page = c.list_suppressed_destinations(PageSize=2, **({"NextToken": token} if token else {}))
+        out.update({d["EmailAddress"]: d["Reason"] for d in page["SuppressedDestinationSummaries"]})
+        token = page.get("NextToken")
+        if not token:
+            return out
 
 
 def wait_ses(gw, want, timeout=20.0):
