@@ -1000,9 +1000,10 @@ static void front_sup_done(const redisReply *reply, const char *err, void *arg)
         /* The batch is queued whole: the workers leave the suppressed
          * recipients out (a unit with none left is recorded suppressed). */
         free(hit);
-        if (nhit > 0)
+        if (nhit > 0) {
+            r->bulk_sync = 0; /* every unit is queued */
             front_queue(r);
-        else if (r->sup_use == FRONT_SUP_COPY0)
+        } else if (r->sup_use == FRONT_SUP_COPY0)
             front_copy0_start(r);
         else
             front_bulk_sync(r);
@@ -1040,7 +1041,8 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
     struct front_sup_fields fl = {BUF_INIT, 0};
     if (f->queue != NULL) {
         if (use == FRONT_SUP_BULK) {
-            size_t k = front_bulk_first(r);
+            /* the units looked up are the ones sent before the answer */
+            size_t k = r->bulk_sync = front_bulk_first(r);
             for (size_t i = 0; i < k; i++) {
                 struct buf scratch = BUF_INIT;
                 bulk_unit_filter(r->api, p->to[i], strlen(p->to[i]), front_sup_gather, &fl,
@@ -1130,7 +1132,7 @@ static void front_bulk(struct front_req *r)
 static void front_bulk_sync(struct front_req *r)
 {
     const struct fanout_plan *p = &r->plan;
-    size_t k = front_bulk_first(r), *lens = xcalloc(k, sizeof *lens);
+    size_t k = r->bulk_sync ? r->bulk_sync : front_bulk_first(r), *lens = xcalloc(k, sizeof *lens);
     int64_t cost = 0;
     for (size_t i = 0; i < k; i++) {
         lens[i] = strlen(p->to[i]);
