@@ -86,7 +86,7 @@ static void main_usage(FILE *f)
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
           "  suppression [-c FILE] list | export | add ADDRESS [--reason R] | remove ADDRESS\n"
           "              | import FILE   the suppression list (docs/SUPPRESSION.md)\n"
-          "  (status, batch and dlq print JSON with --json; --watch refreshes every\n"
+          "  (status, batch, dlq and suppression print JSON with --json; --watch refreshes every\n"
           "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
