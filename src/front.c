@@ -870,8 +870,9 @@ enum front_sup_use {
     FRONT_SUP_BULK,   /* the first units of a sync bulk batch: their recipients */
 };
 
-/* Copy 0 of a sync batch goes upstream: its body, then its turn of the rate. */
-static void front_copy0_start(struct front_req *r)
+/* Copy 0 of a sync batch goes upstream with the riders given (the plan's,
+ * or those not suppressed): its body, then its turn of the rate. */
+static void front_copy0_start(struct front_req *r, const struct fanout_rcpt *riders, size_t nriders)
 {
     struct seserr e;
     const struct fanout_plan *p = &r->plan;
@@ -881,7 +882,7 @@ static void front_copy0_start(struct front_req *r)
         front_fail(r, &e);
         return;
     }
-    if (copybody_init(&r->c0, &r->c0_batch, p->to[0], true, p->riders, p->nriders, &e) < 0) {
+    if (copybody_init(&r->c0, &r->c0_batch, p->to[0], true, riders, nriders, &e) < 0) {
         copybody_batch_cleanup(&r->c0_batch);
         r->batch_id[0] = '\0';
         front_fail(r, &e);
@@ -889,7 +890,7 @@ static void front_copy0_start(struct front_req *r)
     }
     r->c0_on = true;
     r->copy0 = true;
-    front_pace(r, 1 + (int64_t)r->plan.nriders);
+    front_pace(r, 1 + (int64_t)nriders);
 }
 
 static void front_bulk_sync(struct front_req *r);
@@ -996,20 +997,37 @@ static void front_sup_done(const redisReply *reply, const char *err, void *arg)
                   : r->sup_use == FRONT_SUP_COPY0 ? "copy0"
                                                   : "bulk_first",
                   NULL);
+    const struct fanout_plan *p = &r->plan;
+    if (r->sup_use == FRONT_SUP_COPY0 && nhit > 0 && !hit[0]) {
+        /* copy 0 goes first without its suppressed riders */
+        for (size_t i = 0; i < nhit; i++)
+            metrics_suppressed();
+        struct fanout_rcpt *riders = xcalloc(p->nriders + 1, sizeof *riders);
+        size_t n_kept = 0;
+        for (size_t i = 0; i < p->nriders; i++)
+            if (!hit[1 + i])
+                riders[n_kept++] = p->riders[i];
+        free(hit);
+        front_copy0_start(r, riders, n_kept);
+        free(riders); /* copybody_init wrote what it needs of them */
+        return;
+    }
     if (r->sup_use != FRONT_SUP_SINGLE) {
-        /* The batch is queued whole: the workers leave the suppressed
-         * recipients out (a unit with none left is recorded suppressed). */
+        /* Copy 0's To recipient, or a recipient of the first bulk units, is
+         * suppressed: the batch is queued whole, and the workers leave the
+         * suppressed recipients out (a unit with none left is recorded
+         * suppressed). */
         free(hit);
         if (nhit > 0) {
             r->bulk_sync = 0; /* every unit is queued */
             front_queue(r);
-        } else if (r->sup_use == FRONT_SUP_COPY0)
-            front_copy0_start(r);
-        else
+        } else if (r->sup_use == FRONT_SUP_COPY0) {
+            front_copy0_start(r, p->riders, p->nriders);
+        } else {
             front_bulk_sync(r);
+        }
         return;
     }
-    const struct fanout_plan *p = &r->plan;
     for (size_t i = 0; i < nhit; i++)
         metrics_suppressed();
     if (nhit == n) {
@@ -1062,7 +1080,7 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
         if (use == FRONT_SUP_SINGLE)
             front_pace(r, (int64_t)(p->nto + p->nriders));
         else if (use == FRONT_SUP_COPY0)
-            front_copy0_start(r);
+            front_copy0_start(r, p->riders, p->nriders);
         else
             front_bulk_sync(r);
         return;

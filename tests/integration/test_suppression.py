@@ -273,14 +273,19 @@ def test_sync_batch_copy0_suppressed(ss):
     recs = harness.wait_records(ss.fake, 2)
     assert sorted(params(r)["Destination.ToAddresses.member.1"] for r in recs) == ["b1@example.net", "b2@example.net"]
     assert day_sum(ss) - before == 2
-    # a rider suppressed: copy 0 still goes first, without it
+    # a rider suppressed: copy 0 still goes first, before the answer, without it
     ss.fake.reset()
-    resp, batch = send(ss, ["c0@example.net", "c1@example.net"], bcc=["nobody@example.net"])
+    before = day_sum(ss)
+    resp, batch = send(ss, ["c0@example.net", "c1@example.net"], cc=["cc@example.net"],
+                       bcc=["nobody@example.net"])
     st = wait_complete(ss, batch)
     assert [r["state"] for r in st["recipients"]] == ["sent", "sent"]
     recs = harness.wait_records(ss.fake, 2)
-    c0 = [params(r) for r in recs if params(r)["Destination.ToAddresses.member.1"] == "c0@example.net"][0]
-    assert not any(k.startswith("Destination.BccAddresses") for k in c0)
+    c0 = [r for r in recs if params(r)["Destination.ToAddresses.member.1"] == "c0@example.net"][0]
+    assert resp["MessageId"] == c0["message_id"] == st["recipients"][0]["message_id"]
+    assert not any(k.startswith("Destination.BccAddresses") for k in params(c0))
+    assert params(c0)["Destination.CcAddresses.member.1"] == "cc@example.net"
+    assert day_sum(ss) - before == 3  # c0, its Cc rider, c1
 
 
 def bulk_entries(recs):
