@@ -18,9 +18,16 @@
 #include "qview.h"
 #include "reply.h"
 #include "rscript.h"
+#include "seserr.h"
+#include "form.h"
+#include "suplist.h"
+#include "suppress.h"
 
 #define ADMIN_POLL_MS      2000 /* queue gauges refresh period */
 #define ADMIN_CONTROL_STEP 5000 /* held units one control.lua call moves or cancels */
+/* bytes: the largest body (POST /suppression, an import of about a million
+ * addresses) */
+#define ADMIN_MAX_BODY (64u << 20)
 
 /* The queue gauges' Redis poll; outlives the admin while a reply is due. */
 struct admin_poll {
@@ -76,6 +83,7 @@ struct admin {
     struct rscript *scripts; /* NULL: no Redis */
     struct redis *rd;        /* the scripts' connection; NULL: no Redis to wait for */
     char *pfx;               /* the queue's key prefix */
+    bool sync_ses;           /* [suppression] sync_ses: changes are noted for the SES mirror */
     struct event *poll_timer;
     struct admin_poll *poll;
 };
@@ -331,6 +339,280 @@ static void admin_batch_control(struct admin *a, struct httpd_request *req)
     admin_ctl_call(c, false);
 }
 
+/* ---- /suppression: the suppression list (docs/SUPPRESSION.md) ---- */
+
+/* Answer with an SES error (v2's shape: JSON, x-amzn-ErrorType). */
+static void admin_ses_error(struct httpd_request *req, enum seserr_code code, const char *message)
+{
+    struct seserr e;
+    seserr_set(&e, code, "%s", message);
+    struct buf body = BUF_INIT;
+    const char *ctype, *etype;
+    static unsigned long long admin_seq;
+    char id[48];
+    snprintf(id, sizeof id, "sesgate-admin-%lld-%llu", (long long)clock_wall_ms(), ++admin_seq);
+    int status = seserr_render(&e, 2, id, &body, &ctype, &etype);
+    struct httpd_header h[3] = {{"Content-Type", ctype}, {"x-amzn-RequestId", id}};
+    size_t nh = 2;
+    if (etype)
+        h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
+    httpd_respond(req, status, h, nh, body.data, body.len);
+    buf_free(&body);
+}
+
+/* Answer 200 with o (its reference is taken). */
+static void admin_json_obj(struct httpd_request *req, json_t *o)
+{
+    char *body = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (body == NULL)
+        abort();
+    admin_json(req, 200, body);
+    free(body);
+}
+
+/* One /suppression request waiting for Redis. */
+struct admin_sup {
+    struct httpd_request *req; /* NULL once the client went away */
+    char op;                   /* 'l' list page, 'g' get, 'p' put, 'd' delete, 'i' import */
+    char key[SUPLIST_MAX_KEY + 1];
+    struct buf value; /* put: the value written */
+    size_t pending;   /* import: HSETs not answered yet */
+    size_t imported;  /* import: entries written */
+    bool failed;      /* import: Redis refused a step */
+    json_t *invalid;  /* import: the first 1,000 lines refused */
+    size_t ninvalid;  /* import: every line refused */
+};
+
+static void admin_sup_free(struct admin_sup *s)
+{
+    buf_free(&s->value);
+    json_decref(s->invalid);
+    free(s);
+}
+
+/* httpd: the client of a pending /suppression request went away. */
+static void admin_sup_abort(struct httpd_request *req, void *arg)
+{
+    struct admin_sup *s = arg;
+    s->req = NULL;
+}
+
+/* Redis answered a /suppression command. */
+static void admin_sup_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct admin_sup *s = arg;
+    if (s->op == 'i') {
+        s->failed |= err != NULL;
+        if (--s->pending > 0)
+            return;
+    }
+    struct httpd_request *req = s->req;
+    if (req == NULL) {
+        admin_sup_free(s);
+        return;
+    }
+    httpd_set_abort(req, NULL, NULL);
+    if (err != NULL || s->failed) {
+        admin_ses_error(req, SESERR_UNAVAILABLE,
+                        s->op == 'i' ? "Redis refused a step of the import; the entries before "
+                                       "it were written."
+                                     : "The suppression list is unavailable.");
+        admin_sup_free(s);
+        return;
+    }
+    json_t *o = NULL;
+    if (s->op == 'l') {
+        o = json_object();
+        json_t *entries = json_array();
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+            const redisReply *kv = reply->element[1];
+            for (size_t k = 0; k + 1 < kv->elements; k += 2)
+                json_array_append_new(
+                    entries, suplist_json(kv->element[k]->str, kv->element[k]->len,
+                                          kv->element[k + 1]->str, kv->element[k + 1]->len));
+            json_object_set_new(o, "cursor", json_string(reply->element[0]->str));
+        }
+        json_object_set_new(o, "entries", entries);
+    } else if (s->op == 'g' && reply->type != REDIS_REPLY_STRING) {
+        admin_ses_error(req, SESERR_NO_SUCH_ENTITY, "The address is not on the suppression list.");
+    } else if (s->op == 'g') {
+        o = suplist_json(s->key, strlen(s->key), reply->str, reply->len);
+    } else if (s->op == 'p') {
+        o = suplist_json(s->key, strlen(s->key), s->value.data, s->value.len);
+        json_object_set_new(o, "new", json_boolean(reply->integer == 1));
+    } else if (s->op == 'd' && reply->integer != 1) {
+        admin_ses_error(req, SESERR_NO_SUCH_ENTITY, "The address is not on the suppression list.");
+    } else if (s->op == 'd') {
+        o = json_pack("{sssb}", "address", s->key, "removed", 1);
+    } else {
+        o = json_pack("{sIsIsO}", "imported", (json_int_t)s->imported, "invalid_lines",
+                      (json_int_t)s->ninvalid, "invalid", s->invalid);
+    }
+    if (o != NULL)
+        admin_json_obj(req, o);
+    admin_sup_free(s);
+}
+
+/* Run sup.lua (op "put" or "del") with the n arguments after op for s. */
+static void admin_sup_eval(struct admin *a, struct admin_sup *s, const char *op, size_t n,
+                           const char *const *args)
+{
+    char *ksup = rscript_key(a->scripts, "sup", NULL), *kss = rscript_key(a->scripts, "ss", NULL);
+    int nkeys = a->sync_ses ? 2 : 1;
+    const char **argv = xcalloc((size_t)nkeys + 1 + n, sizeof *argv);
+    argv[0] = ksup;
+    argv[1] = kss;
+    argv[nkeys] = op;
+    memcpy(argv + nkeys + 1, args, n * sizeof *args);
+    rscript_eval(a->scripts, RSCRIPT_SUP, nkeys, (int)((size_t)nkeys + 1 + n), argv, NULL,
+                 admin_sup_reply, s);
+    free(argv);
+    free(ksup);
+    free(kss);
+}
+
+/* POST /suppression: the body's lines (an address, or CSV address,reason)
+ * written SUPPRESS_CHUNK entries per sup.lua call, each its own Redis
+ * command. */
+static void admin_sup_import(struct admin *a, struct admin_sup *s)
+{
+    struct httpd_request *req = s->req;
+    const char *p = req->body.data ? req->body.data : "", *end = p + req->body.len;
+    const char **argv = xcalloc(2 + 2 * SUPPRESS_CHUNK, sizeof *argv);
+    struct buf text = BUF_INIT; /* the chunk's fields and values, NUL-separated */
+    size_t *offs = xcalloc(2 * SUPPRESS_CHUNK, sizeof *offs), n = 0, lineno = 0;
+    int64_t now = clock_wall_ms();
+    s->invalid = json_array();
+    s->pending = 1; /* held until every step was sent */
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        lineno++;
+        char key[SUPLIST_MAX_KEY + 1];
+        const char *reason = NULL, *why = NULL;
+        enum suplist_line l = suplist_import_line(p, len, lineno == 1, NULL, key, &reason, &why);
+        p += len + (nl ? 1 : 0);
+        if (l == SUPLIST_LINE_SKIP)
+            continue;
+        if (l == SUPLIST_LINE_BAD) {
+            if (s->ninvalid++ < 1000)
+                json_array_append_new(
+                    s->invalid, json_pack("{sIss}", "line", (json_int_t)lineno, "reason", why));
+            continue;
+        }
+        offs[2 * n] = text.len;
+        buf_add(&text, key, strlen(key) + 1);
+        offs[2 * n + 1] = text.len;
+        suplist_value(reason, now, "admin", &text);
+        buf_addc(&text, '\0');
+        n++;
+        s->imported++;
+        if (n == SUPPRESS_CHUNK || (p >= end && n > 0)) {
+            for (size_t k = 0; k < 2 * n; k++)
+                argv[k] = text.data + offs[k];
+            s->pending++;
+            admin_sup_eval(a, s, "put", 2 * n, argv);
+            n = 0;
+            buf_reset(&text);
+        }
+    }
+    free(argv);
+    free(offs);
+    buf_free(&text);
+    admin_sup_reply(NULL, NULL, s); /* the hold: answers once every step did */
+}
+
+/* GET /suppression[?cursor=C], GET|PUT|DELETE /suppression/{address},
+ * POST /suppression. */
+static void admin_suppression(struct admin *a, struct httpd_request *req)
+{
+    bool one = req->path_len > strlen("/suppression/");
+    const char *m = req->method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    if ((!one && !get && strcmp(m, "POST") != 0) ||
+        (one && !get && strcmp(m, "PUT") != 0 && strcmp(m, "DELETE") != 0)) {
+        admin_text(req, 405, "text/plain", "method not allowed\n", 19);
+        return;
+    }
+    if (a->rd == NULL) {
+        admin_ses_error(req, SESERR_UNAVAILABLE, "The suppression list needs Redis.");
+        return;
+    }
+    struct admin_sup *s = xcalloc(1, sizeof *s);
+    s->req = req;
+    char *ksup = rscript_key(a->scripts, "sup", NULL);
+    if (one) {
+        struct buf addr = BUF_INIT;
+        const char *why = "Illegal address";
+        const char *enc = req->path + strlen("/suppression/");
+        size_t enclen = req->path_len - strlen("/suppression/");
+        if (form_decode(enc, enclen, false, &addr) != 0 ||
+            suplist_key(buf_cstr(&addr), addr.len, s->key, &why) < 0) {
+            buf_free(&addr);
+            free(ksup);
+            free(s);
+            admin_ses_error(req, SESERR_INVALID_PARAMETER, why);
+            return;
+        }
+        buf_free(&addr);
+    }
+    httpd_set_abort(req, admin_sup_abort, s);
+    if (!one && !get) {
+        s->op = 'i';
+        admin_sup_import(a, s);
+    } else if (!one) {
+        char cursor[24] = "0";
+        if (req->query && req->query_len > 7 && memcmp(req->query, "cursor=", 7) == 0 &&
+            req->query_len - 7 < sizeof cursor &&
+            strspn(req->query + 7, "0123456789") >= req->query_len - 7) {
+            memcpy(cursor, req->query + 7, req->query_len - 7);
+            cursor[req->query_len - 7] = '\0';
+        }
+        s->op = 'l';
+        redis_command(a->rd, admin_sup_reply, s, "HSCAN %s %s COUNT 1000", ksup, cursor);
+    } else if (get) {
+        s->op = 'g';
+        redis_command(a->rd, admin_sup_reply, s, "HGET %s %s", ksup, s->key);
+    } else if (strcmp(m, "DELETE") == 0) {
+        s->op = 'd';
+        const char *args[1] = {s->key};
+        admin_sup_eval(a, s, "del", 1, args);
+    } else {
+        /* PUT: an optional JSON body {"reason": "BOUNCE"} */
+        const char *reason = NULL;
+        json_t *body = NULL;
+        if (req->body.len > 0) {
+            body = json_loadb(req->body.data, req->body.len, 0, NULL);
+            json_t *r = json_object_get(body, "reason");
+            if (!json_is_object(body) || (r != NULL && !json_is_string(r))) {
+                json_decref(body);
+                httpd_set_abort(req, NULL, NULL);
+                free(ksup);
+                admin_sup_free(s);
+                admin_ses_error(req, SESERR_BAD_REQUEST, "The body is not {\"reason\": ...}.");
+                return;
+            }
+            reason = json_string_value(r);
+        }
+        const char *canon = suplist_reason(reason);
+        json_decref(body); /* reason is not used past here but as canon */
+        if (canon == NULL) {
+            httpd_set_abort(req, NULL, NULL);
+            free(ksup);
+            admin_sup_free(s);
+            admin_ses_error(req, SESERR_INVALID_PARAMETER,
+                            "Reason is none of BOUNCE, COMPLAINT, TRANSIENT, MANUAL.");
+            return;
+        }
+        s->op = 'p';
+        suplist_value(canon, clock_wall_ms(), "admin", &s->value);
+        const char *args[2] = {s->key, buf_cstr(&s->value)};
+        admin_sup_eval(a, s, "put", 2, args);
+    }
+    free(ksup);
+}
+
 /* Redis answered the queue stats: update the gauges. */
 static void admin_poll_reply(const redisReply *reply, const char *err, void *arg)
 {
@@ -381,6 +663,12 @@ static void admin_handle(struct httpd_request *req, void *arg)
                          memcmp(req->path, "/batches/", strlen("/batches/")) == 0;
     bool control = under_batches && memchr(req->path + strlen("/batches/"), '/',
                                            req->path_len - strlen("/batches/")) != NULL;
+    if (admin_path_is(req, "/suppression") ||
+        (req->path_len > strlen("/suppression/") &&
+         memcmp(req->path, "/suppression/", strlen("/suppression/")) == 0)) {
+        admin_suppression(a, req);
+        return;
+    }
     if (control) {
         if (strcmp(req->method, "POST") != 0)
             admin_text(req, 405, "text/plain", "method not allowed\n", 19);
@@ -438,10 +726,11 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
     a->scripts = scripts;
     a->rd = scripts ? rscript_redis(scripts) : NULL;
     a->pfx = rscript_prefix(cfg);
+    a->sync_ses = cfg->suppress_sync_ses;
     struct httpd_limits lim = {
         .max_header_size = 16384,
         .max_headers = 64,
-        .max_body = 0,
+        .max_body = ADMIN_MAX_BODY,
         .read_timeout_ms = 10000,
         .idle_timeout_ms = 60000,
         .max_connections = 256,

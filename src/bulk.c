@@ -436,6 +436,73 @@ json_t *bulk_unit_view(int api, const char *unit, size_t len)
     return o;
 }
 
+int64_t bulk_unit_filter(int api, const char *unit, size_t len, bulk_keep_fn keep, void *arg,
+                         struct buf *out)
+{
+    int64_t kept = 0;
+    if (api == 2) {
+        static const char *const kinds[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+        json_t *entry = json_loadb(unit, len, 0, NULL);
+        if (!json_is_object(entry)) {
+            json_decref(entry);
+            return -1;
+        }
+        json_t *dest = json_object_get(entry, "Destination");
+        for (size_t k = 0; json_is_object(dest) && k < 3; k++) {
+            json_t *list = json_object_get(dest, kinds[k]);
+            if (!json_is_array(list))
+                continue;
+            for (size_t i = json_array_size(list); i > 0; i--) {
+                json_t *a = json_array_get(list, i - 1);
+                if (json_is_string(a) && !keep(arg, json_string_value(a), json_string_length(a)))
+                    json_array_remove(list, i - 1);
+                else
+                    kept++;
+            }
+            if (json_array_size(list) == 0)
+                json_object_del(dest, kinds[k]);
+        }
+        char *s = json_dumps(entry, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(entry);
+        if (s == NULL)
+            abort();
+        buf_adds(out, s);
+        free(s);
+        return kept;
+    }
+    struct form f = {0};
+    if (form_parse(unit, len, 4 * BULK_MAX_RECIPIENTS + 1000, &f, NULL, 0) != FORM_OK)
+        return -1;
+    size_t counts[3] = {0, 0, 0};
+    bool first = true;
+    struct buf name = BUF_INIT;
+    for (size_t i = 0; i < f.n; i++) {
+        const struct form_param *fp = &f.params[i];
+        int k = bulk_v1_addr_kind(fp->name);
+        buf_reset(&name);
+        if (k >= 0) {
+            if (!keep(arg, fp->value, fp->value_len))
+                continue;
+            kept++;
+            static const char *const kinds[] = {"Destination.ToAddresses.member.",
+                                                "Destination.CcAddresses.member.",
+                                                "Destination.BccAddresses.member."};
+            buf_printf(&name, "%s%zu", kinds[k], ++counts[k]);
+        } else {
+            buf_add(&name, fp->name, fp->name_len);
+        }
+        if (!first)
+            buf_addc(out, '&');
+        first = false;
+        form_encode(name.data, name.len, out);
+        buf_addc(out, '=');
+        form_encode(fp->value, fp->value_len, out);
+    }
+    buf_free(&name);
+    form_free(&f);
+    return kept;
+}
+
 void bulk_body(int api, const char *pre, size_t pre_len, const char *const *units,
                const size_t *lens, size_t n, struct buf *out)
 {

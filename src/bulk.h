@@ -73,6 +73,18 @@ int64_t bulk_unit_cost(int api, const char *unit, size_t len);
  * "bcc": [...]} for the batch views, or NULL when it is not a unit. */
 json_t *bulk_unit_view(int api, const char *unit, size_t len);
 
+/* Whether a unit's recipient a[0..n) stays in it (bulk_unit_filter). */
+typedef bool (*bulk_keep_fn)(void *arg, const char *a, size_t n);
+
+/* The unit (text as bulk_plan wrote it, on api 1 or 2) without the
+ * recipients keep refuses, appended to out: v1 its parameters in their
+ * order with each list's kept addresses numbered again from 1, v2 its
+ * entry with those addresses taken out of its Destination's lists (an
+ * emptied list is removed). Returns the recipients kept (0: none; out then
+ * holds the unit without any), or -1 when it is not a unit (out as it was). */
+int64_t bulk_unit_filter(int api, const char *unit, size_t len, bulk_keep_fn keep, void *arg,
+                         struct buf *out);
+
 /* The body of a bulk call of n units: pre is the template's text as
  * copybody keeps it (v1: the whole form; v2: the JSON object without its
  * closing brace). Appended to out. */

@@ -977,6 +977,86 @@ static int fanout_v2_body(struct fanout_work *w, bool keep_dest, struct buf *out
     return 0;
 }
 
+int fanout_with_dest(enum sesreq_api api, bool raw, const struct form *f, const char *body,
+                     size_t len, char *const *to, size_t nto, const struct fanout_rcpt *riders,
+                     size_t nriders, struct buf *out)
+{
+    if (api == SESREQ_V1) {
+        bool first = true;
+        for (size_t i = 0; i < f->n; i++) {
+            const struct form_param *fp = &f->params[i];
+            if (fanout_v1_is_dest(fp, raw))
+                continue;
+            if (!first)
+                buf_addc(out, '&');
+            first = false;
+            form_encode(fp->name, fp->name_len, out);
+            buf_addc(out, '=');
+            form_encode(fp->value, fp->value_len, out);
+        }
+        size_t n[3] = {0, 0, 0};
+        for (size_t i = 0; i < nto + nriders; i++) {
+            const char *a = i < nto ? to[i] : riders[i - nto].addr;
+            int k = i < nto ? 0 : riders[i - nto].kind == FANOUT_CC ? 1 : 2;
+            static const char *const names[] = {"Destination.ToAddresses.member.",
+                                                "Destination.CcAddresses.member.",
+                                                "Destination.BccAddresses.member."};
+            if (!first)
+                buf_addc(out, '&');
+            first = false;
+            if (raw)
+                buf_printf(out, "Destinations.member.%zu=", ++n[0]);
+            else
+                buf_printf(out, "%s%zu=", names[k], ++n[k]);
+            form_encode(a, strlen(a), out);
+        }
+        return 0;
+    }
+    const char *data = NULL;
+    size_t dlen = 0;
+    json_t *root = sesreq_json_borrow_raw(body, len, 0, &data, &dlen);
+    if (root == NULL)
+        root = json_loadb(body, len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return -1;
+    }
+    json_t *dest = fanout_json_must(json_object()), *lists[3];
+    static const char *const keys[] = {"ToAddresses", "CcAddresses", "BccAddresses"};
+    for (int k = 0; k < 3; k++)
+        lists[k] = fanout_json_must(json_array());
+    for (size_t i = 0; i < nto + nriders; i++) {
+        const char *a = i < nto ? to[i] : riders[i - nto].addr;
+        int k = i < nto ? 0 : riders[i - nto].kind == FANOUT_CC ? 1 : 2;
+        json_array_append_new(lists[k], fanout_json_must(json_string(a)));
+    }
+    for (int k = 0; k < 3; k++) {
+        if (json_array_size(lists[k]) > 0)
+            json_object_set(dest, keys[k], lists[k]);
+        json_decref(lists[k]);
+    }
+    json_object_set_new(root, "Destination", dest);
+    struct buf text = BUF_INIT;
+    int rc = fanout_json_dump(root, &text);
+    json_decref(root);
+    const char *t = buf_cstr(&text);
+    const char *m = rc == 0 && data ? strstr(t, SESREQ_DATA_MARK_JSON) : NULL;
+    if (rc != 0 || (data && m == NULL)) {
+        buf_free(&text);
+        return -1;
+    }
+    if (m != NULL) {
+        size_t ml = sizeof SESREQ_DATA_MARK_JSON - 1;
+        buf_add(out, t, (size_t)(m - t));
+        buf_add(out, data, dlen);
+        buf_add(out, m + ml, text.len - (size_t)(m - t) - ml);
+    } else {
+        buf_add(out, text.data, text.len);
+    }
+    buf_free(&text);
+    return 0;
+}
+
 /* Decide whether the copies of a raw batch keep the message as sent: when
  * the rewrite of a later copy (the one that changes the most fields) finds a
  * DKIM signature over them. Returns 0, or -1 with e set. */

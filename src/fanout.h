@@ -115,6 +115,19 @@ int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipi
                        bool skip_invalid, void (*on_batch)(void *arg), void *arg,
                        struct fanout_plan *out, struct seserr *e);
 
+/* The body of a send that is not a batch with other destinations, appended
+ * to out: to as its To recipients and riders by their kind (a raw v1
+ * message: all of them as Destinations.member.N, its envelope). v1: the
+ * parameters f (every one of the request's, query string included) but
+ * its destinations (Destination.* for a formatted send, Destinations.* for
+ * a raw one), then the new ones, as a form; v2: the JSON body
+ * body[0..len) with its Destination replaced (a raw message's data is kept
+ * byte for byte, read in place when it can be). Returns 0, or -1 when the
+ * v2 body is not a JSON object (out as it was). */
+int fanout_with_dest(enum sesreq_api api, bool raw, const struct form *f, const char *body,
+                     size_t len, char *const *to, size_t nto, const struct fanout_rcpt *riders,
+                     size_t nriders, struct buf *out);
+
 /* Release what p owns; it is zeroed afterwards. */
 void fanout_plan_cleanup(struct fanout_plan *p);
 

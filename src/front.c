@@ -20,6 +20,7 @@
 #include "log.h"
 #include "bulk.h"
 #include "queue.h"
+#include "redis.h"
 #include "reqcheck.h"
 #include "resign.h"
 #include "metrics.h"
@@ -27,6 +28,8 @@
 #include "sesans.h"
 #include "seserr.h"
 #include "sigv4.h"
+#include "suplist.h"
+#include "rscript.h"
 #include "util.h"
 
 struct front {
@@ -75,6 +78,8 @@ struct front_req {
     struct front_answer *answer; /* copy 0's SES answer, relayed once the rest is queued */
     bool enqueuing;              /* queue_enqueue's callback is still to come */
     bool limiting;               /* limiter_take's callback is still to come */
+    bool suping;                 /* the suppression list lookup's answer is still to come */
+    int sup_use;                 /* what the lookup is for (enum front_sup_use) */
     struct event *pace_timer;    /* the send waits for its reserved time */
     int64_t cost;                /* recipients the send counts for */
     double span_ms;              /* the account's time the send's recipients take */
@@ -400,7 +405,7 @@ static void front_abort(struct httpd_request *hr, void *arg)
     (void)hr;
     log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
     r->hr = NULL;
-    if (r->limiting || r->enqueuing || (r->copy0 && r->call)) {
+    if (r->limiting || r->suping || r->enqueuing || (r->copy0 && r->call)) {
         /* Copy 0 may already be at SES: the batch goes on without the
          * client; freed when the enqueue answers. */
         r->abandoned = true;
@@ -898,6 +903,250 @@ static size_t front_bulk_first(const struct front_req *r)
     return k;
 }
 
+/* ---- the suppression list: a send's recipients on it are left out
+ * before the limiter is asked ---- */
+
+/* What a lookup of the suppression list is for. */
+enum front_sup_use {
+    FRONT_SUP_SINGLE, /* a send that is not a batch: every recipient */
+    FRONT_SUP_COPY0,  /* copy 0 of a sync batch: its To recipient and riders */
+    FRONT_SUP_BULK,   /* the first units of a sync bulk batch: their recipients */
+};
+
+/* Copy 0 of a sync batch goes upstream with the riders given (the plan's,
+ * or those not suppressed): its body, then its turn of the rate. */
+static void front_copy0_start(struct front_req *r, const struct fanout_rcpt *riders, size_t nriders)
+{
+    struct seserr e;
+    const struct fanout_plan *p = &r->plan;
+    if (copybody_batch_init(&r->c0_batch, p->api, p->raw, p->dkim_envelope_only,
+                            p->template.data ? p->template.data : "", p->template.len, &e) < 0) {
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    if (copybody_init(&r->c0, &r->c0_batch, p->to[0], true, riders, nriders, &e) < 0) {
+        copybody_batch_cleanup(&r->c0_batch);
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    r->c0_on = true;
+    r->copy0 = true;
+    front_pace(r, 1 + (int64_t)nriders);
+}
+
+static void front_bulk_sync(struct front_req *r);
+
+/* The recipients a lookup asks about, each NUL-terminated in text. */
+struct front_sup_fields {
+    struct buf text;
+    size_t n;
+};
+
+/* Add recipient a[0..n)'s field (an empty one when it is not an address). */
+static void front_sup_add(struct front_sup_fields *f, const char *a, size_t n)
+{
+    char key[SUPLIST_MAX_KEY + 1];
+    const char *why;
+    int len = suplist_key(a, n, key, &why);
+    if (len < 0)
+        key[len = 0] = '\0';
+    buf_add(&f->text, key, (size_t)len + 1);
+    f->n++;
+}
+
+/* bulk_unit_filter's keep while gathering: every recipient. */
+static bool front_sup_gather(void *arg, const char *a, size_t n)
+{
+    front_sup_add(arg, a, n);
+    return true;
+}
+
+/* A send that is not a batch, some of whose recipients are suppressed
+ * (hit[i] for the To recipients then the riders): its body without them. */
+static int front_sup_rewrite(struct front_req *r, const bool *hit)
+{
+    const struct fanout_plan *p = &r->plan;
+    char **to = xcalloc(p->nto + 1, sizeof *to);
+    struct fanout_rcpt *riders = xcalloc(p->nriders + 1, sizeof *riders);
+    size_t nto = 0, nriders = 0;
+    for (size_t i = 0; i < p->nto; i++)
+        if (!hit[i])
+            to[nto++] = p->to[i];
+    for (size_t i = 0; i < p->nriders; i++)
+        if (!hit[p->nto + i])
+            riders[nriders++] = p->riders[i];
+    /* what would have gone: the body sesgate built (a stripped tag), or the
+     * request's parameters and body */
+    struct form fwd = {0};
+    const struct form *f = &r->sr.form;
+    const char *body = r->hr->body.data ? r->hr->body.data : "";
+    size_t len = r->hr->body.len;
+    int rc = 0;
+    if (r->send_body.len) {
+        body = r->send_body.data;
+        len = r->send_body.len;
+        if (r->api == SESREQ_V1) {
+            rc = form_parse(body, len, SESREQ_MAX_PARAMS, &fwd, NULL, 0) == FORM_OK ? 0 : -1;
+            f = &fwd;
+        }
+    }
+    struct buf out = BUF_INIT;
+    if (rc == 0)
+        rc = fanout_with_dest(r->api, r->sr.raw, f, body, len, to, nto, riders, nriders, &out);
+    form_free(&fwd);
+    free(to);
+    free(riders);
+    if (rc == 0) {
+        buf_free(&r->send_body);
+        r->send_body = out;
+    } else {
+        buf_free(&out);
+    }
+    return rc;
+}
+
+/* HMGET of the suppression list answered for r. */
+static void front_sup_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct front_req *r = arg;
+    r->suping = false;
+    if (r->abandoned) {
+        front_finish(r, 499, "client_closed");
+        return;
+    }
+    struct seserr e;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        log_event(LOG_WARN, "suppression_read_failed", "id", r->id, "error",
+                  err ? err : "unexpected reply", NULL);
+        seserr_set(&e, SESERR_UNAVAILABLE,
+                   "The suppression list is unavailable; nothing was sent.");
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
+    size_t n = reply->elements, nhit = 0;
+    bool *hit = xcalloc(n + 1, sizeof *hit);
+    for (size_t i = 0; i < n; i++) {
+        hit[i] = reply->element[i]->type == REDIS_REPLY_STRING;
+        nhit += hit[i];
+    }
+    char count[24];
+    snprintf(count, sizeof count, "%zu", nhit);
+    if (nhit > 0)
+        log_event(LOG_INFO, "send_suppressed", "id", r->id, "recipients", count, "of",
+                  r->sup_use == FRONT_SUP_SINGLE  ? "send"
+                  : r->sup_use == FRONT_SUP_COPY0 ? "copy0"
+                                                  : "bulk_first",
+                  NULL);
+    const struct fanout_plan *p = &r->plan;
+    if (r->sup_use == FRONT_SUP_COPY0 && nhit > 0 && !hit[0]) {
+        /* copy 0 goes first without its suppressed riders */
+        for (size_t i = 0; i < nhit; i++)
+            metrics_suppressed();
+        struct fanout_rcpt *riders = xcalloc(p->nriders + 1, sizeof *riders);
+        size_t n_kept = 0;
+        for (size_t i = 0; i < p->nriders; i++)
+            if (!hit[1 + i])
+                riders[n_kept++] = p->riders[i];
+        free(hit);
+        front_copy0_start(r, riders, n_kept);
+        free(riders); /* copybody_init wrote what it needs of them */
+        return;
+    }
+    if (r->sup_use != FRONT_SUP_SINGLE) {
+        /* Copy 0's To recipient, or a recipient of the first bulk units, is
+         * suppressed: the batch is queued whole, and the workers leave the
+         * suppressed recipients out (a unit with none left is recorded
+         * suppressed). */
+        free(hit);
+        if (nhit > 0) {
+            r->bulk_sync = 0; /* every unit is queued */
+            front_queue(r);
+        } else if (r->sup_use == FRONT_SUP_COPY0) {
+            front_copy0_start(r, p->riders, p->nriders);
+        } else {
+            front_bulk_sync(r);
+        }
+        return;
+    }
+    for (size_t i = 0; i < nhit; i++)
+        metrics_suppressed();
+    if (nhit == n) {
+        free(hit);
+        seserr_set(&e, SESERR_MESSAGE_REJECTED,
+                   "Every recipient of this message is on the suppression list: %zu address%s.",
+                   nhit, nhit == 1 ? "" : "es");
+        front_fail(r, &e);
+        return;
+    }
+    if (nhit > 0 && front_sup_rewrite(r, hit) != 0) {
+        free(hit);
+        seserr_set(&e, SESERR_INTERNAL,
+                   "The request could not be written without its "
+                   "suppressed recipients.");
+        front_fail(r, &e);
+        return;
+    }
+    free(hit);
+    front_pace(r, (int64_t)(p->nto + p->nriders - nhit));
+}
+
+/* Look up r's recipients (what use names) in the suppression list, then go
+ * on in front_sup_done. Without Redis (no queue) nothing is suppressed. */
+static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
+{
+    struct front *f = r->f;
+    const struct fanout_plan *p = &r->plan;
+    struct front_sup_fields fl = {BUF_INIT, 0};
+    if (f->queue != NULL) {
+        if (use == FRONT_SUP_BULK) {
+            /* the units looked up are the ones sent before the answer */
+            size_t k = r->bulk_sync = front_bulk_first(r);
+            for (size_t i = 0; i < k; i++) {
+                struct buf scratch = BUF_INIT;
+                bulk_unit_filter(r->api, p->to[i], strlen(p->to[i]), front_sup_gather, &fl,
+                                 &scratch);
+                buf_free(&scratch);
+            }
+        } else {
+            size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto;
+            for (size_t i = 0; i < nto; i++)
+                front_sup_add(&fl, p->to[i], strlen(p->to[i]));
+            for (size_t i = 0; i < p->nriders; i++)
+                front_sup_add(&fl, p->riders[i].addr, strlen(p->riders[i].addr));
+        }
+    }
+    if (fl.n == 0) {
+        buf_free(&fl.text);
+        if (use == FRONT_SUP_SINGLE)
+            front_pace(r, (int64_t)(p->nto + p->nriders));
+        else if (use == FRONT_SUP_COPY0)
+            front_copy0_start(r, p->riders, p->nriders);
+        else
+            front_bulk_sync(r);
+        return;
+    }
+    struct rscript *scripts = queue_scripts(f->queue);
+    char *ksup = rscript_key(scripts, "sup", NULL);
+    const char **argv = xcalloc(fl.n + 2, sizeof *argv);
+    argv[0] = "HMGET";
+    argv[1] = ksup;
+    const char *s = fl.text.data;
+    for (size_t i = 0; i < fl.n; i++) {
+        argv[2 + i] = s;
+        s += strlen(s) + 1;
+    }
+    r->sup_use = (int)use;
+    r->suping = true;
+    httpd_set_abort(r->hr, front_abort, r);
+    redis_command_argv(rscript_redis(scripts), front_sup_done, r, (int)(fl.n + 2), argv, NULL);
+    free(argv);
+    free(ksup);
+    buf_free(&fl.text);
+}
+
 /* SES's bulk calls (v1 SendBulkTemplatedEmail, v2 SendBulkEmail): with
  * fan-out on, a batch of one unit per destination, sent by the workers in
  * bulk calls; otherwise the call goes to SES as it is, paced. */
@@ -936,8 +1185,15 @@ static void front_bulk(struct front_req *r)
         front_fail(r, &e);
         return;
     }
+    front_sup_lookup(r, FRONT_SUP_BULK);
+}
+
+/* The first units of a bulk batch go to SES before the answer (none of
+ * their recipients is suppressed). */
+static void front_bulk_sync(struct front_req *r)
+{
     const struct fanout_plan *p = &r->plan;
-    size_t k = front_bulk_first(r), *lens = xcalloc(k, sizeof *lens);
+    size_t k = r->bulk_sync ? r->bulk_sync : front_bulk_first(r), *lens = xcalloc(k, sizeof *lens);
     int64_t cost = 0;
     for (size_t i = 0; i < k; i++) {
         lens[i] = strlen(p->to[i]);
@@ -976,7 +1232,7 @@ static void front_send(struct front_req *r)
             /* Not a batch, but the sesgate-fanout tag must not reach SES. */
             buf_add(&r->send_body, r->plan.forward.data, r->plan.forward.len);
         }
-        front_pace(r, (int64_t)(r->plan.nto + r->plan.nriders));
+        front_sup_lookup(r, FRONT_SUP_SINGLE);
         return;
     }
     if (f->queue == NULL) {
@@ -993,23 +1249,7 @@ static void front_send(struct front_req *r)
             front_fail(r, &e);
             return;
         }
-        const struct fanout_plan *p = &r->plan;
-        if (copybody_batch_init(&r->c0_batch, p->api, p->raw, p->dkim_envelope_only,
-                                p->template.data ? p->template.data : "", p->template.len,
-                                &e) < 0) {
-            r->batch_id[0] = '\0';
-            front_fail(r, &e);
-            return;
-        }
-        if (copybody_init(&r->c0, &r->c0_batch, p->to[0], true, p->riders, p->nriders, &e) < 0) {
-            copybody_batch_cleanup(&r->c0_batch);
-            r->batch_id[0] = '\0';
-            front_fail(r, &e);
-            return;
-        }
-        r->c0_on = true;
-        r->copy0 = true;
-        front_pace(r, 1 + (int64_t)r->plan.nriders);
+        front_sup_lookup(r, FRONT_SUP_COPY0);
         return;
     }
     front_queue(r);

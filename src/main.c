@@ -35,6 +35,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
+#include "suppress.h"
 #include "queue.h"
 #include "rscript.h"
 #include "redis.h"
@@ -91,7 +92,10 @@ static void main_usage(FILE *f)
           "  batch  [-c FILE] pause|resume|cancel ID\n"
           "  dlq    [-c FILE] list | retry [ID...] | purge\n"
           "  relay  [-c FILE] list | retry ID...|--all | purge   relays that kept failing\n"
-          "  (status, batch, dlq and relay print JSON with --json; --watch refreshes every\n"
+          "  suppression [-c FILE] list | export | add ADDRESS [--reason R] | remove ADDRESS\n"
+          "              | import FILE   the suppression list (docs/SUPPRESSION.md)\n"
+          "  (status, batch, dlq, relay and suppression print JSON with --json; --watch refreshes "
+          "every\n"
           "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
@@ -607,20 +611,25 @@ static int main_ops(const char *cmd, const char *path, int argc, char **argv)
     char **pos = xcalloc((size_t)argc + 1, sizeof *pos);
     int npos = 0;
     bool json = false, watch = false;
+    const char *reason = NULL;
+    bool sup = strcmp(cmd, "suppression") == 0;
     for (int k = 0; k < argc; k++) {
         if (strcmp(argv[k], "-c") == 0 && k + 1 < argc)
             path = argv[++k];
+        else if (sup && strcmp(argv[k], "--reason") == 0 && k + 1 < argc)
+            reason = argv[++k];
         else if (strcmp(argv[k], "--json") == 0)
             json = true;
         else if (strcmp(argv[k], "--watch") == 0 && strcmp(cmd, "dlq") != 0 &&
-                 strcmp(cmd, "relay") != 0)
+                 strcmp(cmd, "relay") != 0 && !sup)
             watch = true;
         else
             pos[npos++] = argv[k];
     }
     struct config cfg = {0};
     main_load_config(&cfg, path);
-    int rc = ops_run(cmd, &cfg, npos, pos, json, watch);
+    int rc = sup ? suppress_run(&cfg, npos, pos, reason, json)
+                 : ops_run(cmd, &cfg, npos, pos, json, watch);
     free(pos);
     config_free(&cfg);
     return rc;
@@ -658,7 +667,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0 ||
-        strcmp(cmd, "relay") == 0)
+        strcmp(cmd, "relay") == 0 || strcmp(cmd, "suppression") == 0)
         return main_ops(cmd, path, argc - argi, argv + argi);
     fprintf(stderr, "sesgate: unknown command '%s'\n\n", cmd);
     main_usage(stderr);

@@ -34,7 +34,7 @@ static struct metrics_counter *metrics_rejected;
 static struct metrics_histogram metrics_upstream_h[2] = {{.outcome = "ok"}, {.outcome = "error"}};
 static long long metrics_inflight_n;
 static long long metrics_connections_n;
-static unsigned long long metrics_sent_n, metrics_retried_n, metrics_dead_n;
+static unsigned long long metrics_sent_n, metrics_retried_n, metrics_dead_n, metrics_suppressed_n;
 static bool metrics_queue_known; /* the gauges were read from Redis at least once */
 static long long metrics_q_depth, metrics_q_inflight, metrics_q_retrying, metrics_q_dead;
 static double metrics_q_oldest;
@@ -165,6 +165,11 @@ void metrics_relay_gauges(long long queued, long long retrying, long long dead)
     metrics_r_dead = dead;
 }
 
+void metrics_suppressed(void)
+{
+    metrics_suppressed_n++;
+}
+
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,
                           long long dead)
 {
@@ -197,6 +202,9 @@ static void metrics_render_queue(struct buf *out)
     for (size_t i = 0; i < 3; i++)
         buf_printf(out, "sesgate_relays_total{result=\"%s\"} %llu\n", metrics_relay_results[i],
                    metrics_relays_n[i]);
+    metrics_render_one(out, "sesgate_suppressed_total", "counter",
+                       "Recipients left out because they are on the suppression list.",
+                       (double)metrics_suppressed_n);
     if (!metrics_queue_known)
         return;
     metrics_render_one(out, "sesgate_queue_depth", "gauge", "Entries on the queue stream.",

@@ -33,6 +33,8 @@ void metrics_relay(const char *result);
 /* Set the relay gauges read from Redis with the queue's: relays on the
  * relay stream, waiting for a retry, dead. */
 void metrics_relay_gauges(long long queued, long long retrying, long long dead);
+/* Count one recipient left out because it is on the suppression list. */
+void metrics_suppressed(void);
 /* Set the queue gauges read from Redis: entries on the stream, age of the
  * oldest (seconds), entries being sent, retries waiting, dead letters. */
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,

@@ -27,9 +27,9 @@
  * million-recipient resume or cancel stays near 50 ms of Redis's time. */
 #define OPS_CONTROL_STEP 5000
 
-/* Connect to the daemon's Redis: [redis] url, or the managed server's
- * socket under data_dir (never started from here). NULL: reported. */
-static redisContext *ops_redis(const struct config *cfg)
+/* Public: connect to the daemon's Redis: [redis] url, or the managed
+ * server's socket under data_dir (never started from here). NULL: reported. */
+redisContext *ops_redis(const struct config *cfg)
 {
     char err[1024];
     /* Connecting takes at most 3 s; a command may take longer (the whole
@@ -125,7 +125,8 @@ static long long ops_jint(const json_t *o, const char *key)
 static void ops_batch_pace(const json_t *b, double *rate, double *eta)
 {
     long long total = ops_jint(b, "total");
-    long long done = ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled");
+    long long done = ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                     ops_jint(b, "suppressed");
     double secs = (double)(clock_wall_ms() - ops_jint(b, "created_ms")) / 1000.0;
     *rate = secs > 0.5 && done > 0 ? (double)done / secs : 0;
     *eta = *rate > 0 ? (double)(total - done) / *rate : -1;
@@ -211,7 +212,8 @@ static void ops_print_batch(const json_t *b)
         long long ev[6];
         for (int k = 0; k < 6; k++)
             ev[k] = ops_jint(b, ops_events[k]);
-        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+        ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                          ops_jint(b, "suppressed"),
                       ops_jint(b, "dead"), ops_jint(b, "total"), rate, eta, ev);
         puts("\nindex address state detail");
     }
@@ -413,13 +415,13 @@ static int ops_batch(redisContext *c, const struct config *cfg, const char *pfx,
                 if (h->element[i]->type == REDIS_REPLY_STRING)
                     v[i] = strtoll(h->element[i]->str, NULL, 10);
             freeReplyObject(h);
-            /* complete: sent + done + dead + cancelled == total */
-            long long done = v[1] + v[2] + v[3] + v[5];
+            /* complete: sent + done + dead + cancelled + suppressed == total */
+            long long done = v[1] + v[2] + v[3] + v[5] + v[11];
             if (known && done < v[0]) {
-                json_t *b =
-                    json_pack("{sIsIsIsIsI}", "total", (json_int_t)v[0], "sent",
-                              (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3], "cancelled",
-                              (json_int_t)v[5], "created_ms", (json_int_t)v[4]);
+                json_t *b = json_pack("{sIsIsIsIsIsI}", "total", (json_int_t)v[0], "sent",
+                                      (json_int_t)(v[1] + v[2]), "dead", (json_int_t)v[3],
+                                      "cancelled", (json_int_t)v[5], "suppressed",
+                                      (json_int_t)v[11], "created_ms", (json_int_t)v[4]);
                 double rate, eta;
                 ops_batch_pace(b, &rate, &eta);
                 json_decref(b);
@@ -913,7 +915,8 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
                 long long ev[6];
                 for (int e = 0; e < 6; e++)
                     ev[e] = ops_jint(b, ops_events[e]);
-                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled"),
+                ops_print_bar(ops_jint(b, "sent") + ops_jint(b, "dead") + ops_jint(b, "cancelled") +
+                                  ops_jint(b, "suppressed"),
                               ops_jint(b, "dead"), ops_jint(b, "total"), per_s, eta, ev);
             }
         }

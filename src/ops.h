@@ -10,6 +10,8 @@
 
 #include <stdbool.h>
 
+#include <hiredis/hiredis.h>
+
 #include "config.h"
 
 /* Run operator command cmd ("status", "batch", "dlq" or "relay") on cfg's Redis
@@ -18,5 +20,10 @@
  * Returns the process exit code (messages are printed). */
 int ops_run(const char *cmd, const struct config *cfg, int argc, char **argv, bool json,
             bool watch);
+
+/* A synchronous connection to the daemon's Redis ([redis] url, or the
+ * managed server's socket under data_dir; never started from here), or
+ * NULL after printing why. redisFree it. */
+redisContext *ops_redis(const struct config *cfg);
 
 #endif

@@ -251,6 +251,8 @@ static const char *qview_show_state(json_t *r, const redisReply *outcome, const 
             return "sent";
         if (s[0] == 'c')
             return "cancelled";
+        if (s[0] == 'x')
+            return "suppressed";
         if (s[0] == 'f' && n >= 2) {
             const char *code = s + 2, *sp = memchr(code, ' ', n - 2);
             size_t clen = sp ? (size_t)(sp - code) : n - 2;
@@ -368,7 +370,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "flags", flags ? qview_jstr(flags) : json_string(""));
     qview_jset(o, "state", qview_state(reply_field(h, "state")));
     json_t *rs = qview_jok(json_array());
-    long long sent = 0, dead = 0, retrying = 0, queued = 0, cancelled = 0;
+    long long sent = 0, dead = 0, retrying = 0, queued = 0, cancelled = 0, suppressed = 0;
     qview_jset(o, "first_recipient", json_string(first ? "sync" : "queue"));
     /* Outcomes and retries by index, once: a batch may have a million. */
     const redisReply **by_out = xcalloc((size_t)total + 1, sizeof *by_out);
@@ -410,6 +412,7 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
         retrying += strcmp(state, "retry") == 0;
         queued += strcmp(state, "queued") == 0;
         cancelled += strcmp(state, "cancelled") == 0;
+        suppressed += strcmp(state, "suppressed") == 0;
         qview_jappend(rs, r);
     }
     free(by_out);
@@ -421,10 +424,13 @@ json_t *qview_show_json(const char *id, const redisReply *reply)
     qview_jset(o, "retrying", json_integer(retrying));
     qview_jset(o, "queued", json_integer(queued));
     qview_jset(o, "cancelled", json_integer(cancelled));
+    qview_jset(o, "suppressed", json_integer(suppressed));
     qview_jset(o, "failed_attempts",
                json_integer((long long)reply_num(reply_field(h, "failed"), 0)));
     qview_event_counts(o, h);
-    long long over = sent + dead + cancelled;
+    /* units skipped as suppressed: counted from their outcomes, as the others */
+    qview_jset(o, "suppressed", json_integer(suppressed));
+    long long over = sent + dead + cancelled + suppressed;
     double pct = total ? 100.0 * (double)over / (double)total : 100.0;
     qview_jset(o, "progress", json_real((double)(long long)(pct * 10 + 0.5) / 10));
     qview_jset(o, "complete", json_boolean(over == total));
@@ -536,6 +542,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
                              (long long)reply_num(flat->element[k + 4], 0);
             long long dead = (long long)reply_num(flat->element[k + 5], 0);
             long long cancelled = (long long)reply_num(flat->element[k + 8], 0);
+            long long suppressed = (long long)reply_num(flat->element[k + 16], 0);
             qview_jset(r, "client", qview_jstr(flat->element[k + 6]));
             qview_jset(r, "action", qview_jstr(flat->element[k + 7]));
             qview_jset(r, "total", json_integer(total));
@@ -543,8 +550,7 @@ json_t *qview_stats_json(const redisReply *reply, int64_t now_ms)
             qview_jset(r, "dead", json_integer(dead));
             qview_jset(r, "cancelled", json_integer(cancelled));
             /* suppressed units count towards completion like the others */
-            long long pending =
-                total - sent - dead - cancelled - (long long)reply_num(flat->element[k + 16], 0);
+            long long pending = total - sent - dead - cancelled - suppressed;
             qview_jset(r, "pending", json_integer(pending > 0 ? pending : 0));
             qview_jset(r, "state", qview_state(flat->element[k + 9]));
             qview_filling(r, flat->element[k + 10]);

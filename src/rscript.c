@@ -31,7 +31,8 @@ static const char *const rscript_sources[RSCRIPT_COUNT] = {
     [RSCRIPT_EVENTS] = rscript_lua_events,
     [RSCRIPT_RELAY_OUTCOME] = rscript_lua_relay_outcome,
     [RSCRIPT_RELAY_DUE] = rscript_lua_relay_due,
-    [RSCRIPT_RELAY_RETRY] = rscript_lua_relay_retry};
+    [RSCRIPT_RELAY_RETRY] = rscript_lua_relay_retry,
+    [RSCRIPT_SUP] = rscript_lua_sup};
 
 /* One script call in flight: its arguments are kept for the EVAL fallback. */
 struct rscript_call {

@@ -81,6 +81,8 @@ static const struct seserr_info seserr_table[SESERR_COUNT] = {
                           "The requested resource does not exist."},
     [SESERR_METHOD_NOT_ALLOWED] = {"method_not_allowed", "InvalidAction", 400,
                                    "UnknownOperationException", 404, "Method not allowed."},
+    [SESERR_NO_SUCH_ENTITY] = {"no_such_entity", "NotFound", 404, "NotFoundException", 404,
+                               "The resource you attempted to access does not exist."},
 };
 
 /* The table row of code; out-of-range codes read as SESERR_INTERNAL. */

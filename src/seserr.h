@@ -34,6 +34,7 @@ enum seserr_code {
     SESERR_INTERNAL,                /* sesgate's own fault: 500, retryable */
     SESERR_NOT_FOUND,               /* the path is neither v1 nor v2 */
     SESERR_METHOD_NOT_ALLOWED,      /* v1 with a method other than GET/POST */
+    SESERR_NO_SUCH_ENTITY,          /* a named resource does not exist (v2 NotFoundException) */
     SESERR_COUNT
 };
 

@@ -24,6 +24,8 @@
 #include "reply.h"
 #include "rscript.h"
 #include "sesans.h"
+#include "suplist.h"
+#include "supsync.h"
 #include "util.h"
 #include "wbatch.h"
 
@@ -83,6 +85,10 @@ struct worker_job {
     struct worker_job *pnext;   /* next in the pace queue */
     struct worker_job *rprev, *rnext; /* neighbours in the ready list */
     struct worker_job *prev, *next;
+    /* Copy 0 whose riders are partly suppressed: the ones that go (shallow
+     * copies of b's), else NULL (b's riders). */
+    struct fanout_rcpt *riders;
+    size_t nriders;
     /* A destination of a bulk batch (wbatch.bulk): addr holds its unit. */
     int64_t ucost;               /* its recipients */
     struct worker_job *lead;     /* goes in lead's bulk call */
@@ -146,6 +152,14 @@ struct worker {
     int64_t skew_logged_ms;   /* the last upstream_clock_skew warning (monotonic ms) */
     /* Jobs whose reserved time came while every slot was busy, oldest first. */
     struct worker_job *ready_head, *ready_tail;
+    /* Jobs whose recipients are to be looked up in the suppression list:
+     * one HMGET for those of one read, sent once the replies of the read
+     * were handled (sup_timer, zero timeout). */
+    char *ksup; /* P:{P}:sup */
+    struct worker_job **sup;
+    size_t nsup, cap_sup;
+    struct event *sup_timer;
+    struct supsync *supsync; /* [suppression] sync_ses: the mirror of SES's list */
 };
 
 static void worker_read(struct worker *w);
@@ -174,6 +188,8 @@ static void worker_maybe_free(struct worker *w)
     free(w->kprefix);
     free(w->kd);
     free(w->kdlq);
+    free(w->ksup);
+    free(w->sup);
     free(w);
 }
 
@@ -264,6 +280,7 @@ static void worker_job_end(struct worker_job *j)
     free(j->bn);
     free(j->batch_id);
     free(j->addr);
+    free(j->riders);
     inflight_cancel(&j->room);
     worker_release(j);
     copybody_cleanup(&j->body);
@@ -512,7 +529,9 @@ static int64_t worker_cost(const struct worker_job *j)
 {
     if (j->b && j->b->bulk)
         return j->ucost;
-    return 1 + (j->index == 0 && j->b ? (int64_t)j->b->nriders : 0);
+    if (j->index != 0 || j->b == NULL)
+        return 1;
+    return 1 + (int64_t)(j->riders ? j->nriders : j->b->nriders);
 }
 
 /* Settle j with the class of its upstream answer: cls, SES's code and
@@ -752,8 +771,14 @@ static void worker_send_copy(struct worker_job *j)
     }
     copybody_cleanup(&j->body);
     if (e.code == SESERR_NONE)
-        copybody_init(&j->body, &b->body, j->addr, j->index == 0, j->index == 0 ? b->riders : NULL,
-                      j->index == 0 ? b->nriders : 0, &e);
+        copybody_init(&j->body, &b->body, j->addr, j->index == 0,
+                      j->index != 0 ? NULL
+                      : j->riders   ? j->riders
+                                    : b->riders,
+                      j->index != 0 ? 0
+                      : j->riders   ? j->nriders
+                                    : b->nriders,
+                      &e);
     if (e.code != SESERR_NONE) {
         worker_dead(j, seserr_name(e.code),
                     e.message[0] ? e.message : seserr_default_message(e.code));
@@ -1363,6 +1388,210 @@ static void worker_pace(struct worker_job *j)
     worker_pace_run(w);
 }
 
+/* ---- the suppression list: recipients on it are left out before the
+ * limiter is asked, so they take no rate ---- */
+
+/* An HMGET of the suppression list in flight: the jobs it is for, each
+ * with its fields' place in the reply. */
+struct worker_sup {
+    struct worker *w;
+    size_t n;
+    struct worker_sup_job {
+        struct worker_job *j;
+        size_t first, count; /* its fields in the reply */
+    } jobs[];
+};
+
+/* The fields being gathered for one HMGET. */
+struct worker_sup_fields {
+    struct buf text; /* the fields, each NUL-terminated */
+    size_t n;
+};
+
+/* Add the suppression list field of recipient a[0..n) (none when it is not
+ * an address: nothing SES accepts is suppressed under it). */
+static void worker_sup_add(struct worker_sup_fields *f, const char *a, size_t n)
+{
+    char key[SUPLIST_MAX_KEY + 1];
+    const char *why;
+    int len = suplist_key(a, n, key, &why);
+    if (len < 0)
+        key[len = 0] = '\0';
+    buf_add(&f->text, key, (size_t)len + 1);
+    f->n++;
+}
+
+/* bulk_unit_filter's keep while gathering a unit's fields: every one. */
+static bool worker_sup_gather(void *arg, const char *a, size_t n)
+{
+    worker_sup_add(arg, a, n);
+    return true;
+}
+
+/* What bulk_unit_filter's keep asks while a unit is rewritten: the unit's
+ * recipients in order, and which of them are suppressed. */
+struct worker_sup_cursor {
+    const redisReply *reply;
+    size_t at;
+};
+
+/* bulk_unit_filter's keep: the next recipient, unless it is suppressed. */
+static bool worker_sup_keep(void *arg, const char *a, size_t n)
+{
+    struct worker_sup_cursor *c = arg;
+    const redisReply *v = c->reply->element[c->at++];
+    return v->type != REDIS_REPLY_STRING;
+}
+
+/* j goes on with its recipients not suppressed: skipped as suppressed when
+ * none is left (outcome x), else paced. Its fields are reply's elements
+ * first..first+count. */
+static void worker_sup_apply(struct worker_job *j, const redisReply *reply, size_t first,
+                             size_t count)
+{
+    size_t hit = 0;
+    for (size_t k = 0; k < count; k++)
+        hit += reply->element[first + k]->type == REDIS_REPLY_STRING;
+    char idx[24], nhit[24];
+    snprintf(idx, sizeof idx, "%ld", j->index);
+    snprintf(nhit, sizeof nhit, "%zu", hit);
+    if (hit == 0) {
+        worker_pace(j);
+        return;
+    }
+    /* a copy whose To recipient is suppressed, or a unit with none left */
+    bool skip = j->b->bulk ? hit == count : reply->element[first]->type == REDIS_REPLY_STRING;
+    if (skip) {
+        for (size_t k = 0; k < hit; k++)
+            metrics_suppressed();
+        log_event(LOG_INFO, "queue_suppressed", "batch", j->batch_id, "index", idx, "recipients",
+                  nhit, NULL);
+        worker_outcome(j, "suppressed", NULL, NULL, NULL);
+        return;
+    }
+    for (size_t k = 0; k < hit; k++)
+        metrics_suppressed();
+    log_event(LOG_INFO, "queue_suppressed_some", "batch", j->batch_id, "index", idx, "recipients",
+              nhit, NULL);
+    if (j->b->bulk) {
+        struct worker_sup_cursor c = {reply, first};
+        struct buf out = BUF_INIT;
+        int64_t kept =
+            bulk_unit_filter(j->b->api, j->addr, strlen(j->addr), worker_sup_keep, &c, &out);
+        free(j->addr);
+        j->addr = buf_detach(&out, NULL);
+        j->ucost = kept;
+    } else {
+        /* copy 0: the riders not suppressed ride with it */
+        const struct wbatch *b = j->b;
+        free(j->riders);
+        j->riders = xcalloc(b->nriders ? b->nriders : 1, sizeof *j->riders);
+        j->nriders = 0;
+        for (size_t k = 0; k < b->nriders; k++)
+            if (reply->element[first + 1 + k]->type != REDIS_REPLY_STRING)
+                j->riders[j->nriders++] = b->riders[k];
+    }
+    worker_pace(j);
+}
+
+/* HMGET of the suppression list answered for the jobs of s. */
+static void worker_sup_done(const redisReply *reply, const char *err, void *arg)
+{
+    struct worker_sup *s = arg;
+    bool freed = s->w->freed;
+    for (size_t k = 0; k < s->n; k++) /* every job's Redis call answered */
+        if (worker_job_orphaned(s->jobs[k].j))
+            s->jobs[k].j = NULL;
+    if (freed) {
+        free(s);
+        return;
+    }
+    size_t want = s->n ? s->jobs[s->n - 1].first + s->jobs[s->n - 1].count : 0;
+    bool ok =
+        err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == want;
+    if (!ok)
+        log_event(LOG_WARN, "queue_read_failed", "what", "suppression list", "error",
+                  err ? err : "unexpected reply", NULL);
+    for (size_t k = 0; k < s->n; k++) {
+        struct worker_job *j = s->jobs[k].j;
+        if (j == NULL)
+            continue;
+        if (!ok)
+            worker_job_end(j); /* reclaimed after the lease */
+        else
+            worker_sup_apply(j, reply, s->jobs[k].first, s->jobs[k].count);
+    }
+    free(s);
+}
+
+/* The jobs gathered since the last lookup: one HMGET for all of them. */
+static void worker_sup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    size_t n = w->nsup;
+    if (n == 0)
+        return;
+    w->nsup = 0;
+    struct worker_sup *s = xcalloc(1, sizeof *s + n * sizeof *s->jobs);
+    s->w = w;
+    s->n = n;
+    struct worker_sup_fields f = {BUF_INIT, 0};
+    for (size_t k = 0; k < n; k++) {
+        struct worker_job *j = w->sup[k];
+        s->jobs[k].j = j;
+        s->jobs[k].first = f.n;
+        if (j->b->bulk) {
+            struct buf scratch = BUF_INIT;
+            bulk_unit_filter(j->b->api, j->addr, strlen(j->addr), worker_sup_gather, &f, &scratch);
+            buf_free(&scratch);
+        } else {
+            worker_sup_add(&f, j->addr, strlen(j->addr));
+            for (size_t r = 0; j->index == 0 && r < j->b->nriders; r++)
+                worker_sup_add(&f, j->b->riders[r].addr, strlen(j->b->riders[r].addr));
+        }
+        s->jobs[k].count = f.n - s->jobs[k].first;
+        j->redis_pending = true;
+    }
+    const char **argv = xcalloc(f.n + 2, sizeof *argv);
+    argv[0] = "HMGET";
+    argv[1] = w->ksup;
+    const char *p = f.text.data;
+    for (size_t k = 0; k < f.n; k++) {
+        argv[2 + k] = p;
+        p += strlen(p) + 1;
+    }
+    if (f.n == 0) {
+        /* nothing to look up (no job has a recipient): all go on */
+        for (size_t k = 0; k < n; k++)
+            s->jobs[k].j->redis_pending = false;
+        for (size_t k = 0; k < n; k++)
+            worker_pace(s->jobs[k].j);
+        free(s);
+    } else {
+        redis_command_argv(w->rd, worker_sup_done, s, (int)(f.n + 2), argv, NULL);
+    }
+    free(argv);
+    buf_free(&f.text);
+}
+
+/* j's recipients are known: look them up in the suppression list (with
+ * the other jobs of the same read) before it asks the limiter. */
+static void worker_sup_check(struct worker_job *j)
+{
+    struct worker *w = j->w;
+    if (w->nsup == w->cap_sup) {
+        w->cap_sup = w->cap_sup ? 2 * w->cap_sup : 16;
+        w->sup = xrealloc(w->sup, w->cap_sup * sizeof *w->sup);
+    }
+    w->sup[w->nsup++] = j;
+    if (!evtimer_pending(w->sup_timer, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(w->sup_timer, &now);
+    }
+}
+
 /* LINDEX answered: the address of j. */
 static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
 {
@@ -1385,7 +1614,7 @@ static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
             return;
         }
         j->addr = xstrndup(reply->str, reply->len);
-        worker_pace(j);
+        worker_sup_check(j);
         return;
     }
     /* A batch queued before addresses were checked may hold one that SES
@@ -1396,7 +1625,7 @@ static void worker_got_addr(const redisReply *reply, const char *err, void *arg)
         return;
     }
     j->addr = xstrndup(reply->str, reply->len);
-    worker_pace(j);
+    worker_sup_check(j);
 }
 
 /* Read j's address. */
@@ -1871,6 +2100,10 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
     w->kdlq = rscript_key(w->scripts, "dlq", NULL);
     w->lim = lim;
     w->pace_timer = evtimer_new(base, worker_pace_cb, w);
+    w->ksup = rscript_key(w->scripts, "sup", NULL);
+    w->sup_timer = evtimer_new(base, worker_sup_cb, w);
+    if (cfg->suppress_sync_ses)
+        w->supsync = supsync_start(base, cfg, w->scripts, up, rs, name);
     w->read_timer = evtimer_new(base, worker_read_cb, w);
     w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
     struct timeval tick = {WORKER_TICK_MS / 1000, 0};
@@ -1906,7 +2139,11 @@ void worker_free(struct worker *w)
     event_free(w->read_timer);
     event_free(w->tick_timer);
     event_free(w->pace_timer);
-    w->read_timer = w->tick_timer = w->pace_timer = NULL;
+    event_free(w->sup_timer);
+    supsync_free(w->supsync);
+    w->supsync = NULL;
+    w->read_timer = w->tick_timer = w->pace_timer = w->sup_timer = NULL;
+    w->nsup = 0; /* those jobs wait for nothing: released below */
     /* Nothing more is sent: the ready jobs are released with the others. */
     while (w->ready_head)
         worker_ready_unlink(w, w->ready_head);

@@ -29,7 +29,7 @@
 --           "c" (counted in the batch's cancelled counter). Units still on a
 --           stream or in the delay set are cancelled by gate.lua when a
 --           worker reaches them. A batch is complete when sent + done + dead
---           + cancelled == total: its keys then get status_ttl as in
+--           + cancelled + suppressed == total (suppressed absent: 0): its keys then get status_ttl as in
 --           outcome.lua (the template at once when nothing is dead).
 -- The caller calls again with "more" while the reply's held count is not 0
 -- (resume, cancel), so no call touches more than ARGV[3] units.
@@ -67,13 +67,13 @@ local outcome, held, inflight = prefix .. 'o:' .. id, prefix .. 'h:' .. id, pref
 local list, template = prefix .. 'r:' .. id, prefix .. 't:' .. id
 
 local h = redis.call('HMGET', batch, 'n', 'client', 'state', 'total', 'sent', 'done', 'dead',
-    'cancelled')
+    'cancelled', 'suppressed')
 if not h[1] or not h[2] then
     return redis.error_reply('NOBATCH batch ' .. id .. ' not found')
 end
 local n, client, state = h[1], h[2], h[3] or 'running'
 local function count(k) return tonumber(h[k]) or 0 end
-local complete = count(5) + count(6) + count(7) + count(8) >= count(4)
+local complete = count(5) + count(6) + count(7) + count(8) + count(9) >= count(4)
 local stream, streams = prefix .. 'q:' .. client, prefix .. 'qs'
 
 local function control_answer()
@@ -133,7 +133,7 @@ end
 if cancelled > 0 then
     local c = redis.call('HINCRBY', batch, 'cancelled', cancelled)
     local dead = count(7)
-    if count(5) + count(6) + dead + c >= count(4) then
+    if count(5) + count(6) + dead + c + count(9) >= count(4) then
         if dead == 0 then
             redis.call('DEL', template)
             redis.call('HDEL', batch, 'riders')

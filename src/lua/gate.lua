@@ -36,7 +36,7 @@
 --               batch's cancelled counter bumped, the entry acknowledged and
 --               deleted, and completion checked; do not send
 --
--- Completion: when sent + done + dead + cancelled == total, as outcome.lua:
+-- Completion: when sent + done + dead + cancelled + suppressed == total, as outcome.lua:
 -- the batch hash, outcomes, recipient list, number key, held list and
 -- in-flight set get status_ttl; the template and riders go at once when no
 -- recipient is dead, else they get status_ttl.
@@ -94,9 +94,10 @@ end
 
 if cancelled > 0 then
     redis.call('HINCRBY', batch, 'cancelled', cancelled)
-    local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead', 'cancelled')
+    local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead', 'cancelled', 'suppressed')
     local total, dead = tonumber(c[1]) or 0, tonumber(c[4]) or 0
-    if (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0) + dead + (tonumber(c[5]) or 0) >= total then
+    if (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0) + dead + (tonumber(c[5]) or 0) +
+        (tonumber(c[6]) or 0) >= total then
         if dead == 0 then
             redis.call('DEL', template)
             redis.call('HDEL', batch, 'riders')

@@ -38,6 +38,8 @@
 --         for every process, whatever a sesgate host's wall clock says)
 --   dead  <code> <message> <attempt>     <status_ttl>   permanent failure
 --   done                                 <status_ttl>   nothing to send
+--   suppressed                           <status_ttl>   skipped: every
+--         recipient of the unit is on the suppression list ({P}:sup)
 --
 -- What each kind does, besides XACK and XDEL of the entry:
 --   sent:  outcome[index] = "s <message id>", batch.sent += 1
@@ -48,6 +50,8 @@
 --          entry on the dead-letter stream with fields b, i, code, message,
 --          attempts
 --   done:  outcome[index] = "d", batch.done += 1
+--   suppressed: outcome[index] = "x", batch.suppressed += 1 (no dead
+--          letter; the unit took no rate)
 --
 -- Idempotent: when the outcome hash already holds the index (an entry
 -- reclaimed with XAUTOCLAIM after its outcome was recorded), the entry is
@@ -56,8 +60,9 @@
 -- dropped the same way. A worker calls check.lua before sending a reclaimed
 -- entry, so an entry with an outcome is never sent twice.
 --
--- Completion: when sent + done + dead + cancelled == total (cancelled:
--- units gate.lua or control.lua recorded as "c"), the batch hash, the
+-- Completion: when sent + done + dead + cancelled + suppressed == total
+-- (cancelled: units gate.lua or control.lua recorded as "c"; a hash
+-- without suppressed, as 0.1.0 stored it, counts 0), the batch hash, the
 -- outcome hash, the recipient list (the batch status: who got which
 -- MessageId or error), the number key, the in-flight set, the held list
 -- and the delivery states get status_ttl as their time to live. When no
@@ -78,11 +83,11 @@ local batch, outcome, stream, delay, dlq, list, template, number =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local inflight, held, events, mkey = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local entry, index, kind = ARGV[1], ARGV[2], ARGV[3]
-local nargs = { sent = 5, retry = 6, dead = 7, done = 4 }
+local nargs = { sent = 5, retry = 6, dead = 7, done = 4, suppressed = 4 }
 
 if nargs[kind] == nil or (#ARGV ~= nargs[kind] and not (kind == 'sent' and #ARGV == 6)) or
     tonumber(index) == nil or entry == nil or entry == '' then
-    return redis.error_reply('BADARGS outcome: entry index sent|retry|dead|done ... status_ttl')
+    return redis.error_reply('BADARGS outcome: entry index sent|retry|dead|done|suppressed ... status_ttl')
 end
 local ttl = tonumber(ARGV[#ARGV])
 if ttl == nil or ttl <= 0 then
@@ -161,6 +166,9 @@ if kind == 'sent' then
 elseif kind == 'done' then
     redis.call('HSET', outcome, index, 'd')
     redis.call('HINCRBY', batch, 'done', 1)
+elseif kind == 'suppressed' then
+    redis.call('HSET', outcome, index, 'x')
+    redis.call('HINCRBY', batch, 'suppressed', 1)
 else
     redis.call('HSET', outcome, index, 'f ' .. ARGV[4] .. ' ' .. ARGV[5])
     redis.call('HINCRBY', batch, 'dead', 1)
@@ -169,11 +177,11 @@ else
 end
 outcome_ack()
 
-local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead', 'cancelled')
-local total, sent, done, dead, cancelled =
+local c = redis.call('HMGET', batch, 'total', 'sent', 'done', 'dead', 'cancelled', 'suppressed')
+local total, sent, done, dead, cancelled, suppressed =
     tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0,
-    tonumber(c[5]) or 0
-if sent + done + dead + cancelled >= total then
+    tonumber(c[5]) or 0, tonumber(c[6]) or 0
+if sent + done + dead + cancelled + suppressed >= total then
     if dead == 0 then
         redis.call('DEL', template)
         redis.call('HDEL', batch, 'riders')

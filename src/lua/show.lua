@@ -29,10 +29,10 @@
 -- ARGV[7] delivery states,
 -- so Redis answers other clients in between, even for a batch of a
 -- million.
--- The hash holds the counters (sent, done, dead, cancelled: the batch is
--- complete when they add up to total) and the state (absent: running);
--- an outcome is "s <MessageId>", "d", "f <code> <message>" or "c"
--- (cancelled).
+-- The hash holds the counters (sent, done, dead, cancelled, suppressed:
+-- the batch is complete when they add up to total; one absent counts 0)
+-- and the state (absent: running); an outcome is "s <MessageId>", "d",
+-- "f <code> <message>", "c" (cancelled) or "x" (suppressed).
 -- Atomicity: each call is one moment's view; the pages are not one moment.
 
 local b, o, r, d = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

@@ -14,7 +14,8 @@
 -- relays has 6 elements). The batch's last six are its counters of
 -- recipients per delivery state (events.lua) and of units skipped as
 -- suppressed; "" when the hash has none (0).
--- A batch is complete when sent + done + dead + cancelled == total; its
+-- A batch is complete when sent + done + dead + cancelled + suppressed ==
+-- total (suppressed "" when the hash has none: 0); its
 -- state is "" when the hash has none (running, as a batch stored by sesgate
 -- 0.1.0); filling is the next index to queue of a batch still being
 -- filled, "" once it is whole.

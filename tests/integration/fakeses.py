@@ -460,6 +460,11 @@ class State:
         self.day = collections.deque()
         self.day_sum = 0
         self.sent_base = 0.0  # the SentLast24Hours offset set through /__quota
+        # The account-level suppression list (SES v2 PutSuppressedDestination,
+        # DeleteSuppressedDestination, ListSuppressedDestinations,
+        # GetSuppressedDestination): lower-cased address -> (address as
+        # given, reason, time added in epoch seconds).
+        self.suppressed = {}
         self.record_file = open(args.record, "a", encoding="utf-8") if args.record else None
 
     def next_rule(self):
@@ -1006,6 +1011,77 @@ class Handler(BaseHTTPRequestHandler):
             raise
         return {"message_id": new_message_id(), "recipients": recipients, "t": t, "counted": True}
 
+    def answer_suppression(self, method, raw_path, params):
+        """SES v2's account-level suppression list, as AWS's API reference
+        describes it: PUT /v2/email/suppression/addresses (EmailAddress,
+        Reason BOUNCE or COMPLAINT), GET and DELETE .../addresses/{EmailAddress}
+        (NotFoundException when absent), GET .../addresses (Reason, StartDate,
+        EndDate, NextToken, PageSize; SuppressedDestinationSummaries with
+        EmailAddress, Reason, LastUpdateTime in epoch seconds)."""
+        ctype = "application/json"
+        state = self.server.state
+        base = "/v2/email/suppression/addresses"
+        if raw_path.startswith(base + "/"):
+            addr = urllib.parse.unquote(raw_path[len(base) + 1:])
+            key = addr.lower()
+            with state.lock:
+                entry = state.suppressed.get(key)
+                if entry is not None and method == "DELETE":
+                    del state.suppressed[key]
+            if method not in ("GET", "DELETE"):
+                raise SesError("NotFoundException", 404, "Unknown operation.")
+            if entry is None:
+                raise SesError("NotFoundException", 404, "Email address %s does not exist on your suppression list." % addr)
+            if method == "DELETE":
+                return 200, b"{}", ctype, {"suppression": ("delete", key)}
+            out = {"SuppressedDestination": {"EmailAddress": entry[0], "Reason": entry[1],
+                                             "LastUpdateTime": entry[2], "Attributes": {}}}
+            return 200, json.dumps(out).encode(), ctype, {}
+        if method == "PUT":
+            params = params if isinstance(params, dict) else {}
+            addr, reason = params.get("EmailAddress"), params.get("Reason")
+            if not isinstance(addr, str) or "@" not in addr:
+                raise SesError("BadRequestException", 400, "EmailAddress is required and must be an email address.")
+            if reason not in ("BOUNCE", "COMPLAINT"):
+                raise SesError("BadRequestException", 400, "Reason must be BOUNCE or COMPLAINT.")
+            with state.lock:
+                state.suppressed[addr.lower()] = (addr, reason, time.time())
+            return 200, b"{}", ctype, {"suppression": ("put", addr.lower(), reason)}
+        if method != "GET":
+            raise SesError("NotFoundException", 404, "Unknown operation.")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+
+        def when(name):
+            v = (query.get(name) or [None])[0]
+            if v is None:
+                return None
+            try:
+                return float(v)
+            except ValueError:
+                try:
+                    return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    raise SesError("BadRequestException", 400, "%s is not a date." % name)
+        reasons = query.get("Reason") or []
+        start, end = when("StartDate"), when("EndDate")
+        try:
+            size = int((query.get("PageSize") or ["1000"])[0])
+            offset = int((query.get("NextToken") or ["0"])[0])
+        except ValueError:
+            raise SesError("InvalidNextTokenException", 400, "The NextToken or PageSize is not valid.")
+        if size < 1 or size > 1000 or offset < 0:
+            raise SesError("BadRequestException", 400, "PageSize must be 1 to 1000.")
+        with state.lock:
+            rows = sorted(state.suppressed.values(), key=lambda e: e[0].lower())
+        rows = [e for e in rows if (not reasons or e[1] in reasons) and (start is None or e[2] >= start)
+                and (end is None or e[2] <= end)]
+        page = rows[offset:offset + size]
+        out = {"SuppressedDestinationSummaries": [
+            {"EmailAddress": e[0], "Reason": e[1], "LastUpdateTime": e[2]} for e in page]}
+        if offset + size < len(rows):
+            out["NextToken"] = str(offset + size)
+        return 200, json.dumps(out).encode(), ctype, {}
+
     def answer_v2(self, raw_path, params, request_id):
         """Answer a verified v2 (REST-JSON) request."""
         method = self.command
@@ -1070,6 +1146,8 @@ class Handler(BaseHTTPRequestHandler):
                     "recipients": recipients,
                     "defaults": {k: v for k, v in (params or {}).items() if k != "BulkEmailEntries"}}
             return 200, json.dumps({"BulkEmailEntryResults": results}).encode(), ctype, info
+        if raw_path == "/v2/email/suppression/addresses" or raw_path.startswith("/v2/email/suppression/addresses/"):
+            return self.answer_suppression(method, raw_path, params)
         if method == "GET" and raw_path == "/v2/email/account":
             q = self.server.state.quota_now()
             out = {

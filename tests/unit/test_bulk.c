@@ -1072,9 +1072,69 @@ static void test_answer_render(void)
     }
 }
 
+/* bulk_unit_filter's keep: every address but those in the NULL-ended list
+ * arg (exact text). */
+static bool test_keep(void *arg, const char *a, size_t n)
+{
+    for (const char *const *d = arg; *d; d++)
+        if (strlen(*d) == n && memcmp(*d, a, n) == 0)
+            return false;
+    return true;
+}
+
+/* bulk_unit_filter: suppressed recipients left out of a unit, both APIs. */
+static void test_unit_filter(void)
+{
+    static const char *const drop[] = {"b@x.com", "c@x.com", "Z <z@x.com>", NULL};
+    static const struct {
+        int api;
+        const char *unit, *want;
+        int64_t kept;
+    } cases[] = {
+        {1,
+         "Destination.ToAddresses.member.1=a%40x.com&Destination.ToAddresses.member.2=b%40x.com&"
+         "Destination.ToAddresses.member.3=d%40x.com&Destination.CcAddresses.member.1=c%40x.com&"
+         "Destination.BccAddresses.member.1=e%40x.com&ReplacementTemplateData=%7B%7D",
+         "Destination.ToAddresses.member.1=a%40x.com&Destination.ToAddresses.member.2=d%40x.com&"
+         "Destination.BccAddresses.member.1=e%40x.com&ReplacementTemplateData=%7B%7D",
+         3},
+        {1, "Destination.ToAddresses.member.1=b%40x.com&ReplacementTemplateData=%7B%7D",
+         "ReplacementTemplateData=%7B%7D", 0},
+        {1, "Destination.ToAddresses.member.1=a%40x.com",
+         "Destination.ToAddresses.member.1=a%40x.com", 1},
+        {2,
+         "{\"Destination\":{\"ToAddresses\":[\"a@x.com\",\"b@x.com\"],\"CcAddresses\":[\"c@x.com\"]"
+         "},"
+         "\"ReplacementEmailContent\":{\"ReplacementTemplate\":{\"ReplacementTemplateData\":\"{}\"}"
+         "}}",
+         "{\"Destination\":{\"ToAddresses\":[\"a@x.com\"]},\"ReplacementEmailContent\":{"
+         "\"ReplacementTemplate\":{\"ReplacementTemplateData\":\"{}\"}}}",
+         1},
+        {2, "{\"Destination\":{\"ToAddresses\":[\"Z <z@x.com>\"]}}", "{\"Destination\":{}}", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct buf out = BUF_INIT;
+        int64_t k = bulk_unit_filter(cases[i].api, cases[i].unit, strlen(cases[i].unit), test_keep,
+                                     (void *)drop, &out);
+        CHECK(k == cases[i].kept, "filter %zu: kept %lld, want %lld", i, (long long)k,
+              (long long)cases[i].kept);
+        CHECK_STR(buf_cstr(&out), cases[i].want, "filter text");
+        if (k > 0)
+            CHECK(bulk_unit_cost(cases[i].api, out.data, out.len) == k, "filter %zu: cost", i);
+        buf_free(&out);
+    }
+    struct buf out = BUF_INIT;
+    CHECK(bulk_unit_filter(2, "[1]", 3, test_keep, (void *)drop, &out) == -1 && out.len == 0,
+          "filter: not a unit");
+    CHECK(bulk_unit_filter(1, "a=%zz", 5, test_keep, (void *)drop, &out) == -1 && out.len == 0,
+          "filter: not a form");
+    buf_free(&out);
+}
+
 int main(void)
 {
     test_names();
+    test_unit_filter();
     test_plan_cases();
     test_limits();
     test_units();

@@ -2015,8 +2015,100 @@ static void test_large_raw_head(void)
     }
 }
 
+/* fanout_with_dest: a send that is not a batch with other destinations
+ * (suppressed recipients left out), parsed back with sesreq. */
+static void test_with_dest(void)
+{
+    static const char *const mime =
+        "From: s@x.example\r\nTo: a@x.example\r\nSubject: hi\r\n\r\nbody\r\n";
+    struct fanout_rcpt riders[2] = {{(char *)"c@x.example", FANOUT_CC},
+                                    {(char *)"d@x.example", FANOUT_BCC}};
+    char *to[1] = {(char *)"a@x.example"};
+    /* v1 formatted: every other parameter kept, destinations replaced */
+    {
+        const char *body = "Action=SendEmail&Source=s%40x.example&Destination.ToAddresses.member.1="
+                           "a%40x.example&Destination.ToAddresses.member.2=gone%40x.example&"
+                           "Destination.CcAddresses.member.1=c%40x.example&Message.Subject.Data=hi&"
+                           "Message.Body.Text.Data=b";
+        struct sesreq r;
+        struct seserr e;
+        CHECK(parse(1, body, strlen(body), &r, &e) == 0, "with_dest v1: parse");
+        struct buf out = BUF_INIT;
+        CHECK(fanout_with_dest(SESREQ_V1, false, &r.form, NULL, 0, to, 1, riders, 2, &out) == 0,
+              "with_dest v1");
+        CHECK_STR(buf_cstr(&out),
+                  "Action=SendEmail&Source=s%40x.example&Message.Subject.Data=hi&Message.Body.Text."
+                  "Data=b&Destination.ToAddresses.member.1=a%40x.example&Destination.CcAddresses."
+                  "member.1=c%40x.example&Destination.BccAddresses.member.1=d%40x.example",
+                  "with_dest v1 body");
+        sesreq_cleanup(&r);
+        buf_free(&out);
+    }
+    /* v1 raw: Destinations, the message unchanged */
+    {
+        struct buf body = BUF_INIT;
+        build_body(
+            1, "Action=SendRawEmail&RawMessage.Data={RAW}&Destinations.member.1=gone%40x.example",
+            mime, &body);
+        struct sesreq r;
+        struct seserr e;
+        CHECK(parse(1, body.data, body.len, &r, &e) == 0, "with_dest raw v1: parse");
+        struct buf out = BUF_INIT;
+        CHECK(fanout_with_dest(SESREQ_V1, true, &r.form, NULL, 0, to, 1, riders, 1, &out) == 0,
+              "with_dest raw v1");
+        struct sesreq back;
+        CHECK(parse(1, out.data, out.len, &back, &e) == 0, "with_dest raw v1: parses back");
+        size_t n1 = 0, n2 = 0;
+        const char *d1 = form_get(&back.form, "Destinations.member.1", &n1);
+        const char *d2 = form_get(&back.form, "Destinations.member.2", &n2);
+        CHECK(d1 && strncmp(d1, "a@x.example", n1) == 0 && d2 &&
+                  strncmp(d2, "c@x.example", n2) == 0,
+              "with_dest raw v1: destinations");
+        CHECK(form_get(&back.form, "Destinations.member.3", &n1) == NULL, "with_dest raw v1: two");
+        size_t l1 = 0, l2 = 0;
+        const char *m1 = sesreq_raw_data(&r, &l1), *m2 = sesreq_raw_data(&back, &l2);
+        CHECK(m1 && m2 && l1 == l2 && memcmp(m1, m2, l1) == 0, "with_dest raw v1: message kept");
+        sesreq_cleanup(&back);
+        sesreq_cleanup(&r);
+        buf_free(&out);
+        buf_free(&body);
+    }
+    /* v2 raw read in place: the data spliced back byte for byte */
+    {
+        struct buf body = BUF_INIT;
+        build_body(2,
+                   "{\"Content\": {\"Raw\": {\"Data\": \"{RAW}\"}}, \"Destination\": "
+                   "{\"ToAddresses\": [\"gone@x.example\"]}, \"ConfigurationSetName\": \"cs\"}",
+                   mime, &body);
+        struct buf out = BUF_INIT;
+        CHECK(fanout_with_dest(SESREQ_V2, true, NULL, body.data, body.len, to, 1, riders + 1, 1,
+                               &out) == 0,
+              "with_dest v2");
+        json_t *j = json_loadb(out.data, out.len, 0, NULL);
+        json_t *want =
+            json_pack("{s[s]s[s]}", "ToAddresses", "a@x.example", "BccAddresses", "d@x.example");
+        CHECK(json_equal(json_object_get(j, "Destination"), want), "with_dest v2: destination");
+        CHECK(strcmp(json_string_value(json_object_get(j, "ConfigurationSetName")), "cs") == 0,
+              "with_dest v2: the rest kept");
+        struct buf b64 = BUF_INIT;
+        check_b64(mime, strlen(mime), &b64);
+        CHECK_STR(json_string_value(json_object_get(
+                      json_object_get(json_object_get(j, "Content"), "Raw"), "Data")),
+                  buf_cstr(&b64), "with_dest v2: data");
+        json_decref(want);
+        json_decref(j);
+        buf_free(&b64);
+        buf_free(&out);
+        CHECK(fanout_with_dest(SESREQ_V2, false, NULL, "[1]", 3, to, 1, NULL, 0, &out) == -1 &&
+                  out.len == 0,
+              "with_dest v2: not an object");
+        buf_free(&body);
+    }
+}
+
 int main(void)
 {
+    test_with_dest();
     test_large_raw_head();
     test_skip_invalid();
     test_plan_cases();

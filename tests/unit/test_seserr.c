@@ -74,6 +74,8 @@ static const struct code_case code_cases[] = {
      "The requested resource does not exist."},
     {SESERR_METHOD_NOT_ALLOWED, "method_not_allowed", "InvalidAction", 400,
      "UnknownOperationException", 404, "Method not allowed."},
+    {SESERR_NO_SUCH_ENTITY, "no_such_entity", "NotFound", 404, "NotFoundException", 404,
+     "The resource you attempted to access does not exist."},
 };
 
 #define NCASES (sizeof code_cases / sizeof code_cases[0])
