@@ -13,7 +13,8 @@ files, one per reader, each with its own To; `batch show last --watch`
 prints progress lines and then the complete batch; both simulator copies
 are sent (SES accepts them), the sandbox's Bounce and Delivery reach the
 SNS endpoint (its log lines), the batch then counts one delivered and one
-bounced with the bounce's type, subtype and diagnostic, and the bounce's
+bounced with the bounce's type, subtype and diagnostic, `suppression list`
+shows the bounced address (added by the event), and the bounce's
 notification is in the outbox; the key's secret appears in no output.
 
 This checks the user's build: scripts/start builds and runs build/sesgate,
@@ -184,6 +185,9 @@ def test_readme_quick_start(started):
     assert "delivered 1" in shown and "bounced 1" in shown, shown
     bounced = [ln for ln in shown if re.match(r"^  bounce@simulator\.amazonses\.com bounced ", ln)]
     assert len(bounced) == 1 and bounced[0].endswith(" Permanent General smtp; 550 5.1.1 user unknown"), shown
+    # the bounce put the address on the suppression list, and only it
+    sup = [ln.split() for ln in find(cmds, outs, r"suppression list").splitlines() if ln.strip()]
+    assert len(sup) == 1 and sup[0][:2] == ["bounce@simulator.amazonses.com", "BOUNCE"] and sup[0][-1] == "event", sup
     bounces = list(harness.outbox(work / "var" / "outbox", "*.bounce.json"))
     assert len(bounces) == 1
     note = json.loads(bounces[0].read_text())
