@@ -416,3 +416,17 @@ def test_endpoint_off_without_topics(tmp_path):
         assert "event=feedback" not in gw.sesgate.log_text()
     finally:
         harness.stop_run_gateway(gw)
+
+
+def test_unreadable_test_trust_ca_stops_the_start(tmp_path):
+    """A test_trust CA file that cannot be read: sesgate says which and
+    does not start (a silently missing trust would refuse every message)."""
+    missing = tmp_path / "no-such-ca.pem"
+    gate = harness.Sesgate(tmp_path, "http://127.0.0.1:9", harness.Creds("upstream", "AKIAUNUSEDUNUSED0000", "x" * 40),
+                           {}, extra={"feedback": {"topics": topic("valid"),
+                                                   "test_trust": "%s 127.0.0.1:1" % missing}})
+    with pytest.raises(RuntimeError) as e:
+        gate.start(timeout=15)
+    assert "cannot read the CA file %s" % missing in str(e.value), str(e.value)
+    assert gate.proc.returncode == 1
+    harness.assert_no_sanitizer(gate.log_text())
