@@ -691,7 +691,7 @@ static int ops_relay_move(redisContext *c, const char *pfx, bool purge, int nids
 {
     struct buf krdlq = BUF_INIT, krl = BUF_INIT;
     buf_printf(&krdlq, "%srdlq", pfx);
-    buf_printf(&krl, "%srq", pfx);
+    buf_printf(&krl, "%srl", pfx);
     char *keys[2] = {(char *)buf_cstr(&krdlq), (char *)buf_cstr(&krl)};
     long long total = 0;
     int rc = 0;

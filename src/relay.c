@@ -1,4 +1,4 @@
-/* relay: reads P:{P}:rq with the consumer group "w", POSTs each relay to its
+/* relay: reads P:{P}:rl with the consumer group "w", POSTs each relay to its
  * client's events_url with SNS's headers, and records the outcome
  * (relay_outcome.lua): delivered, a retry through P:{P}:rd (relay_due.lua
  * moves it back when due), or a dead relay on P:{P}:rdlq. */
@@ -458,7 +458,7 @@ struct relay *relay_start(struct event_base *base, const struct config *cfg,
     r->up =
         upstream_new(base, cfg->relay_timeout_ms, RELAY_MAX_RESPONSE, getenv("SESGATE_CA_BUNDLE"));
     r->name = xstrdup(name);
-    r->krl = rscript_key(scripts, "rq", NULL);
+    r->krl = rscript_key(scripts, "rl", NULL);
     r->krd = rscript_key(scripts, "rd", NULL);
     r->krdlq = rscript_key(scripts, "rdlq", NULL);
     snprintf(r->claim_cursor, sizeof r->claim_cursor, "0-0");

@@ -1,7 +1,7 @@
 /* relay: SES events relayed to the applications (docs/FEEDBACK.md, "Relays").
  *
  * src/lua/events.lua adds one entry per event for a client with an
- * events_url to the stream P:{P}:rq. A relay process reads it with the
+ * events_url to the stream P:{P}:rl. A relay process reads it with the
  * consumer group "w" and POSTs each entry's body byte for byte to
  * [client.NAME] events_url (looked up when it is sent, from the current
  * configuration) with SNS's headers, so that the application's own SNS

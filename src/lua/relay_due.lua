@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  retry set         P:{P}:rd    (score: due ms on Redis's clock;
 --                                         member: see relay_outcome.lua)
--- KEYS[2]  relays            P:{P}:rq    (stream, consumer group "w")
+-- KEYS[2]  relays            P:{P}:rl    (stream, consumer group "w")
 -- KEYS[3]  dead relays       P:{P}:rdlq  (stream)
 --
 -- ARGV[1]  most members to move in this call (> 0)

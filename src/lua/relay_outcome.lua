@@ -1,7 +1,7 @@
 -- relay_outcome.lua: record what became of one relay's POST to its
 -- client's events_url (src/relay.c), and let go of its entry, in one step.
 --
--- KEYS[1]  relays            P:{P}:rq    (stream, consumer group "w"; fields
+-- KEYS[1]  relays            P:{P}:rl    (stream, consumer group "w"; fields
 --                                         c client, t TopicArn, y SNS message
 --                                         type, i SNS MessageId, s subscription
 --                                         ARN, b the SNS body, a attempt)

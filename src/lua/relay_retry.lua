@@ -2,7 +2,7 @@
 -- from the dead-relay stream back onto the relay stream, attempts from 0.
 --
 -- KEYS[1]  dead relays       P:{P}:rdlq  (stream: fields c t y i s b a e)
--- KEYS[2]  relays            P:{P}:rq    (stream, consumer group "w")
+-- KEYS[2]  relays            P:{P}:rl    (stream, consumer group "w")
 --
 -- ARGV[1]  most dead relays to look at when no id is given (> 0)
 -- ARGV[2..] entry ids of KEYS[1] to move; or ARGV[2] = "from:<start>"

@@ -8,9 +8,9 @@
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
 -- client, action, cancelled, state, filling, delivered, bounced,
 -- complained, delayed, rejected, suppressed) for the most recent batches,
--- {relays on the relay stream P:{P}:rq, of which read and not yet finished,
+-- {relays on the relay stream P:{P}:rl, of which read and not yet finished,
 -- relays waiting for a retry in P:{P}:rd, dead relays on P:{P}:rdlq}} (the
--- relay keys are KEYS[5] plus "rq", "rd", "rdlq"; a reply of sesgate before
+-- relay keys are KEYS[5] plus "rl", "rd", "rdlq"; a reply of sesgate before
 -- relays has 6 elements). The batch's last six are its counters of
 -- recipients per delivery state (events.lua) and of units skipped as
 -- suppressed; "" when the hash has none (0).
@@ -54,7 +54,7 @@ if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
     end
 end
 out[6] = rows
-local rl = prefix .. 'rq'
+local rl = prefix .. 'rl'
 local rpending = 0
 if redis.call('TYPE', rl)['ok'] == 'stream' then
     local p = redis.pcall('XPENDING', rl, 'w')
