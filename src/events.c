@@ -141,7 +141,7 @@ void events_apply(struct events *e, const struct sns_msg *m, const struct seseve
     char *kreplay = rscript_key(e->scripts, "sns:", m->message_id);
     char *kindex = rscript_key(e->scripts, "m:", ev->message_id);
     char *ksup = rscript_key(e->scripts, "sup", NULL);
-    char *krl = rscript_key(e->scripts, "rl", NULL);
+    char *krl = rscript_key(e->scripts, "relay", NULL);
     char *kpfx = rscript_key(e->scripts, "", NULL);
     size_t argc = EVENTS_NKEYS + EVENTS_FIXED_ARGS + 2 * n;
     const char **argv = xcalloc(argc, sizeof *argv);

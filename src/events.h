@@ -11,7 +11,7 @@
  *   - the suppression list: permanent bounces and complaints add the address
  *     ([suppression]), transient bounces count towards transient_count;
  *   - the relay: when the client has an events_url, the SNS body byte for
- *     byte is queued on {P}:rl for src/relay.c.
+ *     byte is queued on {P}:relay for src/relay.c.
  */
 #ifndef SESGATE_EVENTS_H
 #define SESGATE_EVENTS_H

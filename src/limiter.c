@@ -258,7 +258,7 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
                              a.granted ? a.wait_ms / 1000.0 : 0);
     } else if (err) {
-        log_event(LOG_DEBUG, "limiter_failed", "error", err, NULL);
+        log_event(LOG_WARN, "limiter_failed", "error", err, NULL);
     }
     limiter_take_answer(t, &a);
 }

@@ -622,7 +622,7 @@ static int ops_dlq(redisContext *c, const char *pfx, int argc, char **argv, bool
 static int ops_relay_list(redisContext *c, const char *pfx, bool json)
 {
     struct buf key = BUF_INIT;
-    buf_printf(&key, "%srdlq", pfx);
+    buf_printf(&key, "%srelay:dlq", pfx);
     json_t *all = json_array();
     char start[64] = "-";
     int rc = 0;
@@ -690,8 +690,8 @@ static int ops_relay_list(redisContext *c, const char *pfx, bool json)
 static int ops_relay_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
 {
     struct buf krdlq = BUF_INIT, krl = BUF_INIT;
-    buf_printf(&krdlq, "%srdlq", pfx);
-    buf_printf(&krl, "%srl", pfx);
+    buf_printf(&krdlq, "%srelay:dlq", pfx);
+    buf_printf(&krl, "%srelay", pfx);
     char *keys[2] = {(char *)buf_cstr(&krdlq), (char *)buf_cstr(&krl)};
     long long total = 0;
     int rc = 0;

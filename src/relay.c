@@ -1,7 +1,7 @@
-/* relay: reads P:{P}:rl with the consumer group "w", POSTs each relay to its
+/* relay: reads P:{P}:relay with the consumer group "w", POSTs each relay to its
  * client's events_url with SNS's headers, and records the outcome
- * (relay_outcome.lua): delivered, a retry through P:{P}:rd (relay_due.lua
- * moves it back when due), or a dead relay on P:{P}:rdlq. */
+ * (relay_outcome.lua): delivered, a retry through P:{P}:relay:d (relay_due.lua
+ * moves it back when due), or a dead relay on P:{P}:relay:dlq. */
 #include "relay.h"
 
 #include <inttypes.h>
@@ -458,9 +458,9 @@ struct relay *relay_start(struct event_base *base, const struct config *cfg,
     r->up =
         upstream_new(base, cfg->relay_timeout_ms, RELAY_MAX_RESPONSE, getenv("SESGATE_CA_BUNDLE"));
     r->name = xstrdup(name);
-    r->krl = rscript_key(scripts, "rl", NULL);
-    r->krd = rscript_key(scripts, "rd", NULL);
-    r->krdlq = rscript_key(scripts, "rdlq", NULL);
+    r->krl = rscript_key(scripts, "relay", NULL);
+    r->krd = rscript_key(scripts, "relay:d", NULL);
+    r->krdlq = rscript_key(scripts, "relay:dlq", NULL);
     snprintf(r->claim_cursor, sizeof r->claim_cursor, "0-0");
     r->read_timer = evtimer_new(base, relay_read_cb, r);
     r->tick_timer = event_new(base, -1, EV_PERSIST, relay_tick_cb, r);

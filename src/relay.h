@@ -1,14 +1,14 @@
 /* relay: SES events relayed to the applications (docs/FEEDBACK.md, "Relays").
  *
  * src/lua/events.lua adds one entry per event for a client with an
- * events_url to the stream P:{P}:rl. A relay process reads it with the
+ * events_url to the stream P:{P}:relay. A relay process reads it with the
  * consumer group "w" and POSTs each entry's body byte for byte to
  * [client.NAME] events_url (looked up when it is sent, from the current
  * configuration) with SNS's headers, so that the application's own SNS
  * handler takes it as it took SNS's. A 2xx answer delivers it; any other
  * answer or a transport failure retries it with backoff through the retry
- * set P:{P}:rd, up to [feedback] relay_attempts tries, after which it goes
- * to the dead-relay stream P:{P}:rdlq. An entry held by a process that died
+ * set P:{P}:relay:d, up to [feedback] relay_attempts tries, after which it goes
+ * to the dead-relay stream P:{P}:relay:dlq. An entry held by a process that died
  * is reclaimed after the lease: a relay is delivered at least once.
  */
 #ifndef SESGATE_RELAY_H

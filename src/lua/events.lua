@@ -5,7 +5,7 @@
 -- KEYS[2]  the index         P:{P}:m:<SES MessageId>: "<client>\t<batch id or
 --          ->\t<index or ->", written when SES gave sesgate that MessageId
 -- KEYS[3]  suppression list  P:{P}:sup (hash: address -> "<reason>\t<ms>\t<source>")
--- KEYS[4]  relays            P:{P}:rl (stream, group w)
+-- KEYS[4]  relays            P:{P}:relay (stream, group w)
 -- KEYS[5]  the key prefix    P:{P}: (not a key itself: the batch keys
 --          P:{P}:b:<id> and P:{P}:e:<id> of the indexed batch and the
 --          transient bounce sets P:{P}:tb:<address> are this prefix plus

@@ -1,10 +1,10 @@
 -- relay_due.lua: move the relays whose retry is due from the retry set back
 -- onto the relay stream (src/relay.c calls it every second).
 --
--- KEYS[1]  retry set         P:{P}:rd    (score: due ms on Redis's clock;
+-- KEYS[1]  retry set         P:{P}:relay:d    (score: due ms on Redis's clock;
 --                                         member: see relay_outcome.lua)
--- KEYS[2]  relays            P:{P}:rl    (stream, consumer group "w")
--- KEYS[3]  dead relays       P:{P}:rdlq  (stream)
+-- KEYS[2]  relays            P:{P}:relay    (stream, consumer group "w")
+-- KEYS[3]  dead relays       P:{P}:relay:dlq  (stream)
 --
 -- ARGV[1]  most members to move in this call (> 0)
 -- ARGV[2]  optional: the longest delay a retry is ever given, ms. A member

@@ -1,14 +1,14 @@
 -- relay_outcome.lua: record what became of one relay's POST to its
 -- client's events_url (src/relay.c), and let go of its entry, in one step.
 --
--- KEYS[1]  relays            P:{P}:rl    (stream, consumer group "w"; fields
+-- KEYS[1]  relays            P:{P}:relay    (stream, consumer group "w"; fields
 --                                         c client, t TopicArn, y SNS message
 --                                         type, i SNS MessageId, s subscription
 --                                         ARN, b the SNS body, a attempt)
--- KEYS[2]  retry set         P:{P}:rd    (sorted set: score due ms on Redis's
+-- KEYS[2]  retry set         P:{P}:relay:d    (sorted set: score due ms on Redis's
 --                                         clock, member the relay encoded as
 --                                         below)
--- KEYS[3]  dead relays       P:{P}:rdlq  (stream: the fields of KEYS[1] and
+-- KEYS[3]  dead relays       P:{P}:relay:dlq  (stream: the fields of KEYS[1] and
 --                                         e, the last error)
 --
 -- ARGV[1]  the entry id on KEYS[1]

@@ -1,8 +1,8 @@
 -- relay_retry.lua: send dead relays again (sesgate relay retry): move them
 -- from the dead-relay stream back onto the relay stream, attempts from 0.
 --
--- KEYS[1]  dead relays       P:{P}:rdlq  (stream: fields c t y i s b a e)
--- KEYS[2]  relays            P:{P}:rl    (stream, consumer group "w")
+-- KEYS[1]  dead relays       P:{P}:relay:dlq  (stream: fields c t y i s b a e)
+-- KEYS[2]  relays            P:{P}:relay    (stream, consumer group "w")
 --
 -- ARGV[1]  most dead relays to look at when no id is given (> 0)
 -- ARGV[2..] entry ids of KEYS[1] to move; or ARGV[2] = "from:<start>"

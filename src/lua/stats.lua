@@ -8,9 +8,9 @@
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
 -- client, action, cancelled, state, filling, delivered, bounced,
 -- complained, delayed, rejected, suppressed) for the most recent batches,
--- {relays on the relay stream P:{P}:rl, of which read and not yet finished,
--- relays waiting for a retry in P:{P}:rd, dead relays on P:{P}:rdlq}} (the
--- relay keys are KEYS[5] plus "rl", "rd", "rdlq"; a reply of sesgate before
+-- {relays on the relay stream P:{P}:relay, of which read and not yet finished,
+-- relays waiting for a retry in P:{P}:relay:d, dead relays on P:{P}:relay:dlq}} (the
+-- relay keys are KEYS[5] plus "relay", "relay:d", "relay:dlq"; a reply of sesgate before
 -- relays has 6 elements). The batch's last six are its counters of
 -- recipients per delivery state (events.lua) and of units skipped as
 -- suppressed; "" when the hash has none (0).
@@ -54,12 +54,12 @@ if n > 0 and redis.call('TYPE', recent)['ok'] == 'zset' then
     end
 end
 out[6] = rows
-local rl = prefix .. 'rl'
+local rl = prefix .. 'relay'
 local rpending = 0
 if redis.call('TYPE', rl)['ok'] == 'stream' then
     local p = redis.pcall('XPENDING', rl, 'w')
     if type(p) == 'table' and p.err == nil then rpending = p[1] end
 end
-out[7] = {len(rl, 'stream', 'XLEN'), rpending, len(prefix .. 'rd', 'zset', 'ZCARD'),
-    len(prefix .. 'rdlq', 'stream', 'XLEN')}
+out[7] = {len(rl, 'stream', 'XLEN'), rpending, len(prefix .. 'relay:d', 'zset', 'ZCARD'),
+    len(prefix .. 'relay:dlq', 'stream', 'XLEN')}
 return out

@@ -196,7 +196,7 @@ def apply_event(gw, mid, state, at, recipients):
     time at (ms) for recipients [(lowercased address, detail JSON text)],
     with the arguments src/events.c passes (no suppression, no relay)."""
     sock = gw.workdir / "var" / "redis" / "redis.sock"
-    keys = [PFX + "sns:" + str(uuid.uuid4()), PFX + "m:" + mid, PFX + "sup", PFX + "rl", PFX]
+    keys = [PFX + "sns:" + str(uuid.uuid4()), PFX + "m:" + mid, PFX + "sup", PFX + "relay", PFX]
     args = [int(time.time() * 1000), 3600000, state, at, "", 0, 86400000, "", TOPIC, "Notification",
             str(uuid.uuid4()), "", "{}", len(recipients)]
     for addr, detail in recipients:

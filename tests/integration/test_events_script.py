@@ -23,7 +23,7 @@ def r(tmp_path):
 def apply(r, sns_id, ses_id, state="", rcpts=(), suppress="", at=NOW, relay="", now=NOW,
           tcount=3, twindow=7 * DAY, body='{"Type":"Notification"}', sub="arn:sub"):
     """Run events.lua; rcpts: (address, detail) pairs."""
-    keys = [PRE + "sns:" + sns_id, PRE + "m:" + ses_id, PRE + "sup", PRE + "rl", PRE]
+    keys = [PRE + "sns:" + sns_id, PRE + "m:" + ses_id, PRE + "sup", PRE + "relay", PRE]
     args = [now, DAY, state, at, suppress, tcount, twindow, relay,
             "arn:aws:sns:us-east-1:123456789012:ses", "Notification", sns_id, sub, body,
             len(rcpts)]
@@ -130,13 +130,13 @@ def test_relay_only_for_listed_clients(r):
     apply(r, "n1", "ses-r", "delivered", [("a@example.org", "{}")], relay="x\napp\n", body=body)
     apply(r, "n2", "ses-s", "delivered", [("a@example.org", "{}")], relay="x\napp\n", body=body)
     apply(r, "n3", "not-indexed", "delivered", [("a@example.org", "{}")], relay="app\n")
-    entries = r.cmd("XRANGE", PRE + "rl", "-", "+")
+    entries = r.cmd("XRANGE", PRE + "relay", "-", "+")
     assert len(entries) == 1
     fields = entries[0][1]
     assert dict(zip(fields[::2], fields[1::2])) == {
         "c": "app", "t": "arn:aws:sns:us-east-1:123456789012:ses", "y": "Notification",
         "i": "n1", "s": "arn:sub", "b": body, "a": "0"}
-    groups = r.cmd("XINFO", "GROUPS", PRE + "rl")
+    groups = r.cmd("XINFO", "GROUPS", PRE + "relay")
     assert [g["name"] if isinstance(g, dict) else g[1] for g in groups] == ["w"]
 
 
@@ -153,7 +153,7 @@ def test_state_keeps_the_batch_lifetime(r):
 
 
 def test_bad_arguments(r):
-    keys = [PRE + "sns:x", PRE + "m:y", PRE + "sup", PRE + "rl", PRE]
+    keys = [PRE + "sns:x", PRE + "m:y", PRE + "sup", PRE + "relay", PRE]
     good = [NOW, DAY, "delivered", NOW, "", 3, DAY, "", "t", "Notification", "x", "", "{}", 0]
     for i, bad in [(2, "exploded"), (4, "MAYBE"), (13, 2), (1, 0)]:
         args = list(good)

@@ -1,6 +1,6 @@
 """Relays of SES events to a client's events_url (docs/FEEDBACK.md, "Relays").
 
-Entries are added to the relay stream P:{P}:rl in the format the event
+Entries are added to the relay stream P:{P}:relay in the format the event
 pipeline (src/lua/events.lua) writes, on the real binary's managed Redis;
 a test HTTP server plays the application. Each relay must arrive once,
 byte for byte, with SNS's headers; survive the application being down;
@@ -25,9 +25,9 @@ import harness
 pytestmark = pytest.mark.needs_sesgate
 
 PREFIX = "sesgate-it"
-RL = "%s:{%s}:rl" % (PREFIX, PREFIX)
-RD = "%s:{%s}:rd" % (PREFIX, PREFIX)
-RDLQ = "%s:{%s}:rdlq" % (PREFIX, PREFIX)
+RL = "%s:{%s}:relay" % (PREFIX, PREFIX)
+RD = "%s:{%s}:relay:d" % (PREFIX, PREFIX)
+RDLQ = "%s:{%s}:relay:dlq" % (PREFIX, PREFIX)
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
 SUB = TOPIC + ":0f7a1e2c-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 LEASE_S = 5
@@ -133,7 +133,7 @@ def sns_body(n, extra=""):
 
 
 def add_relay(gate, client, body, mid, sub=SUB, attempt="0"):
-    """XADD one relay to P:{P}:rl as events.lua writes it; its entry id."""
+    """XADD one relay to P:{P}:relay as events.lua writes it; its entry id."""
     r = harness.RedisClient(unix=gate.workdir / "var" / "redis" / "redis.sock")
     try:
         return r.cmd("XADD", RL, "*", "c", client, "t", TOPIC, "y", "Notification", "i", mid,

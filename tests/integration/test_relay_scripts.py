@@ -9,7 +9,7 @@ import pytest
 
 from test_queue_scripts import PRE, Redis, RedisError
 
-RL, RD, RDLQ = PRE + "rl", PRE + "rd", PRE + "rdlq"
+RL, RD, RDLQ = PRE + "relay", PRE + "relay:d", PRE + "relay:dlq"
 BODY = '{\r\n  "Type" : "Notification",\r\n  "Message" : "{\\"a\\":\\"\u00fc:7:x\\"}"\r\n}'
 
 
