@@ -81,7 +81,7 @@ def metrics(admin):
 
 
 def main():
-    n = int(os.environ.get("N", "30000"))
+    n = int(os.environ.get("N", "80000"))
     duration = int(os.environ.get("DURATION", "10"))
     conns = int(os.environ.get("CONNS", "8"))
     keep = os.environ.get("KEEP", "0") == "1"

@@ -15,7 +15,7 @@
 #include "rscript.h"
 
 #define EVENTS_FIXED_ARGS 14 /* events.lua's ARGV before the recipients */
-#define EVENTS_NKEYS      5
+#define EVENTS_NKEYS      6  /* the sixth, the sync stream, only with sync_ses */
 
 struct events {
     struct rscript *scripts;
@@ -143,7 +143,9 @@ void events_apply(struct events *e, const struct sns_msg *m, const struct seseve
     char *ksup = rscript_key(e->scripts, "sup", NULL);
     char *krl = rscript_key(e->scripts, "relay", NULL);
     char *kpfx = rscript_key(e->scripts, "", NULL);
-    size_t argc = EVENTS_NKEYS + EVENTS_FIXED_ARGS + 2 * n;
+    char *kss = rscript_key(e->scripts, "ss", NULL);
+    int nkeys = cfg->suppress_sync_ses ? EVENTS_NKEYS : EVENTS_NKEYS - 1;
+    size_t argc = (size_t)nkeys + EVENTS_FIXED_ARGS + 2 * n;
     const char **argv = xcalloc(argc, sizeof *argv);
     size_t *lens = xcalloc(argc, sizeof *lens);
     const char *fixed[EVENTS_NKEYS + EVENTS_FIXED_ARGS] = {kreplay,
@@ -151,6 +153,7 @@ void events_apply(struct events *e, const struct sns_msg *m, const struct seseve
                                                            ksup,
                                                            krl,
                                                            kpfx,
+                                                           kss,
                                                            snow,
                                                            swin,
                                                            state,
@@ -165,19 +168,22 @@ void events_apply(struct events *e, const struct sns_msg *m, const struct seseve
                                                            sub_arn ? sub_arn : "",
                                                            body,
                                                            sn};
+    size_t na = 0;
     for (size_t i = 0; i < EVENTS_NKEYS + EVENTS_FIXED_ARGS; i++) {
-        argv[i] = fixed[i];
-        lens[i] = fixed[i] == body ? len : strlen(fixed[i]);
+        if (fixed[i] == kss && nkeys < EVENTS_NKEYS)
+            continue;
+        argv[na] = fixed[i];
+        lens[na++] = fixed[i] == body ? len : strlen(fixed[i]);
     }
     for (size_t i = 0; i < 2 * n; i++) {
-        argv[EVENTS_NKEYS + EVENTS_FIXED_ARGS + i] = strs.data + off[i];
-        lens[EVENTS_NKEYS + EVENTS_FIXED_ARGS + i] = strlen(strs.data + off[i]);
+        argv[na] = strs.data + off[i];
+        lens[na++] = strlen(strs.data + off[i]);
     }
     struct events_call *c = xcalloc(1, sizeof *c);
     c->cb = cb;
     c->arg = arg;
     c->kind = ev->kind;
-    rscript_eval(e->scripts, RSCRIPT_EVENTS, EVENTS_NKEYS, (int)argc, argv, lens, events_done, c);
+    rscript_eval(e->scripts, RSCRIPT_EVENTS, nkeys, (int)argc, argv, lens, events_done, c);
     free(argv);
     free(lens);
     free(off);
@@ -187,6 +193,7 @@ void events_apply(struct events *e, const struct sns_msg *m, const struct seseve
     free(ksup);
     free(krl);
     free(kpfx);
+    free(kss);
     buf_free(&relay);
     buf_free(&strs);
 }

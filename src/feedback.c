@@ -38,6 +38,8 @@ struct feedback_cert {
     struct feedback_req *waiters; /* linked by next_wait */
     uint64_t used;                /* f->tick at its last use (least recently used goes first) */
     bool bad;                     /* it did not read or chain: dropped after use */
+    EVP_PKEY *key;                /* its key once it chained; NULL before */
+    time_t key_until;             /* ... until then (UTC s): its chain's first expiry */
     struct feedback_cert *next;
 };
 
@@ -56,6 +58,8 @@ struct feedback {
     char *local_url, *local_host;
     struct buf local_pem;
     X509_STORE *local_store;
+    EVP_PKEY *local_key; /* its key once it chained; NULL before */
+    time_t local_until;
     struct feedback_cert *certs;
     size_t ncerts;
     uint64_t tick;
@@ -353,18 +357,28 @@ static void feedback_confirm(struct feedback_req *r)
                   (long long)f->cfg->feedback_replay_ms);
 }
 
-/* The certificate is at hand (from c, NULL for the local one): verify,
- * then act on the message's type. A certificate that cannot be read or
- * does not chain is marked bad: not kept. */
+/* The certificate is at hand (from c, NULL for the local one): check it
+ * (once: its key is kept in *key until *until, when its chain's first
+ * certificate expires) and the signature, then act on the message's type.
+ * A certificate that cannot be read or does not chain is marked bad: not
+ * kept. */
 static void feedback_verify(struct feedback_req *r, struct feedback_cert *c, const char *pem,
-                            size_t len, X509_STORE *store)
+                            size_t len, X509_STORE *store, EVP_PKEY **key, time_t *until)
 {
     if (r->hr == NULL) { /* the client left: SNS sends it again */
         feedback_req_free(r);
         return;
     }
     char why[256];
-    int rc = sns_verify(&r->m, pem, len, store, (time_t)(clock_wall_ms() / 1000), why, sizeof why);
+    time_t now = (time_t)(clock_wall_ms() / 1000);
+    int rc = 0;
+    if (*key == NULL || now >= *until) {
+        EVP_PKEY_free(*key);
+        *key = NULL;
+        rc = sns_cert_check(pem, len, store, now, key, until, why, sizeof why);
+    }
+    if (rc == 0)
+        rc = sns_verify_key(&r->m, *key, why, sizeof why);
     if (rc < 0) {
         if (c && (rc == SNS_ERR_CERT || rc == SNS_ERR_CHAIN))
             c->bad = true;
@@ -400,6 +414,7 @@ static void feedback_cert_free(struct feedback *f, struct feedback_cert *c)
         upstream_cancel(c->call);
     free(c->url);
     buf_free(&c->pem);
+    EVP_PKEY_free(c->key);
     free(c);
 }
 
@@ -418,7 +433,7 @@ static void feedback_cert_fetched(struct upstream_response *res, void *arg)
         while (w) {
             struct feedback_req *next = w->next_wait;
             w->next_wait = NULL;
-            feedback_verify(w, c, c->pem.data, c->pem.len, f->store);
+            feedback_verify(w, c, c->pem.data, c->pem.len, f->store, &c->key, &c->key_until);
             w = next;
         }
         if (c->bad)
@@ -452,7 +467,8 @@ static void feedback_cert_get(struct feedback_req *r)
     struct feedback *f = r->f;
     const char *url = r->m.signing_cert_url;
     if (f->local_url && strcmp(url, f->local_url) == 0) {
-        feedback_verify(r, NULL, f->local_pem.data, f->local_pem.len, f->local_store);
+        feedback_verify(r, NULL, f->local_pem.data, f->local_pem.len, f->local_store, &f->local_key,
+                        &f->local_until);
         return;
     }
     struct feedback_cert *c = f->certs, *lru = NULL;
@@ -464,7 +480,7 @@ static void feedback_cert_get(struct feedback_req *r)
     }
     if (c && !c->fetching) {
         c->used = ++f->tick;
-        feedback_verify(r, c, c->pem.data, c->pem.len, f->store);
+        feedback_verify(r, c, c->pem.data, c->pem.len, f->store, &c->key, &c->key_until);
         if (c->bad)
             feedback_cert_free(f, c);
         return;
@@ -676,6 +692,8 @@ int feedback_trust_local(struct feedback *f, const char *url, const char *pem, X
     free(f->local_url);
     free(f->local_host);
     X509_STORE_free(f->local_store);
+    EVP_PKEY_free(f->local_key);
+    f->local_key = NULL;
     buf_free(&f->local_pem);
     f->local_url = xstrdup(url);
     f->local_host = host;
@@ -715,6 +733,7 @@ void feedback_free(struct feedback *f)
     upstream_free(f->fetch_test);
     X509_STORE_free(f->store);
     X509_STORE_free(f->local_store);
+    EVP_PKEY_free(f->local_key);
     for (size_t i = 0; i < f->ntopics; i++)
         free(f->topics[i]);
     free(f->topics);

@@ -364,11 +364,20 @@ out:
     return rc;
 }
 
-int sns_verify(const struct sns_msg *m, const char *pem, size_t pem_len, X509_STORE *store,
-               time_t now, char *reason, size_t rlen)
+/* The time an ASN1_TIME names (UTC seconds), or 0 when it cannot be read. */
+static time_t sns_asn1_time(const ASN1_TIME *t)
 {
-    if (m->signature_version != 1 && m->signature_version != 2)
-        return sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "unknown SignatureVersion");
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return timegm(&tm);
+}
+
+int sns_cert_check(const char *pem, size_t pem_len, X509_STORE *store, time_t now, EVP_PKEY **key,
+                   time_t *valid_until, char *reason, size_t rlen)
+{
+    *key = NULL;
+    *valid_until = 0;
     if (pem == NULL || pem_len == 0 || pem_len > SNS_MAX_PEM)
         return sns_fail(SNS_ERR_CERT, reason, rlen, "certificate empty or over %d bytes",
                         SNS_MAX_PEM);
@@ -376,10 +385,8 @@ int sns_verify(const struct sns_msg *m, const char *pem, size_t pem_len, X509_ST
     X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    struct buf tbs = {0};
     int rc = 0;
-    if (bio == NULL || chain == NULL || ctx == NULL || md == NULL) {
+    if (bio == NULL || chain == NULL || ctx == NULL) {
         rc = sns_fail(SNS_ERR_CERT, reason, rlen, "out of memory");
         goto out;
     }
@@ -404,25 +411,67 @@ int sns_verify(const struct sns_msg *m, const char *pem, size_t pem_len, X509_ST
                       X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
         goto out;
     }
-    EVP_PKEY *key = X509_get0_pubkey(leaf);
-    if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+    EVP_PKEY *k = X509_get0_pubkey(leaf);
+    if (k == NULL || EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
         rc = sns_fail(SNS_ERR_CERT, reason, rlen, "certificate key is not RSA");
         goto out;
     }
-    sns_string_to_sign(m, &tbs);
-    const EVP_MD *alg = m->signature_version == 1 ? EVP_sha1() : EVP_sha256();
-    if (EVP_DigestVerifyInit(md, NULL, alg, NULL, key) != 1 ||
-        EVP_DigestVerify(md, (const unsigned char *)m->signature.data, m->signature.len,
-                         (const unsigned char *)tbs.data, tbs.len) != 1)
-        rc = sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "signature does not verify");
+    /* the chain holds until the first of its certificates expires */
+    time_t until = 0;
+    STACK_OF(X509) *verified = X509_STORE_CTX_get0_chain(ctx);
+    for (int i = 0; verified && i < sk_X509_num(verified); i++) {
+        time_t t = sns_asn1_time(X509_get0_notAfter(sk_X509_value(verified, i)));
+        if (i == 0 || t < until)
+            until = t;
+    }
+    if (until <= now) {
+        rc = sns_fail(SNS_ERR_CHAIN, reason, rlen, "certificate: expiry unreadable");
+        goto out;
+    }
+    EVP_PKEY_up_ref(k);
+    *key = k;
+    *valid_until = until;
 out:
     ERR_clear_error();
-    buf_free(&tbs);
-    EVP_MD_CTX_free(md);
     X509_STORE_CTX_free(ctx);
     sk_X509_pop_free(chain, X509_free);
     X509_free(leaf);
     BIO_free(bio);
+    return rc;
+}
+
+int sns_verify_key(const struct sns_msg *m, EVP_PKEY *key, char *reason, size_t rlen)
+{
+    if (m->signature_version != 1 && m->signature_version != 2)
+        return sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "unknown SignatureVersion");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL)
+        return sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "out of memory");
+    struct buf tbs = {0};
+    sns_string_to_sign(m, &tbs);
+    const EVP_MD *alg = m->signature_version == 1 ? EVP_sha1() : EVP_sha256();
+    int rc = 0;
+    if (EVP_DigestVerifyInit(md, NULL, alg, NULL, key) != 1 ||
+        EVP_DigestVerify(md, (const unsigned char *)m->signature.data, m->signature.len,
+                         (const unsigned char *)tbs.data, tbs.len) != 1)
+        rc = sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "signature does not verify");
+    ERR_clear_error();
+    buf_free(&tbs);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int sns_verify(const struct sns_msg *m, const char *pem, size_t pem_len, X509_STORE *store,
+               time_t now, char *reason, size_t rlen)
+{
+    if (m->signature_version != 1 && m->signature_version != 2)
+        return sns_fail(SNS_ERR_SIGNATURE, reason, rlen, "unknown SignatureVersion");
+    EVP_PKEY *key;
+    time_t until;
+    int rc = sns_cert_check(pem, pem_len, store, now, &key, &until, reason, rlen);
+    if (rc == 0)
+        rc = sns_verify_key(m, key, reason, rlen);
+    EVP_PKEY_free(key);
     return rc;
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "buf.h"
@@ -94,6 +95,19 @@ int sns_url_check(const char *url, const char *extra_host, char *reason, size_t 
  * does no I/O. SigningCertURL is not checked here (sns_url_check). */
 int sns_verify(const struct sns_msg *m, const char *pem, size_t pem_len, X509_STORE *store,
                time_t now, char *reason, size_t rlen);
+
+/* The certificate half of sns_verify: the first certificate in pem must
+ * chain to store at time now and carry an RSA key. On success *key is that
+ * key (the caller frees it with EVP_PKEY_free) and *valid_until the time
+ * (UTC seconds) the first certificate of the verified chain expires: until
+ * then, with the same store, the check gives the same answer, so a caller
+ * may keep the key and skip it. On error *key is NULL. */
+int sns_cert_check(const char *pem, size_t pem_len, X509_STORE *store, time_t now, EVP_PKEY **key,
+                   time_t *valid_until, char *reason, size_t rlen);
+
+/* The signature half of sns_verify: m's Signature under key (from
+ * sns_cert_check) over sns_string_to_sign(m). */
+int sns_verify_key(const struct sns_msg *m, EVP_PKEY *key, char *reason, size_t rlen);
 
 /* True when arn has the shape arn:<aws|aws-cn|aws-us-gov>:sns:<region>:
  * <12 digits>:<topic name of 1-256 of A-Z a-z 0-9 _ -, optionally .fifo>. */

@@ -11,6 +11,10 @@
 --          transient bounce sets P:{P}:tb:<address> are this prefix plus
 --          "b:<id>", "e:<id>", "tb:<address>": one hash tag, one slot; which
 --          ones a call touches is only known from the index)
+-- KEYS[6]  optional: the sync stream P:{P}:ss (given when [suppression]
+--          sync_ses is on): an entry a <address> for each address the event
+--          adds to the suppression list, for SES's account-level list
+--          (src/supsync.c, as sup.lua notes the operator's changes)
 --
 -- ARGV[1]  now (ms)
 -- ARGV[2]  replay window (ms): how long KEYS[1] is kept
@@ -53,6 +57,7 @@
 -- script under OOM, and then nothing is written).
 
 local replay, index, sup, relays, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sync = KEYS[6]
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local state, at = ARGV[3], tonumber(ARGV[4])
 local suppress, tcount, twindow = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -128,6 +133,9 @@ if suppress ~= '' then
         end
         if add and redis.call('HSETNX', sup, addr, add .. '\t' .. now .. '\tevent') == 1 then
             added = added + 1
+            if sync then
+                redis.call('XADD', sync, '*', 'a', addr)
+            end
         end
     end
 end

@@ -161,3 +161,20 @@ def test_bad_arguments(r):
         with pytest.raises(RedisError, match="BADARGS"):
             r.script("events", keys, args)
     assert r.cmd("KEYS", "*") == []
+
+
+def test_sync_stream_notes_each_address_added(r):
+    ss = PRE + "ss"
+    keys = [PRE + "sns:s1", PRE + "m:x", PRE + "sup", PRE + "relay", PRE, ss]
+    args = [NOW, DAY, "bounced", NOW, "BOUNCE", 3, DAY, "", "t", "Notification", "s1", "", "{}", 2,
+            "new@example.org", "{}", "old@example.org", "{}"]
+    r.cmd("HSET", PRE + "sup", "old@example.org", f"MANUAL\t{NOW}\tcli")
+    assert r.script("events", keys, args)[4] == 1
+    entries = r.cmd("XRANGE", ss, "-", "+")
+    assert [e[1] for e in entries] == [["a", "new@example.org"]]
+    # without the sixth key (sync_ses off) nothing is noted
+    keys, args[10] = keys[:5] + [], "s2"
+    keys[0] = PRE + "sns:s2"
+    args[13:] = [1, "other@example.org", "{}"]
+    assert r.script("events", keys, args)[4] == 1
+    assert len(r.cmd("XRANGE", ss, "-", "+")) == 1

@@ -416,3 +416,34 @@ def test_endpoint_off_without_topics(tmp_path):
         assert "event=feedback" not in gw.sesgate.log_text()
     finally:
         harness.stop_run_gateway(gw)
+
+
+def test_unreadable_test_trust_ca_stops_the_start(tmp_path):
+    """A test_trust CA file that cannot be read: sesgate says which and
+    does not start (a silently missing trust would refuse every message)."""
+    missing = tmp_path / "no-such-ca.pem"
+    gate = harness.Sesgate(tmp_path, "http://127.0.0.1:9", harness.Creds("upstream", "AKIAUNUSEDUNUSED0000", "x" * 40),
+                           {}, extra={"feedback": {"topics": topic("valid"),
+                                                   "test_trust": "%s 127.0.0.1:1" % missing}})
+    with pytest.raises(RuntimeError) as e:
+        gate.start(timeout=15)
+    assert "cannot read the CA file %s" % missing in str(e.value), str(e.value)
+    assert gate.proc.returncode == 1
+    harness.assert_no_sanitizer(gate.log_text())
+
+
+def test_malformed_http_on_the_path_answered_as_the_endpoint(env):
+    """A request the listener refuses before reading it (here a chunked
+    body) on the endpoint's path is answered in the endpoint's plain text,
+    not as an SES error, and logged once."""
+    gw, sns = env
+    port = int(gw.endpoint.rsplit(":", 1)[1])
+    req = (b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+           b"Content-Type: text/plain; charset=UTF-8\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    for _ in range(2):
+        out = harness.raw_exchange(port, req)
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), out
+        assert body == b"refused: http\n", out
+    harness.wait_log(gw.sesgate, r"event=feedback_refused [^\n]*reason=http [^\n]*status=400 ")
+    assert len(re.findall(r"event=feedback_refused [^\n]*reason=http ", log(gw))) == 1

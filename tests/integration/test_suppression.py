@@ -538,3 +538,36 @@ def test_sync_survives_upstream_failures(sy):
     failed = [r for r in sy.fake.requests() if r["path"].startswith("/v2/email/suppression") and r["status"] == 503]
     assert len(failed) >= 1
     assert "supsync_retry" in sy.sesgate.log_text()
+
+
+def test_sync_adds_from_events(tmp_path_factory):
+    """An address SES's events add (a permanent bounce, a complaint) is
+    mirrored to SES's account-level list as the operator's adds are; a
+    transient bounce, which adds nothing yet, is not."""
+    if harness.direct_mode():
+        pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
+    import fakesns
+    work = tmp_path_factory.mktemp("supsync-events")
+    sns = fakesns.FakeSNS(work).start()
+    topic = fakesns.topic_arn("ses-sync")
+    gw = harness.run_gateway(work, extra={
+        "send": {"first_recipient": "queue", "rate": "1000"}, "suppression": {"sync_ses": "on"},
+        "feedback": {"topics": topic, "test_trust": sns.test_trust}})
+    try:
+        for mid, addr, kind in (("m-1", "hard@example.org", "Permanent"),
+                                ("m-2", "soft@example.org", "Transient")):
+            msg = sns.notification(topic, fakesns.ses_bounce(mid, addr, kind))
+            assert fakesns.post(gw.endpoint + "/sesgate/sns", msg)[0] == 200
+        complaint = json.loads(fakesns.ses_bounce("m-3", "angry@example.org"))
+        del complaint["bounce"]
+        complaint["notificationType"] = "Complaint"
+        complaint["complaint"] = {"complainedRecipients": [{"emailAddress": "angry@example.org"}],
+                                  "timestamp": "2016-01-27T14:59:38.237Z", "feedbackId": "f-3",
+                                  "complaintFeedbackType": "abuse"}
+        msg = sns.notification(topic, json.dumps(complaint))
+        assert fakesns.post(gw.endpoint + "/sesgate/sns", msg)[0] == 200
+        want = {"hard@example.org": "BOUNCE", "angry@example.org": "COMPLAINT"}
+        assert wait_ses(gw, want) == want
+    finally:
+        harness.stop_run_gateway(gw)
+        sns.stop()

@@ -438,6 +438,110 @@ static void test_sns_signatures(struct test_sns_keys *k)
     X509_STORE_free(empty);
 }
 
+/* Parse e signed with key (its SignatureVersion) into m; tamper: its
+ * Message changed after signing. */
+static void test_sns_signed_msg(const struct test_sns_env *e, EVP_PKEY *key, bool tamper,
+                                struct sns_msg *m)
+{
+    struct buf tbs = {0}, sig = {0}, body = {0};
+    test_sns_tbs(e, &tbs);
+    test_sns_sign(key, e->version[0] == '1' ? 1 : 2, buf_cstr(&tbs), &sig);
+    struct test_sns_env sent = *e;
+    if (tamper)
+        sent.message = "Something else";
+    test_sns_json(&sent, buf_cstr(&sig), &body);
+    char reason[128];
+    if (sns_parse(body.data, body.len, m, reason, sizeof reason) < 0)
+        abort();
+    buf_free(&tbs);
+    buf_free(&sig);
+    buf_free(&body);
+}
+
+/* sns_cert_check and sns_verify_key, the two halves of sns_verify a caller
+ * uses to keep a checked certificate's key: the key comes back only for a
+ * certificate that chains, with the time the first certificate of its chain
+ * expires; the key verifies both versions and refuses a tampered message. */
+static void test_sns_split(struct test_sns_keys *k)
+{
+    EVP_PKEY *key = (EVP_PKEY *)1;
+    time_t until = 1;
+    char reason[256];
+    CHECK(sns_cert_check(k->leaf.data, k->leaf.len, k->store, T0, &key, &until, reason,
+                         sizeof reason) == 0,
+          "leaf: %s", reason);
+    CHECK(key != NULL && until == T0 + 365 * DAY, "leaf: key %p until %lld", (void *)key,
+          (long long)until);
+    for (int v = 1; v <= 2; v++) {
+        struct test_sns_env e = test_sns_note;
+        e.version = v == 1 ? "1" : "2";
+        struct sns_msg m;
+        test_sns_signed_msg(&e, k->leaf_key, false, &m);
+        CHECK(sns_verify_key(&m, key, reason, sizeof reason) == 0, "v%d: %s", v, reason);
+        sns_msg_cleanup(&m);
+        test_sns_signed_msg(&e, k->leaf_key, true, &m);
+        CHECK(sns_verify_key(&m, key, reason, sizeof reason) == SNS_ERR_SIGNATURE, "v%d tampered",
+              v);
+        sns_msg_cleanup(&m);
+        /* signed by another key */
+        test_sns_signed_msg(&e, k->inter.key, false, &m);
+        CHECK(sns_verify_key(&m, key, reason, sizeof reason) == SNS_ERR_SIGNATURE,
+              "v%d another key", v);
+        sns_msg_cleanup(&m);
+    }
+    EVP_PKEY_free(key);
+
+    CHECK(sns_cert_check(k->inter_chain.data, k->inter_chain.len, k->store, T0, &key, &until,
+                         reason, sizeof reason) == 0,
+          "through an intermediate: %s", reason);
+    CHECK(key != NULL && until == T0 + 365 * DAY, "intermediate: until %lld", (long long)until);
+    EVP_PKEY_free(key);
+
+    const struct {
+        const struct buf *pem;
+        int rc;
+        const char *what;
+    } bad[] = {
+        {&k->foreign, SNS_ERR_CHAIN, "another CA"},
+        {&k->expired, SNS_ERR_CHAIN, "expired"},
+        {&k->early, SNS_ERR_CHAIN, "not yet valid"},
+        {&k->ec, SNS_ERR_CERT, "an EC key"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        key = (EVP_PKEY *)1;
+        CHECK(sns_cert_check(bad[i].pem->data, bad[i].pem->len, k->store, T0, &key, &until, reason,
+                             sizeof reason) == bad[i].rc &&
+                  key == NULL,
+              "%s", bad[i].what);
+    }
+    CHECK(sns_cert_check("", 0, k->store, T0, &key, &until, reason, sizeof reason) ==
+                  SNS_ERR_CERT &&
+              key == NULL,
+          "empty");
+
+    /* a CA that expires before the leaf bounds the time */
+    struct test_sns_ca shortca = {EVP_RSA_gen(2048), NULL};
+    shortca.cert = test_sns_cert(shortca.key, "Short CA", T0 - DAY, T0 + 100 * DAY, NULL, true, 3);
+    X509 *x = test_sns_cert(k->leaf_key, "sns.amazonaws.com", T0 - DAY, T0 + 365 * DAY, &shortca,
+                            false, 30);
+    struct buf pem = {0};
+    test_sns_pem(x, &pem);
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_add_cert(st, shortca.cert);
+    CHECK(sns_cert_check(pem.data, pem.len, st, T0, &key, &until, reason, sizeof reason) == 0 &&
+              until == T0 + 100 * DAY,
+          "short CA: until %lld (%s)", (long long)until, reason);
+    EVP_PKEY_free(key);
+    CHECK(sns_cert_check(pem.data, pem.len, st, T0 + 101 * DAY, &key, &until, reason,
+                         sizeof reason) == SNS_ERR_CHAIN,
+          "short CA expired");
+    X509_STORE_free(st);
+    buf_free(&pem);
+    X509_free(x);
+    X509_free(shortca.cert);
+    EVP_PKEY_free(shortca.key);
+}
+
 /* The certificate and subscribe URL rule. */
 static void test_sns_urls(void)
 {
@@ -761,6 +865,7 @@ int main(void)
     test_sns_keys_make(&k);
     test_sns_exact();
     test_sns_signatures(&k);
+    test_sns_split(&k);
     test_sns_urls();
     test_sns_parse_errors();
     test_sns_topics();
