@@ -324,16 +324,16 @@ int smtp_parse(const char *line, size_t n, struct smtp_cmd *cmd, char *err, size
     cmd->path = NULL;
     if (errlen > 0)
         err[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if (c < 0x20 || c == 0x7f)
-            return smtp_fail(err, errlen, SMTP_R_CONTROL);
-    }
     size_t vlen = 0;
     while (vlen < n && line[vlen] != ' ')
         vlen++;
     bool unimpl;
     cmd->verb = smtp_verb_of(line, vlen, &unimpl);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c < 0x20 || c == 0x7f)
+            return smtp_fail(err, errlen, SMTP_R_CONTROL);
+    }
     if (cmd->verb == SMTP_UNKNOWN)
         return smtp_fail(err, errlen, unimpl ? SMTP_R_NOTIMPL : SMTP_R_UNKNOWN);
     size_t a = vlen;
@@ -451,10 +451,22 @@ size_t smtp_data_feed(struct smtp_data *d, const char *p, size_t n)
             }
             break;
         case SMTP_D_MID: {
-            size_t j = i;
-            while (j < n && p[j] != '\r' && p[j] != '\n')
-                j++;
-            if (j > i) {
+            /* the run up to the next CR or LF; a CRLF right after it ends
+             * the line, taken with it */
+            const char *cr = memchr(p + i, '\r', n - i);
+            size_t j = cr != NULL ? (size_t)(cr - p) : n;
+            const char *lf = memchr(p + i, '\n', j - i);
+            if (lf != NULL)
+                j = (size_t)(lf - p);
+            if (j + 1 < n && p[j] == '\r' && p[j + 1] == '\n') {
+                d->linelen += j - i;
+                if (d->linelen > SMTP_MAX_TEXT)
+                    d->long_line = true;
+                d->linelen = 0;
+                smtp_data_put(d, p + i, j + 2 - i);
+                d->state = SMTP_D_BOL;
+                i = j + 2;
+            } else if (j > i) {
                 d->linelen += j - i;
                 smtp_data_put(d, p + i, j - i);
                 i = j;

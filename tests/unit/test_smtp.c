@@ -96,8 +96,11 @@ static const struct parse_case parse_cases[] = {
     {"BDAT 10 LAST", -1, SMTP_UNKNOWN, NULL, NULL, "502 5.5.1 Command not implemented"},
     {"NOOP\tx", -1, SMTP_UNKNOWN, NULL, NULL,
      "500 5.5.2 Syntax error, control character in command"},
-    {"MAIL FROM:<a@b.example>\x7f", -1, SMTP_UNKNOWN, NULL, NULL,
+    {"MAIL FROM:<a@b.example>\x7f", -1, SMTP_MAIL, NULL, NULL,
      "500 5.5.2 Syntax error, control character in command"},
+    {"RCPT TO:<a\x01"
+     "b@c.example>",
+     -1, SMTP_RCPT, NULL, NULL, "500 5.5.2 Syntax error, control character in command"},
 
     /* MAIL FROM */
     {"MAIL FROM:<a@b.example>", 0, SMTP_MAIL, NULL, "a@b.example", NULL},
