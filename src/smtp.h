@@ -8,9 +8,19 @@
  *
  * SMTP smuggling: a line ends with CRLF and nothing else. A bare CR or bare
  * LF in a command line is an error; in DATA it marks the message ambiguous
- * (smtp_data_ambiguous): the reader still finds the one true end
+ * (struct smtp_data's ambiguous): the reader still finds the one true end
  * (CRLF "." CRLF) so the session stays in step, and the message is refused,
- * never passed on.
+ * never passed on. "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r\n.\r" and
+ * the like end nothing.
+ *
+ * The session's part: answer SMTP_REPLY_BAD_LINE to a line smtp_line
+ * refuses; after STARTTLS drop every byte read before the handshake (what
+ * came with the command is not a command, CVE-2011-0411); check a RCPT's
+ * path_8bit against the transaction's SMTPUTF8; answer DATA's end with
+ * smtp_data_reply when it is not NULL.
+ *
+ * Every function is pure: no allocation outlives a call except what is
+ * appended to the caller's buffers.
  */
 #ifndef SESGATE_SMTP_H
 #define SESGATE_SMTP_H
@@ -27,6 +37,9 @@
 #define SMTP_MAX_PATH     256  /* RFC 5321 4.5.3.1.3: a path with its "<" and ">" */
 #define SMTP_MAX_LOCAL    64   /* RFC 5321 4.5.3.1.1: octets of local part */
 #define SMTP_MAX_DOMAIN   255  /* RFC 5321 4.5.3.1.2: octets of domain */
+
+/* The answer to a command line smtp_line refuses. */
+#define SMTP_REPLY_BAD_LINE "500 5.5.2 Syntax error: line too long, or a bare CR or LF"
 
 /* AUTH LOGIN's prompts (base64 of "Username:" and "Password:"). */
 #define SMTP_LOGIN_USER_PROMPT "334 VXNlcm5hbWU6"
@@ -142,7 +155,10 @@ size_t smtp_data_feed(struct smtp_data *d, const char *p, size_t n);
 const char *smtp_data_reply(const struct smtp_data *d);
 
 /* AUTH PLAIN's response (base64 of authzid NUL user NUL password): user and
- * password into the buffers. Returns 0, or -1 when malformed. */
+ * password appended to the buffers. Returns 0, or -1 when malformed (not
+ * strict padded base64, not three parts, an empty user or password, or an
+ * authorization identity other than empty or the user); the buffers are
+ * then untouched. The decoded copy is wiped before it is freed. */
 int smtp_auth_plain(const char *b64, size_t n, struct buf *user, struct buf *pass);
 
 /* AUTH LOGIN's username or password response (base64 of the text): the
