@@ -5,7 +5,8 @@
  * rest is the input, read both as a stream of command lines and as the
  * bytes after "354".
  *
- * Command lines: each complete line holds no CR or LF and takes its CRLF;
+ * Command lines: the same lines however the input arrives; each complete
+ * line holds no CR or LF and takes its CRLF;
  * a refused line is consumed up to its LF; the parser's answer is 0 or an
  * SMTP reply "ddd d.d.d text"; a parsed path lies in the line, within 256
  * octets, with no space or control character.
@@ -36,29 +37,52 @@ static uint32_t fuzz_smtp_next(uint32_t *s)
     return *s >> 16;
 }
 
-/* Read s[0..n) as command lines (in pieces, as a session would). */
-static void fuzz_smtp_commands(const char *s, size_t n)
+/* One line smtp_line gave: its result and the bytes it covers (a refused
+ * line with the bytes skipped after it). */
+struct fuzz_smtp_ev {
+    int rc;
+    size_t from, to;
+};
+
+/* Read s[0..n) as command lines arriving in pieces from seed (0: all at
+ * once), as a session would; the lines go to ev (room for n + 1), their
+ * number to *nev. Each complete line is parsed when parse is set. */
+static void fuzz_smtp_commands(const char *s, size_t n, uint32_t seed, bool parse,
+                               struct fuzz_smtp_ev *ev, size_t *nev)
 {
-    size_t off = 0;
+    size_t off = 0, avail = seed == 0 ? n : 0;
     bool skipping = false;
-    while (off < n) {
+    *nev = 0;
+    for (;;) {
         const char *p = s + off;
-        size_t left = n - off, len = 0, used = 0;
-        if (skipping) {
-            int rc = smtp_line_skip(p, left, &used);
-            fuzz_smtp_assert(used > 0 && used <= left);
+        size_t left = avail - off, len = 0, used = 0;
+        int rc = 0;
+        if (left > 0 && skipping) {
+            rc = smtp_line_skip(p, left, &used);
+            fuzz_smtp_assert(used > 0 && used <= left && *nev > 0);
             fuzz_smtp_assert(rc == 1 ? p[used - 1] == '\n' && memchr(p, '\n', used - 1) == NULL
                                      : used == left && memchr(p, '\n', left) == NULL);
             skipping = rc == 0;
             off += used;
+            ev[*nev - 1].to = off;
             continue;
         }
-        int rc = smtp_line(p, left, SMTP_MAX_LINE, &len, &used);
+        if (left > 0)
+            rc = smtp_line(p, left, SMTP_MAX_LINE, &len, &used);
         if (rc == 0) {
             fuzz_smtp_assert(left < SMTP_MAX_LINE && memchr(p, '\n', left) == NULL);
-            break;
+            if (avail == n)
+                break;
+            avail += 1 + fuzz_smtp_next(&seed) % 64;
+            if (avail > n)
+                avail = n;
+            continue;
         }
         fuzz_smtp_assert(used > 0 && used <= left);
+        ev[*nev].rc = rc;
+        ev[*nev].from = off;
+        ev[*nev].to = off + used;
+        (*nev)++;
         if (rc < 0) {
             /* a bad line: up to its LF, or an overlong one still open */
             if (p[used - 1] != '\n') {
@@ -75,6 +99,9 @@ static void fuzz_smtp_commands(const char *s, size_t n)
         fuzz_smtp_assert(used == len + 2 && used <= SMTP_MAX_LINE);
         fuzz_smtp_assert(p[len] == '\r' && p[len + 1] == '\n');
         fuzz_smtp_assert(memchr(p, '\r', len) == NULL && memchr(p, '\n', len) == NULL);
+        off += used;
+        if (!parse)
+            continue;
 
         struct smtp_cmd cmd;
         char err[128];
@@ -119,8 +146,24 @@ static void fuzz_smtp_commands(const char *s, size_t n)
                 }
             }
         }
-        off += used;
     }
+}
+
+/* The command lines of s[0..n) are the same however they arrive. */
+static void fuzz_smtp_lines(const char *s, size_t n, uint8_t seed)
+{
+    struct fuzz_smtp_ev *whole = calloc(n + 1, sizeof *whole);
+    struct fuzz_smtp_ev *split = calloc(n + 1, sizeof *split);
+    fuzz_smtp_assert(whole != NULL && split != NULL);
+    size_t nw = 0, ns = 0;
+    fuzz_smtp_commands(s, n, 0, true, whole, &nw);
+    fuzz_smtp_commands(s, n, (uint32_t)seed * 13 + 1, false, split, &ns);
+    fuzz_smtp_assert(nw == ns);
+    for (size_t i = 0; i < nw; i++)
+        fuzz_smtp_assert(whole[i].rc == split[i].rc && whole[i].from == split[i].from &&
+                         whole[i].to == split[i].to);
+    free(whole);
+    free(split);
 }
 
 /* The result of one DATA read. */
@@ -237,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
-    fuzz_smtp_commands(s, n);
+    fuzz_smtp_lines(s, n, data[0]);
     fuzz_smtp_data(s, n, data[0]);
     return 0;
 }
