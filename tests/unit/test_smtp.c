@@ -360,18 +360,21 @@ static const struct data_case data_cases[] = {
     DC("LF LF", "a\n\n.\r\n", "a\n\n.\r\n", "", false, true, false),
 };
 
-/* Feed in[0..n) in three pieces split at i <= j; return what was consumed. */
-static size_t test_data_feed3(struct smtp_data *d, const char *in, size_t n, size_t i, size_t j)
+/* Feed in[0..n) in three pieces split at i <= j; return what was consumed.
+ * *sound is false when a piece was taken in part before the end or a feed
+ * claimed more than it was given. */
+static size_t test_data_feed3(struct smtp_data *d, const char *in, size_t n, size_t i, size_t j,
+                              bool *sound)
 {
     size_t cuts[4] = {0, i, j, n}, used = 0;
+    *sound = true;
     for (int k = 0; k < 3; k++) {
         if (d->done)
             break;
         size_t len = cuts[k + 1] - cuts[k];
         size_t got = smtp_data_feed(d, in + cuts[k], len);
-        CHECK(got <= len, "consumed %zu of %zu", got, len);
-        if (!d->done)
-            CHECK(got == len, "not done yet took %zu of %zu", got, len);
+        if (got > len || (!d->done && got != len))
+            *sound = false;
         used += got;
     }
     return used;
@@ -389,9 +392,11 @@ static void test_data(void)
                 struct buf out = BUF_INIT;
                 struct smtp_data d;
                 smtp_data_init(&d, &out, 1 << 20);
-                size_t used = test_data_feed3(&d, dc->in, n, i, j);
-                bool ok = used == consumed && d.done == dc->done && d.ambiguous == dc->ambiguous &&
-                          d.long_line == dc->long_line && !d.too_large && out.len == outlen &&
+                bool sound;
+                size_t used = test_data_feed3(&d, dc->in, n, i, j, &sound);
+                bool ok = sound && used == consumed && d.done == dc->done &&
+                          d.ambiguous == dc->ambiguous && d.long_line == dc->long_line &&
+                          !d.too_large && out.len == outlen &&
                           (outlen == 0 || memcmp(out.data, dc->out, outlen) == 0) &&
                           d.size == outlen;
                 if (!ok && bad++ == 0)
