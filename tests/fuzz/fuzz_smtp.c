@@ -16,7 +16,9 @@
  * "." CRLF) and consumes nothing after it; it marks the message ambiguous
  * exactly when a bare CR or LF came before the end (a CR that input ended
  * on is not yet known to be bare); without one the output
- * holds no bare CR or LF; a lower limit keeps a prefix of the same output. */
+ * holds no bare CR or LF, and a complete one is the plain reading (split
+ * at CRLF, leading dots removed); a lower limit keeps a prefix of the same
+ * output. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +228,24 @@ static bool fuzz_smtp_bare(const char *s, size_t n)
     return false;
 }
 
+/* The message of a complete, unambiguous DATA section s[0..n) (its end
+ * included), read the plain way: split at CRLF, each line's leading dot
+ * removed, the lines joined with CRLF. */
+static void fuzz_smtp_unstuff(const char *s, size_t n, struct buf *out)
+{
+    size_t i = 0;
+    n -= 3; /* the final ".\r\n" */
+    while (i < n) {
+        const char *crlf = memmem(s + i, n - i, "\r\n", 2);
+        fuzz_smtp_assert(crlf != NULL);
+        size_t e = (size_t)(crlf - s);
+        size_t b = i < e && s[i] == '.' ? i + 1 : i;
+        buf_add(out, s + b, e - b);
+        buf_add(out, "\r\n", 2);
+        i = e + 2;
+    }
+}
+
 static void fuzz_smtp_data(const char *s, size_t n, uint8_t seed)
 {
     struct fuzz_smtp_data whole, split, small;
@@ -257,6 +277,13 @@ static void fuzz_smtp_data(const char *s, size_t n, uint8_t seed)
                          (whole.out.len >= 2 && whole.out.data[whole.out.len - 2] == '\r' &&
                           whole.out.data[whole.out.len - 1] == '\n'));
     fuzz_smtp_assert(whole.out.len <= whole.used);
+    if (whole.done && !whole.ambiguous) {
+        struct buf plain = BUF_INIT;
+        fuzz_smtp_unstuff(s, whole.used, &plain);
+        fuzz_smtp_assert(plain.len == whole.out.len &&
+                         memcmp(buf_cstr(&plain), buf_cstr(&whole.out), plain.len) == 0);
+        buf_free(&plain);
+    }
 
     /* a lower limit keeps a prefix and reads to the same end */
     fuzz_smtp_assert(small.used == whole.used && small.done == whole.done &&
