@@ -34,6 +34,20 @@ def fakes_signatures():
         fake.check_signatures()
 
 
+# Test files that measure time (the account's rate across processes, clock
+# steps, the limiter script's exact spacing): tests/run runs them alone,
+# after the others, which it runs two files at a time.
+SERIAL_FILES = {"test_ratelimit.py", "test_bulk_rate.py", "test_scaleout.py", "test_clock.py",
+                "test_limit_script.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of SERIAL_FILES serial (pytest.ini)."""
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+
+
 def pytest_runtest_logreport(report):
     """With $SESGATE_LOG_DIR set, note every skipped test's node id in
     skipped.txt there: under CI=true tests/run fails on a skip it was not
