@@ -568,7 +568,6 @@ static void front_forward(struct front_req *r)
 
 static void front_pace_take(struct front_req *r);
 static void front_pace_go(struct front_req *r);
-static void front_queue(struct front_req *r);
 
 /* The send's reserved time has come (or a refused client take is retried). */
 static void front_pace_cb(evutil_socket_t fd, short what, void *arg)
@@ -646,15 +645,6 @@ static void front_paced(const struct limiter_answer *a, void *arg)
         return;
     }
     bool quota = a->reason == RATELIMIT_QUOTA || a->reason == RATELIMIT_CLIENT_QUOTA;
-    if (r->inproc && r->copy0 && !r->plan.bulk && !quota && r->f->queue != NULL) {
-        /* A submission in process is not refused for the rate: copy 0 was
-         * not sent, so the whole batch is queued and drained at the rate. */
-        front_copy0_release(r);
-        r->copy0 = false;
-        log_event(LOG_INFO, "send_queued_for_rate", "id", r->id, "batch", r->batch_id, NULL);
-        front_queue(r);
-        return;
-    }
     r->why = quota ? "quota" : "rate";
     seserr_set(&e, SESERR_THROTTLING,
                quota ? "Daily message quota exceeded." : "Maximum sending rate exceeded.");
@@ -1341,8 +1331,10 @@ static void front_send(struct front_req *r)
         return;
     }
     front_request_id(f, r->batch_id);
-    if (cfg->first_recipient_sync) {
-        /* Copy 0 goes first; the rest is queued once SES accepted it. */
+    if (cfg->first_recipient_sync && !r->inproc) {
+        /* Copy 0 goes first; the rest is queued once SES accepted it. A
+         * submission in process is queued whole: its answer then means that
+         * all of it was taken, or none. */
         if (!queue_ready(f->queue)) {
             seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
             r->batch_id[0] = '\0';
