@@ -107,7 +107,6 @@ static void main_usage(FILE *f)
           "  (status, batch, dlq, relay and suppression print JSON with --json; --watch refreshes "
           "every\n"
           "  second until the queue is idle or the batch complete)\n"
-          "  smtp-password [-c FILE] [CLIENT]   print a client's SES SMTP password\n"
           "  keygen             print a new client key id and secret\n"
           "  version            print the version\n"
           "\n"
@@ -615,43 +614,11 @@ static void main_smtp_banner(const struct main_state *s, const struct config *cf
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         char pw[SMTP_PASSWORD_LEN + 1];
         smtp_password(c->secret_access_key, cfg->region, pw);
-        printf("sesgate: SMTP user %s, password %s (sesgate smtp-password prints it again)\n",
+        printf("sesgate: SMTP user %s, password %s (`sesgate smtp-password` prints it again)\n",
                c->access_key_id, pw);
         OPENSSL_cleanse(pw, sizeof pw);
     }
     fflush(stdout);
-}
-
-/* sesgate smtp-password [CLIENT]: the client's SES SMTP password (the only
- * client, or "default", when none is named). */
-static int main_smtp_password(const char *path, int argc, char **argv)
-{
-    struct config cfg = {0};
-    main_load_config(&cfg, path);
-    char creds[4200];
-    if (cfg.nclients == 0 && !main_default_client(&cfg, creds, sizeof creds)) {
-        config_free(&cfg);
-        return 1;
-    }
-    const struct config_client *c = NULL;
-    if (argc > 0)
-        c = config_client_by_name(&cfg, argv[0]);
-    else if (cfg.nclients == 1)
-        c = &cfg.clients[0];
-    else
-        c = config_client_by_name(&cfg, "default");
-    if (c == NULL) {
-        fprintf(stderr, "sesgate: smtp-password: %s\n",
-                argc > 0 ? "no such client" : "name the client (there are several)");
-        config_free(&cfg);
-        return 2;
-    }
-    char pw[SMTP_PASSWORD_LEN + 1];
-    smtp_password(c->secret_access_key, cfg.region, pw);
-    printf("%s\n", pw);
-    OPENSSL_cleanse(pw, sizeof pw);
-    config_free(&cfg);
-    return 0;
 }
 
 /* sesgate serve / run / work: the SES front, the queue workers, or both. */
@@ -823,8 +790,6 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "keygen") == 0)
         return main_keygen();
-    if (strcmp(cmd, "smtp-password") == 0)
-        return main_smtp_password(path, argc - argi, argv + argi);
     if (strcmp(cmd, "check") == 0)
         return main_check(path);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
