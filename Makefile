@@ -24,12 +24,14 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
 CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist
-SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback smtpd
+SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # the sandbox's SNS publisher: its signing core and its shell
 CORE    += snspub
 SHELLM  += sandbox_sns
+# the SMTP listener (SES's SMTP interface)
+SHELLM  += smtpd
 
 ifeq ($(SAN),1)
 BUILD   := build-san
