@@ -997,6 +997,8 @@ enum front_sup_use {
     FRONT_SUP_SINGLE, /* a send that is not a batch: every recipient */
     FRONT_SUP_COPY0,  /* copy 0 of a sync batch: its To recipient and riders */
     FRONT_SUP_BULK,   /* the first units of a sync bulk batch: their recipients */
+    FRONT_SUP_QUEUE,  /* a batch queued whole (a submission in process): every
+                         recipient, refused only when all are suppressed */
 };
 
 /* Copy 0 of a sync batch goes upstream with the riders given (the plan's,
@@ -1124,9 +1126,28 @@ static void front_sup_done(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_INFO, "send_suppressed", "id", r->id, "recipients", count, "of",
                   r->sup_use == FRONT_SUP_SINGLE  ? "send"
                   : r->sup_use == FRONT_SUP_COPY0 ? "copy0"
+                  : r->sup_use == FRONT_SUP_QUEUE ? "queue"
                                                   : "bulk_first",
                   NULL);
     const struct fanout_plan *p = &r->plan;
+    if (r->sup_use == FRONT_SUP_QUEUE) {
+        /* the workers leave the suppressed recipients out; a batch of
+         * none but them is refused now */
+        free(hit);
+        if (nhit < n || n == 0) {
+            front_queue(r);
+            return;
+        }
+        for (size_t i = 0; i < nhit; i++)
+            metrics_suppressed();
+        seserr_set(&e, SESERR_MESSAGE_REJECTED,
+                   "Every recipient of this message is on the suppression list: %zu address%s.",
+                   nhit, nhit == 1 ? "" : "es");
+        r->why = "suppressed";
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
     if (r->sup_use == FRONT_SUP_COPY0 && nhit > 0 && !hit[0]) {
         /* copy 0 goes first without its suppressed riders */
         for (size_t i = 0; i < nhit; i++)
@@ -1198,7 +1219,7 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
                 buf_free(&scratch);
             }
         } else {
-            size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto;
+            size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto; /* SINGLE, QUEUE: all */
             for (size_t i = 0; i < nto; i++)
                 front_sup_add(&fl, p->to[i], strlen(p->to[i]));
             for (size_t i = 0; i < p->nriders; i++)
@@ -1211,6 +1232,8 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
             front_pace(r, (int64_t)(p->nto + p->nriders));
         else if (use == FRONT_SUP_COPY0)
             front_copy0_start(r, p->riders, p->nriders);
+        else if (use == FRONT_SUP_QUEUE)
+            front_queue(r);
         else
             front_bulk_sync(r);
         return;
@@ -1342,6 +1365,11 @@ static void front_send(struct front_req *r)
             return;
         }
         front_sup_lookup(r, FRONT_SUP_COPY0);
+        return;
+    }
+    if (r->inproc) {
+        /* a message to suppressed recipients only is refused, not queued */
+        front_sup_lookup(r, FRONT_SUP_QUEUE);
         return;
     }
     front_queue(r);
