@@ -34,6 +34,9 @@
 #define SMTPD_MAX_MESSAGE (40u * 1024 * 1024)
 /* A closing connection's reply gets this long to drain. */
 #define SMTPD_LINGER_MS 2000
+/* Input held unread (while a message is with the front, or a handshake
+ * runs) before reading pauses. */
+#define SMTPD_INPUT_HIGH (256u * 1024)
 
 enum smtpd_state {
     SMTPD_CMD,        /* reading commands */
@@ -349,6 +352,7 @@ static void smtpd_starttls(struct smtpd_conn *c)
     bufferevent_setcb(c->bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, c);
     struct timeval wtv = clock_timeval(d->cfg->smtp_read_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* the handshake must complete within read_timeout */
     smtpd_timer(c, d->cfg->smtp_read_timeout_ms);
@@ -938,6 +942,7 @@ static void smtpd_accept(struct smtpd *d, struct smtpd_listener *li, evutil_sock
     bufferevent_setcb(c->bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, c);
     struct timeval wtv = clock_timeval(d->cfg->smtp_read_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (c->handshaking) {
         smtpd_timer(c, d->cfg->smtp_read_timeout_ms);
