@@ -503,7 +503,7 @@ static void front_drop_body(struct front_req *r)
     if (r->inproc)
         buf_free(&r->own_body);
     else
-        front_drop_body(r);
+        httpd_drop_body(r->hr);
 }
 
 static void front_copy0_done(struct upstream_response *res, void *arg);
