@@ -206,8 +206,44 @@ static void front_finish(struct front_req *r, int status, const char *error_code
 /* Answer r: over HTTP, or through a submission's callback with what the
  * answer says (status, MessageId, batch, SES's error code and message).
  * r is freed first (front_finish). */
+/* Replace XML's five entities in s (an SES v1 error message) in place. */
+static void front_xml_unescape(char *s)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&apos;", '\''}, {"&quot;", '"'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}};
+    char *w = s;
+    for (const char *p = s; *p;) {
+        size_t i = 0;
+        while (i < sizeof ents / sizeof ents[0] &&
+               strncmp(p, ents[i].ent, strlen(ents[i].ent)) != 0)
+            i++;
+        if (i < sizeof ents / sizeof ents[0]) {
+            *w++ = ents[i].c;
+            p += strlen(ents[i].ent);
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+}
+
+static void front_reply_e(struct front_req *r, int status, const char *error_code,
+                          const struct httpd_header *h, size_t nh, const char *body, size_t len,
+                          const struct seserr *e);
+
 static void front_reply(struct front_req *r, int status, const char *error_code,
                         const struct httpd_header *h, size_t nh, const char *body, size_t len)
+{
+    front_reply_e(r, status, error_code, h, nh, body, len, NULL);
+}
+
+/* front_reply; e: sesgate's own error (its message as it is, not read back
+ * from the rendered body). */
+static void front_reply_e(struct front_req *r, int status, const char *error_code,
+                          const struct httpd_header *h, size_t nh, const char *body, size_t len,
+                          const struct seserr *e)
 {
     struct httpd_request *hr = r->hr;
     if (!r->inproc) {
@@ -233,8 +269,11 @@ static void front_reply(struct front_req *r, int status, const char *error_code,
     if (status >= 200 && status < 300) {
         if (!sesans_message_id(1, body ? body : "", len, mid, sizeof mid))
             mid[0] = '\0';
+    } else if (e != NULL) {
+        snprintf(message, sizeof message, "%s", e->message);
     } else {
         sesans_error(1, etype, body ? body : "", len, code, sizeof code, message, sizeof message);
+        front_xml_unescape(message);
     }
     o.message_id = mid;
     o.batch_id = batch;
@@ -259,7 +298,7 @@ static void front_fail(struct front_req *r, const struct seserr *e)
     if (etype)
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
     const char *code = seserr_wire_code(e->code, (int)r->api);
-    front_reply(r, status, code, h, nh, body.data, body.len);
+    front_reply_e(r, status, code, h, nh, body.data, body.len, e);
     buf_free(&body);
 }
 
