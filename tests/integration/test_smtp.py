@@ -397,3 +397,103 @@ def test_single_recipient_past_the_rate_is_queued(tmp_path):
         assert got == ["r%d@example.org" % i for i in range(n)]
     finally:
         harness.stop_run_gateway(gw)
+
+
+def tls_session(gw, name="app"):
+    """A raw TLS socket after STARTTLS, EHLO and AUTH PLAIN."""
+    c = gw.clients[name]
+    raw = socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5)
+    assert read_reply(raw).startswith(b"220 ")
+    raw.sendall(b"EHLO client.example\r\n")
+    assert read_reply(raw).startswith(b"250")
+    raw.sendall(b"STARTTLS\r\n")
+    assert read_reply(raw).startswith(b"220 ")
+    tls = tls_context(gw).wrap_socket(raw, server_hostname="localhost")
+    token = base64.b64encode(b"\0" + c.access_key.encode() + b"\0" + smtp_password(c.secret, gw.region).encode())
+    tls.sendall(b"EHLO client.example\r\n")
+    assert b"AUTH PLAIN LOGIN" in read_reply(tls)
+    tls.sendall(b"AUTH PLAIN " + token + b"\r\n")
+    assert read_reply(tls).startswith(b"235 ")
+    return tls
+
+
+def read_lines(sock, n, timeout=10.0):
+    """n complete reply lines from sock."""
+    sock.settimeout(timeout)
+    data = b""
+    while data.count(b"\r\n") < n:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n")[:n]
+
+
+def test_pipelining_replies_in_order(gw):
+    tls = tls_session(gw)
+    msg = harness.raw_message(to="p@example.org", subject="pipelined")
+    # the whole transaction and the next commands in two writes
+    tls.sendall(b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<p@example.org>\r\nRCPT TO:<q@example.org>\r\nDATA\r\n")
+    got = read_lines(tls, 4)
+    assert [g[:3] for g in got] == [b"250", b"250", b"250", b"354"], got
+    tls.sendall(msg + b".\r\nNOOP\r\nRSET\r\nQUIT\r\n")
+    got = read_lines(tls, 4)
+    assert got[0].startswith(b"250 2.0.0 Ok sesgate-"), got
+    assert [g[:3] for g in got[1:]] == [b"250", b"250", b"221"], got
+    tls.close()
+    recs = harness.wait_records(gw.fake, 1, settle=0.5)
+    assert len(recs) == 1
+    d = dict(form(recs[0]))
+    assert sorted(v for k, v in form(recs[0]) if k.startswith("Destinations.")) == ["p@example.org", "q@example.org"]
+    assert base64.b64decode(d["RawMessage.Data"]) == msg
+
+
+def test_slow_data_cut_at_read_timeout(gw):
+    tls = tls_session(gw)
+    tls.sendall(b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<slow@example.org>\r\nDATA\r\n")
+    assert [g[:3] for g in read_lines(tls, 3)] == [b"250", b"250", b"354"]
+    # a byte a second: each read is on time, the whole DATA is not (3 s)
+    t0 = time.monotonic()
+    reply = b""
+    tls.settimeout(1.0)
+    for i in range(10):
+        try:
+            tls.sendall(b"x")
+        except OSError:
+            break
+        try:
+            reply += tls.recv(4096)
+        except socket.timeout:
+            continue
+        if b"\r\n" in reply or not reply:
+            break
+    took = time.monotonic() - t0
+    assert reply.startswith(b"421 4.4.2"), reply
+    assert 2.0 < took < 6.0, took
+    tls.close()
+    time.sleep(0.3)
+    assert harness.upstream_records(gw) == []
+
+
+def test_certificate_reloaded_on_sighup(tmp_path):
+    gw = start_smtp_gateway(tmp_path / "reload")
+    try:
+        def served():
+            s = smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=10)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            s.starttls(context=ctx)
+            der = s.sock.getpeercert(binary_form=True)
+            s.quit()
+            return der
+        before = served()
+        old = gw.cert.read_bytes()
+        make_cert(tmp_path / "reload")  # new key and certificate over the same files
+        assert gw.cert.read_bytes() != old
+        gw.sesgate.proc.send_signal(1)  # SIGHUP
+        harness.wait_log(gw.sesgate, r"event=tls_reloaded listener=smtp")
+        after = served()
+        assert after != before
+        assert after == ssl.PEM_cert_to_DER_cert(gw.cert.read_text())
+    finally:
+        harness.stop_run_gateway(gw)
