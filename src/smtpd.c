@@ -78,9 +78,11 @@ struct smtpd_conn {
     bool handshaking; /* a TLS handshake is under way */
     bool implicit;    /* came on the implicit TLS listener */
     bool greeted;
-    bool in_process; /* smtpd_process is on the stack */
-    bool discarding; /* the rest of an over-long command line is being skipped */
-    bool hello;      /* EHLO or HELO seen (since STARTTLS) */
+    bool in_process;    /* smtpd_process is on the stack */
+    bool discarding;    /* the rest of an over-long command line is being skipped */
+    bool shut;          /* closing: the write side is shut, input is discarded */
+    int64_t closing_ms; /* closing: how long the last reply has had to drain */
+    bool hello;         /* EHLO or HELO seen (since STARTTLS) */
     int64_t ncmds;
     /* the authenticated client, by key id (looked up again at each MAIL:
      * a reload may change or remove it) */
@@ -89,6 +91,7 @@ struct smtpd_conn {
     struct buf login_user; /* AUTH LOGIN's user name */
     /* the transaction */
     bool mail;
+    bool smtputf8; /* the transaction's MAIL gave SMTPUTF8 */
     char *mail_from;
     char **rcpt;
     size_t nrcpt, rcpt_cap;
@@ -152,6 +155,32 @@ static void smtpd_close_with(struct smtpd_conn *c, const char *reply)
     c->state = SMTPD_CLOSING;
     evbuffer_drain(bufferevent_get_input(c->bev),
                    evbuffer_get_length(bufferevent_get_input(c->bev)));
+    smtpd_timer(c, 50);
+}
+
+/* True when every byte written has left for the socket (under STARTTLS,
+ * through the layer below too). */
+static bool smtpd_flushed(struct smtpd_conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return false;
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    return under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+/* Closing, the reply sent: shut the write side and read on, discarding,
+ * until the client closes or the linger ends: a close with the client's
+ * bytes unread would reset the connection and could lose the reply. (No
+ * TLS close_notify: SSL_shutdown would write it past what the TLS layer
+ * still holds.) */
+static void smtpd_shut_write(struct smtpd_conn *c)
+{
+    if (c->shut)
+        return;
+    c->shut = true;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd >= 0)
+        shutdown(fd, SHUT_WR);
     smtpd_timer(c, SMTPD_LINGER_MS);
 }
 
@@ -159,6 +188,7 @@ static void smtpd_close_with(struct smtpd_conn *c, const char *reply)
 static void smtpd_reset_tx(struct smtpd_conn *c)
 {
     c->mail = false;
+    c->smtputf8 = false;
     free(c->mail_from);
     c->mail_from = NULL;
     for (size_t i = 0; i < c->nrcpt; i++)
@@ -200,12 +230,9 @@ static void smtpd_auth_check(struct smtpd_conn *c, const char *user, size_t ulen
 {
     const struct config *cfg = c->d->cfg;
     const struct config_client *cl = config_client_by_key(cfg, user, ulen);
-    char want[SMTP_PASSWORD_LEN + 1];
     /* the same work whether the key exists or not */
-    smtp_password(cl ? cl->secret_access_key : "-", cfg->region, want);
-    bool ok = cl != NULL && plen == SMTP_PASSWORD_LEN &&
-              util_ct_equal(pass, want, SMTP_PASSWORD_LEN) && ulen < sizeof c->key_id;
-    OPENSSL_cleanse(want, sizeof want);
+    bool ok = smtp_password_check(cl ? cl->secret_access_key : "-", cfg->region, pass, plen) &&
+              cl != NULL && ulen < sizeof c->key_id;
     c->state = SMTPD_CMD;
     if (!ok) {
         metrics_smtp_rejected(cl ? cl->name : "-", "auth");
@@ -242,7 +269,7 @@ static void smtpd_auth_plain(struct smtpd_conn *c, const char *b64, size_t n)
 /* A line while AUTH waits for a response. */
 static void smtpd_auth_line(struct smtpd_conn *c, const char *line, size_t len)
 {
-    if (len == 1 && line[0] == '*') {
+    if (smtp_auth_cancelled(line, len)) {
         c->state = SMTPD_CMD;
         buf_free(&c->login_user);
         smtpd_reply(c, "501 5.7.0 Authentication cancelled");
@@ -253,7 +280,7 @@ static void smtpd_auth_line(struct smtpd_conn *c, const char *line, size_t len)
         return;
     }
     struct buf v = BUF_INIT;
-    if (util_base64_decode(line, len, &v) < 0) {
+    if (smtp_auth_login(line, len, &v) < 0) {
         c->state = SMTPD_CMD;
         buf_free(&c->login_user);
         buf_free(&v);
@@ -264,7 +291,7 @@ static void smtpd_auth_line(struct smtpd_conn *c, const char *line, size_t len)
         buf_free(&c->login_user);
         c->login_user = v;
         c->state = SMTPD_AUTH_PASS;
-        smtpd_reply(c, "334 UGFzc3dvcmQ6");
+        smtpd_reply(c, "%s", SMTP_LOGIN_PASS_PROMPT);
         return;
     }
     smtpd_auth_check(c, c->login_user.data ? c->login_user.data : "", c->login_user.len,
@@ -276,7 +303,7 @@ static void smtpd_auth_line(struct smtpd_conn *c, const char *line, size_t len)
 }
 
 /* AUTH mechanism [initial-response]. */
-static void smtpd_auth(struct smtpd_conn *c, const char *arg, size_t n)
+static void smtpd_auth(struct smtpd_conn *c, const struct smtp_cmd *cmd)
 {
     if (!c->tls) {
         metrics_smtp_rejected("-", "no_tls");
@@ -291,14 +318,10 @@ static void smtpd_auth(struct smtpd_conn *c, const char *arg, size_t n)
         smtpd_reply(c, "503 5.5.1 AUTH not allowed during a mail transaction");
         return;
     }
-    size_t m = 0;
-    while (m < n && arg[m] != ' ')
-        m++;
-    const char *ir = m < n ? arg + m + 1 : NULL;
-    size_t irlen = ir ? n - m - 1 : 0;
-    bool has_ir = ir != NULL && irlen > 0;
-    if (m == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
-        if (has_ir && !(irlen == 1 && ir[0] == '=')) {
+    const char *ir = cmd->auth_resp;
+    size_t irlen = cmd->auth_resplen;
+    if (cmd->mech == SMTP_MECH_PLAIN) {
+        if (ir != NULL && irlen > 0) {
             smtpd_auth_plain(c, ir, irlen);
             return;
         }
@@ -306,13 +329,13 @@ static void smtpd_auth(struct smtpd_conn *c, const char *arg, size_t n)
         smtpd_reply(c, "334 ");
         return;
     }
-    if (m == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+    if (cmd->mech == SMTP_MECH_LOGIN) {
         c->state = SMTPD_AUTH_USER;
-        if (has_ir) {
+        if (ir != NULL && irlen > 0) {
             smtpd_auth_line(c, ir, irlen);
             return;
         }
-        smtpd_reply(c, "334 VXNlcm5hbWU6");
+        smtpd_reply(c, "%s", SMTP_LOGIN_USER_PROMPT);
         return;
     }
     smtpd_reply(c, "504 5.5.4 Unrecognized authentication type");
@@ -350,8 +373,6 @@ static void smtpd_starttls(struct smtpd_conn *c)
     c->tls = true;
     c->handshaking = true;
     bufferevent_setcb(c->bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, c);
-    struct timeval wtv = clock_timeval(d->cfg->smtp_read_timeout_ms);
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
     bufferevent_setwatermark(c->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* the handshake must complete within read_timeout */
@@ -497,17 +518,14 @@ static void smtpd_data_done(struct smtpd_conn *c)
 {
     struct smtpd *d = c->d;
     smtpd_timer(c, 0);
-    c->msg_size = c->msg.len;
-    if (c->dr.ambiguous) {
-        smtpd_data_refuse(c, "ambiguous_line_ends",
-                          "550 5.6.0 Message rejected: bare CR or LF in the message; lines must "
-                          "end with CRLF");
-        smtpd_timer(c, d->cfg->smtp_idle_timeout_ms);
-        return;
-    }
-    if (c->dr.too_large) {
-        smtpd_data_refuse(c, "too_large",
-                          "552 5.3.4 Message rejected: message length exceeds the limit");
+    c->msg_size = (size_t)c->dr.size;
+    const char *refuse = smtp_data_reply(&c->dr);
+    if (refuse != NULL) {
+        smtpd_data_refuse(c,
+                          c->dr.ambiguous   ? "ambiguous_line_ends"
+                          : c->dr.too_large ? "too_large"
+                                            : "line_too_long",
+                          refuse);
         smtpd_timer(c, d->cfg->smtp_idle_timeout_ms);
         return;
     }
@@ -569,16 +587,12 @@ static void smtpd_data_done(struct smtpd_conn *c)
 /* EHLO's reply: the extensions, STARTTLS before TLS and AUTH after. */
 static void smtpd_ehlo(struct smtpd_conn *c)
 {
-    smtpd_reply(c, "250-%s", c->d->host);
-    smtpd_reply(c, "250-SIZE %zu", smtpd_max_size(c->d));
-    smtpd_reply(c, "250-8BITMIME");
-    smtpd_reply(c, "250-PIPELINING");
-    smtpd_reply(c, "250-ENHANCEDSTATUSCODES");
-    smtpd_reply(c, "250-SMTPUTF8");
-    if (c->tls)
-        smtpd_reply(c, "250 AUTH PLAIN LOGIN");
-    else
-        smtpd_reply(c, "250 STARTTLS");
+    struct buf out = BUF_INIT;
+    smtp_ehlo_reply(&out, c->d->host, smtpd_max_size(c->d),
+                    SMTP_EHLO_SMTPUTF8 | (c->tls ? SMTP_EHLO_AUTH : SMTP_EHLO_STARTTLS));
+    if (bufferevent_write(c->bev, out.data, out.len) < 0)
+        smtpd_oom();
+    buf_free(&out);
 }
 
 /* MAIL FROM:<path> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8] */
@@ -605,6 +619,7 @@ static void smtpd_mail(struct smtpd_conn *c, const struct smtp_cmd *cmd)
         return;
     }
     c->mail = true;
+    c->smtputf8 = cmd->smtputf8;
     c->mail_from = xstrndup(cmd->path ? cmd->path : "", cmd->pathlen);
     smtpd_reply(c, "250 2.1.0 Ok");
 }
@@ -618,6 +633,10 @@ static void smtpd_rcpt(struct smtpd_conn *c, const struct smtp_cmd *cmd)
     }
     if (cmd->path == NULL || cmd->pathlen == 0) {
         smtpd_reply(c, "501 5.1.3 Bad recipient address syntax");
+        return;
+    }
+    if (cmd->path_8bit && !c->smtputf8) {
+        smtpd_reply(c, "%s", SMTP_REPLY_NEED_UTF8);
         return;
     }
     if (c->nrcpt >= (size_t)c->d->cfg->max_recipients) {
@@ -684,7 +703,7 @@ static void smtpd_command(struct smtpd_conn *c, const char *line, size_t len)
         smtpd_starttls(c);
         break;
     case SMTP_AUTH:
-        smtpd_auth(c, cmd.arg ? cmd.arg : "", cmd.arglen);
+        smtpd_auth(c, &cmd);
         break;
     case SMTP_MAIL:
         smtpd_mail(c, &cmd);
@@ -743,13 +762,12 @@ static void smtpd_process(struct smtpd_conn *c)
             continue;
         }
         if (c->discarding) {
-            struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
-            if (lf.pos < 0) {
-                evbuffer_drain(in, avail);
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
                 break;
-            }
-            evbuffer_drain(in, (size_t)lf.pos + 1);
-            c->discarding = false;
+            size_t used = 0;
+            c->discarding = smtp_line_skip(v.iov_base, v.iov_len, &used) == 0;
+            evbuffer_drain(in, used);
             continue;
         }
         size_t n = avail < SMTP_MAX_LINE ? avail : SMTP_MAX_LINE;
@@ -769,16 +787,14 @@ static void smtpd_process(struct smtpd_conn *c)
             if (used == 0 || used > n)
                 used = n;
             bool whole = p[used - 1] == '\n';
-            bool too_long = !whole || used > SMTP_MAX_LINE;
             evbuffer_drain(in, used);
-            c->discarding = !whole;
+            c->discarding = !whole; /* the rest, up to its LF: smtp_line_skip */
             if (c->state != SMTPD_CMD) {
                 c->state = SMTPD_CMD;
                 buf_free(&c->login_user);
             }
-            metrics_smtp_rejected(smtpd_client_name(c), too_long ? "line_too_long" : "bare_cr_lf");
-            smtpd_reply(c, too_long ? "500 5.5.2 Error: line too long"
-                                    : "500 5.5.2 Error: bare CR or LF in a command line");
+            metrics_smtp_rejected(smtpd_client_name(c), whole ? "bad_line" : "line_too_long");
+            smtpd_reply(c, "%s", SMTP_REPLY_BAD_LINE);
             continue;
         }
         char line[SMTP_MAX_LINE + 1];
@@ -810,15 +826,9 @@ static void smtpd_read_cb(struct bufferevent *bev, void *arg)
 
 static void smtpd_write_cb(struct bufferevent *bev, void *arg)
 {
-    struct smtpd_conn *c = arg;
-    if (c->state != SMTPD_CLOSING || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-        return;
-    /* under STARTTLS the reply may still be in the socket's layer: the
-     * linger timer or the client's close then ends the connection */
-    struct bufferevent *under = bufferevent_get_underlying(bev);
-    if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0)
-        return;
-    smtpd_conn_free(c);
+    /* closing: the timer shuts the write side once the reply is out */
+    (void)bev;
+    (void)arg;
 }
 
 static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -852,9 +862,20 @@ static void smtpd_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct smtpd_conn *c = arg;
-    if (c->state == SMTPD_CLOSING || c->handshaking) {
-        if (c->handshaking)
-            metrics_smtp_refused("tls_handshake_timeout");
+    if (c->state == SMTPD_CLOSING) {
+        /* the reply still draining (checked every 50 ms, up to the
+         * linger), or the linger after the shut is over */
+        c->closing_ms += 50;
+        if (c->shut || c->closing_ms >= SMTPD_LINGER_MS)
+            smtpd_conn_free(c);
+        else if (smtpd_flushed(c))
+            smtpd_shut_write(c);
+        else
+            smtpd_timer(c, 50);
+        return;
+    }
+    if (c->handshaking) {
+        metrics_smtp_refused("tls_handshake_timeout");
         smtpd_conn_free(c);
         return;
     }
@@ -939,9 +960,10 @@ static void smtpd_accept(struct smtpd *d, struct smtpd_listener *li, evutil_sock
     d->conns = c;
     d->nconns++;
     metrics_smtp_connections(1);
+    /* No bufferevent timeouts: an OpenSSL bufferevent's write timeout runs
+     * with nothing to write. The session's own timer bounds every state
+     * that waits for the client; a closing one lingers at most 2 s. */
     bufferevent_setcb(c->bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, c);
-    struct timeval wtv = clock_timeval(d->cfg->smtp_read_timeout_ms);
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
     bufferevent_setwatermark(c->bev, EV_READ, 0, SMTPD_INPUT_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (c->handshaking) {
