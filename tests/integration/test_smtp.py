@@ -53,7 +53,7 @@ def make_cert(d):
     return d / "smtp.pem", d / "smtp.key"
 
 
-def start_smtp_gateway(workdir, send=None):
+def start_smtp_gateway(workdir, send=None, smtp=None):
     """`sesgate run` with both SMTP listeners, in front of the fake; clients
     "app" (everything) and "limited" (senders *@allowed.example only)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,7 @@ def start_smtp_gateway(workdir, send=None):
     }
     if send:
         extra["send"] = send
+    extra["smtp"].update(smtp or {})
     gate = harness.RunSesgate(workdir, fake.url, upstream, policies, extra=extra)
     try:
         gate.start()
@@ -495,5 +496,29 @@ def test_certificate_reloaded_on_sighup(tmp_path):
         after = served()
         assert after != before
         assert after == ssl.PEM_cert_to_DER_cert(gw.cert.read_text())
+    finally:
+        harness.stop_run_gateway(gw)
+
+
+def test_max_connections_refused(tmp_path):
+    gw = start_smtp_gateway(tmp_path / "conns", smtp={"max_connections": "2"})
+    try:
+        held = [socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5) for _ in range(2)]
+        for h in held:
+            assert read_reply(h).startswith(b"220 ")
+        extra = socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5)
+        assert read_reply(extra).startswith(b"421 4.7.0"), "a third connection was served"
+        extra.close()
+        held[0].sendall(b"QUIT\r\n")
+        assert read_reply(held[0]).startswith(b"221")
+        held[0].close()
+        # a place is free again
+        again = harness.wait_for(lambda: (lambda s: s if read_reply(s).startswith(b"220 ") else s.close())(
+            socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5)), 5)
+        assert again, "no connection served after one closed"
+        again.close()
+        held[1].close()
+        status, _, metrics = harness.http("GET", gw.sesgate.admin_url + "/metrics")
+        assert 'sesgate_smtp_connections_refused_total{reason="max_connections"}' in metrics.decode()
     finally:
         harness.stop_run_gateway(gw)
