@@ -30,6 +30,8 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # the sandbox's SNS publisher: its signing core and its shell
 CORE    += snspub
 SHELLM  += sandbox_sns
+# the SMTP listener (SES's SMTP interface)
+SHELLM  += smtpd
 
 ifeq ($(SAN),1)
 BUILD   := build-san

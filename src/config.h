@@ -96,6 +96,13 @@ struct config {
     int64_t suppress_transient_count;     /* transient bounces that add it; 0 = never */
     int64_t suppress_transient_window_ms; /* ... within this time */
     bool suppress_sync_ses;               /* keep SES's account-level suppression list in step */
+    /* [smtp]: SES's SMTP interface */
+    char *smtp_listen;            /* STARTTLS listener "host:port"; "" = off */
+    char *smtp_tls_listen;        /* implicit TLS listener "host:port"; "" = off */
+    int64_t smtp_max_connections; /* concurrent SMTP connections (both listeners) */
+    int64_t smtp_max_commands;    /* commands per connection */
+    int64_t smtp_read_timeout_ms; /* a command line, a TLS handshake or a whole DATA */
+    int64_t smtp_idle_timeout_ms; /* waiting for the next command */
     /* [client.NAME] */
     struct config_client *clients; /* owned */
     size_t nclients;

@@ -368,6 +368,46 @@ static const struct config_key config_keys[] = {
      .kind = CONFIG_BOOL,
      .off = CONFIG_F(suppress_sync_ses),
      .def = "no"},
+    {.section = "smtp",
+     .name = "listen",
+     .kind = CONFIG_ADDR,
+     .off = CONFIG_F(smtp_listen),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "smtp",
+     .name = "tls_listen",
+     .kind = CONFIG_ADDR,
+     .off = CONFIG_F(smtp_tls_listen),
+     .flags = CONFIG_EMPTY_OK,
+     .def = ""},
+    {.section = "smtp",
+     .name = "max_connections",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(smtp_max_connections),
+     .ilo = 1,
+     .ihi = 1000000,
+     .def = "1000"},
+    {.section = "smtp",
+     .name = "max_commands",
+     .kind = CONFIG_INT,
+     .off = CONFIG_F(smtp_max_commands),
+     .ilo = 10,
+     .ihi = 10000000,
+     .def = "100000"},
+    {.section = "smtp",
+     .name = "read_timeout",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(smtp_read_timeout_ms),
+     .ilo = 100,
+     .ihi = 3600000,
+     .def = "5m"},
+    {.section = "smtp",
+     .name = "idle_timeout",
+     .kind = CONFIG_DURATION,
+     .off = CONFIG_F(smtp_idle_timeout_ms),
+     .ilo = 100,
+     .ihi = 3600000,
+     .def = "5m"},
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -431,8 +471,8 @@ static const struct config_key config_client_keys[] = {
 enum { CONFIG_CK_ID = 0, CONFIG_CK_SECRET = 1 };
 
 /* The global sections, in the order they are printed. */
-static const char *const config_sections[] = {"server",  "upstream", "redis",      "send",
-                                              "sandbox", "feedback", "suppression"};
+static const char *const config_sections[] = {"server",  "upstream", "redis",       "send",
+                                              "sandbox", "feedback", "suppression", "smtp"};
 
 #define CONFIG_NSECTIONS (sizeof config_sections / sizeof config_sections[0])
 

@@ -63,6 +63,7 @@ struct fanout_work {
     bool off;              /* a tag says sesgate-fanout=off */
     bool possible;         /* fan-out on and not opted out: a batch if two To */
     bool skip;             /* possible and skip_invalid: bad addresses are left out */
+    bool always;           /* a batch even of one To recipient (fanout_plan_ex) */
     size_t invalid_cap;    /* slots allocated in p->invalid */
     size_t to_limit;       /* most To recipients accepted */
     size_t to_cap;         /* slots allocated in p->to */
@@ -1064,8 +1065,10 @@ static int fanout_dkim_check(struct fanout_work *w)
 {
     struct buf scratch = BUF_INIT;
     bool dkim = false;
-    int rc = rfc5322_rewrite_for_copy(buf_cstr(&w->msg), w->msg.len, w->p->to[1], false, &scratch,
-                                      &dkim);
+    /* a batch of one To recipient (skip mode, always_batch) has no later copy */
+    const char *to = w->p->to[w->p->nto > 1 ? 1 : 0];
+    int rc =
+        rfc5322_rewrite_for_copy(buf_cstr(&w->msg), w->msg.len, to, w->p->nto < 2, &scratch, &dkim);
     buf_free(&scratch);
     if (rc != 0) {
         seserr_set(w->e, fanout_invalid(w->r), "The raw message cannot be split per recipient.");
@@ -1231,7 +1234,7 @@ static int fanout_plan_work(struct fanout_work *w, bool fanout_on, size_t max_re
     if (p->ninvalid > 0 && p->nto == 0)
         return fanout_bad_address(w, p->invalid[0].reason);
     /* addresses left out are reported with the batch: one To is enough */
-    p->batch = w->possible && fanout_dedup(w, p->ninvalid > 0);
+    p->batch = w->possible && fanout_dedup(w, p->ninvalid > 0 || (w->always && p->nto > 0));
     fanout_take_riders(w);
     if (p->batch) {
         if (r->raw && fanout_dkim_check(w) != 0)
@@ -1268,6 +1271,13 @@ int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipi
                        bool skip_invalid, void (*on_batch)(void *arg), void *arg,
                        struct fanout_plan *out, struct seserr *e)
 {
+    return fanout_plan_ex(r, fanout_on, max_recipients, skip_invalid, false, on_batch, arg, out, e);
+}
+
+int fanout_plan_ex(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
+                   bool always_batch, void (*on_batch)(void *arg), void *arg,
+                   struct fanout_plan *out, struct seserr *e)
+{
     memset(out, 0, sizeof *out);
     out->api = r->api;
     out->action = r->action;
@@ -1285,6 +1295,7 @@ int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipi
     w.e = e;
     w.on_batch = on_batch;
     w.on_batch_arg = arg;
+    w.always = always_batch;
     int rc = fanout_plan_work(&w, fanout_on, max_recipients, skip_invalid);
     fanout_list_free(&w.cc);
     fanout_list_free(&w.bcc);

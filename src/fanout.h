@@ -115,6 +115,13 @@ int fanout_plan_hooked(const struct sesreq *r, bool fanout_on, size_t max_recipi
                        bool skip_invalid, void (*on_batch)(void *arg), void *arg,
                        struct fanout_plan *out, struct seserr *e);
 
+/* fanout_plan_hooked, where a send that can be fanned out and has at least
+ * one To recipient is a batch even with only one (always_batch): the
+ * message then goes through the queue whatever the rate (SMTP). */
+int fanout_plan_ex(const struct sesreq *r, bool fanout_on, size_t max_recipients, bool skip_invalid,
+                   bool always_batch, void (*on_batch)(void *arg), void *arg,
+                   struct fanout_plan *out, struct seserr *e);
+
 /* The body of a send that is not a batch with other destinations, appended
  * to out: to as its To recipients and riders by their kind (a raw v1
  * message: all of them as Destinations.member.N, its envelope). v1: the

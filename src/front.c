@@ -7,6 +7,8 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -15,6 +17,7 @@
 #include "inflight.h"
 #include "copybody.h"
 #include "fanout.h"
+#include "form.h"
 #include "feedback.h"
 #include "limiter.h"
 #include "log.h"
@@ -55,8 +58,17 @@ struct front {
 /* One SES request, from arrival to answer. */
 struct front_req {
     struct front *f;
-    struct httpd_request *hr;
+    struct httpd_request *hr; /* NULL for a submission in process (front_submit_raw) */
     char id[37];
+    /* a submission in process: its body, its answer's callback (NULL once
+     * the submitter let go), where it came from */
+    bool inproc;
+    struct buf own_body;
+    front_submit_cb done;
+    void *done_arg;
+    char peer[64];
+    const char *why;            /* static: why a send was refused (front_outcome) */
+    struct front_req **pending; /* the submitter's handle, cleared once answered */
     enum sesreq_api api;
     size_t v2_off;
     struct sesreq sr;
@@ -166,10 +178,12 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     snprintf(status_s, sizeof status_s, "%d", status);
     snprintf(ms, sizeof ms, "%.3f", front_elapsed_ms(r));
     log_event(status >= 500 ? LOG_WARN : LOG_INFO, "request", "id", r->id, "peer",
-              r->hr ? r->hr->peer : "-", "client", r->client ? r->client->name : "-", "api",
-              r->api == SESREQ_V2 ? "v2" : "v1", "action", action, "batch",
-              r->batch_id[0] ? r->batch_id : NULL, "status", status_s, "error", error_code, "ms",
-              ms, NULL);
+              r->hr        ? r->hr->peer
+              : r->peer[0] ? r->peer
+                           : "-",
+              "client", r->client ? r->client->name : "-", "api", r->api == SESREQ_V2 ? "v2" : "v1",
+              "action", action, "batch", r->batch_id[0] ? r->batch_id : NULL, "status", status_s,
+              "error", error_code, "ms", ms, NULL);
     r->f->inflight--;
     metrics_inflight(-1);
     if (r->held > 0)
@@ -178,6 +192,7 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     fanout_plan_cleanup(&r->plan);
     buf_free(&r->fwd_query);
     buf_free(&r->send_body);
+    buf_free(&r->own_body);
     front_copy0_release(r);
     if (r->pace_timer)
         event_free(r->pace_timer);
@@ -186,6 +201,88 @@ static void front_finish(struct front_req *r, int status, const char *error_code
     free(r->answer);
     free(r->bulk_res);
     free(r);
+}
+
+/* Answer r: over HTTP, or through a submission's callback with what the
+ * answer says (status, MessageId, batch, SES's error code and message).
+ * r is freed first (front_finish). */
+/* Replace XML's five entities in s (an SES v1 error message) in place. */
+static void front_xml_unescape(char *s)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&apos;", '\''}, {"&quot;", '"'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}};
+    char *w = s;
+    for (const char *p = s; *p;) {
+        size_t i = 0;
+        while (i < sizeof ents / sizeof ents[0] &&
+               strncmp(p, ents[i].ent, strlen(ents[i].ent)) != 0)
+            i++;
+        if (i < sizeof ents / sizeof ents[0]) {
+            *w++ = ents[i].c;
+            p += strlen(ents[i].ent);
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+}
+
+static void front_reply_e(struct front_req *r, int status, const char *error_code,
+                          const struct httpd_header *h, size_t nh, const char *body, size_t len,
+                          const struct seserr *e);
+
+static void front_reply(struct front_req *r, int status, const char *error_code,
+                        const struct httpd_header *h, size_t nh, const char *body, size_t len)
+{
+    front_reply_e(r, status, error_code, h, nh, body, len, NULL);
+}
+
+/* front_reply; e: sesgate's own error (its message as it is, not read back
+ * from the rendered body). */
+static void front_reply_e(struct front_req *r, int status, const char *error_code,
+                          const struct httpd_header *h, size_t nh, const char *body, size_t len,
+                          const struct seserr *e)
+{
+    struct httpd_request *hr = r->hr;
+    if (!r->inproc) {
+        front_finish(r, status, error_code);
+        httpd_respond(hr, status, h, nh, body, len);
+        return;
+    }
+    front_submit_cb cb = r->done;
+    void *arg = r->done_arg;
+    if (r->pending)
+        *r->pending = NULL;
+    struct front_outcome o = {.status = status, .why = r->why};
+    char mid[256] = "", code[128] = "", message[512] = "", batch[37] = "", rid[128] = "";
+    const char *etype = NULL;
+    for (size_t i = 0; i < nh; i++) {
+        if (strcasecmp(h[i].name, "X-Sesgate-Batch-Id") == 0)
+            snprintf(batch, sizeof batch, "%s", h[i].value);
+        else if (strcasecmp(h[i].name, "x-amzn-RequestId") == 0)
+            snprintf(rid, sizeof rid, "%s", h[i].value);
+        else if (strcasecmp(h[i].name, "x-amzn-ErrorType") == 0)
+            etype = h[i].value;
+    }
+    if (status >= 200 && status < 300) {
+        if (!sesans_message_id(1, body ? body : "", len, mid, sizeof mid))
+            mid[0] = '\0';
+    } else if (e != NULL) {
+        snprintf(message, sizeof message, "%s", e->message);
+    } else {
+        sesans_error(1, etype, body ? body : "", len, code, sizeof code, message, sizeof message);
+        front_xml_unescape(message);
+    }
+    o.message_id = mid;
+    o.batch_id = batch;
+    o.request_id = rid;
+    o.error_code = code[0] ? code : error_code ? error_code : "";
+    o.message = message;
+    front_finish(r, status, error_code);
+    if (cb)
+        cb(&o, arg);
 }
 
 /* Answer with an SES error rendered for the request's API. */
@@ -200,10 +297,8 @@ static void front_fail(struct front_req *r, const struct seserr *e)
     size_t nh = 2;
     if (etype)
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", etype};
-    struct httpd_request *hr = r->hr;
     const char *code = seserr_wire_code(e->code, (int)r->api);
-    front_finish(r, status, code);
-    httpd_respond(hr, status, h, nh, body.data, body.len);
+    front_reply_e(r, status, code, h, nh, body.data, body.len, e);
     buf_free(&body);
 }
 
@@ -295,12 +390,14 @@ static int front_authorize(struct front_req *r, struct seserr *e)
     if (!sesreq_action_allowed(c->allow_actions, c->n_allow_actions, r->sr.action)) {
         seserr_set(e, SESERR_ACCESS_DENIED, "User '%s' is not authorized to perform: ses:%s",
                    c->name, r->sr.action);
+        r->why = "action";
         return -1;
     }
     for (size_t i = 0; i < r->sr.nfrom; i++) {
         if (!sesreq_sender_allowed(c->allow_from, c->n_allow_from, r->sr.from[i])) {
             seserr_set(e, SESERR_ACCESS_DENIED, "User '%s' is not authorized to send from '%s'.",
                        c->name, r->sr.from[i]);
+            r->why = "sender";
             return -1;
         }
     }
@@ -391,20 +488,21 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", res->request_id[0] ? res->request_id : id};
     if (res->error_type[0])
         h[nh++] = (struct httpd_header){"x-amzn-ErrorType", res->error_type};
-    struct httpd_request *hr = r->hr;
     int status = (int)res->status;
-    front_finish(r, status,
-                 res->status >= 400 ? (res->error_type[0] ? res->error_type : "upstream") : NULL);
-    httpd_respond(hr, status, h, nh, res->body.data, res->body.len);
+    front_reply(r, status,
+                res->status >= 400 ? (res->error_type[0] ? res->error_type : "upstream") : NULL, h,
+                nh, res->body.data, res->body.len);
 }
 
 /* The client went away: cancel the upstream call and forget the request. */
-static void front_abort(struct httpd_request *hr, void *arg)
+static void front_abandon(struct front_req *r)
 {
-    struct front_req *r = arg;
-    (void)hr;
     log_event(LOG_INFO, "client_gone", "id", r->id, NULL);
     r->hr = NULL;
+    r->done = NULL;
+    if (r->pending)
+        *r->pending = NULL;
+    r->pending = NULL;
     if (r->limiting || r->suping || r->enqueuing || (r->copy0 && r->call)) {
         /* Copy 0 may already be at SES: the batch goes on without the
          * client; freed when the enqueue answers. */
@@ -415,6 +513,36 @@ static void front_abort(struct httpd_request *hr, void *arg)
         upstream_cancel(r->call);
     r->call = NULL;
     front_finish(r, 499, "client_closed"); /* frees a pending pace timer */
+}
+
+/* httpd: the client's connection closed before the answer. */
+static void front_abort(struct httpd_request *hr, void *arg)
+{
+    (void)hr;
+    front_abandon(arg);
+}
+
+/* Be told when r's client goes away (an HTTP request; a submission in
+ * process is let go of with front_submit_cancel). */
+static void front_watch(struct front_req *r)
+{
+    if (r->hr)
+        httpd_set_abort(r->hr, front_abort, r);
+}
+
+/* The request's body as it came (HTTP) or as sesgate built it (in process). */
+static const struct buf *front_body(const struct front_req *r)
+{
+    return r->inproc ? &r->own_body : &r->hr->body;
+}
+
+/* The request's body is not needed any more. */
+static void front_drop_body(struct front_req *r)
+{
+    if (r->inproc)
+        buf_free(&r->own_body);
+    else
+        httpd_drop_body(r->hr);
 }
 
 static void front_copy0_done(struct upstream_response *res, void *arg);
@@ -428,16 +556,17 @@ static void front_forward(struct front_req *r)
     static const char form_type[] = "application/x-www-form-urlencoded; charset=utf-8";
     struct front *f = r->f;
     struct httpd_request *hr = r->hr;
-    const char *path = r->api == SESREQ_V2 ? hr->path + r->v2_off : "/";
-    size_t path_len = r->api == SESREQ_V2 ? hr->path_len - r->v2_off : 1;
+    /* a submission in process is a v1 form sesgate built */
+    const char *path = r->api == SESREQ_V2 && hr ? hr->path + r->v2_off : "/";
+    size_t path_len = r->api == SESREQ_V2 && hr ? hr->path_len - r->v2_off : 1;
     size_t ctlen = 0;
-    const char *ctype = httpd_header(hr, "content-type", &ctlen);
-    const char *method = hr->method;
+    const char *ctype = hr ? httpd_header(hr, "content-type", &ctlen) : NULL;
+    const char *method = hr ? hr->method : "POST";
     const char *query = r->fwd_query.data;
     size_t query_len = r->fwd_query.len;
-    const struct buf *body = r->send_body.data ? &r->send_body : &hr->body;
+    const struct buf *body = r->send_body.data ? &r->send_body : front_body(r);
     size_t len = r->c0_on ? r->c0.len : body->len;
-    if (r->c0_on || body == &r->send_body) {
+    if (r->c0_on || body == &r->send_body || r->inproc) {
         if (r->c0_on)
             memcpy(r->payload_hash, r->c0.sha256, sizeof r->payload_hash);
         else
@@ -459,7 +588,7 @@ static void front_forward(struct front_req *r)
         front_fail(r, &e);
         return;
     }
-    httpd_set_abort(hr, front_abort, r);
+    front_watch(r);
     /* counted under max_inflight_bytes while forwarded, not waited for: it
      * is held already */
     if (r->held > 0)
@@ -555,6 +684,7 @@ static void front_paced(const struct limiter_answer *a, void *arg)
         return;
     }
     bool quota = a->reason == RATELIMIT_QUOTA || a->reason == RATELIMIT_CLIENT_QUOTA;
+    r->why = quota ? "quota" : "rate";
     seserr_set(&e, SESERR_THROTTLING,
                quota ? "Daily message quota exceeded." : "Maximum sending rate exceeded.");
     char wait[32];
@@ -571,7 +701,7 @@ static void front_pace_take(struct front_req *r)
 {
     double left = limiter_ms_until(&r->pace_deadline);
     r->limiting = true;
-    httpd_set_abort(r->hr, front_abort, r);
+    front_watch(r);
     limiter_take(r->f->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
 }
 
@@ -613,9 +743,7 @@ static void front_batch_accepted(struct front_req *r)
     }
     struct httpd_header h[3] = {
         {"Content-Type", ctype}, {"x-amzn-RequestId", id}, {"X-Sesgate-Batch-Id", batch}};
-    struct httpd_request *hr = r->hr;
-    front_finish(r, 200, NULL);
-    httpd_respond(hr, 200, h, 3, body.data, body.len);
+    front_reply(r, 200, NULL, h, 3, body.data, body.len);
     buf_free(&body);
 }
 
@@ -673,9 +801,7 @@ static void front_enqueued(const char *err, void *arg)
     if (a->content_type[0])
         h[nh++] = (struct httpd_header){"Content-Type", a->content_type};
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", a->request_id[0] ? a->request_id : id};
-    struct httpd_request *hr = r->hr;
-    front_finish(r, (int)a->status, NULL);
-    httpd_respond(hr, (int)a->status, h, nh, a->body.data, a->body.len);
+    front_reply(r, (int)a->status, NULL, h, nh, a->body.data, a->body.len);
     buf_free(&a->body);
     free(a);
 }
@@ -753,6 +879,7 @@ static void front_client_day(const redisReply *reply, const char *err, void *arg
     if (used >= r->client->daily_quota) {
         r->enqueuing = false;
         seserr_set(&e, SESERR_THROTTLING, "Daily message quota exceeded.");
+        r->why = "quota";
         log_event(LOG_INFO, "send_throttled", "id", r->id, "reason", "client_quota", NULL);
         r->batch_id[0] = '\0';
         front_fail(r, &e);
@@ -767,7 +894,7 @@ static void front_client_day(const redisReply *reply, const char *err, void *arg
 static void front_batch_decided(void *arg)
 {
     struct front_req *r = arg;
-    httpd_drop_body(r->hr);
+    front_drop_body(r);
 }
 
 /* Queue every copy of r's batch (first_recipient = queue): a client
@@ -776,7 +903,7 @@ static void front_queue(struct front_req *r)
 {
     struct front *f = r->f;
     r->enqueuing = true;
-    httpd_set_abort(r->hr, front_abort, r);
+    front_watch(r);
     if (limiter_on(f->lim) && r->client->daily_quota > 0) {
         /* A client over its own daily quota gets SES's answer for it. */
         limiter_client_status(f->lim, r->client->name, front_client_day, r);
@@ -827,9 +954,7 @@ static void front_bulk_answer(struct front_req *r)
     h[nh++] = (struct httpd_header){"x-amzn-RequestId", rid};
     if (batch[0])
         h[nh++] = (struct httpd_header){"X-Sesgate-Batch-Id", batch};
-    struct httpd_request *hr = r->hr;
-    front_finish(r, 200, NULL);
-    httpd_respond(hr, 200, h, nh, body.data, body.len);
+    front_reply(r, 200, NULL, h, nh, body.data, body.len);
     buf_free(&body);
 }
 
@@ -911,6 +1036,8 @@ enum front_sup_use {
     FRONT_SUP_SINGLE, /* a send that is not a batch: every recipient */
     FRONT_SUP_COPY0,  /* copy 0 of a sync batch: its To recipient and riders */
     FRONT_SUP_BULK,   /* the first units of a sync bulk batch: their recipients */
+    FRONT_SUP_QUEUE,  /* a batch queued whole (a submission in process): every
+                         recipient, refused only when all are suppressed */
 };
 
 /* Copy 0 of a sync batch goes upstream with the riders given (the plan's,
@@ -981,8 +1108,8 @@ static int front_sup_rewrite(struct front_req *r, const bool *hit)
      * request's parameters and body */
     struct form fwd = {0};
     const struct form *f = &r->sr.form;
-    const char *body = r->hr->body.data ? r->hr->body.data : "";
-    size_t len = r->hr->body.len;
+    const char *body = front_body(r)->data ? front_body(r)->data : "";
+    size_t len = front_body(r)->len;
     int rc = 0;
     if (r->send_body.len) {
         body = r->send_body.data;
@@ -1038,9 +1165,28 @@ static void front_sup_done(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_INFO, "send_suppressed", "id", r->id, "recipients", count, "of",
                   r->sup_use == FRONT_SUP_SINGLE  ? "send"
                   : r->sup_use == FRONT_SUP_COPY0 ? "copy0"
+                  : r->sup_use == FRONT_SUP_QUEUE ? "queue"
                                                   : "bulk_first",
                   NULL);
     const struct fanout_plan *p = &r->plan;
+    if (r->sup_use == FRONT_SUP_QUEUE) {
+        /* the workers leave the suppressed recipients out; a batch of
+         * none but them is refused now */
+        free(hit);
+        if (nhit < n || n == 0) {
+            front_queue(r);
+            return;
+        }
+        for (size_t i = 0; i < nhit; i++)
+            metrics_suppressed();
+        seserr_set(&e, SESERR_MESSAGE_REJECTED,
+                   "Every recipient of this message is on the suppression list: %zu address%s.",
+                   nhit, nhit == 1 ? "" : "es");
+        r->why = "suppressed";
+        r->batch_id[0] = '\0';
+        front_fail(r, &e);
+        return;
+    }
     if (r->sup_use == FRONT_SUP_COPY0 && nhit > 0 && !hit[0]) {
         /* copy 0 goes first without its suppressed riders */
         for (size_t i = 0; i < nhit; i++)
@@ -1078,6 +1224,7 @@ static void front_sup_done(const redisReply *reply, const char *err, void *arg)
         seserr_set(&e, SESERR_MESSAGE_REJECTED,
                    "Every recipient of this message is on the suppression list: %zu address%s.",
                    nhit, nhit == 1 ? "" : "es");
+        r->why = "suppressed";
         front_fail(r, &e);
         return;
     }
@@ -1111,7 +1258,7 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
                 buf_free(&scratch);
             }
         } else {
-            size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto;
+            size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto; /* SINGLE, QUEUE: all */
             for (size_t i = 0; i < nto; i++)
                 front_sup_add(&fl, p->to[i], strlen(p->to[i]));
             for (size_t i = 0; i < p->nriders; i++)
@@ -1124,6 +1271,8 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
             front_pace(r, (int64_t)(p->nto + p->nriders));
         else if (use == FRONT_SUP_COPY0)
             front_copy0_start(r, p->riders, p->nriders);
+        else if (use == FRONT_SUP_QUEUE)
+            front_queue(r);
         else
             front_bulk_sync(r);
         return;
@@ -1140,7 +1289,7 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
     }
     r->sup_use = (int)use;
     r->suping = true;
-    httpd_set_abort(r->hr, front_abort, r);
+    front_watch(r);
     redis_command_argv(rscript_redis(scripts), front_sup_done, r, (int)(fl.n + 2), argv, NULL);
     free(argv);
     free(ksup);
@@ -1167,7 +1316,7 @@ static void front_bulk(struct front_req *r)
         front_pace(r, (int64_t)sesreq_other_recipients(&r->sr));
         return;
     }
-    httpd_drop_body(r->hr);
+    front_drop_body(r);
     sesreq_drop_params(&r->sr);
     if (f->queue == NULL) {
         seserr_set(&e, SESERR_UNAVAILABLE, "Bulk sends need the queue, which is not configured.");
@@ -1218,8 +1367,11 @@ static void front_send(struct front_req *r)
     const struct config *cfg = f->cfg;
     struct seserr e;
     bool fanout_on = r->client->fanout < 0 ? cfg->fanout : r->client->fanout != 0;
-    if (fanout_plan_hooked(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip,
-                           front_batch_decided, r, &r->plan, &e) < 0) {
+    /* a submission in process is queued whatever the rate: a batch even of
+     * one To recipient */
+    if (fanout_plan_ex(&r->sr, fanout_on, (size_t)cfg->max_recipients, cfg->invalid_skip, r->inproc,
+                       front_batch_decided, r, &r->plan, &e) < 0) {
+        r->why = "invalid";
         front_fail(r, &e);
         return;
     }
@@ -1241,8 +1393,10 @@ static void front_send(struct front_req *r)
         return;
     }
     front_request_id(f, r->batch_id);
-    if (cfg->first_recipient_sync) {
-        /* Copy 0 goes first; the rest is queued once SES accepted it. */
+    if (cfg->first_recipient_sync && !r->inproc) {
+        /* Copy 0 goes first; the rest is queued once SES accepted it. A
+         * submission in process is queued whole: its answer then means that
+         * all of it was taken, or none. */
         if (!queue_ready(f->queue)) {
             seserr_set(&e, SESERR_UNAVAILABLE, "The queue is unavailable; nothing was sent.");
             r->batch_id[0] = '\0';
@@ -1250,6 +1404,11 @@ static void front_send(struct front_req *r)
             return;
         }
         front_sup_lookup(r, FRONT_SUP_COPY0);
+        return;
+    }
+    if (r->inproc) {
+        /* a message to suppressed recipients only is refused, not queued */
+        front_sup_lookup(r, FRONT_SUP_QUEUE);
         return;
     }
     front_queue(r);
@@ -1326,6 +1485,86 @@ static void front_handle(struct httpd_request *hr, void *arg)
         front_pace(r, (int64_t)sesreq_other_recipients(&r->sr)); /* the rate and quotas */
     else
         front_forward(r);
+}
+
+/* Append the base64 of s[0..n), form-encoded, to out. */
+static void front_b64_form(const char *s, size_t n, struct buf *out)
+{
+    enum { CHUNK = 3 * 4096 };
+    char enc[4 * 4096 + 1];
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        int m = EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)s + i, (int)k);
+        form_encode(enc, (size_t)m, out);
+    }
+}
+
+/* Append "&name=value" (value form-encoded) to out. */
+static void front_param(struct buf *out, const char *name, const char *value)
+{
+    buf_printf(out, "&%s=", name);
+    form_encode(value, strlen(value), out);
+}
+
+void front_submit_raw(struct front *f, const struct config_client *c,
+                      const struct front_submission *s, front_submit_cb cb, void *arg,
+                      struct front_req **pending)
+{
+    struct front_req *r = xcalloc(1, sizeof *r);
+    r->pending = pending;
+    *pending = r;
+    r->f = f;
+    r->inproc = true;
+    r->done = cb;
+    r->done_arg = arg;
+    snprintf(r->peer, sizeof r->peer, "%s", s->peer ? s->peer : "");
+    clock_mono_ts(&r->start);
+    front_request_id(f, r->id);
+    f->inflight++;
+    metrics_inflight(1);
+    r->api = SESREQ_V1;
+    r->client = c;
+    r->client_index = (size_t)(c - f->cfg->clients);
+    /* the request an SDK would have sent for the message: SendRawEmail with
+     * the envelope as Source and Destinations */
+    struct buf *b = &r->own_body;
+    buf_adds(b, "Action=SendRawEmail&Version=2010-12-01");
+    if (s->source && s->source[0])
+        front_param(b, "Source", s->source);
+    char name[64];
+    for (size_t i = 0; i < s->ndest; i++) {
+        snprintf(name, sizeof name, "Destinations.member.%zu", i + 1);
+        front_param(b, name, s->destinations[i]);
+    }
+    if (s->configuration_set && s->configuration_set[0])
+        front_param(b, "ConfigurationSetName", s->configuration_set);
+    for (size_t i = 0; i < s->ntags; i++) {
+        snprintf(name, sizeof name, "Tags.member.%zu.Name", i + 1);
+        front_param(b, name, s->tag_names[i]);
+        snprintf(name, sizeof name, "Tags.member.%zu.Value", i + 1);
+        front_param(b, name, s->tag_values[i]);
+    }
+    buf_adds(b, "&RawMessage.Data=");
+    front_b64_form(s->message, s->len, b);
+    struct seserr e;
+    size_t max = (size_t)f->cfg->max_recipients + SESREQ_MAX_PARAMS;
+    int rc = sesreq_parse_v1_request("POST", NULL, 0, b->data, b->len, max, &r->sr, &e);
+    if (rc < 0) {
+        r->why = "invalid";
+        front_fail(r, &e);
+        return;
+    }
+    if (front_authorize(r, &e) < 0) {
+        front_refuse(r, &e);
+        return;
+    }
+    front_send(r);
+}
+
+void front_submit_cancel(struct front_req *r)
+{
+    if (r != NULL)
+        front_abandon(r);
 }
 
 /* httpd: a request broke a limit before it could be handled. */

@@ -52,6 +52,54 @@ void front_clients_changed(struct front *f);
  * the previous certificate stays in use. */
 int front_reload_tls(struct front *f, char *err, size_t errlen);
 
+/* A send submitted in process (SES's SMTP interface): a raw message and its
+ * envelope, made into the SendRawEmail request an SDK would send (Source,
+ * Destinations, ConfigurationSetName, Tags, RawMessage.Data) and taken
+ * through the same path as an authenticated API request: allow_actions,
+ * allow_from (Source and every From address), fan-out (always a batch when
+ * it can be, so the rate never refuses it: it is queued), the suppression
+ * list, the limiter, the queue. */
+struct front_submission {
+    const char *source;        /* MAIL FROM; "" or NULL: none */
+    char *const *destinations; /* RCPT TO addresses */
+    size_t ndest;
+    const char *message; /* the raw message, as it is to be sent */
+    size_t len;
+    const char *configuration_set; /* "" or NULL: none */
+    char *const *tag_names;        /* message tags */
+    char *const *tag_values;
+    size_t ntags;
+    const char *peer; /* for the log line */
+};
+
+/* What became of a submission. Strings are valid during the callback. */
+struct front_outcome {
+    int status;             /* the HTTP status SES's API would have answered */
+    const char *message_id; /* 2xx: SES's MessageId, or sesgate-<batch> when queued */
+    const char *batch_id;   /* "" unless it became a batch */
+    const char *request_id;
+    const char *error_code; /* SES's error code; "" on success */
+    const char *message;    /* SES's error message; "" on success */
+    const char *why;        /* NULL, or a refusal's reason: "sender", "action",
+                               "suppressed", "quota", "rate", "invalid" */
+};
+
+struct front_req;
+typedef void (*front_submit_cb)(const struct front_outcome *o, void *arg);
+
+/* Submit s as client c (its storage outlives the submission, as for a
+ * request). s's strings are copied before this returns. cb(arg) is called
+ * exactly once, possibly before this returns, unless front_submit_cancel
+ * comes first. *pending holds the submission's handle until then (it is set
+ * to NULL before cb is called, and by front_submit_cancel). */
+void front_submit_raw(struct front *f, const struct config_client *c,
+                      const struct front_submission *s, front_submit_cb cb, void *arg,
+                      struct front_req **pending);
+
+/* The submitter is gone: no callback will come. What was handed on (a
+ * send in flight, an enqueue) finishes without it. NULL is allowed. */
+void front_submit_cancel(struct front_req *r);
+
 /* Stop accepting connections; requests in flight go on. */
 void front_stop_accepting(struct front *f);
 

@@ -739,7 +739,7 @@ static const char *httpd_tls_reason(char *out, size_t outlen)
 /* A server context for cert (PEM, leaf first, then the chain) and key (PEM).
  * Returns NULL with a reason naming the file in err. Never puts key
  * material in err. */
-static SSL_CTX *httpd_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+SSL_CTX *httpd_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
 {
     char why[160];
     FILE *fp = fopen(cert, "r");

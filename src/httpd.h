@@ -92,6 +92,12 @@ struct httpd *httpd_new(struct event_base *base, const char *addr,
  * which case nothing changes (a plain server stays plain). */
 int httpd_set_tls(struct httpd *h, const char *cert, const char *key, char *err, size_t errlen);
 
+/* The server TLS context httpd_set_tls makes (TLS 1.2 or 1.3, sesgate's
+ * ciphers) for cert and key, for another listener of the same certificate
+ * (SMTP). NULL with a reason naming the file in err. The caller frees it
+ * (SSL_CTX_free). */
+struct ssl_ctx_st *httpd_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+
 /* Leave h's connections out of sesgate_connections and
  * sesgate_connections_rejected_total: a listener of sesgate's own (the
  * admin endpoints, the sandbox upstream), not one for SES clients. */

@@ -22,7 +22,10 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <ini.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "admin.h"
 #include "buf.h"
@@ -46,6 +49,9 @@
 #include "relay.h"
 #include "sandbox.h"
 #include "sandbox_sns.h"
+#include "smtp.h"
+#include "smtpd.h"
+#include "snspub.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -70,6 +76,10 @@ struct main_state {
     struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
     struct events *events;     /* SES events applied; NULL when no event reaches sesgate */
     struct feedback *feedback; /* the SNS endpoint; NULL likewise, and with work */
+    struct smtpd *smtpd;       /* the [smtp] listeners; NULL when off */
+    char smtp_cert[4200];      /* their certificate and key files */
+    char smtp_key[4200];
+    bool smtp_quick; /* the quick start's SMTP listener (no configuration file) */
     struct event *grace_timer;
     int64_t grace_left_ms;
     struct config *cfg;     /* the running configuration */
@@ -264,7 +274,7 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
     size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker) +
-                  relay_inflight(s->relay);
+                  relay_inflight(s->relay) + smtpd_inflight(s->smtpd);
     if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
         return;
@@ -287,6 +297,8 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     relay_stop(s->relay);
     if (s->front)
         front_stop_accepting(s->front);
+    if (s->smtpd)
+        smtpd_stop_accepting(s->smtpd);
     s->grace_left_ms = MAIN_GRACE_MS;
     s->grace_timer = evtimer_new(s->base, main_grace_cb, s);
     struct timeval tv = {0, 0};
@@ -354,6 +366,8 @@ static void main_reload_cb(evutil_socket_t sig, short what, void *arg)
     char tls_err[1024];
     if (s->front && front_reload_tls(s->front, tls_err, sizeof tls_err) < 0)
         log_event(LOG_ERROR, "tls_reload_failed", "error", tls_err, NULL);
+    if (s->smtpd && smtpd_reload_tls(s->smtpd, tls_err, sizeof tls_err) < 0)
+        log_event(LOG_ERROR, "tls_reload_failed", "listener", "smtp", "error", tls_err, NULL);
     char n[24];
     snprintf(n, sizeof n, "%zu", s->cfg->nclients);
     log_event(LOG_INFO, "reload", "clients", n, NULL);
@@ -470,6 +484,16 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
         s->relay = relay_start(s->base, cfg, s->scripts, name);
     }
+    if (s->front && (cfg->smtp_listen[0] || cfg->smtp_tls_listen[0])) {
+        s->smtpd = smtpd_new(s->base, cfg, s->front, s->smtp_cert, s->smtp_key, err, sizeof err);
+        if (s->smtpd == NULL && s->smtp_quick) {
+            /* the quick start goes on without SMTP (its port taken) */
+            fprintf(stderr, "sesgate: warning: %s; SMTP is off\n", err);
+        } else if (s->smtpd == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+    }
     if (cfg->admin_listen[0]) {
         s->admin = admin_new(s->base, cfg, up, s->scripts, err, sizeof err);
         if (s->admin == NULL) {
@@ -485,6 +509,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
 static void main_stop_parts(struct main_state *s)
 {
     admin_free(s->admin);
+    smtpd_free(s->smtpd); /* its submissions are the front's: let go of first */
     front_free(s->front);
     feedback_free(s->feedback);
     worker_free(s->worker);
@@ -499,6 +524,104 @@ static void main_stop_parts(struct main_state *s)
         resign_free(s->resign);
     redisproc_stop(s->redisproc);
     sandbox_free(s->sandbox);
+}
+
+/* The quick start's self-signed certificate for the SMTP listener, made
+ * once under data_dir (key mode 0600) and kept. false (reported) when it
+ * cannot be made. */
+static bool main_selfsigned(const struct config *cfg, char *cert, size_t certlen, char *key,
+                            size_t keylen)
+{
+    snprintf(cert, certlen, "%s/smtp-selfsigned.crt", cfg->data_dir);
+    snprintf(key, keylen, "%s/smtp-selfsigned.key", cfg->data_dir);
+    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0)
+        return true;
+    if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+        fprintf(stderr, "sesgate: %s: %s\n", cfg->data_dir, strerror(errno));
+        return false;
+    }
+    unsigned char serial[16];
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = NULL;
+    if (pk != NULL && RAND_bytes(serial, sizeof serial) == 1)
+        x = snspub_cert("localhost", pk, NULL, NULL, false, time(NULL), 3650, serial);
+    bool ok = x != NULL;
+    int fd = ok ? open(key, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    ok = ok && f != NULL && PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    f = ok ? fopen(cert, "w") : NULL;
+    ok = ok && f != NULL && PEM_write_X509(f, x) == 1;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    if (!ok) {
+        fprintf(stderr, "sesgate: cannot make the SMTP listener's certificate %s\n", cert);
+        unlink(cert);
+        unlink(key);
+    }
+    return ok;
+}
+
+/* The SMTP listeners' certificate: [server] tls_cert and tls_key; with no
+ * configuration file and no [smtp] listen set (not even empty, through
+ * SESGATE_SMTP_LISTEN), the quick start's STARTTLS listener on the API's
+ * host at its port + 562 (8587 beside 8025), with a self-signed
+ * certificate unless one is configured. false (reported) on failure. */
+static bool main_smtp_setup(struct main_state *s, struct config *cfg, const char *path)
+{
+    if ((path == NULL || path[0] == '\0') && cfg->smtp_listen[0] == '\0' &&
+        cfg->smtp_tls_listen[0] == '\0' && getenv("SESGATE_SMTP_LISTEN") == NULL) {
+        const char *colon = strrchr(cfg->listen, ':');
+        long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+        if (colon && port > 0 && port + 562 < 65536) {
+            char addr[300];
+            snprintf(addr, sizeof addr, "%.*s:%ld", (int)(colon - cfg->listen), cfg->listen,
+                     port + 562);
+            free(cfg->smtp_listen);
+            cfg->smtp_listen = xstrdup(addr);
+            s->smtp_quick = true;
+        }
+    }
+    if (cfg->smtp_listen[0] == '\0' && cfg->smtp_tls_listen[0] == '\0')
+        return true;
+    if (cfg->tls_cert[0]) {
+        snprintf(s->smtp_cert, sizeof s->smtp_cert, "%s", cfg->tls_cert);
+        snprintf(s->smtp_key, sizeof s->smtp_key, "%s", cfg->tls_key);
+        return true;
+    }
+    if (!s->smtp_quick)
+        return true; /* smtpd_new says what is missing */
+    return main_selfsigned(cfg, s->smtp_cert, sizeof s->smtp_cert, s->smtp_key, sizeof s->smtp_key);
+}
+
+/* How to send through the SMTP listener (stdout, for the person who
+ * started sesgate): host, port, and for the default client its user name
+ * and SMTP password. */
+static void main_smtp_banner(const struct main_state *s, const struct config *cfg,
+                             bool default_client)
+{
+    if (s->smtpd == NULL)
+        return;
+    const char *addr = cfg->smtp_listen[0] ? cfg->smtp_listen : cfg->smtp_tls_listen;
+    const char *colon = strrchr(addr, ':');
+    printf("sesgate: SMTP: host %.*s port %d (%s)%s\n", colon ? (int)(colon - addr) : 0, addr,
+           smtpd_port(s->smtpd, cfg->smtp_listen[0] == '\0'),
+           cfg->smtp_listen[0] ? "STARTTLS" : "implicit TLS",
+           s->smtp_quick && !cfg->tls_cert[0] ? ", a self-signed certificate" : "");
+    if (default_client && cfg->nclients > 0) {
+        const struct config_client *c = &cfg->clients[cfg->nclients - 1];
+        char pw[SMTP_PASSWORD_LEN + 1];
+        smtp_password(c->secret_access_key, cfg->region, pw);
+        printf("sesgate: SMTP user %s, password %s (`sesgate smtp-password` prints it again)\n",
+               c->access_key_id, pw);
+        OPENSSL_cleanse(pw, sizeof pw);
+    }
+    fflush(stdout);
 }
 
 /* sesgate serve / run / work: the SES front, the queue workers, or both. */
@@ -524,10 +647,14 @@ static int main_serve(const char *path, const char *mode)
         config_free(&cfg);
         return 1;
     }
-    signal(SIGPIPE, SIG_IGN);
-    main_raise_nofile(cfg.max_connections);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     struct main_state s = {0};
+    if (strcmp(mode, "work") != 0 && !main_smtp_setup(&s, &cfg, path)) {
+        config_free(&cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    main_raise_nofile(cfg.max_connections + cfg.smtp_max_connections);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     s.base = event_base_new();
     struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
                                        getenv("SESGATE_CA_BUNDLE"));
@@ -562,6 +689,7 @@ static int main_serve(const char *path, const char *mode)
     char nclients[16];
     snprintf(nclients, sizeof nclients, "%zu", cfg.nclients);
     main_banner(&cfg, sandbox, creds[0] ? creds : NULL);
+    main_smtp_banner(&s, &cfg, default_client);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
               s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream",
               sandbox ? "sandbox" : cfg.endpoint, "region", cfg.region, "clients", nclients,

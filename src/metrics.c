@@ -49,22 +49,56 @@ static struct metrics_counter *metrics_l_refused;
 static struct metrics_counter *metrics_events;
 static struct metrics_counter *metrics_fb_refused;
 static struct metrics_counter *metrics_fb_messages;
+static long long metrics_smtp_conns_n;
+static struct metrics_counter *metrics_smtp_refused_l;
+static struct metrics_counter *metrics_smtp_msgs;  /* client, outcome */
+static struct metrics_counter *metrics_smtp_rcpts; /* client */
+static struct metrics_counter *metrics_smtp_rej;   /* client, reason */
 
-/* Find or add the counter (a, b) in list and add one. */
-static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
+/* Find or add the counter (a, b) in list and add n. */
+static void metrics_add(struct metrics_counter **list, const char *a, const char *b,
+                        unsigned long long n)
 {
     for (struct metrics_counter *c = *list; c; c = c->next) {
         if (strcmp(c->a, a) == 0 && strcmp(c->b, b) == 0) {
-            c->value++;
+            c->value += n;
             return;
         }
     }
     struct metrics_counter *c = xcalloc(1, sizeof *c);
     c->a = xstrdup(a);
     c->b = xstrdup(b);
-    c->value = 1;
+    c->value = n;
     c->next = *list;
     *list = c;
+}
+
+/* Find or add the counter (a, b) in list and add one. */
+static void metrics_bump(struct metrics_counter **list, const char *a, const char *b)
+{
+    metrics_add(list, a, b, 1);
+}
+
+void metrics_smtp_connections(int delta)
+{
+    metrics_smtp_conns_n += delta;
+}
+
+void metrics_smtp_refused(const char *reason)
+{
+    metrics_bump(&metrics_smtp_refused_l, reason, "");
+}
+
+void metrics_smtp_message(const char *client, const char *outcome, unsigned long long recipients)
+{
+    metrics_bump(&metrics_smtp_msgs, client, outcome);
+    if (recipients > 0)
+        metrics_add(&metrics_smtp_rcpts, client, "", recipients);
+}
+
+void metrics_smtp_rejected(const char *client, const char *reason)
+{
+    metrics_bump(&metrics_smtp_rej, client, reason);
 }
 
 void metrics_request(const char *action, int status)
@@ -348,6 +382,23 @@ void metrics_render(struct buf *out)
     metrics_render_counters(out, "sesgate_connections_rejected_total",
                             "Client connections closed by a limit or a timeout.", "reason", NULL,
                             metrics_rejected);
+    metrics_render_counters(out, "sesgate_smtp_messages_total",
+                            "Messages the SMTP listener answered after DATA, by client and outcome "
+                            "(accepted, rejected, deferred).",
+                            "client", "outcome", metrics_smtp_msgs);
+    metrics_render_counters(out, "sesgate_smtp_recipients_total",
+                            "Envelope recipients of the messages the SMTP listener accepted.",
+                            "client", NULL, metrics_smtp_rcpts);
+    metrics_render_counters(out, "sesgate_smtp_rejections_total",
+                            "SMTP messages and commands refused, by client and reason.", "client",
+                            "reason", metrics_smtp_rej);
+    metrics_render_counters(out, "sesgate_smtp_connections_refused_total",
+                            "SMTP connections refused or closed by a limit or a timeout.", "reason",
+                            NULL, metrics_smtp_refused_l);
+    buf_printf(out,
+               "# HELP sesgate_smtp_connections Open SMTP connections.\n"
+               "# TYPE sesgate_smtp_connections gauge\nsesgate_smtp_connections %lld\n",
+               metrics_smtp_conns_n);
     metrics_render_counters(out, "sesgate_events_total",
                             "SES events applied (from the SNS endpoint), by type and client.",
                             "type", "client", metrics_events);
@@ -400,4 +451,8 @@ void metrics_cleanup(void)
     metrics_free_list(&metrics_events);
     metrics_free_list(&metrics_fb_refused);
     metrics_free_list(&metrics_fb_messages);
+    metrics_free_list(&metrics_smtp_refused_l);
+    metrics_free_list(&metrics_smtp_msgs);
+    metrics_free_list(&metrics_smtp_rcpts);
+    metrics_free_list(&metrics_smtp_rej);
 }

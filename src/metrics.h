@@ -46,6 +46,17 @@ void metrics_feedback_refused(const char *reason);
  * (applied, replay, confirmed, not_confirmed, logged). */
 void metrics_feedback_message(const char *type, const char *outcome);
 
+/* SMTP: add delta to the open SMTP connections. */
+void metrics_smtp_connections(int delta);
+/* SMTP: a connection refused or closed by a limit or timeout, by reason. */
+void metrics_smtp_refused(const char *reason);
+/* SMTP: a message answered after DATA for client ("-" before AUTH) with
+ * outcome (accepted, rejected, deferred) and its envelope recipients
+ * (counted when accepted). */
+void metrics_smtp_message(const char *client, const char *outcome, unsigned long long recipients);
+/* SMTP: a refusal for client ("-" when unknown), by reason. */
+void metrics_smtp_rejected(const char *client, const char *reason);
+
 /* Append every metric in the Prometheus text exposition format. */
 /* The rate limiter: base and effective rate (recipients/s), daily quota
  * (0: unknown), recipients in the last 24 h (< 0: not known yet). */

@@ -206,6 +206,23 @@ int rfc5322_header_get_all(const char *msg, size_t len, const char *name, struct
     return n;
 }
 
+int rfc5322_header_remove(const char *msg, size_t len, const char *name, struct buf *out)
+{
+    size_t hend = rfc5322_header_end(msg, len);
+    size_t pos = 0, done = 0;
+    struct rfc5322_field f;
+    int n = 0;
+    while (rfc5322_next_field(msg, hend, &pos, &f)) {
+        if (!rfc5322_field_is(msg, &f, name))
+            continue;
+        buf_add(out, msg + done, f.start - done);
+        done = f.end;
+        n++;
+    }
+    buf_add(out, msg + done, len - done);
+    return n;
+}
+
 /* True for the whitespace DKIM allows around tags and list items. */
 static bool rfc5322_is_fws(unsigned char c)
 {

@@ -32,6 +32,11 @@ size_t rfc5322_header_end(const char *msg, size_t len);
  * out is then unchanged). */
 int rfc5322_header_get_all(const char *msg, size_t len, const char *name, struct buf *out);
 
+/* Append msg to out without every header field named name
+ * (case-insensitive), continuation lines included; every other byte is
+ * kept. Returns the number of fields removed. */
+int rfc5322_header_remove(const char *msg, size_t len, const char *name, struct buf *out);
+
 #define RFC5322_HAS_REWRITE 1
 
 /* Build the copy of a raw message for one recipient of a fanned-out send:

@@ -184,7 +184,15 @@ static void test_defaults(void)
               "complaint = on\n"
               "transient_count = 3\n"
               "transient_window = 7d\n"
-              "sync_ses = off\n",
+              "sync_ses = off\n"
+              "\n"
+              "[smtp]\n"
+              "listen =\n"
+              "tls_listen =\n"
+              "max_connections = 1000\n"
+              "max_commands = 100000\n"
+              "read_timeout = 5m\n"
+              "idle_timeout = 5m\n",
               "defaults print");
     config_free(&cfg);
 

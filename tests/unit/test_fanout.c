@@ -2106,8 +2106,53 @@ static void test_with_dest(void)
     }
 }
 
+/* fanout_plan_ex's always_batch: one To recipient makes a batch (with its
+ * riders); no To recipient, fan-out off or opted out does not. */
+static void test_always_batch(void)
+{
+    static const struct {
+        const char *mime, *body;
+        bool on, batch;
+        size_t nto, nriders;
+    } t[] = {
+        {"From: s@x.com\r\nTo: a@x.com\r\nSubject: s\r\n\r\nb\r\n",
+         "Action=SendRawEmail&Destinations.member.1=a%40x.com&Destinations.member.2=h%40x.com"
+         "&RawMessage.Data={RAW}",
+         true, true, 1, 1},
+        {"From: s@x.com\r\nTo: a@x.com\r\nSubject: s\r\n\r\nb\r\n",
+         "Action=SendRawEmail&Destinations.member.1=a%40x.com&RawMessage.Data={RAW}", false, false,
+         1, 0},
+        {"From: s@x.com\r\nTo: a@x.com\r\nSubject: s\r\n\r\nb\r\n",
+         "Action=SendRawEmail&Destinations.member.1=h%40x.com&RawMessage.Data={RAW}", true, false,
+         0, 1},
+        {"From: s@x.com\r\nTo: a@x.com\r\nX-SES-MESSAGE-TAGS: sesgate-fanout=off\r\n\r\nb\r\n",
+         "Action=SendRawEmail&Destinations.member.1=a%40x.com&RawMessage.Data={RAW}", true, false,
+         1, 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct buf body = BUF_INIT;
+        build_body(1, t[i].body, t[i].mime, &body);
+        struct sesreq r;
+        struct seserr e;
+        struct fanout_plan p;
+        CHECK(parse(1, body.data, body.len, &r, &e) == 0, "always %zu: parse", i);
+        CHECK(fanout_plan_ex(&r, t[i].on, 100, false, true, NULL, NULL, &p, &e) == 0,
+              "always %zu: plan: %s", i, e.message);
+        CHECK(p.batch == t[i].batch && p.nto == t[i].nto && p.nriders == t[i].nriders,
+              "always %zu: batch %d nto %zu nriders %zu", i, p.batch, p.nto, p.nriders);
+        fanout_plan_cleanup(&p);
+        /* without always_batch, one To recipient is never a batch */
+        CHECK(fanout_plan(&r, t[i].on, 100, false, &p, &e) == 0 && !p.batch, "always %zu: plain",
+              i);
+        fanout_plan_cleanup(&p);
+        sesreq_cleanup(&r);
+        buf_free(&body);
+    }
+}
+
 int main(void)
 {
+    test_always_batch();
     test_with_dest();
     test_large_raw_head();
     test_skip_invalid();

@@ -735,6 +735,31 @@ static void test_get_all_table(void)
     }
 }
 
+/* rfc5322_header_remove: every field of the name goes, folded lines too;
+ * nothing else changes, the body included. */
+static void test_header_remove(void)
+{
+    static const struct {
+        const char *in, *name, *out;
+        int n;
+    } t[] = {
+        {"A: 1\r\nX-SES-CONFIGURATION-SET: cs\r\nB: 2\r\n\r\nX-SES-CONFIGURATION-SET: body\r\n",
+         "x-ses-configuration-set", "A: 1\r\nB: 2\r\n\r\nX-SES-CONFIGURATION-SET: body\r\n", 1},
+        {"X-T: a=1,\r\n b=2\r\nA: 1\r\nX-T:c=3\r\n\r\nbody", "X-T", "A: 1\r\n\r\nbody", 2},
+        {"A: 1\r\n\r\nbody", "X-T", "A: 1\r\n\r\nbody", 0},
+        {"A: 1\nX-T: v\n", "X-T", "A: 1\n", 1},
+        {"X-Tags: v\r\n\r\n", "X-T", "X-Tags: v\r\n\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct buf out = BUF_INIT;
+        int n = rfc5322_header_remove(t[i].in, strlen(t[i].in), t[i].name, &out);
+        CHECK(n == t[i].n, "remove %zu: %d fields", i, n);
+        CHECK(out.len == strlen(t[i].out) && memcmp(out.data, t[i].out, out.len) == 0,
+              "remove %zu: %.*s", i, (int)out.len, out.data);
+        buf_free(&out);
+    }
+}
+
 int main(void)
 {
     test_addr_table();
@@ -747,5 +772,6 @@ int main(void)
     test_rewrite_table();
     test_rewrite_copies();
     test_get_all_table();
+    test_header_remove();
     return check_done("test_rfc5322");
 }
