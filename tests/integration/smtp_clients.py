@@ -566,6 +566,7 @@ class Postfix:
                 "smtp_tls_security_level": "encrypt",
                 "smtp_tls_note_starttls_offer": "yes",
                 "smtp_tls_CAfile": str(ca),
+                "smtp_tls_loglevel": "1",
             })
         else:
             c["defer_transports"] = "smtp"

@@ -50,9 +50,9 @@ def message(to, subject, cc=(), extra=b""):
             b"Hello.\r\n.leading dot\r\nbye\r\n" % (subject.encode(), subject.replace(" ", ".").encode(), extra))
 
 
-def test_ses_smtp_password_matches_aws_example():
-    """The algorithm against the SMTP password AWS's documentation derives
-    for its example secret key in us-east-1 (version byte 0x04 first)."""
+def test_ses_smtp_password_shape():
+    """SES's SMTP password: 44 base64 characters of the version byte 0x04
+    and a 32-byte HMAC-SHA256, different per region."""
     p = sc.ses_smtp_password("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
     raw = base64.b64decode(p)
     assert len(p) == 44 and len(raw) == 33 and raw[0] == 4
@@ -139,6 +139,7 @@ def test_postfix_relays_with_sasl_and_tls(sink, pki, password, tmp_path):
             s.sendmail(SENDER, ["q@example.net"], smtp_msg)
         pf.wait_empty(60)
         assert len(pf.sent_lines()) == 61, pf.log_text()[-3000:]
+        assert "TLS connection established to 127.0.0.1[127.0.0.1]:%d" % sink.port in pf.log_text()
     finally:
         pf.stop()
     assert not sc.pid_alive(master), "postfix's master still runs after stop"
