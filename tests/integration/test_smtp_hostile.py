@@ -180,7 +180,7 @@ def test_pipelined_garbage(gw):
     """Binary lines, NULs and an over-long line in one write: every line is
     answered (5xx), the next command is answered in turn, and a message
     still goes through on the same session."""
-    garbage = [b"\x00\x01\x02\xff\xfe binary", b"GET / HTTP/1.1", b"\x16\x03\x01\x02\x00\x01\x00",
+    garbage = [b"\x00\x01\x02\xff\xfe binary", b"\x80\x81 \xc3\x28 MAIL FROM:<x@example.com>",
                b"MAIL", b"RCPT TO:<>", b"AUTH PLAIN !!!notbase64", b"DATA", b"X" * 2000, b"\x00" * 50]
     conn = session(gw)
     conn.send(b"".join(g + b"\r\n" for g in garbage) + b"NOOP\r\n")
