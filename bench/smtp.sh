@@ -105,7 +105,7 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 user=$(awk -F' *= *' '$1 == "aws_access_key_id" {print $2; exit}' var/credentials)
-"$bin" smtp-password default -c sesgate.ini | grep -oE '[A-Za-z0-9+/]{43}=' | head -1 > smtp-password
+"$bin" smtp-password default -c sesgate.ini | awk '$1 == "password" {print $3}' > smtp-password
 [ -n "$user" ] && [ -s smtp-password ] || { echo "smtp: no SMTP credentials" >&2; exit 1; }
 pf start
 pfport=$(cat postfix.port)

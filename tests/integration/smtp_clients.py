@@ -125,7 +125,7 @@ class SmtpGateway:
                                capture_output=True, text=True, timeout=30, env=harness.clean_env(),
                                cwd=str(self.workdir))
             out = harness.assert_exit(r, 0)
-            found = re.findall(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=", r.stdout)
+            found = re.findall(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{44}(?![A-Za-z0-9+/=])", r.stdout)
             want = ses_smtp_password(self.creds[name].secret, self.region)
             assert found == [want], "smtp-password %s printed %r, SES's algorithm gives %s" % (name, out, want)
             self.passwords[name] = want
