@@ -193,7 +193,10 @@ def test_nodemailer_smtp_transport(gw, secure):
     assert re.match(r"250 (2\.0\.0 )?Ok \S+", res["response"]), res["response"]
     env = res["envelope"]["to"]
     assert sorted(env) == sorted(mail["to"] + [mail["cc"]] + mail["bcc"])
-    raw = base64.b64decode(res["raw_b64"])
+    # nodemailer's SMTP connection sends the composed message with CRLF
+    # line ends (its LeWindows stream turns each bare LF of the text into
+    # CRLF): those are the bytes on the wire.
+    raw = re.sub(rb"(?<!\r)\n", b"\r\n", base64.b64decode(res["raw_b64"]))
     recs = gw.wait_sends(2)
     assert len(recs) == 2
     sc.check_delivery(gw, recs, [(raw, env)])
