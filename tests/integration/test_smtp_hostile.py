@@ -12,8 +12,9 @@
   line by line and leaves the session and the gateway working.
 - 10,000 RCPT with `[send] max_recipients = 100`: the first 100 are taken,
   every other one is refused with 452 4.5.3 (or 552, RFC 5321 4.5.3.1.10).
-- A slow-loris DATA and a slow command line are cut at `[smtp]
-  read_timeout` (421 and close), however steadily the bytes trickle.
+- A slow-loris DATA is cut at `[smtp] read_timeout`, a slow command line
+  within the session's timeouts, an idle session at `idle_timeout` (421
+  4.4.2 and close), however steadily the bytes trickle.
 - AUTH before STARTTLS (530), MAIL before AUTH (530), a wrong password and
   an unknown user (535), as SES answers.
 - STARTTLS injection (CVE-2011-0411): "STARTTLS\\r\\nRSET\\r\\n" in one
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.needs_sesgate
 
 SENDER = "app@example.com"
 READ_TIMEOUT = 2.0
+IDLE_TIMEOUT = 4.0
 MAX_RCPT = 100
 
 
@@ -49,7 +51,7 @@ def hgw(tmp_path_factory, pki):
     if harness.direct_mode():
         pytest.skip("needs sesgate: skipped with SESGATE_DIRECT=1")
     g = sc.SmtpGateway(tmp_path_factory.mktemp("smtp-hostile"), pki,
-                       extra={"smtp": {"read_timeout": "%ds" % READ_TIMEOUT, "idle_timeout": "10s"},
+                       extra={"smtp": {"read_timeout": "%ds" % READ_TIMEOUT, "idle_timeout": "%ds" % IDLE_TIMEOUT},
                               "send": {"max_recipients": str(MAX_RCPT)}})
     yield g
     g.stop()
@@ -242,7 +244,9 @@ def trickle(conn, data, every, until):
         try:
             conn.sock.sendall(bytes([b]))
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
-            return time.monotonic() - t0, True
+            took = time.monotonic() - t0
+            conn.closed(1)  # what the server wrote before it closed
+            return took, True
         try:
             d = conn.sock.recv(4096)
             if not d:
@@ -273,14 +277,28 @@ def test_slow_loris_data_cut_at_read_timeout(gw):
 
 
 def test_slow_command_line_cut(gw):
-    """A command line trickling a byte every 0.3 s is cut at read_timeout."""
+    """A command line trickling a byte every 0.3 s is cut (421, closed)
+    within the session's timeouts, not kept alive by each byte."""
     conn = session(gw)
-    took, closed = trickle(conn, b"MAIL FROM:<%s>" % SENDER.encode() + b" " * 100 + b"\r\n", 0.3,
-                           READ_TIMEOUT + 6)
+    bound = max(READ_TIMEOUT, IDLE_TIMEOUT) + 3
+    took, closed = trickle(conn, b"MAIL FROM:<%s>" % SENDER.encode() + b" " * 100 + b"\r\n", 0.3, bound + 3)
     if not closed:
         closed = conn.closed(3)
-    assert closed and took < READ_TIMEOUT + 4, (took, closed)
-    assert conn.buf.startswith(b"421"), conn.buf
+    assert closed and took < bound, (took, closed)
+    assert conn.buf.startswith(b"421 4.4.2"), conn.buf
+    conn.close()
+
+
+def test_idle_session_closed(gw):
+    """A session that sends nothing after AUTH is answered 421 4.4.2 and
+    closed at idle_timeout, not before."""
+    conn = session(gw)
+    t0 = time.monotonic()
+    closed = conn.closed(IDLE_TIMEOUT + 5)
+    took = time.monotonic() - t0
+    assert closed, "an idle session stayed open %.1f s (idle_timeout %s s)" % (took, IDLE_TIMEOUT)
+    assert IDLE_TIMEOUT - 0.5 <= took < IDLE_TIMEOUT + 3, took
+    assert conn.buf.startswith(b"421 4.4.2"), conn.buf
     conn.close()
 
 
