@@ -42,6 +42,9 @@ SOURCE_MSGS=${SOURCE_MSGS:-2000}
 [ "$(id -u)" -eq 0 ] || { echo "smtp: needs root (a private Postfix instance)" >&2; exit 1; }
 bin=$(readlink -f "${SESGATE_BIN:-build/sesgate}")
 [ -x "$bin" ] || { echo "smtp: no $bin (make, or set SESGATE_BIN)" >&2; exit 1; }
+# sesgate reads SESGATE_* variables as settings, and AWS credentials would
+# select Amazon SES instead of the sandbox.
+unset SESGATE_BIN AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ] || { echo "smtp: no postfix (scripts/deps test)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/sesgate-smtp.XXXXXX")
 free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -96,7 +99,7 @@ daily_quota = 100000000
 # no SNS events: they would compete with the load measured here
 events = off
 EOF
-env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u SESGATE_BIN "$bin" run -c sesgate.ini > run.out 2> run.err &
+"$bin" run -c sesgate.ini > run.out 2> run.err &
 pid=$!
 for _ in $(seq 600); do
     [ -s var/credentials ] && curl -sf "http://127.0.0.1:$admin/readyz" > /dev/null 2>&1 &&
