@@ -17,8 +17,10 @@
 # [sandbox] events = off and a rate far above the load, its own Redis; the
 # workers drain the queue while it fills, and each recipient becomes one
 # .eml in the outbox. Postfix: a private instance (as root) whose smtpd
-# takes the mail into its queue (fsync per message) and defers it
-# (defer_transports = smtp), so nothing leaves.
+# takes the mail into its queue (fsync per message), where it stays: each
+# message goes to the hold queue (smtpd_data_restrictions = HOLD), which
+# the queue manager leaves alone, so the receiving side does no more than
+# receive.
 #
 # Settings (environment): SESGATE_BIN (build/sesgate), SESSIONS (20),
 # SECONDS_EACH (20), PROCS (2 driver processes), KEEP (0: delete the work
@@ -58,7 +60,10 @@ import smtp_clients as sc
 what, work = sys.argv[1], Path(sys.argv[2])
 p = sc.Postfix(work / "postfix", main={
     "smtpd_tls_cert_file": str(work / "cert.pem"), "smtpd_tls_key_file": str(work / "key.pem"),
-    "smtpd_tls_security_level": "may", "smtpd_tls_loglevel": "0"})
+    "smtpd_tls_security_level": "may", "smtpd_tls_loglevel": "0",
+    # into the queue only: every message goes to the hold queue, which the
+    # queue manager leaves alone
+    "smtpd_data_restrictions": "check_client_access static:HOLD"})
 if what == "start":
     p.start()
     (work / "postfix.port").write_text(str(p.port))
