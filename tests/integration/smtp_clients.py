@@ -526,12 +526,13 @@ class Postfix:
         self.relay = relay
         self.main = main or {}
         self.started = False
+        self.data_real = None
 
     def main_cf(self):
         c = {
             "compatibility_level": "3.6",
             "queue_directory": str(self.queue),
-            "data_directory": str(self.data),
+            "data_directory": str(self.data_real),
             "myhostname": "postfix.sesgate.test",
             "mydomain": "sesgate.test",
             "myorigin": "$myhostname",
@@ -586,18 +587,19 @@ class Postfix:
         """Write the configuration and start the instance; waits for its smtpd."""
         self.conf.mkdir(parents=True, exist_ok=True)
         self.queue.mkdir(parents=True, exist_ok=True)
-        self.data.mkdir(parents=True, exist_ok=True)
+        # The master opens its lock in data_directory as the postfix user,
+        # who may not pass the directories above the test's (pytest makes
+        # its base directory private again whenever a session starts):
+        # data_directory is a directory of its own under /tmp, removed by
+        # stop(), and self.data a link to it.
         import pwd
+        import tempfile
         owner = pwd.getpwnam("postfix")
-        os.chown(self.data, owner.pw_uid, owner.pw_gid)
-        # The Postfix daemons reach the data and queue directories as the
-        # postfix user: every directory above them must be traversable.
-        p = self.dir
-        while p != p.parent:
-            mode = p.stat().st_mode
-            if not mode & 0o001:
-                os.chmod(p, mode | 0o001)
-            p = p.parent
+        self.data_real = Path(tempfile.mkdtemp(prefix="sesgate-postfix-data.", dir="/tmp"))
+        os.chown(self.data_real, owner.pw_uid, owner.pw_gid)
+        if self.data.is_symlink() or self.data.exists():
+            self.data.unlink()
+        self.data.symlink_to(self.data_real)
         (self.conf / "main.cf").write_text(self.main_cf())
         (self.conf / "master.cf").write_text(MASTER_CF.format(listen="127.0.0.1:%d" % self.port))
         if self.relay:
@@ -622,16 +624,16 @@ class Postfix:
         pid = self.master_pid()
         self.postfix("stop", check=False)
         deadline = time.monotonic() + 15
-        while pid and time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
+        while pid and time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
-        if pid:
+        if pid and pid_alive(pid):
             self.postfix("abort", check=False)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.data_real is not None:
+            shutil.rmtree(self.data_real, ignore_errors=True)
 
     def master_pid(self):
         """The pid of this instance's master process, or None."""

@@ -13,8 +13,9 @@
 - 10,000 RCPT with `[send] max_recipients = 100`: the first 100 are taken,
   every other one is refused with 452 4.5.3 (or 552, RFC 5321 4.5.3.1.10).
 - A slow-loris DATA is cut at `[smtp] read_timeout`, a slow command line
-  within the session's timeouts, an idle session at `idle_timeout` (421
-  4.4.2 and close), however steadily the bytes trickle.
+  within the session's timeouts, however steadily the bytes trickle; a
+  stalled DATA or command line and an idle session are answered 421 4.4.2
+  and closed (an idle one at `idle_timeout`, not before).
 - AUTH before STARTTLS (530), MAIL before AUTH (530), a wrong password and
   an unknown user (535), as SES answers.
 - STARTTLS injection (CVE-2011-0411): "STARTTLS\\r\\nRSET\\r\\n" in one
@@ -259,32 +260,71 @@ def trickle(conn, data, every, until):
     return time.monotonic() - t0, False
 
 
-def test_slow_loris_data_cut_at_read_timeout(gw):
-    """DATA trickling a byte every 0.3 s is cut (421, closed) once the
-    whole DATA has taken read_timeout, not kept alive by each byte."""
+def open_data(gw):
+    """An authenticated session inside DATA (after 354)."""
     conn = session(gw)
     assert conn.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
     assert conn.cmd("RCPT TO:<victim@example.net>")[0] == 250
     assert conn.cmd("DATA")[0] == 354
+    return conn
+
+
+def assert_cut_reply(conn):
+    """What a cut client read: a 421, or nothing when the server's close
+    met bytes still arriving (a reset may drop the 421 in flight)."""
+    assert conn.buf == b"" or conn.buf.startswith(b"421 4.4.2"), conn.buf
+
+
+def test_slow_loris_data_cut_at_read_timeout(gw):
+    """DATA trickling a byte every 0.3 s is cut once the whole DATA has
+    taken read_timeout, not kept alive by each byte."""
+    conn = open_data(gw)
     took, closed = trickle(conn, msg("slow", b"x" * 200) + b".\r\n", 0.3, READ_TIMEOUT + 6)
     if not closed:
         closed = conn.closed(3)
     assert closed, "a DATA trickling for %.1f s was not cut (read_timeout %s s)" % (took, READ_TIMEOUT)
     assert took < READ_TIMEOUT + 4, took
-    assert conn.buf.startswith(b"421"), conn.buf
+    assert_cut_reply(conn)
+    conn.close()
+    assert_nothing_sent(gw)
+
+
+def test_stalled_data_answered_421(gw):
+    """Part of a message, then silence: 421 4.4.2 and close at
+    read_timeout; nothing is sent."""
+    conn = open_data(gw)
+    conn.send(msg("stalled", b"half a body"))
+    t0 = time.monotonic()
+    closed = conn.closed(READ_TIMEOUT + 5)
+    took = time.monotonic() - t0
+    assert closed and READ_TIMEOUT - 0.5 <= took < READ_TIMEOUT + 3, (closed, took)
+    assert conn.buf.startswith(b"421 4.4.2"), conn.buf
     conn.close()
     assert_nothing_sent(gw)
 
 
 def test_slow_command_line_cut(gw):
-    """A command line trickling a byte every 0.3 s is cut (421, closed)
-    within the session's timeouts, not kept alive by each byte."""
+    """A command line trickling a byte every 0.3 s is cut within the
+    session's timeouts, not kept alive by each byte."""
     conn = session(gw)
     bound = max(READ_TIMEOUT, IDLE_TIMEOUT) + 3
     took, closed = trickle(conn, b"MAIL FROM:<%s>" % SENDER.encode() + b" " * 100 + b"\r\n", 0.3, bound + 3)
     if not closed:
         closed = conn.closed(3)
     assert closed and took < bound, (took, closed)
+    assert_cut_reply(conn)
+    conn.close()
+
+
+def test_stalled_command_line_answered_421(gw):
+    """Half a command line, then silence: 421 4.4.2 and close within the
+    session's timeouts."""
+    conn = session(gw)
+    conn.send(b"MAIL FROM:<")
+    t0 = time.monotonic()
+    closed = conn.closed(max(READ_TIMEOUT, IDLE_TIMEOUT) + 5)
+    took = time.monotonic() - t0
+    assert closed and took < max(READ_TIMEOUT, IDLE_TIMEOUT) + 3, (closed, took)
     assert conn.buf.startswith(b"421 4.4.2"), conn.buf
     conn.close()
 
