@@ -33,6 +33,7 @@
 #include "feedback.h"
 #include "front.h"
 #include "log.h"
+#include "smtp.h"
 #include "metrics.h"
 #include "ops.h"
 #include "suppress.h"
@@ -98,6 +99,8 @@ static void main_usage(FILE *f)
           "every\n"
           "  second until the queue is idle or the batch complete)\n"
           "  keygen             print a new client key id and secret\n"
+          "  smtp-password [-c FILE] [CLIENT]   each client's SMTP username and password\n"
+          "                     (SES's algorithm, the configured region), on stdout\n"
           "  version            print the version\n"
           "\n"
           "The configuration file is -c FILE, else $SESGATE_CONFIG, else none (defaults).\n"
@@ -604,6 +607,61 @@ static int main_check(const char *path)
     return 0;
 }
 
+/* sesgate smtp-password [CLIENT]: each client's (or the named one's) SMTP
+ * username (its access key id) and SES SMTP password for the configured
+ * region, on stdout only. With no [client.*] it is the default client of
+ * <data_dir>/credentials, when the daemon has made it. */
+static int main_smtp_password(const char *path, int argc, char **argv)
+{
+    const char *name = NULL;
+    for (int k = 0; k < argc; k++) {
+        if (strcmp(argv[k], "-c") == 0 && k + 1 < argc) {
+            path = argv[++k];
+        } else if (argv[k][0] != '-' && name == NULL) {
+            name = argv[k];
+        } else {
+            fprintf(stderr, "usage: sesgate smtp-password [CLIENT] [-c FILE]\n");
+            return 2;
+        }
+    }
+    struct config cfg = {0};
+    main_load_config(&cfg, path);
+    if (cfg.nclients == 0) {
+        char creds[4096];
+        snprintf(creds, sizeof creds, "%s/credentials", cfg.data_dir);
+        if (access(creds, F_OK) != 0) {
+            fprintf(stderr,
+                    "sesgate: no [client.*] configured and no %s yet (sesgate makes the "
+                    "default client's key on its first start)\n",
+                    creds);
+            config_free(&cfg);
+            return 1;
+        }
+        if (!main_default_client(&cfg, creds, sizeof creds)) {
+            config_free(&cfg);
+            return 1;
+        }
+    }
+    int found = 0;
+    for (size_t i = 0; i < cfg.nclients; i++) {
+        const struct config_client *c = &cfg.clients[i];
+        if (name != NULL && strcmp(name, c->name) != 0)
+            continue;
+        char pass[SMTP_PASSWORD_LEN + 1];
+        smtp_password(c->secret_access_key, cfg.region, pass);
+        printf("%sclient = %s\nregion = %s\nusername = %s\npassword = %s\n", found ? "\n" : "",
+               c->name, cfg.region, c->access_key_id, pass);
+        OPENSSL_cleanse(pass, sizeof pass);
+        found++;
+    }
+    config_free(&cfg);
+    if (found == 0) {
+        fprintf(stderr, "sesgate: no client '%s'\n", name);
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* sesgate status / batch / dlq: parse -c, --json and --watch among args,
  * load the configuration, run the operator command (ops). */
 static int main_ops(const char *cmd, const char *path, int argc, char **argv)
@@ -664,6 +722,8 @@ int main(int argc, char **argv)
         return main_keygen();
     if (strcmp(cmd, "check") == 0)
         return main_check(path);
+    if (strcmp(cmd, "smtp-password") == 0)
+        return main_smtp_password(path, argc - argi, argv + argi);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "work") == 0)
         return main_serve(path, cmd);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0 ||

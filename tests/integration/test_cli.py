@@ -1,7 +1,10 @@
 """The command line: version, keygen, check (effective configuration with
-secrets masked, file:line errors), and refusal to start without upstream
-credentials."""
+secrets masked, file:line errors), smtp-password, and refusal to start
+without upstream credentials."""
 
+import base64
+import hashlib
+import hmac
 import re
 import subprocess
 
@@ -85,6 +88,56 @@ def test_no_endpoint_and_no_credentials_is_the_sandbox(tmp_path):
             env={"AWS_ACCESS_KEY_ID": "AKIAUPSTREAM0001", "AWS_SECRET_ACCESS_KEY": "s3cr3t-0123456789",
                  "AWS_REGION": "eu-west-1"})
     assert r.returncode == 0 and "endpoint = https://email.eu-west-1.amazonaws.com" in r.stdout.splitlines()
+
+
+def ses_smtp_password(secret, region):
+    """SES's SMTP password for a secret key (AWS's calculate_key, written out
+    here independently of sesgate's C)."""
+    sig = hmac.new(("AWS4" + secret).encode(), b"11111111", hashlib.sha256).digest()
+    for msg in (region, "ses", "aws4_request", "SendRawEmail"):
+        sig = hmac.new(sig, msg.encode(), hashlib.sha256).digest()
+    return base64.b64encode(bytes([0x04]) + sig).decode()
+
+
+def test_smtp_password_of_each_client(tmp_path):
+    s1, s2 = harness.new_secret(), harness.new_secret()
+    ini = tmp_path / "s.ini"
+    ini.write_text("[upstream]\nendpoint = sandbox\nregion = eu-west-1\n[redis]\ndata_dir = %s\n"
+                   "[client.app]\naccess_key_id = SGAPPAAAAAAAAAAAAAAA\nsecret_access_key = %s\n"
+                   "[client.wp]\naccess_key_id = SGWPAAAAAAAAAAAAAAAA\nsecret_access_key = %s\n"
+                   % (tmp_path / "var", s1, s2))
+    r = run(["smtp-password", "-c", str(ini)])
+    harness.assert_exit(r, 0)
+    assert r.stderr == ""
+    assert r.stdout == ("client = app\nregion = eu-west-1\nusername = SGAPPAAAAAAAAAAAAAAA\npassword = %s\n\n"
+                        "client = wp\nregion = eu-west-1\nusername = SGWPAAAAAAAAAAAAAAAA\npassword = %s\n"
+                        % (ses_smtp_password(s1, "eu-west-1"), ses_smtp_password(s2, "eu-west-1")))
+    assert s1 not in r.stdout and s2 not in r.stdout
+    # one client, -c after the name; the region as configured from the environment
+    r = run(["smtp-password", "wp", "-c", str(ini)], env={"SESGATE_UPSTREAM_REGION": "us-west-2"})
+    harness.assert_exit(r, 0)
+    assert r.stdout == "client = wp\nregion = us-west-2\nusername = SGWPAAAAAAAAAAAAAAAA\npassword = %s\n" % (
+        ses_smtp_password(s2, "us-west-2"))
+    r = run(["smtp-password", "-c", str(ini), "nobody"])
+    harness.assert_exit(r, 1)
+    assert "no client 'nobody'" in r.stderr and r.stdout == ""
+
+
+def test_smtp_password_of_the_default_client(tmp_path):
+    ini = tmp_path / "s.ini"
+    ini.write_text("[upstream]\nendpoint = sandbox\nregion = us-east-1\n[redis]\ndata_dir = %s\n"
+                   % (tmp_path / "var"))
+    r = run(["smtp-password", "-c", str(ini)])
+    harness.assert_exit(r, 1)
+    assert "credentials" in r.stderr and not (tmp_path / "var" / "credentials").exists()
+    (tmp_path / "var").mkdir()
+    secret = harness.new_secret()
+    (tmp_path / "var" / "credentials").write_text(
+        "[sesgate]\naws_access_key_id = SGDEFAULTAAAAAAAAAAA\naws_secret_access_key = %s\n" % secret)
+    r = run(["smtp-password", "-c", str(ini)])
+    harness.assert_exit(r, 0)
+    assert r.stdout == "client = default\nregion = us-east-1\nusername = SGDEFAULTAAAAAAAAAAA\npassword = %s\n" % (
+        ses_smtp_password(secret, "us-east-1"))
 
 
 def test_unknown_command():
