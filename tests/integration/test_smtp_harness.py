@@ -50,13 +50,26 @@ def message(to, subject, cc=(), extra=b""):
             b"Hello.\r\n.leading dot\r\nbye\r\n" % (subject.encode(), subject.replace(" ", ".").encode(), extra))
 
 
-def test_ses_smtp_password_shape():
-    """SES's SMTP password: 44 base64 characters of the version byte 0x04
-    and a 32-byte HMAC-SHA256, different per region."""
-    p = sc.ses_smtp_password("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
-    raw = base64.b64decode(p)
-    assert len(p) == 44 and len(raw) == 33 and raw[0] == 4
-    assert p != sc.ses_smtp_password("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "eu-west-1")
+# terraform-provider-aws's published vectors
+# (internal/service/iam/access_key_test.go,
+# TestSESSMTPPasswordFromSecretKeySigV4), whose implementation authenticates
+# against SES.
+PASSWORD_VECTORS = [
+    ("some+secret+key", "eu-central-1", "BMXhUYlu5Z3gSXVQORxlVa7XPaz91aGWdfHxvkOZdWZ2"),
+    ("another+secret+key", "eu-central-1", "BBbphbrQmrKMx42d1N6+C7VINYEBGI5v9VsZeTxwskfh"),
+    ("some+secret+key", "us-west-1", "BH+jbMzper5WwlwUar9E1ySBqHa9whi0GPo+sJ0mVYJj"),
+    ("another+secret+key", "us-west-1", "BKVmjjMDFk/qqw8EROW99bjCS65PF8WKvK5bSr4Y6EqF"),
+]
+
+
+@pytest.mark.parametrize("secret,region,want", PASSWORD_VECTORS)
+def test_ses_smtp_password_vectors(secret, region, want):
+    """The tests' SES SMTP password (what sesgate's smtp-password output is
+    compared with) against published vectors: 44 base64 characters of the
+    version byte 0x04 and a 32-byte HMAC-SHA256."""
+    got = sc.ses_smtp_password(secret, region)
+    assert got == want
+    assert len(got) == 44 and base64.b64decode(got)[0] == 4
 
 
 def test_smtplib_starttls_and_implicit(sink, tls_sink, pki, password):
