@@ -632,7 +632,9 @@ class Postfix:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self.data_real is not None:
+        if self.data_real is None and self.data.is_symlink():
+            self.data_real = self.data.resolve()  # an instance started by another process
+        if self.data_real is not None and self.data_real.name.startswith("sesgate-postfix-data."):
             shutil.rmtree(self.data_real, ignore_errors=True)
 
     def master_pid(self):
