@@ -1,7 +1,8 @@
 """The benchmark scripts run small (SMOKE=1), so that they keep working:
 bench/enqueue_stall.sh with 2,000 recipients against the binary under test
 (`sesgate run` with the sandbox upstream); bench/feedback_ingest.sh with 300
-signed SNS notifications (`sesgate serve`, its managed Redis)."""
+signed SNS notifications (`sesgate serve`, its managed Redis); bench/smtp.sh with 4
+SMTP sessions for 2 s a run against sesgate and a private Postfix."""
 
 import os
 import re
@@ -49,3 +50,26 @@ def test_feedback_ingest_smoke(tmp_path):
     assert abs(float(m.group(2)) - float(m.group(1)) / 14) < 0.1, out
     # the work directory went with the run
     assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-feedback.")]
+
+
+def test_smtp_smoke(tmp_path):
+    """bench/smtp.sh with 4 sessions for 2 s a run: sesgate's SMTP listener
+    (STARTTLS, AUTH) and a private Postfix's smtpd took messages of 1 and
+    20 recipients with no error, each with a rate and p99, and the ratio
+    printed; smtp-source's reference run into Postfix; nothing left behind."""
+    env = harness.clean_env({"SMOKE": "1", "SESGATE_BIN": str(harness.sesgate_bin()),
+                             "TMPDIR": str(tmp_path)})
+    r = subprocess.run([str(harness.REPO / "bench" / "smtp.sh")], capture_output=True, text=True,
+                       timeout=240, env=env, cwd=str(tmp_path))
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    for rcpts in (1, 20):
+        for who in (r"sesgate \(STARTTLS, AUTH\)", r"postfix smtpd \(STARTTLS\)"):
+            m = re.search(r"smtp: %s, %d recipient\(s\) a message: (\d+) messages in 2 s = ([\d.]+) messages/s, "
+                          r"p50 [\d.]+ ms, p99 ([\d.]+) ms, max [\d.]+ ms, errors 0," % (who, rcpts), out)
+            assert m and int(m.group(1)) > 0 and float(m.group(2)) > 0 and float(m.group(3)) > 0, out
+        m = re.search(r"smtp: ratio sesgate/postfix, %d recipient\(s\) a message: ([\d.]+) x" % rcpts, out)
+        assert m and float(m.group(1)) > 0, out
+        assert re.search(r"smtp: reference: smtp-source -s 4 -r %d .*: 40 messages in [\d.]+ s" % rcpts, out), out
+    # the work directory (and the Postfix instance in it) went with the run
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-smtp.")]
