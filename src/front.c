@@ -53,7 +53,8 @@ struct front {
 
 /* A v1 bulk call may carry this many times the parameters of another
  * request: each destination has its addresses, replacement data and tags. */
-#define FRONT_BULK_PARAMS 4
+#define FRONT_SUBMIT_WAIT_MS 240000 /* an SMTP message not queued waits this long for its turn */
+#define FRONT_BULK_PARAMS    4
 
 /* One SES request, from arrival to answer. */
 struct front_req {
@@ -706,7 +707,11 @@ static void front_pace_take(struct front_req *r)
 }
 
 /* Send r (cost recipients) upstream at its turn of the shared rate: at
- * once, after a wait of at most max_wait, or not at all (Throttling). */
+ * once, after a wait of at most max_wait, or not at all (Throttling). A
+ * submission in process (SMTP) that is not a batch (fan-out off, no To
+ * recipient) waits up to FRONT_SUBMIT_WAIT_MS instead: an SMTP client waits
+ * for the answer to its data (RFC 5321 gives it 10 minutes), so the rate
+ * delays it rather than refusing it. */
 static void front_pace(struct front_req *r, int64_t cost)
 {
     if (!limiter_on(r->f->lim)) {
@@ -714,7 +719,8 @@ static void front_pace(struct front_req *r, int64_t cost)
         return;
     }
     r->cost = cost < 1 ? 1 : cost;
-    limiter_ms_from_now(&r->pace_deadline, (double)r->f->cfg->max_wait_ms);
+    int64_t wait = r->hr == NULL ? FRONT_SUBMIT_WAIT_MS : r->f->cfg->max_wait_ms;
+    limiter_ms_from_now(&r->pace_deadline, (double)wait);
     front_pace_take(r);
 }
 

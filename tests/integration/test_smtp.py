@@ -400,6 +400,32 @@ def test_single_recipient_past_the_rate_is_queued(tmp_path):
         harness.stop_run_gateway(gw)
 
 
+def test_message_not_queued_waits_for_its_turn(tmp_path):
+    """With fan-out off a message goes to SES whole, at its turn of the
+    rate: past max_wait it still waits (the SMTP client waits for the
+    answer to its data) and is answered 250, never 454."""
+    gw = start_smtp_gateway(tmp_path / "wait", send={"rate": "1", "max_wait": "100ms", "fanout": "off"})
+    try:
+        s = login(gw)
+        n = 4
+        t0 = time.monotonic()
+        for i in range(n):
+            msg = harness.raw_message(to="w%d@example.org" % i, subject="wait %d" % i)
+            code, text = send(s, SENDER, ["w%d@example.org" % i], msg)
+            assert code == 250, (i, code, text)
+        took = time.monotonic() - t0
+        s.quit()
+        # sent at the rate (1/s) one after another: the last one waited
+        # far longer than max_wait for its turn
+        assert took >= n - 1 - 0.5, took
+        recs = harness.wait_records(gw.fake, n, timeout=30, settle=0.5)
+        got = sorted(dict(form(r))["Destinations.member.1"] for r in recs)
+        assert got == ["w%d@example.org" % i for i in range(n)]
+        assert "Throttling" not in gw.sesgate.log_text()
+    finally:
+        harness.stop_run_gateway(gw)
+
+
 def tls_session(gw, name="app"):
     """A raw TLS socket after STARTTLS, EHLO and AUTH PLAIN."""
     c = gw.clients[name]
