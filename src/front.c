@@ -1071,31 +1071,6 @@ static void front_copy0_start(struct front_req *r, const struct fanout_rcpt *rid
 
 static void front_bulk_sync(struct front_req *r);
 
-/* The recipients a lookup asks about, each NUL-terminated in text. */
-struct front_sup_fields {
-    struct buf text;
-    size_t n;
-};
-
-/* Add recipient a[0..n)'s field (an empty one when it is not an address). */
-static void front_sup_add(struct front_sup_fields *f, const char *a, size_t n)
-{
-    char key[SUPLIST_MAX_KEY + 1];
-    const char *why;
-    int len = suplist_key(a, n, key, &why);
-    if (len < 0)
-        key[len = 0] = '\0';
-    buf_add(&f->text, key, (size_t)len + 1);
-    f->n++;
-}
-
-/* bulk_unit_filter's keep while gathering: every recipient. */
-static bool front_sup_gather(void *arg, const char *a, size_t n)
-{
-    front_sup_add(arg, a, n);
-    return true;
-}
-
 /* A send that is not a batch, some of whose recipients are suppressed
  * (hit[i] for the To recipients then the riders): its body without them. */
 static int front_sup_rewrite(struct front_req *r, const bool *hit)
@@ -1252,23 +1227,23 @@ static void front_sup_lookup(struct front_req *r, enum front_sup_use use)
 {
     struct front *f = r->f;
     const struct fanout_plan *p = &r->plan;
-    struct front_sup_fields fl = {BUF_INIT, 0};
+    struct suplist_fields fl = {BUF_INIT, 0};
     if (f->queue != NULL) {
         if (use == FRONT_SUP_BULK) {
             /* the units looked up are the ones sent before the answer */
             size_t k = r->bulk_sync = front_bulk_first(r);
             for (size_t i = 0; i < k; i++) {
                 struct buf scratch = BUF_INIT;
-                bulk_unit_filter(r->api, p->to[i], strlen(p->to[i]), front_sup_gather, &fl,
+                bulk_unit_filter(r->api, p->to[i], strlen(p->to[i]), suplist_fields_gather, &fl,
                                  &scratch);
                 buf_free(&scratch);
             }
         } else {
             size_t nto = use == FRONT_SUP_COPY0 ? 1 : p->nto; /* SINGLE, QUEUE: all */
             for (size_t i = 0; i < nto; i++)
-                front_sup_add(&fl, p->to[i], strlen(p->to[i]));
+                suplist_fields_add(&fl, p->to[i], strlen(p->to[i]));
             for (size_t i = 0; i < p->nriders; i++)
-                front_sup_add(&fl, p->riders[i].addr, strlen(p->riders[i].addr));
+                suplist_fields_add(&fl, p->riders[i].addr, strlen(p->riders[i].addr));
         }
     }
     if (fl.n == 0) {

@@ -511,22 +511,6 @@ const char *smtp_data_reply(const struct smtp_data *d)
     return NULL;
 }
 
-/* The value of base64 digit c, or -1. */
-static int smtp_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* Strict base64 (RFC 4648 section 4): groups of four digits, '=' padding
  * completing the last group and nothing after it, no white space, the
  * unused bits of the last digit zero. Decodes into out (reset first). */
@@ -537,9 +521,9 @@ static int smtp_b64_decode(const char *s, size_t n, struct buf *out)
         return -1;
     size_t pad = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
     for (size_t i = 0; i < n - pad; i++)
-        if (smtp_b64_value((unsigned char)s[i]) < 0)
+        if (util_base64_value((unsigned char)s[i]) < 0)
             return -1;
-    int last = smtp_b64_value((unsigned char)s[n - pad - 1]);
+    int last = util_base64_value((unsigned char)s[n - pad - 1]);
     if (last < 0 || (pad == 1 && (last & 0x3) != 0) || (pad == 2 && (last & 0xf) != 0))
         return -1;
     return util_base64_decode(s, n, out);

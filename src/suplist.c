@@ -182,3 +182,20 @@ enum suplist_line suplist_import_line(const char *s, size_t n, bool first, const
     }
     return SUPLIST_LINE_ENTRY;
 }
+
+void suplist_fields_add(struct suplist_fields *f, const char *a, size_t n)
+{
+    char key[SUPLIST_MAX_KEY + 1];
+    const char *why;
+    int len = suplist_key(a, n, key, &why);
+    if (len < 0)
+        key[len = 0] = '\0';
+    buf_add(&f->text, key, (size_t)len + 1);
+    f->n++;
+}
+
+bool suplist_fields_gather(void *arg, const char *a, size_t n)
+{
+    suplist_fields_add(arg, a, n);
+    return true;
+}

@@ -37,6 +37,22 @@ struct suplist_entry {
  * address SES accepts (addr.h): why then says why (a static string). */
 int suplist_key(const char *s, size_t n, char *out, const char **why);
 
+/* The fields of one lookup (HMGET {P}:sup ...), gathered recipient by
+ * recipient: each NUL-terminated in text, n of them. */
+struct suplist_fields {
+    struct buf text;
+    size_t n;
+};
+
+/* Add recipient a[0..n)'s field: suplist_key's, or an empty one when a is
+ * not an address (nothing SES accepts is suppressed under it), so that the
+ * lookup's answers line up with the recipients asked about. */
+void suplist_fields_add(struct suplist_fields *f, const char *a, size_t n);
+
+/* suplist_fields_add as bulk_unit_filter's keep (arg: the fields): adds
+ * every recipient of a unit and keeps it. */
+bool suplist_fields_gather(void *arg, const char *a, size_t n);
+
 /* The canonical reason for r ("bounce", "Complaint", ... any case; "" and
  * NULL: MANUAL), or NULL when it is none of BOUNCE, COMPLAINT, TRANSIENT,
  * MANUAL. */

@@ -22,8 +22,7 @@ int util_hex_value(unsigned char c)
     return -1;
 }
 
-/* The value of base64 digit c, or -1. */
-static int util_base64_value(unsigned char c)
+int util_base64_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';

@@ -45,6 +45,9 @@ int util_parse_duration_ms(const char *s, int64_t *out_ms);
  * Returns 0, or -1 if malformed or out of range. */
 int util_parse_size(const char *s, uint64_t *out);
 
+/* The value of the standard base64 digit c (A-Z a-z 0-9 + /), or -1. */
+int util_base64_value(unsigned char c);
+
 /* Decode standard base64 (A-Z a-z 0-9 + /) at s and append the bytes to
  * out. Spaces, tabs, CR and LF are skipped anywhere; '=' padding is optional,
  * but when present it comes last and completes the final group. Returns 0,

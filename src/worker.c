@@ -1402,32 +1402,6 @@ struct worker_sup {
     } jobs[];
 };
 
-/* The fields being gathered for one HMGET. */
-struct worker_sup_fields {
-    struct buf text; /* the fields, each NUL-terminated */
-    size_t n;
-};
-
-/* Add the suppression list field of recipient a[0..n) (none when it is not
- * an address: nothing SES accepts is suppressed under it). */
-static void worker_sup_add(struct worker_sup_fields *f, const char *a, size_t n)
-{
-    char key[SUPLIST_MAX_KEY + 1];
-    const char *why;
-    int len = suplist_key(a, n, key, &why);
-    if (len < 0)
-        key[len = 0] = '\0';
-    buf_add(&f->text, key, (size_t)len + 1);
-    f->n++;
-}
-
-/* bulk_unit_filter's keep while gathering a unit's fields: every one. */
-static bool worker_sup_gather(void *arg, const char *a, size_t n)
-{
-    worker_sup_add(arg, a, n);
-    return true;
-}
-
 /* What bulk_unit_filter's keep asks while a unit is rewritten: the unit's
  * recipients in order, and which of them are suppressed. */
 struct worker_sup_cursor {
@@ -1537,19 +1511,20 @@ static void worker_sup_cb(evutil_socket_t fd, short what, void *arg)
     struct worker_sup *s = xcalloc(1, sizeof *s + n * sizeof *s->jobs);
     s->w = w;
     s->n = n;
-    struct worker_sup_fields f = {BUF_INIT, 0};
+    struct suplist_fields f = {BUF_INIT, 0};
     for (size_t k = 0; k < n; k++) {
         struct worker_job *j = w->sup[k];
         s->jobs[k].j = j;
         s->jobs[k].first = f.n;
         if (j->b->bulk) {
             struct buf scratch = BUF_INIT;
-            bulk_unit_filter(j->b->api, j->addr, strlen(j->addr), worker_sup_gather, &f, &scratch);
+            bulk_unit_filter(j->b->api, j->addr, strlen(j->addr), suplist_fields_gather, &f,
+                             &scratch);
             buf_free(&scratch);
         } else {
-            worker_sup_add(&f, j->addr, strlen(j->addr));
+            suplist_fields_add(&f, j->addr, strlen(j->addr));
             for (size_t r = 0; j->index == 0 && r < j->b->nriders; r++)
-                worker_sup_add(&f, j->b->riders[r].addr, strlen(j->b->riders[r].addr));
+                suplist_fields_add(&f, j->b->riders[r].addr, strlen(j->b->riders[r].addr));
         }
         s->jobs[k].count = f.n - s->jobs[k].first;
         j->redis_pending = true;
