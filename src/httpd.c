@@ -100,6 +100,22 @@ static void httpd_oom(void)
     abort();
 }
 
+void httpd_peer_name(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[48] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, outlen, "%s:%d", host, port);
+}
+
 const char *httpd_reason(int status)
 {
     switch (status) {
@@ -633,18 +649,7 @@ static void httpd_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
     if (c->bev == NULL)
         httpd_oom();
     c->timer = evtimer_new(h->base, httpd_timer_cb, c);
-    char host[48] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    httpd_peer_name(sa, c->peer, sizeof c->peer);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     httpd_reset_request(c);

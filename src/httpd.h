@@ -137,4 +137,10 @@ void httpd_sigv4_request(const struct httpd_request *req, const char *payload_ha
 /* The standard reason phrase of an HTTP status. */
 const char *httpd_reason(int status);
 
+struct sockaddr;
+
+/* A peer's address as logs name it, "host:port" ("?:0" for another
+ * family), into out. */
+void httpd_peer_name(const struct sockaddr *sa, char *out, size_t outlen);
+
 #endif

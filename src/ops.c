@@ -554,6 +554,53 @@ static int ops_dlq_list(redisContext *c, const char *pfx, bool json)
     return rc;
 }
 
+/* Move dead entries back to their queue with script (dlq_retry.lua or
+ * relay_retry.lua, on nkeys keys; keys[0] is the dead stream), or delete
+ * them all (purge, dlq_purge.lua on keys[0]). Given ids: one call. All:
+ * 1,000 entries looked at per call (moved or left, as a letter of an
+ * expired batch is), from where the call before stopped, so no call reads
+ * the whole stream. *total gets how many moved or went; returns 0, or 1
+ * when Redis failed (ops_eval said why). */
+static int ops_move(redisContext *c, enum rscript_id script, int nkeys, char **keys, bool purge,
+                    int nids, char **ids, long long *total)
+{
+    int rc = 0;
+    if (purge) {
+        redisReply *r = ops_eval(c, RSCRIPT_DLQ_PURGE, 1, keys, 0, NULL);
+        rc = r ? 0 : 1;
+        *total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (r)
+            freeReplyObject(r);
+        return rc;
+    }
+    char from[80] = "from:-";
+    const char **args = xcalloc((size_t)nids + 2, sizeof *args);
+    args[0] = "1000";
+    for (int k = 0; k < nids; k++)
+        args[k + 1] = ids[k];
+    if (nids == 0)
+        args[1] = from;
+    for (;;) {
+        redisReply *r = ops_eval(c, script, nkeys, keys, nids > 0 ? nids + 1 : 2, args);
+        if (r == NULL) {
+            rc = 1;
+            break;
+        }
+        bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                     r->element[1]->type == REDIS_REPLY_STRING;
+        const redisReply *moved = paged ? r->element[0] : r;
+        *total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
+        bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
+        if (more)
+            snprintf(from, sizeof from, "from:%s", r->element[1]->str);
+        freeReplyObject(r);
+        if (nids > 0 || !more)
+            break;
+    }
+    free(args);
+    return rc;
+}
+
 /* sesgate dlq retry [ID...] / purge. */
 static int ops_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, char **ids)
 {
@@ -562,43 +609,7 @@ static int ops_dlq_move(redisContext *c, const char *pfx, bool purge, int nids, 
     buf_printf(&kq, "%sqs", pfx);
     char *keys[3] = {(char *)buf_cstr(&kdlq), (char *)buf_cstr(&kq), (char *)pfx};
     long long total = 0;
-    int rc = 0;
-    if (purge) {
-        redisReply *r = ops_eval(c, RSCRIPT_DLQ_PURGE, 1, keys, 0, NULL);
-        rc = r ? 0 : 1;
-        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-        if (r)
-            freeReplyObject(r);
-    } else {
-        /* Given ids: one call. All: 1,000 dead letters looked at per call
-         * (moved or left, as a letter of an expired batch is), from where
-         * the call before stopped, so no call reads the whole stream. */
-        char from[80] = "from:-";
-        const char **args = xcalloc((size_t)nids + 2, sizeof *args);
-        args[0] = "1000";
-        for (int k = 0; k < nids; k++)
-            args[k + 1] = ids[k];
-        if (nids == 0)
-            args[1] = from;
-        for (;;) {
-            redisReply *r = ops_eval(c, RSCRIPT_DLQ_RETRY, 3, keys, nids > 0 ? nids + 1 : 2, args);
-            if (r == NULL) {
-                rc = 1;
-                break;
-            }
-            bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                         r->element[1]->type == REDIS_REPLY_STRING;
-            const redisReply *moved = paged ? r->element[0] : r;
-            total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
-            bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
-            if (more)
-                snprintf(from, sizeof from, "from:%s", r->element[1]->str);
-            freeReplyObject(r);
-            if (nids > 0 || !more)
-                break;
-        }
-        free(args);
-    }
+    int rc = ops_move(c, RSCRIPT_DLQ_RETRY, 3, keys, purge, nids, ids, &total);
     if (rc == 0)
         printf(purge ? "%lld dead letters deleted\n" : "%lld dead letters moved to the queue\n",
                total);
@@ -696,43 +707,7 @@ static int ops_relay_move(redisContext *c, const char *pfx, bool purge, int nids
     buf_printf(&krl, "%srelay", pfx);
     char *keys[2] = {(char *)buf_cstr(&krdlq), (char *)buf_cstr(&krl)};
     long long total = 0;
-    int rc = 0;
-    if (purge) {
-        redisReply *r = ops_eval(c, RSCRIPT_DLQ_PURGE, 1, keys, 0, NULL);
-        rc = r ? 0 : 1;
-        total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-        if (r)
-            freeReplyObject(r);
-    } else {
-        /* Given ids: one call. All: 1,000 per call, from where the call
-         * before stopped. */
-        char from[80] = "from:-";
-        const char **args = xcalloc((size_t)nids + 2, sizeof *args);
-        args[0] = "1000";
-        for (int k = 0; k < nids; k++)
-            args[k + 1] = ids[k];
-        if (nids == 0)
-            args[1] = from;
-        for (;;) {
-            redisReply *r =
-                ops_eval(c, RSCRIPT_RELAY_RETRY, 2, keys, nids > 0 ? nids + 1 : 2, args);
-            if (r == NULL) {
-                rc = 1;
-                break;
-            }
-            bool paged = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                         r->element[1]->type == REDIS_REPLY_STRING;
-            const redisReply *moved = paged ? r->element[0] : r;
-            total += moved->type == REDIS_REPLY_INTEGER ? moved->integer : 0;
-            bool more = paged && r->element[1]->len > 0 && r->element[1]->len < 70;
-            if (more)
-                snprintf(from, sizeof from, "from:%s", r->element[1]->str);
-            freeReplyObject(r);
-            if (nids > 0 || !more)
-                break;
-        }
-        free(args);
-    }
+    int rc = ops_move(c, RSCRIPT_RELAY_RETRY, 2, keys, purge, nids, ids, &total);
     if (rc == 0)
         printf(purge ? "%lld dead relays deleted\n" : "%lld dead relays moved to the relay queue\n",
                total);

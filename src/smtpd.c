@@ -914,17 +914,6 @@ static void smtpd_conn_free(struct smtpd_conn *c)
 static void smtpd_accept(struct smtpd *d, struct smtpd_listener *li, evutil_socket_t fd,
                          struct sockaddr *sa)
 {
-    char host[48] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)sa;
-        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-    }
     if (d->nconns >= d->cfg->smtp_max_connections) {
         metrics_smtp_refused("max_connections");
         if (!li->implicit) {
@@ -937,7 +926,7 @@ static void smtpd_accept(struct smtpd *d, struct smtpd_listener *li, evutil_sock
     }
     struct smtpd_conn *c = xcalloc(1, sizeof *c);
     c->d = d;
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    httpd_peer_name(sa, c->peer, sizeof c->peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (li->implicit) {
