@@ -333,7 +333,7 @@ static int front_authenticate(struct front_req *r, struct seserr *e)
     struct httpd_request *hr = r->hr;
     const struct config *cfg = f->cfg;
     struct reqcheck_policy p = {
-        .region = cfg->region,
+        .region = cfg->upstreams[0].region,
         .clock_skew_ms = cfg->clock_skew_ms,
         .clients = cfg->clients,
         .nclients = cfg->nclients,
@@ -1598,7 +1598,7 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
         f->rng[0] = (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ull;
         f->rng[1] = (uint64_t)getpid() | 1;
     }
-    f->resign = resign_new(cfg, err, errlen);
+    f->resign = resign_new(&cfg->upstreams[0], err, errlen);
     if (f->resign == NULL) {
         front_free(f);
         return NULL;

@@ -339,7 +339,7 @@ void limiter_throttled(struct limiter *l)
         return;
     const char *args[2] = {"throttled", ""};
     limiter_eval(l, NULL, 2, args, limiter_cut, l); /* answered before l goes: rscript_free */
-    if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
+    if (l->cfg->upstreams[0].rate_mode == CONFIG_RATE_AUTO)
         limiter_refresh(l); /* the account's quota may have changed */
 }
 
@@ -413,8 +413,8 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
                   res->error == UPSTREAM_OK ? "no MaxSendRate in the answer" : res->errmsg, NULL);
         return;
     }
-    double rate = max_rate * l->cfg->headroom;
-    int64_t quota = max_day > 0 ? (int64_t)floor(max_day * l->cfg->headroom) : 0;
+    double rate = max_rate * l->cfg->upstreams[0].headroom;
+    int64_t quota = max_day > 0 ? (int64_t)floor(max_day * l->cfg->upstreams[0].headroom) : 0;
     if (rate != l->rate || quota != l->quota) {
         char srate[32], squota[32];
         snprintf(srate, sizeof srate, "%g", rate);
@@ -482,10 +482,11 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
     l->rd = rscript_redis(scripts);
     l->up = up;
     l->rs = rs;
-    l->rate = cfg->rate_mode == CONFIG_RATE_FIXED ? cfg->rate : LIMITER_START_RATE;
+    l->rate = cfg->upstreams[0].rate_mode == CONFIG_RATE_FIXED ? cfg->upstreams[0].rate
+                                                               : LIMITER_START_RATE;
     l->effective = l->rate;
     snprintf(l->key_quota, sizeof l->key_quota, "%s:{%s}:quota", cfg->prefix, cfg->prefix);
-    if (cfg->rate_mode == CONFIG_RATE_AUTO) {
+    if (cfg->upstreams[0].rate_mode == CONFIG_RATE_AUTO) {
         l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
         limiter_refresh(l);
         l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
@@ -494,7 +495,7 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
     }
     if (limiter_on(l))
         metrics_limiter(l->rate, l->effective, l->quota, -1);
-    if (cfg->rate_mode == CONFIG_RATE_FIXED) {
+    if (cfg->upstreams[0].rate_mode == CONFIG_RATE_FIXED) {
         char rate[32];
         limiter_fmt(rate, sizeof rate, l->rate);
         redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
@@ -529,7 +530,7 @@ void limiter_free(struct limiter *l)
 /* Public. */
 bool limiter_on(const struct limiter *l)
 {
-    return l && l->cfg->rate_mode != CONFIG_RATE_OFF;
+    return l && l->cfg->upstreams[0].rate_mode != CONFIG_RATE_OFF;
 }
 
 double limiter_base_rate(const struct limiter *l)

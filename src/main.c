@@ -234,8 +234,8 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
                cfg->data_dir, cfg->sandbox_rate, (long long)cfg->sandbox_daily_quota);
     else
         printf("sesgate: upstream: %s%s (region %s)\n",
-               strstr(cfg->endpoint, ".amazonaws.com") ? "Amazon SES at " : "", cfg->endpoint,
-               cfg->region);
+               strstr(cfg->upstreams[0].endpoint, ".amazonaws.com") ? "Amazon SES at " : "",
+               cfg->upstreams[0].endpoint, cfg->upstreams[0].region);
     if (creds) {
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         printf("sesgate: client \"default\": key %s; its secret is in %s (profile sesgate)\n"
@@ -243,7 +243,7 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
                "  AWS_SHARED_CREDENTIALS_FILE=%s AWS_PROFILE=sesgate aws --endpoint-url http://%s "
                "--region %s ses send-email --from sender@example.com --to someone@example.com "
                "--subject Hello --text 'Hello from sesgate'\n",
-               c->access_key_id, creds, creds, cfg->listen, cfg->region);
+               c->access_key_id, creds, creds, cfg->listen, cfg->upstreams[0].region);
     }
     fflush(stdout);
 }
@@ -426,17 +426,17 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
             return false;
         }
         /* Everything upstream now goes to the sandbox, signed with its key. */
-        free(cfg->endpoint);
-        cfg->endpoint = xstrdup(sandbox_endpoint(s->sandbox));
-        free(cfg->access_key_id);
-        cfg->access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
-        free(cfg->secret_access_key);
-        cfg->secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
-        free(cfg->session_token);
-        cfg->session_token = xstrdup("");
+        free(cfg->upstreams[0].endpoint);
+        cfg->upstreams[0].endpoint = xstrdup(sandbox_endpoint(s->sandbox));
+        free(cfg->upstreams[0].access_key_id);
+        cfg->upstreams[0].access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
+        free(cfg->upstreams[0].secret_access_key);
+        cfg->upstreams[0].secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
+        free(cfg->upstreams[0].session_token);
+        cfg->upstreams[0].session_token = xstrdup("");
         cfg->sandbox_started = true;
     }
-    s->resign = resign_new(cfg, err, sizeof err);
+    s->resign = resign_new(&cfg->upstreams[0], err, sizeof err);
     if (s->resign == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;
@@ -616,7 +616,7 @@ static void main_smtp_banner(const struct main_state *s, const struct config *cf
     if (default_client && cfg->nclients > 0) {
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         char pw[SMTP_PASSWORD_LEN + 1];
-        smtp_password(c->secret_access_key, cfg->region, pw);
+        smtp_password(c->secret_access_key, cfg->upstreams[0].region, pw);
         printf("sesgate: SMTP user %s, password %s (`sesgate smtp-password` prints it again)\n",
                c->access_key_id, pw);
         OPENSSL_cleanse(pw, sizeof pw);
@@ -629,7 +629,7 @@ static int main_serve(const char *path, const char *mode)
 {
     struct config cfg = {0};
     main_load_config(&cfg, path);
-    bool sandbox = strcmp(cfg.endpoint, "sandbox") == 0;
+    bool sandbox = strcmp(cfg.upstreams[0].endpoint, "sandbox") == 0;
     if (!main_drop_privileges(&cfg)) {
         config_free(&cfg);
         return 1;
@@ -640,7 +640,8 @@ static int main_serve(const char *path, const char *mode)
         config_free(&cfg);
         return 1;
     }
-    if (!sandbox && (cfg.access_key_id[0] == '\0' || cfg.secret_access_key[0] == '\0')) {
+    if (!sandbox && (cfg.upstreams[0].access_key_id[0] == '\0' ||
+                     cfg.upstreams[0].secret_access_key[0] == '\0')) {
         fprintf(stderr, "sesgate: no upstream credentials: set AWS_ACCESS_KEY_ID and "
                         "AWS_SECRET_ACCESS_KEY, or [upstream] access_key_id and "
                         "secret_access_key\n");
@@ -656,8 +657,9 @@ static int main_serve(const char *path, const char *mode)
     main_raise_nofile(cfg.max_connections + cfg.smtp_max_connections);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     s.base = event_base_new();
-    struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
-                                       getenv("SESGATE_CA_BUNDLE"));
+    struct upstream *up =
+        upstream_new(s.base, cfg.upstreams[0].timeout_ms, (size_t)cfg.max_body + (1u << 20),
+                     getenv("SESGATE_CA_BUNDLE"));
     int rc = 1;
     /* SIGTERM and SIGINT wait while Redis starts, so that a stop then still
      * stops it; the handlers below take them. */
@@ -692,8 +694,8 @@ static int main_serve(const char *path, const char *mode)
     main_smtp_banner(&s, &cfg, default_client);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
               s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream",
-              sandbox ? "sandbox" : cfg.endpoint, "region", cfg.region, "clients", nclients,
-              "redis", redis_where(s.redis), NULL);
+              sandbox ? "sandbox" : cfg.upstreams[0].endpoint, "region", cfg.upstreams[0].region,
+              "clients", nclients, "redis", redis_where(s.redis), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -776,9 +778,9 @@ static int main_smtp_password(const char *path, int argc, char **argv)
         if (name != NULL && strcmp(name, c->name) != 0)
             continue;
         char pass[SMTP_PASSWORD_LEN + 1];
-        smtp_password(c->secret_access_key, cfg.region, pass);
+        smtp_password(c->secret_access_key, cfg.upstreams[0].region, pass);
         printf("%sclient = %s\nregion = %s\nusername = %s\npassword = %s\n", found ? "\n" : "",
-               c->name, cfg.region, c->access_key_id, pass);
+               c->name, cfg.upstreams[0].region, c->access_key_id, pass);
         OPENSSL_cleanse(pass, sizeof pass);
         found++;
     }

@@ -1286,8 +1286,8 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
         /* Until the window frees enough, but no longer than until the quota
          * is read again (SES may have raised it). */
         int64_t hold = a->wait_ms < 0 ? WORKER_HOLD_MS : (int64_t)ceil(a->wait_ms);
-        int64_t most =
-            w->cfg->rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms : WORKER_HOLD_MS;
+        int64_t most = w->cfg->upstreams[0].rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms
+                                                                          : WORKER_HOLD_MS;
         if (hold > most)
             hold = most;
         if (hold < WORKER_TICK_MS)
