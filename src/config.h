@@ -58,7 +58,8 @@ struct config {
     bool upstream_from_env;  /* credentials came from AWS_* variables */
     bool sandbox_started;    /* set by the daemon: endpoint is the built-in sandbox's URL */
     /* [redis] */
-    char *redis_url; /* "" = managed redis-server */
+    char *redis_url;         /* "" = managed redis-server */
+    char *redis_tls_ca_file; /* rediss://: CA certificates (PEM); "" = the system's */
     char *data_dir;
     char *prefix;
     /* [send] */
