@@ -31,7 +31,8 @@
 #include "clock.h"
 #include "log.h"
 
-/* Bytes queued toward one side before the other side stops being read. */
+/* Bytes queued toward one side before the other side stops being read
+ * (TEST_SESGATE_REDISTLS_HIGH_WATER=N sets another, so that a test reaches it). */
 #define REDISTLS_HIGH_WATER (1024 * 1024)
 
 struct redistls_relay;
@@ -58,6 +59,7 @@ struct redistls {
     struct evconnlistener *listener;
     struct redistls_session *sessions;
     struct redistls_relay *relay; /* the blocking relay this belongs to, or NULL */
+    size_t high_water;            /* REDISTLS_HIGH_WATER, or the test's */
     char reason[256];
 };
 
@@ -173,14 +175,15 @@ static void redistls_keepalive(int fd)
 }
 
 /* Move what from has read into to's output; stop reading from while to
- * has more than REDISTLS_HIGH_WATER queued (to's write callback resumes). */
-static void redistls_pump(struct bufferevent *from, struct bufferevent *to)
+ * has more than t->high_water queued (to's write callback resumes). */
+static void redistls_pump(const struct redistls *t, struct bufferevent *from,
+                          struct bufferevent *to)
 {
     struct evbuffer *out = bufferevent_get_output(to);
     evbuffer_add_buffer(out, bufferevent_get_input(from));
-    if (evbuffer_get_length(out) > REDISTLS_HIGH_WATER) {
+    if (evbuffer_get_length(out) > t->high_water) {
         bufferevent_disable(from, EV_READ);
-        bufferevent_setwatermark(to, EV_WRITE, REDISTLS_HIGH_WATER / 2, 0);
+        bufferevent_setwatermark(to, EV_WRITE, t->high_water / 2, 0);
     }
 }
 
@@ -207,7 +210,7 @@ static void redistls_plain_read(struct bufferevent *bev, void *arg)
 {
     struct redistls_session *s = arg;
     if (s->tls)
-        redistls_pump(bev, s->tls);
+        redistls_pump(s->t, bev, s->tls);
     else
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 }
@@ -236,7 +239,7 @@ static void redistls_plain_event(struct bufferevent *bev, short what, void *arg)
 static void redistls_tls_read(struct bufferevent *bev, void *arg)
 {
     struct redistls_session *s = arg;
-    redistls_pump(bev, s->plain);
+    redistls_pump(s->t, bev, s->plain);
 }
 
 /* Redis's side drained below the watermark. */
@@ -409,6 +412,10 @@ static struct redistls *redistls_alloc(struct event_base *base, const char *host
     t->ctx = ctx;
     t->host = xstrdup(host);
     t->port = port;
+    t->high_water = REDISTLS_HIGH_WATER;
+    const char *hw = getenv("TEST_SESGATE_REDISTLS_HIGH_WATER");
+    if (hw && atol(hw) > 0)
+        t->high_water = (size_t)atol(hw);
     return t;
 }
 

@@ -19,6 +19,8 @@ import botocore.exceptions
 import pytest
 
 import harness
+from test_big_messages import big_raw
+from test_fanout_clients import check_batch, check_copies, settle
 from test_queue import params, send
 
 pytestmark = pytest.mark.needs_sesgate
@@ -133,7 +135,7 @@ class Rig:
     """The fake SES and `sesgate run` on a Redis of the test's own; the TLS
     relay's private directory goes under the rig's own TMPDIR."""
 
-    def __init__(self, tmp_path, redis_section):
+    def __init__(self, tmp_path, redis_section, server=None, env=None):
         self.tmpdir = tmp_path / "tmp"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         workdir = tmp_path / "gate"
@@ -141,10 +143,10 @@ class Rig:
         self.fake = harness.FakeSES(tmp_path / "fake", upstream).start()
         creds = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
         policies = {"app": {"creds": creds, "allow_actions": ["*"], "allow_from": ["*"]}}
-        extra = {"redis": dict(redis_section),
+        extra = {"redis": dict(redis_section), "server": dict(server or {}),
                  "send": {"first_recipient": "queue", "rate": "1000", "concurrency": "4"}}
         self.gate = harness.RunSesgate(workdir, self.fake.url, upstream, policies, extra=extra,
-                                       env={"TMPDIR": str(self.tmpdir)})
+                                       env=dict(env or {}, TMPDIR=str(self.tmpdir)))
         self.gw = harness.Gateway(self.gate.url, harness.REGION, False, self.fake, self.gate, upstream,
                                   {"app": creds}, workdir)
 
@@ -277,6 +279,34 @@ def test_tls_batch_and_operator_commands(tmp_path, pki):
         rig.stop()
         redis.stop()
     assert relay_dirs(rig) == [], "the relay's directory outlived sesgate"
+
+
+def test_tls_large_message(tmp_path, pki):
+    """A 4 MB message through the relay both ways (the template written at
+    enqueue, read back by the worker), with the relay stopping to read one
+    side whenever 1 KB waits for the other (1 MB in production): every copy
+    byte for byte."""
+    password = harness.new_secret()
+    redis = AclRedis(tmp_path / "redis", password, cert=pki.server, ca=pki.ca).start()
+    rig = Rig(tmp_path / "g", {"url": url("rediss", password, redis.port), "tls_ca_file": str(pki.ca)},
+              server={"max_body": "20m"}, env={"TEST_SESGATE_REDISTLS_HIGH_WATER": "1024"}).start()
+    try:
+        rig.wait_ready()
+        to = ["large%d@x.example" % i for i in range(3)]
+        raw = big_raw(to, [], [], 3 << 20)
+        headers = {}
+        c = harness.boto3_client(rig.gw, "ses")
+        c.meta.events.register("after-call", lambda http_response, **kw: headers.update(
+            {k.lower(): v for k, v in http_response.headers.items()}))
+        resp = c.send_raw_email(RawMessage={"Data": raw.data()})
+        batch = headers["x-sesgate-batch-id"]
+        st, recs = settle(rig.gw, batch, timeout=120)
+        by_addr = check_copies(rig.gw, recs, to, rest={"Action": "SendRawEmail", "Version": "2010-12-01"},
+                               raw=raw)
+        check_batch(rig.gw, "queue", batch, resp["MessageId"], st, to, by_addr)
+    finally:
+        rig.stop()
+        redis.stop()
 
 
 def test_tls_wrong_ca(tmp_path, pki):
