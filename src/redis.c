@@ -371,7 +371,9 @@ static void redis_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct redis *r = arg;
     if (r->state == REDIS_STATE_CONNECTING || r->state == REDIS_STATE_HANDSHAKE)
         redis_drop(r, r->state == REDIS_STATE_CONNECTING ? "connect timeout"
-                      : r->relay ? redis_relay_reason(r, "no answer through TLS")
+                      : r->relay ? redis_relay_reason(r, redistls_up(r->relay)
+                                                             ? "no answer through TLS"
+                                                             : "no answer to the TLS handshake")
                                  : "no answer to AUTH or SELECT");
 }
 

@@ -60,6 +60,7 @@ struct redistls {
     struct redistls_session *sessions;
     struct redistls_relay *relay; /* the blocking relay this belongs to, or NULL */
     size_t high_water;            /* REDISTLS_HIGH_WATER, or the test's */
+    bool up;                      /* the newest session finished its TLS handshake */
     char reason[256];
 };
 
@@ -257,6 +258,7 @@ static void redistls_tls_event(struct bufferevent *bev, short what, void *arg)
     struct redistls_session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
         s->up = true;
+        s->t->up = true;
         redistls_keepalive(bufferevent_getfd(bev));
         return;
     }
@@ -378,6 +380,7 @@ static void redistls_accept_cb(struct evconnlistener *l, evutil_socket_t fd, str
         return;
     }
     t->reason[0] = '\0';
+    t->up = false;
     struct redistls_session *s = redistls_session_new(t, fd);
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
                                     .ai_socktype = SOCK_STREAM,
@@ -486,6 +489,11 @@ const char *redistls_path(const struct redistls *t)
 const char *redistls_reason(const struct redistls *t)
 {
     return t->reason;
+}
+
+bool redistls_up(const struct redistls *t)
+{
+    return t->up;
 }
 
 /* A TCP connection to host:port by deadline (ms, monotonic), blocking; the
@@ -621,8 +629,10 @@ int redistls_connect_sync(const char *host, int port, const char *ca_file, int t
     ERR_clear_error();
     errno = 0;
     if (SSL_connect(ssl) != 1) {
-        int sockerr = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
-        redistls_failure(ssl, ERR_get_error(), sockerr, err, errlen);
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            snprintf(err, errlen, "no answer to the TLS handshake within %d ms", timeout_ms);
+        else
+            redistls_failure(ssl, ERR_get_error(), errno, err, errlen);
         ERR_clear_error();
         SSL_free(ssl);
         close(fd);

@@ -22,6 +22,7 @@
 #ifndef SESGATE_REDISTLS_H
 #define SESGATE_REDISTLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <event2/event.h>
@@ -45,6 +46,10 @@ const char *redistls_path(const struct redistls *t);
  * hostname mismatch", "connect: Connection refused", "closed by Redis"),
  * or "" while none has closed since the last accepted connection. */
 const char *redistls_reason(const struct redistls *t);
+
+/* True once the newest connection's TLS handshake is done (false while it
+ * is under way or when it failed). */
+bool redistls_up(const struct redistls *t);
 
 /* A blocking TLS connection to host:port, relayed by a thread of its own:
  * connect and handshake within timeout_ms. Returns the file descriptor for

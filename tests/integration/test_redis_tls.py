@@ -372,6 +372,29 @@ def test_tls_wrong_host_name(tmp_path, pki):
         redis.stop()
 
 
+def test_tls_to_a_redis_without_tls(tmp_path):
+    """rediss:// to a Redis that speaks no TLS (it waits for the end of an
+    inline command that never comes): the connect bound ends each attempt,
+    logged once as an unanswered handshake, and nothing is written."""
+    password = harness.new_secret()
+    redis = AclRedis(tmp_path / "redis", password).start()
+    rig = Rig(tmp_path / "g", {"url": url("rediss", password, redis.port, host="127.0.0.1")}).start()
+    try:
+        time.sleep(2.5)
+        status, body = rig.readyz()
+        assert status == 503 and "redis unreachable" in body, body
+        log = harness.wait_log(rig.gate, "event=redis_down")
+        assert log.count("event=redis_down") == 1, log
+        assert "reason=\"no answer to the TLS handshake\"" in log, log
+        assert int(redis.cli("-n", "3", "DBSIZE")) == 0
+        r = rig.cli("status")
+        harness.assert_exit(r, 1)
+        assert ": no answer to the TLS handshake within 3000 ms" in r.stderr, r.stderr
+    finally:
+        rig.stop()
+        redis.stop()
+
+
 def test_tls_restart_stall_and_ip(tmp_path, pki):
     """Through TLS, as over TCP: Redis stopped and started again (same port,
     its data kept) is reconnected to (one redis_down, one redis_up) and a batch is then
