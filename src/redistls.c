@@ -41,9 +41,12 @@ struct redistls_relay;
 struct redistls_session {
     struct redistls *t;
     struct bufferevent *plain;    /* hiredis's side */
-    struct bufferevent *tls;      /* Redis's side; NULL once closed */
+    struct bufferevent *tls;      /* Redis's side; NULL before and once closed */
     struct evutil_addrinfo *ai;   /* the host's addresses (owned) */
     struct evutil_addrinfo *next; /* the next one to try */
+    int connfd;                   /* the TCP connect(2) under way, or -1 */
+    struct event *connev;         /* its completion */
+    struct evbuffer *pending;     /* what hiredis sent before the TLS session existed */
     bool up;                      /* the TLS handshake is done */
     bool flushing;                /* Redis closed: plain closes once written out */
     struct redistls_session *prev_s, *next_s;
@@ -210,10 +213,16 @@ static void redistls_session_close_tls(struct redistls_session *s, const char *r
 static void redistls_plain_read(struct bufferevent *bev, void *arg)
 {
     struct redistls_session *s = arg;
-    if (s->tls)
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (s->tls) {
         redistls_pump(s->t, bev, s->tls);
-    else
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    } else if (s->connfd >= 0) { /* kept until the TLS session exists */
+        evbuffer_add_buffer(s->pending, in);
+        if (evbuffer_get_length(s->pending) > s->t->high_water)
+            bufferevent_disable(bev, EV_READ);
+    } else {
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
 }
 
 /* hiredis's side drained below the watermark (or entirely). */
@@ -268,6 +277,8 @@ static void redistls_tls_event(struct bufferevent *bev, short what, void *arg)
     unsigned long e = bufferevent_get_openssl_error(bev);
     while (bufferevent_get_openssl_error(bev) != 0)
         ;
+    if (ERR_GET_LIB(e) == 0)
+        e = 0; /* libevent's record of SSL_ERROR_SYSCALL: the socket's error says more */
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     char reason[256];
     if (s->up) {
@@ -278,49 +289,84 @@ static void redistls_tls_event(struct bufferevent *bev, short what, void *arg)
         redistls_session_close_tls(s, reason);
         return;
     }
-    redistls_failure(ssl, e, sockerr, reason, sizeof reason);
-    bool tls_error = e != 0 || (ssl && SSL_get_verify_result(ssl) != X509_V_OK);
-    if (!tls_error && s->next && redistls_session_connect(s) == 0)
-        return; /* the next address of the host */
+    if ((ssl && SSL_get_verify_result(ssl) != X509_V_OK) || e != 0 || sockerr != 0)
+        redistls_failure(ssl, e, sockerr, reason, sizeof reason);
+    else
+        snprintf(reason, sizeof reason, "connection closed during the TLS handshake");
     redistls_session_close_tls(s, reason);
 }
 
-/* Connect to the next address of the host that takes a connect(2);
- * 0, or -1 with t->reason set and nothing left to try. */
+/* The TCP connection is made: start the TLS session on it, with what
+ * hiredis sent meanwhile. */
+static void redistls_session_start_tls(struct redistls_session *s)
+{
+    int fd = s->connfd;
+    s->connfd = -1;
+    s->t->reason[0] = '\0'; /* an earlier address's failure */
+    s->tls = bufferevent_openssl_socket_new(s->t->base, fd, redistls_ssl_new(s->t),
+                                            BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (s->tls == NULL) {
+        log_event(LOG_ERROR, "out_of_memory", "what", "TLS bufferevent", NULL);
+        abort();
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(s->tls, 1);
+    bufferevent_setcb(s->tls, redistls_tls_read, redistls_tls_write, redistls_tls_event, s);
+    evbuffer_add_buffer(bufferevent_get_output(s->tls), s->pending);
+    bufferevent_enable(s->tls, EV_READ | EV_WRITE);
+    bufferevent_enable(s->plain, EV_READ);
+}
+
+/* The connect(2) under way finished: TLS on it, or the next address. */
+static void redistls_session_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct redistls_session *s = arg;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        soerr = errno;
+    event_free(s->connev);
+    s->connev = NULL;
+    if (soerr == 0) {
+        redistls_session_start_tls(s);
+        return;
+    }
+    evutil_closesocket(s->connfd);
+    s->connfd = -1;
+    snprintf(s->t->reason, sizeof s->t->reason, "%s", strerror(soerr));
+    if (redistls_session_connect(s) < 0)
+        redistls_session_free(s);
+}
+
+/* Start a TCP connection to the next address of the host (a connect(2)
+ * that fails at once tries the one after); 0, or -1 with t->reason set and
+ * nothing left to try. */
 static int redistls_session_connect(struct redistls_session *s)
 {
-    struct bufferevent *old = s->tls;
-    s->tls = NULL;
-    char reason[160] = "no address";
     while (s->next) {
         struct evutil_addrinfo *a = s->next;
         s->next = a->ai_next;
-        struct bufferevent *bev =
-            bufferevent_openssl_socket_new(s->t->base, -1, redistls_ssl_new(s->t),
-                                           BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-        if (bev == NULL) {
-            log_event(LOG_ERROR, "out_of_memory", "what", "TLS bufferevent", NULL);
-            abort();
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-        bufferevent_setcb(bev, redistls_tls_read, redistls_tls_write, redistls_tls_event, s);
-        if (bufferevent_socket_connect(bev, a->ai_addr, (int)a->ai_addrlen) < 0) {
-            snprintf(reason, sizeof reason, "%s", strerror(errno));
-            bufferevent_free(bev);
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(s->t->reason, sizeof s->t->reason, "socket: %s", strerror(errno));
             continue;
         }
-        evutil_make_socket_closeonexec(bufferevent_getfd(bev)); /* not for redis-server */
-        if (old)                                                /* what hiredis sent meanwhile */
-            evbuffer_add_buffer(bufferevent_get_output(bev), bufferevent_get_output(old));
-        bufferevent_enable(bev, EV_READ | EV_WRITE);
-        s->tls = bev;
-        break;
-    }
-    if (old)
-        bufferevent_free(old);
-    if (s->tls)
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            s->connfd = fd;
+            redistls_session_start_tls(s);
+            return 0;
+        }
+        if (errno != EINPROGRESS) {
+            snprintf(s->t->reason, sizeof s->t->reason, "%s", strerror(errno));
+            close(fd);
+            continue;
+        }
+        s->connfd = fd;
+        s->connev = event_new(s->t->base, fd, EV_WRITE, redistls_session_connected, s);
+        event_add(s->connev, NULL);
         return 0;
-    snprintf(s->t->reason, sizeof s->t->reason, "%s", reason);
+    }
+    if (s->t->reason[0] == '\0')
+        snprintf(s->t->reason, sizeof s->t->reason, "no address for %s", s->t->host);
     return -1;
 }
 
@@ -341,7 +387,12 @@ static void redistls_session_free(struct redistls_session *s)
     }
     if (s->tls)
         bufferevent_free(s->tls);
+    if (s->connev)
+        event_free(s->connev);
+    if (s->connfd >= 0)
+        evutil_closesocket(s->connfd);
     bufferevent_free(s->plain);
+    evbuffer_free(s->pending);
     if (s->ai)
         evutil_freeaddrinfo(s->ai);
     free(s);
@@ -352,6 +403,12 @@ static struct redistls_session *redistls_session_new(struct redistls *t, int pla
 {
     struct redistls_session *s = xcalloc(1, sizeof *s);
     s->t = t;
+    s->connfd = -1;
+    s->pending = evbuffer_new();
+    if (s->pending == NULL) {
+        log_event(LOG_ERROR, "out_of_memory", "what", "evbuffer", NULL);
+        abort();
+    }
     s->plain = bufferevent_socket_new(t->base, plainfd, BEV_OPT_CLOSE_ON_FREE);
     if (s->plain == NULL) {
         log_event(LOG_ERROR, "out_of_memory", "what", "bufferevent", NULL);

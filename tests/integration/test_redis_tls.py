@@ -372,6 +372,30 @@ def test_tls_wrong_host_name(tmp_path, pki):
         redis.stop()
 
 
+def test_tls_redis_started_after_sesgate(tmp_path, pki):
+    """Nothing listens yet: the refused connect is the logged reason (and the
+    operator commands'); once the TLS Redis starts, sesgate is ready and
+    delivers."""
+    password = harness.new_secret()
+    redis = AclRedis(tmp_path / "redis", password, cert=pki.server, ca=pki.ca)
+    rig = Rig(tmp_path / "g", {"url": url("rediss", password, redis.port), "tls_ca_file": str(pki.ca)}).start()
+    try:
+        log = harness.wait_log(rig.gate, "event=redis_down")
+        assert "reason=\"Connection refused\"" in log, log
+        assert rig.readyz()[0] == 503
+        r = rig.cli("status")
+        harness.assert_exit(r, 1)
+        assert "cannot connect to rediss://localhost:%d/3: Connection refused" % redis.port in r.stderr, r.stderr
+        redis.start()
+        rig.wait_ready(10)
+        rig.deliver(["late%d@example.net" % i for i in range(3)])
+        log = rig.gate.log_text()
+        assert log.count("event=redis_down") == 1 and log.count("event=redis_up") == 1, log
+    finally:
+        rig.stop()
+        redis.stop()
+
+
 def test_tls_to_a_redis_without_tls(tmp_path):
     """rediss:// to a Redis that speaks no TLS (it waits for the end of an
     inline command that never comes): the connect bound ends each attempt,
