@@ -478,6 +478,8 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
         s->ups[u].limiter =
             limiter_new_for(s->base, cfg, uc, s->scripts, s->ups[u].up, s->ups[u].resign);
+        log_event(LOG_INFO, "upstream", "name", uc->name, "endpoint", uc->endpoint, "region",
+                  uc->region, NULL);
     }
     inflight_set_cap(cfg->max_inflight_bytes);
     if (strcmp(mode, "work") != 0) {

@@ -62,13 +62,14 @@ class Rig:
     """Two fakes ([upstream] in us-east-1, [upstream.eu] in eu-west-1) and
     `sesgate run` in front of them."""
 
-    def __init__(self, workdir, rate_default=20, rate_eu=50, send=None):
+    def __init__(self, workdir, rate_default=20, rate_eu=50, send=None, fake_b_args=()):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.key_a = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
         self.key_b = harness.Creds("upstream-eu", harness.new_access_key("AKIA"), harness.new_secret())
         self.fake_a = harness.FakeSES(self.workdir / "fake-default", self.key_a, region="us-east-1").start()
-        self.fake_b = harness.FakeSES(self.workdir / "fake-eu", self.key_b, region="eu-west-1").start()
+        self.fake_b = harness.FakeSES(self.workdir / "fake-eu", self.key_b, region="eu-west-1",
+                                      extra_args=fake_b_args).start()
         self.creds = {n: harness.Creds(n, harness.new_access_key("SG" + n.upper()[:5]), harness.new_secret())
                       for n in ("app", "pinned")}
         policies = {n: {"creds": c, "allow_actions": ["*"], "allow_from": ["*"]} for n, c in self.creds.items()}
@@ -332,3 +333,28 @@ def test_keys_status_and_metrics_per_upstream(rig):
     lines = [x for x in r.stdout.splitlines() if x.startswith("upstream ")]
     assert len(lines) == 2 and lines[1].startswith("upstream eu region eu-west-1 depth 0"), r.stdout
     assert " base_rate 50" in lines[1] and " sent_last_24h 20" in lines[1], lines
+
+
+def test_rate_auto_reads_the_named_upstreams_own_quota(tmp_path):
+    """[upstream.eu] rate = auto: its limiter reads eu's GetSendQuota, signed
+    with eu's keys, and paces at its MaxSendRate x headroom; [upstream]
+    (fixed) asks nothing."""
+    rig = Rig(tmp_path, rate_eu="auto", fake_b_args=["--max-send-rate", "40"])
+    try:
+        def base():
+            status, _, body = harness.http("GET", rig.gate.admin_url + "/metrics", timeout=5)
+            for line in body.decode().splitlines():
+                if line.startswith('sesgate_upstream_rate_base{upstream="eu"} '):
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+        assert harness.wait_for(lambda: base() == pytest.approx(36.0), timeout=10), base()
+        quota_b = [r for r in rig.fake_b.requests() if r.get("action") == "GetSendQuota"]
+        assert quota_b and {r["access_key"] for r in quota_b} == {rig.key_b.access_key}
+        assert not [r for r in rig.fake_a.requests() if r.get("action") == "GetSendQuota"]
+        to = batch(rig.client("pinned"), 72, "auto.example")
+        recs = wait_all(rig.fake_b, to, 30)
+        acc = sends(recs)
+        assert max_in_window([(r["t"], len(r["recipients"])) for r in acc]) <= 36
+        assert acc[-1]["t"] - acc[0]["t"] > 1.5
+    finally:
+        rig.stop()
