@@ -62,7 +62,7 @@ class Rig:
     """Two fakes ([upstream] in us-east-1, [upstream.eu] in eu-west-1) and
     `sesgate run` in front of them."""
 
-    def __init__(self, workdir, rate_default=20, rate_eu=50, send=None, fake_b_args=()):
+    def __init__(self, workdir, rate_default=20, rate_eu=50, send=None, fake_b_args=(), eu=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.key_a = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
@@ -81,9 +81,12 @@ class Rig:
                 "timeout": "10s", "rate": str(rate_eu), "senders": "*@eu.example.com",
             },
             "client.pinned": {"upstream": "eu"},
+            "admin": {},
             "send": {"first_recipient": "queue", "concurrency": "8"},
         }
         extra["send"].update(send or {})
+        extra["upstream.eu"].update(eu or {})
+        del extra["admin"]
         self.gate = harness.RunSesgate(self.workdir, self.fake_a.url, self.key_a, policies, region="us-east-1",
                                        extra=extra)
         try:
@@ -356,5 +359,31 @@ def test_rate_auto_reads_the_named_upstreams_own_quota(tmp_path):
         acc = sends(recs)
         assert max_in_window([(r["t"], len(r["recipients"])) for r in acc]) <= 36
         assert acc[-1]["t"] - acc[0]["t"] > 1.5
+    finally:
+        rig.stop()
+
+
+def test_a_quota_held_upstream_does_not_hold_another(tmp_path):
+    """[upstream.eu] with daily_quota = 10: its queue is held once 10 went,
+    `sesgate status` says so for eu alone, and [upstream] drains meanwhile
+    at its own rate."""
+    rig = Rig(tmp_path, eu={"daily_quota": "10"})
+    try:
+        to_b = batch(rig.client("pinned"), 30, "held.example")
+        to_a = batch(rig.client("app"), 40, "free.example")
+        recs_a = wait_all(rig.fake_a, to_a, 30)
+        acc_a = sends(recs_a)
+        assert 1.5 < acc_a[-1]["t"] - acc_a[0]["t"] < 3.5
+        time.sleep(1.0)
+        got_b = recipients(rig.fake_b.requests())
+        # at most the quota (a reservation that would pass it waits whole)
+        assert 0 < sum(got_b.values()) <= 10 and set(got_b) <= set(to_b), got_b
+        out = harness.sesgate_json(rig.gate.config_path, rig.workdir, "status")
+        ups = {u["name"]: u for u in out["upstreams"]}
+        assert [h["reason"] for h in ups["eu"]["rate"]["held"]] == ["quota"], ups["eu"]
+        assert ups["default"]["rate"]["held"] == [], ups["default"]
+        assert ups["eu"]["rate"]["sent_last_24h"] == sum(got_b.values())
+        assert ups["eu"]["queue"]["depth"] + ups["eu"]["queue"]["retrying"] >= 1
+        assert out["rate"]["held"] == []  # the top-level view is [upstream]'s
     finally:
         rig.stop()
