@@ -24,7 +24,7 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp redisurl
+CORE    := buf util form sigv4 reqcheck route sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp redisurl
 SHELLM  := clock inflight log metrics httpd upstream resign redis redistls redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 

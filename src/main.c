@@ -70,10 +70,12 @@ struct main_state {
     struct redis *redis;
     struct rscript *scripts;
     struct queue *queue;
-    struct resign *resign;     /* the workers' signer */
-    struct sandbox *sandbox;   /* the built-in SES with endpoint = sandbox */
-    struct worker *worker;     /* NULL with serve */
-    struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
+    struct resign *resign;   /* the workers' signer */
+    struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
+    struct worker *worker;   /* NULL with serve */
+    struct relay *relay;     /* relays to the clients' events_url; NULL with serve */
+    struct main_up *ups;     /* [upstream.NAME]s: ups[u] is cfg->upstreams[u], u >= 1 */
+    size_t nups;
     struct events *events;     /* SES events applied; NULL when no event reaches sesgate */
     struct feedback *feedback; /* the SNS endpoint; NULL likewise, and with work */
     struct smtpd *smtpd;       /* the [smtp] listeners; NULL when off */
@@ -88,6 +90,24 @@ struct main_state {
     struct config *retired; /* configurations whose clients a reload replaced: requests */
     size_t nretired;        /* in flight may still refer to them, so they live to the end */
 };
+
+/* What a process runs for one [upstream.NAME] (upstreams[0]'s are
+ * main_state's own): its HTTP client, signer, limiter and worker. */
+struct main_up {
+    struct upstream *up;
+    struct resign *resign;
+    struct limiter *limiter;
+    struct worker *worker; /* NULL with serve */
+};
+
+/* Sends in flight in every upstream's worker. */
+static size_t main_workers_inflight(const struct main_state *s)
+{
+    size_t n = worker_inflight(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        n += worker_inflight(s->ups[u].worker);
+    return n;
+}
 
 /* Print usage to f. */
 static void main_usage(FILE *f)
@@ -273,7 +293,7 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
-    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker) +
+    size_t busy = (s->front ? front_inflight(s->front) : 0) + main_workers_inflight(s) +
                   relay_inflight(s->relay) + smtpd_inflight(s->smtpd);
     if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
@@ -294,6 +314,8 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     log_event(LOG_INFO, "shutdown", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     worker_stop(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        worker_stop(s->ups[u].worker);
     relay_stop(s->relay);
     if (s->front)
         front_stop_accepting(s->front);
@@ -442,6 +464,23 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         return false;
     }
     s->limiter = limiter_new(s->base, cfg, s->scripts, up, s->resign);
+    /* every [upstream.NAME]: its own client, signer and limiter */
+    s->nups = cfg->nupstreams;
+    s->ups = xcalloc(s->nups, sizeof *s->ups);
+    for (size_t u = 1; u < s->nups; u++) {
+        const struct config_upstream *uc = &cfg->upstreams[u];
+        s->ups[u].up = upstream_new(s->base, uc->timeout_ms, (size_t)cfg->max_body + (1u << 20),
+                                    getenv("SESGATE_CA_BUNDLE"));
+        s->ups[u].resign = resign_new(uc, err, sizeof err);
+        if (s->ups[u].resign == NULL) {
+            fprintf(stderr, "sesgate: [upstream.%s]: %s\n", uc->name, err);
+            return false;
+        }
+        s->ups[u].limiter =
+            limiter_new_for(s->base, cfg, uc, s->scripts, s->ups[u].up, s->ups[u].resign);
+        log_event(LOG_INFO, "upstream", "name", uc->name, "endpoint", uc->endpoint, "region",
+                  uc->region, NULL);
+    }
     inflight_set_cap(cfg->max_inflight_bytes);
     if (strcmp(mode, "work") != 0) {
         s->front = front_new(s->base, cfg, up, err, sizeof err);
@@ -451,6 +490,8 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
         front_set_queue(s->front, s->queue);
         front_set_limiter(s->front, s->limiter);
+        for (size_t u = 1; u < s->nups; u++)
+            front_set_upstream(s->front, u, s->ups[u].up, s->ups[u].limiter);
         if (config_feedback_enabled(cfg)) {
             s->events = events_new(s->scripts, cfg);
             s->feedback = feedback_new(s->base, cfg, s->scripts, s->events, err, sizeof err);
@@ -482,6 +523,13 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         host[sizeof host - 1] = '\0';
         snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
         s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+        for (size_t u = 1; u < s->nups; u++) {
+            char uname[600];
+            snprintf(uname, sizeof uname, "%s-%s", name, cfg->upstreams[u].name);
+            s->ups[u].worker =
+                worker_start_for(s->base, cfg, &cfg->upstreams[u], s->queue, s->ups[u].up,
+                                 s->ups[u].resign, s->ups[u].limiter, uname);
+        }
         s->relay = relay_start(s->base, cfg, s->scripts, name);
     }
     if (s->front && (cfg->smtp_listen[0] || cfg->smtp_tls_listen[0])) {
@@ -513,8 +561,12 @@ static void main_stop_parts(struct main_state *s)
     front_free(s->front);
     feedback_free(s->feedback);
     worker_free(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        worker_free(s->ups[u].worker);
     relay_free(s->relay);
     limiter_free(s->limiter);
+    for (size_t u = 1; u < s->nups; u++)
+        limiter_free(s->ups[u].limiter);
     queue_free(s->queue);
     rscript_free(s->scripts);
     if (s->events)
@@ -522,6 +574,14 @@ static void main_stop_parts(struct main_state *s)
     redis_free(s->redis);
     if (s->resign)
         resign_free(s->resign);
+    for (size_t u = 1; u < s->nups; u++) {
+        if (s->ups[u].resign)
+            resign_free(s->ups[u].resign);
+        upstream_free(s->ups[u].up);
+    }
+    free(s->ups);
+    s->ups = NULL;
+    s->nups = 0;
     redisproc_stop(s->redisproc);
     sandbox_free(s->sandbox);
 }
