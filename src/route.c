@@ -6,15 +6,6 @@
 
 #include "sesreq.h"
 
-/* The index of the upstream named name, or SIZE_MAX. */
-static size_t route_by_name(const struct config *cfg, const char *name)
-{
-    for (size_t u = 0; u < cfg->nupstreams; u++)
-        if (strcmp(cfg->upstreams[u].name, name) == 0)
-            return u;
-    return SIZE_MAX;
-}
-
 /* True when upstream u's region is region (len bytes). */
 static bool route_region_is(const struct config_upstream *u, const char *region, size_t len)
 {
@@ -28,9 +19,9 @@ size_t route_pick(const struct config *cfg, const struct config_client *c, char 
     if (cfg->nupstreams <= 1)
         return 0;
     if (c && c->upstream && c->upstream[0]) {
-        size_t u = route_by_name(cfg, c->upstream);
-        if (u != SIZE_MAX)
-            return u;
+        const struct config_upstream *up = config_upstream_by_name(cfg, c->upstream);
+        if (up != NULL)
+            return (size_t)(up - cfg->upstreams);
     }
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
