@@ -45,6 +45,7 @@ struct limiter {
     double effective; /* the latest answer's effective rate */
     struct limiter_take *takes;
     struct event *refresh;
+    struct event *store; /* rate fixed: writes the rate to the quota hash once Redis is there */
     struct upstream_call *quota_call;
     struct buf quota_body;
     int64_t refreshed_ms; /* when the last refresh started (monotonic: a step of
@@ -396,6 +397,21 @@ static void limiter_stored(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_DEBUG, "quota_store_failed", "error", err, NULL);
 }
 
+/* rate fixed: once Redis answers, record the rate in the quota hash for
+ * `sesgate status`, then stop. */
+static void limiter_store_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct limiter *l = arg;
+    if (!redis_ready(l->rd))
+        return;
+    char rate[32];
+    limiter_fmt(rate, sizeof rate, l->rate);
+    redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+    event_del(l->store);
+}
+
 /* The daily quota quota (0: unknown or unlimited) under the upstream's own
  * daily_quota, when it has one. */
 static int64_t limiter_cap(const struct limiter *l, int64_t quota)
@@ -517,9 +533,10 @@ struct limiter *limiter_new_for(struct event_base *base, const struct config *cf
     if (limiter_on(l))
         metrics_limiter(u->name, l->rate, l->effective, l->quota, -1);
     if (u->rate_mode == CONFIG_RATE_FIXED) {
-        char rate[32];
-        limiter_fmt(rate, sizeof rate, l->rate);
-        redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+        /* Redis is rarely connected yet: a command now would fail at once */
+        l->store = event_new(base, -1, EV_PERSIST, limiter_store_cb, l);
+        struct timeval tv = {0, 100000};
+        event_add(l->store, &tv);
     }
     return l;
 }
@@ -533,6 +550,8 @@ void limiter_free(struct limiter *l)
         upstream_cancel(l->quota_call);
     if (l->refresh)
         event_free(l->refresh);
+    if (l->store)
+        event_free(l->store);
     while (l->takes) {
         struct limiter_take *t = l->takes;
         if (t->timer) {

@@ -322,6 +322,9 @@ def test_keys_status_and_metrics_per_upstream(rig):
     assert ups["eu"]["rate"]["base"] == pytest.approx(50, rel=0.01), ups["eu"]
     assert ups["default"]["rate"]["base"] == pytest.approx(20, rel=0.01), ups["default"]
     assert ups["eu"]["region"] == "eu-west-1"
+    # a fixed rate is recorded in each upstream's quota hash once Redis answers
+    assert ups["eu"]["rate"]["upstream"]["rate"] == pytest.approx(50), ups["eu"]
+    assert ups["default"]["rate"]["upstream"]["rate"] == pytest.approx(20), ups["default"]
     assert ups["eu"]["rate"]["sent_last_24h"] == 20 and ups["default"]["rate"]["sent_last_24h"] == 5
     assert ups["eu"]["queue"]["depth"] == 0
     status, _, body = harness.http("GET", rig.gate.admin_url + "/metrics", timeout=5)
