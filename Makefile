@@ -32,6 +32,7 @@ CORE    += snspub
 SHELLM  += sandbox_sns
 # the AWS credential chain: its decisions (core) and its provider (shell)
 CORE    += awscreds
+SHELLM  += creds
 # the SMTP listener (SES's SMTP interface)
 SHELLM  += smtpd
 
