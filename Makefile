@@ -7,6 +7,7 @@
 #   make unit            build and run the unit tests (always under ASan and UBSan)
 #   make fuzz            build the libFuzzer targets (clang) into build-fuzz/
 #   make check           the whole test suite (tests/run): format, unit, fuzz, integration
+#   make deb             build/sesgate_VERSION_ARCH.deb, the Debian package (scripts/mkdeb)
 #   make format          clang-format -i every C file; make format-check only reports
 #
 # Core modules do no I/O and read no clock; they are what the unit tests and
@@ -55,7 +56,7 @@ CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)
 CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
 
-.PHONY: all unit fuzz check format format-check clean
+.PHONY: all unit fuzz check format format-check clean deb
 # Objects built on the way to test binaries are kept, not rebuilt each time.
 .SECONDARY:
 all: $(BUILD)/sesgate
@@ -126,6 +127,10 @@ fuzz: $(FUZZ_BIN)
 
 check:
 	./tests/run
+
+# The Debian package of the optimized build (scripts/mkdeb says what is in it).
+deb: build/sesgate
+	@scripts/mkdeb build/sesgate $(VERSION) build
 
 C_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
 format:
