@@ -589,6 +589,15 @@ roles:
 
 /* ---- STS calls and answers ---- */
 
+/* True when the n bytes at s are printable ASCII (they go into HTTP headers). */
+static bool awscreds_printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
 void awscreds_assume_role_body(const struct awscreds_role *r, struct buf *out)
 {
     buf_reset(out);
@@ -776,6 +785,12 @@ int awscreds_parse_sts(const char *body, size_t n, struct awscreds *out, char *e
                  "the STS answer lacks AccessKeyId, SecretAccessKey, SessionToken or Expiration");
         goto done;
     }
+    if (!awscreds_printable(v[AF_ID], vl[AF_ID]) ||
+        !awscreds_printable(v[AF_SECRET], vl[AF_SECRET]) ||
+        !awscreds_printable(v[AF_TOKEN], vl[AF_TOKEN])) {
+        snprintf(err, errlen, "the STS answer's credentials are not printable ASCII");
+        goto done;
+    }
     time_t exp;
     if (awscreds_parse_time(v[AF_EXPIRATION], vl[AF_EXPIRATION], &exp) < 0) {
         snprintf(err, errlen, "the STS answer's Expiration is not an ISO 8601 time");
@@ -827,6 +842,11 @@ int awscreds_parse_json(const char *body, size_t n, struct awscreds *out, char *
             m = awscreds_json_str(o, "Message");
         snprintf(err, errlen, "the credentials answer lacks AccessKeyId or SecretAccessKey%s%.200s",
                  m ? ": " : "", m ? m : "");
+        goto done;
+    }
+    if (!awscreds_printable(id, strlen(id)) || !awscreds_printable(secret, strlen(secret)) ||
+        (token && !awscreds_printable(token, strlen(token)))) {
+        snprintf(err, errlen, "the credentials answer's credentials are not printable ASCII");
         goto done;
     }
     time_t t = 0;

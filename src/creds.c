@@ -368,6 +368,11 @@ static void creds_fetch(struct creds *c)
                 f.data[--f.len] = '\0';
             tok = buf_cstr(&f);
         }
+        if (strpbrk(tok, "\r\n") != NULL) {
+            curl_slist_free_all(hl);
+            creds_failed(c, "the container authorization token has a line break");
+            break;
+        }
         if (*tok) {
             struct buf h = BUF_INIT;
             buf_printf(&h, "Authorization: %s", tok);

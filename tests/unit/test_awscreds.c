@@ -819,6 +819,10 @@ static void test_sts(void)
          "<SessionToken>T</SessionToken><Expiration>tomorrow</Expiration></Credentials></r>",
          "Expiration"},
         {"<!DOCTYPE r [<!ENTITY a \"b\">]><r>&a;</r>", "DOCTYPE"},
+        {"<r><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey>"
+         "<SessionToken>T&#13;&#10;X-Injected: 1</SessionToken>"
+         "<Expiration>2026-12-08T03:00:00Z</Expiration></Credentials></r>",
+         "printable"},
         {"<r><Credentials><Inner><AccessKeyId>A</AccessKeyId></Inner></Credentials></r>", "lacks"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -873,6 +877,8 @@ static void test_json(void)
         {"{\"AccessKeyId\":\"A\",\"AccessKeyId\":\"B\",\"SecretAccessKey\":\"S\"}",
          "not a JSON object"},
         {"{\"AccessKeyId\":1,\"SecretAccessKey\":\"S\"}", "lacks"},
+        {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"S\",\"Token\":\"T\\r\\nX: 1\"}",
+         "printable"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rc = awscreds_parse_json(bad[i].body, strlen(bad[i].body), &c, err, sizeof err);
