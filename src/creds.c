@@ -523,6 +523,46 @@ struct creds *creds_new(struct event_base *base, const struct config_upstream *u
     }
     c->up =
         upstream_new(base, up->timeout_ms > 0 ? up->timeout_ms : 10000, CREDS_MAX_RESPONSE, NULL);
+    /* The instance metadata and container endpoints are never proxied
+     * (link-local or loopback); STS goes as the proxy variables say. */
+    struct buf np = BUF_INIT;
+    buf_adds(&np, "169.254.169.254,169.254.170.2,169.254.170.23,fd00:ec2::23,localhost,127.0.0.1,"
+                  "::1");
+    const char *endpoint = c->plan.source == AWSCREDS_IMDS        ? c->plan.imds_endpoint
+                           : c->plan.source == AWSCREDS_CONTAINER ? c->plan.container_url
+                                                                  : NULL;
+    if (endpoint != NULL) {
+        const char *h = strstr(endpoint, "://");
+        h = h ? h + 3 : endpoint;
+        size_t hl = strcspn(h, "/?#");
+        const char *at = memchr(h, '@', hl);
+        if (at) {
+            hl -= (size_t)(at + 1 - h);
+            h = at + 1;
+        }
+        if (hl && h[0] == '[') {
+            const char *close = memchr(h, ']', hl);
+            hl = close ? (size_t)(close - h) - 1 : 0;
+            h++;
+        } else {
+            const char *colon = memchr(h, ':', hl);
+            if (colon)
+                hl = (size_t)(colon - h);
+        }
+        if (hl) {
+            buf_addc(&np, ',');
+            buf_add(&np, h, hl);
+        }
+    }
+    const char *env_np = awscreds_env(envp, "no_proxy");
+    if (env_np == NULL || *env_np == '\0')
+        env_np = awscreds_env(envp, "NO_PROXY");
+    if (env_np && *env_np) {
+        buf_addc(&np, ',');
+        buf_adds(&np, env_np);
+    }
+    upstream_set_noproxy(c->up, buf_cstr(&np));
+    buf_free(&np);
     c->timer = evtimer_new(base, creds_timer_cb, c);
     creds_fetch(c);
     return c;
