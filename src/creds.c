@@ -22,6 +22,7 @@
 #define CREDS_MAX_RESPONSE  (64 * 1024)   /* an STS, container or IMDS answer, bytes at most */
 #define CREDS_IMDS_TTL      "21600"       /* the IMDSv2 session token's lifetime, s */
 #define CREDS_MAX_PROVIDERS 64
+#define CREDS_EXPIRY_MARGIN 1 /* s: credentials this close to expiry sign nothing */
 
 /* What a fetch is doing. */
 enum creds_step {
@@ -620,7 +621,8 @@ enum creds_state creds_get(struct creds *c, time_t now, const struct awscreds **
     *out = NULL;
     if (c->cur.access_key_id == NULL)
         return CREDS_NOT_YET;
-    if (c->cur.expiration != 0 && now >= c->cur.expiration)
+    /* a request signed in the last second could arrive after the expiry */
+    if (c->cur.expiration != 0 && now + CREDS_EXPIRY_MARGIN >= c->cur.expiration)
         return CREDS_EXPIRED;
     *out = &c->cur;
     return CREDS_OK;

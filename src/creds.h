@@ -31,7 +31,8 @@ struct creds;
 enum creds_state {
     CREDS_OK,      /* credentials in hand and not expired */
     CREDS_NOT_YET, /* the first fetch has not succeeded yet */
-    CREDS_EXPIRED, /* the last credentials expired and no refresh succeeded */
+    CREDS_EXPIRED, /* the last credentials expired (or expire within a second) and no
+                      refresh succeeded */
 };
 
 /* A provider for upstream up with environment envp (NULL-terminated
