@@ -794,11 +794,15 @@ static void worker_send_copy(struct worker_job *j)
 
 /* No upstream credentials to sign j with now (why): j and its bundle stay
  * queued, their rate given back, and go again shortly without counting an
- * attempt. */
+ * attempt; a paced worker reads no more entries for as long. */
 static void worker_unreserve(struct worker_job *j);
 
 static void worker_no_credentials(struct worker_job *j, const char *why)
 {
+    /* a paced worker reads nothing more meanwhile: those would wait too */
+    int64_t until = clock_mono_ms() + WORKER_CREDS_MS;
+    if (j->w->hold_until_ms < until)
+        j->w->hold_until_ms = until;
     worker_release(j);
     size_t n = 1 + j->nmembers;
     struct worker_job **all = xcalloc(n, sizeof *all);
