@@ -349,7 +349,6 @@ static void creds_fetch(struct creds *c)
         c->step = CREDS_STEP_WEB;
         awscreds_web_identity_body(c->plan.web_role_arn, c->plan.web_session_name,
                                    f.data ? f.data : "", f.len, &c->body);
-        OPENSSL_cleanse(f.data ? f.data : (char *)&f, f.data ? f.len : 0);
         if (creds_sts_call(c, NULL) < 0)
             creds_failed(c, "the STS endpoint is not an http(s) URL");
         break;
