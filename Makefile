@@ -24,8 +24,8 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp
-SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
+CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp redisurl
+SHELLM  := clock inflight log metrics httpd upstream resign redis redistls redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # the sandbox's SNS publisher: its signing core and its shell
@@ -91,7 +91,7 @@ $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD
 	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
 # test_feedback drives the SNS endpoint on a real event loop: it links the
 # shell modules it needs too.
-UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis upstream httpd clock log metrics inflight))
+UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis redistls upstream httpd clock log metrics inflight))
 $(UBUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(UBUILD)
 	scripts/embed-lua $@ $(LUA_SRC)
 $(UBUILD)/rscript.o: $(UBUILD)/lua_scripts.h

@@ -78,7 +78,8 @@ struct config {
     size_t nupstreams;
     bool sandbox_started; /* set by the daemon: upstreams[0] is the built-in sandbox's URL */
     /* [redis] */
-    char *redis_url; /* "" = managed redis-server */
+    char *redis_url;         /* "" = managed redis-server */
+    char *redis_tls_ca_file; /* rediss://: CA certificates (PEM); "" = the system's */
     char *data_dir;
     char *prefix;
     /* [send] (rate and headroom: for every upstream without its own) */

@@ -415,7 +415,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
     }
     s->redis = redis_new(s->base, s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url,
-                         err, sizeof err);
+                         s->redisproc ? NULL : cfg->redis_tls_ca_file, err, sizeof err);
     if (s->redis == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;

@@ -36,7 +36,8 @@ redisContext *ops_redis(const struct config *cfg)
      * status of a million-recipient batch is a large reply). */
     const struct timeval slow = {120, 0};
     if (cfg->redis_url[0]) {
-        redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
+        redisContext *c =
+            redis_connect_sync(cfg->redis_url, cfg->redis_tls_ca_file, 3000, err, sizeof err);
         if (c == NULL)
             fprintf(stderr, "sesgate: %s\n", err);
         else
@@ -50,7 +51,7 @@ redisContext *ops_redis(const struct config *cfg)
             buf_printf(&sock, "%s/", cwd);
     }
     buf_printf(&sock, "%s/redis/redis.sock", cfg->data_dir);
-    redisContext *c = redis_connect_sync(buf_cstr(&sock), 3000, err, sizeof err);
+    redisContext *c = redis_connect_sync(buf_cstr(&sock), NULL, 3000, err, sizeof err);
     if (c == NULL)
         fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
                 buf_cstr(&sock));

@@ -102,6 +102,7 @@ static void test_defaults(void)
     CHECK(cfg.upstreams[0].timeout_ms == 30000, "timeout");
     CHECK(!cfg.upstreams[0].from_env, "upstream_from_env");
     CHECK_STR(cfg.redis_url, "", "url");
+    CHECK_STR(cfg.redis_tls_ca_file, "", "tls_ca_file");
     CHECK_STR(cfg.data_dir, "./var", "data_dir");
     CHECK_STR(cfg.prefix, "sesgate", "prefix");
     CHECK(cfg.rate_mode == CONFIG_RATE_AUTO, "rate");
@@ -154,6 +155,7 @@ static void test_defaults(void)
               "\n"
               "[redis]\n"
               "url =\n"
+              "tls_ca_file =\n"
               "data_dir = ./var\n"
               "prefix = sesgate\n"
               "\n"
@@ -257,6 +259,8 @@ static void test_every_key(void)
         {"[upstream]\nregion =\n", "region = us-east-1"},
         {"[upstream]\ntimeout = 1h\n", "timeout = 1h"},
         {"[redis]\nurl = redis://10.0.0.1:6379/2\n", "url = redis://10.0.0.1:6379/2"},
+        {"[redis]\nurl = rediss://cache.example.com:6380\ntls_ca_file = /etc/ssl/redis-ca.pem\n",
+         "tls_ca_file = /etc/ssl/redis-ca.pem"},
         {"[redis]\ndata_dir = /var/lib/sesgate\n", "data_dir = /var/lib/sesgate"},
         {"[redis]\nprefix = sg:prod\n", "prefix = sg:prod"},
         {"[send]\nrate = 14\n", "rate = 14"},
