@@ -39,8 +39,9 @@ struct creds {
     struct event_base *base;
     char *name; /* the upstream's name */
     struct awscreds_plan plan;
-    struct upstream *up; /* NULL for static keys */
-    struct event *timer; /* the next fetch */
+    struct upstream *up;   /* STS calls; NULL for static keys */
+    struct upstream *meta; /* IMDS or container calls; NULL for other sources */
+    struct event *timer;   /* the next fetch */
     struct upstream_call *call;
     enum creds_step step;
     size_t role;         /* with CREDS_STEP_ROLE */
@@ -317,7 +318,7 @@ static void creds_imds_get(struct creds *c, const char *path)
     buf_printf(&h, "X-aws-ec2-metadata-token: %s", c->imds_token);
     struct curl_slist *hl = curl_slist_append(NULL, h.data);
     hl = curl_slist_append(hl, "Accept:");
-    c->call = upstream_start(c->up, "GET", url.data, hl, NULL, 0, creds_answer, c);
+    c->call = upstream_start(c->meta, "GET", url.data, hl, NULL, 0, creds_answer, c);
     OPENSSL_cleanse(h.data, h.len);
     buf_free(&url);
     buf_free(&h);
@@ -381,7 +382,8 @@ static void creds_fetch(struct creds *c)
             buf_free(&h);
         }
         c->step = CREDS_STEP_CONTAINER;
-        c->call = upstream_start(c->up, "GET", c->plan.container_url, hl, NULL, 0, creds_answer, c);
+        c->call =
+            upstream_start(c->meta, "GET", c->plan.container_url, hl, NULL, 0, creds_answer, c);
         break;
     }
     case AWSCREDS_IMDS: {
@@ -392,7 +394,7 @@ static void creds_fetch(struct creds *c)
         hl = curl_slist_append(hl, "Accept:");
         hl = curl_slist_append(hl, "Content-Type:");
         c->step = CREDS_STEP_IMDS_TOKEN;
-        c->call = upstream_start(c->up, "PUT", url.data, hl, "", 0, creds_answer, c);
+        c->call = upstream_start(c->meta, "PUT", url.data, hl, "", 0, creds_answer, c);
         buf_free(&url);
         break;
     }
@@ -523,46 +525,22 @@ struct creds *creds_new(struct event_base *base, const struct config_upstream *u
     }
     c->up =
         upstream_new(base, up->timeout_ms > 0 ? up->timeout_ms : 10000, CREDS_MAX_RESPONSE, NULL);
-    /* The instance metadata and container endpoints are never proxied
-     * (link-local or loopback); STS goes as the proxy variables say. */
-    struct buf np = BUF_INIT;
-    buf_adds(&np, "169.254.169.254,169.254.170.2,169.254.170.23,fd00:ec2::23,localhost,127.0.0.1,"
-                  "::1");
-    const char *endpoint = c->plan.source == AWSCREDS_IMDS        ? c->plan.imds_endpoint
-                           : c->plan.source == AWSCREDS_CONTAINER ? c->plan.container_url
-                                                                  : NULL;
-    if (endpoint != NULL) {
-        const char *h = strstr(endpoint, "://");
-        h = h ? h + 3 : endpoint;
-        size_t hl = strcspn(h, "/?#");
-        const char *at = memchr(h, '@', hl);
-        if (at) {
-            hl -= (size_t)(at + 1 - h);
-            h = at + 1;
+    if (c->plan.source == AWSCREDS_IMDS || c->plan.source == AWSCREDS_CONTAINER) {
+        /* The instance metadata and container endpoints: never through a
+         * proxy (link-local or loopback), and a short timeout as the SDKs'
+         * (AWS_METADATA_SERVICE_TIMEOUT, seconds, for IMDS; 2 s for the
+         * container): a failed fetch is tried again soon anyway. */
+        int64_t ms = c->plan.source == AWSCREDS_IMDS ? 1000 : 2000;
+        const char *t = awscreds_env(envp, "AWS_METADATA_SERVICE_TIMEOUT");
+        if (c->plan.source == AWSCREDS_IMDS && t && *t) {
+            char *end;
+            double v = strtod(t, &end);
+            if (*end == '\0' && v >= 0.1 && v <= 600)
+                ms = (int64_t)(v * 1000);
         }
-        if (hl && h[0] == '[') {
-            const char *close = memchr(h, ']', hl);
-            hl = close ? (size_t)(close - h) - 1 : 0;
-            h++;
-        } else {
-            const char *colon = memchr(h, ':', hl);
-            if (colon)
-                hl = (size_t)(colon - h);
-        }
-        if (hl) {
-            buf_addc(&np, ',');
-            buf_add(&np, h, hl);
-        }
+        c->meta = upstream_new(base, ms, CREDS_MAX_RESPONSE, NULL);
+        upstream_set_noproxy(c->meta, "*");
     }
-    const char *env_np = awscreds_env(envp, "no_proxy");
-    if (env_np == NULL || *env_np == '\0')
-        env_np = awscreds_env(envp, "NO_PROXY");
-    if (env_np && *env_np) {
-        buf_addc(&np, ',');
-        buf_adds(&np, env_np);
-    }
-    upstream_set_noproxy(c->up, buf_cstr(&np));
-    buf_free(&np);
     c->timer = evtimer_new(base, creds_timer_cb, c);
     creds_fetch(c);
     return c;
@@ -580,6 +558,7 @@ void creds_free(struct creds *c)
     if (c->timer)
         event_free(c->timer);
     upstream_free(c->up);
+    upstream_free(c->meta);
     awscreds_cleanup(&c->tmp);
     awscreds_cleanup(&c->cur);
     awscreds_plan_cleanup(&c->plan);
