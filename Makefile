@@ -15,7 +15,7 @@
 
 CC      ?= cc
 CLANG   ?= clang
-PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl
+PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl expat
 
 WERROR  ?= 1
 WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
@@ -31,6 +31,9 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # the sandbox's SNS publisher: its signing core and its shell
 CORE    += snspub
 SHELLM  += sandbox_sns
+# the AWS credential chain: its decisions (core) and its provider (shell)
+CORE    += awscreds
+SHELLM  += creds
 # the SMTP listener (SES's SMTP interface)
 SHELLM  += smtpd
 

@@ -46,6 +46,7 @@ struct limiter {
     struct limiter_take *takes;
     struct event *refresh;
     struct event *store; /* rate fixed: writes the rate to the quota hash once Redis is there */
+    struct event *again; /* GetSendQuota again soon: no upstream credentials yet */
     struct upstream_call *quota_call;
     struct buf quota_body;
     int64_t refreshed_ms; /* when the last refresh started (monotonic: a step of
@@ -465,6 +466,8 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
                   l->key_quota, a, b, c, d, e, now);
 }
 
+static void limiter_refresh_cb(evutil_socket_t fd, short what, void *arg);
+
 /* Ask the upstream for the account's quota (rate = auto), at most once a
  * second. */
 static void limiter_refresh(struct limiter *l)
@@ -481,8 +484,18 @@ static void limiter_refresh(struct limiter *l)
     util_sha256_hex(body, sizeof body - 1, hash);
     char *url;
     struct curl_slist *hl;
-    if (resign_request(l->rs, "POST", "/", 1, NULL, 0, ctype, sizeof ctype - 1, hash, time(NULL),
-                       &url, &hl) < 0)
+    int rc = resign_request(l->rs, "POST", "/", 1, NULL, 0, ctype, sizeof ctype - 1, hash,
+                            time(NULL), &url, &hl);
+    if (rc == RESIGN_NOT_YET || rc == RESIGN_EXPIRED) {
+        /* the credentials are on their way: ask again shortly, not at the
+         * next quota_refresh */
+        if (l->again == NULL)
+            l->again = evtimer_new(l->base, limiter_refresh_cb, l);
+        struct timeval tv = clock_timeval(LIMITER_MIN_REFRESH_MS + 100);
+        evtimer_add(l->again, &tv);
+        return;
+    }
+    if (rc < 0)
         return;
     l->quota_call = upstream_start(l->up, "POST", url, hl, l->quota_body.data, l->quota_body.len,
                                    limiter_quota_done, l);
@@ -552,6 +565,8 @@ void limiter_free(struct limiter *l)
         event_free(l->refresh);
     if (l->store)
         event_free(l->store);
+    if (l->again)
+        event_free(l->again);
     while (l->takes) {
         struct limiter_take *t = l->takes;
         if (t->timer) {

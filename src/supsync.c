@@ -158,8 +158,16 @@ static void supsync_got_state(const redisReply *reply, const char *err, void *ar
     util_sha256_hex(s->body.data ? s->body.data : "", s->body.len, sha);
     char *url = NULL;
     struct curl_slist *headers = NULL;
-    if (resign_request(s->rs, method, path.data, path.len, "", 0, ctype, ctype ? strlen(ctype) : 0,
-                       sha, time(NULL), &url, &headers) < 0) {
+    int rc = resign_request(s->rs, method, path.data, path.len, "", 0, ctype,
+                            ctype ? strlen(ctype) : 0, sha, time(NULL), &url, &headers);
+    if (rc == RESIGN_NOT_YET || rc == RESIGN_EXPIRED) {
+        /* no upstream credentials now: stays pending, as when SES is down */
+        buf_free(&path);
+        supsync_drop(s);
+        supsync_later(s, SUPSYNC_IDLE_MS);
+        return;
+    }
+    if (rc < 0) {
         log_event(LOG_WARN, "supsync_refused", "entry", s->entry, "error", "cannot be signed",
                   NULL);
         buf_free(&path);

@@ -18,7 +18,8 @@ struct upstream {
     int64_t timeout_ms;
     size_t max_response;
     char *ca_file;
-    char *pin; /* CURLOPT_PINNEDPUBLICKEY, or NULL */
+    char *pin;     /* CURLOPT_PINNEDPUBLICKEY, or NULL */
+    char *noproxy; /* CURLOPT_NOPROXY, or NULL (libcurl reads no_proxy) */
     CURL *pool[UPSTREAM_POOL_MAX];
     size_t npool;
     struct upstream_call *calls; /* in flight */
@@ -293,6 +294,7 @@ void upstream_free(struct upstream *u)
     event_free(u->timer);
     free(u->ca_file);
     free(u->pin);
+    free(u->noproxy);
     free(u);
 }
 
@@ -338,6 +340,8 @@ static struct upstream_call *upstream_start_call(struct upstream *u, const char 
     }
     if (u->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    if (u->noproxy)
+        curl_easy_setopt(e, CURLOPT_NOPROXY, u->noproxy);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -394,6 +398,12 @@ void upstream_set_pin(struct upstream *u, const char *pin)
 {
     free(u->pin);
     u->pin = pin ? xstrdup(pin) : NULL;
+}
+
+void upstream_set_noproxy(struct upstream *u, const char *hosts)
+{
+    free(u->noproxy);
+    u->noproxy = hosts ? xstrdup(hosts) : NULL;
 }
 
 bool upstream_healthy(const struct upstream *u)

@@ -58,6 +58,11 @@ struct upstream *upstream_new(struct event_base *base, int64_t timeout_ms, size_
  * this process's own listener, whose certificate may name any host. */
 void upstream_set_pin(struct upstream *u, const char *pin);
 
+/* Hosts reached without a proxy: a comma-separated list as libcurl's
+ * CURLOPT_NOPROXY (it then replaces the no_proxy variable); NULL: no_proxy.
+ * For the link-local credential endpoints, never to be proxied. */
+void upstream_set_noproxy(struct upstream *u, const char *hosts);
+
 /* Cancel every pending call (their callbacks never fire) and free. */
 void upstream_free(struct upstream *u);
 

@@ -70,13 +70,19 @@ def test_check_unreadable_file(tmp_path):
 
 
 def test_serve_refuses_an_endpoint_without_upstream_credentials(tmp_path):
+    """No source of the credential chain at all (the instance role too is
+    turned off): serve refuses to start, and check says why."""
     ini = tmp_path / "s.ini"
     ini.write_text("[server]\nlisten = 127.0.0.1:0\nadmin_listen =\n"
                    "[upstream]\nendpoint = https://email.us-east-1.amazonaws.com\n"
                    "[redis]\ndata_dir = %s\n" % (tmp_path / "var"))
-    r = run(["serve", "-c", str(ini)], cwd=str(tmp_path))
+    env = {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    r = run(["serve", "-c", str(ini)], env=env, cwd=str(tmp_path))
     harness.assert_exit(r, 1)
-    assert "upstream credentials" in r.stderr
+    assert "no upstream credentials" in r.stderr
+    r = run(["check", "-c", str(ini)], env=env, cwd=str(tmp_path))
+    harness.assert_exit(r, 1)
+    assert "no upstream credentials" in r.stderr
 
 
 def test_no_endpoint_and_no_credentials_is_the_sandbox(tmp_path):
