@@ -444,6 +444,13 @@ class FakeSES:
         accepted in the last second (GET /__quota)."""
         return self._control("GET", "/__quota")
 
+    def add_key(self, access_key, secret, session_token=None, expiration=None):
+        """Accept one more key from now on (POST /__keys): temporary
+        credentials a fake in fakeaws.py issued, refused after expiration
+        (epoch seconds, None: never)."""
+        return self._control("POST", "/__keys", {"access_key": access_key, "secret": secret,
+                                                 "session_token": session_token, "expiration": expiration})
+
     def requests(self, since=0):
         """The recorded requests (seq >= since)."""
         return self._control("GET", "/__requests?since=%d" % since)
