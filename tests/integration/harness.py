@@ -505,8 +505,6 @@ class Sesgate:
             "upstream": {
                 "endpoint": self.upstream_url,
                 "region": self.region,
-                "access_key_id": self.upstream.access_key,
-                "secret_access_key": self.upstream.secret,
                 "timeout": "10s",
             },
             "redis": {"data_dir": str(self.workdir / "var"), "prefix": "sesgate-it"},
@@ -514,6 +512,10 @@ class Sesgate:
             # every request the fake records comes from a test's client.
             "send": {"rate": "100", "max_wait": "2s"},
         }
+        # upstream None: no static keys, sesgate takes the AWS credential chain
+        if self.upstream is not None:
+            sections["upstream"]["access_key_id"] = self.upstream.access_key
+            sections["upstream"]["secret_access_key"] = self.upstream.secret
         if os.environ.get("SESGATE_TEST_REDIS_URL"):
             sections["redis"]["url"] = os.environ["SESGATE_TEST_REDIS_URL"]
         for name, policy in self.clients.items():
