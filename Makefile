@@ -7,6 +7,7 @@
 #   make unit            build and run the unit tests (always under ASan and UBSan)
 #   make fuzz            build the libFuzzer targets (clang) into build-fuzz/
 #   make check           the whole test suite (tests/run): format, unit, fuzz, integration
+#   make deb             build/sesgate_VERSION_ARCH.deb, the Debian package (scripts/mkdeb)
 #   make format          clang-format -i every C file; make format-check only reports
 #
 # Core modules do no I/O and read no clock; they are what the unit tests and
@@ -14,7 +15,7 @@
 
 CC      ?= cc
 CLANG   ?= clang
-PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl
+PKGS    := libevent libevent_openssl libcurl hiredis jansson inih openssl expat
 
 WERROR  ?= 1
 WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
@@ -30,6 +31,9 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # the sandbox's SNS publisher: its signing core and its shell
 CORE    += snspub
 SHELLM  += sandbox_sns
+# the AWS credential chain: its decisions (core) and its provider (shell)
+CORE    += awscreds
+SHELLM  += creds
 # the SMTP listener (SES's SMTP interface)
 SHELLM  += smtpd
 
@@ -52,7 +56,7 @@ CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)
 CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
 
-.PHONY: all unit fuzz check format format-check clean
+.PHONY: all unit fuzz check format format-check clean deb
 # Objects built on the way to test binaries are kept, not rebuilt each time.
 .SECONDARY:
 all: $(BUILD)/sesgate
@@ -123,6 +127,10 @@ fuzz: $(FUZZ_BIN)
 
 check:
 	./tests/run
+
+# The Debian package of the optimized build (scripts/mkdeb says what is in it).
+deb: build/sesgate
+	@scripts/mkdeb build/sesgate $(VERSION) build
 
 C_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
 format:

@@ -1,5 +1,6 @@
 /* admin: /healthz, /readyz, /metrics, /batches/{id} and POST
  * /batches/{id}/pause|resume|cancel on the operator's listener. */
+#include "creds.h"
 #include "admin.h"
 
 #include <stdbool.h>
@@ -688,6 +689,10 @@ static void admin_handle(struct httpd_request *req, void *arg)
             buf_adds(&b, "upstream unreachable\n");
         if (a->rd && !redis_ready(a->rd))
             buf_adds(&b, "redis unreachable\n");
+        const char *cname;
+        enum creds_state cst = creds_worst(time(NULL), &cname);
+        if (cst != CREDS_OK)
+            buf_printf(&b, "%s (upstream %s)\n", creds_state_text(cst), cname);
         if (b.len == 0)
             admin_text(req, 200, "text/plain", "ready\n", 6);
         else

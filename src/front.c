@@ -582,10 +582,17 @@ static void front_forward(struct front_req *r)
     }
     char *url;
     struct curl_slist *hl;
-    if (resign_request(f->resign, method, path, path_len, query, query_len, ctype, ctlen,
-                       r->payload_hash, time(NULL), &url, &hl) < 0) {
+    int signed_rc = resign_request(f->resign, method, path, path_len, query, query_len, ctype,
+                                   ctlen, r->payload_hash, time(NULL), &url, &hl);
+    if (signed_rc < 0) {
         struct seserr e;
-        seserr_set(&e, SESERR_INVALID_PARAMETER, "The request cannot be forwarded.");
+        if (signed_rc == RESIGN_FAILED)
+            seserr_set(&e, SESERR_INVALID_PARAMETER, "The request cannot be forwarded.");
+        else /* no upstream credentials now: nothing sent, nothing queued; retryable */
+            seserr_set(&e, SESERR_UNAVAILABLE, "%s.",
+                       signed_rc == RESIGN_EXPIRED ? "Upstream credentials expired"
+                                                   : "Upstream credentials not yet available");
+        r->batch_id[0] = '\0';
         front_fail(r, &e);
         return;
     }

@@ -46,6 +46,7 @@
 #include "limiter.h"
 #include "redisproc.h"
 #include "resign.h"
+#include "creds.h"
 #include "relay.h"
 #include "sandbox.h"
 #include "sandbox_sns.h"
@@ -70,7 +71,9 @@ struct main_state {
     struct redis *redis;
     struct rscript *scripts;
     struct queue *queue;
-    struct resign *resign;     /* the workers' signer */
+    struct resign *resign; /* the workers' signer */
+    struct creds **creds;  /* each upstream's credentials (NULL: the sandbox's keys) */
+    size_t ncreds;
     struct sandbox *sandbox;   /* the built-in SES with endpoint = sandbox */
     struct worker *worker;     /* NULL with serve */
     struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
@@ -436,6 +439,19 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         cfg->upstreams[0].session_token = xstrdup("");
         cfg->sandbox_started = true;
     }
+    /* Each upstream's credential provider, chosen once (docs/CREDENTIALS.md). */
+    s->creds = xcalloc(cfg->nupstreams, sizeof *s->creds);
+    s->ncreds = cfg->nupstreams;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        if (u == 0 && sandbox)
+            continue;
+        s->creds[u] = creds_new(s->base, &cfg->upstreams[u], environ, err, sizeof err);
+        if (s->creds[u] == NULL) {
+            fprintf(stderr, "sesgate: upstream %s: %s\n", cfg->upstreams[u].name, err);
+            return false;
+        }
+        creds_register(s->creds[u]);
+    }
     s->resign = resign_new(&cfg->upstreams[0], err, sizeof err);
     if (s->resign == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
@@ -522,6 +538,11 @@ static void main_stop_parts(struct main_state *s)
     redis_free(s->redis);
     if (s->resign)
         resign_free(s->resign);
+    for (size_t u = 0; u < s->ncreds; u++)
+        creds_free(s->creds[u]);
+    free(s->creds);
+    s->creds = NULL;
+    s->ncreds = 0;
     redisproc_stop(s->redisproc);
     sandbox_free(s->sandbox);
 }
@@ -640,14 +661,6 @@ static int main_serve(const char *path, const char *mode)
         config_free(&cfg);
         return 1;
     }
-    if (!sandbox && (cfg.upstreams[0].access_key_id[0] == '\0' ||
-                     cfg.upstreams[0].secret_access_key[0] == '\0')) {
-        fprintf(stderr, "sesgate: no upstream credentials: set AWS_ACCESS_KEY_ID and "
-                        "AWS_SECRET_ACCESS_KEY, or [upstream] access_key_id and "
-                        "secret_access_key\n");
-        config_free(&cfg);
-        return 1;
-    }
     struct main_state s = {0};
     if (strcmp(mode, "work") != 0 && !main_smtp_setup(&s, &cfg, path)) {
         config_free(&cfg);
@@ -695,7 +708,12 @@ static int main_serve(const char *path, const char *mode)
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
               s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream",
               sandbox ? "sandbox" : cfg.upstreams[0].endpoint, "region", cfg.upstreams[0].region,
-              "clients", nclients, "redis", redis_where(s.redis), NULL);
+              "credentials", s.creds[0] ? creds_source(s.creds[0]) : "sandbox", "clients", nclients,
+              "redis", redis_where(s.redis), NULL);
+    for (size_t u = 1; u < s.ncreds; u++)
+        log_event(LOG_INFO, "upstream", "name", cfg.upstreams[u].name, "endpoint",
+                  cfg.upstreams[u].endpoint, "region", cfg.upstreams[u].region, "credentials",
+                  creds_source(s.creds[u]), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -729,12 +747,25 @@ static int main_check(const char *path)
     struct buf out = BUF_INIT;
     config_print(&cfg, &out);
     fputs(buf_cstr(&out), stdout);
+    /* Each upstream's credential source, as the daemon would choose it. */
+    int rc = 0;
+    for (size_t u = 0; u < cfg.nupstreams; u++) {
+        const struct config_upstream *up = &cfg.upstreams[u];
+        if (strcmp(up->endpoint, "sandbox") == 0)
+            continue;
+        if (creds_describe(up, environ, &out) < 0) {
+            fprintf(stderr, "sesgate: upstream %s: %s\n", up->name, buf_cstr(&out));
+            rc = 1;
+        } else {
+            printf("; upstream %s credentials: %s\n", up->name, buf_cstr(&out));
+        }
+    }
     buf_free(&out);
     if (*cfg.feedback_test_trust)
         fprintf(stderr, "sesgate: warning: [feedback] test_trust is set: SNS messages signed "
                         "under its CA and fetched from its host are believed; for tests only\n");
     config_free(&cfg);
-    return 0;
+    return rc;
 }
 
 /* sesgate smtp-password [CLIENT]: each client's (or the named one's) SMTP

@@ -41,6 +41,7 @@ static double metrics_q_oldest;
 static unsigned long long metrics_relays_n[3];                         /* delivered, retry, dead */
 static long long metrics_r_queued, metrics_r_retrying, metrics_r_dead; /* read with the queue's */
 static const char *const metrics_relay_results[3] = {"delivered", "retry", "dead"};
+static unsigned long long metrics_creds_n[2]; /* success, failure */
 static bool metrics_limiter_known;
 static double metrics_l_base, metrics_l_rate, metrics_l_wait;
 static long long metrics_l_quota, metrics_l_used = -1;
@@ -192,6 +193,11 @@ void metrics_relay(const char *result)
             metrics_relays_n[i]++;
 }
 
+void metrics_credentials_refresh(const char *result)
+{
+    metrics_creds_n[strcmp(result, "success") == 0 ? 0 : 1]++;
+}
+
 void metrics_relay_gauges(long long queued, long long retrying, long long dead)
 {
     metrics_r_queued = queued;
@@ -231,6 +237,13 @@ static void metrics_render_queue(struct buf *out)
                        "Queued copies scheduled for another attempt.", (double)metrics_retried_n);
     metrics_render_one(out, "sesgate_dead_lettered_total", "counter",
                        "Queued copies moved to the dead-letter stream.", (double)metrics_dead_n);
+    buf_adds(out, "# HELP sesgate_upstream_credentials_refresh_total Fetches of the upstream "
+                  "credentials, by result.\n"
+                  "# TYPE sesgate_upstream_credentials_refresh_total counter\n");
+    buf_printf(out, "sesgate_upstream_credentials_refresh_total{result=\"success\"} %llu\n",
+               metrics_creds_n[0]);
+    buf_printf(out, "sesgate_upstream_credentials_refresh_total{result=\"failure\"} %llu\n",
+               metrics_creds_n[1]);
     buf_adds(out, "# HELP sesgate_relays_total Relays to the clients' events_url, by result.\n"
                   "# TYPE sesgate_relays_total counter\n");
     for (size_t i = 0; i < 3; i++)

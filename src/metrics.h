@@ -35,6 +35,8 @@ void metrics_relay(const char *result);
 void metrics_relay_gauges(long long queued, long long retrying, long long dead);
 /* Count one recipient left out because it is on the suppression list. */
 void metrics_suppressed(void);
+/* A fetch of upstream credentials ended: result "success" or "failure". */
+void metrics_credentials_refresh(const char *result);
 /* Set the queue gauges read from Redis: entries on the stream, age of the
  * oldest (seconds), entries being sent, retries waiting, dead letters. */
 void metrics_queue_gauges(long long depth, double oldest_s, long long inflight, long long retrying,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "creds.h"
 #include "sigv4.h"
 #include "util.h"
 
@@ -15,6 +16,8 @@ struct resign {
     char *endpoint_base;               /* scheme://authority, no trailing slash */
     char *endpoint_host;               /* authority as signed in the host header */
     struct sigv4_key_cache key;
+    const struct creds *keyed; /* the provider and generation the cached key is for */
+    uint64_t generation;
 };
 
 /* Split the endpoint URL into "scheme://authority" and the signed host. */
@@ -80,7 +83,28 @@ int resign_request(struct resign *s, const char *method, const char *path, size_
     const struct config_upstream *cfg = s->cfg;
     char amz_date[17];
     util_amz_date(now, amz_date);
-    bool has_token = cfg->session_token && cfg->session_token[0];
+    /* The upstream's provider when it has one, else its configured keys. */
+    const char *key_id = cfg->access_key_id, *secret = cfg->secret_access_key,
+               *token = cfg->session_token;
+    struct creds *cp = creds_for(cfg->name);
+    if (cp != NULL) {
+        const struct awscreds *c;
+        enum creds_state st = creds_get(cp, now, &c);
+        if (st != CREDS_OK)
+            return st == CREDS_EXPIRED ? RESIGN_EXPIRED : RESIGN_NOT_YET;
+        key_id = c->access_key_id;
+        secret = c->secret_access_key;
+        token = c->session_token;
+        if (s->keyed != cp || s->generation != creds_generation(cp)) {
+            s->key.valid = false;
+            s->keyed = cp;
+            s->generation = creds_generation(cp);
+        }
+    } else if (s->keyed != NULL) {
+        s->key.valid = false;
+        s->keyed = NULL;
+    }
+    bool has_token = token && token[0];
 
     struct sigv4_header sh[5];
     size_t n = 0;
@@ -90,8 +114,7 @@ int resign_request(struct resign *s, const char *method, const char *path, size_
     sh[n++] = (struct sigv4_header){"x-amz-content-sha256", 20, payload_hash, UTIL_SHA256_HEX_LEN};
     sh[n++] = (struct sigv4_header){"x-amz-date", 10, amz_date, 16};
     if (has_token)
-        sh[n++] = (struct sigv4_header){"x-amz-security-token", 20, cfg->session_token,
-                                        strlen(cfg->session_token)};
+        sh[n++] = (struct sigv4_header){"x-amz-security-token", 20, token, strlen(token)};
     const char *signed_headers =
         ctype
             ? (has_token ? "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
@@ -113,10 +136,9 @@ int resign_request(struct resign *s, const char *method, const char *path, size_
     snprintf(scope, sizeof scope, "%.8s/%s/ses/aws4_request", amz_date, cfg->region);
     snprintf(date8, sizeof date8, "%.8s", amz_date);
     unsigned char key[32];
-    sigv4_key_cache_get(&s->key, cfg->secret_access_key, date8, cfg->region, "ses", key);
+    sigv4_key_cache_get(&s->key, secret, date8, cfg->region, "ses", key);
     struct buf auth = BUF_INIT;
-    if (sigv4_sign(&sreq, signed_headers, cfg->access_key_id, key, amz_date, scope, &auth) !=
-        SIGV4_OK) {
+    if (sigv4_sign(&sreq, signed_headers, key_id, key, amz_date, scope, &auth) != SIGV4_OK) {
         buf_free(&auth);
         return -1;
     }
@@ -129,8 +151,7 @@ int resign_request(struct resign *s, const char *method, const char *path, size_
     hl = resign_add(hl, &line, "X-Amz-Date", amz_date, 16);
     hl = resign_add(hl, &line, "X-Amz-Content-Sha256", payload_hash, UTIL_SHA256_HEX_LEN);
     if (has_token)
-        hl = resign_add(hl, &line, "X-Amz-Security-Token", cfg->session_token,
-                        strlen(cfg->session_token));
+        hl = resign_add(hl, &line, "X-Amz-Security-Token", token, strlen(token));
     hl = resign_add(hl, &line, "Authorization", auth.data, auth.len);
     hl = curl_slist_append(hl, "Expect:");
     hl = curl_slist_append(hl, "Accept:");

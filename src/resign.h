@@ -4,7 +4,9 @@
  * queue, is signed here with the upstream credentials for the upstream host:
  * SignedHeaders content-type (when there is one), host,
  * x-amz-content-sha256, x-amz-date and x-amz-security-token (with session
- * credentials). The signing key is cached per day.
+ * credentials). The credentials are the upstream's provider's at each
+ * signing (creds.h), else the configured keys; the signing key is cached per
+ * day and follows a change of credentials.
  */
 #ifndef SESGATE_RESIGN_H
 #define SESGATE_RESIGN_H
@@ -18,6 +20,11 @@
 
 struct resign;
 
+/* resign_request's results besides 0. */
+#define RESIGN_FAILED  (-1) /* the request cannot be signed */
+#define RESIGN_NOT_YET (-2) /* the upstream's credentials are not yet available */
+#define RESIGN_EXPIRED (-3) /* the upstream's credentials expired, none newer yet */
+
 /* Prepare signing for upstream cfg's endpoint, region and credentials (cfg
  * must outlive the result). Returns NULL with a reason in err when the
  * endpoint is not an http(s) URL. */
@@ -29,8 +36,9 @@ void resign_free(struct resign *s);
 /* Sign a request to the upstream: method, path (raw, e.g. "/" or
  * "/v2/email/..."), query (raw, may be empty), content type (NULL for none),
  * the body's hex SHA-256, and the time. Sets *url (free()) and *headers
- * (curl_slist_free_all()) for upstream_start. Returns 0, or -1 when the
- * request cannot be signed (nothing is allocated then). */
+ * (curl_slist_free_all()) for upstream_start. Returns 0, RESIGN_FAILED when
+ * the request cannot be signed, or RESIGN_NOT_YET / RESIGN_EXPIRED when
+ * there are no credentials to sign with now (nothing is allocated then). */
 int resign_request(struct resign *s, const char *method, const char *path, size_t path_len,
                    const char *query, size_t query_len, const char *ctype, size_t ctype_len,
                    const char *payload_hash, time_t now, char **url, struct curl_slist **headers);

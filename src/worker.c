@@ -33,6 +33,7 @@
 #define WORKER_TICK_MS      1000  /* due retries and reclaims */
 #define WORKER_STREAMS_MS   250   /* how often a reading worker looks for new client streams */
 #define WORKER_HOLD_MS      60000 /* daily quota exceeded: try again after this */
+#define WORKER_CREDS_MS     2000  /* no upstream credentials: try again after this (+ jitter) */
 #define WORKER_RECORD_MS    250   /* an outcome Redis did not take: record it again after this */
 #define WORKER_RECLAIM_MAX  100
 #define WORKER_DUE_MAX      1000
@@ -791,6 +792,30 @@ static void worker_send_copy(struct worker_job *j)
     worker_send_go(j);
 }
 
+/* No upstream credentials to sign j with now (why): j and its bundle stay
+ * queued, their rate given back, and go again shortly without counting an
+ * attempt. */
+static void worker_unreserve(struct worker_job *j);
+
+static void worker_no_credentials(struct worker_job *j, const char *why)
+{
+    worker_release(j);
+    size_t n = 1 + j->nmembers;
+    struct worker_job **all = xcalloc(n, sizeof *all);
+    all[0] = j;
+    if (j->nmembers)
+        memcpy(all + 1, j->members, j->nmembers * sizeof *all);
+    worker_bundle_leave(j);
+    for (size_t k = 0; k < n; k++) {
+        worker_unreserve(all[k]); /* not sent: the rate goes back */
+        uint64_t rnd = 0;
+        RAND_bytes((unsigned char *)&rnd, sizeof rnd);
+        worker_retry(all[k], WORKER_CREDS_MS + (int64_t)(rnd % WORKER_CREDS_MS), all[k]->attempt,
+                     why, NULL);
+    }
+    free(all);
+}
+
 /* inflight: j's body has room: sign and send it. */
 static void worker_send_go(void *arg)
 {
@@ -809,8 +834,14 @@ static void worker_send_go(void *arg)
         util_sha256_hex(j->call_body.data ? j->call_body.data : "", len, sha);
     char *url = NULL;
     struct curl_slist *headers = NULL;
-    if (resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype),
-                       b->bulk ? sha : j->body.sha256, time(NULL), &url, &headers) < 0) {
+    int signed_ = resign_request(w->rs, "POST", path, strlen(path), "", 0, ctype, strlen(ctype),
+                                 b->bulk ? sha : j->body.sha256, time(NULL), &url, &headers);
+    if (signed_ == RESIGN_NOT_YET || signed_ == RESIGN_EXPIRED) {
+        worker_no_credentials(j, signed_ == RESIGN_EXPIRED ? "credentials_expired"
+                                                           : "credentials_not_yet");
+        return;
+    }
+    if (signed_ < 0) {
         worker_release(j);
         while (j->nmembers) {
             struct worker_job *m = j->members[0];
