@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 import fakeaws
 import harness
@@ -220,15 +221,27 @@ def test_container(chain, how):
     assert_source(chain, "container")
 
 
-def test_imds_v2(chain):
+@pytest.mark.parametrize("down_at_start", [False, True])
+def test_imds_v2(chain, down_at_start):
+    """IMDSv2 only; with the service down at start (500 for 4 s) sesgate
+    retries the token, never asks without one, and sends once it answers."""
     imds = chain.add(fakeaws.FakeIMDS(role="ec2-ses-role", sinks=[chain.ses]))
     chain.env.update(AWS_EC2_METADATA_DISABLED="false", AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+    if down_at_start:
+        imds.fail(4, "500")
     chain.start()
+    if down_at_start:
+        asked = imds.requests()
+        assert asked and all(r["status"] == 500 for r in asked)
+        assert all(r["method"] == "PUT" or "x-aws-ec2-metadata-token" in r["headers"] for r in asked)
+        harness.wait_for(lambda: any(r["status"] == 200 for r in imds.requests()), timeout=30)
     recs = deliver(chain, 3)
     assert {r["access_key"] for r in recs} <= chain.issued_keys()
     asked = imds.requests()
+    imds_up = min(r["time"] for r in asked if r["status"] == 200)
     assert asked[0]["method"] == "PUT" and asked[0]["path"] == "/latest/api/token"
-    assert all(r["status"] == 200 for r in asked), [(r["method"], r["path"], r["status"]) for r in asked]
+    assert all(r["status"] == (500 if r["time"] < imds_up else 200) for r in asked), \
+        [(r["method"], r["path"], r["status"]) for r in asked]
     assert all("x-aws-ec2-metadata-token" in r["headers"] for r in asked if r["method"] == "GET")
     assert {r["path"] for r in asked if r["method"] == "GET"} == {
         "/latest/meta-data/iam/security-credentials/", "/latest/meta-data/iam/security-credentials/ec2-ses-role"}
@@ -333,3 +346,80 @@ def test_check_without_any_source_fails(chain, tmp_path):
     assert out.returncode != 0
     assert "no upstream credentials" in out.stderr, out.stderr
     assert chain.client.secret not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("credential_source", ["EcsContainer", "Ec2InstanceMetadata"])
+def test_profile_role_arn_with_credential_source(chain, credential_source):
+    """A profile's role_arn assumed with the credentials of its
+    credential_source: the container endpoint or the instance role."""
+    sts = chain.add(fakeaws.FakeSTS(roles={ROLE: {}}, sinks=[chain.ses]))
+    if credential_source == "EcsContainer":
+        source = chain.add(fakeaws.FakeContainer(sinks=[sts]))
+        chain.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = source.full_uri
+    else:
+        source = chain.add(fakeaws.FakeIMDS(sinks=[sts]))
+        chain.env.update(AWS_EC2_METADATA_DISABLED="false", AWS_EC2_METADATA_SERVICE_ENDPOINT=source.url)
+    (chain.workdir / "aws-config").write_text(
+        "[profile ci]\nrole_arn = %s\ncredential_source = %s\nrole_session_name = ci-run\n"
+        % (ROLE, credential_source))
+    chain.env.update(AWS_PROFILE="ci", AWS_ENDPOINT_URL_STS=sts.url)
+    chain.start()
+    recs = deliver(chain, 2)
+    assert {r["access_key"] for r in recs} <= {c["AccessKeyId"] for c in sts.issued}
+    calls = sts.requests()
+    assert calls and calls[0]["verified"] and calls[0]["form"]["RoleSessionName"] == "ci-run"
+    assert calls[0]["access_key"] in {c["AccessKeyId"] for c in source.issued}
+    assert_source(chain, "profile ci")
+
+
+def test_assume_role_refused_keeps_sends_queued(chain):
+    """STS refuses the AssumeRole (the trust policy wants another
+    ExternalId): no credentials, so /readyz says so, a pass-through call
+    gets ServiceUnavailable, queued copies wait (no attempt, no dead letter),
+    and all go out once STS grants the role."""
+    sts = chain.add(fakeaws.FakeSTS(roles={ROLE: {"external_id": "the-right-one"}}, sinks=[chain.ses]))
+    box = chain.add(fakeaws.FakeContainer(sinks=[sts]))
+    chain.env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI=box.full_uri, AWS_ENDPOINT_URL_STS=sts.url)
+    chain.start(upstream={"role_arn": ROLE, "external_id": "a-wrong-one"})
+    harness.wait_for(lambda: any(r.get("error") == "AccessDenied" for r in sts.requests()), timeout=10)
+    status, text = readyz(chain)
+    assert status == 503 and "upstream credentials not yet available" in text, text
+    client = harness.boto3_client(chain.gw, "ses")
+    with pytest.raises(ClientError) as e:
+        client.get_send_quota()
+    assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    to = ["wait%d@example.net" % i for i in range(5)]
+    send(chain, to)
+    time.sleep(3)
+    assert not chain.ses.requests(), "something reached SES without credentials"
+    assert int(chain.gate.redis("XLEN", DLQ) or 0) == 0
+    assert "credentials_refresh_failed" in chain.gate.log_text()
+    sts.roles[ROLE] = {"external_id": "a-wrong-one"}  # the trust policy is fixed
+    recs = harness.wait_records(chain.ses, 5, timeout=90,
+                                pred=lambda r: r["action"] == "SendEmail" and r["status"] == 200)
+    assert sorted(a for r in recs for a in r["recipients"]) == sorted(to)
+    assert int(chain.gate.redis("XLEN", DLQ) or 0) == 0
+    harness.wait_for(lambda: readyz(chain)[0] == 200, timeout=10)
+
+
+def test_token_files_read_again_at_each_refresh(chain):
+    """The web identity token file is read at every fetch: the kubelet
+    rotates it, and the old token is refused once it did."""
+    first = "eyJ0eXAiOiJKV1QifQ.first." + fakeaws.new_token(30).replace("=", "")
+    sts = chain.add(fakeaws.FakeSTS(roles={ROLE: {}}, web_identity_token=first, sinks=[chain.ses], lifetime=20))
+    token_file = chain.workdir / "eks-token"
+    token_file.write_text(first)
+    chain.secrets.append(first)
+    chain.env.update(AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ROLE_ARN=ROLE, AWS_ENDPOINT_URL_STS=sts.url)
+    chain.start()
+    deliver(chain, 2, tag="before")
+    second = "eyJ0eXAiOiJKV1QifQ.second." + fakeaws.new_token(30).replace("=", "")
+    token_file.write_text(second)
+    sts.web_identity_token = second
+    n = len(sts.requests())
+    harness.wait_for(lambda: len(sts.requests()) > n, timeout=30)
+    chain.ses.reset()
+    deliver(chain, 2, tag="after")
+    later = sts.requests()[n:]
+    assert later and all(r["form"]["WebIdentityToken"] == second and r["status"] == 200 for r in later)
