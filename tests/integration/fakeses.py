@@ -20,6 +20,14 @@ small control API on the same port:
                       held to it (see Quota below); any subset of the keys
     GET  /__quota     the quota, "enforce" and the recipients accepted in
                       the last second ("sent_last_second")
+    POST /__keys      {"access_key": .., "secret": .., "session_token": ..,
+                       "expiration": EPOCH_SECONDS} adds a key the fake
+                      accepts from then on (temporary credentials an STS,
+                      IMDS or container fake issued: see fakeaws.py); a
+                      request signed with it after its expiration is
+                      refused 403 ExpiredToken ("ExpiredTokenException"
+                      for v2), as AWS refuses expired session credentials
+    GET  /__keys      the access key ids accepted and their expirations
 
 Control requests are neither signature-checked nor recorded. With
 --digest-above N, a record keeps a body larger than N bytes only by its
@@ -103,7 +111,7 @@ RATE_MESSAGE = "Maximum sending rate exceeded."
 DAILY_MESSAGE = "Daily message quota exceeded."
 SERVICE = "ses"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
-CONTROL_PATHS = ("/__control", "/__requests", "/__reset", "/__quota")
+CONTROL_PATHS = ("/__control", "/__requests", "/__reset", "/__quota", "/__keys")
 
 # Every v1 action of API version 2010-12-01.
 V1_ACTIONS = frozenset(
@@ -152,6 +160,7 @@ SIGNATURE_MISMATCH = (
     "documentation for details."
 )
 INVALID_TOKEN = "The security token included in the request is invalid."
+EXPIRED_TOKEN = "The security token included in the request is expired"
 MISSING_TOKEN = (
     "The request must contain either a valid (registered) AWS access key ID or X.509 certificate."
 )
@@ -162,6 +171,7 @@ AUTH_ERRORS = {
     "incomplete": ("IncompleteSignature", 400, "IncompleteSignatureException", 403),
     "unknown_key": ("InvalidClientTokenId", 403, "UnrecognizedClientException", 403),
     "token": ("InvalidClientTokenId", 403, "UnrecognizedClientException", 403),
+    "expired_token": ("ExpiredToken", 403, "ExpiredTokenException", 403),
     "expired": ("SignatureDoesNotMatch", 403, "InvalidSignatureException", 403),
     "signature": ("SignatureDoesNotMatch", 403, "InvalidSignatureException", 403),
 }
@@ -199,11 +209,13 @@ def amz_time_text(dt):
     return dt.strftime(TIME_FORMAT)
 
 
-def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, skew_s):
-    """Verify the SigV4 signature of one received request.
+def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, skew_s, service=SERVICE):
+    """Verify the SigV4 signature of one received request for service.
 
     headers is a list of (name, value) pairs as received; keys maps access key
-    id -> (secret, session token or None). Returns a dict: ok, access_key,
+    id -> (secret, session token or None), or (secret, token, expiration in
+    epoch seconds or None): a key past its expiration is refused as
+    "expired_token" once its signature is known to be right. Returns a dict: ok, access_key,
     kind (a key of AUTH_ERRORS when not ok), message, reason, and on a
     signature mismatch the canonical request and string to sign computed.
     """
@@ -238,7 +250,8 @@ def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, 
     result["access_key"] = akid
     if akid not in keys:
         return fail("unknown_key", INVALID_TOKEN, "unknown access key %s" % akid)
-    secret, token = keys[akid]
+    secret, token = keys[akid][:2]
+    expiration = keys[akid][2] if len(keys[akid]) > 2 else None
     got_token = lower.get("x-amz-security-token")
     if (token or None) != (got_token[0] if got_token else None):
         return fail("token", INVALID_TOKEN, "session token missing or wrong")
@@ -270,8 +283,8 @@ def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, 
         )
     if scope_region != region:
         return fail("signature", "Credential should be scoped to a valid region, not '%s'." % scope_region)
-    if scope_service != SERVICE:
-        return fail("signature", "Credential should be scoped to correct service: '%s'." % SERVICE)
+    if scope_service != service:
+        return fail("signature", "Credential should be scoped to correct service: '%s'." % service)
     if terminator != "aws4_request":
         return fail(
             "signature",
@@ -323,7 +336,7 @@ def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, 
     for name, value in headers:
         if name.lower() in signed_names:
             signed[name.lower()] = value
-    signer = ExactSigV4Auth(Credentials(akid, secret, token), SERVICE, region)
+    signer = ExactSigV4Auth(Credentials(akid, secret, token), service, region)
     # The query is canonicalized from its decoded parameters, as AWS does
     # (botocore's own encoder); this equals the raw query whenever the sender
     # encoded it canonically.
@@ -348,6 +361,9 @@ def verify_sigv4(method, raw_path, raw_query, headers, body, keys, region, now, 
             canonical_request=canonical,
             string_to_sign=string_to_sign,
         )
+    if expiration is not None and time.time() >= expiration:
+        return fail("expired_token", EXPIRED_TOKEN, "session credentials expired %.1f s ago"
+                    % (time.time() - expiration))
     result.update(ok=True)
     return result
 
@@ -690,6 +706,25 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__quota" and self.command == "GET":
             with state.lock:
                 return self.send_json(200, state.quota_state())
+        if path == "/__keys" and self.command == "POST":
+            try:
+                spec = json.loads(body or b"{}")
+                if not isinstance(spec, dict) or not spec.get("access_key") or not spec.get("secret"):
+                    raise ValueError("a key is a JSON object with access_key and secret")
+                expiration = spec.get("expiration")
+                expiration = None if expiration is None else float(expiration)
+            except (ValueError, TypeError) as e:
+                return self.send_json(400, {"ok": False, "error": str(e)})
+            with state.lock:
+                # A new dict: a verifier reading the old one is not disturbed.
+                keys = dict(state.keys)
+                keys[spec["access_key"]] = (spec["secret"], spec.get("session_token") or None, expiration)
+                state.keys = keys
+            return self.send_json(200, {"ok": True, "keys": len(keys)})
+        if path == "/__keys" and self.command == "GET":
+            with state.lock:
+                out = {k: (v[2] if len(v) > 2 else None) for k, v in state.keys.items()}
+            return self.send_json(200, {"ok": True, "keys": out})
         return self.send_json(404, {"ok": False, "error": "no such control call"})
 
     def handle_any(self):

@@ -444,6 +444,13 @@ class FakeSES:
         accepted in the last second (GET /__quota)."""
         return self._control("GET", "/__quota")
 
+    def add_key(self, access_key, secret, session_token=None, expiration=None):
+        """Accept one more key from now on (POST /__keys): temporary
+        credentials a fake in fakeaws.py issued, refused after expiration
+        (epoch seconds, None: never)."""
+        return self._control("POST", "/__keys", {"access_key": access_key, "secret": secret,
+                                                 "session_token": session_token, "expiration": expiration})
+
     def requests(self, since=0):
         """The recorded requests (seq >= since)."""
         return self._control("GET", "/__requests?since=%d" % since)
@@ -498,8 +505,6 @@ class Sesgate:
             "upstream": {
                 "endpoint": self.upstream_url,
                 "region": self.region,
-                "access_key_id": self.upstream.access_key,
-                "secret_access_key": self.upstream.secret,
                 "timeout": "10s",
             },
             "redis": {"data_dir": str(self.workdir / "var"), "prefix": "sesgate-it"},
@@ -507,6 +512,10 @@ class Sesgate:
             # every request the fake records comes from a test's client.
             "send": {"rate": "100", "max_wait": "2s"},
         }
+        # upstream None: no static keys, sesgate takes the AWS credential chain
+        if self.upstream is not None:
+            sections["upstream"]["access_key_id"] = self.upstream.access_key
+            sections["upstream"]["secret_access_key"] = self.upstream.secret
         if os.environ.get("SESGATE_TEST_REDIS_URL"):
             sections["redis"]["url"] = os.environ["SESGATE_TEST_REDIS_URL"]
         for name, policy in self.clients.items():
