@@ -1291,11 +1291,14 @@ static void config_env_aws(struct config_loader *ld, char *const *env)
     }
 }
 
-/* True when env or u names a credential source other than the instance's
- * role (which cannot be seen without asking the metadata service). */
+/* True when u or env names a credential source: u's keys, role or profile,
+ * or a platform's (EKS web identity, ECS or EKS container). Not AWS_PROFILE
+ * alone, which a shell set up for the AWS CLI often carries (the quick
+ * start's profile is sesgate's own client key), nor the instance's role,
+ * which cannot be seen without asking the metadata service. */
 static bool config_has_credentials(const struct config_upstream *u, char *const *env)
 {
-    static const char *const vars[] = {"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    static const char *const vars[] = {"AWS_WEB_IDENTITY_TOKEN_FILE",
                                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                                        "AWS_CONTAINER_CREDENTIALS_FULL_URI"};
     if (*u->access_key_id || *u->secret_access_key || *u->role_arn || *u->profile)

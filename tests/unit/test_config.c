@@ -1149,7 +1149,8 @@ static void test_upstreams(void)
     config_free(&cfg);
 
     /* [upstream] without keys: the sandbox unless a credential source is
-     * named; role_arn or AWS_PROFILE name one. */
+     * named: role_arn, profile, a platform's variables; AWS_PROFILE alone
+     * (a shell set up for the AWS CLI) does not. */
     static const struct {
         const char *file;
         const char *env[3];
@@ -1159,7 +1160,8 @@ static void test_upstreams(void)
         {"[upstream]\nrole_arn = arn:aws:iam::1:role/r\n",
          {NULL},
          "https://email.us-east-1.amazonaws.com"},
-        {"", {"AWS_PROFILE=prod", NULL}, "https://email.us-east-1.amazonaws.com"},
+        {"", {"AWS_PROFILE=prod", NULL}, "sandbox"},
+        {"[upstream]\nprofile = prod\n", {NULL}, "https://email.us-east-1.amazonaws.com"},
         {"",
          {"AWS_WEB_IDENTITY_TOKEN_FILE=/t", "AWS_REGION=eu-north-1", NULL},
          "https://email.eu-north-1.amazonaws.com"},
