@@ -635,24 +635,6 @@ static int config_find_key(const char *sec, const char *name)
     return -1;
 }
 
-/* Index of key name in config_client_keys[], or -1. */
-static int config_find_client_key(const char *name)
-{
-    for (size_t i = 0; i < CONFIG_NCKEYS; i++)
-        if (strcmp(config_client_keys[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* Index of key name in config_upstream_keys[], or -1. */
-static int config_find_upstream_key(const char *name)
-{
-    for (size_t i = 0; i < CONFIG_NUKEYS; i++)
-        if (strcmp(config_upstream_keys[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* Set u->endpoint to its region's SES endpoint. */
 static void config_derive_endpoint(struct config_upstream *u)
 {
@@ -843,6 +825,28 @@ static void config_upstream_label(struct buf *b, const struct config_upstream *u
         buf_printf(b, "upstream.%s", u->name);
 }
 
+/* One "name = value" line of a [client.NAME] or [upstream...] section
+ * (label): the key of keys[0..nkeys) set in base, its origin in origin[]. */
+static void config_named_key(struct config_loader *ld, const struct config_key *keys, size_t nkeys,
+                             struct config_origin *origin, void *base, const char *label,
+                             const char *name, const char *value)
+{
+    struct config_origin here = {ld->lineno, NULL};
+    int i = -1;
+    for (size_t k = 0; k < nkeys && i < 0; k++)
+        if (strcmp(keys[k].name, name) == 0)
+            i = (int)k;
+    if (i < 0) {
+        config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name, label);
+    } else if (origin[i].line > 0) {
+        config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name, label,
+                   origin[i].line);
+    } else {
+        origin[i] = here;
+        config_apply(ld, &keys[i], base, label, value, &here);
+    }
+}
+
 /* inih handler: one "name = value" line of the current section. */
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -865,37 +869,17 @@ static int config_handler(void *user, const char *section, const char *name, con
         }
     } else if (ld->sec == CONFIG_SEC_CLIENT) {
         struct config_client *c = &ld->cfg->clients[ld->client];
-        struct config_client_meta *m = &ld->meta[ld->client];
         struct buf label = BUF_INIT;
         buf_printf(&label, "client.%s", c->name);
-        int i = config_find_client_key(name);
-        if (i < 0) {
-            config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name,
-                       buf_cstr(&label));
-        } else if (m->key[i].line > 0) {
-            config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name,
-                       buf_cstr(&label), m->key[i].line);
-        } else {
-            m->key[i] = here;
-            config_apply(ld, &config_client_keys[i], c, buf_cstr(&label), value, &here);
-        }
+        config_named_key(ld, config_client_keys, CONFIG_NCKEYS, ld->meta[ld->client].key, c,
+                         buf_cstr(&label), name, value);
         buf_free(&label);
     } else if (ld->sec == CONFIG_SEC_UPSTREAM) {
         struct config_upstream *u = &ld->cfg->upstreams[ld->upstream];
-        struct config_upstream_meta *m = &ld->umeta[ld->upstream];
         struct buf label = BUF_INIT;
         config_upstream_label(&label, u);
-        int i = config_find_upstream_key(name);
-        if (i < 0) {
-            config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name,
-                       buf_cstr(&label));
-        } else if (m->key[i].line > 0) {
-            config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name,
-                       buf_cstr(&label), m->key[i].line);
-        } else {
-            m->key[i] = here;
-            config_apply(ld, &config_upstream_keys[i], u, buf_cstr(&label), value, &here);
-        }
+        config_named_key(ld, config_upstream_keys, CONFIG_NUKEYS, ld->umeta[ld->upstream].key, u,
+                         buf_cstr(&label), name, value);
         buf_free(&label);
     }
     return 1;

@@ -639,6 +639,25 @@ static void worker_bulk_sent(struct worker_job **all, size_t n, const struct ups
     free(rs);
 }
 
+/* j and the members of its bundle, j first (*n of them; free() the array). */
+static struct worker_job **worker_bundle_all(struct worker_job *j, size_t *n)
+{
+    *n = 1 + j->nmembers;
+    struct worker_job **all = xcalloc(*n, sizeof *all);
+    all[0] = j;
+    if (j->nmembers)
+        memcpy(all + 1, j->members, j->nmembers * sizeof *all);
+    return all;
+}
+
+/* worker_bundle_all, then the bundle undone: each job goes on alone. */
+static struct worker_job **worker_bundle_split(struct worker_job *j, size_t *n)
+{
+    struct worker_job **all = worker_bundle_all(j, n);
+    worker_bundle_leave(j);
+    return all;
+}
+
 /* The upstream answered j's send: for j alone, or for every destination of
  * its bulk call. */
 static void worker_sent(struct upstream_response *res, void *arg)
@@ -649,12 +668,8 @@ static void worker_sent(struct upstream_response *res, void *arg)
     copybody_cleanup(&j->body);
     buf_free(&j->call_body);
     worker_release(j);
-    size_t n = 1 + j->nmembers;
-    struct worker_job **all = xcalloc(n, sizeof *all);
-    all[0] = j;
-    if (j->nmembers)
-        memcpy(all + 1, j->members, j->nmembers * sizeof *all);
-    worker_bundle_leave(j);
+    size_t n;
+    struct worker_job **all = worker_bundle_split(j, &n);
     int api = j->b->api;
     char code[128] = "", message[512] = "";
     bool transport = res->error != UPSTREAM_OK;
@@ -808,12 +823,8 @@ static void worker_no_credentials(struct worker_job *j, const char *why)
     if (j->w->hold_until_ms < until)
         j->w->hold_until_ms = until;
     worker_release(j);
-    size_t n = 1 + j->nmembers;
-    struct worker_job **all = xcalloc(n, sizeof *all);
-    all[0] = j;
-    if (j->nmembers)
-        memcpy(all + 1, j->members, j->nmembers * sizeof *all);
-    worker_bundle_leave(j);
+    size_t n;
+    struct worker_job **all = worker_bundle_split(j, &n);
     for (size_t k = 0; k < n; k++) {
         worker_unreserve(all[k]); /* not sent: the rate goes back */
         uint64_t rnd = 0;
@@ -1041,10 +1052,8 @@ static void worker_send(struct worker_job *j)
         worker_gate(j->w, &j, 1);
         return;
     }
-    size_t n = 1 + j->nmembers;
-    struct worker_job **all = xcalloc(n, sizeof *all);
-    all[0] = j;
-    memcpy(all + 1, j->members, j->nmembers * sizeof *all);
+    size_t n;
+    struct worker_job **all = worker_bundle_all(j, &n);
     worker_gate(j->w, all, n);
     free(all);
 }
