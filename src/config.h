@@ -61,6 +61,11 @@ struct config {
     char *redis_url; /* "" = managed redis-server */
     char *data_dir;
     char *prefix;
+    char *redis_sentinels;         /* "host:port,..."; "" = no Sentinel */
+    char *redis_sentinel_master;   /* the master's name at the Sentinels */
+    char *redis_sentinel_password; /* secret; "" = none */
+    int64_t redis_wait_replicas;   /* WAIT for this many replicas before an ack; 0 = off */
+    int64_t redis_wait_timeout_ms; /* ms: WAIT's timeout */
     /* [send] */
     enum config_rate_mode rate_mode;
     double rate; /* recipients/s when CONFIG_RATE_FIXED */
