@@ -775,10 +775,17 @@ static void front_enqueued(const char *err, void *arg)
     }
     if (err != NULL) {
         struct seserr e;
+        bool unrep = strncmp(err, QUEUE_UNREPLICATED, strlen(QUEUE_UNREPLICATED)) == 0;
         seserr_set(&e, SESERR_UNAVAILABLE,
                    strncmp(err, QUEUE_UNFINISHED, strlen(QUEUE_UNFINISHED)) == 0
                        ? "The queue became unavailable while the batch was queued; it is sent "
                          "whole once the queue is back."
+                   : unrep && !r->copy0
+                       ? "The queue could not confirm the batch on its replicas in time; the "
+                         "batch is cancelled (copies sent while waiting stay sent)."
+                   : unrep ? "The queue could not confirm the batch on its replicas in time; the "
+                             "batch is cancelled (the first recipient and copies sent while "
+                             "waiting stay sent)."
                    : !r->copy0 ? "The queue is unavailable; nothing was sent."
                    : r->plan.bulk
                        ? "The queue is unavailable; only the first destinations were sent."

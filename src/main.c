@@ -45,6 +45,7 @@
 #include "redis.h"
 #include "limiter.h"
 #include "redisproc.h"
+#include "sentinel.h"
 #include "resign.h"
 #include "relay.h"
 #include "sandbox.h"
@@ -68,6 +69,8 @@ struct main_state {
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
     struct limiter *limiter;
     struct redis *redis;
+    struct sentinel *sentinel; /* [redis] sentinels; NULL without */
+    struct redis *wait_redis;  /* [redis] wait_replicas: the WAIT connection; NULL when 0 */
     struct rscript *scripts;
     struct queue *queue;
     struct resign *resign;     /* the workers' signer */
@@ -404,21 +407,38 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
                              bool sandbox, struct upstream *up)
 {
     char err[1024];
-    if (cfg->redis_url[0] == '\0') {
+    if (cfg->redis_url[0] == '\0' && cfg->redis_sentinels[0] == '\0') {
         s->redisproc = redisproc_start(s->base, cfg->data_dir, err, sizeof err);
         if (s->redisproc == NULL) {
             fprintf(stderr, "sesgate: %s\n", err);
             return false;
         }
     }
-    s->redis = redis_new(s->base, s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url,
-                         err, sizeof err);
+    if (cfg->redis_sentinels[0]) {
+        s->sentinel = sentinel_new(s->base, cfg->redis_sentinels, cfg->redis_sentinel_master,
+                                   cfg->redis_sentinel_password, err, sizeof err);
+        if (s->sentinel == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+    }
+    const char *url = s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url;
+    s->redis = redis_new_sentinel(s->base, url, s->sentinel, err, sizeof err);
     if (s->redis == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;
     }
     s->scripts = rscript_new(cfg, s->redis);
     s->queue = queue_new(s->base, cfg, s->scripts);
+    if (cfg->redis_wait_replicas > 0 && strcmp(mode, "work") != 0) {
+        /* WAIT blocks its connection: it has one of its own */
+        s->wait_redis = redis_new_sentinel(s->base, url, s->sentinel, err, sizeof err);
+        if (s->wait_redis == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+        queue_set_wait(s->queue, s->wait_redis);
+    }
     if (sandbox) {
         s->sandbox = sandbox_start(s->base, cfg, err, sizeof err);
         if (s->sandbox == NULL) {
@@ -520,6 +540,8 @@ static void main_stop_parts(struct main_state *s)
     if (s->events)
         events_free(s->events);
     redis_free(s->redis);
+    redis_free(s->wait_redis);
+    sentinel_free(s->sentinel);
     if (s->resign)
         resign_free(s->resign);
     redisproc_stop(s->redisproc);

@@ -35,8 +35,13 @@ redisContext *ops_redis(const struct config *cfg)
     /* Connecting takes at most 3 s; a command may take longer (the whole
      * status of a million-recipient batch is a large reply). */
     const struct timeval slow = {120, 0};
-    if (cfg->redis_url[0]) {
-        redisContext *c = redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
+    if (cfg->redis_url[0] || cfg->redis_sentinels[0]) {
+        redisContext *c =
+            cfg->redis_sentinels[0]
+                ? redis_connect_sync_sentinel(cfg->redis_url, cfg->redis_sentinels,
+                                              cfg->redis_sentinel_master,
+                                              cfg->redis_sentinel_password, 3000, err, sizeof err)
+                : redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
         if (c == NULL)
             fprintf(stderr, "sesgate: %s\n", err);
         else

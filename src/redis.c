@@ -9,12 +9,14 @@
 #include <string.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/adapters/libevent.h>
 
 #include "buf.h"
 #include "clock.h"
 #include "log.h"
+#include "sentinel.h"
 #include "util.h"
 
 #define REDIS_PING_MS  1000 /* health PING period */
@@ -30,6 +32,7 @@
 
 enum redis_state {
     REDIS_STATE_DOWN,       /* no connection; a reconnect is scheduled */
+    REDIS_STATE_RESOLVING,  /* the Sentinels are asked where the master is */
     REDIS_STATE_CONNECTING, /* connect(2) in progress */
     REDIS_STATE_HANDSHAKE,  /* AUTH / SELECT sent */
     REDIS_STATE_UP,         /* commands are accepted */
@@ -52,7 +55,10 @@ struct redis {
     char *user;     /* ACL user, NULL for none; owned */
     char *password; /* NULL for none; owned; a secret: never logged */
     int db;
-    char *where; /* the server without credentials; owned */
+    char *where;                 /* the server without credentials; owned */
+    struct sentinel *sentinel;   /* where the master is; NULL: host:port; not owned */
+    bool switched;               /* the Sentinels announced a failover: reconnect at once */
+    struct event *recheck_timer; /* a READONLY answer: ask the Sentinels again */
     redisAsyncContext *ac;
     enum redis_state state;
     int handshake_left;    /* AUTH / SELECT replies still awaited */
@@ -202,7 +208,7 @@ static int redis_parse_tcp(struct redis *r, const char *s, char *err, size_t err
         }
         r->host = xstrndup(host, (size_t)(host_end - host));
     }
-    if (r->host[0] == '\0' || strpbrk(r->host, "?#%") != NULL) {
+    if ((r->host[0] == '\0' && r->sentinel == NULL) || strpbrk(r->host, "?#%") != NULL) {
         snprintf(err, errlen, "[redis] url: missing or malformed host");
         return -1;
     }
@@ -217,6 +223,24 @@ static int redis_parse_tcp(struct redis *r, const char *s, char *err, size_t err
         return -1;
     }
     return 0;
+}
+
+/* r->where from r's address (a Sentinel's master: once it is known). */
+static void redis_set_where(struct redis *r)
+{
+    struct buf w = BUF_INIT;
+    if (r->sentinel && (r->host == NULL || r->host[0] == '\0'))
+        buf_printf(&w, "sentinel master %s", sentinel_master(r->sentinel));
+    else if (r->path)
+        buf_printf(&w, "unix://%s", r->path);
+    else if (strchr(r->host, ':'))
+        buf_printf(&w, "redis://[%s]:%d", r->host, r->port);
+    else
+        buf_printf(&w, "redis://%s:%d", r->host, r->port);
+    if (r->db)
+        buf_printf(&w, r->path ? "?db=%d" : "/%d", r->db);
+    free(r->where);
+    r->where = buf_detach(&w, NULL);
 }
 
 /* Parse url into r's address, credentials and database. */
@@ -242,16 +266,7 @@ static int redis_parse_url(struct redis *r, const char *url, char *err, size_t e
     }
     if (rc < 0)
         return -1;
-    struct buf w = BUF_INIT;
-    if (r->path)
-        buf_printf(&w, "unix://%s", r->path);
-    else if (strchr(r->host, ':'))
-        buf_printf(&w, "redis://[%s]:%d", r->host, r->port);
-    else
-        buf_printf(&w, "redis://%s:%d", r->host, r->port);
-    if (r->db)
-        buf_printf(&w, r->path ? "?db=%d" : "/%d", r->db);
-    r->where = buf_detach(&w, NULL);
+    redis_set_where(r);
     return 0;
 }
 
@@ -325,6 +340,13 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         err = c->r->closing ? "redis connection closed" : "redis connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
         err = rep->str ? rep->str : "redis error";
+    struct redis *r = c->r;
+    /* A master that became a replica (a failover sesgate missed): ask the
+     * Sentinels again, from the event loop. */
+    if (err && rep && r->sentinel && !r->closing &&
+        (strncmp(err, "READONLY", 8) == 0 || strstr(err, "READONLY You can't write") != NULL) &&
+        !evtimer_pending(r->recheck_timer, NULL))
+        redis_timer_ms(r->recheck_timer, 0);
     c->cb(rep, err, c->arg);
     free(c);
 }
@@ -455,6 +477,24 @@ static void redis_select_reply(const redisReply *reply, const char *err, void *a
     redis_handshake_reply(arg, "SELECT", reply, err);
 }
 
+/* The answer to ROLE: a server the Sentinels named must say it is the
+ * master; a replica is refused (nothing is written to it) and the
+ * Sentinels are asked again. */
+static void redis_role_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct redis *r = arg;
+    if (err == NULL && reply &&
+        (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+         reply->element[0]->type != REDIS_REPLY_STRING ||
+         strcmp(reply->element[0]->str, "master") != 0)) {
+        if (reply && r->state == REDIS_STATE_HANDSHAKE && !r->closing && !r->outage)
+            log_event(LOG_WARN, "redis_replica_refused", "where", r->where, "master",
+                      sentinel_master(r->sentinel), NULL);
+        err = "the server is a replica, not the master";
+    }
+    redis_handshake_reply(r, "ROLE", reply, err);
+}
+
 /* hiredis: connect(2) finished. */
 static void redis_on_connect(const redisAsyncContext *ac, int status)
 {
@@ -477,6 +517,10 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
     if (r->db) {
         r->handshake_left++;
         redis_send(r, redis_select_reply, "SELECT %d", r->db);
+    }
+    if (r->sentinel) {
+        r->handshake_left++;
+        redis_send(r, redis_role_reply, "ROLE");
     }
     if (r->handshake_left == 0)
         redis_set_up(r);
@@ -513,8 +557,8 @@ static void redis_reconnect_cb(evutil_socket_t fd, short what, void *arg)
     redis_connect(arg);
 }
 
-/* Start a connection attempt. */
-static void redis_connect(struct redis *r)
+/* Start a connection attempt to r's address. */
+static void redis_connect_addr(struct redis *r)
 {
     redisAsyncContext *ac =
         r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
@@ -542,6 +586,70 @@ static void redis_connect(struct redis *r)
     redis_timer_ms(r->connect_timer, REDIS_CONNECT_TIMEOUT_MS);
 }
 
+/* The Sentinels answered: connect to the master they named. */
+static void redis_resolved(const char *host, int port, const char *err, void *arg)
+{
+    struct redis *r = arg;
+    if (r->state != REDIS_STATE_RESOLVING || r->closing)
+        return;
+    if (err) {
+        redis_failed(r, err);
+        return;
+    }
+    if (r->host == NULL || strcmp(r->host, host) != 0) {
+        free(r->host);
+        r->host = xstrdup(host);
+    }
+    r->port = port;
+    redis_set_where(r);
+    redis_connect_addr(r);
+}
+
+/* Start a connection attempt: ask the Sentinels first when there are. */
+static void redis_connect(struct redis *r)
+{
+    r->switched = false;
+    if (r->sentinel == NULL) {
+        redis_connect_addr(r);
+        return;
+    }
+    r->state = REDIS_STATE_RESOLVING;
+    sentinel_resolve(r->sentinel, redis_resolved, r);
+}
+
+/* The Sentinels announced a failover to host:port. */
+static void redis_switched(const char *host, int port, void *arg)
+{
+    struct redis *r = arg;
+    if (r->closing)
+        return;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    if (r->state == REDIS_STATE_DOWN) {
+        evtimer_del(r->reconnect_timer);
+        redis_connect(r);
+        return;
+    }
+    if (r->state == REDIS_STATE_RESOLVING)
+        return; /* the answer under way names the new master, or the next one will */
+    if (r->host && strcmp(r->host, host) == 0 && r->port == port)
+        return;
+    r->switched = true;
+    if (!evtimer_pending(r->recheck_timer, NULL))
+        redis_timer_ms(r->recheck_timer, 0);
+}
+
+/* Timer: the server refused a write as a replica, or the Sentinels named
+ * another master: close the connection and ask the Sentinels again. */
+static void redis_recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->closing || r->state == REDIS_STATE_DOWN || r->state == REDIS_STATE_RESOLVING)
+        return;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    redis_drop(r, r->switched ? "the Sentinels announced a new master"
+                              : "the server answered READONLY: it is a replica now");
+}
+
 /* Free r's strings, wiping the password. */
 static void redis_free_strings(struct redis *r)
 {
@@ -557,15 +665,32 @@ static void redis_free_strings(struct redis *r)
 
 struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen)
 {
+    return redis_new_sentinel(base, url, NULL, err, errlen);
+}
+
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, struct sentinel *sn,
+                                 char *err, size_t errlen)
+{
     struct redis *r = xcalloc(1, sizeof *r);
     r->base = base;
     r->fails_tail = &r->fails;
     r->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    if (redis_parse_url(r, url ? url : "", err, errlen) < 0) {
+    r->sentinel = sn;
+    if (sn && (url == NULL || url[0] == '\0'))
+        redis_set_where(r);
+    else if (redis_parse_url(r, url ? url : "", err, errlen) < 0) {
         redis_free_strings(r);
         free(r);
         return NULL;
     }
+    if (sn && r->host) { /* the Sentinels say where the master is */
+        free(r->host);
+        r->host = NULL;
+        redis_set_where(r);
+    }
+    r->recheck_timer = evtimer_new(base, redis_recheck_cb, r);
+    if (sn)
+        sentinel_watch(sn, redis_switched, r);
     r->reconnect_timer = evtimer_new(base, redis_reconnect_cb, r);
     r->connect_timer = evtimer_new(base, redis_connect_timeout_cb, r);
     r->fail_timer = evtimer_new(base, redis_fail_cb, r);
@@ -580,6 +705,11 @@ void redis_free(struct redis *r)
     if (r == NULL)
         return;
     r->closing = true;
+    if (r->sentinel) {
+        sentinel_cancel(r->sentinel, r);
+        sentinel_unwatch(r->sentinel, r);
+    }
+    event_free(r->recheck_timer);
     event_free(r->ping_timer);
     event_free(r->reconnect_timer);
     if (r->ac) {
@@ -672,6 +802,11 @@ redisAsyncContext *redis_ctx(struct redis *r)
     return r->state == REDIS_STATE_UP ? r->ac : NULL;
 }
 
+/* A blocking connection to r's address (the Sentinels' master when
+ * sentinels is not NULL: it must say it is the master). */
+static redisContext *redis_connect_sync_to(struct redis *r, int timeout_ms, bool sentinel,
+                                           char *err, size_t errlen);
+
 redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen)
 {
     struct redis r = {0};
@@ -679,33 +814,91 @@ redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, siz
         redis_free_strings(&r);
         return NULL;
     }
+    redisContext *c = redis_connect_sync_to(&r, timeout_ms, false, err, errlen);
+    redis_free_strings(&r);
+    return c;
+}
+
+redisContext *redis_connect_sync_sentinel(const char *url, const char *sentinels,
+                                          const char *master, const char *password, int timeout_ms,
+                                          char *err, size_t errlen)
+{
+    struct redis r = {0};
+    if (url && url[0] && redis_parse_url(&r, url, err, errlen) < 0) {
+        redis_free_strings(&r);
+        return NULL;
+    }
+    redisContext *c = NULL;
+    /* A replica named during a failover: the Sentinels are asked again,
+     * three times at most, a second apart. */
+    for (int attempt = 0; attempt < 3 && c == NULL; attempt++) {
+        if (attempt > 0)
+            sleep(1);
+        char *host = NULL;
+        int port = 0;
+        if (sentinel_resolve_sync(sentinels, master, password, timeout_ms, &host, &port, err,
+                                  errlen) < 0)
+            break;
+        free(r.host);
+        free(r.path);
+        r.host = host;
+        r.path = NULL;
+        r.port = port;
+        free(r.where);
+        r.where = NULL;
+        redis_set_where(&r);
+        c = redis_connect_sync_to(&r, timeout_ms, true, err, errlen);
+    }
+    redis_free_strings(&r);
+    return c;
+}
+
+static redisContext *redis_connect_sync_to(struct redis *r, int timeout_ms, bool sentinel,
+                                           char *err, size_t errlen)
+{
     struct timeval tv = clock_timeval(timeout_ms);
-    redisContext *c = r.path ? redisConnectUnixWithTimeout(r.path, tv)
-                             : redisConnectWithTimeout(r.host, r.port, tv);
+    redisContext *c = r->path ? redisConnectUnixWithTimeout(r->path, tv)
+                              : redisConnectWithTimeout(r->host, r->port, tv);
     if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot connect to %s: %s", r.where, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "cannot connect to %s: %s", r->where,
+                 c ? c->errstr : "out of memory");
         goto fail;
     }
     redisSetTimeout(c, tv);
     redisReply *rep = NULL;
-    if (r.password) {
-        rep = r.user ? redisCommand(c, "AUTH %s %s", r.user, r.password)
-                     : redisCommand(c, "AUTH %s", r.password);
+    if (r->password) {
+        rep = r->user ? redisCommand(c, "AUTH %s %s", r->user, r->password)
+                      : redisCommand(c, "AUTH %s", r->password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "%s: AUTH failed: %s", r.where, rep ? rep->str : c->errstr);
+            snprintf(err, errlen, "%s: AUTH failed: %s", r->where, rep ? rep->str : c->errstr);
             goto fail_reply;
         }
         freeReplyObject(rep);
     }
-    if (r.db) {
-        rep = redisCommand(c, "SELECT %d", r.db);
+    if (r->db) {
+        rep = redisCommand(c, "SELECT %d", r->db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "%s: SELECT failed: %s", r.where, rep ? rep->str : c->errstr);
+            snprintf(err, errlen, "%s: SELECT failed: %s", r->where, rep ? rep->str : c->errstr);
             goto fail_reply;
         }
         freeReplyObject(rep);
     }
-    redis_free_strings(&r);
+    if (sentinel) {
+        rep = redisCommand(c, "ROLE");
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(rep->element[0]->str, "master") != 0) {
+            snprintf(err, errlen, "%s: not the master (ROLE): %s", r->where,
+                     rep == NULL                      ? c->errstr
+                     : rep->type == REDIS_REPLY_ERROR ? rep->str
+                     : rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                             rep->element[0]->type == REDIS_REPLY_STRING
+                         ? rep->element[0]->str
+                         : "unexpected reply");
+            goto fail_reply;
+        }
+        freeReplyObject(rep);
+    }
     return c;
 fail_reply:
     if (rep)
@@ -713,6 +906,5 @@ fail_reply:
 fail:
     if (c)
         redisFree(c);
-    redis_free_strings(&r);
     return NULL;
 }

@@ -42,6 +42,18 @@ typedef void (*redis_cb)(const redisReply *reply, const char *err, void *arg);
  * TCP host names are resolved synchronously (hiredis): prefer addresses. */
 struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen);
 
+struct sentinel;
+
+/* redis_new for a master found by Redis Sentinel (sn, which outlives r):
+ * url gives only the user, password and database (redis://user:pass@/db,
+ * its host ignored; "" for none). Each connection asks the Sentinels where
+ * the master is, checks that the server says it is (ROLE; a replica is
+ * refused and the Sentinels asked again), and is made again at once when
+ * the Sentinels announce a failover (+switch-master) or the server answers
+ * READONLY. */
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, struct sentinel *sn,
+                                 char *err, size_t errlen);
+
 /* Close the connection and free r (NULL: nothing). Every command still
  * pending gets its callback, with err "redis connection closed", before
  * this returns. Never call it from inside a redis callback. */
@@ -80,5 +92,13 @@ redisAsyncContext *redis_ctx(struct redis *r);
  * context keeps that timeout for commands. NULL with a reason in err (never
  * the password). Free it with redisFree. */
 redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen);
+
+/* redis_connect_sync to the master the Sentinels of sentinels ("host:port,...",
+ * their password "" for none) name for master; the server must say it is
+ * the master (ROLE), else the Sentinels are asked again, up to three
+ * times a second apart. url as for redis_new_sentinel. */
+redisContext *redis_connect_sync_sentinel(const char *url, const char *sentinels,
+                                          const char *master, const char *password, int timeout_ms,
+                                          char *err, size_t errlen);
 
 #endif
