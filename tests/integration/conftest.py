@@ -38,7 +38,7 @@ def fakes_signatures():
 # steps, the limiter script's exact spacing): tests/run runs them alone,
 # after the others, which it runs two files at a time.
 SERIAL_FILES = {"test_ratelimit.py", "test_bulk_rate.py", "test_scaleout.py", "test_clock.py",
-                "test_limit_script.py"}
+                "test_limit_script.py", "test_sentinel.py"}
 
 
 def pytest_collection_modifyitems(config, items):
