@@ -231,6 +231,46 @@ def test_replica_named_as_master_is_refused(tmp_path):
         master.stop()
 
 
+def test_readonly_asks_the_sentinels_again(tmp_path):
+    """A master demoted without a +switch-master sesgate heard: its first
+    READONLY answer makes sesgate ask the Sentinel again and move to the
+    master it names; the batch sent then is refused or sent, never lost
+    silently, and the next one is accepted and sent."""
+    a = Node(tmp_path, "a").start()
+    b = Node(tmp_path, "b").start()
+    fake = FakeSentinel()
+    fake.addr = ("127.0.0.1", a.port)
+    gw = None
+    try:
+        gw = start_gate(tmp_path / "gate", "127.0.0.1:%d" % fake.port)
+        assert harness.wait_for(lambda: readyz(gw.sesgate)[0] == 200, 10)
+        fake.addr = ("127.0.0.1", b.port)
+        cli(a.port, "REPLICAOF", "127.0.0.1", b.port)
+        client = harness.boto3_client(gw, "ses")
+
+        def send(to):
+            try:
+                client.send_email(Source=harness.SENDER, Destination={"ToAddresses": to},
+                                  Message={"Subject": {"Data": "ro"}, "Body": {"Text": {"Data": "x"}}})
+                return True
+            except Exception:
+                return False
+        send(["ro-first-%d@example.net" % i for i in range(3)])
+        harness.wait_log(gw.sesgate, r"READONLY: it is a replica now", timeout=10)
+        harness.wait_log(gw.sesgate, r"redis_up where=redis://127\.0\.0\.1:%d" % b.port, timeout=10)
+        to = ["ro-next-%d@example.net" % i for i in range(3)]
+        assert harness.wait_for(lambda: send(to), 10, 0.5), "no batch accepted on the new master"
+        recs = harness.wait_records(gw.fake, 3, timeout=20, pred=lambda r: recipient(r) in to)
+        assert {recipient(r) for r in recs} == set(to)
+        check_log(gw)
+    finally:
+        if gw:
+            harness.stop_run_gateway(gw)
+        fake.stop()
+        b.stop()
+        a.stop()
+
+
 def send_stream(gw, stop, acked, refused, size=10):
     """Send batches of size To recipients until stop is set; record each
     acknowledged batch (its recipients and the time of the answer) in acked
@@ -316,6 +356,9 @@ def test_failover_wait_replicas_loses_nothing(tmp_path):
     run = failover_run(tmp_path, 1)
     lost = [(t, r) for t, to in run["acked"] for r in to if r not in run["sent"]]
     assert not lost, "%d acknowledged recipients lost: %s" % (len(lost), lost[:5])
+    # While the promoted replica had no replica of its own, batches were
+    # refused as unconfirmed, SES-shaped.
+    assert any("ServiceUnavailable" in e and "replicas" in e for e in run["refused"]), run["refused"][-5:]
     for r, times in run["sent"].items():
         if len(times) > 1:
             assert min(times) >= run["kill_time"] - 1.0, "%s sent twice, first long before the kill" % r
