@@ -57,6 +57,7 @@ struct redis {
     int db;
     char *where;                 /* the server without credentials; owned */
     struct sentinel *sentinel;   /* where the master is; NULL: host:port; not owned */
+    bool host_optional;          /* the URL's host may be empty (the Sentinels name it) */
     bool switched;               /* the Sentinels announced a failover: reconnect at once */
     struct event *recheck_timer; /* a READONLY answer: ask the Sentinels again */
     redisAsyncContext *ac;
@@ -208,7 +209,7 @@ static int redis_parse_tcp(struct redis *r, const char *s, char *err, size_t err
         }
         r->host = xstrndup(host, (size_t)(host_end - host));
     }
-    if ((r->host[0] == '\0' && r->sentinel == NULL) || strpbrk(r->host, "?#%") != NULL) {
+    if ((r->host[0] == '\0' && !r->host_optional) || strpbrk(r->host, "?#%") != NULL) {
         snprintf(err, errlen, "[redis] url: missing or malformed host");
         return -1;
     }
@@ -676,6 +677,7 @@ struct redis *redis_new_sentinel(struct event_base *base, const char *url, struc
     r->fails_tail = &r->fails;
     r->backoff_ms = REDIS_BACKOFF_MIN_MS;
     r->sentinel = sn;
+    r->host_optional = sn != NULL;
     if (sn && (url == NULL || url[0] == '\0'))
         redis_set_where(r);
     else if (redis_parse_url(r, url ? url : "", err, errlen) < 0) {
@@ -823,7 +825,7 @@ redisContext *redis_connect_sync_sentinel(const char *url, const char *sentinels
                                           const char *master, const char *password, int timeout_ms,
                                           char *err, size_t errlen)
 {
-    struct redis r = {0};
+    struct redis r = {.host_optional = true};
     if (url && url[0] && redis_parse_url(&r, url, err, errlen) < 0) {
         redis_free_strings(&r);
         return NULL;

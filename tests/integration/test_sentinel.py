@@ -207,16 +207,18 @@ def test_replica_named_as_master_is_refused(tmp_path):
     fake.addr = ("127.0.0.1", replica.port)
     gw = None
     try:
-        gw = start_gate(tmp_path / "gate", "127.0.0.1:%d" % fake.port)
+        # The URL gives the database only (no host: the Sentinel names it).
+        gw = start_gate(tmp_path / "gate", "127.0.0.1:%d" % fake.port, {"url": "redis:///2"})
         assert harness.wait_log(gw.sesgate, r"redis_replica_refused.*127\.0\.0\.1:%d" % replica.port, timeout=10)
         time.sleep(1.5)
         assert readyz(gw.sesgate)[0] == 503, "ready on a replica"
-        assert cli(master.port, "DBSIZE") == "0", "something was written while only a replica was named"
+        assert cli(master.port, "-n", "2", "DBSIZE") == "0", "something was written while only a replica was named"
         fake.addr = ("127.0.0.1", master.port)
         t0 = time.monotonic()
         assert harness.wait_for(lambda: readyz(gw.sesgate)[0] == 200, 10), gw.sesgate.log_text()[-3000:]
         assert time.monotonic() - t0 < 5, "took %.1f s to follow the Sentinel" % (time.monotonic() - t0)
-        assert harness.wait_for(lambda: int(cli(master.port, "DBSIZE")) > 0, 5), "nothing written to the master"
+        assert harness.wait_for(lambda: int(cli(master.port, "-n", "2", "DBSIZE")) > 0, 5), \
+            "nothing written to the master's database 2"
         # The operator's commands resolve the master the same way.
         out = subprocess.run([str(harness.sesgate_bin()), "status", "-c", str(gw.sesgate.config_path)],
                              capture_output=True, text=True, timeout=30, env=harness.clean_env(),
@@ -242,7 +244,8 @@ def test_readonly_asks_the_sentinels_again(tmp_path):
     fake.addr = ("127.0.0.1", a.port)
     gw = None
     try:
-        gw = start_gate(tmp_path / "gate", "127.0.0.1:%d" % fake.port)
+        # A URL's host is ignored: the Sentinel names the server.
+        gw = start_gate(tmp_path / "gate", "127.0.0.1:%d" % fake.port, {"url": "redis://127.0.0.9:1/0"})
         assert harness.wait_for(lambda: readyz(gw.sesgate)[0] == 200, 10)
         fake.addr = ("127.0.0.1", b.port)
         cli(a.port, "REPLICAOF", "127.0.0.1", b.port)
