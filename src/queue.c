@@ -499,6 +499,7 @@ static void queue_wait_over(struct queue_wround *w)
             snprintf(why, sizeof why, "%s: %lld of %lld replicas within %" PRId64 " ms",
                      QUEUE_UNREPLICATED, w->replicas < 0 ? 0 : w->replicas, want,
                      q->cfg->redis_wait_timeout_ms);
+        metrics_batch_unreplicated();
         log_event(LOG_WARN, "batch_unreplicated", "batch", e->batch_id, "error",
                   why + strlen(QUEUE_UNREPLICATED) + 2, "note",
                   "the client hears ServiceUnavailable; the batch is cancelled", NULL);

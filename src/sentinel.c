@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define SENTINEL_ASK_MS         1000 /* one Sentinel's connect and answer */
 #define SENTINEL_RESUBSCRIBE_MS 1000 /* a lost subscription is made again after this */
@@ -152,6 +153,7 @@ static void sentinel_finish(struct sentinel *s, const char *host, int port, cons
             snprintf(to, sizeof to, "%s:%d", host, port);
             log_event(LOG_WARN, "redis_failover", "master", s->master, "from", from, "to", to,
                       NULL);
+            metrics_redis_failover();
         }
         if (s->known_host == NULL || strcmp(s->known_host, host) != 0) {
             free(s->known_host);

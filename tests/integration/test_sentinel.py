@@ -191,6 +191,14 @@ def readyz(gate):
     return status, body.decode()
 
 
+def metric(gate, name):
+    """A counter from /metrics."""
+    _, _, body = harness.http("GET", gate.admin_url + "/metrics", timeout=3)
+    m = re.search(r"^%s (\d+)$" % name, body.decode(), re.M)
+    assert m, "no %s in /metrics" % name
+    return int(m.group(1))
+
+
 def check_log(gw):
     """No secret and no sanitizer report in sesgate's log."""
     log = gw.sesgate.log_text()
@@ -321,6 +329,8 @@ def failover_run(tmp_path, wait_replicas):
             log = gw.sesgate.log_text()
             assert re.search(r"redis_failover master=%s from=127\.0\.0\.1:%d to=127\.0\.0\.1:%d"
                              % (MASTER, old, cluster.replica.port), log), log[-3000:]
+            assert len(re.findall(r"event=redis_failover", log)) == 1, "one line per failover"
+            assert metric(gw.sesgate, "sesgate_redis_failovers_total") == 1
             # The old master comes back as a replica of the new one (the
             # Sentinels reconfigure it): WAIT has a replica again.
             cluster.master = Node(tmp_path / "redis", "master", port=old).start()
@@ -343,7 +353,9 @@ def failover_run(tmp_path, wait_replicas):
         harness.wait_for(lambda: wanted <= set(sent_now()), 90, 0.5)
         time.sleep(5)
         sent = sent_now()
+        unreplicated = metric(gw.sesgate, "sesgate_batches_unreplicated_total")
         return {"acked": acked, "refused": refused, "sent": sent, "kill_time": kill_time,
+                "unreplicated": unreplicated,
                 "failover_s": t_switch - t_kill, "follow_s": t_follow - t_switch, "gw": gw}
     finally:
         if gw:
@@ -362,6 +374,7 @@ def test_failover_wait_replicas_loses_nothing(tmp_path):
     # While the promoted replica had no replica of its own, batches were
     # refused as unconfirmed, SES-shaped.
     assert any("ServiceUnavailable" in e and "replicas" in e for e in run["refused"]), run["refused"][-5:]
+    assert run["unreplicated"] > 0
     for r, times in run["sent"].items():
         if len(times) > 1:
             assert min(times) >= run["kill_time"] - 1.0, "%s sent twice, first long before the kill" % r
@@ -375,6 +388,7 @@ def test_failover_without_wait_within_bound(tmp_path):
     acknowledged in the last second before the kill (docs/DEPLOYMENT.md)."""
     run = failover_run(tmp_path, 0)
     lost = sorted({t for t, to in run["acked"] for r in to if r not in run["sent"]})
+    assert run["unreplicated"] == 0, "a batch refused as unreplicated with wait_replicas = 0"
     for t in lost:
         assert run["kill_time"] - 1.0 <= t <= run["kill_time"] + 0.2, \
             "a batch acknowledged %.2f s from the kill was lost" % (t - run["kill_time"])
