@@ -282,6 +282,59 @@ def test_readonly_asks_the_sentinels_again(tmp_path):
         a.stop()
 
 
+def test_wait_replicas_unconfirmed_refused(tmp_path):
+    """wait_replicas = 1 on a master without a replica: the API answers 503
+    ServiceUnavailable (SES-shaped) after wait_timeout, SMTP answers 451,
+    and the batch is cancelled: the copies no worker reached are not sent."""
+    import test_smtp  # its gateway with the SMTP listeners
+
+    master = Node(tmp_path, "lone").start()
+    redis = {"url": "redis://127.0.0.1:%d" % master.port, "wait_replicas": "1", "wait_timeout": "300ms"}
+    send = {"first_recipient": "queue", "rate": "1"}
+    gws = []
+    try:
+        api = harness.run_gateway(tmp_path / "api", extra={"redis": redis, "send": send})
+        gws.append(api)
+        client = harness.boto3_client(api, "ses")
+        to = ["unconfirmed-%d@example.net" % i for i in range(5)]
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as excinfo:
+            client.send_email(Source=harness.SENDER, Destination={"ToAddresses": to},
+                              Message={"Subject": {"Data": "u"}, "Body": {"Text": {"Data": "x"}}})
+        took = time.monotonic() - t0
+        err = getattr(excinfo.value, "response", None)
+        assert err, repr(excinfo.value)
+        assert err["ResponseMetadata"]["HTTPStatusCode"] == 503, err
+        assert err["Error"]["Code"] == "ServiceUnavailable", err
+        assert "replicas" in err["Error"]["Message"], err
+        assert 0.3 <= took < 5, "answered after %.2f s" % took
+
+        smtp = test_smtp.start_smtp_gateway(tmp_path / "smtp", send=send, redis=redis)
+        gws.append(smtp)
+        s = test_smtp.login(smtp)
+        code, text = test_smtp.send(s, test_smtp.SENDER, ["smtp-%d@example.net" % i for i in range(3)],
+                                    b"From: sender@example.com\r\nTo: smtp-0@example.net\r\n"
+                                    b"Subject: u\r\n\r\nbody\r\n")
+        s.quit()
+        assert code == 451 and b"replicas" in text, (code, text)
+        # Both batches were cancelled: at 1 recipient/s, at most the copy a
+        # worker reached during each wait went out.
+        time.sleep(4)
+        for gw in gws:
+            sent = [r for r in gw.fake.requests() if r.get("action") in ("SendEmail", "SendRawEmail")]
+            assert len(sent) <= 1, "%d copies of a cancelled batch were sent" % len(sent)
+            assert metric(gw.sesgate, "sesgate_batches_unreplicated_total") == 1
+            log = gw.sesgate.log_text()
+            ids = re.findall(r"event=batch_unreplicated batch=([0-9a-f-]+)", log)
+            assert len(ids) == 1, log[-3000:]
+            key = "%s:{%s}:b:%s" % (PREFIX, PREFIX, ids[0])
+            assert cli(master.port, "HGET", key, "state") == "cancelled"
+    finally:
+        for gw in gws:
+            harness.stop_run_gateway(gw)
+        master.stop()
+
+
 def send_stream(gw, stop, acked, refused, size=10):
     """Send batches of size To recipients until stop is set; record each
     acknowledged batch (its recipients and the time of the answer) in acked
