@@ -7,6 +7,7 @@
 #   make unit            build and run the unit tests (always under ASan and UBSan)
 #   make fuzz            build the libFuzzer targets (clang) into build-fuzz/
 #   make check           the whole test suite (tests/run): format, unit, fuzz, integration
+#   make deb             build/sesgate_VERSION_ARCH.deb, the Debian package (scripts/mkdeb)
 #   make format          clang-format -i every C file; make format-check only reports
 #
 # Core modules do no I/O and read no clock; they are what the unit tests and
@@ -23,8 +24,8 @@ CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 
-CORE    := buf util form sigv4 reqcheck sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp
-SHELLM  := clock inflight log metrics httpd upstream resign redis redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
+CORE    := buf util form sigv4 reqcheck route sesreq seserr sesans rfc5322 addr config backoff fanout bulk copybody ratelimit sesmail sesbulk reply qview wbatch sns sesevent suplist smtp redisurl
+SHELLM  := clock inflight log metrics httpd upstream resign redis redistls redisproc rscript queue worker supsync limiter front admin ops suppress main sandbox events relay feedback
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # the sandbox's SNS publisher: its signing core and its shell
@@ -54,7 +55,7 @@ CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)
 CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
 
-.PHONY: all unit fuzz check format format-check clean
+.PHONY: all unit fuzz check format format-check clean deb
 # Objects built on the way to test binaries are kept, not rebuilt each time.
 .SECONDARY:
 all: $(BUILD)/sesgate
@@ -89,7 +90,7 @@ $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD
 	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
 # test_feedback drives the SNS endpoint on a real event loop: it links the
 # shell modules it needs too.
-UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis sentinel upstream httpd clock log metrics inflight))
+UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis redistls sentinel upstream httpd clock log metrics inflight))
 $(UBUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(UBUILD)
 	scripts/embed-lua $@ $(LUA_SRC)
 $(UBUILD)/rscript.o: $(UBUILD)/lua_scripts.h
@@ -125,6 +126,10 @@ fuzz: $(FUZZ_BIN)
 
 check:
 	./tests/run
+
+# The Debian package of the optimized build (scripts/mkdeb says what is in it).
+deb: build/sesgate
+	@scripts/mkdeb build/sesgate $(VERSION) build
 
 C_FILES = $(wildcard src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c)
 format:

@@ -80,10 +80,11 @@ struct admin {
     struct httpd *httpd;
     int64_t status_ttl_ms;
     const struct upstream *up;
-    struct rscript *scripts; /* NULL: no Redis */
-    struct redis *rd;        /* the scripts' connection; NULL: no Redis to wait for */
-    char *pfx;               /* the queue's key prefix */
-    bool sync_ses;           /* [suppression] sync_ses: changes are noted for the SES mirror */
+    struct rscript *scripts;  /* NULL: no Redis */
+    struct redis *rd;         /* the scripts' connection; NULL: no Redis to wait for */
+    char *pfx;                /* the queue's key prefix */
+    const struct config *cfg; /* its upstreams: every one's queue streams count */
+    bool sync_ses;            /* [suppression] sync_ses: changes are noted for the SES mirror */
     struct event *poll_timer;
     struct admin_poll *poll;
 };
@@ -647,11 +648,26 @@ static void admin_poll_cb(evutil_socket_t fd, short what, void *arg)
         return;
     char *keys[5];
     qview_stats_keys(a->pfx, keys);
-    const char *argv[6] = {keys[0], keys[1], keys[2], keys[3], keys[4], "0"};
+    /* every [upstream.NAME]'s streams count too (KEYS[6..]) */
+    size_t nu = a->cfg->nupstreams > 0 ? a->cfg->nupstreams - 1 : 0;
+    const char **argv = xcalloc(6 + nu, sizeof *argv);
+    char **ukeys = xcalloc(nu ? nu : 1, sizeof *ukeys);
+    for (int k = 0; k < 5; k++)
+        argv[k] = keys[k];
+    for (size_t u = 0; u < nu; u++) {
+        ukeys[u] = rscript_ukey(a->scripts, a->cfg->upstreams[u + 1].name, "qs", NULL);
+        argv[5 + u] = ukeys[u];
+    }
+    argv[5 + nu] = "0";
     a->poll->inflight = true;
-    rscript_eval(a->scripts, RSCRIPT_STATS, 5, 6, argv, NULL, admin_poll_reply, a->poll);
+    rscript_eval(a->scripts, RSCRIPT_STATS, (int)(5 + nu), (int)(6 + nu), argv, NULL,
+                 admin_poll_reply, a->poll);
     for (int k = 0; k < 5; k++)
         free(keys[k]);
+    for (size_t u = 0; u < nu; u++)
+        free(ukeys[u]);
+    free(ukeys);
+    free(argv);
 }
 
 /* httpd: route an admin request. */
@@ -726,6 +742,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg,
     a->scripts = scripts;
     a->rd = scripts ? rscript_redis(scripts) : NULL;
     a->pfx = rscript_prefix(cfg);
+    a->cfg = cfg;
     a->sync_ses = cfg->suppress_sync_ses;
     struct httpd_limits lim = {
         .max_header_size = 16384,

@@ -1,7 +1,8 @@
 /* config: load sesgate's configuration from an INI file (parsed by inih) and
  * the environment, check it, and print it back with secrets masked.
  *
- * Every key is described once, in config_keys[] (global sections) and
+ * Every key is described once, in config_keys[] (global sections),
+ * config_upstream_keys[] ([upstream] and [upstream.NAME]) and
  * config_client_keys[] ([client.NAME]): its section, name, kind, field,
  * range and default. Defaults, parsing, environment overrides and printing
  * all walk these tables, so they cannot disagree.
@@ -51,7 +52,19 @@ struct config_client_meta {
     struct config_origin key[CONFIG_NCKEYS];
 };
 
-enum config_sec { CONFIG_SEC_NONE, CONFIG_SEC_GLOBAL, CONFIG_SEC_CLIENT, CONFIG_SEC_SKIP };
+/* Per-upstream bookkeeping while loading. */
+struct config_upstream_meta {
+    int line; /* line of the [upstream] or [upstream.NAME] header (0: none) */
+    struct config_origin key[CONFIG_NUKEYS];
+};
+
+enum config_sec {
+    CONFIG_SEC_NONE,
+    CONFIG_SEC_GLOBAL,
+    CONFIG_SEC_CLIENT,
+    CONFIG_SEC_UPSTREAM,
+    CONFIG_SEC_SKIP
+};
 
 struct config_loader {
     struct config *cfg;
@@ -66,10 +79,12 @@ struct config_loader {
     enum config_sec sec;
     const char *sec_name; /* CONFIG_SEC_GLOBAL: an entry of config_sections */
     size_t client;        /* CONFIG_SEC_CLIENT: index into cfg->clients */
+    size_t upstream;      /* CONFIG_SEC_UPSTREAM: index into cfg->upstreams */
     /* where each setting came from */
     struct config_origin origin[CONFIG_NKEYS];
     struct config_client_meta *meta; /* parallel to cfg->clients */
     size_t meta_cap;
+    struct config_upstream_meta *umeta; /* parallel to cfg->upstreams */
 };
 
 /* Append one error line: the origin's prefix, then the formatted reason. */
@@ -522,6 +537,14 @@ static int config_set_list(const struct config_key *k, void *base, const char *v
     case CONFIG_LIST_FROM: {
         size_t n;
         char **list = config_split(v, &n);
+        if (n == 0 && (k->flags & CONFIG_EMPTY_OK)) {
+            char ***lp = config_field(base, k->off);
+            size_t *np = config_field(base, k->off2);
+            config_free_list(*lp, *np);
+            *lp = list;
+            *np = 0;
+            return 0;
+        }
         if (n == 0) {
             buf_adds(why, "empty list (use * to allow all)");
             config_free_list(list, n);
@@ -621,13 +644,42 @@ static int config_find_client_key(const char *name)
     return -1;
 }
 
-/* Set cfg->endpoint to the region's SES endpoint. */
-static void config_derive_endpoint(struct config *cfg)
+/* Index of key name in config_upstream_keys[], or -1. */
+static int config_find_upstream_key(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_NUKEYS; i++)
+        if (strcmp(config_upstream_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Set u->endpoint to its region's SES endpoint. */
+static void config_derive_endpoint(struct config_upstream *u)
 {
     struct buf b = BUF_INIT;
-    buf_printf(&b, "https://email.%s.amazonaws.com", cfg->region);
-    free(cfg->endpoint);
-    cfg->endpoint = buf_detach(&b, NULL);
+    buf_printf(&b, "https://email.%s.amazonaws.com", u->region);
+    free(u->endpoint);
+    u->endpoint = buf_detach(&b, NULL);
+}
+
+/* Fill a new upstream with its defaults. */
+static void config_upstream_defaults(struct config_upstream *u, const char *name)
+{
+    memset(u, 0, sizeof *u);
+    u->name = xstrdup(name);
+    struct buf why = BUF_INIT;
+    for (size_t i = 0; i < CONFIG_NUKEYS; i++)
+        config_set(&config_upstream_keys[i], u, config_upstream_keys[i].def, &why);
+    buf_free(&why);
+    config_derive_endpoint(u);
+}
+
+/* Append an upstream named name with its defaults; its index. */
+static size_t config_add_upstream(struct config *cfg, const char *name)
+{
+    cfg->upstreams = xrealloc(cfg->upstreams, (cfg->nupstreams + 1) * sizeof *cfg->upstreams);
+    config_upstream_defaults(&cfg->upstreams[cfg->nupstreams], name);
+    return cfg->nupstreams++;
 }
 
 /* Reset cfg to the built-in defaults. */
@@ -638,7 +690,7 @@ void config_defaults(struct config *cfg)
     for (size_t i = 0; i < CONFIG_NKEYS; i++)
         config_set(&config_keys[i], cfg, config_keys[i].def, &why);
     buf_free(&why);
-    config_derive_endpoint(cfg);
+    config_add_upstream(cfg, "default");
     cfg->path = xstrdup("");
 }
 
@@ -681,8 +733,59 @@ static void config_client_free(struct config_client *c)
     free(c->access_key_id);
     free(c->secret_access_key);
     free(c->events_url);
+    free(c->upstream);
     config_free_list(c->allow_actions, c->n_allow_actions);
     config_free_list(c->allow_from, c->n_allow_from);
+}
+
+/* Release what an upstream owns. */
+static void config_upstream_free(struct config_upstream *u)
+{
+    for (size_t i = 0; i < CONFIG_NUKEYS; i++) {
+        const struct config_key *k = &config_upstream_keys[i];
+        if (k->kind == CONFIG_STR || k->kind == CONFIG_ENDPOINT || k->kind == CONFIG_REGION)
+            free(*(char **)config_field(u, k->off));
+    }
+    config_free_list(u->senders, u->nsenders);
+    free(u->name);
+}
+
+/* The loader's bookkeeping for upstream i, grown to cover it. */
+static struct config_upstream_meta *config_umeta(struct config_loader *ld, size_t i)
+{
+    ld->umeta = xrealloc(ld->umeta, ld->cfg->nupstreams * sizeof *ld->umeta);
+    return &ld->umeta[i];
+}
+
+/* Start [upstream] (name NULL) or [upstream.NAME]. */
+static void config_section_upstream(struct config_loader *ld, const char *name)
+{
+    struct config_origin here = {ld->lineno, NULL};
+    struct config *cfg = ld->cfg;
+    if (name != NULL && !config_only(name, "_-")) {
+        config_err(ld, &here, "invalid upstream name '%.*s' (want letters, digits, '_' or '-')",
+                   CONFIG_QUOTE_MAX, name);
+        return;
+    }
+    if (name != NULL && strcmp(name, "default") == 0) {
+        config_err(ld, &here, "[upstream.default]: the name default is [upstream]'s");
+        return;
+    }
+    for (size_t i = 0; name && i < cfg->nupstreams; i++) {
+        if (strcmp(cfg->upstreams[i].name, name) == 0) {
+            config_err(ld, &here, "duplicate section [upstream.%s] (first on line %d)", name,
+                       ld->umeta[i].line);
+            return;
+        }
+    }
+    size_t u = name ? config_add_upstream(cfg, name) : 0;
+    struct config_upstream_meta *m = config_umeta(ld, u);
+    if (u > 0)
+        memset(m, 0, sizeof *m);
+    if (m->line == 0)
+        m->line = ld->lineno;
+    ld->upstream = u;
+    ld->sec = CONFIG_SEC_UPSTREAM;
 }
 
 /* Start the section named name (header on line ld->lineno). */
@@ -691,6 +794,10 @@ static void config_section(struct config_loader *ld, const char *name)
     struct config_origin here = {ld->lineno, NULL};
     struct config *cfg = ld->cfg;
     ld->sec = CONFIG_SEC_SKIP;
+    if (strcmp(name, "upstream") == 0 || strncmp(name, "upstream.", 9) == 0) {
+        config_section_upstream(ld, name[8] ? name + 9 : NULL);
+        return;
+    }
     for (size_t i = 0; i < CONFIG_NSECTIONS; i++) {
         if (strcmp(name, config_sections[i]) == 0) {
             ld->sec = CONFIG_SEC_GLOBAL;
@@ -725,6 +832,15 @@ static void config_section(struct config_loader *ld, const char *name)
     ld->meta[cfg->nclients].line = ld->lineno;
     ld->client = cfg->nclients++;
     ld->sec = CONFIG_SEC_CLIENT;
+}
+
+/* "upstream" or "upstream.NAME", as the section is written. */
+static void config_upstream_label(struct buf *b, const struct config_upstream *u)
+{
+    if (strcmp(u->name, "default") == 0)
+        buf_adds(b, "upstream");
+    else
+        buf_printf(b, "upstream.%s", u->name);
 }
 
 /* inih handler: one "name = value" line of the current section. */
@@ -762,6 +878,23 @@ static int config_handler(void *user, const char *section, const char *name, con
         } else {
             m->key[i] = here;
             config_apply(ld, &config_client_keys[i], c, buf_cstr(&label), value, &here);
+        }
+        buf_free(&label);
+    } else if (ld->sec == CONFIG_SEC_UPSTREAM) {
+        struct config_upstream *u = &ld->cfg->upstreams[ld->upstream];
+        struct config_upstream_meta *m = &ld->umeta[ld->upstream];
+        struct buf label = BUF_INIT;
+        config_upstream_label(&label, u);
+        int i = config_find_upstream_key(name);
+        if (i < 0) {
+            config_err(ld, &here, "unknown key '%.*s' in [%s]", CONFIG_QUOTE_MAX, name,
+                       buf_cstr(&label));
+        } else if (m->key[i].line > 0) {
+            config_err(ld, &here, "duplicate key '%s' in [%s] (first on line %d)", name,
+                       buf_cstr(&label), m->key[i].line);
+        } else {
+            m->key[i] = here;
+            config_apply(ld, &config_upstream_keys[i], u, buf_cstr(&label), value, &here);
         }
         buf_free(&label);
     }
@@ -971,9 +1104,10 @@ static char config_env_char(char c)
     return c == '-' ? '_' : (char)toupper((unsigned char)c);
 }
 
-/* If s (n bytes) is "<NAME>_<KEY>" for client name, the index of KEY in
- * config_client_keys[]; else -1. */
-static int config_env_client_key(const char *s, size_t n, const char *name)
+/* If s (n bytes) is "<NAME>_<KEY>" for the section named name, the index of
+ * KEY in keys[0..nkeys); else -1. */
+static int config_env_named_key(const char *s, size_t n, const char *name,
+                                const struct config_key *keys, size_t nkeys)
 {
     size_t ln = strlen(name);
     if (n <= ln + 1 || s[ln] != '_')
@@ -981,10 +1115,48 @@ static int config_env_client_key(const char *s, size_t n, const char *name)
     for (size_t i = 0; i < ln; i++)
         if (config_env_char(s[i]) != config_env_char(name[i]))
             return -1;
-    for (size_t i = 0; i < CONFIG_NCKEYS; i++)
-        if (util_ieq(s + ln + 1, n - ln - 1, config_client_keys[i].name))
+    for (size_t i = 0; i < nkeys; i++)
+        if (util_ieq(s + ln + 1, n - ln - 1, keys[i].name))
             return (int)i;
     return -1;
+}
+
+/* Apply SESGATE_UPSTREAM_<KEY> ([upstream]) or SESGATE_UPSTREAM_<NAME>_<KEY>
+ * (s, n: what follows "UPSTREAM_"). false when it names no key. */
+static bool config_env_upstream(struct config_loader *ld, const char *s, size_t n, const char *val,
+                                const struct config_origin *here)
+{
+    struct config *cfg = ld->cfg;
+    size_t found = 0, first = 0;
+    int fkey = -1;
+    for (size_t i = 0; i < CONFIG_NUKEYS; i++) {
+        if (util_ieq(s, n, config_upstream_keys[i].name)) {
+            found = 1;
+            fkey = (int)i;
+        }
+    }
+    for (size_t u = 1; fkey < 0 && u < cfg->nupstreams; u++) {
+        int k =
+            config_env_named_key(s, n, cfg->upstreams[u].name, config_upstream_keys, CONFIG_NUKEYS);
+        if (k < 0)
+            continue;
+        if (found++ == 0) {
+            first = u;
+            fkey = k;
+        } else {
+            config_err(ld, here, "ambiguous: matches [upstream.%s] and [upstream.%s]",
+                       cfg->upstreams[first].name, cfg->upstreams[u].name);
+        }
+    }
+    if (found == 1) {
+        struct buf label = BUF_INIT;
+        config_upstream_label(&label, &cfg->upstreams[first]);
+        config_umeta(ld, first)->key[fkey] = *here;
+        config_apply(ld, &config_upstream_keys[fkey], &cfg->upstreams[first], buf_cstr(&label), val,
+                     here);
+        buf_free(&label);
+    }
+    return found > 0;
 }
 
 /* Apply one SESGATE_* variable, entry e ("NAME=value"). */
@@ -1009,11 +1181,17 @@ static void config_env_one(struct config_loader *ld, const char *e)
             return;
         }
     }
+    if (n > 9 && strncasecmp(name, "UPSTREAM_", 9) == 0 &&
+        config_env_upstream(ld, name + 9, n - 9, val, &here)) {
+        free(val);
+        return;
+    }
     if (n > 7 && strncasecmp(name, "CLIENT_", 7) == 0) {
         size_t found = 0, first = 0;
         int fkey = -1;
         for (size_t c = 0; c < cfg->nclients; c++) {
-            int k = config_env_client_key(name + 7, n - 7, cfg->clients[c].name);
+            int k = config_env_named_key(name + 7, n - 7, cfg->clients[c].name, config_client_keys,
+                                         CONFIG_NCKEYS);
             if (k < 0)
                 continue;
             if (found++ == 0) {
@@ -1059,8 +1237,15 @@ static void config_env_sesgate(struct config_loader *ld, char *const *env)
     }
 }
 
-/* Apply AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN and,
- * when no region was configured, AWS_REGION / AWS_DEFAULT_REGION. */
+/* True when key k of upstream u was set by the file or the environment. */
+static bool config_upstream_set(const struct config_loader *ld, size_t u, int k)
+{
+    return ld->umeta[u].key[k].line > 0 || ld->umeta[u].key[k].env != NULL;
+}
+
+/* Apply AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN to
+ * [upstream] and, to every upstream without a configured region,
+ * AWS_REGION / AWS_DEFAULT_REGION. */
 static void config_env_aws(struct config_loader *ld, char *const *env)
 {
     struct config *cfg = ld->cfg;
@@ -1072,35 +1257,83 @@ static void config_env_aws(struct config_loader *ld, char *const *env)
             struct config_origin o = {0, "AWS_SECRET_ACCESS_KEY"};
             config_err(ld, &o, "missing");
         } else {
-            const char *names[3] = {"access_key_id", "secret_access_key", "session_token"};
+            const int keys[3] = {CONFIG_UK_ID, CONFIG_UK_SECRET, CONFIG_UK_TOKEN};
             const char *vars[3] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                    "AWS_SESSION_TOKEN"};
             const char *vals[3] = {id, secret, token ? token : ""};
             for (size_t i = 0; i < 3; i++) {
-                int k = config_find_key("upstream", names[i]);
                 struct config_origin o = {0, config_env_entry(env, vars[i])};
                 if (o.env == NULL)
                     o.env = vars[i];
-                ld->origin[k] = o;
-                config_apply(ld, &config_keys[k], cfg, "upstream", vals[i], &o);
+                ld->umeta[0].key[keys[i]] = o;
+                config_apply(ld, &config_upstream_keys[keys[i]], &cfg->upstreams[0], "upstream",
+                             vals[i], &o);
             }
-            cfg->upstream_from_env = true;
+            cfg->upstreams[0].from_env = true;
         }
     }
-    int r = config_find_key("upstream", "region");
-    bool region_set = (ld->origin[r].line > 0 || ld->origin[r].env != NULL) && *cfg->region;
-    if (!region_set) {
+    const struct config_key *r = &config_upstream_keys[CONFIG_UK_REGION];
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        struct config_upstream *up = &cfg->upstreams[u];
+        if (config_upstream_set(ld, u, CONFIG_UK_REGION) && *up->region)
+            continue;
         const char *vars[2] = {"AWS_REGION", "AWS_DEFAULT_REGION"};
         for (size_t i = 0; i < 2; i++) {
             const char *v = config_env_get(env, vars[i]);
             if (v != NULL && *v != '\0') {
                 struct config_origin o = {0, config_env_entry(env, vars[i])};
-                config_apply(ld, &config_keys[r], cfg, "upstream", v, &o);
+                config_apply(ld, r, up, "upstream", v, &o);
                 break;
             }
         }
-        if (*cfg->region == '\0')
-            config_set_str(cfg, config_keys[r].off, config_keys[r].def);
+        if (*up->region == '\0')
+            config_set_str(up, r->off, r->def);
+    }
+}
+
+/* True when env or u names a credential source other than the instance's
+ * role (which cannot be seen without asking the metadata service). */
+static bool config_has_credentials(const struct config_upstream *u, char *const *env)
+{
+    static const char *const vars[] = {"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                       "AWS_CONTAINER_CREDENTIALS_FULL_URI"};
+    if (*u->access_key_id || *u->secret_access_key || *u->role_arn || *u->profile)
+        return true;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = config_env_get(env, vars[i]);
+        if (v != NULL && *v != '\0')
+            return true;
+    }
+    return false;
+}
+
+/* Each upstream's endpoint when none was given: [upstream] is Amazon SES in
+ * its region when a credential source is configured, else the built-in
+ * sandbox; a named upstream is always Amazon SES in its region. Rate and
+ * headroom not set in an upstream's section come from [send]. */
+static void config_resolve_upstreams(struct config_loader *ld, char *const *env)
+{
+    struct config *cfg = ld->cfg;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        struct config_upstream *up = &cfg->upstreams[u];
+        if (*up->endpoint == '\0' || !config_upstream_set(ld, u, CONFIG_UK_ENDPOINT)) {
+            if (u == 0 && !config_has_credentials(up, env)) {
+                free(up->endpoint);
+                up->endpoint = xstrdup("sandbox");
+            } else {
+                config_derive_endpoint(up);
+            }
+        } else if (u > 0 && strcmp(up->endpoint, "sandbox") == 0) {
+            config_err(ld, &ld->umeta[u].key[CONFIG_UK_ENDPOINT],
+                       "[upstream.%s] endpoint: only [upstream] can be the sandbox", up->name);
+        }
+        if (!config_upstream_set(ld, u, CONFIG_UK_RATE)) {
+            up->rate_mode = cfg->rate_mode;
+            up->rate = cfg->rate;
+        }
+        if (!config_upstream_set(ld, u, CONFIG_UK_HEADROOM))
+            up->headroom = cfg->headroom;
     }
 }
 
@@ -1199,10 +1432,18 @@ static void config_check_redis(struct config_loader *ld)
     if (!*cfg->redis_sentinels && *cfg->redis_sentinel_master)
         config_err(ld, &ld->origin[config_find_key("redis", "sentinel_master")],
                    "[redis] sentinel_master is set but sentinels is not");
-    if (*cfg->redis_sentinels && *cfg->redis_url && strncmp(cfg->redis_url, "redis://", 8) != 0)
+    if (*cfg->redis_sentinels && strncmp(cfg->redis_url, "rediss://", 9) == 0)
+        config_err(ld, &ld->origin[config_find_key("redis", "url")],
+                   "[redis] url: TLS (rediss://) with sentinels is not supported; use redis:// "
+                   "(docs/DEPLOYMENT.md)");
+    else if (*cfg->redis_sentinels && *cfg->redis_url &&
+             strncmp(cfg->redis_url, "redis://", 8) != 0)
         config_err(ld, &ld->origin[config_find_key("redis", "url")],
                    "[redis] url: with sentinels, only a redis:// URL (its user, password and "
                    "database; the host comes from the Sentinels)");
+    if (*cfg->redis_sentinels && *cfg->redis_tls_ca_file)
+        config_err(ld, &ld->origin[config_find_key("redis", "tls_ca_file")],
+                   "[redis] tls_ca_file: TLS with sentinels is not supported");
     if (cfg->redis_wait_replicas > 0 && !*cfg->redis_url && !*cfg->redis_sentinels)
         config_err(ld, &ld->origin[config_find_key("redis", "wait_replicas")],
                    "[redis] wait_replicas needs a Redis with replicas ([redis] url or "
@@ -1219,15 +1460,27 @@ static void config_cross_check(struct config_loader *ld)
     if (*cfg->tls_key && !*cfg->tls_cert)
         config_err(ld, &ld->origin[key], "[server] tls_key is set but tls_cert is not");
 
-    int id = config_find_key("upstream", "access_key_id");
-    int sec = config_find_key("upstream", "secret_access_key");
-    if (strcmp(cfg->endpoint, "sandbox") != 0 && !cfg->upstream_from_env) {
-        if (*cfg->access_key_id && !*cfg->secret_access_key)
-            config_err(ld, &ld->origin[id],
-                       "[upstream] access_key_id is set but secret_access_key is not");
-        if (*cfg->secret_access_key && !*cfg->access_key_id)
-            config_err(ld, &ld->origin[sec],
-                       "[upstream] secret_access_key is set but access_key_id is not");
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        const struct config_upstream *up = &cfg->upstreams[u];
+        const struct config_upstream_meta *m = &ld->umeta[u];
+        struct buf label = BUF_INIT;
+        config_upstream_label(&label, up);
+        if (strcmp(up->endpoint, "sandbox") != 0 && !up->from_env) {
+            if (*up->access_key_id && !*up->secret_access_key)
+                config_err(ld, &m->key[CONFIG_UK_ID],
+                           "[%s] access_key_id is set but "
+                           "secret_access_key is not",
+                           buf_cstr(&label));
+            if (*up->secret_access_key && !*up->access_key_id)
+                config_err(ld, &m->key[CONFIG_UK_SECRET],
+                           "[%s] secret_access_key is set but "
+                           "access_key_id is not",
+                           buf_cstr(&label));
+        }
+        if (*up->role_arn && strncmp(up->role_arn, "arn:", 4) != 0)
+            config_err(ld, &m->key[CONFIG_UK_ROLE], "[%s] role_arn '%.*s' is not an ARN",
+                       buf_cstr(&label), CONFIG_QUOTE_MAX, up->role_arn);
+        buf_free(&label);
     }
 
     config_check_feedback(ld);
@@ -1240,6 +1493,11 @@ static void config_cross_check(struct config_loader *ld)
             struct config_origin o = {m->line, NULL};
             config_err(ld, &o, "[client.%s] events_url must be an http:// or https:// URL",
                        c->name);
+        }
+        if (*c->upstream && config_upstream_by_name(cfg, c->upstream) == NULL) {
+            struct config_origin o = {m->line, NULL};
+            config_err(ld, &o, "[client.%s] upstream '%.*s' is not an upstream section", c->name,
+                       CONFIG_QUOTE_MAX, c->upstream);
         }
         struct config_origin oid = config_client_at(m, CONFIG_CK_ID);
         struct config_origin osec = config_client_at(m, CONFIG_CK_SECRET);
@@ -1277,6 +1535,7 @@ int config_load(struct config *cfg, const char *path, char *const *env, struct b
     ld.cfg = cfg;
     ld.err = err;
     ld.path = path ? path : "";
+    memset(config_umeta(&ld, 0), 0, sizeof *ld.umeta);
     if (path != NULL && *path != '\0') {
         free(cfg->path);
         cfg->path = xstrdup(path);
@@ -1284,19 +1543,10 @@ int config_load(struct config *cfg, const char *path, char *const *env, struct b
     }
     config_env_sesgate(&ld, env);
     config_env_aws(&ld, env);
-    /* No endpoint given: Amazon SES in the region when there are upstream
-     * credentials, else the built-in sandbox. */
-    int e = config_find_key("upstream", "endpoint");
-    if (*cfg->endpoint == '\0' || (ld.origin[e].line == 0 && ld.origin[e].env == NULL)) {
-        if (*cfg->access_key_id == '\0' && *cfg->secret_access_key == '\0') {
-            free(cfg->endpoint);
-            cfg->endpoint = xstrdup("sandbox");
-        } else {
-            config_derive_endpoint(cfg);
-        }
-    }
+    config_resolve_upstreams(&ld, env);
     config_cross_check(&ld);
     free(ld.meta);
+    free(ld.umeta);
     return ld.nerr ? -1 : 0;
 }
 
@@ -1443,12 +1693,21 @@ void config_print(const struct config *cfg, struct buf *out)
 {
     for (size_t s = 0; s < CONFIG_NSECTIONS; s++) {
         buf_printf(out, "%s[%s]\n", s ? "\n" : "", config_sections[s]);
-        if (strcmp(config_sections[s], "upstream") == 0 && cfg->upstream_from_env)
-            buf_adds(out, "; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
-                          "AWS_SESSION_TOKEN\n");
+        if (strcmp(config_sections[s], "upstream") == 0) {
+            if (cfg->upstreams[0].from_env)
+                buf_adds(out, "; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+                              "AWS_SESSION_TOKEN\n");
+            for (size_t i = 0; i < CONFIG_NUKEYS; i++)
+                config_print_key(out, &config_upstream_keys[i], &cfg->upstreams[0]);
+        }
         for (size_t i = 0; i < CONFIG_NKEYS; i++)
             if (strcmp(config_keys[i].section, config_sections[s]) == 0)
                 config_print_key(out, &config_keys[i], cfg);
+    }
+    for (size_t u = 1; u < cfg->nupstreams; u++) {
+        buf_printf(out, "\n[upstream.%s]\n", cfg->upstreams[u].name);
+        for (size_t i = 0; i < CONFIG_NUKEYS; i++)
+            config_print_key(out, &config_upstream_keys[i], &cfg->upstreams[u]);
     }
     for (size_t c = 0; c < cfg->nclients; c++) {
         buf_printf(out, "\n[client.%s]\n", cfg->clients[c].name);
@@ -1478,6 +1737,15 @@ const struct config_client *config_client_by_name(const struct config *cfg, cons
     return NULL;
 }
 
+/* Linear search of the upstreams by name. */
+const struct config_upstream *config_upstream_by_name(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->nupstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
 bool config_feedback_enabled(const struct config *cfg)
 {
     return *cfg->feedback_topics != '\0' || (cfg->sandbox_started && cfg->sandbox_events);
@@ -1497,6 +1765,9 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nclients; i++)
         config_client_free(&cfg->clients[i]);
     free(cfg->clients);
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        config_upstream_free(&cfg->upstreams[i]);
+    free(cfg->upstreams);
     free(cfg->path);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -29,11 +29,36 @@ struct config_client {
     int64_t daily_quota; /* recipients per 24 h; 0 = no own cap */
     int fanout;          /* -1: as [send] fanout, 0: off, 1: on */
     char *events_url;    /* SES events for this client's mail relayed here; "" = none */
+    char *upstream;      /* the [upstream.NAME] its mail goes to; "" = routed (config_route) */
 };
 
 /* auto: the upstream's MaxSendRate x headroom; fixed: rate; off: no limiter
  * (an upstream that is not rate-limited, benchmarks). */
 enum config_rate_mode { CONFIG_RATE_AUTO, CONFIG_RATE_FIXED, CONFIG_RATE_OFF };
+
+/* One SES account in one region: [upstream] (upstreams[0], named
+ * "default") or [upstream.NAME]. */
+struct config_upstream {
+    char *name;              /* "default" for [upstream]; owned */
+    char *endpoint;          /* URL, or "sandbox" ([upstream] only) */
+    char *region;            /* owned */
+    char *access_key_id;     /* static keys; "" = the credential chain (docs/CREDENTIALS.md) */
+    char *secret_access_key; /* secret */
+    char *session_token;     /* secret; "" if none */
+    bool from_env;           /* the static keys came from AWS_ACCESS_KEY_ID... */
+    char *profile;           /* AWS profile of the shared files; "" = AWS_PROFILE or default */
+    char *role_arn;          /* assumed on top of the source; "" = none */
+    char *external_id;       /* AssumeRole ExternalId; "" = none */
+    char *session_name;      /* AssumeRole RoleSessionName; "" = sesgate-<host> */
+    int64_t timeout_ms;      /* one upstream request, ms */
+    /* pacing: the upstream's own keys, else [send] rate and headroom */
+    enum config_rate_mode rate_mode;
+    double rate;         /* recipients/s when CONFIG_RATE_FIXED */
+    double headroom;     /* share of the account's MaxSendRate with rate = auto */
+    int64_t daily_quota; /* recipients per 24 h at most; 0 = as SES reports */
+    char **senders;      /* "addr@domain", "*@domain": mail from these goes here */
+    size_t nsenders;
+};
 
 struct config {
     /* [server] */
@@ -48,17 +73,13 @@ struct config {
     int64_t read_timeout_ms;  /* ms: a started request must be fully read in this time */
     int64_t idle_timeout_ms;  /* ms: an idle keep-alive connection is closed after this */
     int64_t max_connections;  /* concurrent client connections */
-    /* [upstream] */
-    char *endpoint; /* URL, or "sandbox" */
-    char *region;
-    char *access_key_id;
-    char *secret_access_key; /* secret */
-    char *session_token;     /* secret; "" if none */
-    int64_t timeout_ms;      /* ms */
-    bool upstream_from_env;  /* credentials came from AWS_* variables */
-    bool sandbox_started;    /* set by the daemon: endpoint is the built-in sandbox's URL */
+    /* [upstream] and [upstream.NAME]: upstreams[0] is [upstream] */
+    struct config_upstream *upstreams; /* owned */
+    size_t nupstreams;
+    bool sandbox_started; /* set by the daemon: upstreams[0] is the built-in sandbox's URL */
     /* [redis] */
-    char *redis_url; /* "" = managed redis-server */
+    char *redis_url;         /* "" = managed redis-server */
+    char *redis_tls_ca_file; /* rediss://: CA certificates (PEM); "" = the system's */
     char *data_dir;
     char *prefix;
     char *redis_sentinels;         /* "host:port,..."; "" = no Sentinel */
@@ -66,7 +87,7 @@ struct config {
     char *redis_sentinel_password; /* secret; "" = none */
     int64_t redis_wait_replicas;   /* WAIT for this many replicas before an ack; 0 = off */
     int64_t redis_wait_timeout_ms; /* ms: WAIT's timeout */
-    /* [send] */
+    /* [send] (rate and headroom: for every upstream without its own) */
     enum config_rate_mode rate_mode;
     double rate; /* recipients/s when CONFIG_RATE_FIXED */
     double headroom;
@@ -144,6 +165,9 @@ void config_add_client(struct config *cfg, const char *name, const char *id, con
 /* Swap cfg's clients for next's (next keeps cfg's old ones, to be freed
  * with config_free(next) once nothing refers to them). */
 void config_swap_clients(struct config *cfg, struct config *next);
+
+/* The upstream named name, or NULL. */
+const struct config_upstream *config_upstream_by_name(const struct config *cfg, const char *name);
 
 /* True when SES events reach sesgate: [feedback] topics names a topic, or
  * the built-in sandbox runs and publishes its outcomes ([sandbox] events).

@@ -638,7 +638,7 @@ struct feedback *feedback_new(struct event_base *base, const struct config *cfg,
     feedback_topics(f, cfg->feedback_topics);
     if (cfg->sandbox_started && cfg->sandbox_events) {
         struct buf t = BUF_INIT;
-        buf_printf(&t, FEEDBACK_SANDBOX_TOPIC, cfg->region);
+        buf_printf(&t, FEEDBACK_SANDBOX_TOPIC, cfg->upstreams[0].region);
         f->topics = xrealloc(f->topics, (f->ntopics + 1) * sizeof *f->topics);
         f->topics[f->ntopics++] = buf_detach(&t, NULL);
     }

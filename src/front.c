@@ -26,6 +26,7 @@
 #include "redis.h"
 #include "reqcheck.h"
 #include "resign.h"
+#include "route.h"
 #include "metrics.h"
 #include "sesreq.h"
 #include "sesans.h"
@@ -38,16 +39,22 @@
 struct front {
     struct event_base *base;
     const struct config *cfg;
-    struct upstream *up;
     struct httpd *httpd;
     struct sigv4_key_cache *client_keys; /* one per cfg->clients entry */
-    struct resign *resign;
-    struct queue *queue;       /* NULL without Redis */
-    struct limiter *lim;       /* NULL: sends are not paced */
-    struct feedback *feedback; /* the SNS endpoint; NULL when off */
+    struct front_up *ups;                /* one per cfg->upstreams entry */
+    const char **regions;                /* every upstream's region: what a client may sign for */
+    struct queue *queue;                 /* NULL without Redis */
+    struct feedback *feedback;           /* the SNS endpoint; NULL when off */
     size_t inflight;
-    uint64_t rng[2];           /* request id generator state */
-    int64_t skew_logged_ms;    /* the last upstream_clock_skew warning (monotonic ms) */
+    uint64_t rng[2];        /* request id generator state */
+    int64_t skew_logged_ms; /* the last upstream_clock_skew warning (monotonic ms) */
+};
+
+/* What the front holds of one upstream (cfg->upstreams[i]). */
+struct front_up {
+    struct upstream *up;       /* its HTTP client */
+    struct resign *resign;     /* its signer */
+    struct limiter *lim;       /* NULL: its sends are not paced */
     struct timespec pace_next; /* no paced send leaves before (CLOCK_MONOTONIC) */
 };
 
@@ -75,6 +82,8 @@ struct front_req {
     struct sesreq sr;
     const struct config_client *client;
     size_t client_index;
+    size_t route;    /* the upstream the call goes to: an index into cfg->upstreams */
+    char region[64]; /* the region the client signed for; "" for a submission in process */
     char payload_hash[UTIL_SHA256_HEX_LEN + 1];
     struct buf fwd_query; /* the query forwarded upstream (auth parameters removed) */
     struct upstream_call *call;
@@ -325,6 +334,29 @@ static void front_strip_auth_params(const char *q, size_t len, struct buf *out)
     }
 }
 
+/* The upstream r is routed to. */
+static struct front_up *front_up(const struct front_req *r)
+{
+    return &r->f->ups[r->route];
+}
+
+/* The name of the upstream r is routed to (its batches' key infix). */
+static const char *front_upstream_name(const struct front_req *r)
+{
+    return r->f->cfg->upstreams[r->route].name;
+}
+
+/* Route an authorized request to its upstream (route_pick: the client's
+ * upstream, the sender, the signed region, [upstream]). */
+static void front_route(struct front_req *r)
+{
+    const struct config *cfg = r->f->cfg;
+    r->route = route_pick(cfg, r->client, r->sr.from, r->sr.nfrom, r->region[0] ? r->region : NULL,
+                          strlen(r->region));
+    if (r->route >= cfg->nupstreams || r->f->ups[r->route].up == NULL)
+        r->route = 0;
+}
+
 /* Authenticate the request's SigV4 signature (reqcheck, against the
  * client table, at the wall clock's now). Returns 0, or -1 with e set. */
 static int front_authenticate(struct front_req *r, struct seserr *e)
@@ -333,11 +365,13 @@ static int front_authenticate(struct front_req *r, struct seserr *e)
     struct httpd_request *hr = r->hr;
     const struct config *cfg = f->cfg;
     struct reqcheck_policy p = {
-        .region = cfg->region,
+        .region = cfg->upstreams[0].region,
         .clock_skew_ms = cfg->clock_skew_ms,
         .clients = cfg->clients,
         .nclients = cfg->nclients,
         .presigned = true,
+        .regions = f->regions,
+        .nregions = cfg->nupstreams,
     };
     struct sigv4_request sreq;
     httpd_sigv4_request(hr, r->payload_hash, &sreq);
@@ -353,6 +387,8 @@ static int front_authenticate(struct front_req *r, struct seserr *e)
         buf_free(&storage);
         return -1;
     }
+    snprintf(r->region, sizeof r->region, "%.*s",
+             (int)(ra.sig.region_len < sizeof r->region ? ra.sig.region_len : 0), ra.sig.region);
     if (reqcheck_verify(&sreq, &ra, r->client->secret_access_key, &f->client_keys[r->client_index],
                         e) < 0) {
         buf_free(&storage);
@@ -451,7 +487,7 @@ static void front_upstream_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
     r->call = NULL;
-    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
+    limiter_left_at(&front_up(r)->pace_next, &res->sent_at, r->span_ms);
     const char *outcome = res->error == UPSTREAM_OK ? "ok" : "error";
     metrics_upstream(res->seconds, outcome);
     if (res->error != UPSTREAM_OK) {
@@ -555,7 +591,6 @@ static void front_copy0_done(struct upstream_response *res, void *arg);
 static void front_forward(struct front_req *r)
 {
     static const char form_type[] = "application/x-www-form-urlencoded; charset=utf-8";
-    struct front *f = r->f;
     struct httpd_request *hr = r->hr;
     /* a submission in process is a v1 form sesgate built */
     const char *path = r->api == SESREQ_V2 && hr ? hr->path + r->v2_off : "/";
@@ -582,7 +617,7 @@ static void front_forward(struct front_req *r)
     }
     char *url;
     struct curl_slist *hl;
-    if (resign_request(f->resign, method, path, path_len, query, query_len, ctype, ctlen,
+    if (resign_request(front_up(r)->resign, method, path, path_len, query, query_len, ctype, ctlen,
                        r->payload_hash, time(NULL), &url, &hl) < 0) {
         struct seserr e;
         seserr_set(&e, SESERR_INVALID_PARAMETER, "The request cannot be forwarded.");
@@ -598,9 +633,10 @@ static void front_forward(struct front_req *r)
     inflight_add(r->held);
     if (r->c0_on) {
         struct upstream_body src = {front_copy0_read, front_copy0_rewind, r};
-        r->call = upstream_start_body(f->up, method, url, hl, &src, len, front_copy0_done, r);
+        r->call =
+            upstream_start_body(front_up(r)->up, method, url, hl, &src, len, front_copy0_done, r);
     } else {
-        r->call = upstream_start(f->up, method, url, hl, body->data, body->len,
+        r->call = upstream_start(front_up(r)->up, method, url, hl, body->data, body->len,
                                  r->copy0 ? front_copy0_done : front_upstream_done, r);
     }
     free(url);
@@ -640,13 +676,12 @@ static void front_pace_after(struct front_req *r, double ms)
  * (a busy loop, a slow answer) from bunching with the next. */
 static void front_pace_go(struct front_req *r)
 {
-    struct front *f = r->f;
-    double hold = limiter_ms_until(&f->pace_next);
+    double hold = limiter_ms_until(&front_up(r)->pace_next);
     if (hold >= 1) {
         front_pace_after(r, hold);
         return;
     }
-    limiter_ms_from_now(&f->pace_next, r->span_ms);
+    limiter_ms_from_now(&front_up(r)->pace_next, r->span_ms);
     front_forward(r);
 }
 
@@ -703,7 +738,7 @@ static void front_pace_take(struct front_req *r)
     double left = limiter_ms_until(&r->pace_deadline);
     r->limiting = true;
     front_watch(r);
-    limiter_take(r->f->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
+    limiter_take(front_up(r)->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
 }
 
 /* Send r (cost recipients) upstream at its turn of the shared rate: at
@@ -714,7 +749,7 @@ static void front_pace_take(struct front_req *r)
  * delays it rather than refusing it. */
 static void front_pace(struct front_req *r, int64_t cost)
 {
-    if (!limiter_on(r->f->lim)) {
+    if (!limiter_on(front_up(r)->lim)) {
         front_forward(r);
         return;
     }
@@ -829,7 +864,7 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
 {
     struct front_req *r = arg;
     front_copy0_release(r); /* copy 0 went: the queue's copies come from the template */
-    limiter_left_at(&r->f->pace_next, &res->sent_at, r->span_ms);
+    limiter_left_at(&front_up(r)->pace_next, &res->sent_at, r->span_ms);
     bool sent = res->error == UPSTREAM_OK && res->status >= 200 && res->status < 300;
     if (!sent) {
         char status[16];
@@ -864,7 +899,8 @@ static void front_copy0_done(struct upstream_response *res, void *arg)
         mid[0] == '\0')
         snprintf(mid, sizeof mid, "-");
     r->enqueuing = true;
-    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, mid, front_enqueued, r);
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, front_upstream_name(r), &r->plan, mid,
+                  front_enqueued, r);
 }
 
 /* The client's recipients of the rolling day are known: queue the batch,
@@ -898,7 +934,8 @@ static void front_client_day(const redisReply *reply, const char *err, void *arg
         front_fail(r, &e);
         return;
     }
-    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, front_upstream_name(r), &r->plan, NULL,
+                  front_enqueued, r);
 }
 
 /* fanout_plan_hooked: the send is a batch, its template is about to be
@@ -917,12 +954,13 @@ static void front_queue(struct front_req *r)
     struct front *f = r->f;
     r->enqueuing = true;
     front_watch(r);
-    if (limiter_on(f->lim) && r->client->daily_quota > 0) {
+    if (limiter_on(front_up(r)->lim) && r->client->daily_quota > 0) {
         /* A client over its own daily quota gets SES's answer for it. */
-        limiter_client_status(f->lim, r->client->name, front_client_day, r);
+        limiter_client_status(front_up(r)->lim, r->client->name, front_client_day, r);
         return;
     }
-    queue_enqueue(f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    queue_enqueue(f->queue, r->batch_id, r->client->name, front_upstream_name(r), &r->plan, NULL,
+                  front_enqueued, r);
 }
 
 /* The answer to a bulk batch, one entry per destination of the call in
@@ -1018,7 +1056,8 @@ static void front_bulk_first_done(struct upstream_response *res, struct front_re
         return;
     }
     r->enqueuing = true;
-    queue_enqueue(r->f->queue, r->batch_id, r->client->name, &r->plan, NULL, front_enqueued, r);
+    queue_enqueue(r->f->queue, r->batch_id, r->client->name, front_upstream_name(r), &r->plan, NULL,
+                  front_enqueued, r);
 }
 
 /* How many units of a bulk batch go to SES before the answer: those whose
@@ -1029,9 +1068,9 @@ static size_t front_bulk_first(const struct front_req *r)
 {
     const struct fanout_plan *p = &r->plan;
     size_t max = p->nto < BULK_MAX_DESTINATIONS ? p->nto : BULK_MAX_DESTINATIONS;
-    if (!limiter_on(r->f->lim))
+    if (!limiter_on(front_up(r)->lim))
         return max;
-    double rate = limiter_rate(r->f->lim);
+    double rate = limiter_rate(front_up(r)->lim);
     if (r->client->rate > 0 && r->client->rate < rate)
         rate = r->client->rate;
     double budget = rate * LIMITER_PACE * LIMITER_BUNDLE_MS / 1000.0, before = (double)p->cost[0];
@@ -1465,6 +1504,7 @@ static void front_handle(struct httpd_request *hr, void *arg)
         front_refuse(r, &e);
         return;
     }
+    front_route(r);
     if (r->sr.kind == SESREQ_SEND)
         front_send(r);
     else if (r->sr.kind == SESREQ_SEND_OTHER && bulk_action(r->sr.action))
@@ -1546,6 +1586,7 @@ void front_submit_raw(struct front *f, const struct config_client *c,
         front_refuse(r, &e);
         return;
     }
+    front_route(r);
     front_send(r);
 }
 
@@ -1599,16 +1640,21 @@ struct front *front_new(struct event_base *base, const struct config *cfg, struc
     struct front *f = xcalloc(1, sizeof *f);
     f->base = base;
     f->cfg = cfg;
-    f->up = up;
+    f->ups = xcalloc(cfg->nupstreams, sizeof *f->ups);
+    f->regions = xcalloc(cfg->nupstreams, sizeof *f->regions);
+    f->ups[0].up = up;
     f->client_keys = xcalloc(cfg->nclients ? cfg->nclients : 1, sizeof *f->client_keys);
     if (getrandom(f->rng, sizeof f->rng, 0) != sizeof f->rng || (f->rng[0] | f->rng[1]) == 0) {
         f->rng[0] = (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ull;
         f->rng[1] = (uint64_t)getpid() | 1;
     }
-    f->resign = resign_new(cfg, err, errlen);
-    if (f->resign == NULL) {
-        front_free(f);
-        return NULL;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        f->regions[u] = cfg->upstreams[u].region;
+        f->ups[u].resign = resign_new(&cfg->upstreams[u], err, errlen);
+        if (f->ups[u].resign == NULL) {
+            front_free(f);
+            return NULL;
+        }
     }
     struct httpd_limits lim = {
         .max_header_size = (size_t)cfg->max_header_size,
@@ -1644,7 +1690,15 @@ void front_set_queue(struct front *f, struct queue *q)
 
 void front_set_limiter(struct front *f, struct limiter *lim)
 {
-    f->lim = lim;
+    f->ups[0].lim = lim;
+}
+
+void front_set_upstream(struct front *f, size_t u, struct upstream *up, struct limiter *lim)
+{
+    if (u >= f->cfg->nupstreams)
+        return;
+    f->ups[u].up = up;
+    f->ups[u].lim = lim;
 }
 
 void front_set_feedback(struct front *f, struct feedback *fb)
@@ -1679,6 +1733,9 @@ void front_free(struct front *f)
         return;
     httpd_free(f->httpd);
     free(f->client_keys);
-    resign_free(f->resign);
+    for (size_t u = 0; f->ups && u < f->cfg->nupstreams; u++)
+        resign_free(f->ups[u].resign);
+    free(f->ups);
+    free(f->regions);
     free(f);
 }

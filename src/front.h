@@ -35,6 +35,11 @@ struct limiter;
 /* Pace sends through lim (NULL: sends go at once). */
 void front_set_limiter(struct front *f, struct limiter *lim);
 
+/* Upstream u (> 0: an [upstream.NAME], cfg->upstreams[u]) sends through
+ * up and is paced by lim (NULL: not paced); both outlive f. Upstream 0 is
+ * front_new's up and front_set_limiter's lim. */
+void front_set_upstream(struct front *f, size_t u, struct upstream *up, struct limiter *lim);
+
 struct feedback;
 
 /* Hand requests on [feedback] path to fb (NULL: none; the path is then an

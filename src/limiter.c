@@ -35,6 +35,7 @@ struct limiter_take {
 struct limiter {
     struct event_base *base;
     const struct config *cfg;
+    const struct config_upstream *ucfg; /* the upstream it paces */
     struct rscript *scripts;
     struct redis *rd; /* the scripts' connection */
     struct upstream *up;
@@ -44,6 +45,7 @@ struct limiter {
     double effective; /* the latest answer's effective rate */
     struct limiter_take *takes;
     struct event *refresh;
+    struct event *store; /* rate fixed: writes the rate to the quota hash once Redis is there */
     struct upstream_call *quota_call;
     struct buf quota_body;
     int64_t refreshed_ms; /* when the last refresh started (monotonic: a step of
@@ -97,8 +99,8 @@ static void limiter_eval(struct limiter *l, const char *client, int nargs, const
                          redis_cb cb, void *arg)
 {
     const char *argv[4 + 8];
-    char *keys[4] = {rscript_key(l->scripts, "rl", NULL), rscript_key(l->scripts, "day", NULL),
-                     NULL, NULL};
+    char *keys[4] = {rscript_ukey(l->scripts, l->ucfg->name, "rl", NULL),
+                     rscript_ukey(l->scripts, l->ucfg->name, "day", NULL), NULL, NULL};
     int nkeys = 2;
     if (client) {
         keys[2] = rscript_key(l->scripts, "rl:c:", client);
@@ -253,7 +255,7 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         if (t->l) {
             if (a.rate > 0)
                 t->l->effective = a.rate / LIMITER_PACE;
-            metrics_limiter(t->l->rate, t->l->effective, t->l->quota, a.used);
+            metrics_limiter(t->l->ucfg->name, t->l->rate, t->l->effective, t->l->quota, a.used);
         }
         metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
                              a.granted ? a.wait_ms / 1000.0 : 0);
@@ -334,12 +336,12 @@ static void limiter_refresh(struct limiter *l);
 /* Public: SES throttled a send. */
 void limiter_throttled(struct limiter *l)
 {
-    metrics_limiter_throttled();
+    metrics_limiter_throttled(l->ucfg->name);
     if (!limiter_on(l))
         return;
     const char *args[2] = {"throttled", ""};
     limiter_eval(l, NULL, 2, args, limiter_cut, l); /* answered before l goes: rscript_free */
-    if (l->cfg->rate_mode == CONFIG_RATE_AUTO)
+    if (l->ucfg->rate_mode == CONFIG_RATE_AUTO)
         limiter_refresh(l); /* the account's quota may have changed */
 }
 
@@ -395,6 +397,29 @@ static void limiter_stored(const redisReply *reply, const char *err, void *arg)
         log_event(LOG_DEBUG, "quota_store_failed", "error", err, NULL);
 }
 
+/* rate fixed: once Redis answers, record the rate in the quota hash for
+ * `sesgate status`, then stop. */
+static void limiter_store_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct limiter *l = arg;
+    if (!redis_ready(l->rd))
+        return;
+    char rate[32];
+    limiter_fmt(rate, sizeof rate, l->rate);
+    redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+    event_del(l->store);
+}
+
+/* The daily quota quota (0: unknown or unlimited) under the upstream's own
+ * daily_quota, when it has one. */
+static int64_t limiter_cap(const struct limiter *l, int64_t quota)
+{
+    int64_t cap = l->ucfg->daily_quota;
+    return cap > 0 && (quota <= 0 || quota > cap) ? cap : quota;
+}
+
 /* GetSendQuota answered. */
 static void limiter_quota_done(struct upstream_response *res, void *arg)
 {
@@ -409,23 +434,24 @@ static void limiter_quota_done(struct upstream_response *res, void *arg)
     if (max_rate <= 0) {
         char status[16];
         snprintf(status, sizeof status, "%ld", res->status);
-        log_event(LOG_WARN, "quota_unknown", "status", status, "error",
+        log_event(LOG_WARN, "quota_unknown", "upstream", l->ucfg->name, "status", status, "error",
                   res->error == UPSTREAM_OK ? "no MaxSendRate in the answer" : res->errmsg, NULL);
         return;
     }
-    double rate = max_rate * l->cfg->headroom;
-    int64_t quota = max_day > 0 ? (int64_t)floor(max_day * l->cfg->headroom) : 0;
+    double rate = max_rate * l->ucfg->headroom;
+    int64_t quota = limiter_cap(l, max_day > 0 ? (int64_t)floor(max_day * l->ucfg->headroom) : 0);
     if (rate != l->rate || quota != l->quota) {
         char srate[32], squota[32];
         snprintf(srate, sizeof srate, "%g", rate);
         snprintf(squota, sizeof squota, "%" PRId64, quota);
-        log_event(LOG_INFO, "rate_auto", "rate", srate, "daily_quota", squota, NULL);
+        log_event(LOG_INFO, "rate_auto", "upstream", l->ucfg->name, "rate", srate, "daily_quota",
+                  squota, NULL);
     }
     l->rate = rate;
     l->quota = quota;
     if (l->effective <= 0 || l->effective > rate)
         l->effective = rate;
-    metrics_limiter(l->rate, l->effective, l->quota, -1);
+    metrics_limiter(l->ucfg->name, l->rate, l->effective, l->quota, -1);
     char a[32], b[32], c[32], d[32], e[32], now[32];
     limiter_fmt(a, sizeof a, max_rate);
     limiter_fmt(b, sizeof b, max_day);
@@ -471,21 +497,33 @@ static void limiter_refresh_cb(evutil_socket_t fd, short what, void *arg)
     limiter_refresh(arg);
 }
 
-/* Public: the limiter for cfg. */
+/* Public: the limiter for cfg's [upstream]. */
 struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
                             struct rscript *scripts, struct upstream *up, struct resign *rs)
+{
+    return limiter_new_for(base, cfg, &cfg->upstreams[0], scripts, up, rs);
+}
+
+/* Public: the limiter of upstream u. */
+struct limiter *limiter_new_for(struct event_base *base, const struct config *cfg,
+                                const struct config_upstream *u, struct rscript *scripts,
+                                struct upstream *up, struct resign *rs)
 {
     struct limiter *l = xcalloc(1, sizeof *l);
     l->base = base;
     l->cfg = cfg;
+    l->ucfg = u;
     l->scripts = scripts;
     l->rd = rscript_redis(scripts);
     l->up = up;
     l->rs = rs;
-    l->rate = cfg->rate_mode == CONFIG_RATE_FIXED ? cfg->rate : LIMITER_START_RATE;
+    l->rate = u->rate_mode == CONFIG_RATE_FIXED ? u->rate : LIMITER_START_RATE;
     l->effective = l->rate;
-    snprintf(l->key_quota, sizeof l->key_quota, "%s:{%s}:quota", cfg->prefix, cfg->prefix);
-    if (cfg->rate_mode == CONFIG_RATE_AUTO) {
+    l->quota = limiter_cap(l, 0);
+    char *kq = rscript_ukey(scripts, u->name, "quota", NULL);
+    snprintf(l->key_quota, sizeof l->key_quota, "%s", kq);
+    free(kq);
+    if (u->rate_mode == CONFIG_RATE_AUTO) {
         l->refreshed_ms = -LIMITER_MIN_REFRESH_MS;
         limiter_refresh(l);
         l->refresh = event_new(base, -1, EV_PERSIST, limiter_refresh_cb, l);
@@ -493,11 +531,12 @@ struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
         event_add(l->refresh, &tv);
     }
     if (limiter_on(l))
-        metrics_limiter(l->rate, l->effective, l->quota, -1);
-    if (cfg->rate_mode == CONFIG_RATE_FIXED) {
-        char rate[32];
-        limiter_fmt(rate, sizeof rate, l->rate);
-        redis_command(l->rd, limiter_stored, NULL, "HSET %s rate %s", l->key_quota, rate);
+        metrics_limiter(u->name, l->rate, l->effective, l->quota, -1);
+    if (u->rate_mode == CONFIG_RATE_FIXED) {
+        /* Redis is rarely connected yet: a command now would fail at once */
+        l->store = event_new(base, -1, EV_PERSIST, limiter_store_cb, l);
+        struct timeval tv = {0, 100000};
+        event_add(l->store, &tv);
     }
     return l;
 }
@@ -511,6 +550,8 @@ void limiter_free(struct limiter *l)
         upstream_cancel(l->quota_call);
     if (l->refresh)
         event_free(l->refresh);
+    if (l->store)
+        event_free(l->store);
     while (l->takes) {
         struct limiter_take *t = l->takes;
         if (t->timer) {
@@ -529,7 +570,7 @@ void limiter_free(struct limiter *l)
 /* Public. */
 bool limiter_on(const struct limiter *l)
 {
-    return l && l->cfg->rate_mode != CONFIG_RATE_OFF;
+    return l && l->ucfg->rate_mode != CONFIG_RATE_OFF;
 }
 
 double limiter_base_rate(const struct limiter *l)
@@ -545,4 +586,9 @@ int64_t limiter_daily_quota(const struct limiter *l)
 double limiter_rate(const struct limiter *l)
 {
     return l->effective;
+}
+
+const struct config_upstream *limiter_upstream(const struct limiter *l)
+{
+    return l->ucfg;
 }

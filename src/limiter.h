@@ -71,6 +71,17 @@ typedef void (*limiter_cb)(const struct limiter_answer *a, void *arg);
 struct limiter *limiter_new(struct event_base *base, const struct config *cfg,
                             struct rscript *scripts, struct upstream *up, struct resign *rs);
 
+/* The limiter of upstream u (one of cfg->upstreams): its own rate mode,
+ * rate, headroom and daily_quota, its own keys (docs/UPSTREAMS.md); the
+ * clients' own limits are shared by every upstream's limiter.
+ * limiter_new is limiter_new_for cfg->upstreams[0] ([upstream]). */
+struct limiter *limiter_new_for(struct event_base *base, const struct config *cfg,
+                                const struct config_upstream *u, struct rscript *scripts,
+                                struct upstream *up, struct resign *rs);
+
+/* The upstream l paces. */
+const struct config_upstream *limiter_upstream(const struct limiter *l);
+
 /* limit.lua status on client's own limiter keys: element 4 of the reply is
  * the client's recipients in the rolling 24 hours. cb fires exactly once,
  * never inline. */

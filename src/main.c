@@ -73,10 +73,12 @@ struct main_state {
     struct redis *wait_redis;  /* [redis] wait_replicas: the WAIT connection; NULL when 0 */
     struct rscript *scripts;
     struct queue *queue;
-    struct resign *resign;     /* the workers' signer */
-    struct sandbox *sandbox;   /* the built-in SES with endpoint = sandbox */
-    struct worker *worker;     /* NULL with serve */
-    struct relay *relay;       /* relays to the clients' events_url; NULL with serve */
+    struct resign *resign;   /* the workers' signer */
+    struct sandbox *sandbox; /* the built-in SES with endpoint = sandbox */
+    struct worker *worker;   /* NULL with serve */
+    struct relay *relay;     /* relays to the clients' events_url; NULL with serve */
+    struct main_up *ups;     /* [upstream.NAME]s: ups[u] is cfg->upstreams[u], u >= 1 */
+    size_t nups;
     struct events *events;     /* SES events applied; NULL when no event reaches sesgate */
     struct feedback *feedback; /* the SNS endpoint; NULL likewise, and with work */
     struct smtpd *smtpd;       /* the [smtp] listeners; NULL when off */
@@ -91,6 +93,24 @@ struct main_state {
     struct config *retired; /* configurations whose clients a reload replaced: requests */
     size_t nretired;        /* in flight may still refer to them, so they live to the end */
 };
+
+/* What a process runs for one [upstream.NAME] (upstreams[0]'s are
+ * main_state's own): its HTTP client, signer, limiter and worker. */
+struct main_up {
+    struct upstream *up;
+    struct resign *resign;
+    struct limiter *limiter;
+    struct worker *worker; /* NULL with serve */
+};
+
+/* Sends in flight in every upstream's worker. */
+static size_t main_workers_inflight(const struct main_state *s)
+{
+    size_t n = worker_inflight(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        n += worker_inflight(s->ups[u].worker);
+    return n;
+}
 
 /* Print usage to f. */
 static void main_usage(FILE *f)
@@ -237,8 +257,8 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
                cfg->data_dir, cfg->sandbox_rate, (long long)cfg->sandbox_daily_quota);
     else
         printf("sesgate: upstream: %s%s (region %s)\n",
-               strstr(cfg->endpoint, ".amazonaws.com") ? "Amazon SES at " : "", cfg->endpoint,
-               cfg->region);
+               strstr(cfg->upstreams[0].endpoint, ".amazonaws.com") ? "Amazon SES at " : "",
+               cfg->upstreams[0].endpoint, cfg->upstreams[0].region);
     if (creds) {
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         printf("sesgate: client \"default\": key %s; its secret is in %s (profile sesgate)\n"
@@ -246,7 +266,7 @@ static void main_banner(const struct config *cfg, bool sandbox, const char *cred
                "  AWS_SHARED_CREDENTIALS_FILE=%s AWS_PROFILE=sesgate aws --endpoint-url http://%s "
                "--region %s ses send-email --from sender@example.com --to someone@example.com "
                "--subject Hello --text 'Hello from sesgate'\n",
-               c->access_key_id, creds, creds, cfg->listen, cfg->region);
+               c->access_key_id, creds, creds, cfg->listen, cfg->upstreams[0].region);
     }
     fflush(stdout);
 }
@@ -276,7 +296,7 @@ static void main_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct main_state *s = arg;
     s->grace_left_ms -= 100;
-    size_t busy = (s->front ? front_inflight(s->front) : 0) + worker_inflight(s->worker) +
+    size_t busy = (s->front ? front_inflight(s->front) : 0) + main_workers_inflight(s) +
                   relay_inflight(s->relay) + smtpd_inflight(s->smtpd);
     if (busy == 0 || s->grace_left_ms <= 0) {
         event_base_loopbreak(s->base);
@@ -297,6 +317,8 @@ static void main_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     log_event(LOG_INFO, "shutdown", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     worker_stop(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        worker_stop(s->ups[u].worker);
     relay_stop(s->relay);
     if (s->front)
         front_stop_accepting(s->front);
@@ -398,6 +420,19 @@ static void main_raise_nofile(int64_t want)
     }
 }
 
+/* A connection to the daemon's Redis: the managed redis-server's socket,
+ * else [redis] url (plain or TLS) or the master s->sentinel names. The
+ * main connection and the WAIT connection are both made here, so they
+ * reach the same server the same way. NULL with a reason in err. */
+static struct redis *main_redis_new(struct main_state *s, const struct config *cfg, char *err,
+                                    size_t errlen)
+{
+    if (s->redisproc)
+        return redis_new(s->base, redisproc_socket(s->redisproc), NULL, err, errlen);
+    return redis_new_sentinel(s->base, cfg->redis_url, cfg->redis_tls_ca_file, s->sentinel, err,
+                              errlen);
+}
+
 /* Start the daemon's parts for mode on s->base: Redis (managed or not), the
  * scripts, the queue, the sandbox when configured (cfg then points
  * upstream at it), the signer, the limiter, the front, the worker, the admin
@@ -422,8 +457,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
             return false;
         }
     }
-    const char *url = s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url;
-    s->redis = redis_new_sentinel(s->base, url, s->sentinel, err, sizeof err);
+    s->redis = main_redis_new(s, cfg, err, sizeof err);
     if (s->redis == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;
@@ -432,7 +466,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
     s->queue = queue_new(s->base, cfg, s->scripts);
     if (cfg->redis_wait_replicas > 0 && strcmp(mode, "work") != 0) {
         /* WAIT blocks its connection: it has one of its own */
-        s->wait_redis = redis_new_sentinel(s->base, url, s->sentinel, err, sizeof err);
+        s->wait_redis = main_redis_new(s, cfg, err, sizeof err);
         if (s->wait_redis == NULL) {
             fprintf(stderr, "sesgate: %s\n", err);
             return false;
@@ -446,22 +480,39 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
             return false;
         }
         /* Everything upstream now goes to the sandbox, signed with its key. */
-        free(cfg->endpoint);
-        cfg->endpoint = xstrdup(sandbox_endpoint(s->sandbox));
-        free(cfg->access_key_id);
-        cfg->access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
-        free(cfg->secret_access_key);
-        cfg->secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
-        free(cfg->session_token);
-        cfg->session_token = xstrdup("");
+        free(cfg->upstreams[0].endpoint);
+        cfg->upstreams[0].endpoint = xstrdup(sandbox_endpoint(s->sandbox));
+        free(cfg->upstreams[0].access_key_id);
+        cfg->upstreams[0].access_key_id = xstrdup(sandbox_access_key_id(s->sandbox));
+        free(cfg->upstreams[0].secret_access_key);
+        cfg->upstreams[0].secret_access_key = xstrdup(sandbox_secret_access_key(s->sandbox));
+        free(cfg->upstreams[0].session_token);
+        cfg->upstreams[0].session_token = xstrdup("");
         cfg->sandbox_started = true;
     }
-    s->resign = resign_new(cfg, err, sizeof err);
+    s->resign = resign_new(&cfg->upstreams[0], err, sizeof err);
     if (s->resign == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;
     }
     s->limiter = limiter_new(s->base, cfg, s->scripts, up, s->resign);
+    /* every [upstream.NAME]: its own client, signer and limiter */
+    s->nups = cfg->nupstreams;
+    s->ups = xcalloc(s->nups, sizeof *s->ups);
+    for (size_t u = 1; u < s->nups; u++) {
+        const struct config_upstream *uc = &cfg->upstreams[u];
+        s->ups[u].up = upstream_new(s->base, uc->timeout_ms, (size_t)cfg->max_body + (1u << 20),
+                                    getenv("SESGATE_CA_BUNDLE"));
+        s->ups[u].resign = resign_new(uc, err, sizeof err);
+        if (s->ups[u].resign == NULL) {
+            fprintf(stderr, "sesgate: [upstream.%s]: %s\n", uc->name, err);
+            return false;
+        }
+        s->ups[u].limiter =
+            limiter_new_for(s->base, cfg, uc, s->scripts, s->ups[u].up, s->ups[u].resign);
+        log_event(LOG_INFO, "upstream", "name", uc->name, "endpoint", uc->endpoint, "region",
+                  uc->region, NULL);
+    }
     inflight_set_cap(cfg->max_inflight_bytes);
     if (strcmp(mode, "work") != 0) {
         s->front = front_new(s->base, cfg, up, err, sizeof err);
@@ -471,6 +522,8 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         }
         front_set_queue(s->front, s->queue);
         front_set_limiter(s->front, s->limiter);
+        for (size_t u = 1; u < s->nups; u++)
+            front_set_upstream(s->front, u, s->ups[u].up, s->ups[u].limiter);
         if (config_feedback_enabled(cfg)) {
             s->events = events_new(s->scripts, cfg);
             s->feedback = feedback_new(s->base, cfg, s->scripts, s->events, err, sizeof err);
@@ -502,6 +555,13 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
         host[sizeof host - 1] = '\0';
         snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
         s->worker = worker_start(s->base, cfg, s->queue, up, s->resign, s->limiter, name);
+        for (size_t u = 1; u < s->nups; u++) {
+            char uname[600];
+            snprintf(uname, sizeof uname, "%s-%s", name, cfg->upstreams[u].name);
+            s->ups[u].worker =
+                worker_start_for(s->base, cfg, &cfg->upstreams[u], s->queue, s->ups[u].up,
+                                 s->ups[u].resign, s->ups[u].limiter, uname);
+        }
         s->relay = relay_start(s->base, cfg, s->scripts, name);
     }
     if (s->front && (cfg->smtp_listen[0] || cfg->smtp_tls_listen[0])) {
@@ -533,8 +593,12 @@ static void main_stop_parts(struct main_state *s)
     front_free(s->front);
     feedback_free(s->feedback);
     worker_free(s->worker);
+    for (size_t u = 1; u < s->nups; u++)
+        worker_free(s->ups[u].worker);
     relay_free(s->relay);
     limiter_free(s->limiter);
+    for (size_t u = 1; u < s->nups; u++)
+        limiter_free(s->ups[u].limiter);
     queue_free(s->queue);
     rscript_free(s->scripts);
     if (s->events)
@@ -544,6 +608,14 @@ static void main_stop_parts(struct main_state *s)
     sentinel_free(s->sentinel);
     if (s->resign)
         resign_free(s->resign);
+    for (size_t u = 1; u < s->nups; u++) {
+        if (s->ups[u].resign)
+            resign_free(s->ups[u].resign);
+        upstream_free(s->ups[u].up);
+    }
+    free(s->ups);
+    s->ups = NULL;
+    s->nups = 0;
     redisproc_stop(s->redisproc);
     sandbox_free(s->sandbox);
 }
@@ -638,7 +710,7 @@ static void main_smtp_banner(const struct main_state *s, const struct config *cf
     if (default_client && cfg->nclients > 0) {
         const struct config_client *c = &cfg->clients[cfg->nclients - 1];
         char pw[SMTP_PASSWORD_LEN + 1];
-        smtp_password(c->secret_access_key, cfg->region, pw);
+        smtp_password(c->secret_access_key, cfg->upstreams[0].region, pw);
         printf("sesgate: SMTP user %s, password %s (`sesgate smtp-password` prints it again)\n",
                c->access_key_id, pw);
         OPENSSL_cleanse(pw, sizeof pw);
@@ -651,7 +723,7 @@ static int main_serve(const char *path, const char *mode)
 {
     struct config cfg = {0};
     main_load_config(&cfg, path);
-    bool sandbox = strcmp(cfg.endpoint, "sandbox") == 0;
+    bool sandbox = strcmp(cfg.upstreams[0].endpoint, "sandbox") == 0;
     if (!main_drop_privileges(&cfg)) {
         config_free(&cfg);
         return 1;
@@ -662,7 +734,8 @@ static int main_serve(const char *path, const char *mode)
         config_free(&cfg);
         return 1;
     }
-    if (!sandbox && (cfg.access_key_id[0] == '\0' || cfg.secret_access_key[0] == '\0')) {
+    if (!sandbox && (cfg.upstreams[0].access_key_id[0] == '\0' ||
+                     cfg.upstreams[0].secret_access_key[0] == '\0')) {
         fprintf(stderr, "sesgate: no upstream credentials: set AWS_ACCESS_KEY_ID and "
                         "AWS_SECRET_ACCESS_KEY, or [upstream] access_key_id and "
                         "secret_access_key\n");
@@ -678,8 +751,9 @@ static int main_serve(const char *path, const char *mode)
     main_raise_nofile(cfg.max_connections + cfg.smtp_max_connections);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     s.base = event_base_new();
-    struct upstream *up = upstream_new(s.base, cfg.timeout_ms, (size_t)cfg.max_body + (1u << 20),
-                                       getenv("SESGATE_CA_BUNDLE"));
+    struct upstream *up =
+        upstream_new(s.base, cfg.upstreams[0].timeout_ms, (size_t)cfg.max_body + (1u << 20),
+                     getenv("SESGATE_CA_BUNDLE"));
     int rc = 1;
     /* SIGTERM and SIGINT wait while Redis starts, so that a stop then still
      * stops it; the handlers below take them. */
@@ -714,8 +788,8 @@ static int main_serve(const char *path, const char *mode)
     main_smtp_banner(&s, &cfg, default_client);
     log_event(LOG_INFO, "start", "version", SESGATE_VERSION, "mode", mode, "listen",
               s.front ? cfg.listen : NULL, "admin", cfg.admin_listen, "upstream",
-              sandbox ? "sandbox" : cfg.endpoint, "region", cfg.region, "clients", nclients,
-              "redis", redis_where(s.redis), NULL);
+              sandbox ? "sandbox" : cfg.upstreams[0].endpoint, "region", cfg.upstreams[0].region,
+              "clients", nclients, "redis", redis_where(s.redis), NULL);
     event_base_dispatch(s.base);
     log_event(LOG_INFO, "stopped", NULL);
     log_set_buffered(false);
@@ -798,9 +872,9 @@ static int main_smtp_password(const char *path, int argc, char **argv)
         if (name != NULL && strcmp(name, c->name) != 0)
             continue;
         char pass[SMTP_PASSWORD_LEN + 1];
-        smtp_password(c->secret_access_key, cfg.region, pass);
+        smtp_password(c->secret_access_key, cfg.upstreams[0].region, pass);
         printf("%sclient = %s\nregion = %s\nusername = %s\npassword = %s\n", found ? "\n" : "",
-               c->name, cfg.region, c->access_key_id, pass);
+               c->name, cfg.upstreams[0].region, c->access_key_id, pass);
         OPENSSL_cleanse(pass, sizeof pass);
         found++;
     }

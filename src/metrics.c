@@ -261,8 +261,53 @@ static void metrics_render_queue(struct buf *out)
                        (double)metrics_r_dead);
 }
 
-void metrics_limiter(double base, double effective, long long quota, long long used)
+/* One upstream's per-account figures (metrics_ups, in order of appearance). */
+struct metrics_up {
+    char name[128];
+    bool known; /* its limiter reported */
+    double base, rate;
+    long long quota, used;
+    unsigned long long throttled, sent;
+};
+static struct metrics_up *metrics_ups;
+static size_t metrics_nups;
+static bool metrics_named; /* an upstream other than [upstream] was seen */
+
+/* The entry of upstream name, made on first use. */
+static struct metrics_up *metrics_up_get(const char *name)
 {
+    if (name == NULL || name[0] == '\0')
+        name = "default";
+    for (size_t i = 0; i < metrics_nups; i++)
+        if (strcmp(metrics_ups[i].name, name) == 0)
+            return &metrics_ups[i];
+    metrics_ups = xrealloc(metrics_ups, (metrics_nups + 1) * sizeof *metrics_ups);
+    struct metrics_up *u = &metrics_ups[metrics_nups++];
+    memset(u, 0, sizeof *u);
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->used = -1;
+    if (strcmp(name, "default") != 0)
+        metrics_named = true;
+    return u;
+}
+
+void metrics_upstream_sent(const char *upstream)
+{
+    metrics_up_get(upstream)->sent++;
+}
+
+void metrics_limiter(const char *upstream, double base, double effective, long long quota,
+                     long long used)
+{
+    struct metrics_up *u = metrics_up_get(upstream);
+    u->known = true;
+    u->base = base;
+    u->rate = effective;
+    u->quota = quota;
+    if (used >= 0)
+        u->used = used;
+    if (strcmp(u->name, "default") != 0)
+        return;
     metrics_limiter_known = true;
     metrics_l_base = base;
     metrics_l_rate = effective;
@@ -281,9 +326,75 @@ void metrics_limiter_take(const char *reason, double wait_s)
     metrics_l_wait += wait_s;
 }
 
-void metrics_limiter_throttled(void)
+void metrics_limiter_throttled(const char *upstream)
 {
+    metrics_up_get(upstream)->throttled++;
     metrics_l_throttled++;
+}
+
+/* One gauge or counter family with a value per upstream (field of struct
+ * metrics_up picked by pick). */
+static void metrics_render_ups(struct buf *out, const char *name, const char *type,
+                               const char *help, double (*pick)(const struct metrics_up *),
+                               bool limiter)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (size_t i = 0; i < metrics_nups; i++) {
+        const struct metrics_up *u = &metrics_ups[i];
+        if (limiter && !u->known)
+            continue;
+        buf_printf(out, "%s{upstream=\"%s\"} %.15g\n", name, u->name, pick(u));
+    }
+}
+
+static double metrics_pick_base(const struct metrics_up *u)
+{
+    return u->base;
+}
+static double metrics_pick_rate(const struct metrics_up *u)
+{
+    return u->rate;
+}
+static double metrics_pick_quota(const struct metrics_up *u)
+{
+    return (double)u->quota;
+}
+static double metrics_pick_used(const struct metrics_up *u)
+{
+    return (double)(u->used < 0 ? 0 : u->used);
+}
+static double metrics_pick_throttled(const struct metrics_up *u)
+{
+    return (double)u->throttled;
+}
+static double metrics_pick_sent(const struct metrics_up *u)
+{
+    return (double)u->sent;
+}
+
+/* With several upstreams: each one's per-account figures, labelled. */
+static void metrics_render_upstreams(struct buf *out)
+{
+    if (!metrics_named)
+        return;
+    metrics_render_ups(out, "sesgate_upstream_rate_base", "gauge",
+                       "The upstream account's sending rate in recipients/s (rate, or "
+                       "MaxSendRate x headroom).",
+                       metrics_pick_base, true);
+    metrics_render_ups(out, "sesgate_upstream_rate_effective", "gauge",
+                       "The upstream's shared rate after throttling cuts, recipients/s.",
+                       metrics_pick_rate, true);
+    metrics_render_ups(out, "sesgate_upstream_daily_quota", "gauge",
+                       "Recipients the upstream allows per rolling 24 hours (0: unknown).",
+                       metrics_pick_quota, true);
+    metrics_render_ups(out, "sesgate_upstream_sent_last_24h", "gauge",
+                       "Recipients the upstream's limiter counted in the rolling 24 hours.",
+                       metrics_pick_used, true);
+    metrics_render_ups(out, "sesgate_upstream_throttled_total", "counter",
+                       "Sends the upstream answered with Maximum sending rate exceeded.",
+                       metrics_pick_throttled, false);
+    metrics_render_ups(out, "sesgate_upstream_sent_total", "counter",
+                       "Queued copies sent through the upstream.", metrics_pick_sent, false);
 }
 
 static unsigned long long metrics_data_lost, metrics_clock_skew_n, metrics_pace_late_n;
@@ -386,6 +497,7 @@ void metrics_render(struct buf *out)
 {
     metrics_render_queue(out);
     metrics_render_limiter(out);
+    metrics_render_upstreams(out);
     metrics_render_counters(out, "sesgate_requests_total", "SES requests answered.", "action",
                             "status", metrics_requests);
     metrics_render_counters(out, "sesgate_auth_failures_total",
@@ -462,6 +574,10 @@ static void metrics_free_list(struct metrics_counter **list)
 
 void metrics_cleanup(void)
 {
+    free(metrics_ups);
+    metrics_ups = NULL;
+    metrics_nups = 0;
+    metrics_named = false;
     metrics_free_list(&metrics_requests);
     metrics_free_list(&metrics_auth);
     metrics_free_list(&metrics_rejected);

@@ -58,16 +58,23 @@ void metrics_smtp_message(const char *client, const char *outcome, unsigned long
 void metrics_smtp_rejected(const char *client, const char *reason);
 
 /* Append every metric in the Prometheus text exposition format. */
-/* The rate limiter: base and effective rate (recipients/s), daily quota
- * (0: unknown), recipients in the last 24 h (< 0: not known yet). */
-void metrics_limiter(double base, double effective, long long quota, long long used);
+/* The rate limiter of upstream (its name): base and effective rate
+ * (recipients/s), daily quota (0: unknown), recipients in the last 24 h
+ * (< 0: not known yet). The unlabelled gauges are [upstream]'s ("default");
+ * with several upstreams the sesgate_upstream_* families carry each one's,
+ * labelled upstream="NAME". */
+void metrics_limiter(const char *upstream, double base, double effective, long long quota,
+                     long long used);
 
 /* A take answered: refused for reason ("" when granted), granted after
  * wait_s seconds. */
 void metrics_limiter_take(const char *reason, double wait_s);
 
-/* SES answered "Maximum sending rate exceeded". */
-void metrics_limiter_throttled(void);
+/* SES answered upstream (its name) "Maximum sending rate exceeded". */
+void metrics_limiter_throttled(const char *upstream);
+
+/* A queued copy was sent through upstream (its name). */
+void metrics_upstream_sent(const char *upstream);
 
 /* Redis lost sesgate's data (epoch.lua). */
 void metrics_redis_data_lost(void);

@@ -27,8 +27,9 @@
  * million-recipient resume or cancel stays near 50 ms of Redis's time. */
 #define OPS_CONTROL_STEP 5000
 
-/* Public: connect to the daemon's Redis: [redis] url, or the managed
- * server's socket under data_dir (never started from here). NULL: reported. */
+/* Public: connect to the daemon's Redis: [redis] url (plain or TLS), the
+ * master the [redis] sentinels name, or the managed server's socket under
+ * data_dir (never started from here). NULL: reported. */
 redisContext *ops_redis(const struct config *cfg)
 {
     char err[1024];
@@ -38,10 +39,10 @@ redisContext *ops_redis(const struct config *cfg)
     if (cfg->redis_url[0] || cfg->redis_sentinels[0]) {
         redisContext *c =
             cfg->redis_sentinels[0]
-                ? redis_connect_sync_sentinel(cfg->redis_url, cfg->redis_sentinels,
-                                              cfg->redis_sentinel_master,
+                ? redis_connect_sync_sentinel(cfg->redis_url, cfg->redis_tls_ca_file,
+                                              cfg->redis_sentinels, cfg->redis_sentinel_master,
                                               cfg->redis_sentinel_password, 3000, err, sizeof err)
-                : redis_connect_sync(cfg->redis_url, 3000, err, sizeof err);
+                : redis_connect_sync(cfg->redis_url, cfg->redis_tls_ca_file, 3000, err, sizeof err);
         if (c == NULL)
             fprintf(stderr, "sesgate: %s\n", err);
         else
@@ -55,7 +56,7 @@ redisContext *ops_redis(const struct config *cfg)
             buf_printf(&sock, "%s/", cwd);
     }
     buf_printf(&sock, "%s/redis/redis.sock", cfg->data_dir);
-    redisContext *c = redis_connect_sync(buf_cstr(&sock), 3000, err, sizeof err);
+    redisContext *c = redis_connect_sync(buf_cstr(&sock), NULL, 3000, err, sizeof err);
     if (c == NULL)
         fprintf(stderr, "sesgate: redis is not running at %s: start sesgate first\n",
                 buf_cstr(&sock));
@@ -818,16 +819,176 @@ static json_t *ops_rate_json(redisContext *c, const char *pfx)
     return o;
 }
 
+/* The key prefix of upstream u's per-account keys: pfx, or pfx "u:NAME:"
+ * for an [upstream.NAME]. The caller frees it. */
+static char *ops_upfx(const struct config *cfg, size_t u, const char *pfx)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s", pfx);
+    if (u > 0)
+        buf_printf(&b, "u:%s:", cfg->upstreams[u].name);
+    return buf_detach(&b, NULL);
+}
+
+/* The most members of the delay set read to count each upstream's retries. */
+#define OPS_RETRY_SCAN 100000
+
+/* Count the retries waiting in the delay set per upstream (counts[u], u an
+ * index into cfg->upstreams; a batch whose hash has no u is [upstream]'s,
+ * one that is gone or names an upstream no longer configured is not
+ * counted). Reads at most OPS_RETRY_SCAN members. */
+static void ops_retries_per_upstream(redisContext *c, const struct config *cfg, const char *pfx,
+                                     long long *counts)
+{
+    struct buf kd = BUF_INIT;
+    buf_printf(&kd, "%sd", pfx);
+    /* batch number -> upstream index (SIZE_MAX: none), for the numbers seen */
+    struct ops_bn {
+        long long n;
+        size_t u;
+    } *seen = NULL;
+    size_t nseen = 0;
+    for (long long start = 0; start < OPS_RETRY_SCAN; start += 5000) {
+        redisReply *r = redisCommand(c, "ZRANGE %s %lld %lld", buf_cstr(&kd), start, start + 4999);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+            if (r)
+                freeReplyObject(r);
+            break;
+        }
+        size_t got = r->elements;
+        for (size_t i = 0; i < got; i++) {
+            const redisReply *m = r->element[i];
+            if (m->type != REDIS_REPLY_STRING)
+                continue;
+            long long bn = strtoll(m->str, NULL, 10);
+            size_t u = SIZE_MAX, k = 0;
+            for (; k < nseen; k++)
+                if (seen[k].n == bn)
+                    break;
+            if (k < nseen) {
+                u = seen[k].u;
+            } else {
+                redisReply *id = redisCommand(c, "GET %sn:%lld", pfx, bn);
+                redisReply *h = id && id->type == REDIS_REPLY_STRING
+                                    ? redisCommand(c, "HMGET %sb:%s client u", pfx, id->str)
+                                    : NULL;
+                if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+                    h->element[0]->type == REDIS_REPLY_STRING) {
+                    if (h->element[1]->type != REDIS_REPLY_STRING)
+                        u = 0;
+                    else
+                        for (size_t x = 1; x < cfg->nupstreams; x++)
+                            if (strcmp(cfg->upstreams[x].name, h->element[1]->str) == 0)
+                                u = x;
+                }
+                if (h)
+                    freeReplyObject(h);
+                if (id)
+                    freeReplyObject(id);
+                seen = xrealloc(seen, (nseen + 1) * sizeof *seen);
+                seen[nseen++] = (struct ops_bn){bn, u};
+            }
+            if (u != SIZE_MAX)
+                counts[u]++;
+        }
+        freeReplyObject(r);
+        if (got < 5000)
+            break;
+    }
+    free(seen);
+    buf_free(&kd);
+}
+
+/* Each upstream: its name, region and endpoint, its limiter (as
+ * ops_rate_json) and its queue: depth, oldest_seconds, inflight and
+ * retrying. */
+static json_t *ops_upstreams_json(redisContext *c, const struct config *cfg, const char *pfx)
+{
+    json_t *all = json_array();
+    long long *retrying = xcalloc(cfg->nupstreams, sizeof *retrying);
+    ops_retries_per_upstream(c, cfg, pfx, retrying);
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        const struct config_upstream *uc = &cfg->upstreams[u];
+        char *upfx = ops_upfx(cfg, u, pfx);
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(uc->name));
+        json_object_set_new(o, "region", json_string(uc->region));
+        json_object_set_new(o, "endpoint", json_string(uc->endpoint));
+        json_object_set_new(o, "rate", ops_rate_json(c, upfx));
+        /* its streams only: the delay set, dead letters and batches are shared */
+        char *keys[5];
+        qview_stats_keys(upfx, keys);
+        const char *n = "0";
+        redisReply *r = ops_eval(c, RSCRIPT_STATS, 5, keys, 1, &n);
+        for (int k = 0; k < 5; k++)
+            free(keys[k]);
+        json_t *st = r ? qview_stats_json(r, clock_wall_ms()) : NULL;
+        if (r)
+            freeReplyObject(r);
+        json_t *q = json_object();
+        json_object_set_new(q, "depth", json_integer(st ? ops_jint(st, "depth") : 0));
+        json_t *oldest = st ? json_object_get(st, "oldest_seconds") : NULL;
+        json_object_set_new(q, "oldest_seconds", oldest ? json_incref(oldest) : json_real(0));
+        json_object_set_new(q, "inflight", json_integer(st ? ops_jint(st, "inflight") : 0));
+        json_object_set_new(q, "retrying", json_integer(retrying[u]));
+        json_object_set_new(o, "queue", q);
+        json_decref(st);
+        json_array_append_new(all, o);
+        free(upfx);
+    }
+    free(retrying);
+    return all;
+}
+
+/* The text lines of one upstream (several upstreams only). */
+static void ops_print_upstream(const json_t *o)
+{
+    const json_t *rate = json_object_get(o, "rate"), *q = json_object_get(o, "queue");
+    const char *name = ops_jstr(o, "name", "-");
+    printf("upstream %s region %s depth %lld inflight %lld retrying %lld", name,
+           ops_jstr(o, "region", "-"), ops_jint(q, "depth"), ops_jint(q, "inflight"),
+           ops_jint(q, "retrying"));
+    static const char *const shown[3] = {"effective", "base", "sent_last_24h"};
+    static const char *const label[3] = {"rate", "base_rate", "sent_last_24h"};
+    for (int i = 0; i < 3; i++) {
+        const json_t *v = json_object_get(rate, shown[i]);
+        if (json_is_number(v))
+            printf(" %s %g", label[i], json_number_value(v));
+    }
+    const json_t *dq = json_object_get(json_object_get(rate, "upstream"), "daily_quota");
+    if (json_is_number(dq))
+        printf(" daily_quota %g", json_number_value(dq));
+    putchar('\n');
+    size_t hi;
+    const json_t *h;
+    json_array_foreach(json_object_get(rate, "held"), hi, h)
+    {
+        printf("upstream %s held %s for %.0f s\n", name, ops_jstr(h, "reason", "-"),
+               (double)(ops_jint(h, "until_ms") - clock_wall_ms()) / 1000.0);
+    }
+}
+
 /* One status of the queue and the recent batches; *idle tells whether
  * nothing is queued, in flight or waiting for a retry. */
-static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty, bool *idle)
+static int ops_status_once(redisContext *c, const struct config *cfg, const char *pfx, bool json,
+                           bool tty, bool *idle)
 {
-    char *keys[5];
+    /* the queue's five keys, then every [upstream.NAME]'s stream set */
+    size_t nkeys = 5 + (cfg->nupstreams > 0 ? cfg->nupstreams - 1 : 0);
+    char **keys = xcalloc(nkeys, sizeof *keys);
     qview_stats_keys(pfx, keys);
+    for (size_t u = 1; u < cfg->nupstreams; u++) {
+        char *upfx = ops_upfx(cfg, u, pfx);
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "%sqs", upfx);
+        keys[4 + u] = buf_detach(&b, NULL);
+        free(upfx);
+    }
     const char *n = "10";
-    redisReply *r = ops_eval(c, RSCRIPT_STATS, 5, keys, 1, &n);
-    for (int k = 0; k < 5; k++)
+    redisReply *r = ops_eval(c, RSCRIPT_STATS, (int)nkeys, keys, 1, &n);
+    for (size_t k = 0; k < nkeys; k++)
         free(keys[k]);
+    free(keys);
     if (r == NULL)
         return 1;
     json_t *s = qview_stats_json(r, clock_wall_ms());
@@ -837,6 +998,7 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
         return 1;
     }
     json_object_set_new(s, "rate", ops_rate_json(c, pfx));
+    json_object_set_new(s, "upstreams", ops_upstreams_json(c, cfg, pfx));
     *idle =
         ops_jint(s, "depth") == 0 && ops_jint(s, "inflight") == 0 && ops_jint(s, "retrying") == 0;
     if (json) {
@@ -867,6 +1029,12 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
         {
             printf("held %s for %.0f s\n", ops_jstr(h, "reason", "-"),
                    (double)(ops_jint(h, "until_ms") - clock_wall_ms()) / 1000.0);
+        }
+        /* with several upstreams, a line each (and its holds) */
+        if (cfg->nupstreams > 1) {
+            size_t ui;
+            const json_t *uo;
+            json_array_foreach(json_object_get(s, "upstreams"), ui, uo) ops_print_upstream(uo);
         }
         size_t k;
         const json_t *b;
@@ -907,7 +1075,8 @@ static int ops_status_once(redisContext *c, const char *pfx, bool json, bool tty
 
 /* sesgate status [--watch]: with --watch, again every second (redrawn on
  * a terminal, a block per second otherwise) until the queue is idle. */
-static int ops_status(redisContext *c, const char *pfx, int argc, bool json, bool watch)
+static int ops_status(redisContext *c, const struct config *cfg, const char *pfx, int argc,
+                      bool json, bool watch)
 {
     if (argc != 0) {
         fprintf(stderr, "usage: sesgate status [-c FILE] [--json] [--watch]\n");
@@ -918,7 +1087,7 @@ static int ops_status(redisContext *c, const char *pfx, int argc, bool json, boo
         bool idle = true;
         if (watch && tty)
             fputs("\033[H\033[2J", stdout);
-        int rc = ops_status_once(c, pfx, json, tty, &idle);
+        int rc = ops_status_once(c, cfg, pfx, json, tty, &idle);
         fflush(stdout);
         if (rc != 0 || !watch || idle)
             return rc;
@@ -943,7 +1112,7 @@ int ops_run(const char *cmd, const struct config *cfg, int argc, char **argv, bo
     else if (strcmp(cmd, "relay") == 0)
         rc = ops_relay(c, pfx, argc, argv, json);
     else
-        rc = ops_status(c, pfx, argc, json, watch);
+        rc = ops_status(c, cfg, pfx, argc, json, watch);
     free(pfx);
     redisFree(c);
     return rc;

@@ -591,8 +591,8 @@ static void queue_wait_add(struct queue *q, struct queue_enq *e)
 }
 
 /* Public: store a batch and queue its copies (1.. when copy 0 was sent). */
-void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
-                   const char *copy0_id, queue_done_fn done, void *arg)
+void queue_enqueue(struct queue *q, const char *batch_id, const char *client, const char *upstream,
+                   struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg)
 {
     struct queue_enq *e = queue_enq_new(q, done, arg);
     snprintf(e->batch_id, sizeof e->batch_id, "%s", batch_id);
@@ -614,9 +614,9 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, st
     size_t *lens = xcalloc(n, sizeof *lens);
     char *kb = rscript_key(q->scripts, "b:", batch_id),
          *kr = rscript_key(q->scripts, "r:", batch_id);
-    char *kq = rscript_key(q->scripts, "q:", client),
+    char *kq = rscript_ukey(q->scripts, upstream, "q:", client),
          *krec = rscript_key(q->scripts, "recent", NULL);
-    char *kqs = rscript_key(q->scripts, "qs", NULL);
+    char *kqs = rscript_ukey(q->scripts, upstream, "qs", NULL);
     char *ko = rscript_key(q->scripts, "o:", batch_id),
          *kt = rscript_key(q->scripts, "t:", batch_id);
     char *kseq = rscript_key(q->scripts, "seq", NULL),

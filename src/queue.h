@@ -52,14 +52,14 @@ void queue_free(struct queue *q);
 /* The script runner q runs on (q's caller owns it). */
 struct rscript *queue_scripts(const struct queue *q);
 
-/* Store batch_id for client: p's template and riders once, and one entry
- * per To recipient. copy0_id is NULL when every copy is queued; otherwise
- * the caller already sent copy 0 (first_recipient = sync) and copy0_id is
- * its SES MessageId, recorded as its outcome, and copies 1.. are queued.
- * The template is taken, not copied (p->template is empty after); the rest
- * of p is the caller's. done fires exactly once. */
-void queue_enqueue(struct queue *q, const char *batch_id, const char *client, struct fanout_plan *p,
-                   const char *copy0_id, queue_done_fn done, void *arg);
+/* Store batch_id for client, routed to upstream (its name; NULL or
+ * "default": [upstream]): p's template and riders once, and one entry
+ * per To recipient on that upstream's stream of the client. copy0_id is NULL when every copy is
+ * queued; otherwise the caller already sent copy 0 (first_recipient = sync) and copy0_id is its SES
+ * MessageId, recorded as its outcome, and copies 1.. are queued. The template is taken, not copied
+ * (p->template is empty after); the rest of p is the caller's. done fires exactly once. */
+void queue_enqueue(struct queue *q, const char *batch_id, const char *client, const char *upstream,
+                   struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg);
 
 /* A batch of many recipients is queued in bounded steps (enqueue.lua,
  * then fill.lua), each its own Redis call, so that other clients' commands

@@ -1,13 +1,11 @@
 /* redis: the asynchronous Redis connection, reconnecting with backoff. */
 #include "redis.h"
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +14,8 @@
 #include "buf.h"
 #include "clock.h"
 #include "log.h"
+#include "redistls.h"
+#include "redisurl.h"
 #include "sentinel.h"
 #include "util.h"
 
@@ -56,8 +56,8 @@ struct redis {
     char *password; /* NULL for none; owned; a secret: never logged */
     int db;
     char *where;                 /* the server without credentials; owned */
+    struct redistls *relay;      /* rediss://: the TLS relay hiredis connects through */
     struct sentinel *sentinel;   /* where the master is; NULL: host:port; not owned */
-    bool host_optional;          /* the URL's host may be empty (the Sentinels name it) */
     bool switched;               /* the Sentinels announced a failover: reconnect at once */
     struct event *recheck_timer; /* a READONLY answer: ask the Sentinels again */
     redisAsyncContext *ac;
@@ -90,143 +90,8 @@ static void redis_timer_ms(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-/* Percent-decode s[0..n) into a new string, or NULL when malformed. */
-static char *redis_unescape(const char *s, size_t n)
-{
-    struct buf b = BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            buf_addc(&b, s[i]);
-            continue;
-        }
-        int hi = i + 2 < n ? util_hex_value((unsigned char)s[i + 1]) : -1;
-        int lo = hi >= 0 ? util_hex_value((unsigned char)s[i + 2]) : -1;
-        if (lo < 0 || (hi == 0 && lo == 0)) {
-            if (b.data)
-                explicit_bzero(b.data, b.cap);
-            buf_free(&b);
-            return NULL;
-        }
-        buf_addc(&b, (char)(hi << 4 | lo));
-        i += 2;
-    }
-    buf_cstr(&b);
-    return buf_detach(&b, NULL);
-}
-
-/* Parse a decimal number in [lo, hi] from s[0..n). */
-static int redis_parse_int(const char *s, size_t n, long lo, long hi, int *out)
-{
-    if (n == 0 || n > 10)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* Fill r's address from a unix socket path and an optional "db=N" query. */
-static int redis_parse_unix(struct redis *r, const char *p, char *err, size_t errlen)
-{
-    const char *q = strchr(p, '?');
-    size_t n = q ? (size_t)(q - p) : strlen(p);
-    struct sockaddr_un sa;
-    if (n == 0 || p[0] != '/') {
-        snprintf(err, errlen, "[redis] url: a unix socket path must be absolute (unix:///path)");
-        return -1;
-    }
-    if (n >= sizeof sa.sun_path) {
-        snprintf(err, errlen,
-                 "[redis] url: the unix socket path is %zu bytes, it must be under %zu", n,
-                 sizeof sa.sun_path);
-        return -1;
-    }
-    if (q && (strncmp(q, "?db=", 4) != 0 ||
-              redis_parse_int(q + 4, strlen(q + 4), 0, INT_MAX, &r->db) < 0)) {
-        snprintf(err, errlen, "[redis] url: the only unix socket parameter is ?db=N");
-        return -1;
-    }
-    r->path = xstrndup(p, n);
-    return 0;
-}
-
-/* Fill r's address and credentials from what follows "redis://". */
-static int redis_parse_tcp(struct redis *r, const char *s, char *err, size_t errlen)
-{
-    const char *slash = strchr(s, '/');
-    const char *end = slash ? slash : s + strlen(s);
-    const char *at = NULL;
-    for (const char *p = s; p < end; p++)
-        if (*p == '@')
-            at = p;
-    const char *host = s;
-    if (at) {
-        const char *colon = memchr(s, ':', (size_t)(at - s));
-        if (colon == NULL) {
-            snprintf(err, errlen,
-                     "[redis] url: write the password after a colon: "
-                     "redis://:password@host or redis://user:password@host");
-            return -1;
-        }
-        if (colon > s && (r->user = redis_unescape(s, (size_t)(colon - s))) == NULL) {
-            snprintf(err, errlen, "[redis] url: bad percent-encoding in the user name");
-            return -1;
-        }
-        r->password = redis_unescape(colon + 1, (size_t)(at - colon - 1));
-        if (r->password == NULL) {
-            snprintf(err, errlen, "[redis] url: bad percent-encoding in the password");
-            return -1;
-        }
-        if (r->password[0] == '\0') {
-            free(r->password);
-            r->password = NULL;
-        }
-        host = at + 1;
-    }
-    const char *host_end, *port = NULL;
-    if (*host == '[') {
-        const char *rb = memchr(host, ']', (size_t)(end - host));
-        if (rb == NULL || (rb + 1 < end && rb[1] != ':')) {
-            snprintf(err, errlen, "[redis] url: malformed [IPv6] host");
-            return -1;
-        }
-        r->host = xstrndup(host + 1, (size_t)(rb - host - 1));
-        host_end = rb + 1;
-        port = rb + 1 < end ? rb + 2 : NULL;
-    } else {
-        const char *colon = memchr(host, ':', (size_t)(end - host));
-        host_end = colon ? colon : end;
-        port = colon ? colon + 1 : NULL;
-        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1))) {
-            snprintf(err, errlen, "[redis] url: put an IPv6 host in brackets: redis://[::1]:6379");
-            return -1;
-        }
-        r->host = xstrndup(host, (size_t)(host_end - host));
-    }
-    if ((r->host[0] == '\0' && !r->host_optional) || strpbrk(r->host, "?#%") != NULL) {
-        snprintf(err, errlen, "[redis] url: missing or malformed host");
-        return -1;
-    }
-    r->port = 6379;
-    if (port && redis_parse_int(port, (size_t)(end - port), 1, 65535, &r->port) < 0) {
-        snprintf(err, errlen, "[redis] url: the port must be a number from 1 to 65535");
-        return -1;
-    }
-    if (slash && slash[1] != '\0' &&
-        redis_parse_int(slash + 1, strlen(slash + 1), 0, INT_MAX, &r->db) < 0) {
-        snprintf(err, errlen, "[redis] url: the database after the host must be a number");
-        return -1;
-    }
-    return 0;
-}
-
-/* r->where from r's address (a Sentinel's master: once it is known). */
+/* r->where for a master the Sentinels name (redis://: Sentinel is never
+ * TLS): "sentinel master NAME" until it is known. */
 static void redis_set_where(struct redis *r)
 {
     struct buf w = BUF_INIT;
@@ -244,31 +109,51 @@ static void redis_set_where(struct redis *r)
     r->where = buf_detach(&w, NULL);
 }
 
-/* Parse url into r's address, credentials and database. */
-static int redis_parse_url(struct redis *r, const char *url, char *err, size_t errlen)
+/* Parse url (redisurl) into r's address, credentials and database, and
+ * check it against the options: tls_ca_file (NULL or "") only with
+ * rediss://; with sentinel, a redis:// url ("" gives nothing) whose host,
+ * if any, is dropped: the Sentinels name the master (r->where says so once
+ * r->sentinel is set). Returns 1 for rediss://, 0 for another scheme, -1
+ * with a reason in err (r's strings are then for redis_free_strings). */
+static int redis_parse_url(struct redis *r, const char *url, const char *tls_ca_file, bool sentinel,
+                           char *err, size_t errlen)
 {
-    int rc;
-    if (strncmp(url, "unix://", 7) == 0)
-        rc = redis_parse_unix(r, url + 7, err, errlen);
-    else if (url[0] == '/')
-        rc = redis_parse_unix(r, url, err, errlen);
-    else if (strncmp(url, "redis://", 8) == 0)
-        rc = redis_parse_tcp(r, url + 8, err, errlen);
-    else if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errlen,
-                 "[redis] url: TLS (rediss://) is not supported; use a unix socket "
-                 "or a TLS tunnel");
+    struct redisurl u;
+    if (sentinel && url[0] == '\0')
+        url = "redis://"; /* no user, password or database */
+    if (redisurl_parse(&u, url, sentinel ? REDISURL_HOST_OPTIONAL : 0, err, errlen) < 0)
         return -1;
-    } else {
-        snprintf(err, errlen,
-                 "[redis] url must be redis://[:password@]host[:port][/db], "
-                 "unix:///path or an absolute socket path");
+    r->host = u.host;
+    r->port = u.port;
+    r->path = u.path;
+    r->user = u.user;
+    r->password = u.password;
+    r->db = u.db;
+    r->where = u.where;
+    if (!u.tls && tls_ca_file && tls_ca_file[0]) {
+        snprintf(err, errlen, "[redis] tls_ca_file is set but [redis] url is not rediss://");
         return -1;
     }
-    if (rc < 0)
+    if (sentinel && (u.tls || u.path)) {
+        snprintf(err, errlen,
+                 u.tls ? "[redis] url: TLS (rediss://) with [redis] sentinels is not supported"
+                       : "[redis] url: with [redis] sentinels, a redis:// url (no socket path)");
         return -1;
-    redis_set_where(r);
-    return 0;
+    }
+    if (sentinel) { /* the Sentinels say where the master is */
+        free(r->host);
+        r->host = NULL;
+        if (r->sentinel)
+            redis_set_where(r);
+    }
+    return u.tls ? 1 : 0;
+}
+
+/* Why the connection closed: the TLS relay's reason when it has one. */
+static const char *redis_relay_reason(const struct redis *r, const char *fallback)
+{
+    const char *why = r->relay ? redistls_reason(r->relay) : "";
+    return why[0] ? why : fallback;
 }
 
 /* The connection is gone or could not be made: log the outage once, then
@@ -496,6 +381,12 @@ static void redis_role_reply(const redisReply *reply, const char *err, void *arg
     redis_handshake_reply(r, "ROLE", reply, err);
 }
 
+/* The answer to the handshake's PING (TLS). */
+static void redis_tls_ping_reply(const redisReply *reply, const char *err, void *arg)
+{
+    redis_handshake_reply(arg, "PING", reply, err);
+}
+
 /* hiredis: connect(2) finished. */
 static void redis_on_connect(const redisAsyncContext *ac, int status)
 {
@@ -503,7 +394,9 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
     if (r == NULL || r->ac != ac)
         return;
     if (status != REDIS_OK) {
-        redis_failed(r, ac->errstr[0] ? ac->errstr : "connect failed"); /* hiredis frees ac */
+        redis_failed(r, redis_relay_reason(r, ac->errstr[0]
+                                                  ? ac->errstr
+                                                  : "connect failed")); /* hiredis frees ac */
         return;
     }
     r->state = REDIS_STATE_HANDSHAKE;
@@ -518,6 +411,10 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
     if (r->db) {
         r->handshake_left++;
         redis_send(r, redis_select_reply, "SELECT %d", r->db);
+    }
+    if (r->relay) { /* up once Redis answered through TLS, not when the relay took hiredis */
+        r->handshake_left++;
+        redis_send(r, redis_tls_ping_reply, "PING");
     }
     if (r->sentinel) {
         r->handshake_left++;
@@ -536,6 +433,8 @@ static void redis_on_disconnect(const redisAsyncContext *ac, int status)
     char reason[192];
     if (r->drop_reason[0])
         snprintf(reason, sizeof reason, "%s", r->drop_reason);
+    else if (r->relay && redistls_reason(r->relay)[0])
+        snprintf(reason, sizeof reason, "%s", redistls_reason(r->relay));
     else if (status != REDIS_OK && ac->errstr[0])
         snprintf(reason, sizeof reason, "%s", ac->errstr);
     else
@@ -549,7 +448,10 @@ static void redis_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct redis *r = arg;
     if (r->state == REDIS_STATE_CONNECTING || r->state == REDIS_STATE_HANDSHAKE)
         redis_drop(r, r->state == REDIS_STATE_CONNECTING ? "connect timeout"
-                                                         : "no answer to AUTH or SELECT");
+                      : r->relay ? redis_relay_reason(r, redistls_up(r->relay)
+                                                             ? "no answer through TLS"
+                                                             : "no answer to the TLS handshake")
+                                 : "no answer to AUTH or SELECT");
 }
 
 /* Timer: try to connect again. */
@@ -561,8 +463,9 @@ static void redis_reconnect_cb(evutil_socket_t fd, short what, void *arg)
 /* Start a connection attempt to r's address. */
 static void redis_connect_addr(struct redis *r)
 {
-    redisAsyncContext *ac =
-        r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = r->relay  ? redisAsyncConnectUnix(redistls_path(r->relay))
+                            : r->path ? redisAsyncConnectUnix(r->path)
+                                      : redisAsyncConnect(r->host, r->port);
     if (ac == NULL) {
         redis_failed(r, "cannot allocate a connection");
         return;
@@ -575,7 +478,7 @@ static void redis_connect_addr(struct redis *r)
         return;
     }
     ac->data = r;
-    if (r->host)
+    if (r->host && !r->relay) /* the relay keeps its TCP connection alive itself */
         redisEnableKeepAlive(&ac->c);
     redisLibeventAttach(ac, r->base);
     redisAsyncSetConnectCallback(ac, redis_on_connect);
@@ -664,31 +567,27 @@ static void redis_free_strings(struct redis *r)
     free(r->where);
 }
 
-struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen)
+struct redis *redis_new(struct event_base *base, const char *url, const char *tls_ca_file,
+                        char *err, size_t errlen)
 {
-    return redis_new_sentinel(base, url, NULL, err, errlen);
+    return redis_new_sentinel(base, url, tls_ca_file, NULL, err, errlen);
 }
 
-struct redis *redis_new_sentinel(struct event_base *base, const char *url, struct sentinel *sn,
-                                 char *err, size_t errlen)
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, const char *tls_ca_file,
+                                 struct sentinel *sn, char *err, size_t errlen)
 {
     struct redis *r = xcalloc(1, sizeof *r);
     r->base = base;
     r->fails_tail = &r->fails;
     r->backoff_ms = REDIS_BACKOFF_MIN_MS;
     r->sentinel = sn;
-    r->host_optional = sn != NULL;
-    if (sn && (url == NULL || url[0] == '\0'))
-        redis_set_where(r);
-    else if (redis_parse_url(r, url ? url : "", err, errlen) < 0) {
+    int tls = redis_parse_url(r, url ? url : "", tls_ca_file, sn != NULL, err, errlen);
+    if (tls == 1)
+        r->relay = redistls_new(base, r->host, r->port, tls_ca_file, err, errlen);
+    if (tls < 0 || (tls == 1 && !r->relay)) {
         redis_free_strings(r);
         free(r);
         return NULL;
-    }
-    if (sn && r->host) { /* the Sentinels say where the master is */
-        free(r->host);
-        r->host = NULL;
-        redis_set_where(r);
     }
     r->recheck_timer = evtimer_new(base, redis_recheck_cb, r);
     if (sn)
@@ -723,6 +622,7 @@ void redis_free(struct redis *r)
     event_free(r->connect_timer);
     redis_fail_cb(-1, 0, r);
     event_free(r->fail_timer);
+    redistls_free(r->relay);
     redis_free_strings(r);
     free(r);
 }
@@ -804,63 +704,29 @@ redisAsyncContext *redis_ctx(struct redis *r)
     return r->state == REDIS_STATE_UP ? r->ac : NULL;
 }
 
-/* A blocking connection to r's address (the Sentinels' master when
- * sentinels is not NULL: it must say it is the master). */
-static redisContext *redis_connect_sync_to(struct redis *r, int timeout_ms, bool sentinel,
-                                           char *err, size_t errlen);
-
-redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen)
-{
-    struct redis r = {0};
-    if (redis_parse_url(&r, url ? url : "", err, errlen) < 0) {
-        redis_free_strings(&r);
-        return NULL;
-    }
-    redisContext *c = redis_connect_sync_to(&r, timeout_ms, false, err, errlen);
-    redis_free_strings(&r);
-    return c;
-}
-
-redisContext *redis_connect_sync_sentinel(const char *url, const char *sentinels,
-                                          const char *master, const char *password, int timeout_ms,
-                                          char *err, size_t errlen)
-{
-    struct redis r = {.host_optional = true};
-    if (url && url[0] && redis_parse_url(&r, url, err, errlen) < 0) {
-        redis_free_strings(&r);
-        return NULL;
-    }
-    redisContext *c = NULL;
-    /* A replica named during a failover: the Sentinels are asked again,
-     * three times at most, a second apart. */
-    for (int attempt = 0; attempt < 3 && c == NULL; attempt++) {
-        if (attempt > 0)
-            sleep(1);
-        char *host = NULL;
-        int port = 0;
-        if (sentinel_resolve_sync(sentinels, master, password, timeout_ms, &host, &port, err,
-                                  errlen) < 0)
-            break;
-        free(r.host);
-        free(r.path);
-        r.host = host;
-        r.path = NULL;
-        r.port = port;
-        free(r.where);
-        r.where = NULL;
-        redis_set_where(&r);
-        c = redis_connect_sync_to(&r, timeout_ms, true, err, errlen);
-    }
-    redis_free_strings(&r);
-    return c;
-}
-
-static redisContext *redis_connect_sync_to(struct redis *r, int timeout_ms, bool sentinel,
-                                           char *err, size_t errlen)
+/* A blocking connection to r's server, through a TLS relay (tls) or
+ * straight, then AUTH, SELECT and, for a master the Sentinels named
+ * (sentinel), ROLE: it must say it is the master. NULL with a reason in
+ * err. */
+static redisContext *redis_connect_sync_to(const struct redis *r, bool tls, const char *tls_ca_file,
+                                           bool sentinel, int timeout_ms, char *err, size_t errlen)
 {
     struct timeval tv = clock_timeval(timeout_ms);
-    redisContext *c = r->path ? redisConnectUnixWithTimeout(r->path, tv)
-                              : redisConnectWithTimeout(r->host, r->port, tv);
+    redisContext *c;
+    if (tls) {
+        char why[256];
+        int fd = redistls_connect_sync(r->host, r->port, tls_ca_file, timeout_ms, why, sizeof why);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot connect to %s: %s", r->where, why);
+            return NULL;
+        }
+        c = redisConnectFd(fd);
+        if (c == NULL)
+            close(fd);
+    } else {
+        c = r->path ? redisConnectUnixWithTimeout(r->path, tv)
+                    : redisConnectWithTimeout(r->host, r->port, tv);
+    }
     if (c == NULL || c->err) {
         snprintf(err, errlen, "cannot connect to %s: %s", r->where,
                  c ? c->errstr : "out of memory");
@@ -909,4 +775,44 @@ fail:
     if (c)
         redisFree(c);
     return NULL;
+}
+
+redisContext *redis_connect_sync(const char *url, const char *tls_ca_file, int timeout_ms,
+                                 char *err, size_t errlen)
+{
+    struct redis r = {0};
+    int tls = redis_parse_url(&r, url ? url : "", tls_ca_file, false, err, errlen);
+    redisContext *c =
+        tls < 0 ? NULL
+                : redis_connect_sync_to(&r, tls == 1, tls_ca_file, false, timeout_ms, err, errlen);
+    redis_free_strings(&r);
+    return c;
+}
+
+redisContext *redis_connect_sync_sentinel(const char *url, const char *tls_ca_file,
+                                          const char *sentinels, const char *master,
+                                          const char *password, int timeout_ms, char *err,
+                                          size_t errlen)
+{
+    struct redis r = {0};
+    int tls = redis_parse_url(&r, url ? url : "", tls_ca_file, true, err, errlen);
+    redisContext *c = NULL;
+    /* A replica named during a failover: the Sentinels are asked again,
+     * three times at most, a second apart. */
+    for (int attempt = 0; tls >= 0 && attempt < 3 && c == NULL; attempt++) {
+        if (attempt > 0)
+            sleep(1);
+        char *host = NULL;
+        int port = 0;
+        if (sentinel_resolve_sync(sentinels, master, password, timeout_ms, &host, &port, err,
+                                  errlen) < 0)
+            break;
+        free(r.host);
+        r.host = host;
+        r.port = port;
+        redis_set_where(&r);
+        c = redis_connect_sync_to(&r, tls == 1, tls_ca_file, true, timeout_ms, err, errlen);
+    }
+    redis_free_strings(&r);
+    return c;
 }

@@ -34,25 +34,33 @@ typedef void (*redis_cb)(const redisReply *reply, const char *err, void *arg);
 
 /* Parse url and start connecting on base. url is one of
  *   redis://[[user]:password@]host[:port][/db]   (host may be [IPv6]; port 6379)
+ *   rediss://[[user]:password@]host[:port][/db]  (TLS: redistls.h)
  *   unix:///path/to/redis.sock[?db=N]
  *   /path/to/redis.sock
- * The user and password may be percent-encoded. Returns NULL with a reason
- * in err (which never contains the password) when url is malformed; a
- * server that cannot be reached is not an error here (see redis_ready).
- * TCP host names are resolved synchronously (hiredis): prefer addresses. */
-struct redis *redis_new(struct event_base *base, const char *url, char *err, size_t errlen);
+ * The user and password may be percent-encoded (AUTH user password, or
+ * AUTH password without a user). tls_ca_file (NULL or "": the system's
+ * CAs) verifies a rediss:// server; it is an error with another scheme.
+ * Returns NULL with a reason in err (which never contains the password)
+ * when url is malformed or TLS cannot be set up (CA file unreadable); a
+ * server that cannot be reached, or whose certificate is refused, is not
+ * an error here (see redis_ready; the reason is logged by redis_down).
+ * TCP host names are resolved synchronously (hiredis): prefer addresses.
+ * Over TLS the connection is up once Redis answered a PING through it. */
+struct redis *redis_new(struct event_base *base, const char *url, const char *tls_ca_file,
+                        char *err, size_t errlen);
 
 struct sentinel;
 
 /* redis_new for a master found by Redis Sentinel (sn, which outlives r):
  * url gives only the user, password and database (redis://user:pass@/db,
- * its host ignored; "" for none). Each connection asks the Sentinels where
+ * its host ignored; "" for none); it must be redis://: TLS with Sentinel
+ * (rediss://, tls_ca_file) is refused. Each connection asks the Sentinels where
  * the master is, checks that the server says it is (ROLE; a replica is
  * refused and the Sentinels asked again), and is made again at once when
  * the Sentinels announce a failover (+switch-master) or the server answers
  * READONLY. */
-struct redis *redis_new_sentinel(struct event_base *base, const char *url, struct sentinel *sn,
-                                 char *err, size_t errlen);
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, const char *tls_ca_file,
+                                 struct sentinel *sn, char *err, size_t errlen);
 
 /* Close the connection and free r (NULL: nothing). Every command still
  * pending gets its callback, with err "redis connection closed", before
@@ -88,17 +96,20 @@ int redis_command_formatted(struct redis *r, redis_cb cb, void *arg, const char 
 redisAsyncContext *redis_ctx(struct redis *r);
 
 /* A blocking connection for one-shot tools (the operator commands): url
- * as for redis_new, connect, AUTH and SELECT within timeout_ms each; the
- * context keeps that timeout for commands. NULL with a reason in err (never
- * the password). Free it with redisFree. */
-redisContext *redis_connect_sync(const char *url, int timeout_ms, char *err, size_t errlen);
+ * and tls_ca_file as for redis_new, connect (and the TLS handshake), AUTH
+ * and SELECT within timeout_ms each; the context keeps that timeout for
+ * commands. NULL with a reason in err (never the password). Free it with
+ * redisFree (which also ends a TLS relay's thread). */
+redisContext *redis_connect_sync(const char *url, const char *tls_ca_file, int timeout_ms,
+                                 char *err, size_t errlen);
 
 /* redis_connect_sync to the master the Sentinels of sentinels ("host:port,...",
  * their password "" for none) name for master; the server must say it is
  * the master (ROLE), else the Sentinels are asked again, up to three
- * times a second apart. url as for redis_new_sentinel. */
-redisContext *redis_connect_sync_sentinel(const char *url, const char *sentinels,
-                                          const char *master, const char *password, int timeout_ms,
-                                          char *err, size_t errlen);
+ * times a second apart. url and tls_ca_file as for redis_new_sentinel. */
+redisContext *redis_connect_sync_sentinel(const char *url, const char *tls_ca_file,
+                                          const char *sentinels, const char *master,
+                                          const char *password, int timeout_ms, char *err,
+                                          size_t errlen);
 
 #endif

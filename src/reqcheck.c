@@ -102,8 +102,20 @@ static int reqcheck_parse(const struct reqcheck_policy *p, const struct sigv4_re
     return 0;
 }
 
+/* True when region (len bytes) is one p accepts. */
+static bool reqcheck_region_ok(const struct reqcheck_policy *p, const char *region, size_t len)
+{
+    if (p->regions == NULL || p->nregions == 0)
+        return len == strlen(p->region) && memcmp(region, p->region, len) == 0;
+    for (size_t i = 0; i < p->nregions; i++)
+        if (len == strlen(p->regions[i]) && memcmp(region, p->regions[i], len) == 0)
+            return true;
+    return false;
+}
+
 /* Check the key and the credential scope of a: the key is one of p's (its
- * index into *client), no session token, service ses or email, p's region.
+ * index into *client), no session token, service ses or email, p's region
+ * (or one of its regions).
  * Returns 0, or -1 with e set. */
 static int reqcheck_scope(const struct reqcheck_policy *p, const struct sigv4_request *r,
                           const struct sigv4_auth *a, size_t *client, struct seserr *e)
@@ -131,7 +143,7 @@ static int reqcheck_scope(const struct reqcheck_policy *p, const struct sigv4_re
                    "Credential should be scoped to correct service: 'ses'.");
         return -1;
     }
-    if (a->region_len != strlen(p->region) || memcmp(a->region, p->region, a->region_len) != 0) {
+    if (!reqcheck_region_ok(p, a->region, a->region_len)) {
         seserr_set(e, SESERR_BAD_SIGNATURE,
                    "Credential should be scoped to a valid region, not '%.*s'.",
                    (int)(a->region_len > 64 ? 64 : a->region_len), a->region);

@@ -23,11 +23,14 @@
 
 /* What a request must match. */
 struct reqcheck_policy {
-    const char *region;                  /* the one region a scope may name */
+    const char *region;                  /* the region a scope may name (nregions 0) */
     int64_t clock_skew_ms;               /* the request's time may be this far from now */
     const struct config_client *clients; /* the keys accepted: access_key_id, secret */
     size_t nclients;
     bool presigned; /* a presigned (query string) request is accepted */
+    /* the regions a scope may name (every upstream's); NULL: region alone */
+    const char *const *regions;
+    size_t nregions;
 };
 
 /* A request that passed reqcheck_request. Points into the request and

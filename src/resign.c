@@ -11,9 +11,9 @@
 #include "util.h"
 
 struct resign {
-    const struct config *cfg;
-    char *endpoint_base; /* scheme://authority, no trailing slash */
-    char *endpoint_host; /* authority as signed in the host header */
+    const struct config_upstream *cfg; /* the upstream signed for */
+    char *endpoint_base;               /* scheme://authority, no trailing slash */
+    char *endpoint_host;               /* authority as signed in the host header */
     struct sigv4_key_cache key;
 };
 
@@ -42,7 +42,7 @@ static int resign_parse_endpoint(struct resign *s, const char *url, char *err, s
     return 0;
 }
 
-struct resign *resign_new(const struct config *cfg, char *err, size_t errlen)
+struct resign *resign_new(const struct config_upstream *cfg, char *err, size_t errlen)
 {
     struct resign *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
@@ -77,7 +77,7 @@ int resign_request(struct resign *s, const char *method, const char *path, size_
                    const char *query, size_t query_len, const char *ctype, size_t ctype_len,
                    const char *payload_hash, time_t now, char **url, struct curl_slist **headers)
 {
-    const struct config *cfg = s->cfg;
+    const struct config_upstream *cfg = s->cfg;
     char amz_date[17];
     util_amz_date(now, amz_date);
     bool has_token = cfg->session_token && cfg->session_token[0];

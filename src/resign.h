@@ -18,10 +18,10 @@
 
 struct resign;
 
-/* Prepare signing for cfg's endpoint, region and credentials (cfg must
- * outlive the result). Returns NULL with a reason in err when the endpoint is
- * not an http(s) URL. */
-struct resign *resign_new(const struct config *cfg, char *err, size_t errlen);
+/* Prepare signing for upstream cfg's endpoint, region and credentials (cfg
+ * must outlive the result). Returns NULL with a reason in err when the
+ * endpoint is not an http(s) URL. */
+struct resign *resign_new(const struct config_upstream *cfg, char *err, size_t errlen);
 
 /* Release s. */
 void resign_free(struct resign *s);

@@ -227,3 +227,15 @@ char *rscript_key(const struct rscript *s, const char *suffix, const char *id)
     buf_printf(&b, "%s%s%s", s->pfx, suffix, id ? id : "");
     return buf_detach(&b, NULL);
 }
+
+/* Public: a per-account key of an upstream. */
+char *rscript_ukey(const struct rscript *s, const char *upstream, const char *suffix,
+                   const char *id)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s", s->pfx);
+    if (upstream && upstream[0] && strcmp(upstream, "default") != 0)
+        buf_printf(&b, "u:%s:", upstream);
+    buf_printf(&b, "%s%s", suffix, id ? id : "");
+    return buf_detach(&b, NULL);
+}

@@ -79,4 +79,10 @@ char *rscript_prefix(const struct config *cfg);
 /* The key prefix plus suffix plus id (id may be NULL); the caller frees it. */
 char *rscript_key(const struct rscript *s, const char *suffix, const char *id);
 
+/* rscript_key for a per-account key of upstream (its name): [upstream]
+ * ("default", or NULL) keeps the plain key, [upstream.U] gets "u:U:" after
+ * the prefix (docs/UPSTREAMS.md). The caller frees it. */
+char *rscript_ukey(const struct rscript *s, const char *upstream, const char *suffix,
+                   const char *id);
+
 #endif

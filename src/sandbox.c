@@ -1362,7 +1362,7 @@ static int sandbox_authenticate(struct sandbox_req *q, struct seserr *e)
     struct config_client key = {.access_key_id = sb->access_key_id,
                                 .secret_access_key = sb->secret};
     struct reqcheck_policy p = {
-        .region = sb->cfg->region,
+        .region = sb->cfg->upstreams[0].region,
         .clock_skew_ms = sb->cfg->clock_skew_ms,
         .clients = &key,
         .nclients = 1,
@@ -1482,10 +1482,10 @@ struct sandbox *sandbox_start(struct event_base *base, const struct config *cfg,
     memcpy(sb->access_key_id, "AKIDSANDBOX", 11);
     sandbox_random_text(sb->access_key_id + 11, 12, false);
     sandbox_random_text(sb->secret, 40, true);
-    if (strcmp(cfg->region, "us-east-1") == 0)
+    if (strcmp(cfg->upstreams[0].region, "us-east-1") == 0)
         snprintf(sb->domain, sizeof sb->domain, "email.amazonses.com");
     else
-        snprintf(sb->domain, sizeof sb->domain, "%.64s.amazonses.com", cfg->region);
+        snprintf(sb->domain, sizeof sb->domain, "%.64s.amazonses.com", cfg->upstreams[0].region);
     struct buf p = BUF_INIT;
     buf_printf(&p, "%s/outbox", cfg->data_dir);
     sb->outbox = buf_detach(&p, NULL);
@@ -1505,7 +1505,7 @@ struct sandbox *sandbox_start(struct event_base *base, const struct config *cfg,
         .max_header_size = (size_t)cfg->max_header_size,
         .max_headers = 100,
         .max_body = cfg->max_body,
-        .read_timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000,
+        .read_timeout_ms = cfg->upstreams[0].timeout_ms > 0 ? cfg->upstreams[0].timeout_ms : 30000,
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .max_connections = cfg->max_connections,
     };

@@ -411,7 +411,7 @@ struct sandbox_sns *sandbox_sns_new(struct event_base *base, const struct config
     const char *cap = getenv("TEST_SESGATE_SANDBOX_EVENTS_MAX");
     if (cap && atoi(cap) > 0 && atoi(cap) < SANDBOX_SNS_MAX_QUEUE)
         s->max_queue = (size_t)atoi(cap);
-    snprintf(s->topic, sizeof s->topic, "arn:aws:sns:%.64s:%s:%s", cfg->region,
+    snprintf(s->topic, sizeof s->topic, "arn:aws:sns:%.64s:%s:%s", cfg->upstreams[0].region,
              SANDBOX_SNS_TOPIC_ACCOUNT, SANDBOX_SNS_TOPIC_NAME);
     unsigned char rnd[16];
     char sub[37];

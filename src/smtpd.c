@@ -231,7 +231,8 @@ static void smtpd_auth_check(struct smtpd_conn *c, const char *user, size_t ulen
     const struct config *cfg = c->d->cfg;
     const struct config_client *cl = config_client_by_key(cfg, user, ulen);
     /* the same work whether the key exists or not */
-    bool ok = smtp_password_check(cl ? cl->secret_access_key : "-", cfg->region, pass, plen) &&
+    bool ok = smtp_password_check(cl ? cl->secret_access_key : "-", cfg->upstreams[0].region, pass,
+                                  plen) &&
               cl != NULL && ulen < sizeof c->key_id;
     c->state = SMTPD_CMD;
     if (!ok) {

@@ -125,8 +125,10 @@ struct worker {
     struct resign *rs;
     char *name;
     char *kqs, *kd, *kdlq;
-    char *kprefix;                  /* P:{P}: */
-    struct worker_stream **streams; /* every client stream seen in kqs */
+    char *kprefix; /* P:{P}: */
+    char *kstream; /* P:{P}: or P:{P}:u:<U>: (its streams are kstream q:<client>) */
+    const struct config_upstream *ucfg; /* the upstream it drains to */
+    struct worker_stream **streams;     /* every client stream seen in kqs */
     size_t nstreams;
     uint64_t served;    /* fair-share clock: the least served client's count at the last take */
     int64_t streams_ms; /* when the stream set was last read (monotonic ms) */
@@ -186,6 +188,7 @@ static void worker_maybe_free(struct worker *w)
     free(w->streams);
     free(w->kqs);
     free(w->kprefix);
+    free(w->kstream);
     free(w->kd);
     free(w->kdlq);
     free(w->ksup);
@@ -560,6 +563,7 @@ static void worker_settle(struct worker_job *j, const struct upstream_response *
         log_event(LOG_DEBUG, "queue_sent", "batch", j->batch_id, "index", idx, "message_id", msgid,
                   NULL);
         metrics_queue_sent();
+        metrics_upstream_sent(w->ucfg->name);
         worker_outcome(j, "sent", msgid, NULL, NULL);
         return;
     }
@@ -1135,7 +1139,8 @@ static void worker_pace_hold(struct worker *w, bool account, const char *client,
     if (account)
         w->hold_until_ms = clock_mono_ms() + hold_ms;
     /* For `sesgate status`: what holds and until when, gone when it ends. */
-    char *kh = rscript_key(w->scripts, "hold", NULL), field[300], value[24], ttl[24];
+    char *kh = rscript_ukey(w->scripts, w->ucfg->name, "hold", NULL), field[300], value[24],
+         ttl[24];
     snprintf(field, sizeof field, account ? "quota" : "client_quota:%s", client);
     snprintf(value, sizeof value, "%" PRId64, until);
     snprintf(ttl, sizeof ttl, "%" PRId64, hold_ms);
@@ -1287,7 +1292,7 @@ static void worker_paced(const struct limiter_answer *a, void *arg)
          * is read again (SES may have raised it). */
         int64_t hold = a->wait_ms < 0 ? WORKER_HOLD_MS : (int64_t)ceil(a->wait_ms);
         int64_t most =
-            w->cfg->rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms : WORKER_HOLD_MS;
+            w->ucfg->rate_mode == CONFIG_RATE_AUTO ? w->cfg->quota_refresh_ms : WORKER_HOLD_MS;
         if (hold > most)
             hold = most;
         if (hold < WORKER_TICK_MS)
@@ -1787,7 +1792,7 @@ static struct worker_stream *worker_stream_find(const struct worker *w, const ch
 /* The client whose stream ws is. */
 static const char *worker_stream_client(const struct worker *w, const struct worker_stream *ws)
 {
-    return ws->key + strlen(w->kprefix) + 2; /* past "q:" */
+    return ws->key + strlen(w->kstream) + 2; /* past "q:" */
 }
 
 /* SMEMBERS of the stream set answered: read the streams not seen yet too. */
@@ -1798,11 +1803,11 @@ static void worker_streams_got(const redisReply *reply, const char *err, void *a
         return;
     if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY)
         return;
-    size_t plen = strlen(w->kprefix), added = 0;
+    size_t plen = strlen(w->kstream), added = 0;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *m = reply->element[i];
         if (m->type != REDIS_REPLY_STRING || m->len <= plen + 2 ||
-            memcmp(m->str, w->kprefix, plen) != 0 || memcmp(m->str + plen, "q:", 2) != 0 ||
+            memcmp(m->str, w->kstream, plen) != 0 || memcmp(m->str + plen, "q:", 2) != 0 ||
             memchr(m->str, '\0', m->len) || worker_stream_find(w, m->str, m->len))
             continue;
         struct worker_stream *ws = xcalloc(1, sizeof *ws);
@@ -2055,12 +2060,22 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     worker_read(w);
 }
 
-/* Public: start draining q. */
+/* Public: start draining q to [upstream]. */
 struct worker *worker_start(struct event_base *base, const struct config *cfg, struct queue *q,
                             struct upstream *up, struct resign *rs, struct limiter *lim,
                             const char *name)
 {
+    return worker_start_for(base, cfg, &cfg->upstreams[0], q, up, rs, lim, name);
+}
+
+/* Public: start draining upstream u's streams of q. */
+struct worker *worker_start_for(struct event_base *base, const struct config *cfg,
+                                const struct config_upstream *u, struct queue *q,
+                                struct upstream *up, struct resign *rs, struct limiter *lim,
+                                const char *name)
+{
     struct worker *w = xcalloc(1, sizeof *w);
+    w->ucfg = u;
     w->base = base;
     w->cfg = cfg;
     w->q = q;
@@ -2069,22 +2084,24 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
     w->up = up;
     w->rs = rs;
     w->name = xstrdup(name);
-    w->kqs = rscript_key(w->scripts, "qs", NULL);
+    w->kqs = rscript_ukey(w->scripts, u->name, "qs", NULL);
     w->kprefix = rscript_key(w->scripts, "", NULL);
+    w->kstream = rscript_ukey(w->scripts, u->name, "", NULL);
     w->kd = rscript_key(w->scripts, "d", NULL);
     w->kdlq = rscript_key(w->scripts, "dlq", NULL);
     w->lim = lim;
     w->pace_timer = evtimer_new(base, worker_pace_cb, w);
     w->ksup = rscript_key(w->scripts, "sup", NULL);
     w->sup_timer = evtimer_new(base, worker_sup_cb, w);
-    if (cfg->suppress_sync_ses)
+    /* the mirror of the suppression list runs once, with [upstream]'s worker */
+    if (cfg->suppress_sync_ses && u == &cfg->upstreams[0])
         w->supsync = supsync_start(base, cfg, w->scripts, up, rs, name);
     w->read_timer = evtimer_new(base, worker_read_cb, w);
     w->tick_timer = event_new(base, -1, EV_PERSIST, worker_tick_cb, w);
     struct timeval tick = {WORKER_TICK_MS / 1000, 0};
     event_add(w->tick_timer, &tick);
     worker_read_later(w, 0);
-    log_event(LOG_INFO, "worker_start", "name", name, NULL);
+    log_event(LOG_INFO, "worker_start", "name", name, "upstream", u->name, NULL);
     return w;
 }
 

@@ -28,6 +28,15 @@ struct worker *worker_start(struct event_base *base, const struct config *cfg, s
                             struct upstream *up, struct resign *rs, struct limiter *lim,
                             const char *name);
 
+/* worker_start for upstream u (one of cfg->upstreams): it reads only u's
+ * streams (P:{P}:q:<client> for [upstream], P:{P}:u:<U>:q:<client> for
+ * [upstream.U]) and sends through up, signed by rs, paced by lim (u's).
+ * worker_start drains cfg->upstreams[0]. */
+struct worker *worker_start_for(struct event_base *base, const struct config *cfg,
+                                const struct config_upstream *u, struct queue *q,
+                                struct upstream *up, struct resign *rs, struct limiter *lim,
+                                const char *name);
+
 /* Stop reading new entries; sends in flight finish (or are reclaimed by
  * another worker after the lease if the process dies). */
 void worker_stop(struct worker *w);

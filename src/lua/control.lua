@@ -67,14 +67,17 @@ local outcome, held, inflight = prefix .. 'o:' .. id, prefix .. 'h:' .. id, pref
 local list, template = prefix .. 'r:' .. id, prefix .. 't:' .. id
 
 local h = redis.call('HMGET', batch, 'n', 'client', 'state', 'total', 'sent', 'done', 'dead',
-    'cancelled', 'suppressed')
+    'cancelled', 'suppressed', 'u')
 if not h[1] or not h[2] then
     return redis.error_reply('NOBATCH batch ' .. id .. ' not found')
 end
 local n, client, state = h[1], h[2], h[3] or 'running'
 local function count(k) return tonumber(h[k]) or 0 end
 local complete = count(5) + count(6) + count(7) + count(8) + count(9) >= count(4)
-local stream, streams = prefix .. 'q:' .. client, prefix .. 'qs'
+-- A batch routed to [upstream.U] (field u; absent: [upstream]) queues on
+-- that upstream's streams, P:{P}:u:<U>:q:<client> in P:{P}:u:<U>:qs.
+local upfx = h[10] and (prefix .. 'u:' .. h[10] .. ':') or prefix
+local stream, streams = upfx .. 'q:' .. client, upfx .. 'qs'
 
 local function control_answer()
     return { state, redis.call('SCARD', inflight), redis.call('LLEN', held) }

@@ -82,12 +82,14 @@ local function dlq_move(eid, fields)
     end
     local batch, outcome, list = prefix .. 'b:' .. b, prefix .. 'o:' .. b, prefix .. 'r:' .. b
     local template = prefix .. 't:' .. b
-    local n, client = unpack(redis.call('HMGET', batch, 'n', 'client'))
+    local n, client, up = unpack(redis.call('HMGET', batch, 'n', 'client', 'u'))
     if not n or not client or redis.call('EXISTS', template) == 0 or
         redis.call('EXISTS', list) == 0 then
         return 0
     end
-    local stream = prefix .. 'q:' .. client
+    -- a batch routed to [upstream.U] (field u) goes back to its streams
+    local upfx = up and (prefix .. 'u:' .. up .. ':') or prefix
+    local stream, set = upfx .. 'q:' .. client, up and (upfx .. 'qs') or streams
     local t = redis.call('TYPE', stream)['ok']
     if t ~= 'none' and t ~= 'stream' then
         return 0 -- left in place: not a stream an operator could read from
@@ -99,7 +101,7 @@ local function dlq_move(eid, fields)
     end
     if t == 'none' then
         redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
-        redis.call('SADD', streams, stream)
+        redis.call('SADD', set, stream)
     end
     redis.call('XADD', stream, '*', 'b', n, 'i', i, 'a', 0)
     redis.call('HDEL', outcome, i)

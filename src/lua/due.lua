@@ -25,7 +25,8 @@
 -- Each due member becomes one entry with the fields b <n>, i <index> and
 -- a <attempt> (the retry number the worker passes to backoff) on the
 -- stream of the batch's client (created with the consumer group "w" and
--- added to KEYS[2] when missing), and is removed from the delay set.
+-- added to KEYS[2] when missing); a batch whose hash has "u" (routed to
+-- [upstream.U]) goes to P:{P}:u:<U>:q:<client>, added to P:{P}:u:<U>:qs, and is removed from the delay set.
 -- Members are taken in due order; the batch part may itself contain ':'
 -- (index and attempt are the last two fields). A member that does not
 -- parse, or whose batch is gone (expired), is removed and not queued.
@@ -81,17 +82,21 @@ for k, m in ipairs(due) do
     plan[k] = false
     if b ~= nil then
         local id = redis.call('GET', prefix .. 'n:' .. b)
-        local client = id and redis.call('HGET', prefix .. 'b:' .. id, 'client')
+        local h = id and redis.call('HMGET', prefix .. 'b:' .. id, 'client', 'u')
+        local client = h and h[1]
         if client then
-            local stream = prefix .. 'q:' .. client
-            err = due_type(stream, 'stream')
+            -- a batch routed to [upstream.U] (field u) goes back to that
+            -- upstream's stream and set
+            local set = h[2] and (prefix .. 'u:' .. h[2] .. ':qs') or streams
+            local stream = (h[2] and (prefix .. 'u:' .. h[2] .. ':') or prefix) .. 'q:' .. client
+            err = due_type(stream, 'stream') or due_type(set, 'set')
             if err then
                 return err
             end
             if fresh[stream] == nil then
                 fresh[stream] = redis.call('EXISTS', stream) == 0
             end
-            plan[k] = { stream, b, i, a }
+            plan[k] = { stream, b, i, a, set }
         end
     end
 end
@@ -102,7 +107,7 @@ for k, m in ipairs(due) do
     if p then
         if fresh[p[1]] then
             redis.call('XGROUP', 'CREATE', p[1], 'w', '0', 'MKSTREAM')
-            redis.call('SADD', streams, p[1])
+            redis.call('SADD', p[5], p[1])
             fresh[p[1]] = false
         end
         redis.call('XADD', p[1], '*', 'b', p[2], 'i', p[3], 'a', p[4])

@@ -10,7 +10,11 @@
 -- KEYS[6]  template          P:{P}:t:<id>  (string)
 -- KEYS[7]  batch numbers     P:{P}:seq     (counter)
 -- KEYS[8]  queue streams     P:{P}:qs      (set: every client's stream key,
---                                           what the workers read)
+--                                           what the workers read); for a
+--                                           batch routed to [upstream.U]
+--                                           P:{P}:u:<U>:qs, and KEYS[3]
+--                                           P:{P}:u:<U>:q:<client>: the
+--                                           batch hash then records u = U
 -- KEYS[9]  staged addresses  P:{P}:rs:<id> (list: the first To addresses,
 --                                           pushed by the caller in chunks
 --                                           before this call; renamed to
@@ -111,6 +115,9 @@ if copy0 ~= nil and copy0 ~= '' then
     first = 1
 end
 local prefix = seq and string.match(seq, '^(.*)seq$')
+-- the upstream the batch is routed to: KEYS[8] is P:{P}:u:<U>:qs (nil: [upstream])
+local up = prefix and streams and string.sub(streams, 1, #prefix) == prefix and
+    string.match(string.sub(streams, #prefix + 1), '^u:([%w_-]+):qs$')
 
 if id == nil or id == '' or created == nil or ttl == nil or ttl <= 0 or copy0 == nil or
     nstaged == nil or nstaged < 0 or nstaged ~= math.floor(nstaged) or invalid == nil or
@@ -182,6 +189,9 @@ redis.call('HSET', batch, 'n', n, 'client', ARGV[3], 'api', ARGV[4], 'action', A
     'ttl', ARGV[9], 'sent', first, 'done', 0, 'failed', 0, 'dead', 0)
 if invalid ~= '' then
     redis.call('HSET', batch, 'invalid', invalid)
+end
+if up then
+    redis.call('HSET', batch, 'u', up)
 end
 redis.call('SET', template, ARGV[6])
 if first == 1 then

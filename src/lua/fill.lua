@@ -71,7 +71,7 @@ if id == '' then
 end
 
 local batch = prefix .. 'b:' .. id
-local h = redis.call('HMGET', batch, 'filling', 'total', 'client', 'n')
+local h = redis.call('HMGET', batch, 'filling', 'total', 'client', 'n', 'u')
 if not h[2] or not h[3] or not h[4] then
     redis.call('ZREM', filling, id)
     if ARGV[2] ~= '' then
@@ -89,14 +89,16 @@ if next == nil or total == nil or next >= total then
     return { id, 0 }
 end
 
-local stream = prefix .. 'q:' .. h[3]
-err = fill_type(stream, 'stream')
+-- A batch routed to [upstream.U] (field u) fills that upstream's stream.
+local upfx = h[5] and (prefix .. 'u:' .. h[5] .. ':') or prefix
+local stream = upfx .. 'q:' .. h[3]
+err = fill_type(stream, 'stream') or fill_type(upfx .. 'qs', 'set')
 if err then
     return err
 end
 if redis.call('EXISTS', stream) == 0 then
     redis.call('XGROUP', 'CREATE', stream, 'w', '0', 'MKSTREAM')
-    redis.call('SADD', prefix .. 'qs', stream)
+    redis.call('SADD', upfx .. 'qs', stream)
 end
 local upto = math.min(next + step, total)
 for k = next, upto - 1 do

@@ -2,7 +2,9 @@
 -- the admin listener's gauges).
 --
 -- KEYS[1] the set of queue streams, KEYS[2] the delay set, KEYS[3] the dead
--- letters, KEYS[4] the recent set, KEYS[5] the key prefix.
+-- letters, KEYS[4] the recent set, KEYS[5] the key prefix; KEYS[6..]
+-- optional: more sets of queue streams (each [upstream.NAME]'s
+-- P:{P}:u:<NAME>:qs), whose streams count with KEYS[1]'s.
 -- ARGV[1] how many recent batches.
 -- Returns {depth, oldest entry id, entries pending in the group, retries
 -- waiting, dead letters, flat rows of (id, created, total, sent, done, dead,
@@ -30,7 +32,11 @@ end
 local function ms(id) return tonumber(string.match(id, '^(%d+)')) or 0 end
 local depth, oldest, pending = 0, '', 0
 local streams = {}
-if redis.call('TYPE', qs)['ok'] == 'set' then streams = redis.call('SMEMBERS', qs) end
+for k, set in ipairs(KEYS) do
+    if (k == 1 or k > 5) and redis.call('TYPE', set)['ok'] == 'set' then
+        for _, q in ipairs(redis.call('SMEMBERS', set)) do streams[#streams + 1] = q end
+    end
+end
 for _, q in ipairs(streams) do
     local k = len(q, 'stream', 'XLEN')
     if k > 0 then

@@ -97,3 +97,59 @@ def test_batch_queued_by_0_1_0_drains(old_bin, tmp_path):
         assert "BatchMissing" not in log and not harness.SANITIZER_RE.search(log), log[-3000:]
     finally:
         fake.stop()
+
+
+def test_batch_queued_by_0_1_0_drains_through_upstream_with_several(old_bin, tmp_path):
+    """A batch 0.1.0 queued (no u in its hash) drains through [upstream] when
+    the new configuration adds an [upstream.eu] whose senders match its
+    sender: routing applies to new calls, not to what is already queued."""
+    upstream = harness.Creds("upstream", harness.new_access_key("AKIA"), harness.new_secret())
+    eu_key = harness.Creds("upstream-eu", harness.new_access_key("AKIA"), harness.new_secret())
+    fake = harness.FakeSES(tmp_path / "default", upstream).start()
+    fake_eu = harness.FakeSES(tmp_path / "eu", eu_key, region="eu-west-1").start()
+    app = harness.Creds("app", harness.new_access_key("SGAPP"), harness.new_secret())
+    policies = {"app": {"creds": app, "allow_actions": ["*"], "allow_from": ["*"]}}
+    extra = {"send": {"rate": "1000", "concurrency": "4", "first_recipient": "queue"}}
+    to = ["up%02d@x.example" % i for i in range(20)]
+    try:
+        old = harness.Sesgate(tmp_path, fake.url, upstream, policies, extra=extra)
+        gw = harness.Gateway(old.url, harness.REGION, False, fake, old, upstream, {"app": app}, tmp_path)
+        old.start(binary=old_bin)
+        try:
+            seen = {}
+            c = harness.boto3_client(gw, "ses")
+            c.meta.events.register("after-call", lambda http_response, **kw: seen.update(
+                {k.lower(): v for k, v in http_response.headers.items()}))
+            c.send_email(Source="news@example.com", Destination={"ToAddresses": to},
+                         Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "queued by 0.1.0"}}})
+            batch = seen.get("x-sesgate-batch-id")
+            assert batch
+        finally:
+            old.stop()
+        extra["upstream.eu"] = {"endpoint": fake_eu.url, "region": "eu-west-1",
+                                "access_key_id": eu_key.access_key, "secret_access_key": eu_key.secret,
+                                "rate": "1000", "senders": "*@example.com"}
+        new = harness.RunSesgate(tmp_path, fake.url, upstream, policies, extra=extra)
+        new.start()
+        try:
+            deadline = time.monotonic() + 60
+            st = batch_status(new, batch)
+            while not st["complete"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+                st = batch_status(new, batch)
+            assert st["complete"] and st["sent"] == len(to), st
+            assert sorted(parse_copy(rec).to[0] for rec in fake.requests()) == sorted(to)
+            assert fake_eu.requests() == []
+            # a new send from that sender goes to eu
+            gw.endpoint = new.url
+            c = harness.boto3_client(gw, "ses")
+            c.send_email(Source="news@example.com", Destination={"ToAddresses": ["new@x.example"]},
+                         Message={"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "after"}}})
+            assert [parse_copy(rec).to[0] for rec in fake_eu.requests()] == ["new@x.example"]
+        finally:
+            new.stop()
+        log = new.log_text()
+        assert not harness.SANITIZER_RE.search(log), log[-3000:]
+    finally:
+        fake.stop()
+        fake_eu.stop()

@@ -219,7 +219,8 @@ int main(void)
     free(cfg.feedback_topics);
     cfg.feedback_topics = xstrdup(TOPIC);
     char err[256];
-    struct redis *rd = redis_new(base, "/nonexistent/sesgate-test/redis.sock", err, sizeof err);
+    struct redis *rd =
+        redis_new(base, "/nonexistent/sesgate-test/redis.sock", NULL, err, sizeof err);
     struct rscript *rs = rscript_new(&cfg, rd);
     struct events *ev = events_new(rs, &cfg);
     struct feedback *fb = feedback_new(base, &cfg, rs, ev, err, sizeof err);

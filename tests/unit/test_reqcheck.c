@@ -109,7 +109,7 @@ static void reqcheck_run(const struct reqcheck_case *c, const char *path, int ap
                                        {.name = (char *)"test",
                                         .access_key_id = (char *)"AKIDTEST",
                                         .secret_access_key = (char *)"secret"}};
-    struct reqcheck_policy p = {"us-east-1", 300000, clients, 2, c->presigned};
+    struct reqcheck_policy p = {"us-east-1", 300000, clients, 2, c->presigned, NULL, 0};
     struct sigv4_header h[4];
     size_t nh = 0;
     h[nh++] = (struct sigv4_header){"Host", 4, "email.us-east-1.amazonaws.com", 29};
@@ -173,6 +173,45 @@ static void reqcheck_readers(void)
     CHECK(!reqcheck_query_has(NULL, 0, "b"), "no query");
 }
 
+/* With several upstreams a scope may name any upstream's region, and no
+ * other. */
+static void reqcheck_regions(void)
+{
+    struct config_client client = {.name = (char *)"test",
+                                   .access_key_id = (char *)"AKIDTEST",
+                                   .secret_access_key = (char *)"secret"};
+    static const char *const regions[] = {"us-east-1", "eu-west-1"};
+    struct reqcheck_policy p = {"us-east-1", 300000, &client, 1, false, regions, 2};
+    static const struct {
+        const char *region;
+        bool ok;
+    } cases[] = {
+        {"us-east-1", true}, {"eu-west-1", true}, {"ap-south-1", false}, {"eu-west", false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct buf authz = BUF_INIT;
+        buf_printf(&authz,
+                   "AWS4-HMAC-SHA256 Credential=AKIDTEST/20231114/%s/ses/aws4_request, "
+                   "SignedHeaders=host;x-amz-date, Signature=" ZEROSIG,
+                   cases[i].region);
+        struct sigv4_header h[3] = {
+            {"Host", 4, "email.us-east-1.amazonaws.com", 29},
+            {"X-Amz-Date", 10, DATE, 16},
+            {"Authorization", 13, buf_cstr(&authz), authz.len},
+        };
+        struct sigv4_request r = {"POST", "/", 1, NULL, 0, h, 3, EMPTY_SHA, true};
+        struct buf storage = BUF_INIT;
+        struct reqcheck_auth ra;
+        struct seserr e = {SESERR_NONE, ""};
+        int rc = reqcheck_request(&p, &r, NOW, &storage, &ra, &e);
+        CHECK((rc == 0) == cases[i].ok, "regions: %s: rc %d (%s)", cases[i].region, rc, e.message);
+        if (!cases[i].ok)
+            CHECK(e.code == SESERR_BAD_SIGNATURE && strstr(e.message, "valid region") != NULL,
+                  "regions: %s: %s", cases[i].region, e.message);
+        buf_free(&storage);
+        buf_free(&authz);
+    }
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof reqcheck_cases / sizeof reqcheck_cases[0]; i++) {
@@ -180,5 +219,6 @@ int main(void)
         reqcheck_run(&reqcheck_cases[i], "/v2/email/outbound-emails", 2);
     }
     reqcheck_readers();
+    reqcheck_regions();
     return check_done("test_reqcheck");
 }
