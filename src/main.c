@@ -471,6 +471,7 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
             fprintf(stderr, "sesgate: %s\n", err);
             return false;
         }
+        redis_set_role(s->wait_redis, "wait");
         queue_set_wait(s->queue, s->wait_redis);
     }
     if (sandbox) {

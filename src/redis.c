@@ -57,6 +57,7 @@ struct redis {
     int db;
     char *where;                 /* the server without credentials; owned */
     struct redistls *relay;      /* rediss://: the TLS relay hiredis connects through */
+    const char *role;            /* static: the role= of its log lines; NULL for none */
     struct sentinel *sentinel;   /* where the master is; NULL: host:port; not owned */
     bool switched;               /* the Sentinels announced a failover: reconnect at once */
     struct event *recheck_timer; /* a READONLY answer: ask the Sentinels again */
@@ -171,7 +172,8 @@ static void redis_failed(struct redis *r, const char *reason)
     if (!r->outage) {
         r->outage = true;
         r->down_ms = clock_mono_ms();
-        log_event(LOG_ERROR, "redis_down", "where", r->where, "reason", reason, NULL);
+        log_event(LOG_ERROR, "redis_down", "where", r->where, "role", r->role, "reason", reason,
+                  NULL);
     }
     redis_timer_ms(r->reconnect_timer, r->backoff_ms);
     r->backoff_ms =
@@ -282,10 +284,10 @@ static void redis_ping_reply(const redisReply *reply, const char *err, void *arg
     if (r->outage) {
         char down[24];
         snprintf(down, sizeof down, "%lld", (long long)(r->last_pong_ms - r->down_ms));
-        log_event(LOG_INFO, "redis_up", "where", r->where, "down_ms", down, NULL);
+        log_event(LOG_INFO, "redis_up", "where", r->where, "role", r->role, "down_ms", down, NULL);
         r->outage = false;
     } else {
-        log_event(LOG_INFO, "redis_connected", "where", r->where, NULL);
+        log_event(LOG_INFO, "redis_connected", "where", r->where, "role", r->role, NULL);
     }
 }
 
@@ -374,8 +376,8 @@ static void redis_role_reply(const redisReply *reply, const char *err, void *arg
          reply->element[0]->type != REDIS_REPLY_STRING ||
          strcmp(reply->element[0]->str, "master") != 0)) {
         if (reply && r->state == REDIS_STATE_HANDSHAKE && !r->closing && !r->outage)
-            log_event(LOG_WARN, "redis_replica_refused", "where", r->where, "master",
-                      sentinel_master(r->sentinel), NULL);
+            log_event(LOG_WARN, "redis_replica_refused", "where", r->where, "role", r->role,
+                      "master", sentinel_master(r->sentinel), NULL);
         err = "the server is a replica, not the master";
     }
     redis_handshake_reply(r, "ROLE", reply, err);
@@ -597,8 +599,13 @@ struct redis *redis_new_sentinel(struct event_base *base, const char *url, const
     r->fail_timer = evtimer_new(base, redis_fail_cb, r);
     r->ping_timer = event_new(base, -1, EV_PERSIST, redis_ping_cb, r);
     redis_timer_ms(r->ping_timer, REDIS_PING_MS);
-    redis_connect(r);
+    redis_timer_ms(r->reconnect_timer, 0); /* from the loop: after redis_set_role */
     return r;
+}
+
+void redis_set_role(struct redis *r, const char *role)
+{
+    r->role = role;
 }
 
 void redis_free(struct redis *r)

@@ -62,6 +62,12 @@ struct sentinel;
 struct redis *redis_new_sentinel(struct event_base *base, const char *url, const char *tls_ca_file,
                                  struct sentinel *sn, char *err, size_t errlen);
 
+/* Name r's role in its log lines (redis_connected, redis_down, redis_up,
+ * redis_replica_refused get role=ROLE), to tell a second connection to the
+ * same server from the main one; role is static text. Call it right after
+ * redis_new: the first connection attempt starts from the event loop. */
+void redis_set_role(struct redis *r, const char *role);
+
 /* Close the connection and free r (NULL: nothing). Every command still
  * pending gets its callback, with err "redis connection closed", before
  * this returns. Never call it from inside a redis callback. */

@@ -308,6 +308,10 @@ def test_wait_replicas_unconfirmed_refused(tmp_path):
         assert err["Error"]["Code"] == "ServiceUnavailable", err
         assert "replicas" in err["Error"]["Message"], err
         assert 0.3 <= took < 5, "answered after %.2f s" % took
+        # two connections to the master, the WAIT one named in its lines
+        where = "event=redis_connected where=redis://127.0.0.1:%d" % master.port
+        log = harness.wait_log(api.sesgate, "(?m)" + re.escape(where) + " role=wait$")
+        assert log.count(where + " role=wait\n") == 1 and log.count(where + "\n") == 1, log[-3000:]
 
         smtp = test_smtp.start_smtp_gateway(tmp_path / "smtp", send=send, redis=redis)
         gws.append(smtp)
@@ -390,6 +394,17 @@ def failover_run(tmp_path, wait_replicas):
                              % (MASTER, old, cluster.replica.port), log), log[-3000:]
             assert len(re.findall(r"event=redis_failover", log)) == 1, "one line per failover"
             assert metric(gw.sesgate, "sesgate_redis_failovers_total") == 1
+            if wait_replicas:
+                # The WAIT connection went down and followed too; its lines
+                # say which connection they are about, the main one's do not.
+                assert harness.wait_log(gw.sesgate, up + r" role=wait\b", timeout=10), \
+                    gw.sesgate.log_text()[-3000:]
+                log = gw.sesgate.log_text()
+                assert re.search(r"event=redis_down where=redis://127\.0\.0\.1:%d role=wait " % old, log), \
+                    log[-3000:]
+                assert re.search(r"event=redis_down where=redis://127\.0\.0\.1:%d reason=" % old, log), \
+                    log[-3000:]
+                assert re.search(up + r"( down_ms=\d+)?$", log, re.M), log[-3000:]
             # The old master comes back as a replica of the new one (the
             # Sentinels reconfigure it): WAIT has a replica again.
             cluster.master = Node(tmp_path / "redis", "master", port=old).start()
