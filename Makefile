@@ -36,6 +36,8 @@ CORE    += awscreds
 SHELLM  += creds
 # the SMTP listener (SES's SMTP interface)
 SHELLM  += smtpd
+# Redis Sentinel: where the master is
+SHELLM  += sentinel
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -91,7 +93,7 @@ $(UBUILD)/test_%: tests/unit/test_%.c $(UCORE_OBJ) tests/unit/check.h | $(UBUILD
 	$(CC) $(UCFLAGS) -o $@ $< $(UCORE_OBJ) $(PKG_LIBS)
 # test_feedback drives the SNS endpoint on a real event loop: it links the
 # shell modules it needs too.
-UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis redistls upstream httpd clock log metrics inflight))
+UFEEDBACK_OBJ := $(addprefix $(UBUILD)/,$(addsuffix .o,feedback events rscript redis redistls sentinel upstream httpd clock log metrics inflight))
 $(UBUILD)/lua_scripts.h: scripts/embed-lua $(LUA_SRC) | $(UBUILD)
 	scripts/embed-lua $@ $(LUA_SRC)
 $(UBUILD)/rscript.o: $(UBUILD)/lua_scripts.h

@@ -1383,6 +1383,60 @@ static void config_check_feedback(struct config_loader *ld)
                    "[feedback] test_trust must be 'CA-FILE HOST[:PORT]'");
 }
 
+/* Check [redis]: sentinels is a list of host:port (an IPv6 host in
+ * brackets) and comes with sentinel_master; wait_replicas needs a Redis of
+ * one's own (the managed one has no replicas). */
+static void config_check_redis(struct config_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    const struct config_origin *os = &ld->origin[config_find_key("redis", "sentinels")];
+    struct buf t = BUF_INIT;
+    for (const char *s = cfg->redis_sentinels; *s;) {
+        size_t n = strcspn(s, ",");
+        buf_reset(&t);
+        buf_add(&t, s, n);
+        char *a = t.data ? t.data : (char *)"";
+        while (*a == ' ' || *a == '\t')
+            a++;
+        char *e = a + strlen(a);
+        while (e > a && (e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        char *colon = strrchr(a, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        bool v6 = a[0] == '[';
+        if (colon == NULL || colon == a || end == colon + 1 || *end != '\0' || port < 1 ||
+            port > 65535 || (v6 && colon[-1] != ']') ||
+            (!v6 && memchr(a, ':', (size_t)(colon - a)) != NULL))
+            config_err(ld, os, "[redis] sentinels: '%.*s' is not host:port", CONFIG_QUOTE_MAX, a);
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    buf_free(&t);
+    if (*cfg->redis_sentinels && !*cfg->redis_sentinel_master)
+        config_err(ld, os, "[redis] sentinels is set but sentinel_master is not");
+    if (!*cfg->redis_sentinels && *cfg->redis_sentinel_master)
+        config_err(ld, &ld->origin[config_find_key("redis", "sentinel_master")],
+                   "[redis] sentinel_master is set but sentinels is not");
+    if (*cfg->redis_sentinels && strncmp(cfg->redis_url, "rediss://", 9) == 0)
+        config_err(ld, &ld->origin[config_find_key("redis", "url")],
+                   "[redis] url: TLS (rediss://) with sentinels is not supported; use redis:// "
+                   "(docs/DEPLOYMENT.md)");
+    else if (*cfg->redis_sentinels && *cfg->redis_url &&
+             strncmp(cfg->redis_url, "redis://", 8) != 0)
+        config_err(ld, &ld->origin[config_find_key("redis", "url")],
+                   "[redis] url: with sentinels, only a redis:// URL (its user, password and "
+                   "database; the host comes from the Sentinels)");
+    if (*cfg->redis_sentinels && *cfg->redis_tls_ca_file)
+        config_err(ld, &ld->origin[config_find_key("redis", "tls_ca_file")],
+                   "[redis] tls_ca_file: TLS with sentinels is not supported");
+    if (cfg->redis_wait_replicas > 0 && !*cfg->redis_url && !*cfg->redis_sentinels)
+        config_err(ld, &ld->origin[config_find_key("redis", "wait_replicas")],
+                   "[redis] wait_replicas needs a Redis with replicas ([redis] url or "
+                   "sentinels); the managed redis-server has none");
+}
+
 /* Check what no single key can: pairs of keys and the client table. */
 static void config_cross_check(struct config_loader *ld)
 {
@@ -1417,6 +1471,7 @@ static void config_cross_check(struct config_loader *ld)
     }
 
     config_check_feedback(ld);
+    config_check_redis(ld);
     for (size_t i = 0; i < cfg->nclients; i++) {
         const struct config_client *c = &cfg->clients[i];
         const struct config_client_meta *m = &ld->meta[i];

@@ -82,6 +82,11 @@ struct config {
     char *redis_tls_ca_file; /* rediss://: CA certificates (PEM); "" = the system's */
     char *data_dir;
     char *prefix;
+    char *redis_sentinels;         /* "host:port,..."; "" = no Sentinel */
+    char *redis_sentinel_master;   /* the master's name at the Sentinels */
+    char *redis_sentinel_password; /* secret; "" = none */
+    int64_t redis_wait_replicas;   /* WAIT for this many replicas before an ack; 0 = off */
+    int64_t redis_wait_timeout_ms; /* ms: WAIT's timeout */
     /* [send] (rate and headroom: for every upstream without its own) */
     enum config_rate_mode rate_mode;
     double rate; /* recipients/s when CONFIG_RATE_FIXED */

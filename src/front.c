@@ -76,6 +76,7 @@ struct front_req {
     void *done_arg;
     char peer[64];
     const char *why;            /* static: why a send was refused (front_outcome) */
+    bool partial;               /* refused after some recipients may have it (front_outcome) */
     struct front_req **pending; /* the submitter's handle, cleared once answered */
     enum sesreq_api api;
     size_t v2_off;
@@ -265,7 +266,7 @@ static void front_reply_e(struct front_req *r, int status, const char *error_cod
     void *arg = r->done_arg;
     if (r->pending)
         *r->pending = NULL;
-    struct front_outcome o = {.status = status, .why = r->why};
+    struct front_outcome o = {.status = status, .why = r->why, .partial = r->partial};
     char mid[256] = "", code[128] = "", message[512] = "", batch[37] = "", rid[128] = "";
     const char *etype = NULL;
     for (size_t i = 0; i < nh; i++) {
@@ -817,10 +818,18 @@ static void front_enqueued(const char *err, void *arg)
     }
     if (err != NULL) {
         struct seserr e;
+        bool unrep = strncmp(err, QUEUE_UNREPLICATED, strlen(QUEUE_UNREPLICATED)) == 0;
+        r->partial = unrep || r->copy0;
         seserr_set(&e, SESERR_UNAVAILABLE,
                    strncmp(err, QUEUE_UNFINISHED, strlen(QUEUE_UNFINISHED)) == 0
                        ? "The queue became unavailable while the batch was queued; it is sent "
                          "whole once the queue is back."
+                   : unrep && !r->copy0
+                       ? "The queue could not confirm the batch on its replicas in time; the "
+                         "batch is cancelled (copies sent while waiting stay sent)."
+                   : unrep ? "The queue could not confirm the batch on its replicas in time; the "
+                             "batch is cancelled (the first recipient and copies sent while "
+                             "waiting stay sent)."
                    : !r->copy0 ? "The queue is unavailable; nothing was sent."
                    : r->plan.bulk
                        ? "The queue is unavailable; only the first destinations were sent."

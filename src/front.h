@@ -87,6 +87,10 @@ struct front_outcome {
     const char *message;    /* SES's error message; "" on success */
     const char *why;        /* NULL, or a refusal's reason: "sender", "action",
                                "suppressed", "quota", "rate", "invalid" */
+    bool partial;           /* not accepted, but some recipients may already
+                               have it (copy 0 sent, or copies sent before a
+                               batch the replicas did not confirm was
+                               cancelled); message says which */
 };
 
 struct front_req;

@@ -45,6 +45,7 @@
 #include "redis.h"
 #include "limiter.h"
 #include "redisproc.h"
+#include "sentinel.h"
 #include "resign.h"
 #include "creds.h"
 #include "relay.h"
@@ -69,6 +70,8 @@ struct main_state {
     struct redisproc *redisproc; /* the managed redis-server, NULL with [redis] url */
     struct limiter *limiter;
     struct redis *redis;
+    struct sentinel *sentinel; /* [redis] sentinels; NULL without */
+    struct redis *wait_redis;  /* [redis] wait_replicas: the WAIT connection; NULL when 0 */
     struct rscript *scripts;
     struct queue *queue;
     struct resign *resign; /* the workers' signer */
@@ -420,6 +423,19 @@ static void main_raise_nofile(int64_t want)
     }
 }
 
+/* A connection to the daemon's Redis: the managed redis-server's socket,
+ * else [redis] url (plain or TLS) or the master s->sentinel names. The
+ * main connection and the WAIT connection are both made here, so they
+ * reach the same server the same way. NULL with a reason in err. */
+static struct redis *main_redis_new(struct main_state *s, const struct config *cfg, char *err,
+                                    size_t errlen)
+{
+    if (s->redisproc)
+        return redis_new(s->base, redisproc_socket(s->redisproc), NULL, err, errlen);
+    return redis_new_sentinel(s->base, cfg->redis_url, cfg->redis_tls_ca_file, s->sentinel, err,
+                              errlen);
+}
+
 /* Start the daemon's parts for mode on s->base: Redis (managed or not), the
  * scripts, the queue, the sandbox when configured (cfg then points
  * upstream at it), the signer, the limiter, the front, the worker, the admin
@@ -429,21 +445,38 @@ static bool main_start_parts(struct main_state *s, struct config *cfg, const cha
                              bool sandbox, struct upstream *up)
 {
     char err[1024];
-    if (cfg->redis_url[0] == '\0') {
+    if (cfg->redis_url[0] == '\0' && cfg->redis_sentinels[0] == '\0') {
         s->redisproc = redisproc_start(s->base, cfg->data_dir, err, sizeof err);
         if (s->redisproc == NULL) {
             fprintf(stderr, "sesgate: %s\n", err);
             return false;
         }
     }
-    s->redis = redis_new(s->base, s->redisproc ? redisproc_socket(s->redisproc) : cfg->redis_url,
-                         s->redisproc ? NULL : cfg->redis_tls_ca_file, err, sizeof err);
+    if (cfg->redis_sentinels[0]) {
+        s->sentinel = sentinel_new(s->base, cfg->redis_sentinels, cfg->redis_sentinel_master,
+                                   cfg->redis_sentinel_password, err, sizeof err);
+        if (s->sentinel == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+    }
+    s->redis = main_redis_new(s, cfg, err, sizeof err);
     if (s->redis == NULL) {
         fprintf(stderr, "sesgate: %s\n", err);
         return false;
     }
     s->scripts = rscript_new(cfg, s->redis);
     s->queue = queue_new(s->base, cfg, s->scripts);
+    if (cfg->redis_wait_replicas > 0 && strcmp(mode, "work") != 0) {
+        /* WAIT blocks its connection: it has one of its own */
+        s->wait_redis = main_redis_new(s, cfg, err, sizeof err);
+        if (s->wait_redis == NULL) {
+            fprintf(stderr, "sesgate: %s\n", err);
+            return false;
+        }
+        redis_set_role(s->wait_redis, "wait");
+        queue_set_wait(s->queue, s->wait_redis);
+    }
     if (sandbox) {
         s->sandbox = sandbox_start(s->base, cfg, err, sizeof err);
         if (s->sandbox == NULL) {
@@ -588,6 +621,8 @@ static void main_stop_parts(struct main_state *s)
     if (s->events)
         events_free(s->events);
     redis_free(s->redis);
+    redis_free(s->wait_redis);
+    sentinel_free(s->sentinel);
     if (s->resign)
         resign_free(s->resign);
     for (size_t u = 1; u < s->nups; u++) {

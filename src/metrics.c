@@ -411,6 +411,17 @@ static void metrics_render_upstreams(struct buf *out)
 }
 
 static unsigned long long metrics_data_lost, metrics_clock_skew_n, metrics_pace_late_n;
+static unsigned long long metrics_failovers, metrics_unreplicated;
+
+void metrics_redis_failover(void)
+{
+    metrics_failovers++;
+}
+
+void metrics_batch_unreplicated(void)
+{
+    metrics_unreplicated++;
+}
 
 void metrics_redis_data_lost(void)
 {
@@ -456,6 +467,13 @@ static void metrics_render_limiter(struct buf *out)
     metrics_render_one(out, "sesgate_redis_data_lost_total", "counter",
                        "Times Redis was found without sesgate's data (restarted empty, flushed).",
                        (double)metrics_data_lost);
+    metrics_render_one(out, "sesgate_redis_failovers_total", "counter",
+                       "Times the Sentinels named a new Redis master ([redis] sentinels).",
+                       (double)metrics_failovers);
+    metrics_render_one(out, "sesgate_batches_unreplicated_total", "counter",
+                       "Batches answered ServiceUnavailable and cancelled because WAIT did not "
+                       "confirm them on [redis] wait_replicas replicas in time.",
+                       (double)metrics_unreplicated);
     metrics_render_one(out, "sesgate_upstream_clock_skew_total", "counter",
                        "Upstream answers refusing sesgate's signature as expired or not yet "
                        "current: this host's clock is off.",

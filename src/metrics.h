@@ -80,6 +80,10 @@ void metrics_upstream_sent(const char *upstream);
 
 /* Redis lost sesgate's data (epoch.lua). */
 void metrics_redis_data_lost(void);
+/* The Sentinels named a new master (sentinel.c). */
+void metrics_redis_failover(void);
+/* A batch was not confirmed on [redis] wait_replicas replicas (queue.c). */
+void metrics_batch_unreplicated(void);
 /* The upstream refused a signature of ours as expired or not yet current. */
 void metrics_clock_skew(void);
 

@@ -27,17 +27,22 @@
  * million-recipient resume or cancel stays near 50 ms of Redis's time. */
 #define OPS_CONTROL_STEP 5000
 
-/* Public: connect to the daemon's Redis: [redis] url, or the managed
- * server's socket under data_dir (never started from here). NULL: reported. */
+/* Public: connect to the daemon's Redis: [redis] url (plain or TLS), the
+ * master the [redis] sentinels name, or the managed server's socket under
+ * data_dir (never started from here). NULL: reported. */
 redisContext *ops_redis(const struct config *cfg)
 {
     char err[1024];
     /* Connecting takes at most 3 s; a command may take longer (the whole
      * status of a million-recipient batch is a large reply). */
     const struct timeval slow = {120, 0};
-    if (cfg->redis_url[0]) {
+    if (cfg->redis_url[0] || cfg->redis_sentinels[0]) {
         redisContext *c =
-            redis_connect_sync(cfg->redis_url, cfg->redis_tls_ca_file, 3000, err, sizeof err);
+            cfg->redis_sentinels[0]
+                ? redis_connect_sync_sentinel(cfg->redis_url, cfg->redis_tls_ca_file,
+                                              cfg->redis_sentinels, cfg->redis_sentinel_master,
+                                              cfg->redis_sentinel_password, 3000, err, sizeof err)
+                : redis_connect_sync(cfg->redis_url, cfg->redis_tls_ca_file, 3000, err, sizeof err);
         if (c == NULL)
             fprintf(stderr, "sesgate: %s\n", err);
         else

@@ -43,6 +43,31 @@ struct queue {
     char *kfilling, *kpfx;  /* fill.lua's keys */
     struct queue_enq *enqs; /* enqueues and fills under way */
     bool resuming;          /* this process finishes a batch another filler left */
+    /* [redis] wait_replicas: WAIT before an enqueue's caller hears it */
+    struct redis *wait_rd;               /* WAIT's own connection; NULL: no WAIT */
+    struct queue_enq *acks, **acks_tail; /* batches stored, waiting for the next round */
+    struct queue_wround *round;          /* the round in flight, or NULL */
+    char *kmark;                         /* P:{P}:replicated, each round's write */
+};
+
+/* One WAIT round: for every batch, EXISTS b:<id> (the connection's server
+ * has it), then INCR of the mark (a write after all of them in the
+ * server's replication stream) and WAIT on the same connection: a replica
+ * that acknowledged the mark holds every batch found. */
+struct queue_wround {
+    struct queue *q; /* NULL once q is gone */
+    struct queue_enq **es;
+    bool *present;
+    size_t n;
+    size_t left;        /* replies still due */
+    char err[160];      /* the first failure, "" for none */
+    long long replicas; /* WAIT's answer, -1 before */
+};
+
+/* A reply of a round: the round and which batch (n: the INCR or WAIT). */
+struct queue_wslot {
+    struct queue_wround *w;
+    size_t i;
 };
 
 /* An enqueue waiting for Redis, then the fill of its batch step by step
@@ -54,6 +79,7 @@ struct queue_enq {
     struct redis *rd;
     char *staged;        /* the staged list's key, or NULL */
     char batch_id[64];   /* the batch being filled */
+    bool waited;         /* its WAIT round is over (or none is due) */
     long long left;      /* entries still to queue */
     int64_t failing_ms;  /* monotonic time of the first failure in a row, 0: none */
     struct event *timer; /* the next try of a failed step */
@@ -136,10 +162,19 @@ struct queue *queue_new(struct event_base *base, const struct config *cfg, struc
         q->fill_step = atol(hook);
     q->kfilling = rscript_key(scripts, "filling", NULL);
     q->kpfx = rscript_key(scripts, "", NULL);
+    q->kmark = rscript_key(scripts, "replicated", NULL);
+    q->acks_tail = &q->acks;
     return q;
 }
 
+/* Public: WAIT for [redis] wait_replicas replicas on rd. */
+void queue_set_wait(struct queue *q, struct redis *rd)
+{
+    q->wait_rd = rd;
+}
+
 static void queue_enq_end(struct queue_enq *e, const char *err);
+static void queue_wait_add(struct queue *q, struct queue_enq *e);
 
 /* Public: release q (its script calls in flight are rscript's). */
 void queue_free(struct queue *q)
@@ -157,6 +192,18 @@ void queue_free(struct queue *q)
         if (e->timer && evtimer_pending(e->timer, NULL))
             queue_enq_end(e, RSCRIPT_CLOSED);
     }
+    /* Batches waiting for a round end now; the round in flight is
+     * answered by the WAIT connection's redis_free, which comes after. */
+    if (q->round)
+        q->round->q = NULL;
+    while (q->acks) {
+        struct queue_enq *e = q->acks;
+        q->acks = e->next;
+        e->q = NULL;
+        e->next = NULL;
+        queue_enq_end(e, RSCRIPT_CLOSED);
+    }
+    free(q->kmark);
     free(q->kfilling);
     free(q->kpfx);
     free(q);
@@ -241,6 +288,11 @@ static void queue_enq_end(struct queue_enq *e, const char *err)
             e->next->prev = e->prev;
         if (e->done == NULL)
             e->q->resuming = false;
+        e->prev = e->next = NULL;
+        if (err == NULL && e->done && e->q->wait_rd && !e->waited) {
+            queue_wait_add(e->q, e); /* its caller hears it after the WAIT */
+            return;
+        }
     }
     if (e->timer)
         event_free(e->timer);
@@ -405,6 +457,139 @@ static char *queue_invalid_json(const struct fanout_plan *p)
     return text;
 }
 
+/* control.lua answered a cancel after a failed WAIT. */
+static void queue_wait_cancelled(const redisReply *reply, const char *err, void *arg)
+{
+    char *batch = arg;
+    (void)reply;
+    if (err && strncmp(err, "COMPLETE", 8) == 0) /* every copy went during the WAIT */
+        log_event(LOG_INFO, "batch_unreplicated_complete", "batch", batch, NULL);
+    else if (err && strcmp(err, RSCRIPT_CLOSED) != 0)
+        log_event(LOG_ERROR, "batch_unreplicated_cancel_failed", "batch", batch, "error", err,
+                  NULL);
+    free(batch);
+}
+
+static void queue_wait_kick(struct queue *q);
+
+/* The round is over: each batch's caller hears it. A batch the replicas
+ * did not confirm is cancelled (control.lua: the copies no worker has
+ * reached are not sent) and its caller hears QUEUE_UNREPLICATED. */
+static void queue_wait_over(struct queue_wround *w)
+{
+    struct queue *q = w->q;
+    long long want = q ? q->cfg->redis_wait_replicas : 0;
+    for (size_t i = 0; i < w->n; i++) {
+        struct queue_enq *e = w->es[i];
+        e->q = NULL;
+        if (q == NULL) {
+            queue_enq_end(e, RSCRIPT_CLOSED);
+            continue;
+        }
+        if (w->err[0] == '\0' && w->present[i] && w->replicas >= want) {
+            queue_enq_end(e, NULL);
+            continue;
+        }
+        char why[256];
+        if (w->err[0])
+            snprintf(why, sizeof why, "%s: %s", QUEUE_UNREPLICATED, w->err);
+        else if (!w->present[i])
+            snprintf(why, sizeof why, "%s: the batch is not on the master", QUEUE_UNREPLICATED);
+        else
+            snprintf(why, sizeof why, "%s: %lld of %lld replicas within %" PRId64 " ms",
+                     QUEUE_UNREPLICATED, w->replicas < 0 ? 0 : w->replicas, want,
+                     q->cfg->redis_wait_timeout_ms);
+        metrics_batch_unreplicated();
+        log_event(LOG_WARN, "batch_unreplicated", "batch", e->batch_id, "error",
+                  why + strlen(QUEUE_UNREPLICATED) + 2, "note",
+                  "the client hears ServiceUnavailable; the batch is cancelled", NULL);
+        char *kb = rscript_key(q->scripts, "b:", e->batch_id);
+        char ttl[24], step[24];
+        snprintf(ttl, sizeof ttl, "%" PRId64, q->cfg->status_ttl_ms);
+        snprintf(step, sizeof step, "%d", 5000);
+        const char *argv[5] = {kb, q->kpfx, "cancel", ttl, step};
+        rscript_eval(q->scripts, RSCRIPT_CONTROL, 2, 5, argv, NULL, queue_wait_cancelled,
+                     xstrdup(e->batch_id));
+        free(kb);
+        queue_enq_end(e, why);
+    }
+    if (q) {
+        q->round = NULL;
+        queue_wait_kick(q);
+    }
+    free(w->es);
+    free(w->present);
+    free(w);
+}
+
+/* A reply of a round: EXISTS of batch i, the INCR or the WAIT (i == n). */
+static void queue_wait_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct queue_wslot *sl = arg;
+    struct queue_wround *w = sl->w;
+    if (err && w->err[0] == '\0')
+        snprintf(w->err, sizeof w->err, "%s", err);
+    else if (err == NULL && reply && reply->type == REDIS_REPLY_INTEGER) {
+        if (sl->i < w->n)
+            w->present[sl->i] = reply->integer == 1;
+        else if (sl->i == w->n + 1)
+            w->replicas = reply->integer;
+    }
+    free(sl);
+    if (--w->left == 0)
+        queue_wait_over(w);
+}
+
+/* Send a round for the batches waiting, unless one is in flight. */
+static void queue_wait_kick(struct queue *q)
+{
+    if (q->round || q->acks == NULL)
+        return;
+    struct queue_wround *w = xcalloc(1, sizeof *w);
+    w->q = q;
+    w->replicas = -1;
+    for (struct queue_enq *e = q->acks; e; e = e->next)
+        w->n++;
+    w->es = xcalloc(w->n, sizeof *w->es);
+    w->present = xcalloc(w->n, sizeof *w->present);
+    size_t i = 0;
+    while (q->acks) {
+        struct queue_enq *e = q->acks;
+        q->acks = e->next;
+        e->next = NULL;
+        e->waited = true;
+        w->es[i++] = e;
+    }
+    q->acks_tail = &q->acks;
+    q->round = w;
+    w->left = w->n + 2;
+    for (i = 0; i <= w->n + 1; i++) {
+        struct queue_wslot *sl = xcalloc(1, sizeof *sl);
+        sl->w = w;
+        sl->i = i;
+        if (i < w->n) {
+            char *kb = rscript_key(q->scripts, "b:", w->es[i]->batch_id);
+            redis_command(q->wait_rd, queue_wait_reply, sl, "EXISTS %s", kb);
+            free(kb);
+        } else if (i == w->n) {
+            redis_command(q->wait_rd, queue_wait_reply, sl, "INCR %s", q->kmark);
+        } else {
+            redis_command(q->wait_rd, queue_wait_reply, sl, "WAIT %lld %lld",
+                          (long long)q->cfg->redis_wait_replicas,
+                          (long long)q->cfg->redis_wait_timeout_ms);
+        }
+    }
+}
+
+/* e's batch is stored: its caller hears it after the next round. */
+static void queue_wait_add(struct queue *q, struct queue_enq *e)
+{
+    e->next = NULL;
+    *q->acks_tail = e;
+    q->acks_tail = &e->next;
+    queue_wait_kick(q);
+}
+
 /* Public: store a batch and queue its copies (1.. when copy 0 was sent). */
 void queue_enqueue(struct queue *q, const char *batch_id, const char *client, const char *upstream,
                    struct fanout_plan *p, const char *copy0_id, queue_done_fn done, void *arg)
@@ -414,6 +599,7 @@ void queue_enqueue(struct queue *q, const char *batch_id, const char *client, co
     size_t first = copy0_id ? 1 : 0;
     e->left = (long long)(p->nto - (first < p->nto ? first : p->nto));
     if (first >= p->nto && p->ninvalid == 0) {
+        e->waited = true; /* nothing is written: nothing to replicate */
         /* redis_command on a closed connection answers later: do the same */
         rscript_eval(q->scripts, RSCRIPT_ENQUEUE, 0, 0, NULL, NULL, queue_enqueued, e);
         return;

@@ -28,9 +28,22 @@ typedef void (*queue_done_fn)(const char *err, void *arg);
 
 #define QUEUE_UNFINISHED "batch stored, not yet queued whole"
 
+/* With [redis] wait_replicas, err starts with this when the batch was
+ * queued but WAIT did not confirm it on that many replicas within
+ * wait_timeout (or the WAIT connection failed): the batch is cancelled
+ * (copies a worker already sent stay sent) and the caller must not call it
+ * accepted. */
+#define QUEUE_UNREPLICATED "batch not confirmed on the replicas"
+
 /* The queue run through scripts (cfg's status_ttl). cfg and scripts
  * outlive it. */
 struct queue *queue_new(struct event_base *base, const struct config *cfg, struct rscript *scripts);
+
+/* Before an enqueue's done fires with success, WAIT for cfg's
+ * wait_replicas replicas (wait_timeout) on rd, a connection of its own
+ * (WAIT blocks it) to the same Redis; rd outlives q. Concurrent enqueues
+ * share one WAIT. */
+void queue_set_wait(struct queue *q, struct redis *rd);
 
 /* Release q. Its script calls still in flight are answered by
  * rscript_free (with RSCRIPT_CLOSED), which comes after. */

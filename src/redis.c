@@ -16,6 +16,7 @@
 #include "log.h"
 #include "redistls.h"
 #include "redisurl.h"
+#include "sentinel.h"
 #include "util.h"
 
 #define REDIS_PING_MS  1000 /* health PING period */
@@ -31,6 +32,7 @@
 
 enum redis_state {
     REDIS_STATE_DOWN,       /* no connection; a reconnect is scheduled */
+    REDIS_STATE_RESOLVING,  /* the Sentinels are asked where the master is */
     REDIS_STATE_CONNECTING, /* connect(2) in progress */
     REDIS_STATE_HANDSHAKE,  /* AUTH / SELECT sent */
     REDIS_STATE_UP,         /* commands are accepted */
@@ -53,8 +55,12 @@ struct redis {
     char *user;     /* ACL user, NULL for none; owned */
     char *password; /* NULL for none; owned; a secret: never logged */
     int db;
-    char *where;            /* the server without credentials; owned */
-    struct redistls *relay; /* rediss://: the TLS relay hiredis connects through */
+    char *where;                 /* the server without credentials; owned */
+    struct redistls *relay;      /* rediss://: the TLS relay hiredis connects through */
+    const char *role;            /* static: the role= of its log lines; NULL for none */
+    struct sentinel *sentinel;   /* where the master is; NULL: host:port; not owned */
+    bool switched;               /* the Sentinels announced a failover: reconnect at once */
+    struct event *recheck_timer; /* a READONLY answer: ask the Sentinels again */
     redisAsyncContext *ac;
     enum redis_state state;
     int handshake_left;    /* AUTH / SELECT replies still awaited */
@@ -85,11 +91,38 @@ static void redis_timer_ms(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-/* Parse url into r's address, credentials and database. */
-static int redis_parse_url(struct redis *r, const char *url, char *err, size_t errlen)
+/* r->where for a master the Sentinels name (redis://: Sentinel is never
+ * TLS): "sentinel master NAME" until it is known. */
+static void redis_set_where(struct redis *r)
+{
+    struct buf w = BUF_INIT;
+    if (r->sentinel && (r->host == NULL || r->host[0] == '\0'))
+        buf_printf(&w, "sentinel master %s", sentinel_master(r->sentinel));
+    else if (r->path)
+        buf_printf(&w, "unix://%s", r->path);
+    else if (strchr(r->host, ':'))
+        buf_printf(&w, "redis://[%s]:%d", r->host, r->port);
+    else
+        buf_printf(&w, "redis://%s:%d", r->host, r->port);
+    if (r->db)
+        buf_printf(&w, r->path ? "?db=%d" : "/%d", r->db);
+    free(r->where);
+    r->where = buf_detach(&w, NULL);
+}
+
+/* Parse url (redisurl) into r's address, credentials and database, and
+ * check it against the options: tls_ca_file (NULL or "") only with
+ * rediss://; with sentinel, a redis:// url ("" gives nothing) whose host,
+ * if any, is dropped: the Sentinels name the master (r->where says so once
+ * r->sentinel is set). Returns 1 for rediss://, 0 for another scheme, -1
+ * with a reason in err (r's strings are then for redis_free_strings). */
+static int redis_parse_url(struct redis *r, const char *url, const char *tls_ca_file, bool sentinel,
+                           char *err, size_t errlen)
 {
     struct redisurl u;
-    if (redisurl_parse(&u, url, err, errlen) < 0)
+    if (sentinel && url[0] == '\0')
+        url = "redis://"; /* no user, password or database */
+    if (redisurl_parse(&u, url, sentinel ? REDISURL_HOST_OPTIONAL : 0, err, errlen) < 0)
         return -1;
     r->host = u.host;
     r->port = u.port;
@@ -98,6 +131,22 @@ static int redis_parse_url(struct redis *r, const char *url, char *err, size_t e
     r->password = u.password;
     r->db = u.db;
     r->where = u.where;
+    if (!u.tls && tls_ca_file && tls_ca_file[0]) {
+        snprintf(err, errlen, "[redis] tls_ca_file is set but [redis] url is not rediss://");
+        return -1;
+    }
+    if (sentinel && (u.tls || u.path)) {
+        snprintf(err, errlen,
+                 u.tls ? "[redis] url: TLS (rediss://) with [redis] sentinels is not supported"
+                       : "[redis] url: with [redis] sentinels, a redis:// url (no socket path)");
+        return -1;
+    }
+    if (sentinel) { /* the Sentinels say where the master is */
+        free(r->host);
+        r->host = NULL;
+        if (r->sentinel)
+            redis_set_where(r);
+    }
     return u.tls ? 1 : 0;
 }
 
@@ -123,7 +172,8 @@ static void redis_failed(struct redis *r, const char *reason)
     if (!r->outage) {
         r->outage = true;
         r->down_ms = clock_mono_ms();
-        log_event(LOG_ERROR, "redis_down", "where", r->where, "reason", reason, NULL);
+        log_event(LOG_ERROR, "redis_down", "where", r->where, "role", r->role, "reason", reason,
+                  NULL);
     }
     redis_timer_ms(r->reconnect_timer, r->backoff_ms);
     r->backoff_ms =
@@ -178,6 +228,13 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         err = c->r->closing ? "redis connection closed" : "redis connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
         err = rep->str ? rep->str : "redis error";
+    struct redis *r = c->r;
+    /* A master that became a replica (a failover sesgate missed): ask the
+     * Sentinels again, from the event loop. */
+    if (err && rep && r->sentinel && !r->closing &&
+        (strncmp(err, "READONLY", 8) == 0 || strstr(err, "READONLY You can't write") != NULL) &&
+        !evtimer_pending(r->recheck_timer, NULL))
+        redis_timer_ms(r->recheck_timer, 0);
     c->cb(rep, err, c->arg);
     free(c);
 }
@@ -227,10 +284,10 @@ static void redis_ping_reply(const redisReply *reply, const char *err, void *arg
     if (r->outage) {
         char down[24];
         snprintf(down, sizeof down, "%lld", (long long)(r->last_pong_ms - r->down_ms));
-        log_event(LOG_INFO, "redis_up", "where", r->where, "down_ms", down, NULL);
+        log_event(LOG_INFO, "redis_up", "where", r->where, "role", r->role, "down_ms", down, NULL);
         r->outage = false;
     } else {
-        log_event(LOG_INFO, "redis_connected", "where", r->where, NULL);
+        log_event(LOG_INFO, "redis_connected", "where", r->where, "role", r->role, NULL);
     }
 }
 
@@ -308,6 +365,24 @@ static void redis_select_reply(const redisReply *reply, const char *err, void *a
     redis_handshake_reply(arg, "SELECT", reply, err);
 }
 
+/* The answer to ROLE: a server the Sentinels named must say it is the
+ * master; a replica is refused (nothing is written to it) and the
+ * Sentinels are asked again. */
+static void redis_role_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct redis *r = arg;
+    if (err == NULL && reply &&
+        (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+         reply->element[0]->type != REDIS_REPLY_STRING ||
+         strcmp(reply->element[0]->str, "master") != 0)) {
+        if (reply && r->state == REDIS_STATE_HANDSHAKE && !r->closing && !r->outage)
+            log_event(LOG_WARN, "redis_replica_refused", "where", r->where, "role", r->role,
+                      "master", sentinel_master(r->sentinel), NULL);
+        err = "the server is a replica, not the master";
+    }
+    redis_handshake_reply(r, "ROLE", reply, err);
+}
+
 /* The answer to the handshake's PING (TLS). */
 static void redis_tls_ping_reply(const redisReply *reply, const char *err, void *arg)
 {
@@ -342,6 +417,10 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
     if (r->relay) { /* up once Redis answered through TLS, not when the relay took hiredis */
         r->handshake_left++;
         redis_send(r, redis_tls_ping_reply, "PING");
+    }
+    if (r->sentinel) {
+        r->handshake_left++;
+        redis_send(r, redis_role_reply, "ROLE");
     }
     if (r->handshake_left == 0)
         redis_set_up(r);
@@ -383,8 +462,8 @@ static void redis_reconnect_cb(evutil_socket_t fd, short what, void *arg)
     redis_connect(arg);
 }
 
-/* Start a connection attempt. */
-static void redis_connect(struct redis *r)
+/* Start a connection attempt to r's address. */
+static void redis_connect_addr(struct redis *r)
 {
     redisAsyncContext *ac = r->relay  ? redisAsyncConnectUnix(redistls_path(r->relay))
                             : r->path ? redisAsyncConnectUnix(r->path)
@@ -413,6 +492,70 @@ static void redis_connect(struct redis *r)
     redis_timer_ms(r->connect_timer, REDIS_CONNECT_TIMEOUT_MS);
 }
 
+/* The Sentinels answered: connect to the master they named. */
+static void redis_resolved(const char *host, int port, const char *err, void *arg)
+{
+    struct redis *r = arg;
+    if (r->state != REDIS_STATE_RESOLVING || r->closing)
+        return;
+    if (err) {
+        redis_failed(r, err);
+        return;
+    }
+    if (r->host == NULL || strcmp(r->host, host) != 0) {
+        free(r->host);
+        r->host = xstrdup(host);
+    }
+    r->port = port;
+    redis_set_where(r);
+    redis_connect_addr(r);
+}
+
+/* Start a connection attempt: ask the Sentinels first when there are. */
+static void redis_connect(struct redis *r)
+{
+    r->switched = false;
+    if (r->sentinel == NULL) {
+        redis_connect_addr(r);
+        return;
+    }
+    r->state = REDIS_STATE_RESOLVING;
+    sentinel_resolve(r->sentinel, redis_resolved, r);
+}
+
+/* The Sentinels announced a failover to host:port. */
+static void redis_switched(const char *host, int port, void *arg)
+{
+    struct redis *r = arg;
+    if (r->closing)
+        return;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    if (r->state == REDIS_STATE_DOWN) {
+        evtimer_del(r->reconnect_timer);
+        redis_connect(r);
+        return;
+    }
+    if (r->state == REDIS_STATE_RESOLVING)
+        return; /* the answer under way names the new master, or the next one will */
+    if (r->host && strcmp(r->host, host) == 0 && r->port == port)
+        return;
+    r->switched = true;
+    if (!evtimer_pending(r->recheck_timer, NULL))
+        redis_timer_ms(r->recheck_timer, 0);
+}
+
+/* Timer: the server refused a write as a replica, or the Sentinels named
+ * another master: close the connection and ask the Sentinels again. */
+static void redis_recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis *r = arg;
+    if (r->closing || r->state == REDIS_STATE_DOWN || r->state == REDIS_STATE_RESOLVING)
+        return;
+    r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    redis_drop(r, r->switched ? "the Sentinels announced a new master"
+                              : "the server answered READONLY: it is a replica now");
+}
+
 /* Free r's strings, wiping the password. */
 static void redis_free_strings(struct redis *r)
 {
@@ -429,27 +572,40 @@ static void redis_free_strings(struct redis *r)
 struct redis *redis_new(struct event_base *base, const char *url, const char *tls_ca_file,
                         char *err, size_t errlen)
 {
+    return redis_new_sentinel(base, url, tls_ca_file, NULL, err, errlen);
+}
+
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, const char *tls_ca_file,
+                                 struct sentinel *sn, char *err, size_t errlen)
+{
     struct redis *r = xcalloc(1, sizeof *r);
     r->base = base;
     r->fails_tail = &r->fails;
     r->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    int tls = redis_parse_url(r, url ? url : "", err, errlen);
-    if (tls == 0 && tls_ca_file && tls_ca_file[0])
-        snprintf(err, errlen, "[redis] tls_ca_file is set but [redis] url is not rediss://");
+    r->sentinel = sn;
+    int tls = redis_parse_url(r, url ? url : "", tls_ca_file, sn != NULL, err, errlen);
     if (tls == 1)
         r->relay = redistls_new(base, r->host, r->port, tls_ca_file, err, errlen);
-    if (tls < 0 || (tls == 0 && tls_ca_file && tls_ca_file[0]) || (tls == 1 && !r->relay)) {
+    if (tls < 0 || (tls == 1 && !r->relay)) {
         redis_free_strings(r);
         free(r);
         return NULL;
     }
+    r->recheck_timer = evtimer_new(base, redis_recheck_cb, r);
+    if (sn)
+        sentinel_watch(sn, redis_switched, r);
     r->reconnect_timer = evtimer_new(base, redis_reconnect_cb, r);
     r->connect_timer = evtimer_new(base, redis_connect_timeout_cb, r);
     r->fail_timer = evtimer_new(base, redis_fail_cb, r);
     r->ping_timer = event_new(base, -1, EV_PERSIST, redis_ping_cb, r);
     redis_timer_ms(r->ping_timer, REDIS_PING_MS);
-    redis_connect(r);
+    redis_timer_ms(r->reconnect_timer, 0); /* from the loop: after redis_set_role */
     return r;
+}
+
+void redis_set_role(struct redis *r, const char *role)
+{
+    r->role = role;
 }
 
 void redis_free(struct redis *r)
@@ -457,6 +613,11 @@ void redis_free(struct redis *r)
     if (r == NULL)
         return;
     r->closing = true;
+    if (r->sentinel) {
+        sentinel_cancel(r->sentinel, r);
+        sentinel_unwatch(r->sentinel, r);
+    }
+    event_free(r->recheck_timer);
     event_free(r->ping_timer);
     event_free(r->reconnect_timer);
     if (r->ac) {
@@ -550,71 +711,69 @@ redisAsyncContext *redis_ctx(struct redis *r)
     return r->state == REDIS_STATE_UP ? r->ac : NULL;
 }
 
-/* A blocking connection to r's server: through a TLS relay (rediss://) or
- * straight. NULL with a reason in err. */
-static redisContext *redis_sync_open(const struct redis *r, bool tls, const char *tls_ca_file,
-                                     int timeout_ms, char *err, size_t errlen)
+/* A blocking connection to r's server, through a TLS relay (tls) or
+ * straight, then AUTH, SELECT and, for a master the Sentinels named
+ * (sentinel), ROLE: it must say it is the master. NULL with a reason in
+ * err. */
+static redisContext *redis_connect_sync_to(const struct redis *r, bool tls, const char *tls_ca_file,
+                                           bool sentinel, int timeout_ms, char *err, size_t errlen)
 {
-    if (!tls)
-        return r->path ? redisConnectUnixWithTimeout(r->path, clock_timeval(timeout_ms))
-                       : redisConnectWithTimeout(r->host, r->port, clock_timeval(timeout_ms));
-    char why[256];
-    int fd = redistls_connect_sync(r->host, r->port, tls_ca_file, timeout_ms, why, sizeof why);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", r->where, why);
-        return NULL;
-    }
-    redisContext *c = redisConnectFd(fd);
-    if (c == NULL)
-        close(fd);
-    return c;
-}
-
-redisContext *redis_connect_sync(const char *url, const char *tls_ca_file, int timeout_ms,
-                                 char *err, size_t errlen)
-{
-    struct redis r = {0};
-    int tls = redis_parse_url(&r, url ? url : "", err, errlen);
-    if (tls < 0) {
-        redis_free_strings(&r);
-        return NULL;
-    }
-    if (tls == 0 && tls_ca_file && tls_ca_file[0]) {
-        snprintf(err, errlen, "[redis] tls_ca_file is set but [redis] url is not rediss://");
-        redis_free_strings(&r);
-        return NULL;
-    }
     struct timeval tv = clock_timeval(timeout_ms);
-    err[0] = '\0';
-    redisContext *c = redis_sync_open(&r, tls == 1, tls_ca_file, timeout_ms, err, errlen);
-    if (c == NULL && err[0]) {
-        redis_free_strings(&r);
-        return NULL;
+    redisContext *c;
+    if (tls) {
+        char why[256];
+        int fd = redistls_connect_sync(r->host, r->port, tls_ca_file, timeout_ms, why, sizeof why);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot connect to %s: %s", r->where, why);
+            return NULL;
+        }
+        c = redisConnectFd(fd);
+        if (c == NULL)
+            close(fd);
+    } else {
+        c = r->path ? redisConnectUnixWithTimeout(r->path, tv)
+                    : redisConnectWithTimeout(r->host, r->port, tv);
     }
     if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot connect to %s: %s", r.where, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "cannot connect to %s: %s", r->where,
+                 c ? c->errstr : "out of memory");
         goto fail;
     }
     redisSetTimeout(c, tv);
     redisReply *rep = NULL;
-    if (r.password) {
-        rep = r.user ? redisCommand(c, "AUTH %s %s", r.user, r.password)
-                     : redisCommand(c, "AUTH %s", r.password);
+    if (r->password) {
+        rep = r->user ? redisCommand(c, "AUTH %s %s", r->user, r->password)
+                      : redisCommand(c, "AUTH %s", r->password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "%s: AUTH failed: %s", r.where, rep ? rep->str : c->errstr);
+            snprintf(err, errlen, "%s: AUTH failed: %s", r->where, rep ? rep->str : c->errstr);
             goto fail_reply;
         }
         freeReplyObject(rep);
     }
-    if (r.db) {
-        rep = redisCommand(c, "SELECT %d", r.db);
+    if (r->db) {
+        rep = redisCommand(c, "SELECT %d", r->db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "%s: SELECT failed: %s", r.where, rep ? rep->str : c->errstr);
+            snprintf(err, errlen, "%s: SELECT failed: %s", r->where, rep ? rep->str : c->errstr);
             goto fail_reply;
         }
         freeReplyObject(rep);
     }
-    redis_free_strings(&r);
+    if (sentinel) {
+        rep = redisCommand(c, "ROLE");
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(rep->element[0]->str, "master") != 0) {
+            snprintf(err, errlen, "%s: not the master (ROLE): %s", r->where,
+                     rep == NULL                      ? c->errstr
+                     : rep->type == REDIS_REPLY_ERROR ? rep->str
+                     : rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                             rep->element[0]->type == REDIS_REPLY_STRING
+                         ? rep->element[0]->str
+                         : "unexpected reply");
+            goto fail_reply;
+        }
+        freeReplyObject(rep);
+    }
     return c;
 fail_reply:
     if (rep)
@@ -622,6 +781,45 @@ fail_reply:
 fail:
     if (c)
         redisFree(c);
-    redis_free_strings(&r);
     return NULL;
+}
+
+redisContext *redis_connect_sync(const char *url, const char *tls_ca_file, int timeout_ms,
+                                 char *err, size_t errlen)
+{
+    struct redis r = {0};
+    int tls = redis_parse_url(&r, url ? url : "", tls_ca_file, false, err, errlen);
+    redisContext *c =
+        tls < 0 ? NULL
+                : redis_connect_sync_to(&r, tls == 1, tls_ca_file, false, timeout_ms, err, errlen);
+    redis_free_strings(&r);
+    return c;
+}
+
+redisContext *redis_connect_sync_sentinel(const char *url, const char *tls_ca_file,
+                                          const char *sentinels, const char *master,
+                                          const char *password, int timeout_ms, char *err,
+                                          size_t errlen)
+{
+    struct redis r = {0};
+    int tls = redis_parse_url(&r, url ? url : "", tls_ca_file, true, err, errlen);
+    redisContext *c = NULL;
+    /* A replica named during a failover: the Sentinels are asked again,
+     * three times at most, a second apart. */
+    for (int attempt = 0; tls >= 0 && attempt < 3 && c == NULL; attempt++) {
+        if (attempt > 0)
+            sleep(1);
+        char *host = NULL;
+        int port = 0;
+        if (sentinel_resolve_sync(sentinels, master, password, timeout_ms, &host, &port, err,
+                                  errlen) < 0)
+            break;
+        free(r.host);
+        r.host = host;
+        r.port = port;
+        redis_set_where(&r);
+        c = redis_connect_sync_to(&r, tls == 1, tls_ca_file, true, timeout_ms, err, errlen);
+    }
+    redis_free_strings(&r);
+    return c;
 }

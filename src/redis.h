@@ -49,6 +49,25 @@ typedef void (*redis_cb)(const redisReply *reply, const char *err, void *arg);
 struct redis *redis_new(struct event_base *base, const char *url, const char *tls_ca_file,
                         char *err, size_t errlen);
 
+struct sentinel;
+
+/* redis_new for a master found by Redis Sentinel (sn, which outlives r):
+ * url gives only the user, password and database (redis://user:pass@/db,
+ * its host ignored; "" for none); it must be redis://: TLS with Sentinel
+ * (rediss://, tls_ca_file) is refused. Each connection asks the Sentinels where
+ * the master is, checks that the server says it is (ROLE; a replica is
+ * refused and the Sentinels asked again), and is made again at once when
+ * the Sentinels announce a failover (+switch-master) or the server answers
+ * READONLY. */
+struct redis *redis_new_sentinel(struct event_base *base, const char *url, const char *tls_ca_file,
+                                 struct sentinel *sn, char *err, size_t errlen);
+
+/* Name r's role in its log lines (redis_connected, redis_down, redis_up,
+ * redis_replica_refused get role=ROLE), to tell a second connection to the
+ * same server from the main one; role is static text. Call it right after
+ * redis_new: the first connection attempt starts from the event loop. */
+void redis_set_role(struct redis *r, const char *role);
+
 /* Close the connection and free r (NULL: nothing). Every command still
  * pending gets its callback, with err "redis connection closed", before
  * this returns. Never call it from inside a redis callback. */
@@ -89,5 +108,14 @@ redisAsyncContext *redis_ctx(struct redis *r);
  * redisFree (which also ends a TLS relay's thread). */
 redisContext *redis_connect_sync(const char *url, const char *tls_ca_file, int timeout_ms,
                                  char *err, size_t errlen);
+
+/* redis_connect_sync to the master the Sentinels of sentinels ("host:port,...",
+ * their password "" for none) name for master; the server must say it is
+ * the master (ROLE), else the Sentinels are asked again, up to three
+ * times a second apart. url and tls_ca_file as for redis_new_sentinel. */
+redisContext *redis_connect_sync_sentinel(const char *url, const char *tls_ca_file,
+                                          const char *sentinels, const char *master,
+                                          const char *password, int timeout_ms, char *err,
+                                          size_t errlen);
 
 #endif

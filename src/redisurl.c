@@ -77,7 +77,8 @@ static int redisurl_parse_unix(struct redisurl *r, const char *p, char *err, siz
 }
 
 /* Fill r's address and credentials from what follows "redis://". */
-static int redisurl_parse_tcp(struct redisurl *r, const char *s, char *err, size_t errlen)
+static int redisurl_parse_tcp(struct redisurl *r, const char *s, unsigned flags, char *err,
+                              size_t errlen)
 {
     const char *slash = strchr(s, '/');
     const char *end = slash ? slash : s + strlen(s);
@@ -129,7 +130,8 @@ static int redisurl_parse_tcp(struct redisurl *r, const char *s, char *err, size
         }
         r->host = xstrndup(host, (size_t)(host_end - host));
     }
-    if (r->host[0] == '\0' || strpbrk(r->host, "?#%") != NULL) {
+    if ((r->host[0] == '\0' && !(flags & REDISURL_HOST_OPTIONAL)) ||
+        strpbrk(r->host, "?#%") != NULL) {
         snprintf(err, errlen, "[redis] url: missing or malformed host");
         return -1;
     }
@@ -147,7 +149,7 @@ static int redisurl_parse_tcp(struct redisurl *r, const char *s, char *err, size
 }
 
 /* Parse url into r's address, credentials and database. */
-int redisurl_parse(struct redisurl *r, const char *url, char *err, size_t errlen)
+int redisurl_parse(struct redisurl *r, const char *url, unsigned flags, char *err, size_t errlen)
 {
     int rc;
     memset(r, 0, sizeof *r);
@@ -156,10 +158,10 @@ int redisurl_parse(struct redisurl *r, const char *url, char *err, size_t errlen
     else if (url[0] == '/')
         rc = redisurl_parse_unix(r, url, err, errlen);
     else if (strncmp(url, "redis://", 8) == 0)
-        rc = redisurl_parse_tcp(r, url + 8, err, errlen);
+        rc = redisurl_parse_tcp(r, url + 8, flags, err, errlen);
     else if (strncmp(url, "rediss://", 9) == 0) {
         r->tls = true;
-        rc = redisurl_parse_tcp(r, url + 9, err, errlen);
+        rc = redisurl_parse_tcp(r, url + 9, flags, err, errlen);
     } else {
         snprintf(err, errlen,
                  "[redis] url must be redis://[[user]:password@]host[:port][/db], "
@@ -174,11 +176,13 @@ int redisurl_parse(struct redisurl *r, const char *url, char *err, size_t errlen
     struct buf w = BUF_INIT;
     if (r->path)
         buf_printf(&w, "unix://%s", r->path);
+    else if (r->host[0] == '\0') /* REDISURL_HOST_OPTIONAL: no server named */
+        buf_printf(&w, "%s://", scheme);
     else if (strchr(r->host, ':'))
         buf_printf(&w, "%s://[%s]:%d", scheme, r->host, r->port);
     else
         buf_printf(&w, "%s://%s:%d", scheme, r->host, r->port);
-    if (r->db)
+    if (r->db || (r->host && r->host[0] == '\0'))
         buf_printf(&w, r->path ? "?db=%d" : "/%d", r->db);
     r->where = buf_detach(&w, NULL);
     return 0;

@@ -460,6 +460,11 @@ static const char *smtpd_outcome_reply(const struct front_outcome *o, char *out,
         snprintf(out, n, "552 5.3.4 Message too large: %s", msg);
         return "rejected";
     }
+    if ((o->status >= 500 || o->status == 499) && o->partial) {
+        snprintf(out, n, "451 4.3.0 Message not accepted, some recipients may already have it: %s",
+                 msg);
+        return "deferred";
+    }
     if (o->status >= 500 || o->status == 499) {
         snprintf(out, n, "451 4.3.0 Message not accepted, nothing was sent: %s", msg);
         return "deferred";

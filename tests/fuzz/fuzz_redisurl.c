@@ -16,15 +16,15 @@ static void fuzz_redisurl_assert(int cond)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* libFuzzer entry point. */
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One parse of s with flags, and its invariants. */
+static void fuzz_redisurl_one(const char *s, unsigned flags)
 {
-    char *s = xstrndup((const char *)data, size);
     struct redisurl u;
     char err[256] = "";
-    if (redisurl_parse(&u, s, err, sizeof err) == 0) {
+    if (redisurl_parse(&u, s, flags, err, sizeof err) == 0) {
         fuzz_redisurl_assert(u.where != NULL && (u.host == NULL) != (u.path == NULL));
-        fuzz_redisurl_assert(u.host == NULL || (u.host[0] && u.port >= 1 && u.port <= 65535));
+        fuzz_redisurl_assert(u.host == NULL || ((u.host[0] || (flags & REDISURL_HOST_OPTIONAL)) &&
+                                                u.port >= 1 && u.port <= 65535));
         fuzz_redisurl_assert(u.path == NULL || (u.path[0] == '/' && !u.tls));
         fuzz_redisurl_assert(u.db >= 0);
         fuzz_redisurl_assert(u.password == NULL || u.password[0] != '\0');
@@ -43,6 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_redisurl_assert(u.host == NULL && u.path == NULL && u.user == NULL &&
                              u.password == NULL && u.where == NULL);
     }
+}
+
+/* libFuzzer entry point. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *s = xstrndup((const char *)data, size);
+    fuzz_redisurl_one(s, 0);
+    fuzz_redisurl_one(s, REDISURL_HOST_OPTIONAL);
     free(s);
     return 0;
 }

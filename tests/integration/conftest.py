@@ -39,7 +39,8 @@ def fakes_signatures():
 # Debian package: dpkg's lock, users, /etc): tests/run runs them alone,
 # after the others, which it runs two files at a time.
 SERIAL_FILES = {"test_ratelimit.py", "test_bulk_rate.py", "test_scaleout.py", "test_clock.py",
-                "test_limit_script.py", "test_deb.py", "test_upstreams.py"}
+                "test_limit_script.py", "test_deb.py", "test_upstreams.py",
+                "test_sentinel.py"}
 
 
 def pytest_collection_modifyitems(config, items):

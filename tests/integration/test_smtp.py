@@ -53,7 +53,7 @@ def make_cert(d):
     return d / "smtp.pem", d / "smtp.key"
 
 
-def start_smtp_gateway(workdir, send=None, smtp=None):
+def start_smtp_gateway(workdir, send=None, smtp=None, redis=None):
     """`sesgate run` with both SMTP listeners, in front of the fake; clients
     "app" (everything) and "limited" (senders *@allowed.example only)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +78,8 @@ def start_smtp_gateway(workdir, send=None, smtp=None):
     if send:
         extra["send"] = send
     extra["smtp"].update(smtp or {})
+    if redis:
+        extra["redis"] = redis
     gate = harness.RunSesgate(workdir, fake.url, upstream, policies, extra=extra)
     try:
         gate.start()

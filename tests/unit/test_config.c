@@ -158,6 +158,11 @@ static void test_defaults(void)
               "tls_ca_file =\n"
               "data_dir = ./var\n"
               "prefix = sesgate\n"
+              "sentinels =\n"
+              "sentinel_master =\n"
+              "sentinel_password =\n"
+              "wait_replicas = 0\n"
+              "wait_timeout = 1s\n"
               "\n"
               "[send]\n"
               "rate = auto\n"
@@ -466,6 +471,39 @@ static void test_errors(void)
         {"[server]\nread_timeout = 0s\n",
          {NULL},
          "@:2: [server] read_timeout: '0s' is out of range (want at least 1ms)\n"},
+        {"[redis]\nsentinels = 10.0.0.1:26379\n",
+         {NULL},
+         "@:2: [redis] sentinels is set but sentinel_master is not\n"},
+        {"[redis]\nsentinels = 10.0.0.1:26379, sentinel-b\nsentinel_master = m\n",
+         {NULL},
+         "@:2: [redis] sentinels: 'sentinel-b' is not host:port\n"},
+        {"[redis]\nsentinels = [::1]:26379,::1:26379\nsentinel_master = m\n",
+         {NULL},
+         "@:2: [redis] sentinels: '::1:26379' is not host:port\n"},
+        {"[redis]\nsentinels = a:0\nsentinel_master = m\n",
+         {NULL},
+         "@:2: [redis] sentinels: 'a:0' is not host:port\n"},
+        {"[redis]\nsentinel_master = m\n",
+         {NULL},
+         "@:2: [redis] sentinel_master is set but sentinels is not\n"},
+        {"[redis]\nsentinels = a:1\nsentinel_master = m\nurl = unix:///x.sock\n",
+         {NULL},
+         "@:4: [redis] url: with sentinels, only a redis:// URL (its user, password and "
+         "database; the host comes from the Sentinels)\n"},
+        {"[redis]\nsentinels = a:1\nsentinel_master = m\nurl = rediss://:pw@/1\n",
+         {NULL},
+         "@:4: [redis] url: TLS (rediss://) with sentinels is not supported; use redis:// "
+         "(docs/DEPLOYMENT.md)\n"},
+        {"[redis]\nsentinels = a:1\nsentinel_master = m\ntls_ca_file = /etc/ssl/ca.pem\n",
+         {NULL},
+         "@:4: [redis] tls_ca_file: TLS with sentinels is not supported\n"},
+        {"[redis]\nwait_replicas = 1\n",
+         {NULL},
+         "@:2: [redis] wait_replicas needs a Redis with replicas ([redis] url or sentinels); the "
+         "managed redis-server has none\n"},
+        {"[redis]\nwait_replicas = 101\n",
+         {NULL},
+         "@:2: [redis] wait_replicas: '101' is out of range (want 0 to 100)\n"},
         {"[send]\nconcurrency = lots\n",
          {NULL},
          "@:2: [send] concurrency: bad number 'lots' (want a whole number)\n"},
