@@ -14,6 +14,7 @@
 #   bigmsg.py          --cases 256k:20:v1 --modes run,work --front 1m:50:v2
 #   connections.py     200 connections held 1 s
 #   soak.py            20 s, sampled every 2 s
+#   wait_replicas.py   20 batches after the warm-up, 1 client
 #
 # Settings (environment): SESGATE_BIN (build/sesgate, made first), SEED_PHP
 # (the seed-php baseline: passthrough.sh and fanout.sh add its PHP front when
@@ -24,7 +25,7 @@
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
-ALL="passthrough fanout million enqueue_stall feedback_ingest smtp bigmsg connections soak"
+ALL="passthrough fanout million enqueue_stall feedback_ingest smtp bigmsg connections soak wait_replicas"
 ONLY="${ONLY:-$ALL}"
 OUT="${RESULTS_DIR:-$HERE/results/smoke}"
 if [ -z "${SESGATE_BIN:-}" ]; then
@@ -43,6 +44,7 @@ for name in $ONLY; do
         --out "$OUT/bigmsg.md"); t=200 ;;
     connections) cmd=(/usr/bin/python3 "$HERE/connections.py" 200 1); t=120 ;;
     soak) cmd=(/usr/bin/python3 "$HERE/soak.py" 20 2); t=180 ;;
+    wait_replicas) cmd=(/usr/bin/python3 "$HERE/wait_replicas.py" 20 1); t=120 ;;
     *) echo "all: no benchmark $name (one of: $ALL)" >&2; exit 2 ;;
     esac
     t0=$SECONDS

@@ -9,9 +9,11 @@ For each setting (wait_replicas 0, then 1) and each number of concurrent
 clients (default 1 and 8), BATCHES batches (default 500) after 50 of warm-up;
 prints p50, p90, p99 and max of the client's wall time per call, in ms. The
 workers send at 1 recipient/s so that draining does not compete for the
-cores. Uses the integration tests' harness (fake SES, boto3)."""
+cores. Uses the integration tests' harness (fake SES, boto3). `20 1` is a
+short run (`make bench`)."""
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,6 +95,8 @@ def main():
         for p in (rproc, mproc):
             p.terminate()
             p.wait()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ upstream); bench/feedback_ingest.sh with 300 signed SNS notifications
 (`sesgate serve`, its managed Redis); bench/smtp.sh with 4 SMTP sessions for
 2 s a run against sesgate and a private Postfix; bench/million.sh with 2,000
 recipients; bench/bigmsg.py with one small case; bench/connections.py with
-200 connections; bench/soak.py for 20 s."""
+200 connections; bench/soak.py for 20 s; bench/wait_replicas.py with 20
+batches."""
 
 import os
 import re
@@ -211,3 +212,14 @@ def test_soak_smoke(tmp_path):
     assert m and int(m.group(1)) > 0 and m.group(1) == m.group(2), out
     assert "soak: flat, nothing failed, every recipient delivered" in out, out
     assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-soak-")]
+
+
+def test_wait_replicas_smoke(tmp_path):
+    """bench/wait_replicas.py, 20 batches by one client with wait_replicas 0
+    and 1 against a master and its replica: a latency line for each."""
+    out = run_bench(tmp_path, ["wait_replicas.py", "20", "1"], 120)
+    for wait in (0, 1):
+        m = re.search(r"wait_replicas=%d clients=1 batches=(\d+): p50 ([\d.]+) ms, p90 [\d.]+ ms, p99 [\d.]+ ms, "
+                      r"max [\d.]+ ms, (\d+) batches/s" % wait, out)
+        assert m and int(m.group(1)) == 20 and float(m.group(2)) > 0 and int(m.group(3)) > 0, (wait, out)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-bench-wait-")]
