@@ -44,7 +44,7 @@ for name in $ONLY; do
         --out "$OUT/bigmsg.md"); t=200 ;;
     connections) cmd=(/usr/bin/python3 "$HERE/connections.py" 200 1); t=120 ;;
     soak) cmd=(/usr/bin/python3 "$HERE/soak.py" 20 2); t=180 ;;
-    wait_replicas) cmd=(/usr/bin/python3 "$HERE/wait_replicas.py" 20 1); t=120 ;;
+    wait_replicas) cmd=(env WAIT_TIMEOUT=10s /usr/bin/python3 "$HERE/wait_replicas.py" 20 1); t=120 ;;
     *) echo "all: no benchmark $name (one of: $ALL)" >&2; exit 2 ;;
     esac
     t0=$SECONDS

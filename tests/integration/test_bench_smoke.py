@@ -217,7 +217,9 @@ def test_soak_smoke(tmp_path):
 def test_wait_replicas_smoke(tmp_path):
     """bench/wait_replicas.py, 20 batches by one client with wait_replicas 0
     and 1 against a master and its replica: a latency line for each."""
-    out = run_bench(tmp_path, ["wait_replicas.py", "20", "1"], 120)
+    # a replica's acknowledgement may take over a second on a loaded machine
+    # with the sanitizer build: the answers are timed, not judged, here
+    out = run_bench(tmp_path, ["wait_replicas.py", "20", "1"], 120, {"WAIT_TIMEOUT": "10s"})
     for wait in (0, 1):
         m = re.search(r"wait_replicas=%d clients=1 batches=(\d+): p50 ([\d.]+) ms, p90 [\d.]+ ms, p99 [\d.]+ ms, "
                       r"max [\d.]+ ms, (\d+) batches/s" % wait, out)
