@@ -58,7 +58,7 @@ CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -DSESGATE_VERSION='"$(VERSION)
 CORE_OBJ  := $(CORE:%=$(BUILD)/%.o)
 SHELL_OBJ := $(SHELLM:%=$(BUILD)/%.o)
 
-.PHONY: all unit fuzz check format format-check clean deb
+.PHONY: all unit fuzz check format format-check clean deb bench
 # Objects built on the way to test binaries are kept, not rebuilt each time.
 .SECONDARY:
 all: $(BUILD)/sesgate
@@ -129,6 +129,11 @@ fuzz: $(FUZZ_BIN)
 
 check:
 	./tests/run
+
+# Every benchmark in its short mode against this build (bench/all.sh;
+# bench/README.md for the real runs).
+bench: $(BUILD)/sesgate
+	SESGATE_BIN=$(BUILD)/sesgate bench/all.sh
 
 # The Debian package of the optimized build (scripts/mkdeb says what is in it).
 deb: build/sesgate

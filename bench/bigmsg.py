@@ -15,8 +15,10 @@ the worker's CPU seconds per GB sent, and the ratios against --before.
     bench/bigmsg.py [--before BIN] [--cases 1m:1000:v1,10m:200:v1,30m:50:v2]
                     [--modes run,work] [--out bench/results/bigmsg.md]
 
-Loopback only; every process it starts is stopped on exit. The first case
-list is the issue's; `--cases 256k:20:v1 --modes run` is a short smoke run.
+SESGATE_BIN (environment): the build to measure (default: build/sesgate,
+made first). Loopback only; every process it starts is stopped on exit. The
+first case list is the issue's; `--cases 256k:20:v1 --modes run --front ''`
+is a short smoke run.
 """
 import argparse
 import base64
@@ -282,8 +284,11 @@ def main():
     args = ap.parse_args()
     if shutil.which("nginx") is None:
         sys.exit("missing nginx: apt-get install -y nginx-light")
-    subprocess.run(["make", "-C", MAIN, "-s"], check=True)
-    binaries = [("this build", os.path.join(MAIN, "build", "sesgate"), True)]
+    binary = os.environ.get("SESGATE_BIN")
+    if not binary:  # a given SESGATE_BIN is measured as it is
+        subprocess.run(["make", "-C", MAIN, "-s"], check=True)
+        binary = os.path.join(MAIN, "build", "sesgate")
+    binaries = [("this build", os.path.abspath(binary), True)]
     if args.before:
         binaries.append(("before", args.before, False))
     tmp = tempfile.mkdtemp(prefix="sesgate-bigmsg.")

@@ -12,6 +12,8 @@ open descriptors and RSS with N connections held, and what /metrics says.
 Loopback only; every step is bounded in time.
 
 Usage: bench/connections.py [N (10000)] [HOLD seconds (10)]
+SESGATE_BIN (environment): the build to measure (default: build/sesgate,
+made first). `bench/connections.py 200 1` is a short smoke run.
 """
 
 import os
@@ -94,7 +96,11 @@ def main():
     want = N + 4000  # sesgate inherits it: room for what it raises to
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
-    subprocess.run(["make", "-s", "-j2", "all"], cwd=ROOT, check=True)
+    binary = os.environ.get("SESGATE_BIN")
+    if not binary:  # a given SESGATE_BIN is measured as it is
+        subprocess.run(["make", "-s", "-j2", "all"], cwd=ROOT, check=True)
+        binary = ROOT / "build" / "sesgate"
+    binary = Path(binary).resolve()
     work = Path(tempfile.mkdtemp(prefix="sesgate-conns-"))
     port, admin = free_port(), free_port()
     (work / "sesgate.ini").write_text(
@@ -103,7 +109,7 @@ def main():
         "idle_timeout = 10m\n[redis]\ndata_dir = %s\n[sandbox]\nevents = off\n"
         % (port, admin, N + 1000, work / "var"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SESGATE_"))}
-    proc = subprocess.Popen([str(ROOT / "build" / "sesgate"), "run", "-c", str(work / "sesgate.ini")],
+    proc = subprocess.Popen([str(binary), "run", "-c", str(work / "sesgate.ini")],
                             stdout=open(work / "run.out", "wb"), stderr=open(work / "run.err", "wb"),
                             env=env, cwd=str(work))
     socks = []

@@ -40,8 +40,17 @@
 #   MAX_SOCKET_ERRORS (0)
 #   SESGATE_PORT (8094, sync front), SESGATE_QPORT (8095, queue front),
 #   SG_REDIS_PORT (6391)
-#   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0), RESULTS_DIR (bench/results)
-#   SESGATE_BIN (build/sesgate: another build to measure)
+#   FRONT_PORT (8090), UPSTREAM_PORT (8091), CAPTURE_PORT (8092), REDIS_PORT (6390): the
+#     baseline's ports
+#   SEED_PHP (the seed-php baseline folder, kept outside this repository): without it
+#     sesgate is measured alone (no php target, no ratios) against this folder's
+#     nginx-upstream.conf.in (the baseline's fake upstream, the same answer)
+#   KEEP_TMP (0), RESULTS_DIR (bench/results)
+#   SESGATE_BIN (build/sesgate, made first; a given build is measured as it is)
+#   FREE_PORTS (0; 1: every port not given is one the kernel picks free)
+#   SMOKE=1: one round, 1 s runs of 50 recipients, a drain of 400, memory of 20 requests,
+#     free ports, no idle wait, no profile (what `make bench` and
+#     tests/integration/test_bench_smoke.py run)
 # Output: the Markdown table on stdout; bench/results/{fanout-raw.jsonl,
 # fanout-log.txt, fanout-table.md, fanout-profile.txt}.
 set -euo pipefail
@@ -49,16 +58,32 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-}"
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ "${SMOKE:-0}" = 1 ]; then
+    RUNS="${RUNS:-1}"; DUR="${DUR:-1s}"; WARM="${WARM:-1s}"; SIZES="${SIZES:-50}"; DRAIN_N="${DRAIN_N:-400}"
+    MEM_MSGS="${MEM_MSGS:-20}"; PROFILE="${PROFILE:-0}"; IDLE_MAX="${IDLE_MAX:-99}"; TRIES="${TRIES:-1}"
+    OTHER_MAX="${OTHER_MAX:-99}"; PHP_WORKERS="${PHP_WORKERS:-4}"
+    FREE_PORTS="${FREE_PORTS:-1}"
+fi
+if [ "${FREE_PORTS:-0}" = 1 ]; then   # ports the kernel picks, for those not given
+    for v in FRONT_PORT UPSTREAM_PORT CAPTURE_PORT REDIS_PORT SESGATE_PORT SESGATE_QPORT SG_REDIS_PORT; do
+        [ -n "${!v:-}" ] || printf -v "$v" '%s' "$(free_port)"
+    done
+fi
+# the systems compared: the seed-php baseline only when SEED_PHP is given
+if [ -n "$SEED_PHP" ]; then SYSTEMS="php sesgate"; else SYSTEMS="sesgate"; fi
 ONLY="${ONLY:-enqueue drain mem}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; export CONNS="${CONNS:-16}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
-SIZES="${SIZES:-50 1000}"; ENQ_TARGETS="${ENQ_TARGETS:-php sesgate sesgate_queue}"
+SIZES="${SIZES:-50 1000}"; ENQ_TARGETS="${ENQ_TARGETS:-${SYSTEMS/sesgate/sesgate sesgate_queue}}"
 DRAIN_N="${DRAIN_N:-20000}"; PHP_WORKERS="${PHP_WORKERS:-16}"
 SG_CONCURRENCY="${SG_CONCURRENCY:-64}"; SG_RATE="${SG_RATE:-off}"; SG_WORKERS="${SG_WORKERS:-1}"
 MEM_MSGS="${MEM_MSGS:-2000}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
 export OTHER_MAX="${OTHER_MAX:-0.12}"
-FRONT_PORT=8090; UPSTREAM_PORT=8091; CAPTURE_PORT=8092; REDIS_PORT=6390   # the baseline's defaults
+FRONT_PORT="${FRONT_PORT:-8090}"; UPSTREAM_PORT="${UPSTREAM_PORT:-8091}"   # the baseline's defaults
+CAPTURE_PORT="${CAPTURE_PORT:-8092}"; REDIS_PORT="${REDIS_PORT:-6390}"
+export FRONT_PORT UPSTREAM_PORT CAPTURE_PORT REDIS_PORT   # read by the baseline's env.sh
 SESGATE_PORT="${SESGATE_PORT:-8094}"; SESGATE_QPORT="${SESGATE_QPORT:-8095}"
 SG_REDIS_PORT="${SG_REDIS_PORT:-6391}"
 CLIENT_KEY=SGBENCH0000000000001
@@ -99,6 +124,9 @@ cleanup() {
     if [ "$SGR_STARTED" = 1 ] && [ -f "$TMP/sg-redis/redis.pid" ]; then
         stop_pid "$(cat "$TMP/sg-redis/redis.pid")" redis-server
     fi
+    if [ -n "$TMP" ] && [ -f "$TMP/php/nginx-upstream.pid" ] && [ "$PHP_STARTED" = 0 ]; then
+        stop_pid "$(cat "$TMP/php/nginx-upstream.pid")" "nginx: master"
+    fi
     if [ "$PHP_STARTED" = 1 ]; then
         RUN_DIR="$TMP/php" "$SEED_PHP/stop.sh" >/dev/null 2>&1 || echo "seed-php stop.sh failed (run dir $TMP/php)" >&2
     fi
@@ -136,7 +164,7 @@ machine() {  # the machine and software versions, as Markdown list items
     echo "- CPU: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "- memory: $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "- kernel $(uname -r), Debian $deb"
-    echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(php -v | head -1 | cut -d' ' -f1-2),"\
+    echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(php -v 2>/dev/null | head -1 | cut -d' ' -f1-2),"\
          "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
     echo "- $("$SG_BIN" version)"
 }
@@ -239,7 +267,8 @@ stop_worker() {
 alive() {
     local f
     for f in nginx-upstream.pid nginx-front.pid php-fpm.pid redis.pid; do
-        [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the seed-php process of $f was stopped from outside this script"
+        [ "$PHP_STARTED" = 1 ] || [ "$f" = nginx-upstream.pid ] || continue
+        [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the process of $f was stopped from outside this script"
     done
     [ -d "/proc/$(cat "$TMP/sg-redis/redis.pid")" ] || die "sesgate's redis-server was stopped"
     [ -d "/proc/$SG_PID" ] || die "sesgate serve (sync) stopped: $(tail -3 "$TMP/sesgate-serve.log" | tr '\n' ' ')"
@@ -441,28 +470,45 @@ measure_mem() {
 }
 
 # --- preflight -------------------------------------------------------------
-for t in wrk nginx php redis-server redis-cli curl; do
-    command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y wrk nginx-light php-cli php-fpm php-redis php-curl redis-server" >&2; exit 1; }
+for t in wrk nginx redis-server redis-cli curl; do
+    command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y wrk nginx-light redis-server curl (scripts/deps test)" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import botocore' 2>/dev/null || { echo "missing python3-botocore" >&2; exit 1; }
-[ -x "$SEED_PHP/run.sh" ] || { echo "no seed-php baseline at $SEED_PHP (set SEED_PHP)" >&2; exit 1; }
+[ "$SG_RATE" != auto ] || { echo "SG_RATE auto: the fake upstream does not answer GetSendQuota; give a number or off" >&2; exit 1; }
+if [ -n "$SEED_PHP" ]; then
+    [ -x "$SEED_PHP/run.sh" ] || { echo "no seed-php baseline at $SEED_PHP (SEED_PHP)" >&2; exit 1; }
+    command -v php >/dev/null || { echo "missing php: apt-get install -y php-cli php-fpm php-redis php-curl (scripts/deps test)" >&2; exit 1; }
+elif [[ " $ENQ_TARGETS " == *" php "* ]]; then
+    echo "target php needs the seed-php baseline: set SEED_PHP to its folder" >&2; exit 1
+else
+    echo "SEED_PHP unset: sesgate alone; the fake upstream is bench/nginx-upstream.conf.in" >&2
+fi
 for p in "$FRONT_PORT" "$UPSTREAM_PORT" "$CAPTURE_PORT" "$REDIS_PORT" "$SESGATE_PORT" "$SESGATE_QPORT" "$SG_REDIS_PORT"; do
     if port_busy "$p"; then echo "127.0.0.1:$p is in use; stop what uses it (or change SESGATE_PORT/SESGATE_QPORT/SG_REDIS_PORT)" >&2; exit 1; fi
 done
 mkdir -p "$OUT"; : > "$RAW"; : > "$LOG"
-make -C "$MAIN" -s >/dev/null
+[ -n "${SESGATE_BIN:-}" ] || make -C "$MAIN" -s >/dev/null   # a given SESGATE_BIN is measured as it is
 TMP="$(mktemp -d /tmp/sesgate-fanout.XXXXXX)"
 chmod 755 "$TMP"   # php-fpm and nginx workers (www-data) reach their socket under it
 # a copy of the binary: the same one for every run and for perf's symbols,
 # even when the tree is rebuilt meanwhile
 SG_BIN="$TMP/sesgate"
 cp "${SESGATE_BIN:-$MAIN/build/sesgate}" "$SG_BIN"
-log "=== fanout.sh $(date -u +%FT%TZ): ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_WORKERS=$SG_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "=== fanout.sh $(date -u +%FT%TZ) at $(git -C "$MAIN" describe --always --dirty 2>/dev/null || echo '?'): SYSTEMS='$SYSTEMS' SG_RATE=$SG_RATE ONLY='$ONLY' RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS=$CONNS SIZES='$SIZES' DRAIN_N=$DRAIN_N PHP_WORKERS=$PHP_WORKERS SG_WORKERS=$SG_WORKERS SG_CONCURRENCY=$SG_CONCURRENCY MEM_MSGS=$MEM_MSGS tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
 machine | tee -a "$LOG" >&2
 
 # --- start -----------------------------------------------------------------
-PHP_STARTED=1
-RUN_DIR="$TMP/php" WORKERS=0 "$SEED_PHP/run.sh" >> "$LOG" 2>&1 || die "seed-php run.sh failed (see $LOG)"
+if [ -n "$SEED_PHP" ]; then
+    PHP_STARTED=1
+    RUN_DIR="$TMP/php" WORKERS=0 "$SEED_PHP/run.sh" >> "$LOG" 2>&1 || die "seed-php run.sh failed (see $LOG)"
+else
+    mkdir -p "$TMP/php"
+    s="$(cat "$HERE/nginx-upstream.conf.in")"
+    s="${s//@RUN_DIR@/$TMP/php}"; s="${s//@UPSTREAM_PORT@/$UPSTREAM_PORT}"
+    printf '%s\n' "$s" > "$TMP/php/nginx-upstream.conf"
+    nginx -e "$TMP/php/nginx-upstream-error.log" -p "$TMP/php" -c "$TMP/php/nginx-upstream.conf"
+    wait_port "$UPSTREAM_PORT"
+fi
 
 # sesgate's Redis: the baseline's settings (run.sh), its own port
 mkdir -p "$TMP/sg-redis"
@@ -507,8 +553,8 @@ wait_port "$SESGATE_PORT"; wait_port "$SESGATE_QPORT"
 # --- correctness checks before measuring ----------------------------------
 curl -s -o "$TMP/upstream.xml" --max-time 5 --data-binary x "http://127.0.0.1:$UPSTREAM_PORT/"
 grep -q '<SendEmailResponse' "$TMP/upstream.xml" || die "the fake upstream does not answer a SendEmailResponse"
-RS FLUSHALL > /dev/null; RP FLUSHALL > /dev/null
-for t in php sesgate sesgate_queue; do
+RS FLUSHALL > /dev/null; [ "$PHP_STARTED" = 0 ] || RP FLUSHALL > /dev/null
+for t in ${SYSTEMS/sesgate/sesgate sesgate_queue}; do
     request "$t" 50
     l0=$(uplines); q0=$(qlen "$t")
     code=$(curl -s -o "$TMP/answer.xml" -D "$TMP/answer.hdr" -w '%{http_code}' --max-time 10 "${HDRS[@]}" \
@@ -531,8 +577,8 @@ done
 l0=$(uplines); watch_sent 99; start_worker; wait_sent; sleep 0.3
 up=$(( $(uplines) - l0 )); left=$(RS XLEN "$KQ"); dlq=$(RS XLEN "$KDLQ"); stop_worker
 [ "$up" = 99 ] && [ "$left" = 0 ] && [ "$dlq" = 0 ] || die "sesgate work: $up upstream requests for 99 queued, $left left, $dlq dead"
-RS FLUSHALL > /dev/null; RP FLUSHALL > /dev/null
-log "checks passed: PHP and sesgate (sync) answer a 50-recipient SendEmail with the upstream's SendEmailResponse after one upstream request and 49 queued; sesgate (queue) queues 50 and sends none; sesgate work sent the 99 queued copies, nothing left or dead"
+RS FLUSHALL > /dev/null; [ "$PHP_STARTED" = 0 ] || RP FLUSHALL > /dev/null
+log "checks passed: $([ "$PHP_STARTED" = 1 ] && echo "PHP and sesgate (sync) answer" || echo "sesgate (sync) answers") a 50-recipient SendEmail with the upstream's SendEmailResponse after one upstream request and 49 queued; sesgate (queue) queues 50 and sends none; sesgate work sent the 99 queued copies, nothing left or dead"
 
 # --- measurements ------------------------------------------------------------
 # Rounds: each round measures every target once, so a slow drift of the
@@ -548,13 +594,13 @@ fi
 if want drain; then
     for r in $(seq 1 "$RUNS"); do
         log "--- drain $DRAIN_N, round $r"
-        for t in php sesgate; do measure_drain "$t" "$r"; done
+        for t in $SYSTEMS; do measure_drain "$t" "$r"; done
     done
 fi
 if want mem; then
     for r in $(seq 1 "$RUNS"); do
         log "--- memory $MEM_MSGS x 51 recipients, round $r"
-        for t in php sesgate; do measure_mem "$t" "$r"; done
+        for t in $SYSTEMS; do measure_mem "$t" "$r"; done
     done
 fi
 
@@ -637,7 +683,7 @@ fi
     echo
     machine
     echo
-    echo "### Bulk fan-out: sesgate and the seed-php baseline (wrk -t1 -c$CONNS -d$DUR, $RUNS runs each, medians)"
+    echo "### Bulk fan-out: $([ "$PHP_STARTED" = 1 ] && echo "sesgate and the seed-php baseline" || echo "sesgate alone") (wrk -t1 -c$CONNS -d$DUR, $RUNS runs each, medians)"
     echo
     /usr/bin/python3 "$STATS" table "$RAW"
 } > "$OUT/fanout-table.md"

@@ -22,25 +22,50 @@
 #   MAX_SOCKET_ERRORS (0): socket errors tolerated per wrk run (shown in the
 #     table); non-2xx responses are never tolerated
 #   PROXY_PORT (8093), SESGATE_PORT (8094), SESGATE_ADMIN_PORT (8095)
-#   SEED_PHP (the seed-php baseline folder, kept outside this repository; required), KEEP_TMP (0: remove the temp dir on success),
+#   FRONT_PORT (8090), UPSTREAM_PORT (8091), CAPTURE_PORT (8092), REDIS_PORT (6390): the
+#     baseline's ports
+#   SEED_PHP (the seed-php baseline folder, kept outside this repository): without it the
+#     target php is left out and the fake upstream is this folder's nginx-upstream.conf.in
+#     (the baseline's server, the same answer), so the other targets still run
+#   KEEP_TMP (0: remove the temp dir on success),
 #   BASE_BIN (none): another build, measured as target "base" (add it to TARGETS) with the
-#     same configuration on BASE_PORT (8096, admin 8097), for a before/after in one run
+#     same configuration on BASE_PORT (8096, admin 8097), for a before/after in one run;
+#     BASE_RATE (SG_RATE): the base's [send] rate, e.g. BASE_BIN=build/sesgate BASE_RATE=off
+#     SG_RATE=1000000 compares the limiter on and off in one run
 #   SESGATE_BIN (build/sesgate: another build to measure), SG_RATE (off: [send] rate; a number
-#     runs every send through the shared limiter at a rate it never reaches),
+#     runs every send through the shared limiter at a rate it never reaches; never auto: the
+#     fake upstream does not answer GetSendQuota, so auto would hold every send),
 #   RESULTS_DIR (bench/results)
+#   FREE_PORTS (0; 1: every port not given is one the kernel picks free)
+#   SMOKE=1: one round of 1 s runs at -c16 on free ports, no idle wait, no profile (what
+#     `make bench` and tests/integration/test_bench_smoke.py run)
 # Output: the Markdown table on stdout; bench/results/{raw.jsonl,log.txt,table.md,profile.txt}.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
 SEED_PHP="${SEED_PHP:-}"
-SESGATE_BIN="${SESGATE_BIN:-$MAIN/build/sesgate}"; SG_RATE="${SG_RATE:-off}"
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ "${SMOKE:-0}" = 1 ]; then
+    RUNS="${RUNS:-1}"; DUR="${DUR:-1s}"; WARM="${WARM:-1s}"; CONNS="${CONNS:-16}"; PROFILE="${PROFILE:-0}"
+    IDLE_MAX="${IDLE_MAX:-99}"; TRIES="${TRIES:-1}"; OTHER_MAX="${OTHER_MAX:-99}"
+    FREE_PORTS="${FREE_PORTS:-1}"
+fi
+if [ "${FREE_PORTS:-0}" = 1 ]; then   # ports the kernel picks, for those not given
+    for v in FRONT_PORT UPSTREAM_PORT CAPTURE_PORT REDIS_PORT PROXY_PORT SESGATE_PORT SESGATE_ADMIN_PORT BASE_PORT BASE_ADMIN_PORT; do
+        [ -n "${!v:-}" ] || printf -v "$v" '%s' "$(free_port)"
+    done
+fi
+SESGATE_BIN_GIVEN="${SESGATE_BIN:-}"; SESGATE_BIN="${SESGATE_BIN:-$MAIN/build/sesgate}"; SG_RATE="${SG_RATE:-off}"; BASE_RATE="${BASE_RATE:-$SG_RATE}"
 BASE_BIN="${BASE_BIN:-}"; BASE_PORT="${BASE_PORT:-8096}"; BASE_ADMIN_PORT="${BASE_ADMIN_PORT:-8097}"
 RUNS="${RUNS:-3}"; DUR="${DUR:-10s}"; WARM="${WARM:-2s}"; CONNS="${CONNS:-16 1}"
-TARGETS="${TARGETS:-upstream php nginx sesgate}"; PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
+if [ -n "$SEED_PHP" ]; then TARGETS="${TARGETS:-upstream php nginx sesgate}"; else TARGETS="${TARGETS:-upstream nginx sesgate}"; fi
+PROFILE="${PROFILE:-1}"; KEEP_TMP="${KEEP_TMP:-0}"
 IDLE_MAX="${IDLE_MAX:-0.15}"; WAIT_IDLE="${WAIT_IDLE:-1800}"; TRIES="${TRIES:-5}"
 export OTHER_MAX="${OTHER_MAX:-0.12}"
-FRONT_PORT=8090; UPSTREAM_PORT=8091; CAPTURE_PORT=8092; REDIS_PORT=6390   # the baseline's defaults
+FRONT_PORT="${FRONT_PORT:-8090}"; UPSTREAM_PORT="${UPSTREAM_PORT:-8091}"   # the baseline's defaults
+CAPTURE_PORT="${CAPTURE_PORT:-8092}"; REDIS_PORT="${REDIS_PORT:-6390}"
+export FRONT_PORT UPSTREAM_PORT CAPTURE_PORT REDIS_PORT   # read by the baseline's env.sh
 PROXY_PORT="${PROXY_PORT:-8093}"; SESGATE_PORT="${SESGATE_PORT:-8094}"
 SESGATE_ADMIN_PORT="${SESGATE_ADMIN_PORT:-8095}"
 CLIENT_KEY=SGBENCH0000000000001
@@ -75,6 +100,9 @@ cleanup() {
     if [ -n "$TMP" ] && [ -f "$TMP/nginx-proxy.pid" ]; then
         stop_pid "$(cat "$TMP/nginx-proxy.pid")" "nginx: master"
     fi
+    if [ -n "$TMP" ] && [ -f "$TMP/php/nginx-upstream.pid" ] && [ "$PHP_STARTED" = 0 ]; then
+        stop_pid "$(cat "$TMP/php/nginx-upstream.pid")" "nginx: master"
+    fi
     if [ "$PHP_STARTED" = 1 ]; then
         RUN_DIR="$TMP/php" "$SEED_PHP/stop.sh" >/dev/null 2>&1 || echo "seed-php stop.sh failed (run dir $TMP/php)" >&2
     fi
@@ -98,7 +126,7 @@ machine() {  # the machine and software versions, as Markdown list items
     echo "- CPU: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "- memory: $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "- kernel $(uname -r), Debian $deb"
-    echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(php -v | head -1 | cut -d' ' -f1-2),"\
+    echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(php -v 2>/dev/null | head -1 | cut -d' ' -f1-2),"\
          "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'),"\
          "libcurl $(curl-config --version 2>/dev/null | cut -d' ' -f2 || dpkg-query -W -f '${Version}' libcurl4),"\
          "libevent $(pkg-config --modversion libevent 2>/dev/null || echo '?'),"\
@@ -132,7 +160,12 @@ children_seconds() {
 # prepare TARGET: set WRK_ARGS for TARGET, signing a fresh request where needed
 prepare() {
     case "$1" in
-    upstream) WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$UPSTREAM_PORT/" -- 1) ;;
+    upstream) if [ "$PHP_STARTED" = 1 ]; then
+            WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$UPSTREAM_PORT/" -- 1)
+        else
+            sign "127.0.0.1:$UPSTREAM_PORT" "$TMP/req-upstream.txt"
+            WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$UPSTREAM_PORT/" -- "$TMP/req-upstream.txt")
+        fi ;;
     php) WRK_ARGS=(-s "$SEED_PHP/bench/sendemail.lua" "http://127.0.0.1:$FRONT_PORT/" -- 1) ;;
     nginx) sign "127.0.0.1:$PROXY_PORT" "$TMP/req-nginx.txt"
         WRK_ARGS=(-s "$HERE/sigv4_sendemail.lua" "http://127.0.0.1:$PROXY_PORT/" -- "$TMP/req-nginx.txt") ;;
@@ -201,7 +234,8 @@ start_base() {
 alive() {
     local f
     for f in nginx-upstream.pid nginx-front.pid php-fpm.pid redis.pid; do
-        [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the seed-php process of $f was stopped from outside this script"
+        [ "$PHP_STARTED" = 1 ] || [ "$f" = nginx-upstream.pid ] || continue
+        [ -d "/proc/$(cat "$TMP/php/$f")" ] || die "the process of $f was stopped from outside this script"
     done
     [ -d "/proc/$(cat "$TMP/nginx-proxy.pid")" ] || die "the nginx proxy was stopped from outside this script"
     if [ "$1" = base ] && ! [ -d "/proc/$BASE_PID" ]; then
@@ -251,24 +285,42 @@ measure() {
 }
 
 # --- preflight -------------------------------------------------------------
-for t in wrk nginx php redis-server curl; do
-    command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y wrk nginx-light php-cli php-fpm php-redis php-curl redis-server" >&2; exit 1; }
+for t in wrk nginx redis-server curl; do
+    command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y wrk nginx-light redis-server curl (scripts/deps test)" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import botocore' 2>/dev/null || { echo "missing python3-botocore" >&2; exit 1; }
-[ -x "$SEED_PHP/run.sh" ] || { echo "no seed-php baseline at $SEED_PHP (set SEED_PHP)" >&2; exit 1; }
+case "$SG_RATE $BASE_RATE" in *auto*) echo "SG_RATE/BASE_RATE auto: the fake upstream does not answer GetSendQuota; give a number or off" >&2; exit 1 ;; esac
+if [ -n "$SEED_PHP" ]; then
+    [ -x "$SEED_PHP/run.sh" ] || { echo "no seed-php baseline at $SEED_PHP (SEED_PHP)" >&2; exit 1; }
+    command -v php >/dev/null || { echo "missing php: apt-get install -y php-cli php-fpm php-redis php-curl (scripts/deps test)" >&2; exit 1; }
+elif [[ " $TARGETS " == *" php "* ]]; then
+    echo "target php needs the seed-php baseline: set SEED_PHP to its folder" >&2; exit 1
+else
+    echo "SEED_PHP unset: no PHP target; the fake upstream is bench/nginx-upstream.conf.in" >&2
+fi
 for p in "$FRONT_PORT" "$UPSTREAM_PORT" "$CAPTURE_PORT" "$REDIS_PORT" "$PROXY_PORT" "$SESGATE_PORT" "$SESGATE_ADMIN_PORT"; do
     if port_busy "$p"; then echo "127.0.0.1:$p is in use; stop what uses it (or change PROXY_PORT/SESGATE_PORT/SESGATE_ADMIN_PORT)" >&2; exit 1; fi
 done
 mkdir -p "$OUT"; : > "$RAW"; : > "$LOG"
-make -C "$MAIN" -s >/dev/null
+[ -n "$SESGATE_BIN_GIVEN" ] || make -C "$MAIN" -s >/dev/null   # a given SESGATE_BIN is measured as it is
+[ -x "$SESGATE_BIN" ] || { echo "no sesgate binary at $SESGATE_BIN" >&2; exit 1; }
 TMP="$(mktemp -d /tmp/sesgate-passthrough.XXXXXX)"
 chmod 755 "$TMP"   # php-fpm and nginx workers (www-data) reach their socket under it
-log "=== passthrough.sh $(date -u +%FT%TZ): RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS='$CONNS' TARGETS='$TARGETS' tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "=== passthrough.sh $(date -u +%FT%TZ) at $(git -C "$MAIN" describe --always --dirty 2>/dev/null || echo '?'): SG_RATE=$SG_RATE RUNS=$RUNS DUR=$DUR WARM=$WARM CONNS='$CONNS' TARGETS='$TARGETS' tmp=$TMP load: $(cut -d' ' -f1-3 /proc/loadavg)"
 machine | tee -a "$LOG" >&2
 
 # --- start -----------------------------------------------------------------
-PHP_STARTED=1
-RUN_DIR="$TMP/php" WORKERS=0 "$SEED_PHP/run.sh" >> "$LOG" 2>&1 || die "seed-php run.sh failed (see $LOG)"
+if [ -n "$SEED_PHP" ]; then
+    PHP_STARTED=1
+    RUN_DIR="$TMP/php" WORKERS=0 "$SEED_PHP/run.sh" >> "$LOG" 2>&1 || die "seed-php run.sh failed (see $LOG)"
+else
+    mkdir -p "$TMP/php"
+    s="$(cat "$HERE/nginx-upstream.conf.in")"
+    s="${s//@RUN_DIR@/$TMP/php}"; s="${s//@UPSTREAM_PORT@/$UPSTREAM_PORT}"
+    printf '%s\n' "$s" > "$TMP/php/nginx-upstream.conf"
+    nginx -e "$TMP/php/nginx-upstream-error.log" -p "$TMP/php" -c "$TMP/php/nginx-upstream.conf"
+    wait_port "$UPSTREAM_PORT"
+fi
 
 s="$(cat "$HERE/nginx-proxy.conf.in")"
 s="${s//@RUN_DIR@/$TMP}"; s="${s//@PROXY_PORT@/$PROXY_PORT}"; s="${s//@UPSTREAM_PORT@/$UPSTREAM_PORT}"
@@ -301,7 +353,7 @@ EOF
 start_sesgate
 if [ -n "$BASE_BIN" ]; then
     sed -e "s/127.0.0.1:$SESGATE_PORT/127.0.0.1:$BASE_PORT/" -e "s/127.0.0.1:$SESGATE_ADMIN_PORT/127.0.0.1:$BASE_ADMIN_PORT/" \
-        -e "s|$TMP/sesgate-var|$TMP/base-var|" "$TMP/sesgate.ini" > "$TMP/base.ini"
+        -e "s|$TMP/sesgate-var|$TMP/base-var|" -e "s/^rate = .*/rate = $BASE_RATE/" "$TMP/sesgate.ini" > "$TMP/base.ini"
     chmod 600 "$TMP/base.ini"
     start_base
 fi
@@ -309,11 +361,13 @@ fi
 # --- correctness checks before measuring ----------------------------------
 curl -s -o "$TMP/upstream.xml" --max-time 5 --data-binary x "http://127.0.0.1:$UPSTREAM_PORT/"
 grep -q '<SendEmailResponse' "$TMP/upstream.xml" || die "the fake upstream does not answer a SendEmailResponse"
-"$SEED_PHP/bench/body.sh" 1 > "$TMP/php-body"
-code=$(curl -s -o "$TMP/php.xml" -w '%{http_code}' --max-time 5 -H 'Content-Type: application/x-www-form-urlencoded' \
-    -H 'Date: Sat, 28 Nov 2026 05:00:00 UTC' -H 'X-Amzn-Authorization: AWS3-HTTPS AWSAccessKeyId=AKIDEXAMPLE,Algorithm=HmacSHA256,Signature=x' \
-    --data-binary @"$TMP/php-body" "http://127.0.0.1:$FRONT_PORT/")
-[ "$code" = 200 ] && cmp -s "$TMP/php.xml" "$TMP/upstream.xml" || die "PHP front: status $code, body $(head -c 300 "$TMP/php.xml")"
+if [ "$PHP_STARTED" = 1 ]; then
+    "$SEED_PHP/bench/body.sh" 1 > "$TMP/php-body"
+    code=$(curl -s -o "$TMP/php.xml" -w '%{http_code}' --max-time 5 -H 'Content-Type: application/x-www-form-urlencoded' \
+        -H 'Date: Sat, 28 Nov 2026 05:00:00 UTC' -H 'X-Amzn-Authorization: AWS3-HTTPS AWSAccessKeyId=AKIDEXAMPLE,Algorithm=HmacSHA256,Signature=x' \
+        --data-binary @"$TMP/php-body" "http://127.0.0.1:$FRONT_PORT/")
+    [ "$code" = 200 ] && cmp -s "$TMP/php.xml" "$TMP/upstream.xml" || die "PHP front: status $code, body $(head -c 300 "$TMP/php.xml")"
+fi
 sign "127.0.0.1:$PROXY_PORT" "$TMP/req-nginx.txt"
 code=$(curl_signed "$TMP/req-nginx.txt" "http://127.0.0.1:$PROXY_PORT/" "$TMP/nginx.xml")
 [ "$code" = 200 ] && cmp -s "$TMP/nginx.xml" "$TMP/upstream.xml" || die "nginx proxy: status $code, body $(head -c 300 "$TMP/nginx.xml")"
@@ -326,7 +380,7 @@ if [ "${sig:10:1}" = 0 ]; then d=1; else d=0; fi
 sed "s/$sig/${sig:0:10}$d${sig:11}/" "$TMP/req-sesgate.txt" > "$TMP/req-bad.txt"
 code=$(curl_signed "$TMP/req-bad.txt" "http://127.0.0.1:$SESGATE_PORT/" "$TMP/bad.xml")
 [ "$code" = 403 ] && grep -q SignatureDoesNotMatch "$TMP/bad.xml" || die "sesgate accepted a bad signature: status $code"
-log "checks passed: PHP front, nginx proxy and sesgate answer 200 with the upstream's SendEmailResponse; sesgate answers 403 SignatureDoesNotMatch to a bad signature ($(wc -c < "$TMP/req-sesgate.txt.body")-byte signed body, $(wc -c < "$TMP/php-body")-byte PHP body)"
+log "checks passed: $([ "$PHP_STARTED" = 1 ] && echo "PHP front, ")nginx proxy and sesgate answer 200 with the upstream's SendEmailResponse; sesgate answers 403 SignatureDoesNotMatch to a bad signature ($(wc -c < "$TMP/req-sesgate.txt.body")-byte signed body)"
 
 # --- measurements ------------------------------------------------------------
 # Rounds: each round measures every target once, so a slow drift of the

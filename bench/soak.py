@@ -12,9 +12,13 @@ descriptors, the managed Redis's used_memory and the queue depth. At the end
 it waits for the queue to drain and checks: no request failed, every queued
 recipient was delivered (the outbox holds one .eml per recipient sent), and
 RSS, descriptors and Redis memory in the last third of the run are within
-SLACK (10 %) of the middle third (flat, not growing).
+SLACK (10 %) of the middle third (flat, not growing); descriptors may also
+differ by FD_SLACK (16: upstream and Redis connections opened on a burst,
+which a short run's few dozen descriptors would read as growth).
 
 Usage: bench/soak.py [DURATION seconds (600)] [SAMPLE seconds (30)]
+SESGATE_BIN (environment): the build to measure (default: build/sesgate,
+made first). `bench/soak.py 6 1` is a short smoke run.
 """
 
 import http.client
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
 SAMPLE = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
 SLACK = 0.10
+FD_SLACK = 16
 
 
 def free_port():
@@ -112,7 +117,11 @@ def redis(sock, *args):
 
 
 def main():
-    subprocess.run(["make", "-s", "-j2", "all"], cwd=ROOT, check=True)
+    binary = os.environ.get("SESGATE_BIN")
+    if not binary:  # a given SESGATE_BIN is measured as it is
+        subprocess.run(["make", "-s", "-j2", "all"], cwd=ROOT, check=True)
+        binary = ROOT / "build" / "sesgate"
+    binary = Path(binary).resolve()
     work = Path(tempfile.mkdtemp(prefix="sesgate-soak-"))
     port, admin = free_port(), free_port()
     (work / "sesgate.ini").write_text(
@@ -122,7 +131,7 @@ def main():
         "[send]\nstatus_ttl = 1m\n[sandbox]\nrate = 1000\ndaily_quota = 10000000\nevents = off\n"
         % (port, admin, work / "var"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SESGATE_"))}
-    proc = subprocess.Popen([str(ROOT / "build" / "sesgate"), "run", "-c", str(work / "sesgate.ini")],
+    proc = subprocess.Popen([str(binary), "run", "-c", str(work / "sesgate.ini")],
                             stdout=open(work / "run.out", "wb"), stderr=open(work / "run.err", "wb"),
                             env=env, cwd=str(work))
     sock = work / "var" / "redis" / "redis.sock"
@@ -175,7 +184,7 @@ def main():
             a = max(s[i] for s in mid)
             b = max(s[i] for s in last)
             grew = (b - a) / a if a else 0.0
-            verdict.append(grew <= SLACK)
+            verdict.append(grew <= SLACK or (name == "descriptors" and b - a <= FD_SLACK))
             print("soak: %-17s middle third max %d, last third max %d (%+.1f %%)" % (name, a, b, 100 * grew))
         ok = all(verdict) and files == queued and not any(ld.failed for ld in loads)
         print("soak: %s" % ("flat, nothing failed, every recipient delivered" if ok else "FAILED"))
