@@ -111,6 +111,16 @@ void limiter_left_at(struct timespec *next, const struct timespec *sent_at, doub
 void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost, double horizon_ms,
                   limiter_cb cb, void *arg);
 
+/* A pass-through send's take: as limiter_take, but a send of a client
+ * without its own rate or daily quota takes from a block of the account's
+ * rate this process reserved ahead (docs/RATELIMIT.md, "Blocks"). True:
+ * answered at once, into *now_a (cb is not called; late_ms is 0). False:
+ * cb fires exactly once, later. Blocks are reserved while the sends ask
+ * for more than one recipient per block; a block's recipients not handed
+ * out leave the rolling day again once its time has passed. */
+bool limiter_take_send(struct limiter *l, const struct config_client *c, int64_t cost,
+                       double horizon_ms, limiter_cb cb, void *arg, struct limiter_answer *now_a);
+
 /* SES answered "Maximum sending rate exceeded": cut the shared rate. */
 void limiter_throttled(struct limiter *l);
 
