@@ -533,9 +533,13 @@ static void limiter_block_got(const struct limiter_answer *a, void *arg)
          * themselves for a while, with their own horizon and answers */
         l->blk_pause_until = now + RATELIMIT_BLOCK_MS;
     }
-    while (l->blk_waiting) {
-        struct limiter_take *t = l->blk_waiting;
-        l->blk_waiting = t->next;
+    /* an answer may lead to another take, and to another block's waiters */
+    struct limiter_take *waiting = l->blk_waiting;
+    l->blk_waiting = NULL;
+    l->blk_tail = &l->blk_waiting;
+    while (waiting) {
+        struct limiter_take *t = waiting;
+        waiting = t->next;
         t->next = NULL;
         struct limiter_answer got;
         double horizon = t->deadline - now > 0 ? t->deadline - now : 0;
@@ -546,7 +550,6 @@ static void limiter_block_got(const struct limiter_answer *a, void *arg)
         limiter_take_link(l, t);
         limiter_take_lua(l, t, t->client, horizon);
     }
-    l->blk_tail = &l->blk_waiting;
     limiter_block_refill(l, now, 0);
 }
 
@@ -588,7 +591,7 @@ bool limiter_take_send(struct limiter *l, const struct config_client *c, int64_t
         return true;
     }
     limiter_block_refill(l, now, cost);
-    if (!l->blk_asking) {
+    if (!l->blk_asking || cost > l->blk_asked) {
         limiter_take(l, c, cost, horizon_ms, cb, arg);
         return false;
     }
