@@ -20,13 +20,20 @@
 #define LIMITER_START_RATE 1.0
 /* ms: the soonest a quota refresh follows the previous one. */
 #define LIMITER_MIN_REFRESH_MS 1000
-/* ms: a pass-through block holds about what the sends asked for in this
- * long lately (its slots pass LIMITER_BUNDLE_MS after their time). */
-#define LIMITER_BLOCK_SPAN_MS (2 * LIMITER_BUNDLE_MS)
+/* A pass-through block holds what the sends asked for in RATELIMIT_BLOCK_MS
+ * lately, at most RATELIMIT_BLOCK_MS of the rate, and is reserved only when
+ * this many sends are expected to use it before its last slot passes (a
+ * block costs a take and a share of a refund). */
+#define LIMITER_BLOCK_MIN_SENDS 2.0
+/* ms: a block's slot may be used this long after its time, then it has
+ * passed unused. Well inside LIMITER_BUNDLE_MS, so that a send from a block
+ * leaves no later after its reserved time than one with its own take,
+ * whose answer takes about a Redis round trip. */
+#define LIMITER_SLOT_LATE_MS 5
 
 /* A block of the account's rate this process reserved for its pass-through
  * sends: n recipients, slot i at start + i * step (local monotonic ms). A
- * slot may be used up to LIMITER_BUNDLE_MS after its time, never before;
+ * slot may be used up to LIMITER_SLOT_LATE_MS after its time, never before;
  * later it has passed, unused. */
 struct limiter_block {
     int64_t n;    /* recipients reserved; 0: no block */
@@ -94,6 +101,8 @@ struct limiter {
     double dem_since;        /* local ms the demand count started */
     int64_t dem_n;           /* recipients asked for by blockable sends since */
     double dem_rate;         /* recipients per ms in the last count */
+    int64_t owed;            /* recipients of passed blocks not handed out, to refund */
+    double owed_since;       /* local ms the oldest of them passed */
     int64_t used;            /* the latest answer's recipients in the rolling day */
 };
 
@@ -381,7 +390,7 @@ static double limiter_now_ms(void)
 /* Local ms after which no slot of b may be used any more. */
 static double limiter_block_end(const struct limiter_block *b)
 {
-    return b->start + (double)b->n * b->step + LIMITER_BUNDLE_MS;
+    return b->start + (double)b->n * b->step + LIMITER_SLOT_LATE_MS;
 }
 
 /* Release b: the recipients it reserved but did not hand out leave the
@@ -390,8 +399,21 @@ static void limiter_block_drop(struct limiter *l, struct limiter_block *b)
 {
     int64_t unused = b->n - b->sent;
     memset(b, 0, sizeof *b);
-    if (unused > 0)
-        limiter_refund(l, NULL, unused);
+    if (unused > 0) {
+        if (l->owed == 0)
+            l->owed_since = limiter_now_ms();
+        l->owed += unused;
+    }
+}
+
+/* Refund what passed blocks left unused: all of it (force), or once the
+ * oldest has waited RATELIMIT_BLOCK_MS (one call for several blocks). */
+static void limiter_block_repay(struct limiter *l, double now, bool force)
+{
+    if (l->owed > 0 && (force || now - l->owed_since >= RATELIMIT_BLOCK_MS)) {
+        limiter_refund(l, NULL, l->owed);
+        l->owed = 0;
+    }
 }
 
 /* Drop the blocks whose last slot has passed, keep blk[0] the first, and
@@ -414,6 +436,7 @@ static void limiter_block_tidy(struct limiter *l, double now)
         evtimer_add(l->blk_timer, &tv);
     } else {
         evtimer_del(l->blk_timer);
+        limiter_block_repay(l, now, true);
     }
 }
 
@@ -432,7 +455,7 @@ static bool limiter_block_serve(struct limiter *l, struct limiter_block *b, doub
 {
     if (b->n == 0)
         return false;
-    double passed = now - LIMITER_BUNDLE_MS - b->start;
+    double passed = now - LIMITER_SLOT_LATE_MS - b->start;
     if (passed > (double)b->next * b->step) {
         double k = ceil(passed / b->step);
         b->next = k > (double)b->n ? b->n : (int64_t)k;
@@ -470,29 +493,36 @@ static bool limiter_block_take(struct limiter *l, double now, int64_t cost, doub
 }
 
 /* The recipients a block should hold: what the sends asked for in
- * LIMITER_BLOCK_SPAN_MS lately, at most RATELIMIT_BLOCK_MS of the rate. */
+ * RATELIMIT_BLOCK_MS lately, at most RATELIMIT_BLOCK_MS of the rate; 0
+ * when fewer than LIMITER_BLOCK_MIN_SENDS sends would use it. */
 static int64_t limiter_block_want(const struct limiter *l)
 {
-    int64_t cap = ratelimit_block(l->effective * LIMITER_PACE, 0);
-    double n = floor(l->dem_rate * LIMITER_BLOCK_SPAN_MS);
-    return n < (double)cap ? (int64_t)n : cap;
+    double paced = l->effective * LIMITER_PACE;
+    int64_t cap = ratelimit_block(paced, 0);
+    double n = floor(l->dem_rate * RATELIMIT_BLOCK_MS);
+    if (n > (double)cap)
+        n = (double)cap;
+    double window = n * 1000.0 / paced + LIMITER_SLOT_LATE_MS;
+    return n >= 2 && l->dem_rate * window >= LIMITER_BLOCK_MIN_SENDS ? (int64_t)n : 0;
 }
 
 static void limiter_block_got(const struct limiter_answer *a, void *arg);
 
-/* Reserve the next block ahead when the sends ask for more than one
- * recipient per block and blk[0] is half gone (by count or by time);
- * need: at least that many recipients (a send waits for the block). */
-static void limiter_block_refill(struct limiter *l, double now, int64_t need)
+/* Reserve the next block ahead when the sends would use one and blk[0] is
+ * half gone (by count or by time); need: at least that many recipients
+ * (a send waits for the block, starting at most horizon_ms ahead). A
+ * block starts at most max_wait ahead, as a send's own take. */
+static void limiter_block_refill(struct limiter *l, double now, int64_t need, double horizon_ms)
 {
+    limiter_block_repay(l, now, false);
     if (l->blk_asking || l->blk[1].n > 0 || now < l->blk_pause_until)
         return;
     int64_t want = limiter_block_want(l);
-    if (want <= 1 || want < need)
+    if (want == 0 || want < need)
         return;
     const struct limiter_block *b = &l->blk[0];
     if (b->n > 0 && b->n - b->next > b->n / 2 &&
-        limiter_block_end(b) - now > ((double)b->n * b->step + LIMITER_BUNDLE_MS) / 2)
+        limiter_block_end(b) - now > ((double)b->n * b->step + LIMITER_SLOT_LATE_MS) / 2)
         return;
     struct limiter_take *t = xcalloc(1, sizeof *t);
     t->block = true;
@@ -502,7 +532,10 @@ static void limiter_block_refill(struct limiter *l, double now, int64_t need)
     limiter_take_link(l, t);
     l->blk_asking = true;
     l->blk_asked = want;
-    limiter_take_lua(l, t, NULL, RATELIMIT_BLOCK_MS);
+    double horizon = (double)l->cfg->max_wait_ms;
+    if (need > 0 && horizon_ms < horizon)
+        horizon = horizon_ms;
+    limiter_take_lua(l, t, NULL, horizon);
 }
 
 /* limit.lua answered a block's take: keep the block, then serve the sends
@@ -550,7 +583,7 @@ static void limiter_block_got(const struct limiter_answer *a, void *arg)
         limiter_take_link(l, t);
         limiter_take_lua(l, t, t->client, horizon);
     }
-    limiter_block_refill(l, now, 0);
+    limiter_block_refill(l, now, 0, 0);
 }
 
 /* Drop the blocks (the rate was cut, or the limiter goes). */
@@ -561,6 +594,7 @@ static void limiter_block_reset(struct limiter *l)
             limiter_block_drop(l, &l->blk[i]);
     if (l->blk_timer)
         evtimer_del(l->blk_timer);
+    limiter_block_repay(l, limiter_now_ms(), true);
     l->blk_stale = l->blk_asking;
 }
 
@@ -587,10 +621,10 @@ bool limiter_take_send(struct limiter *l, const struct config_client *c, int64_t
         (l->blk[1].n > 0 && now > limiter_block_end(&l->blk[1])))
         limiter_block_tidy(l, now);
     if (limiter_block_take(l, now, cost, horizon_ms, now_a)) {
-        limiter_block_refill(l, now, 0);
+        limiter_block_refill(l, now, 0, 0);
         return true;
     }
-    limiter_block_refill(l, now, cost);
+    limiter_block_refill(l, now, cost, horizon_ms);
     if (!l->blk_asking || cost > l->blk_asked) {
         limiter_take(l, c, cost, horizon_ms, cb, arg);
         return false;
