@@ -2,7 +2,8 @@
  *
  * Every take goes to limit.lua in Redis (src/lua/limit.lua, the arithmetic
  * of src/ratelimit.c), so every sesgate process on every machine sharing the
- * Redis shares one limit, counted in recipients. The base rate is [send]
+ * Redis shares one limit, counted in recipients; pass-through sends take
+ * from blocks of it reserved ahead (limiter_take_send). The base rate is [send]
  * rate, or with rate = auto the upstream's MaxSendRate x headroom, read with
  * GetSendQuota at start, then every [send] quota_refresh and after a
  * Throttling answer (never more than once a second); until the first answer the base rate is 1
