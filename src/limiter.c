@@ -24,7 +24,7 @@
  * lately, at most RATELIMIT_BLOCK_MS of the rate, and is reserved only when
  * this many sends are expected to use it before its last slot passes (a
  * block costs a take and a share of a refund). */
-#define LIMITER_BLOCK_MIN_SENDS 2.0
+#define LIMITER_BLOCK_MIN_SENDS 1.5
 /* ms: a block's slot may be used this long after its time, then it has
  * passed unused. Well inside LIMITER_BUNDLE_MS, so that a send from a block
  * leaves no later after its reserved time than one with its own take,

@@ -114,8 +114,9 @@ def test_two_processes_taking_blocks_stay_within_the_rate(rigs):
     before = script_calls(rig)
     outs = [None, None]
 
+    # most of the load on the first: its sends ask for blocks of two or three
     def load(i, gw):
-        outs[i] = hammer(gw, 8, 15, "two%d" % i)
+        outs[i] = hammer(gw, 12 if i == 0 else 4, 15, "two%d" % i)
 
     ts = [threading.Thread(target=load, args=(i, gw)) for i, gw in enumerate((gw1, gw2))]
     for t in ts:
