@@ -746,7 +746,10 @@ static void front_pace_take(struct front_req *r)
     double left = limiter_ms_until(&r->pace_deadline);
     r->limiting = true;
     front_watch(r);
-    limiter_take(front_up(r)->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r);
+    struct limiter_answer a;
+    if (limiter_take_send(front_up(r)->lim, r->client, r->cost, left > 0 ? left : 0, front_paced, r,
+                          &a))
+        front_paced(&a, r);
 }
 
 /* Send r (cost recipients) upstream at its turn of the shared rate: at

@@ -20,12 +20,39 @@
 #define LIMITER_START_RATE 1.0
 /* ms: the soonest a quota refresh follows the previous one. */
 #define LIMITER_MIN_REFRESH_MS 1000
+/* A pass-through block holds what the sends asked for in RATELIMIT_BLOCK_MS
+ * lately, at most RATELIMIT_BLOCK_MS of the rate, and is reserved only when
+ * this many sends are expected to use it before its last slot passes (a
+ * block costs a take and a share of a refund). */
+#define LIMITER_BLOCK_MIN_SENDS 1.5
+/* ms: a block's slot may be used this long after its time, then it has
+ * passed unused. Well inside LIMITER_BUNDLE_MS, so that a send from a block
+ * leaves no later after its reserved time than one with its own take,
+ * whose answer takes about a Redis round trip. */
+#define LIMITER_SLOT_LATE_MS 5
+
+/* A block of the account's rate this process reserved for its pass-through
+ * sends: n recipients, slot i at start + i * step (local monotonic ms). A
+ * slot may be used up to LIMITER_SLOT_LATE_MS after its time, never before;
+ * later it has passed, unused. */
+struct limiter_block {
+    int64_t n;    /* recipients reserved; 0: no block */
+    int64_t next; /* the first slot neither used nor passed */
+    int64_t sent; /* recipients handed out */
+    double start, step;
+    double rate; /* the grant's paced rate (recipients/s) */
+};
 
 /* One take waiting for limit.lua (or, with rate = off, for its timer). */
 struct limiter_take {
     struct limiter *l;     /* NULL once the limiter is gone */
     struct timespec asked; /* when the take went to Redis */
     int64_t cost;          /* recipients asked for */
+    bool block;            /* a block for the pass-through sends (limiter_take_send) */
+    /* a send waiting for the block being reserved: its client, and the
+     * latest local ms its recipients may start at */
+    const struct config_client *client;
+    double deadline;
     limiter_cb cb;
     void *arg;
     struct event *timer; /* rate = off: answers from the event loop */
@@ -61,6 +88,22 @@ struct limiter {
      * monotonic ms): the end of this process's latest granted reservation,
      * before which no new one is placed. */
     double stepped_until, reserved_until;
+    /* Pass-through sends take from blocks of the rate reserved ahead
+     * (limiter_take_send): blk[0] is served first, blk[1] is the refill. */
+    struct limiter_block blk[2];
+    bool blk_asking;                  /* a block's take is in flight */
+    bool blk_stale;                   /* ... at the rate before a cut: given back */
+    int64_t blk_asked;                /* recipients it asks for */
+    struct limiter_take *blk_waiting; /* sends waiting for it, first first */
+    struct limiter_take **blk_tail;
+    double blk_pause_until;  /* local ms: a block was refused, none asked until then */
+    struct event *blk_timer; /* drops a block once its last slot has passed */
+    double dem_since;        /* local ms the demand count started */
+    int64_t dem_n;           /* recipients asked for by blockable sends since */
+    double dem_rate;         /* recipients per ms in the last count */
+    int64_t owed;            /* recipients of passed blocks not handed out, to refund */
+    double owed_since;       /* local ms the oldest of them passed */
+    int64_t used;            /* the latest answer's recipients in the rolling day */
 };
 
 #define LIMITER_OFFSET_MS 10000
@@ -256,10 +299,12 @@ static void limiter_taken(const redisReply *reply, const char *err, void *arg)
         if (t->l) {
             if (a.rate > 0)
                 t->l->effective = a.rate / LIMITER_PACE;
+            t->l->used = a.used;
             metrics_limiter(t->l->ucfg->name, t->l->rate, t->l->effective, t->l->quota, a.used);
         }
-        metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
-                             a.granted ? a.wait_ms / 1000.0 : 0);
+        if (!t->block) /* a block's sends count as they take from it */
+            metrics_limiter_take(a.granted ? "" : ratelimit_reason_name(a.reason),
+                                 a.granted ? a.wait_ms / 1000.0 : 0);
     } else if (err) {
         log_event(LOG_WARN, "limiter_failed", "error", err, NULL);
     }
@@ -282,26 +327,12 @@ static void limiter_fmt(char *out, size_t n, double v)
     snprintf(out, n, "%.17g", v);
 }
 
-/* Public: reserve cost recipients. */
-void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost, double horizon_ms,
-                  limiter_cb cb, void *arg)
+/* Send t's take (t->cost recipients, for client c when not NULL) to
+ * limit.lua, starting at most horizon_ms from now. */
+static void limiter_take_lua(struct limiter *l, struct limiter_take *t,
+                             const struct config_client *c, double horizon_ms)
 {
-    struct limiter_take *t = xcalloc(1, sizeof *t);
-    t->l = l;
-    t->cb = cb;
-    t->arg = arg;
-    t->next = l->takes;
-    if (l->takes)
-        l->takes->prev = t;
-    l->takes = t;
-    if (!limiter_on(l)) {
-        t->timer = evtimer_new(l->base, limiter_free_take_cb, t);
-        struct timeval zero = {0, 0};
-        evtimer_add(t->timer, &zero);
-        return;
-    }
     char scost[32], shorizon[32], srate[32], squota[32], crate[32] = "", cquota[32] = "";
-    t->cost = cost < 1 ? 1 : cost;
     snprintf(scost, sizeof scost, "%" PRId64, t->cost);
     limiter_fmt(shorizon, sizeof shorizon, horizon_ms < 0 ? 0 : floor(horizon_ms));
     limiter_fmt(srate, sizeof srate, l->rate * LIMITER_PACE);
@@ -315,6 +346,298 @@ void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost
     const char *args[8] = {"take", scost, shorizon, srate, squota, crate, cquota, ""};
     clock_mono_ts(&t->asked);
     limiter_eval(l, own ? c->name : NULL, 8, args, limiter_taken, t);
+}
+
+/* Link t into l's takes in flight. */
+static void limiter_take_link(struct limiter *l, struct limiter_take *t)
+{
+    t->l = l;
+    t->prev = NULL;
+    t->next = l->takes;
+    if (l->takes)
+        l->takes->prev = t;
+    l->takes = t;
+}
+
+/* Public: reserve cost recipients. */
+void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost, double horizon_ms,
+                  limiter_cb cb, void *arg)
+{
+    struct limiter_take *t = xcalloc(1, sizeof *t);
+    t->cb = cb;
+    t->arg = arg;
+    limiter_take_link(l, t);
+    if (!limiter_on(l)) {
+        t->timer = evtimer_new(l->base, limiter_free_take_cb, t);
+        struct timeval zero = {0, 0};
+        evtimer_add(t->timer, &zero);
+        return;
+    }
+    t->cost = cost < 1 ? 1 : cost;
+    limiter_take_lua(l, t, c, horizon_ms);
+}
+
+/* ---- blocks for the pass-through sends ---- */
+
+/* Local monotonic ms. */
+static double limiter_now_ms(void)
+{
+    struct timespec ts;
+    clock_mono_ts(&ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Local ms after which no slot of b may be used any more. */
+static double limiter_block_end(const struct limiter_block *b)
+{
+    return b->start + (double)b->n * b->step + LIMITER_SLOT_LATE_MS;
+}
+
+/* Release b: the recipients it reserved but did not hand out leave the
+ * rolling day again (their time has passed or is given up unused). */
+static void limiter_block_drop(struct limiter *l, struct limiter_block *b)
+{
+    int64_t unused = b->n - b->sent;
+    memset(b, 0, sizeof *b);
+    if (unused > 0) {
+        if (l->owed == 0)
+            l->owed_since = limiter_now_ms();
+        l->owed += unused;
+    }
+}
+
+/* Refund what passed blocks left unused: all of it (force), or once the
+ * oldest has waited RATELIMIT_BLOCK_MS (one call for several blocks). */
+static void limiter_block_repay(struct limiter *l, double now, bool force)
+{
+    if (l->owed > 0 && (force || now - l->owed_since >= RATELIMIT_BLOCK_MS)) {
+        limiter_refund(l, NULL, l->owed);
+        l->owed = 0;
+    }
+}
+
+/* Drop the blocks whose last slot has passed, keep blk[0] the first, and
+ * arm the timer for the end of the latest. */
+static void limiter_block_tidy(struct limiter *l, double now)
+{
+    for (int i = 0; i < 2; i++)
+        if (l->blk[i].n > 0 && now > limiter_block_end(&l->blk[i]))
+            limiter_block_drop(l, &l->blk[i]);
+    if (l->blk[0].n == 0 && l->blk[1].n > 0) {
+        l->blk[0] = l->blk[1];
+        memset(&l->blk[1], 0, sizeof l->blk[1]);
+    }
+    double end = 0;
+    for (int i = 0; i < 2; i++)
+        if (l->blk[i].n > 0 && limiter_block_end(&l->blk[i]) > end)
+            end = limiter_block_end(&l->blk[i]);
+    if (end > 0) {
+        struct timeval tv = clock_timeval_frac(end - now + 1);
+        evtimer_add(l->blk_timer, &tv);
+    } else {
+        evtimer_del(l->blk_timer);
+        limiter_block_repay(l, now, true);
+    }
+}
+
+/* The block timer fired. */
+static void limiter_block_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    limiter_block_tidy(arg, limiter_now_ms());
+}
+
+/* Hand cost recipients out of b at now, starting at most horizon_ms ahead:
+ * *a is the grant. False when b cannot. */
+static bool limiter_block_serve(struct limiter *l, struct limiter_block *b, double now,
+                                int64_t cost, double horizon_ms, struct limiter_answer *a)
+{
+    if (b->n == 0)
+        return false;
+    double passed = now - LIMITER_SLOT_LATE_MS - b->start;
+    if (passed > (double)b->next * b->step) {
+        double k = ceil(passed / b->step);
+        b->next = k > (double)b->n ? b->n : (int64_t)k;
+    }
+    if (b->next + cost > b->n)
+        return false;
+    double at = b->start + (double)b->next * b->step - now;
+    if (at > horizon_ms)
+        return false;
+    b->next += cost;
+    b->sent += cost;
+    memset(a, 0, sizeof *a);
+    a->ok = true;
+    a->granted = true;
+    a->wait_ms = at > 0 ? at : 0;
+    a->reason = RATELIMIT_GRANTED;
+    a->rate = b->rate;
+    a->used = l->used;
+    metrics_limiter_take("", a->wait_ms / 1000.0);
+    return true;
+}
+
+/* Serve cost from blk[0] or else blk[1] (blk[0] is then given up). */
+static bool limiter_block_take(struct limiter *l, double now, int64_t cost, double horizon_ms,
+                               struct limiter_answer *a)
+{
+    if (limiter_block_serve(l, &l->blk[0], now, cost, horizon_ms, a))
+        return true;
+    if (!limiter_block_serve(l, &l->blk[1], now, cost, horizon_ms, a))
+        return false;
+    limiter_block_drop(l, &l->blk[0]);
+    l->blk[0] = l->blk[1];
+    memset(&l->blk[1], 0, sizeof l->blk[1]);
+    return true;
+}
+
+/* The recipients a block should hold: what the sends asked for in
+ * RATELIMIT_BLOCK_MS lately, at most RATELIMIT_BLOCK_MS of the rate; 0
+ * when fewer than LIMITER_BLOCK_MIN_SENDS sends would use it. */
+static int64_t limiter_block_want(const struct limiter *l)
+{
+    double paced = l->effective * LIMITER_PACE;
+    int64_t cap = ratelimit_block(paced, 0);
+    double n = floor(l->dem_rate * RATELIMIT_BLOCK_MS);
+    if (n > (double)cap)
+        n = (double)cap;
+    double window = n * 1000.0 / paced + LIMITER_SLOT_LATE_MS;
+    return n >= 2 && l->dem_rate * window >= LIMITER_BLOCK_MIN_SENDS ? (int64_t)n : 0;
+}
+
+static void limiter_block_got(const struct limiter_answer *a, void *arg);
+
+/* Reserve the next block ahead when the sends would use one and blk[0] is
+ * half gone (by count or by time); need: at least that many recipients
+ * (a send waits for the block, starting at most horizon_ms ahead). A
+ * block starts at most max_wait ahead, as a send's own take. */
+static void limiter_block_refill(struct limiter *l, double now, int64_t need, double horizon_ms)
+{
+    limiter_block_repay(l, now, false);
+    if (l->blk_asking || l->blk[1].n > 0 || now < l->blk_pause_until)
+        return;
+    int64_t want = limiter_block_want(l);
+    if (want == 0 || want < need)
+        return;
+    const struct limiter_block *b = &l->blk[0];
+    if (b->n > 0 && b->n - b->next > b->n / 2 &&
+        limiter_block_end(b) - now > ((double)b->n * b->step + LIMITER_SLOT_LATE_MS) / 2)
+        return;
+    struct limiter_take *t = xcalloc(1, sizeof *t);
+    t->block = true;
+    t->cost = want;
+    t->cb = limiter_block_got;
+    t->arg = l;
+    limiter_take_link(l, t);
+    l->blk_asking = true;
+    l->blk_asked = want;
+    double horizon = (double)l->cfg->max_wait_ms;
+    if (need > 0 && horizon_ms < horizon)
+        horizon = horizon_ms;
+    limiter_take_lua(l, t, NULL, horizon);
+}
+
+/* limit.lua answered a block's take: keep the block, then serve the sends
+ * that waited for it; those it cannot serve take for themselves. */
+static void limiter_block_got(const struct limiter_answer *a, void *arg)
+{
+    struct limiter *l = arg;
+    l->blk_asking = false;
+    double now = limiter_now_ms();
+    bool granted = a->ok && a->granted && a->rate > 0;
+    if (granted && l->blk_stale) {
+        limiter_refund(l, NULL, l->blk_asked); /* taken at the rate before a cut */
+        granted = false;
+    }
+    l->blk_stale = false;
+    if (granted) {
+        struct limiter_block *b = &l->blk[l->blk[0].n == 0 ? 0 : 1];
+        if (b->n > 0)
+            limiter_block_drop(l, b);
+        b->n = l->blk_asked;
+        b->start = now + a->wait_ms - a->late_ms;
+        b->step = 1000.0 / a->rate;
+        b->rate = a->rate;
+        limiter_block_tidy(l, now);
+    } else {
+        /* refused (the rate is taken further ahead than a block may
+         * start, or the quota) or Redis failed: the sends take for
+         * themselves for a while, with their own horizon and answers */
+        l->blk_pause_until = now + RATELIMIT_BLOCK_MS;
+    }
+    /* an answer may lead to another take, and to another block's waiters */
+    struct limiter_take *waiting = l->blk_waiting;
+    l->blk_waiting = NULL;
+    l->blk_tail = &l->blk_waiting;
+    while (waiting) {
+        struct limiter_take *t = waiting;
+        waiting = t->next;
+        t->next = NULL;
+        struct limiter_answer got;
+        double horizon = t->deadline - now > 0 ? t->deadline - now : 0;
+        if (limiter_block_take(l, now, t->cost, horizon, &got)) {
+            limiter_take_answer(t, &got);
+            continue;
+        }
+        limiter_take_link(l, t);
+        limiter_take_lua(l, t, t->client, horizon);
+    }
+    limiter_block_refill(l, now, 0, 0);
+}
+
+/* Drop the blocks (the rate was cut, or the limiter goes). */
+static void limiter_block_reset(struct limiter *l)
+{
+    for (int i = 0; i < 2; i++)
+        if (l->blk[i].n > 0)
+            limiter_block_drop(l, &l->blk[i]);
+    if (l->blk_timer)
+        evtimer_del(l->blk_timer);
+    limiter_block_repay(l, limiter_now_ms(), true);
+    l->blk_stale = l->blk_asking;
+}
+
+/* Public: a pass-through send's take. */
+bool limiter_take_send(struct limiter *l, const struct config_client *c, int64_t cost,
+                       double horizon_ms, limiter_cb cb, void *arg, struct limiter_answer *now_a)
+{
+    if (cost < 1)
+        cost = 1;
+    if (!limiter_on(l) || (c && (c->rate > 0 || c->daily_quota > 0))) {
+        limiter_take(l, c, cost, horizon_ms, cb, arg);
+        return false;
+    }
+    double now = limiter_now_ms();
+    if (l->dem_since == 0)
+        l->dem_since = now;
+    l->dem_n += cost;
+    if (now - l->dem_since >= RATELIMIT_BLOCK_MS) {
+        l->dem_rate = (double)l->dem_n / (now - l->dem_since);
+        l->dem_n = 0;
+        l->dem_since = now;
+    }
+    if ((l->blk[0].n > 0 && now > limiter_block_end(&l->blk[0])) ||
+        (l->blk[1].n > 0 && now > limiter_block_end(&l->blk[1])))
+        limiter_block_tidy(l, now);
+    if (limiter_block_take(l, now, cost, horizon_ms, now_a)) {
+        limiter_block_refill(l, now, 0, 0);
+        return true;
+    }
+    limiter_block_refill(l, now, cost, horizon_ms);
+    if (!l->blk_asking || cost > l->blk_asked) {
+        limiter_take(l, c, cost, horizon_ms, cb, arg);
+        return false;
+    }
+    struct limiter_take *t = xcalloc(1, sizeof *t);
+    t->cost = cost;
+    t->client = c;
+    t->deadline = now + (horizon_ms > 0 ? horizon_ms : 0);
+    t->cb = cb;
+    t->arg = arg;
+    *l->blk_tail = t;
+    l->blk_tail = &t->next;
+    return false;
 }
 
 /* limit.lua answered a throttling cut. */
@@ -340,6 +663,7 @@ void limiter_throttled(struct limiter *l)
     metrics_limiter_throttled(l->ucfg->name);
     if (!limiter_on(l))
         return;
+    limiter_block_reset(l); /* reserved at the rate before the cut */
     const char *args[2] = {"throttled", ""};
     limiter_eval(l, NULL, 2, args, limiter_cut, l); /* answered before l goes: rscript_free */
     if (l->ucfg->rate_mode == CONFIG_RATE_AUTO)
@@ -533,6 +857,8 @@ struct limiter *limiter_new_for(struct event_base *base, const struct config *cf
     l->rate = u->rate_mode == CONFIG_RATE_FIXED ? u->rate : LIMITER_START_RATE;
     l->effective = l->rate;
     l->quota = limiter_cap(l, 0);
+    l->blk_tail = &l->blk_waiting;
+    l->blk_timer = evtimer_new(base, limiter_block_timer_cb, l);
     char *kq = rscript_ukey(scripts, u->name, "quota", NULL);
     snprintf(l->key_quota, sizeof l->key_quota, "%s", kq);
     free(kq);
@@ -567,6 +893,15 @@ void limiter_free(struct limiter *l)
         event_free(l->store);
     if (l->again)
         event_free(l->again);
+    limiter_block_reset(l);
+    event_free(l->blk_timer);
+    while (l->blk_waiting) {
+        struct limiter_take *t = l->blk_waiting;
+        l->blk_waiting = t->next;
+        t->next = NULL;
+        struct limiter_answer a = {0};
+        limiter_take_answer(t, &a);
+    }
     while (l->takes) {
         struct limiter_take *t = l->takes;
         if (t->timer) {
@@ -577,6 +912,8 @@ void limiter_free(struct limiter *l)
         /* limit.lua still owes an answer: it reaches t, not l */
         limiter_take_unlink(t);
         t->l = NULL;
+        if (t->block)
+            t->cb = NULL;
     }
     buf_free(&l->quota_body);
     free(l);

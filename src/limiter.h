@@ -2,7 +2,8 @@
  *
  * Every take goes to limit.lua in Redis (src/lua/limit.lua, the arithmetic
  * of src/ratelimit.c), so every sesgate process on every machine sharing the
- * Redis shares one limit, counted in recipients. The base rate is [send]
+ * Redis shares one limit, counted in recipients; pass-through sends take
+ * from blocks of it reserved ahead (limiter_take_send). The base rate is [send]
  * rate, or with rate = auto the upstream's MaxSendRate x headroom, read with
  * GetSendQuota at start, then every [send] quota_refresh and after a
  * Throttling answer (never more than once a second); until the first answer the base rate is 1
@@ -110,6 +111,16 @@ void limiter_left_at(struct timespec *next, const struct timespec *sent_at, doub
  * never inline. */
 void limiter_take(struct limiter *l, const struct config_client *c, int64_t cost, double horizon_ms,
                   limiter_cb cb, void *arg);
+
+/* A pass-through send's take: as limiter_take, but a send of a client
+ * without its own rate or daily quota takes from a block of the account's
+ * rate this process reserved ahead (docs/RATELIMIT.md, "Blocks"). True:
+ * answered at once, into *now_a (cb is not called; late_ms is 0). False:
+ * cb fires exactly once, later. Blocks are reserved while the sends ask
+ * for more than one recipient per block; a block's recipients not handed
+ * out leave the rolling day again once its time has passed. */
+bool limiter_take_send(struct limiter *l, const struct config_client *c, int64_t cost,
+                       double horizon_ms, limiter_cb cb, void *arg, struct limiter_answer *now_a);
 
 /* SES answered "Maximum sending rate exceeded": cut the shared rate. */
 void limiter_throttled(struct limiter *l);
