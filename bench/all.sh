@@ -25,7 +25,7 @@
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MAIN="$(dirname "$HERE")"
-ALL="passthrough fanout million enqueue_stall feedback_ingest smtp bigmsg connections soak wait_replicas"
+ALL="passthrough fanout million enqueue_stall feedback_ingest smtp bigmsg connections soak wait_replicas limiter"
 ONLY="${ONLY:-$ALL}"
 OUT="${RESULTS_DIR:-$HERE/results/smoke}"
 if [ -z "${SESGATE_BIN:-}" ]; then
@@ -45,6 +45,7 @@ for name in $ONLY; do
     connections) cmd=(/usr/bin/python3 "$HERE/connections.py" 200 1); t=120 ;;
     soak) cmd=(/usr/bin/python3 "$HERE/soak.py" 20 2); t=180 ;;
     wait_replicas) cmd=(env WAIT_TIMEOUT=10s /usr/bin/python3 "$HERE/wait_replicas.py" 20 1); t=120 ;;
+    limiter) cmd=(env RUNS=1 DUR=1s WARM=1s "$HERE/limiter.sh"); t=120 ;;
     *) echo "all: no benchmark $name (one of: $ALL)" >&2; exit 2 ;;
     esac
     t0=$SECONDS

@@ -225,3 +225,20 @@ def test_wait_replicas_smoke(tmp_path):
                       r"max [\d.]+ ms, (\d+) batches/s" % wait, out)
         assert m and int(m.group(1)) == 20 and float(m.group(2)) > 0 and int(m.group(3)) > 0, (wait, out)
     assert not [p for p in os.listdir(tmp_path) if p.startswith("sesgate-bench-wait-")]
+
+
+def test_limiter_smoke(tmp_path):
+    """bench/limiter.sh, one 1 s run of each target (limiter off, on at a
+    rate it never reaches) on free ports: a table row for each, with the
+    requests, CPU and Redis commands per request measured."""
+    env = harness.clean_env({"SESGATE_BIN": str(harness.sesgate_bin()), "TMPDIR": str(tmp_path),
+                             "RUNS": "1", "DUR": "1s", "WARM": "1s",
+                             "UP_PORT": str(harness.free_port()), "SG_PORT": str(harness.free_port()),
+                             "REDIS_PORT": str(harness.free_port())})
+    r = subprocess.run([str(harness.REPO / "bench" / "limiter.sh")], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=str(tmp_path))
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    for target in ("off", "on"):
+        m = re.search(r"^run 1 %s +(\d+) req/s +([\d.]+) us CPU/req" % target, out, re.M)
+        assert m and int(m.group(1)) > 0 and float(m.group(2)) > 0, (target, out)
